@@ -1,0 +1,80 @@
+"""Analyse a text: run both models once, show the prediction, reset token choices."""
+
+from __future__ import annotations
+
+from dash import Input, Output, State, callback, ctx, html, no_update
+
+from app import ids
+from app.callbacks.common import guarded, require_analysis, view_options
+from app.services import current_service
+
+
+def prediction_panel(labels, probabilities, label) -> list:
+    """The fine-tuned model's decision with one bar per class."""
+    if label is None:
+        return [html.Span("The fine-tuned model is not a classifier.", className="muted")]
+    bars = [
+        html.Div(
+            [
+                html.Span(name, className="bar-label"),
+                html.Div(
+                    html.Div(
+                        className="bar-fill" + (" chosen" if name == label else ""), style={"width": f"{100 * p:.1f}%"}
+                    ),
+                    className="bar",
+                ),
+                html.Span(f"{100 * p:.1f}%", className="bar-value"),
+            ],
+            className="bar-row",
+        )
+        for name, p in zip(labels, probabilities, strict=True)
+    ]
+    return [
+        html.Div([html.Span("fine-tuned prediction: ", className="muted"), html.B(label, className="label")]),
+        *bars,
+    ]
+
+
+@callback(
+    Output(ids.ANALYSIS, "data"),
+    Output(ids.TEXT, "value"),
+    Output(ids.ERROR, "children"),
+    Input(ids.ANALYSE, "n_clicks"),
+    Input(ids.EXAMPLES, "value"),
+    State(ids.TEXT, "value"),
+    State(ids.TEXT_PAIR, "value"),
+    prevent_initial_call=True,
+)
+@guarded
+def analyse(_clicks, example, text, text_pair):
+    """Run both models on the text (or the picked example); the views follow from the new analysis."""
+    if ctx.triggered_id == ids.EXAMPLES:
+        if not example:
+            return no_update, no_update, no_update
+        text = example
+    analysis = current_service().analyse(text, text_pair)
+    return analysis.to_store(), text, ""
+
+
+@callback(Output(ids.PREDICTION, "children"), Input(ids.ANALYSIS, "data"))
+@guarded
+def show_prediction(analysis_data):
+    runs = current_service().runs(require_analysis(analysis_data))
+    fine = runs.finetuned
+    return prediction_panel(fine.labels, fine.probabilities or (), fine.label)
+
+
+@callback(
+    Output(ids.SOURCES, "options"),
+    Output(ids.SOURCES, "value"),
+    Input(ids.ANALYSIS, "data"),
+    Input(ids.LEVEL, "value"),
+    Input(ids.HIDE, "value"),
+)
+@guarded
+def token_choices(analysis_data, level, hide):
+    """Tokens the user can trace from, at the current level; a new input or level clears the choice."""
+    analysis = require_analysis(analysis_data)
+    run = current_service().view_runs(analysis, view_options(level=level, hide=hide)).pretrained
+    options = [{"label": f"{token}  (#{i})", "value": i} for i, token in enumerate(run.tokens)]
+    return options, []

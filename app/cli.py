@@ -1,0 +1,233 @@
+"""The ``attention-flows`` command: ``info``, ``prepare``, ``serve``, ``export``, ``bench``.
+
+Errors the user can fix are printed as one readable line (exit status 2), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from attention.errors import AttentionFlowsError
+
+VIEWS = ("sankey", "heads", "matrix", "influence", "similarity", "sentence")
+
+
+def _layers(text: str) -> tuple[int, int]:
+    try:
+        first, _, last = text.partition(":")
+        return int(first), int(last or first)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected FIRST:LAST layers, e.g. 2:6, got {text!r}") from err
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 0,3,7, got {text!r}") from err
+
+
+def _words(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="default", help="pair config: a name under configs/ or a .toml path")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attention-flows", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    info = commands.add_parser("info", help="show the model pair, where things live, and what is ready")
+    _add_config(info)
+
+    prepare = commands.add_parser("prepare", help="fine-tune the pair's twin (skipped when it already exists)")
+    _add_config(prepare)
+    prepare.add_argument("--force", action="store_true", help="fine-tune again even if the model exists")
+
+    serve = commands.add_parser("serve", help="start the dashboard")
+    _add_config(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: localhost only)")
+    serve.add_argument("--port", type=int, default=8050)
+    serve.add_argument("--workers", type=int, default=1, help="> 1 serves with gunicorn (pip install '.[server]')")
+    serve.add_argument("--no-prepare", action="store_true", help="fail instead of fine-tuning a missing twin")
+
+    export = commands.add_parser("export", help="write a view as PNG / SVG / PDF, headless")
+    _add_config(export)
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="the sentence to analyse")
+    source.add_argument(
+        "--texts",
+        type=Path,
+        help="batch: a .txt file (one text per line) or a .csv with a 'text' column (and optional 'text_pair')",
+    )
+    source.add_argument("--from-sidecar", type=Path, help="make the figure a JSON sidecar describes")
+    export.add_argument("--text-pair", help="optional second segment")
+    export.add_argument("--view", choices=VIEWS, default="sankey")
+    export.add_argument("--format", dest="fmt", choices=("png", "svg", "pdf"), help="default: from --out")
+    export.add_argument("--out", type=Path, help="output file (single text)")
+    export.add_argument("--out-dir", type=Path, help="output folder (batch)")
+    export.add_argument("--preset", choices=("single", "double", "slide"), default="double")
+    export.add_argument("--width", type=int, help="pixels (overrides the preset)")
+    export.add_argument("--height", type=int, help="pixels (overrides the preset)")
+    export.add_argument("--scale", type=float, help="PNG resolution multiplier (default 300 dpi)")
+    export.add_argument("--sidecar", action="store_true", help="also write a JSON sidecar next to each figure")
+    export.add_argument("--mode", choices=("comparison", "pretrained", "finetuned"), default="comparison")
+    export.add_argument("--layers", type=_layers, help="FIRST:LAST (1-based)")
+    export.add_argument("--heads", type=_ints, help="comma-separated head numbers (default all)")
+    export.add_argument("--head", type=_layers, help="LAYER:HEAD selected for the matrix view (default: head mean)")
+    export.add_argument("--tau", type=float)
+    export.add_argument("--alpha", type=float)
+    export.add_argument("--aggregation", choices=("mean", "max"), default="mean")
+    export.add_argument("--level", choices=("token", "word"), default="token")
+    export.add_argument("--sources", type=_ints, help="token positions to trace from (default [CLS])")
+    export.add_argument("--hide", type=_words, help="comma-separated: special,punctuation")
+    export.add_argument("--metric", default="js_divergence", help="head-grid metric")
+    export.add_argument("--method", choices=("graph", "rollout", "flow"), default="graph")
+
+    bench = commands.add_parser("bench", help="run a benchmark and print figures against their targets")
+    bench.add_argument("which", choices=("flow", "rollout", "extract", "compare", "dashboard", "export", "engine"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args) or 0
+    except AttentionFlowsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_info(args) -> int:
+    import platform
+
+    import torch
+
+    from attention import __version__, load_config, load_settings
+    from attention.config import resolve_model_dir
+    from attention.prepare import read_card
+
+    settings = load_settings()
+    config = load_config(args.config)
+    print(f"attention-flows {__version__}  (python {platform.python_version()}, torch {torch.__version__})")
+    print(f"settings: torch_threads={settings.torch_threads}  home={settings.home}")
+    print(f"pair '{config.name}' from {config.source_path}")
+    for role in ("pretrained", "finetuned"):
+        spec = getattr(config, role)
+        try:
+            where = str(resolve_model_dir(spec, config_file=config.source_path, settings=settings))
+        except AttentionFlowsError as error:
+            where = f"NOT READY: {error}"
+        print(f"  {role:<10} {spec.display_name}: {where}")
+    if config.finetuned.prepared:
+        card = read_card(settings.models_dir / config.finetuned.prepared)
+        if card:
+            print(
+                f"  fine-tuned on {card['train_rows']} rows in {card['seconds']} s; "
+                f"held-out accuracy {card['held_out_accuracy']:.3f} on {card['held_out_rows']} sentences"
+            )
+    if config.task:
+        print(f"  task: {config.task.name}; labels: {', '.join(config.task.labels)}")
+    from shutil import which
+
+    print(f"chromium for export: {which('chromium') or 'not found (sudo apt-get install chromium)'}")
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from attention import prepare_finetuned
+
+    result = prepare_finetuned(args.config, force=args.force)
+    if result.skipped:
+        print(
+            f"already prepared: {result.path} (held-out accuracy {result.held_out_accuracy:.3f}); "
+            "use --force to fine-tune again"
+        )
+    else:
+        print(
+            f"saved {result.path}: {result.steps} steps in {result.seconds:.0f} s, "
+            f"held-out accuracy {result.held_out_accuracy:.3f}"
+        )
+    return 0
+
+
+def _ensure_prepared(config_name: str, allowed: bool) -> None:
+    from attention import load_config, load_settings
+    from attention.prepare import prepare_finetuned, prepared_dir
+
+    config = load_config(config_name)
+    if not config.finetuned.prepared or (prepared_dir(config, load_settings()) / "config.json").is_file():
+        return
+    if not allowed:
+        raise AttentionFlowsError(
+            f"The fine-tuned model of '{config.name}' is missing.", "Run: attention-flows prepare"
+        )
+    print("The fine-tuned twin does not exist yet: fine-tuning it now (one time, a few minutes)…", flush=True)
+    result = prepare_finetuned(config)
+    print(f"held-out accuracy {result.held_out_accuracy:.3f}; saved to {result.path}", flush=True)
+
+
+def cmd_serve(args) -> int:
+    import os
+    import time
+
+    _ensure_prepared(args.config, not args.no_prepare)
+    if args.workers > 1:
+        import shutil
+
+        gunicorn = shutil.which("gunicorn")
+        if gunicorn is None:
+            raise AttentionFlowsError("--workers needs gunicorn.", "Install it with: pip install '.[server]'")
+        os.environ["ATTENTION_FLOWS_CONFIG"] = str(args.config)
+        os.execv(
+            gunicorn,
+            [
+                gunicorn,
+                "--workers",
+                str(args.workers),
+                "--bind",
+                f"{args.host}:{args.port}",
+                "--timeout",
+                "120",
+                "app.wsgi:server",
+            ],
+        )
+    from app.main import create_app
+
+    started = time.perf_counter()
+    dash_app = create_app(args.config)
+    print(
+        f"Attention Flows ready in {time.perf_counter() - started:.1f} s: http://{args.host}:{args.port}/", flush=True
+    )
+    dash_app.run(host=args.host, port=args.port, debug=False)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from app.exporting import run_export
+
+    return run_export(args)
+
+
+def cmd_bench(args) -> int:
+    if args.which in ("dashboard", "export"):
+        from app import bench
+
+        bench.main([args.which])
+    else:
+        from attention import bench
+
+        bench.main(["all" if args.which == "engine" else args.which])
+    return 0
+
+
+COMMANDS = {"info": cmd_info, "prepare": cmd_prepare, "serve": cmd_serve, "export": cmd_export, "bench": cmd_bench}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""View 5: the head similarity map (both models' heads in one 2-D embedding)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from app.figures.theme import MODEL_COLOURS, MODEL_LABELS, SHARED, base_layout
+
+_SYMBOLS = {"pretrained": "circle", "finetuned": "diamond"}
+
+
+def _sizes(change: pd.Series, peak: float) -> np.ndarray:
+    return 7 + 17 * np.sqrt(change.to_numpy() / peak) if peak > 0 else np.full(len(change), 9.0)
+
+
+def selected_trace_index(mode: str) -> int:
+    """Position of the 'selected head' trace in :func:`make_similarity`'s figure (for ``dash.Patch``)."""
+    return 3 if mode == "comparison" else 1
+
+
+def selected_positions(
+    embedding: pd.DataFrame, mode: str, selected: tuple[int, int | None] | None
+) -> tuple[list[float], list[float]]:
+    """x and y of the selected head in the shown model(s); empty when no single head is selected."""
+    if selected is None or selected[1] is None:
+        return [], []
+    models = ("pretrained", "finetuned") if mode == "comparison" else (mode,)
+    rows = embedding[(embedding["layer"] == selected[0]) & (embedding["head"] == selected[1])]
+    rows = rows[rows["model"].isin(models)]
+    return rows["x"].tolist(), rows["y"].tolist()
+
+
+def make_similarity(
+    embedding: pd.DataFrame, *, mode: str = "comparison", selected: tuple[int, int | None] | None = None
+) -> go.Figure:
+    """Scatter of :func:`attention.head_embedding`: colour = layer, size = the head's JS change between models,
+    outline = model; in comparison mode a line links each head's two positions. ``customdata`` = [layer, head]."""
+    models = ("pretrained", "finetuned") if mode == "comparison" else (mode,)
+    fig = go.Figure()
+    if mode == "comparison":
+        pre = embedding[embedding["model"] == "pretrained"].sort_values(["layer", "head"])
+        ft = embedding[embedding["model"] == "finetuned"].sort_values(["layer", "head"])
+        xs = np.column_stack([pre["x"], ft["x"], np.full(len(pre), np.nan)]).ravel()
+        ys = np.column_stack([pre["y"], ft["y"], np.full(len(pre), np.nan)]).ravel()
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line={"color": SHARED, "width": 0.7},
+                hoverinfo="skip",
+                name="same head, both models",
+                opacity=0.6,
+            )
+        )
+    peak = float(embedding["js_divergence"].max())
+    layers = int(embedding["layer"].max())
+    for model in models:
+        rows = embedding[embedding["model"] == model]
+        fig.add_trace(
+            go.Scatter(
+                x=rows["x"],
+                y=rows["y"],
+                mode="markers",
+                name=MODEL_LABELS[model],
+                customdata=rows[["layer", "head", "js_divergence"]].to_numpy(),
+                marker={
+                    "symbol": _SYMBOLS[model],
+                    "size": _sizes(rows["js_divergence"], peak),
+                    "color": rows["layer"],
+                    "coloraxis": "coloraxis",
+                    "line": {"color": MODEL_COLOURS[model], "width": 2},
+                    "opacity": 0.9,
+                },
+                hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>JS change %{customdata[2]:.3f}"
+                "<extra>" + MODEL_LABELS[model] + "</extra>",
+            )
+        )
+    if selected is not None and selected[1] is not None:
+        rows = embedding[(embedding["layer"] == selected[0]) & (embedding["head"] == selected[1])]
+        rows = rows[rows["model"].isin(models)]
+        fig.add_trace(
+            go.Scatter(
+                x=rows["x"],
+                y=rows["y"],
+                mode="markers",
+                name="selected head",
+                hoverinfo="skip",
+                marker={"symbol": "circle-open", "size": 30, "color": "black", "line": {"width": 3}},
+            )
+        )
+    fig.update_layout(
+        coloraxis={
+            "colorscale": "Viridis",
+            "cmin": 1,
+            "cmax": layers,
+            "colorbar": {"title": {"text": "layer"}, "thickness": 12, "dtick": 1},
+        },
+        legend={"orientation": "h", "y": -0.12},
+    )
+    fig.update_xaxes(title_text="MDS 1", zeroline=False, showgrid=True, gridcolor="#eee")
+    fig.update_yaxes(title_text="MDS 2", zeroline=False, showgrid=True, gridcolor="#eee", scaleanchor="x")
+    return base_layout(fig, "Head similarity (classical MDS of Hellinger distances)", height=480)

@@ -1,0 +1,67 @@
+"""View 6: the input sentence, each token coloured by its influence on the traced token(s), per model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app.figures.theme import MODEL_LABELS, MODEL_SCALES, base_layout
+from app.state import METHODS
+
+
+def sentence_scores(relevance: pd.DataFrame, method: str) -> tuple[int, pd.DataFrame]:
+    """The layer that summarises each token's influence and that layer's rows: the first layer of the range for
+    the attention graph (its influence accumulates the deeper layers), the last for rollout and flow."""
+    layer = int(relevance["layer"].min() if method == "graph" else relevance["layer"].max())
+    return layer, relevance[relevance["layer"] == layer].sort_values("token_idx")
+
+
+def make_sentence(
+    relevance: pd.DataFrame,
+    *,
+    tokens: Sequence[str],
+    method: str = "graph",
+    mode: str = "comparison",
+    scale_without: Sequence[int] = (),
+) -> go.Figure:
+    """One row of coloured tokens per model from :func:`attention.compare_relevance`, each scaled to that model's
+    largest value over the tokens not in ``scale_without`` (e.g. the traced tokens themselves)."""
+
+    models = ["pretrained", "finetuned"] if mode == "comparison" else [mode]
+    layer, rows = sentence_scores(relevance, method)
+    fig = make_subplots(rows=len(models), cols=1, row_titles=[MODEL_LABELS[m] for m in models], vertical_spacing=0.12)
+    positions = rows["token_idx"].to_numpy()
+    labels = np.asarray(tokens, dtype=object)[positions]
+    for row, model in enumerate(models, start=1):
+        values = rows[model].to_numpy()
+        counted = values[~np.isin(positions, list(scale_without))]
+        peak = float(np.nanmax(counted)) if counted.size and np.isfinite(counted).any() else 0.0
+        scaled = np.clip(values / peak, 0, 1) if peak > 0 else np.zeros_like(values)
+
+        fig.add_trace(
+            go.Heatmap(
+                z=[scaled],
+                x=positions,
+                text=[labels],
+                customdata=[values],
+                texttemplate="%{text}",
+                textfont={"size": 13},
+                colorscale=MODEL_SCALES[model],
+                zmin=0,
+                zmax=1,
+                showscale=False,
+                xgap=2,
+                hovertemplate="<b>%{text}</b>: %{customdata:.3f}<extra>" + MODEL_LABELS[model] + "</extra>",
+            ),
+            row=row,
+            col=1,
+        )
+        fig.update_yaxes(visible=False, row=row, col=1)
+        fig.update_xaxes(visible=False, row=row, col=1)
+    what = "I" if method == "graph" else "relevance"
+    title = f"Sentence coloured by influence ({METHODS[method]}, {what} at layer {layer})"
+    return base_layout(fig, title, height=90 + 70 * len(models))

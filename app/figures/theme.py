@@ -1,0 +1,60 @@
+"""Colours and shared layout. One colour per model everywhere (Okabe-Ito, colour-blind safe)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+PRETRAINED = "#0072B2"  # blue
+FINETUNED = "#D55E00"  # vermillion
+SHARED = "#7F7F7F"  # grey
+MODEL_COLOURS = {"pretrained": PRETRAINED, "finetuned": FINETUNED}
+STATUS_COLOURS = {"shared": SHARED, "pretrained_only": PRETRAINED, "finetuned_only": FINETUNED}
+STATUS_LABELS = {"shared": "both models", "pretrained_only": "pre-trained only", "finetuned_only": "fine-tuned only"}
+MODEL_LABELS = {"pretrained": "pre-trained", "finetuned": "fine-tuned", "difference": "fine-tuned − pre-trained"}
+# Sequential scales per model (white -> model colour) and a diverging scale (pre-trained <- white -> fine-tuned).
+MODEL_SCALES = {
+    "pretrained": [[0.0, "#FFFFFF"], [1.0, PRETRAINED]],
+    "finetuned": [[0.0, "#FFFFFF"], [1.0, FINETUNED]],
+}
+DIVERGING = [[0.0, PRETRAINED], [0.5, "#FFFFFF"], [1.0, FINETUNED]]
+NEUTRAL_SCALE = "Viridis"
+FONT = "Inter, Helvetica, Arial, sans-serif"
+
+
+def rgba(hex_colour: str, alpha: float) -> str:
+    """``#RRGGBB`` -> ``rgba(r, g, b, alpha)``."""
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha:.2f})"
+
+
+def base_layout(fig: go.Figure, title: str, *, height: int | None = None) -> go.Figure:
+    """Shared look: title, font, margins, white background."""
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
+        font={"family": FONT, "size": 12},
+        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        height=height,
+    )
+    return fig
+
+
+def empty_figure(message: str) -> go.Figure:
+    """A blank figure that says why it is blank."""
+    fig = go.Figure()
+    fig.add_annotation(
+        text=message, showarrow=False, font={"size": 14, "color": "#555"}, x=0.5, y=0.5, xref="paper", yref="paper"
+    )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return base_layout(fig, "")
+
+
+def symmetric_range(values) -> float:
+    """Largest magnitude of ``values`` (at least a tiny positive number), for diverging colour scales."""
+    import numpy as np
+
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return max(float(np.abs(finite).max()) if finite.size else 0.0, 1e-9)

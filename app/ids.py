@@ -1,0 +1,64 @@
+"""Every component id of the dashboard, in one place."""
+
+# Input panel
+TEXT = "text-input"
+TEXT_PAIR = "text-pair-input"
+EXAMPLES = "examples-dropdown"
+ANALYSE = "analyse-button"
+PREDICTION = "prediction-panel"
+ERROR = "error-banner"
+ANALYSIS = "analysis-store"  # small key: text, text pair, pair name; never tensors
+SELECTED_HEAD = "selected-head-store"  # {"layer": int, "head": int | None}
+
+# Controls
+MODE = "mode-radio"
+LAYERS = "layer-range-slider"
+HEADS = "heads-dropdown"
+TAU = "tau-slider"
+ALPHA = "alpha-slider"
+AGGREGATION = "aggregation-radio"
+LEVEL = "level-radio"
+SOURCES = "trace-from-dropdown"
+HIDE = "hide-checklist"
+METRIC = "head-metric-dropdown"
+METHOD = "influence-method-radio"
+SELECTION_LABEL = "selected-head-label"
+
+# Views
+SANKEY = "sankey-graph"
+HEAD_GRID = "head-grid-graph"
+MATRIX = "matrix-graph"
+INFLUENCE = "influence-graph"
+SIMILARITY = "similarity-graph"
+SENTENCE = "sentence-graph"
+
+VIEWS = {
+    "sankey": SANKEY,
+    "heads": HEAD_GRID,
+    "matrix": MATRIX,
+    "influence": INFLUENCE,
+    "similarity": SIMILARITY,
+    "sentence": SENTENCE,
+}
+
+
+def export_button(view: str) -> dict:
+    """Pattern-matching id of a view's export button."""
+    return {"type": "export-button", "view": view}
+
+
+def export_format(view: str) -> dict:
+    return {"type": "export-format", "view": view}
+
+
+def export_size(view: str) -> dict:
+    return {"type": "export-size", "view": view}
+
+
+def export_sidecar(view: str) -> dict:
+    return {"type": "export-sidecar", "view": view}
+
+
+DOWNLOAD = "export-download"
+DOWNLOAD_SIDECAR = "export-download-sidecar"
+CLEAR_HEAD = "clear-head-button"

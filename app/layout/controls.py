@@ -1,0 +1,200 @@
+"""The input panel and the control panel."""
+
+from __future__ import annotations
+
+from dash import dcc, html
+
+from app import ids
+from app.state import HEAD_METRICS, METHODS
+from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU
+
+
+def _field(label: str, control, hint: str = "") -> html.Div:
+    return html.Div(
+        [html.Label(label, className="field-label"), control, html.Small(hint, className="hint") if hint else None],
+        className="field",
+    )
+
+
+def input_panel(examples: list[str], first_text: str, pretrained_name: str, finetuned_name: str) -> html.Div:
+    """Text boxes, the Analyse button, examples and the prediction."""
+    return html.Div(
+        [
+            html.Div(
+                [
+                    dcc.Textarea(
+                        id=ids.TEXT,
+                        value=first_text,
+                        rows=2,
+                        className="text-input",
+                        placeholder="Type a sentence to analyse…",
+                    ),
+                    dcc.Input(
+                        id=ids.TEXT_PAIR,
+                        type="text",
+                        className="text-pair-input",
+                        debounce=True,
+                        placeholder="Optional second segment (for sentence-pair models)",
+                    ),
+                    html.Div(
+                        [
+                            html.Button("Analyse", id=ids.ANALYSE, n_clicks=0, className="analyse-button"),
+                            dcc.Dropdown(
+                                id=ids.EXAMPLES,
+                                options=[{"label": e, "value": e} for e in examples],
+                                placeholder="…or pick a held-out example sentence",
+                                className="examples",
+                                clearable=True,
+                            ),
+                        ],
+                        className="input-actions",
+                    ),
+                ],
+                className="input-boxes",
+            ),
+            html.Div(
+                [
+                    html.Div(id=ids.PREDICTION, className="prediction"),
+                    html.Div(
+                        [
+                            html.Span("pre-trained: ", className="muted"),
+                            html.B(pretrained_name),
+                            html.Br(),
+                            html.Span("fine-tuned: ", className="muted"),
+                            html.B(finetuned_name),
+                        ],
+                        className="model-names",
+                    ),
+                ],
+                className="prediction-box",
+            ),
+            html.Div(id=ids.ERROR, className="error-banner", role="alert"),
+        ],
+        className="panel input-panel",
+    )
+
+
+def control_panel(num_layers: int, num_heads: int) -> html.Div:
+    """Every control that shapes the views."""
+    return html.Div(
+        [
+            _field(
+                "Show",
+                dcc.RadioItems(
+                    id=ids.MODE,
+                    value="comparison",
+                    inline=True,
+                    options=[
+                        {"label": "Comparison", "value": "comparison"},
+                        {"label": "Pre-trained", "value": "pretrained"},
+                        {"label": "Fine-tuned", "value": "finetuned"},
+                    ],
+                ),
+            ),
+            _field(
+                "Layers",
+                dcc.RangeSlider(
+                    id=ids.LAYERS,
+                    min=1,
+                    max=num_layers,
+                    step=1,
+                    value=[1, num_layers],
+                    marks={i: str(i) for i in range(1, num_layers + 1)},
+                    allowCross=False,
+                ),
+            ),
+            _field(
+                "Heads",
+                dcc.Dropdown(
+                    id=ids.HEADS,
+                    multi=True,
+                    value=list(range(num_heads)),
+                    placeholder="all heads",
+                    options=[{"label": f"head {h}", "value": h} for h in range(num_heads)],
+                ),
+                "Heads used by the graph, rollout, flow and head-mean matrix. Empty = all.",
+            ),
+            _field(
+                "Threshold τ",
+                dcc.Slider(
+                    id=ids.TAU,
+                    min=0.05,
+                    max=0.95,
+                    step=0.05,
+                    value=DEFAULT_TAU,
+                    marks={0.05: "0.05", 0.25: "0.25", 0.5: "0.5", 0.75: "0.75", 0.95: "0.95"},
+                    tooltip={"placement": "bottom"},
+                ),
+                "An edge needs one head at or above τ.",
+            ),
+            _field(
+                "Decay α",
+                dcc.Slider(
+                    id=ids.ALPHA,
+                    min=0.0,
+                    max=1.0,
+                    step=0.1,
+                    value=DEFAULT_ALPHA,
+                    marks={0: "0", 0.5: "0.5", 1: "1"},
+                    tooltip={"placement": "bottom"},
+                ),
+                "Influence carried down from deeper layers.",
+            ),
+            _field(
+                "Aggregate heads by",
+                dcc.RadioItems(
+                    id=ids.AGGREGATION,
+                    value="mean",
+                    inline=True,
+                    options=[{"label": "mean", "value": "mean"}, {"label": "max", "value": "max"}],
+                ),
+            ),
+            _field(
+                "Tokens",
+                dcc.RadioItems(
+                    id=ids.LEVEL,
+                    value="token",
+                    inline=True,
+                    options=[{"label": "sub-words", "value": "token"}, {"label": "words", "value": "word"}],
+                ),
+            ),
+            _field(
+                "Trace from",
+                dcc.Dropdown(id=ids.SOURCES, multi=True, value=[], placeholder="the classification token"),
+                "Pick words to trace instead of [CLS].",
+            ),
+            _field(
+                "Hide",
+                dcc.Checklist(
+                    id=ids.HIDE,
+                    value=[],
+                    inline=True,
+                    options=[
+                        {"label": "special tokens", "value": "special"},
+                        {"label": "punctuation", "value": "punctuation"},
+                    ],
+                ),
+                "Removed from every view; attention rows are renormalised.",
+            ),
+        ],
+        className="panel control-panel",
+    )
+
+
+def head_metric_control() -> dcc.Dropdown:
+    return dcc.Dropdown(
+        id=ids.METRIC,
+        value="js_divergence",
+        clearable=False,
+        className="inline-dropdown",
+        options=[{"label": label, "value": key} for key, label in HEAD_METRICS.items()],
+    )
+
+
+def method_control() -> dcc.RadioItems:
+    return dcc.RadioItems(
+        id=ids.METHOD,
+        value="graph",
+        inline=True,
+        options=[{"label": label, "value": key} for key, label in METHODS.items()],
+    )

@@ -1,0 +1,240 @@
+"""The one bridge from the dashboard to the engine. Owns the loaded model pair and a bounded cache.
+
+The browser keeps only an :class:`Analysis` (the texts); everything derived from it lives here, per process, and
+is recomputed deterministically on a miss, so gunicorn workers need share nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+import numpy as np
+import pandas as pd
+from flask import current_app
+
+from app.state import ViewOptions
+from attention import (
+    AttentionRun,
+    GraphComparison,
+    ModelPair,
+    PairRuns,
+    Settings,
+    attention_matrices,
+    compare_graphs,
+    compare_heads,
+    compare_relevance,
+    extract_pair,
+    graph_for,
+    head_embedding,
+    load_pair,
+)
+from attention.config import PairConfig
+from attention.errors import InputTextError
+
+T = TypeVar("T")
+EXTENSION_KEY = "attention_flows"
+MAX_TEXT_CHARS = 5000
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One analysed input: what the browser stores (a few hundred bytes, never tensors)."""
+
+    text: str
+    text_pair: str | None = None
+
+    def to_store(self) -> dict:
+        return {"text": self.text, "text_pair": self.text_pair}
+
+    @classmethod
+    def from_store(cls, data: dict | None) -> Analysis | None:
+        if not data or not data.get("text"):
+            return None
+        return cls(text=str(data["text"]), text_pair=data.get("text_pair") or None)
+
+
+class _LRU:
+    """Thread-safe bounded memo owned by one service instance."""
+
+    def __init__(self, capacity: int) -> None:
+        self._items: OrderedDict[Hashable, object] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]  # type: ignore[return-value]
+        value = compute()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+        return value
+
+
+def view_run(run: AttentionRun, level: str, hide: tuple[str, ...]) -> AttentionRun:
+    """A run at the requested level with hidden token kinds removed (rows renormalised)."""
+    if level == "word":
+        run = run.at_word_level()
+    drop = np.zeros(run.num_tokens, dtype=bool)
+    if "special" in hide:
+        drop |= np.asarray(run.special)
+    if "punctuation" in hide:
+        drop |= np.asarray(run.punctuation)
+    return run.without_tokens(drop) if drop.any() else run
+
+
+class AnalysisService:
+    """Runs both models once per input and serves every view's data from a per-process cache."""
+
+    def __init__(self, pair: ModelPair, *, examples: list[str] | None = None, capacity: int = 256) -> None:
+        self.pair = pair
+        self.examples = examples or []
+        self._cache = _LRU(capacity)
+        self._forward_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: str | PairConfig = "default", settings: Settings | None = None) -> AnalysisService:
+        pair = load_pair(config, settings=settings)
+        return cls(pair, examples=_examples(pair.config))
+
+    @property
+    def num_layers(self) -> int:
+        return self.pair.pretrained.num_layers
+
+    @property
+    def num_heads(self) -> int:
+        return self.pair.pretrained.num_heads
+
+    def analyse(self, text: str | None, text_pair: str | None = None) -> Analysis:
+        """Validate and run both models (raises :class:`InputTextError` with a readable message)."""
+        text = (text or "").strip()
+        if len(text) + len(text_pair or "") > MAX_TEXT_CHARS:
+            raise InputTextError(
+                f"The text is {len(text) + len(text_pair or '')} characters long.",
+                f"Paste at most {MAX_TEXT_CHARS} characters (the model reads at most "
+                f"{self.pair.pretrained.max_length} tokens).",
+            )
+        analysis = Analysis(text=text, text_pair=(text_pair or "").strip() or None)
+        self.runs(analysis)
+        return analysis
+
+    def runs(self, analysis: Analysis) -> PairRuns:
+        """Both models' runs on the input (cached; recomputed on a miss)."""
+
+        def compute() -> PairRuns:
+            with self._forward_lock:
+                return extract_pair(self.pair, analysis.text, analysis.text_pair)
+
+        return self._cache.get_or_compute(("runs", analysis), compute)
+
+    def view_runs(self, analysis: Analysis, options: ViewOptions) -> PairRuns:
+        key = ("view", analysis, options.level, options.hide)
+        return self._cache.get_or_compute(
+            key, lambda: self.runs(analysis).map(lambda run: view_run(run, options.level, options.hide))
+        )
+
+    def options_for(self, analysis: Analysis, options: ViewOptions) -> ViewOptions:
+        """``options`` with stale choices dropped and ``sources`` filled in (classification token, or every
+        token when it is hidden)."""
+        run = self.view_runs(analysis, options).pretrained
+        options = options.clamp(run.num_layers, run.num_heads, run.num_tokens)
+        if not options.sources:
+            sources = (run.cls_index,) if run.cls_index is not None else tuple(range(run.num_tokens))
+            options = replace(options, sources=sources)
+        return options
+
+    def graphs(self, analysis: Analysis, options: ViewOptions) -> GraphComparison:
+        options = self.options_for(analysis, options)
+        key = (
+            "graphs",
+            analysis,
+            options.level,
+            options.hide,
+            options.layers,
+            options.heads,
+            options.tau,
+            options.alpha,
+            options.sources,
+        )
+
+        def compute() -> GraphComparison:
+            runs = self.view_runs(analysis, options)
+            settings = {
+                "tau": options.tau,
+                "alpha": options.alpha,
+                "heads": options.heads,
+                "layers": options.layers,
+                "sources": options.sources,
+            }
+            return compare_graphs(graph_for(runs.pretrained, **settings), graph_for(runs.finetuned, **settings))
+
+        return self._cache.get_or_compute(key, compute)
+
+    def heads(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
+        key = ("heads", analysis, options.level, options.hide)
+        return self._cache.get_or_compute(key, lambda: compare_heads(*_both(self.view_runs(analysis, options))))
+
+    def embedding(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
+        key = ("embedding", analysis, options.level, options.hide)
+        return self._cache.get_or_compute(key, lambda: head_embedding(*_both(self.view_runs(analysis, options))))
+
+    def relevance(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
+        options = self.options_for(analysis, options)
+        key = (
+            "relevance",
+            analysis,
+            options.level,
+            options.hide,
+            options.method,
+            options.heads,
+            options.layers,
+            options.tau,
+            options.alpha,
+            options.sources,
+        )
+        settings = {"source": options.sources, "heads": options.heads, "layers": options.layers}
+        if options.method == "graph":
+            settings |= {"tau": options.tau, "alpha": options.alpha}
+        return self._cache.get_or_compute(
+            key, lambda: compare_relevance(*_both(self.view_runs(analysis, options)), options.method, **settings)
+        )
+
+    def matrices(self, analysis: Analysis, options: ViewOptions, layer: int, head: int | None) -> pd.DataFrame:
+        options = self.options_for(analysis, options)
+        heads = (head,) if head is not None else options.heads
+        key = ("matrices", analysis, options.level, options.hide, layer, heads, options.aggregation)
+        return self._cache.get_or_compute(
+            key,
+            lambda: attention_matrices(
+                *_both(self.view_runs(analysis, options)), layer, heads=heads, aggregation=options.aggregation
+            ),
+        )
+
+
+def _both(runs: PairRuns) -> tuple[AttentionRun, AttentionRun]:
+    return runs.pretrained, runs.finetuned
+
+
+def _examples(config: PairConfig) -> list[str]:
+    if config.examples:
+        return list(config.examples)
+    if config.prepare is None:
+        return []
+    from attention.data import example_sentences
+
+    try:
+        return example_sentences(config.prepare)
+    except Exception:  # examples are a convenience: a missing data package must not stop the dashboard
+        return []
+
+
+def current_service() -> AnalysisService:
+    """The service of the app handling the current request (set by ``create_app``)."""
+    return current_app.extensions[EXTENSION_KEY]

@@ -1,0 +1,179 @@
+"""Engine benchmarks anyone can rerun: ``python -m attention.bench {flow,rollout,extract,compare,all}``.
+
+Each prints measured figures next to the target, with the reference implementation timed in the same run.
+BLAS and torch are limited to one thread so figures are single-core.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def synthetic_attention(layers: int, heads: int, tokens: int, *, seed: int = 0) -> np.ndarray:
+    """Peaked, row-stochastic ``[layer, head, query, key]`` float32 attention with [CLS]/[SEP]-like sinks
+    (softmax of N(0, 3²) logits, +2 on the first and last key)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=3.0, size=(layers, heads, tokens, tokens))
+    logits[..., 0] += 2.0
+    logits[..., -1] += 2.0
+    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (weights / weights.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def timed(fn: Callable[[], object], repeats: int = 5) -> tuple[float, object]:
+    """Median wall time of ``repeats`` calls (seconds) and the last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def _row(name: str, measured: str, target: str, verdict: bool | None = None) -> None:
+    mark = "" if verdict is None else ("  ok" if verdict else "  MISSED")
+    print(f"  {name:<58} {measured:>22}   target {target}{mark}")
+
+
+def bench_flow(sampled_pairs: int = 24) -> None:
+    """Attention flow against the networkx Edmonds-Karp reference."""
+    from attention.flow import attention_flow, warm_up
+    from attention.reference import networkx_flow_graph, networkx_flow_value
+    from attention.rollout import residual_maps
+
+    start = time.perf_counter()
+    warm_up()
+    print(f"attention flow (kernel ready in {time.perf_counter() - start:.2f} s: compile, or load from numba cache)")
+
+    weights = synthetic_attention(12, 12, 128, seed=1)
+    seconds, _ = timed(lambda: attention_flow(weights, sources=[0], layers=(12, 12)))
+    _row("[CLS] at layer 12 -> all inputs, 12 L x 12 H x 128 tokens", f"{seconds:.3f} s", "<= 0.1 s", seconds <= 0.1)
+
+    weights = synthetic_attention(12, 12, 64, seed=2)
+    seconds, raw = timed(lambda: attention_flow(weights, normalize=False), repeats=1)
+    maps = residual_maps(weights)
+    graph = networkx_flow_graph(maps)
+    rng = np.random.default_rng(3)
+    pairs = [
+        (int(d), int(u), int(v))
+        for d, u, v in zip(
+            rng.integers(3, 13, sampled_pairs),
+            rng.integers(0, 64, sampled_pairs),
+            rng.integers(0, 64, sampled_pairs),
+            strict=True,
+        )
+    ]
+    ref_start = time.perf_counter()
+    errors = [abs(networkx_flow_value(graph, d, u, v) - raw[d - 1, u, v]) for d, u, v in pairs]
+    per_pair = (time.perf_counter() - ref_start) / len(pairs)
+    all_pairs = 12 * 64 * 64
+    _row("all 12 x 64 x 64 pairs, 12 L x 64 tokens", f"{seconds:.2f} s", "<= 10 s", seconds <= 10)
+    _row(f"  networkx reference, estimated from {len(pairs)} sampled pairs", f"{per_pair * all_pairs / 3600:.1f} h", "")
+    _row("  max |error| on the sampled pairs", f"{max(errors):.1e}", "<= 1e-9", max(errors) <= 1e-9)
+
+    weights = synthetic_attention(6, 12, 16, seed=4)
+    ours, raw = timed(lambda: attention_flow(weights, normalize=False), repeats=5)
+    maps = residual_maps(weights)
+    graph = networkx_flow_graph(maps)
+    ref_start = time.perf_counter()
+    reference = np.array(
+        [[[networkx_flow_value(graph, d, u, v) for v in range(16)] for u in range(16)] for d in range(1, 7)]
+    )
+    ref_seconds = time.perf_counter() - ref_start
+    ratio = ref_seconds / ours
+    _row("all pairs, 6 L x 16 tokens: networkx reference", f"{ref_seconds:.2f} s", "")
+    _row("  ours", f"{ours * 1000:.2f} ms", "")
+    _row("  speed-up", f"{ratio:,.0f}x", ">= 1,000x", ratio >= 1000)
+    _row("  max |error| over all pairs", f"{np.abs(reference - raw).max():.1e}", "<= 1e-9")
+
+
+def bench_rollout() -> None:
+    """Rollout against the reference ``compute_joint_attention`` formula."""
+    from attention.reference import joint_attention
+    from attention.rollout import residual_maps, rollout
+
+    print("attention rollout")
+    rng = np.random.default_rng(0)
+    weights = rng.random((24, 16, 512, 512), dtype=np.float32)
+    weights /= weights.sum(axis=-1, keepdims=True)
+    seconds, result = timed(lambda: rollout(weights), repeats=5)
+    error = np.abs(joint_attention(residual_maps(weights)) - result).max()
+    _row("24 L x 16 H x 512 tokens (median of 5)", f"{seconds:.3f} s", "<= 0.3 s", seconds <= 0.3)
+    _row("  max |error| vs reference formula", f"{error:.1e}", "float precision")
+
+
+def bench_extract(repeats: int = 7) -> None:
+    """Forward pass + attention extraction on the default pair's pre-trained model."""
+    from attention.config import load_config, resolve_model_dir
+    from attention.extract import extract
+    from attention.models import load_model
+
+    config = load_config("default")
+    start = time.perf_counter()
+    model = load_model(resolve_model_dir(config.pretrained), name=config.pretrained.display_name)
+    print(f"extraction, {model.name} (loaded in {time.perf_counter() - start:.2f} s)")
+    for tokens in (32, 128):
+        text = " ".join(["movie"] * (tokens - 2))
+        extract(model, text)
+        seconds, run = timed(lambda text=text: extract(model, text), repeats=repeats)
+        _row(f"{run.num_tokens}-token sentence (median of {repeats})", f"{seconds * 1000:.1f} ms", "report")
+
+
+def bench_compare() -> None:
+    """Head comparison and the head similarity map for 2 x 144 heads."""
+    from attention.compare import compare_heads, head_embedding
+    from attention.extract import AttentionRun
+
+    print("comparison (12 L x 12 H = 2 x 144 heads)")
+    for tokens in (32, 64):
+        runs = []
+        for seed in (5, 6):
+            w = synthetic_attention(12, 12, tokens, seed=seed)
+            w.flags.writeable = False
+            runs.append(
+                AttentionRun(
+                    "m",
+                    "t",
+                    None,
+                    w,
+                    tuple(f"t{i}" for i in range(tokens)),
+                    (False,) * tokens,
+                    (0,) * tokens,
+                    tuple(range(tokens)),
+                    0,
+                    (),
+                )
+            )
+        seconds, _ = timed(lambda runs=runs: head_embedding(*runs))
+        _row(f"head_embedding, {tokens} tokens", f"{seconds * 1000:.0f} ms", "<= 0.5 s", seconds <= 0.5)
+        seconds, _ = timed(lambda runs=runs: compare_heads(*runs))
+        _row(f"compare_heads, {tokens} tokens", f"{seconds * 1000:.0f} ms", "report")
+
+
+BENCHES = {"flow": bench_flow, "rollout": bench_rollout, "extract": bench_extract, "compare": bench_compare}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m attention.bench", description=__doc__)
+    parser.add_argument("which", choices=[*BENCHES, "all"], nargs="?", default="all")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    for name, bench in BENCHES.items():
+        if args.which in (name, "all"):
+            bench()
+
+
+if __name__ == "__main__":
+    main()

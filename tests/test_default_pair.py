@@ -1,0 +1,74 @@
+"""Integration tests on the real default pair (all-MiniLM-L6-v2 and its fine-tuned twin)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from attention import compare_layers, extract, extract_pair, load_config, prepare_finetuned
+from attention.data import example_sentences
+from attention.prepare import read_card
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_pair_shapes_and_prediction(default_pair, default_runs):
+    assert default_pair.pretrained.num_layers == 6 and default_pair.pretrained.num_heads == 12
+    assert not default_pair.pretrained.is_classifier and default_pair.finetuned.is_classifier
+    assert default_runs.finetuned.label == "positive"
+    assert default_runs.finetuned.probabilities[1] > 0.5
+    assert default_runs.pretrained.weights.shape == default_runs.finetuned.weights.shape
+
+
+@pytest.mark.parametrize("role", ["pretrained", "finetuned"])
+def test_extract_equals_transformers_directly(default_pair, role):
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    loaded = getattr(default_pair, role)
+    auto_class = AutoModelForSequenceClassification if loaded.is_classifier else AutoModel
+    model = auto_class.from_pretrained(loaded.path, attn_implementation="eager").eval()
+    tokenizer = AutoTokenizer.from_pretrained(loaded.path)
+    text, pair_text = "the plot is thin , but the acting is superb .", "a second sentence ."
+    with torch.inference_mode():
+        output = model(**tokenizer(text, pair_text, return_tensors="pt"), output_attentions=True)
+    expected = torch.stack(output.attentions)[:, 0].numpy()
+    run = extract(loaded, text, pair_text)
+    np.testing.assert_array_equal(run.weights, expected)
+    assert run.tokens[1:4] == ("the", "plot", "is")
+    if loaded.is_classifier:
+        np.testing.assert_allclose(run.probabilities, torch.softmax(output.logits[0], -1).numpy(), rtol=1e-6)
+
+
+def test_full_prepare_met_its_targets(default_pair):
+    card = read_card(default_pair.finetuned.path)
+    assert card["held_out_rows"] == 1000 and card["train_rows"] == 4000
+    assert card["held_out_accuracy"] >= 0.78
+    assert (default_pair.finetuned.path / "model.safetensors").is_file()
+    assert "Held-out accuracy" in (default_pair.finetuned.path / "README.md").read_text()
+
+
+def test_small_prepare_beats_chance_writes_a_card_and_is_idempotent(tmp_path):
+    overrides = {"train_size": 640, "held_out_size": 300, "learning_rate": 2e-4}
+    target = tmp_path / "twin"
+    result = prepare_finetuned("default", target=target, recipe_overrides=overrides, progress=False)
+    assert not result.skipped and result.steps == 40
+    assert result.held_out_accuracy >= 0.6  # chance is 0.5; 0.6 is 3.5 standard errors above it on 300 rows
+    card = json.loads((target / "training.json").read_text())
+    assert card["held_out_accuracy"] == result.held_out_accuracy and card["recipe"]["seed"] == 13
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= {p.name for p in target.iterdir()}
+    again = prepare_finetuned("default", target=target, recipe_overrides=overrides, progress=False)
+    assert again.skipped and again.held_out_accuracy == result.held_out_accuracy
+
+
+def test_fine_tuning_changes_the_last_layers_most(default_pair):
+    """Keeps the comparison honest: if it stops showing what fine-tuning changed, this fails."""
+    sentences = example_sentences(load_config("default").prepare, count=10)
+    per_layer = []
+    for sentence in sentences:
+        runs = extract_pair(default_pair, sentence)
+        per_layer.append(compare_layers(runs.pretrained, runs.finetuned)["js_divergence"].to_numpy())
+    mean = np.mean(per_layer, axis=0)
+    assert mean[-1] > 0.05  # the models really differ at the top
+    assert mean[-1] > 10 * mean[0]  # and far more than at the bottom
+    assert mean[-2:].mean() > mean[:2].mean()
