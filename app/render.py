@@ -21,13 +21,13 @@ def _tokens(service: AnalysisService, analysis: Analysis, options: ViewOptions) 
 
 
 def sankey(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> go.Figure:
-    options = service.options_for(analysis, options)
+    options = service.clamped(analysis, options)
     graphs = service.graphs(analysis, options)
     return make_sankey(
         graphs.edges,
         graphs.nodes,
         tokens=_tokens(service, analysis, options),
-        sources=options.sources,
+        sources=service.trace_sources(analysis, options),
         layers=options.layers or (1, service.num_layers),
         mode=options.mode,
         aggregation=options.aggregation,
@@ -60,13 +60,13 @@ def matrix(service: AnalysisService, analysis: Analysis, options: ViewOptions, s
 
 
 def influence(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> go.Figure:
-    options = service.options_for(analysis, options)
+    options = service.clamped(analysis, options)
     return make_influence(
         service.relevance(analysis, options),
         tokens=_tokens(service, analysis, options),
         method=options.method,
         mode=options.mode,
-        scale_without=options.sources,
+        scale_without=service.trace_sources(analysis, options),
     )
 
 
@@ -75,13 +75,13 @@ def similarity(service: AnalysisService, analysis: Analysis, options: ViewOption
 
 
 def sentence(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> go.Figure:
-    options = service.options_for(analysis, options)
+    options = service.clamped(analysis, options)
     return make_sentence(
         service.relevance(analysis, options),
         tokens=_tokens(service, analysis, options),
         method=options.method,
         mode=options.mode,
-        scale_without=options.sources,
+        scale_without=service.trace_sources(analysis, options),
     )
 
 

@@ -78,15 +78,21 @@ class _LRU:
         return value
 
 
-def view_run(run: AttentionRun, level: str, hide: tuple[str, ...]) -> AttentionRun:
-    """A run at the requested level with hidden token kinds removed (rows renormalised)."""
-    if level == "word":
-        run = run.at_word_level()
+def hidden_mask(run: AttentionRun, hide: tuple[str, ...]) -> np.ndarray:
+    """``[token]`` bool: the tokens of the kinds in ``hide`` ("special", "punctuation")."""
     drop = np.zeros(run.num_tokens, dtype=bool)
     if "special" in hide:
         drop |= np.asarray(run.special)
     if "punctuation" in hide:
         drop |= np.asarray(run.punctuation)
+    return drop
+
+
+def view_run(run: AttentionRun, level: str, hide: tuple[str, ...]) -> AttentionRun:
+    """A run at the requested level with hidden token kinds removed (rows renormalised)."""
+    if level == "word":
+        run = run.at_word_level()
+    drop = hidden_mask(run, hide)
     return run.without_tokens(drop) if drop.any() else run
 
 
@@ -140,81 +146,80 @@ class AnalysisService:
             key, lambda: self.runs(analysis).map(lambda run: view_run(run, options.level, options.hide))
         )
 
-    def options_for(self, analysis: Analysis, options: ViewOptions) -> ViewOptions:
-        """``options`` with stale choices dropped and ``sources`` filled in (classification token, or every
-        token when it is hidden)."""
+    def clamped(self, analysis: Analysis, options: ViewOptions) -> ViewOptions:
+        """``options`` without choices that do not exist for this input (e.g. a token of a previous text)."""
+        run = self.view_runs(analysis, replace(options, hide=())).pretrained
+        return options.clamp(run.num_layers, run.num_heads, run.num_tokens)
+
+    def trace_sources(self, analysis: Analysis, options: ViewOptions) -> tuple[int, ...]:
+        """Positions, in the shown (possibly filtered) tokens, to trace from: the chosen tokens that are not
+        hidden; else the classification token; else (it is hidden) every token.
+
+        ``options.sources`` are positions at the chosen level *before* hiding, so they survive toggling filters.
+        """
+        drop = hidden_mask(self.view_runs(analysis, replace(options, hide=())).pretrained, options.hide)
+        shown_index = np.cumsum(~drop) - 1
+        chosen = tuple(int(shown_index[s]) for s in options.sources if s < drop.size and not drop[s])
+        if chosen:
+            return chosen
         run = self.view_runs(analysis, options).pretrained
-        options = options.clamp(run.num_layers, run.num_heads, run.num_tokens)
-        if not options.sources:
-            sources = (run.cls_index,) if run.cls_index is not None else tuple(range(run.num_tokens))
-            options = replace(options, sources=sources)
-        return options
+        return (run.cls_index,) if run.cls_index is not None else tuple(range(run.num_tokens))
+
+    def _memo(self, name: str, analysis: Analysis, parts: tuple, compute: Callable[[], T]) -> T:
+        return self._cache.get_or_compute((name, analysis, *parts), compute)
+
+    def _trace_settings(self, analysis: Analysis, options: ViewOptions) -> dict:
+        """The attention-graph settings shared by the Sankey and the graph-influence views."""
+        return {
+            "tau": options.tau,
+            "alpha": options.alpha,
+            "heads": options.heads,
+            "layers": options.layers,
+            "sources": self.trace_sources(analysis, options),
+        }
 
     def graphs(self, analysis: Analysis, options: ViewOptions) -> GraphComparison:
-        options = self.options_for(analysis, options)
-        key = (
+        options = self.clamped(analysis, options)
+        settings = self._trace_settings(analysis, options)
+        runs = self.view_runs(analysis, options)
+        return self._memo(
             "graphs",
             analysis,
-            options.level,
-            options.hide,
-            options.layers,
-            options.heads,
-            options.tau,
-            options.alpha,
-            options.sources,
+            (options.level, options.hide, *settings.values()),
+            lambda: compare_graphs(graph_for(runs.pretrained, **settings), graph_for(runs.finetuned, **settings)),
         )
-
-        def compute() -> GraphComparison:
-            runs = self.view_runs(analysis, options)
-            settings = {
-                "tau": options.tau,
-                "alpha": options.alpha,
-                "heads": options.heads,
-                "layers": options.layers,
-                "sources": options.sources,
-            }
-            return compare_graphs(graph_for(runs.pretrained, **settings), graph_for(runs.finetuned, **settings))
-
-        return self._cache.get_or_compute(key, compute)
 
     def heads(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
-        key = ("heads", analysis, options.level, options.hide)
-        return self._cache.get_or_compute(key, lambda: compare_heads(*_both(self.view_runs(analysis, options))))
+        runs = self.view_runs(analysis, options)
+        return self._memo("heads", analysis, (options.level, options.hide), lambda: compare_heads(*_both(runs)))
 
     def embedding(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
-        key = ("embedding", analysis, options.level, options.hide)
-        return self._cache.get_or_compute(key, lambda: head_embedding(*_both(self.view_runs(analysis, options))))
+        runs = self.view_runs(analysis, options)
+        return self._memo("embedding", analysis, (options.level, options.hide), lambda: head_embedding(*_both(runs)))
 
     def relevance(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
-        options = self.options_for(analysis, options)
-        key = (
+        options = self.clamped(analysis, options)
+        settings = self._trace_settings(analysis, options)
+        settings["source"] = settings.pop("sources")
+        if options.method != "graph":
+            del settings["tau"], settings["alpha"]
+        runs = self.view_runs(analysis, options)
+        return self._memo(
             "relevance",
             analysis,
-            options.level,
-            options.hide,
-            options.method,
-            options.heads,
-            options.layers,
-            options.tau,
-            options.alpha,
-            options.sources,
-        )
-        settings = {"source": options.sources, "heads": options.heads, "layers": options.layers}
-        if options.method == "graph":
-            settings |= {"tau": options.tau, "alpha": options.alpha}
-        return self._cache.get_or_compute(
-            key, lambda: compare_relevance(*_both(self.view_runs(analysis, options)), options.method, **settings)
+            (options.level, options.hide, options.method, *settings.values()),
+            lambda: compare_relevance(*_both(runs), options.method, **settings),
         )
 
     def matrices(self, analysis: Analysis, options: ViewOptions, layer: int, head: int | None) -> pd.DataFrame:
-        options = self.options_for(analysis, options)
+        options = self.clamped(analysis, options)
         heads = (head,) if head is not None else options.heads
-        key = ("matrices", analysis, options.level, options.hide, layer, heads, options.aggregation)
-        return self._cache.get_or_compute(
-            key,
-            lambda: attention_matrices(
-                *_both(self.view_runs(analysis, options)), layer, heads=heads, aggregation=options.aggregation
-            ),
+        runs = self.view_runs(analysis, options)
+        return self._memo(
+            "matrices",
+            analysis,
+            (options.level, options.hide, layer, heads, options.aggregation),
+            lambda: attention_matrices(*_both(runs), layer, heads=heads, aggregation=options.aggregation),
         )
 
 

@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
 torch.set_num_threads(int(os.environ.get("ATTENTION_FLOWS_TORCH_THREADS", "1")))
 
@@ -40,6 +40,36 @@ def tiny_models(tmp_path_factory, minilm_dir) -> dict[str, Path]:
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
     return build_tiny_models(tmp_path_factory.mktemp("tiny"), tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_models, tmp_path_factory) -> Path:
+    """A pair config over two tiny random models (bare BERT vs BERT classifier: same vocab, layers, heads)."""
+    path = tmp_path_factory.mktemp("configs") / "tiny.toml"
+    path.write_text(
+        f"""name = "tiny"
+examples = ["a fine , moving film", "a dull film without a plot"]
+[pretrained]
+name = "tiny bert"
+path = "{tiny_models["bert"]}"
+[finetuned]
+name = "tiny classifier"
+path = "{tiny_models["bert-classifier"]}"
+[task]
+name = "tiny task"
+labels = ["bad", "good"]
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_app(tiny_config):
+    """The dashboard over the tiny pair (models load in well under a second)."""
+    from app.main import create_app
+
+    return create_app(tiny_config)
 
 
 @pytest.fixture(scope="session")

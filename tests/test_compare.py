@@ -104,8 +104,17 @@ def test_compare_graphs_marks_shared_and_exclusive_edges():
 
 def test_head_stats_columns(runs):
     stats = head_stats(runs[0])
-    assert list(stats.columns) == ["layer", "head", "entropy", "to_cls", "to_sep", "to_punct", "to_self", "to_prev",
-                                   "to_next"]
+    assert list(stats.columns) == [
+        "layer",
+        "head",
+        "entropy",
+        "to_cls",
+        "to_sep",
+        "to_punct",
+        "to_self",
+        "to_prev",
+        "to_next",
+    ]
     assert len(stats) == 12
 
 

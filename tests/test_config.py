@@ -57,7 +57,7 @@ def test_malformed_toml_names_the_file(tmp_path):
 
 
 def test_unknown_config_name_lists_the_available_ones():
-    with pytest.raises(ConfigError, match="Use one of: .*default"):
+    with pytest.raises(ConfigError, match=r"Use one of: .*default"):
         load_config("no-such-pair")
 
 

@@ -55,8 +55,16 @@ def test_to_frame_is_tidy_with_one_based_layers(tiny_models):
     frame = run.to_frame()
     n = run.num_tokens
     assert len(frame) == 2 * 2 * n * n
-    assert list(frame.columns[:8]) == ["model", "layer", "head", "query_idx", "query_token", "key_idx", "key_token",
-                                       "weight"]
+    assert list(frame.columns[:8]) == [
+        "model",
+        "layer",
+        "head",
+        "query_idx",
+        "query_token",
+        "key_idx",
+        "key_token",
+        "weight",
+    ]
     row = frame[(frame.layer == 2) & (frame["head"] == 1) & (frame.query_idx == 0) & (frame.key_idx == 2)]
     assert row["weight"].item() == pytest.approx(float(run.weights[1, 1, 0, 2]))
     assert row["key_token"].item() == run.tokens[2]
@@ -71,7 +79,7 @@ def test_classifier_reports_label_and_probabilities(tiny_models):
 
 
 def test_classifier_label_count_mismatch_is_reported(tiny_models):
-    with pytest.raises(ModelLoadError, match="lists 3 labels but model .* has 2 classes"):
+    with pytest.raises(ModelLoadError, match=r"lists 3 labels but model .* has 2 classes"):
         load_model(tiny_models["bert-classifier"], labels=("a", "b", "c"))
 
 

@@ -27,7 +27,9 @@ def test_flow_two_layers_matches_hand_computed_disjoint_paths():
     assert normalized[1, 0].sum() == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize(("layers", "tokens", "heads", "seed"), [(3, 4, 1, 0), (4, 6, 2, 1), (6, 5, 3, 2), (5, 8, 1, 3)])
+@pytest.mark.parametrize(
+    ("layers", "tokens", "heads", "seed"), [(3, 4, 1, 0), (4, 6, 2, 1), (6, 5, 3, 2), (5, 8, 1, 3)]
+)
 @pytest.mark.parametrize("concentration", [0.1, 1.0])
 def test_flow_equals_networkx_on_every_pair(layers, tokens, heads, seed, concentration):
     weights = random_attention(layers, heads, tokens, seed=seed, concentration=concentration)

@@ -60,8 +60,11 @@ def test_graph_raising_tau_never_adds_an_edge():
     weights = random_attention(6, 12, 15, seed=4)
     previous = None
     for tau in (0.05, 0.1, 0.2, 0.3, 0.5, 0.8):
-        edges = set(attention_graph(weights, tau=tau, alpha=0.5).edges[["layer", "query_idx", "key_idx"]]
-                    .itertuples(index=False, name=None))
+        edges = set(
+            attention_graph(weights, tau=tau, alpha=0.5)
+            .edges[["layer", "query_idx", "key_idx"]]
+            .itertuples(index=False, name=None)
+        )
         if previous is not None:
             assert edges <= previous
         previous = edges

@@ -74,11 +74,25 @@ def test_word_groups_keep_special_tokens_separate_and_segments_apart():
 
 @pytest.mark.parametrize(
     ("raw", "shown"),
-    [("##ing", "ing"), ("\u0120the", "the"), ("\u2581the", "the"), ("[CLS]", "[CLS]"), ("##", "##"), ("\u0120", "\u0120")],
+    [
+        ("##ing", "ing"),
+        ("\u0120the", "the"),
+        ("\u2581the", "the"),
+        ("[CLS]", "[CLS]"),
+        ("##", "##"),
+        ("\u0120", "\u0120"),
+    ],
 )
 def test_display_token_strips_tokenizer_markers(raw, shown):
     assert display_token(raw) == shown
 
 
 def test_is_punctuation_only_for_symbol_tokens():
-    assert [is_punctuation(t) for t in [".", "!?", "'", "it", "n't", "[SEP]"]] == [True, True, True, False, False, False]
+    assert [is_punctuation(t) for t in [".", "!?", "'", "it", "n't", "[SEP]"]] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]

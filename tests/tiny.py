@@ -31,17 +31,36 @@ def build_tiny_models(root: Path, tokenizer) -> dict[str, Path]:
     """
     import torch
     from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     torch.manual_seed(0)
+
     folders = {}
     builds = {name: (AutoModel, config) for name, config in _configs().items()}
-    classifier = BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                            vocab_size=30522, max_position_embeddings=64, num_labels=2,
-                            id2label={0: "LABEL_0", 1: "LABEL_1"}, label2id={"LABEL_0": 0, "LABEL_1": 1})
+    classifier = BertConfig(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        vocab_size=30522,
+        max_position_embeddings=64,
+        num_labels=2,
+        id2label={0: "LABEL_0", 1: "LABEL_1"},
+        label2id={"LABEL_0": 0, "LABEL_1": 1},
+    )
     builds["bert-classifier"] = (AutoModelForSequenceClassification, classifier)
-    builds["bert-3-layers"] = (AutoModel, BertConfig(hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
-                                                     intermediate_size=32, vocab_size=30522,
-                                                     max_position_embeddings=64))
+    builds["bert-3-layers"] = (
+        AutoModel,
+        BertConfig(
+            hidden_size=16,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            intermediate_size=32,
+            vocab_size=30522,
+            max_position_embeddings=64,
+        ),
+    )
     for name, (auto_class, config) in builds.items():
         folder = root / name
         auto_class.from_config(config).save_pretrained(folder)

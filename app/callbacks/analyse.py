@@ -69,12 +69,12 @@ def show_prediction(analysis_data):
     Output(ids.SOURCES, "value"),
     Input(ids.ANALYSIS, "data"),
     Input(ids.LEVEL, "value"),
-    Input(ids.HIDE, "value"),
 )
 @guarded
-def token_choices(analysis_data, level, hide):
-    """Tokens the user can trace from, at the current level; a new input or level clears the choice."""
+def token_choices(analysis_data, level):
+    """Tokens the user can trace from, at the current level (before hiding, so a choice survives toggling the
+    filters); a new input or level clears the choice."""
     analysis = require_analysis(analysis_data)
-    run = current_service().view_runs(analysis, view_options(level=level, hide=hide)).pretrained
+    run = current_service().view_runs(analysis, view_options(level=level)).pretrained
     options = [{"label": f"{token}  (#{i})", "value": i} for i, token in enumerate(run.tokens)]
     return options, []

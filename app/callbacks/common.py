@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from dash import set_props
+from dash import ctx, no_update, set_props
 from dash.exceptions import PreventUpdate
 
 from app import ids
@@ -21,8 +21,15 @@ def show_error(message: str) -> None:
     set_props(ids.ERROR, {"children": message})
 
 
+def _no_update_for_every_output():
+    outputs = ctx.outputs_list
+    return [no_update] * len(outputs) if isinstance(outputs, list) else no_update
+
+
 def guarded(callback):
-    """Turn engine errors and invalid options into a message in the page (and no update), never a traceback."""
+    """Turn engine errors and invalid options into a message in the page and leave the outputs as they are,
+    never a traceback. (Returning ``no_update`` rather than raising ``PreventUpdate`` keeps the message: Dash
+    drops side updates of a prevented callback.)"""
 
     @functools.wraps(callback)
     def wrapper(*args, **kwargs):
@@ -31,7 +38,7 @@ def guarded(callback):
         except (AttentionFlowsError, ValueError) as error:
             log.info("%s: %s", callback.__name__, error)
             show_error(str(error))
-            raise PreventUpdate from error
+            return _no_update_for_every_output()
 
     return wrapper
 

@@ -24,12 +24,16 @@ def select_head(grid_click, similarity_click, _clear, current):
     """A click on a head (either view) selects it; 'head mean' keeps the layer and drops the head."""
     if ctx.triggered_id == ids.CLEAR_HEAD:
         return {"layer": (current or {}).get("layer"), "head": None}
-    click = grid_click if ctx.triggered_id == ids.HEAD_GRID else similarity_click
-    points = (click or {}).get("points") or []
-    data = points[0].get("customdata") if points else None
-    if not data or len(data) < 2:
+    if ctx.triggered_id == ids.HEAD_GRID:  # heatmap cells: x is the head, y the layer
+        point = ((grid_click or {}).get("points") or [{}])[0]
+        layer, head = point.get("y"), point.get("x")
+    else:  # similarity markers carry [layer, head, change]; the linking lines carry nothing
+        point = ((similarity_click or {}).get("points") or [{}])[0]
+        data = point.get("customdata")
+        layer, head = (data[0], data[1]) if isinstance(data, list | tuple) and len(data) >= 2 else (None, None)
+    if layer is None or head is None:
         raise PreventUpdate
-    return {"layer": int(data[0]), "head": int(data[1])}
+    return {"layer": int(layer), "head": int(head)}
 
 
 @callback(

@@ -182,6 +182,7 @@ def make_influence(
         rows=1, cols=len(panels), subplot_titles=[MODEL_LABELS[p] for p in panels], horizontal_spacing=0.09
     )
     scaled = relevance[~relevance["token_idx"].isin(list(scale_without))]
+    scaled = scaled if len(scaled) else relevance  # every token is traced: scale over all of them
     values = scaled[["pretrained", "finetuned"]].to_numpy()
     peak = float(np.nanmax(values)) if values.size and np.isfinite(values).any() else 1.0
     labels = np.asarray(tokens, dtype=object)[:, None].repeat(len(layers), axis=1)

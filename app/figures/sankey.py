@@ -32,8 +32,13 @@ def _visible_edges(edges: pd.DataFrame, mode: str, aggregation: str) -> pd.DataF
     return shown
 
 
+def _heads_of(value) -> tuple[int, ...]:
+    """Heads of an edge column value: a tuple, or NaN where the model has no such edge."""
+    return value if isinstance(value, tuple) else ()
+
+
 def _heads_text(value) -> str:
-    return "–" if not isinstance(value, tuple) else ", ".join(str(h) for h in value)
+    return ", ".join(str(h) for h in _heads_of(value)) or "–"
 
 
 def make_sankey(
@@ -106,10 +111,10 @@ def make_sankey(
         colour = STATUS_COLOURS[edge.status] if mode == "comparison" else MODEL_COLOURS[mode]
         opacity = 0.55
         if selected is not None and selected[1] is not None and edge.layer == selected[0]:
-            heads = set(getattr(edge, "heads_pretrained", ()) or ()) | set(getattr(edge, "heads_finetuned", ()) or ())
-            if mode != "comparison":
-                heads = set(getattr(edge, f"heads_{mode}") or ())
+            shown_models = ("pretrained", "finetuned") if mode == "comparison" else (mode,)
+            heads = set().union(*(_heads_of(getattr(edge, f"heads_{m}")) for m in shown_models))
             opacity = 0.9 if selected[1] in heads else 0.12
+
         link_source.append(index[key])
         link_target.append(index[query])
         values.append(float(edge.value))

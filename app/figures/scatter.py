@@ -78,19 +78,17 @@ def make_similarity(
                 "<extra>" + MODEL_LABELS[model] + "</extra>",
             )
         )
-    if selected is not None and selected[1] is not None:
-        rows = embedding[(embedding["layer"] == selected[0]) & (embedding["head"] == selected[1])]
-        rows = rows[rows["model"].isin(models)]
-        fig.add_trace(
-            go.Scatter(
-                x=rows["x"],
-                y=rows["y"],
-                mode="markers",
-                name="selected head",
-                hoverinfo="skip",
-                marker={"symbol": "circle-open", "size": 30, "color": "black", "line": {"width": 3}},
-            )
+    xs, ys = selected_positions(embedding, mode, selected)
+    fig.add_trace(  # always present (maybe empty) so dash.Patch can move it: see selected_trace_index
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="markers",
+            name="selected head",
+            hoverinfo="skip",
+            marker={"symbol": "circle-open", "size": 30, "color": "black", "line": {"width": 3}},
         )
+    )
     fig.update_layout(
         coloraxis={
             "colorscale": "Viridis",

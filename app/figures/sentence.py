@@ -39,6 +39,7 @@ def make_sentence(
     for row, model in enumerate(models, start=1):
         values = rows[model].to_numpy()
         counted = values[~np.isin(positions, list(scale_without))]
+        counted = counted if counted.size else values  # every token is traced: scale over all of them
         peak = float(np.nanmax(counted)) if counted.size and np.isfinite(counted).any() else 0.0
         scaled = np.clip(values / peak, 0, 1) if peak > 0 else np.zeros_like(values)
 

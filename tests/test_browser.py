@@ -1,0 +1,197 @@
+"""Real-browser tests: the dashboard served by ``attention-flows serve`` on the default pair, driven by Playwright
+in Debian's Chromium. A full-page screenshot is saved to ``test-artifacts/dashboard.png``."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(default_pair):
+    """``attention-flows serve`` in a subprocess, exactly as a user starts it."""
+    port = _free_port()
+    log = ARTIFACTS / "server.log"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with log.open("w") as stream:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-prepare"],
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"{url}/healthz", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            process.kill()
+            pytest.fail(f"the dashboard did not start: {log.read_text()[-2000:]}")
+        yield url
+        process.terminate()
+        process.wait(timeout=20)
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is missing: sudo apt-get install chromium chromium-driver")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1600, "height": 1100}, accept_downloads=True)
+    tab = context.new_page()
+    tab.console_errors = []
+    tab.on("console", lambda m: tab.console_errors.append(m.text) if m.type == "error" else None)
+    tab.on("pageerror", lambda e: tab.console_errors.append(str(e)))
+    tab.goto(server)
+    tab.wait_for_selector("#sankey-graph .sankey", timeout=60_000)
+    yield tab
+    context.close()
+
+
+def _title(page, graph_id: str) -> str:
+    return page.locator(f"#{graph_id} .gtitle").first.text_content() or ""
+
+
+def _wait_title(page, graph_id: str, pattern: str) -> str:
+    page.wait_for_function(
+        "([id, pattern]) => { const t = document.querySelector(`#${id} .gtitle`);"
+        " return t && new RegExp(pattern).test(t.textContent); }",
+        arg=[graph_id, pattern],
+        timeout=30_000,
+    )
+    return _title(page, graph_id)
+
+
+def _texts(page, graph_id: str) -> list[str]:
+    return page.locator(f"#{graph_id} text").all_text_contents()
+
+
+def test_dashboard_end_to_end(page):
+    # 1. The page opens on a held-out example with a prediction and all six views.
+    assert "fine-tuned prediction" in page.locator("#prediction-panel").text_content()
+    for graph in (
+        "sankey-graph",
+        "head-grid-graph",
+        "matrix-graph",
+        "influence-graph",
+        "similarity-graph",
+        "sentence-graph",
+    ):
+        page.wait_for_selector(f"#{graph} .main-svg", timeout=30_000)
+    assert "layers 1–6" in _title(page, "sankey-graph")
+
+    # 2. Analyse a new sentence.
+    page.fill("#text-input", "the acting is wooden and the plot is a complete mess .")
+    page.click("#analyse-button")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#sentence-graph text')].some(t => t.textContent === 'wooden')",
+        timeout=30_000,
+    )
+    label = page.locator("#prediction-panel .label").text_content()
+    assert label == "negative"
+
+    # 3. Move the layer slider: the lower handle two steps right.
+    page.focus("#layer-range-slider .dash-slider-thumb-1")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    assert "layers 3–6" in _wait_title(page, "sankey-graph", "layers 3–6")
+    influence_layers = set(page.locator("#influence-graph .xtick text").all_text_contents())
+
+    assert influence_layers == {"3", "4", "5", "6"}
+
+    # 4. Pick a head in the grid: layer 6 (top row), head 4.
+    grid = page.locator("#head-grid-graph .nsewdrag").first
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+
+    page.mouse.click(box["x"] + box["width"] * (4.5 / 12), box["y"] + box["height"] * (0.5 / 6))
+    page.wait_for_function(
+        "() => document.getElementById('selected-head-label').textContent === 'layer 6, head 4'", timeout=30_000
+    )
+    assert "layer 6, head 4" in _wait_title(page, "matrix-graph", "head 4")
+
+    # 5. Switch to one model.
+    page.click("#mode-radio label:has-text('Fine-tuned')")
+    assert "(fine-tuned)" in _wait_title(page, "sankey-graph", r"\(fine-tuned\)")
+    assert "pre-trained only" not in _texts(page, "sankey-graph")
+    assert len(page.locator("#matrix-graph .hm").all()) >= 1
+    page.click("#mode-radio label:has-text('Comparison')")
+    _wait_title(page, "sankey-graph", r"layers 3–6$")
+
+    # 6. Word filters: trace from a chosen word, then hide special tokens from every view.
+    page.click("#trace-from-dropdown")
+    page.locator("[role=option]", has_text=re.compile(r"^wooden")).first.click()
+    page.keyboard.press("Escape")
+    assert "from wooden" in _wait_title(page, "sankey-graph", "from wooden")
+    page.click("#hide-checklist label:has-text('special tokens')")
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('#sentence-graph text')].some(t => t.textContent === '[CLS]')",
+        timeout=30_000,
+    )
+    assert "[SEP]" not in _texts(page, "matrix-graph")
+    assert "from wooden" in _title(page, "sankey-graph")  # the chosen word survives the filter
+
+
+    assert not page.locator("#error-banner").text_content()
+    assert page.console_errors == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-after-filters.png"), full_page=True)
+
+
+def test_full_page_screenshot_and_no_console_errors(page):
+    page.wait_for_selector("#similarity-graph .scatterlayer", timeout=30_000)
+    time.sleep(1.0)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 50_000
+    assert page.console_errors == []
+
+
+def test_bad_input_shows_a_message_in_the_page(page):
+    page.fill("#text-input", "   ")
+    page.click("#analyse-button")
+    page.wait_for_function("() => document.getElementById('error-banner').textContent.length > 0")
+    assert "The text is empty" in page.locator("#error-banner").text_content()
+    assert "Traceback" not in page.content()

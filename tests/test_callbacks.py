@@ -1,0 +1,146 @@
+"""Callbacks called as functions, and over HTTP as the browser calls them (tiny random pair)."""
+
+import plotly.graph_objects as go
+import pytest
+
+from app import ids
+from app.callbacks import analyse, selection, views
+from tests.dash_http import call
+
+TEXT = {"text": "a fine , moving film", "text_pair": None}
+CONTROLS = {
+    "mode": "comparison",
+    "layers": [1, 2],
+    "heads": [0, 1],
+    "tau": 0.05,
+    "alpha": 0.5,
+    "aggregation": "mean",
+    "level": "token",
+    "sources": [],
+    "hide": [],
+}
+
+
+@pytest.fixture
+def context(tiny_app):
+    with tiny_app.server.app_context():
+        yield tiny_app
+
+
+def test_sankey_callback_draws_the_comparison(context):
+    fig = views.update_sankey(analysis_data=TEXT, selected=None, **CONTROLS)
+    assert isinstance(fig.data[0], go.Sankey) and "[CLS]" in fig.layout.title.text
+
+
+def test_view_callbacks_follow_the_mode_and_level(context):
+    words = {**CONTROLS, "mode": "finetuned", "level": "word", "hide": ["special"]}
+    matrix, label = views.update_matrix(
+        analysis_data=TEXT,
+        selected={"layer": 2, "head": 1},
+        **{k: words[k] for k in ("mode", "heads", "aggregation", "level", "hide")},
+    )
+    assert len(matrix.data) == 1 and label == "layer 2, head 1"
+    assert "[CLS]" not in matrix.layout.xaxis.ticktext and "moving" in matrix.layout.xaxis.ticktext
+    influence, sentence = views.update_influence(
+        analysis_data=TEXT, method="flow", **{k: v for k, v in words.items() if k != "aggregation"}
+    )
+    assert "attention flow" in influence.layout.title.text and len(sentence.data) == 1
+    grid = views.update_head_grid(
+        analysis_data=TEXT, selected=None, metric="to_cls", mode="comparison", level="token", hide=[]
+    )
+    assert grid.data[0].zmid == 0
+    similarity = views.update_similarity(
+        analysis_data=TEXT, selected={"layer": 1, "head": 0}, mode="comparison", level="token", hide=[]
+    )
+    assert len(similarity.data[3].x) == 2
+
+
+def test_token_choices_list_tokens_at_the_current_level(context):
+    options, value = analyse.token_choices(TEXT, "word")
+    assert [o["label"].split()[0] for o in options] == ["[CLS]", "a", "fine", ",", "moving", "film", "[SEP]"]
+    assert value == []
+
+
+def test_prediction_panel_names_the_label(context):
+    panel = analyse.show_prediction(TEXT)
+    assert panel[0].children[1].children in ("bad", "good")
+
+
+def test_select_head_from_a_grid_click_and_back_to_the_mean(context, monkeypatch):
+    from dash._callback_context import context_value
+    from dash._utils import AttributeDict
+
+    click = {"points": [{"x": 1, "y": 2}]}
+    token = context_value.set(AttributeDict(triggered_inputs=[{"prop_id": f"{ids.HEAD_GRID}.clickData"}]))
+    try:
+        assert selection.select_head(click, None, 0, None) == {"layer": 2, "head": 1}
+    finally:
+        context_value.reset(token)
+
+
+def test_analyse_over_http_returns_a_small_key_not_tensors(tiny_app):
+    client = tiny_app.server.test_client()
+    response = call(
+        client,
+        f"{ids.ANALYSIS}.data",
+        {f"{ids.ANALYSE}.n_clicks": 1, f"{ids.TEXT}.value": "a dull film"},
+        f"{ids.ANALYSE}.n_clicks",
+    )
+    assert response.status_code == 200
+    body = response.get_json()["response"]
+    assert body[ids.ANALYSIS]["data"] == {"text": "a dull film", "text_pair": None}
+    assert len(response.data) < 500
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("   ", "The text is empty"), ("film " * 80, "accepts at most 64")],
+)
+def test_bad_input_over_http_shows_a_readable_message_not_a_traceback(tiny_app, text, message):
+    client = tiny_app.server.test_client()
+    response = call(
+        client,
+        f"{ids.ANALYSIS}.data",
+        {f"{ids.ANALYSE}.n_clicks": 1, f"{ids.TEXT}.value": text},
+        f"{ids.ANALYSE}.n_clicks",
+    )
+    assert response.status_code == 200
+    payload = response.get_json()
+    shown = payload["sideUpdate"][ids.ERROR]["children"]
+    assert message in shown and "Traceback" not in shown
+    assert ids.ANALYSIS not in payload.get("response", {})
+
+
+def test_figure_callback_over_http(tiny_app):
+    client = tiny_app.server.test_client()
+    values = {
+        f"{ids.ANALYSIS}.data": TEXT,
+        f"{ids.MODE}.value": "comparison",
+        f"{ids.LAYERS}.value": [1, 2],
+        f"{ids.TAU}.value": 0.05,
+        f"{ids.ALPHA}.value": 0.5,
+        f"{ids.LEVEL}.value": "token",
+        f"{ids.HIDE}.value": [],
+        f"{ids.SOURCES}.value": [],
+        f"{ids.AGGREGATION}.value": "mean",
+    }
+    response = call(client, f"{ids.SANKEY}.figure", values)
+    figure = response.get_json()["response"][ids.SANKEY]["figure"]
+    assert figure["data"][0]["type"] == "sankey"
+
+
+def test_selection_patch_only_moves_the_outline(tiny_app):
+    client = tiny_app.server.test_client()
+    response = call(
+        client,
+        f"{ids.HEAD_GRID}.figure",
+        {f"{ids.SELECTED_HEAD}.data": {"layer": 1, "head": 0}},
+        f"{ids.SELECTED_HEAD}.data",
+    )
+    patch = response.get_json()["response"][ids.HEAD_GRID]["figure"]
+    assert patch["__dash_patch_update"] == "__dash_patch_update"
+    assert patch["operations"][0]["location"] == ["layout", "shapes"]
+
+
+def test_healthz(tiny_app):
+    assert tiny_app.server.test_client().get("/healthz").data == b"ok"

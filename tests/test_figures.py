@@ -1,0 +1,160 @@
+"""Pure figure functions on small frames: trace types, colours per status, axis labels, no NaN."""
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
+from app.figures.scatter import selected_trace_index
+from app.figures.theme import DIVERGING, FINETUNED, PRETRAINED, SHARED, STATUS_COLOURS
+from attention import (
+    attention_matrices,
+    compare_graphs,
+    compare_heads,
+    compare_relevance,
+    graph_for,
+    head_embedding,
+)
+from tests.conftest import random_attention
+from tests.test_compare import TOKENS, make_run
+
+
+@pytest.fixture(scope="module")
+def runs():
+    pre = random_attention(3, 4, 6, seed=10, concentration=0.3)
+    ft = random_attention(3, 4, 6, seed=11, concentration=0.3)
+    return make_run(pre), make_run(ft)
+
+
+@pytest.fixture(scope="module")
+def graphs(runs):
+    return compare_graphs(graph_for(runs[0], tau=0.3), graph_for(runs[1], tau=0.3))
+
+
+def _link_rgb(colour: str) -> str:
+    r, g, b = (int(x) for x in colour[5:].split(",")[:3])
+    return f"#{r:02X}{g:02X}{b:02X}"
+
+
+def test_sankey_comparison_colours_links_by_status_and_has_a_legend(graphs):
+    fig = make_sankey(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), tau=0.3)
+    sankey = fig.data[0]
+    assert isinstance(sankey, go.Sankey)
+    assert set(graphs.edges["status"]) >= {"shared"} or len(set(graphs.edges["status"])) >= 2
+    expected = [STATUS_COLOURS[s] for s in graphs.edges.sort_values(["layer", "query_idx", "key_idx"])["status"]]
+    assert sorted(_link_rgb(c) for c in sankey.link.color) == sorted(expected)
+    assert not np.isnan(np.asarray(sankey.link.value, dtype=float)).any()
+    assert set(sankey.node.label) <= set(TOKENS)
+    legend = {t.name for t in fig.data[1:]}
+    assert legend == {"both models", "pre-trained only", "fine-tuned only"}
+    assert "layers 1–3" in fig.layout.title.text
+
+
+def test_sankey_single_model_shows_only_that_models_edges(graphs):
+    fig = make_sankey(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), mode="finetuned")
+    ft_edges = graphs.edges[graphs.edges["status"].isin(["shared", "finetuned_only"])]
+    assert len(fig.data[0].link.value) == len(ft_edges)
+    assert {_link_rgb(c) for c in fig.data[0].link.color} == {FINETUNED}
+    assert [t.name for t in fig.data[1:]] == ["fine-tuned"]
+
+
+def test_sankey_highlights_the_selected_heads_links(graphs):
+    layer = int(graphs.edges["layer"].max())
+    fig = make_sankey(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), selected=(layer, 0))
+    opacities = {c.rsplit(",", 1)[1].strip(" )") for c in fig.data[0].link.color}
+    assert "0.90" in opacities or "0.12" in opacities
+
+
+def test_sankey_without_edges_explains_why(graphs):
+    empty = graphs.edges.iloc[0:0]
+    fig = make_sankey(empty, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), tau=0.9)
+    assert "Lower τ" in fig.layout.annotations[0].text and not fig.data
+
+
+def test_head_grid_metrics_and_axes(runs):
+    heads = compare_heads(*runs)
+    fig = make_head_grid(heads, metric="js_divergence", selected=(2, 1))
+    heatmap = fig.data[0]
+    assert np.asarray(heatmap.z).shape == (3, 4) and not np.isnan(np.asarray(heatmap.z, dtype=float)).any()
+    assert fig.layout.xaxis.title.text == "head" and fig.layout.yaxis.title.text == "layer"
+    assert fig.layout.shapes[0].x0 == 0.5 and fig.layout.shapes[0].y0 == 1.5
+    diff = make_head_grid(heads, metric="to_cls", mode="comparison")
+    assert diff.data[0].zmid == 0 and list(diff.data[0].colorscale[0])[1] == PRETRAINED
+    single = make_head_grid(heads, metric="entropy", mode="pretrained")
+    np.testing.assert_allclose(np.asarray(single.data[0].z)[0, 0], heads.iloc[0]["entropy_pretrained"])
+    with pytest.raises(ValueError, match="metric"):
+        make_head_grid(heads, metric="nonsense")
+
+
+def test_matrix_panels_per_mode_and_token_axes(runs):
+    frame = attention_matrices(*runs, layer=2)
+    fig = make_matrix(frame, tokens=TOKENS, caption="layer 2")
+    assert [type(t) for t in fig.data] == [go.Heatmap] * 3
+    assert tuple(fig.layout.xaxis.ticktext) == TOKENS and fig.layout.yaxis.autorange == "reversed"
+    assert [list(c) for c in fig.data[2].colorscale] == [list(c) for c in DIVERGING]
+    np.testing.assert_allclose(np.asarray(fig.data[1].z), runs[1].weights[1].mean(axis=0), atol=1e-6)
+    assert len(make_matrix(frame, tokens=TOKENS, mode="pretrained").data) == 1
+
+
+def test_attention_matrices_single_head_and_max():
+    from attention.extract import AttentionRun  # noqa: F401
+
+    pre, ft = make_run(random_attention(2, 3, 6, seed=1)), make_run(random_attention(2, 3, 6, seed=2))
+    frame = attention_matrices(pre, ft, 1, heads=[2])
+    diff = frame[frame["model"] == "difference"]["weight"].to_numpy().reshape(6, 6)
+    np.testing.assert_allclose(diff, ft.weights[0, 2] - pre.weights[0, 2], atol=1e-6)
+    maxed = attention_matrices(pre, ft, 1, aggregation="max")
+    np.testing.assert_allclose(
+        maxed[maxed["model"] == "pretrained"]["weight"].to_numpy().reshape(6, 6), pre.weights[0].max(axis=0), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("method", ["graph", "rollout", "flow"])
+def test_influence_heatmap_has_layers_on_x_and_no_nan(runs, method):
+    frame = compare_relevance(*runs, method, layers=(2, 3))
+    fig = make_influence(frame, tokens=TOKENS, method=method)
+    assert [list(t.x) for t in fig.data] == [[2, 3]] * 3
+    assert not any(np.isnan(np.asarray(t.z, dtype=float)).any() for t in fig.data)
+    assert fig.layout.xaxis.title.text == "layer"
+
+
+def test_similarity_scatter_links_models_colours_layers_and_marks_selection(runs):
+    embedding = head_embedding(*runs)
+    fig = make_similarity(embedding, selected=(3, 2))
+    lines, pre, ft, chosen = fig.data
+    assert lines.mode == "lines" and pre.name == "pre-trained" and ft.name == "fine-tuned"
+    assert pre.marker.line.color == PRETRAINED and ft.marker.line.color == FINETUNED
+    assert list(pre.marker.color) == list(embedding[embedding.model == "pretrained"]["layer"])
+    assert len(chosen.x) == 2 and selected_trace_index("comparison") == 3
+    single = make_similarity(embedding, mode="finetuned")
+    assert len(single.data) == 2 and len(single.data[1].x) == 0 and selected_trace_index("finetuned") == 1
+
+
+def test_sentence_view_shows_tokens_per_model(runs):
+    frame = compare_relevance(*runs, "graph")
+    fig = make_sentence(frame, tokens=TOKENS, scale_without=(0,))
+    assert len(fig.data) == 2
+    assert list(fig.data[0].text[0]) == list(TOKENS)
+    z = np.asarray(fig.data[1].z, dtype=float)
+    assert z.max() <= 1.0 and z.min() >= 0.0
+
+
+def test_figures_serialise_small_for_a_64_token_input():
+    pre, ft = (make_run(random_attention(6, 12, 64, seed=s, concentration=0.2)) for s in (1, 2))
+    graphs = compare_graphs(graph_for(pre, tau=0.25), graph_for(ft, tau=0.25))
+    tokens = pre.tokens
+    figures = [
+        make_sankey(graphs.edges, graphs.nodes, tokens=tokens, sources=(0,), layers=(1, 6)),
+        make_head_grid(compare_heads(pre, ft)),
+        make_matrix(attention_matrices(pre, ft, 6), tokens=tokens),
+        make_influence(compare_relevance(pre, ft, "flow"), tokens=tokens),
+        make_similarity(head_embedding(pre, ft)),
+        make_sentence(compare_relevance(pre, ft, "rollout"), tokens=tokens),
+    ]
+    for fig in figures:
+        payload = fig.to_json()
+        assert len(payload.encode()) < 1_000_000
+        json.loads(payload)
+    assert SHARED.startswith("#")

@@ -1,0 +1,73 @@
+"""The dashboard's bridge to the engine: token choices across filters, caching, validation."""
+
+import pytest
+
+from app.services import _LRU, Analysis
+from app.state import ViewOptions
+from attention.errors import InputTextError
+
+TEXT = Analysis("a fine , moving film")
+
+
+@pytest.fixture
+def service(tiny_app):
+    from app.services import EXTENSION_KEY
+
+    return tiny_app.server.extensions[EXTENSION_KEY]
+
+
+def test_chosen_tokens_survive_hiding_special_tokens(service):
+    # tokens: [CLS] a fine , moving film [SEP]; "fine" is position 2, or 1 once [CLS] is hidden
+    assert service.trace_sources(TEXT, ViewOptions(sources=(2,))) == (2,)
+    assert service.trace_sources(TEXT, ViewOptions(sources=(2,), hide=("special",))) == (1,)
+    assert service.trace_sources(TEXT, ViewOptions(sources=(0, 2), hide=("special",))) == (1,)
+
+
+def test_default_source_is_cls_and_every_token_when_cls_is_hidden(service):
+    assert service.trace_sources(TEXT, ViewOptions()) == (0,)
+    assert service.trace_sources(TEXT, ViewOptions(hide=("special",))) == (0, 1, 2, 3, 4)
+    assert service.trace_sources(TEXT, ViewOptions(level="word", hide=("special", "punctuation"))) == (0, 1, 2, 3)
+
+
+def test_stale_choices_from_another_text_are_dropped(service):
+    options = service.clamped(TEXT, ViewOptions(sources=(40,), layers=(1, 9), heads=(0, 7)))
+    assert options.sources == () and options.layers is None and options.heads == (0,)
+
+
+def test_runs_are_computed_once_per_input(service, monkeypatch):
+    from app import services
+
+    calls = []
+    real = services.extract_pair
+    monkeypatch.setattr(services, "extract_pair", lambda *a: calls.append(a) or real(*a))
+    fresh = Analysis("a new sentence for the cache")
+    service.runs(fresh)
+    service.graphs(fresh, ViewOptions())
+    service.relevance(fresh, ViewOptions(method="flow"))
+    assert len(calls) == 1
+
+
+def test_overlong_paste_is_refused_before_tokenizing(service):
+    with pytest.raises(InputTextError, match="characters long"):
+        service.analyse("word " * 2000)
+
+
+def test_lru_evicts_the_least_recently_used():
+    cache = _LRU(2)
+    cache.get_or_compute("a", lambda: 1)
+    cache.get_or_compute("b", lambda: 2)
+    cache.get_or_compute("a", lambda: 0)  # touch a
+    cache.get_or_compute("c", lambda: 3)  # evicts b
+    assert cache.get_or_compute("a", lambda: 0) == 1  # kept: recently used
+    assert cache.get_or_compute("b", lambda: 20) == 20  # evicted: computed again
+
+
+def test_view_options_validation_names_the_problem():
+    with pytest.raises(ValueError, match="tau must lie in"):
+        ViewOptions(tau=2.0)
+    with pytest.raises(ValueError, match="hide accepts special, punctuation"):
+        ViewOptions.from_controls(hide=["numbers"])
+    with pytest.raises(ValueError, match="unknown view option"):
+        ViewOptions.from_dict({"colour": "red"})
+    options = ViewOptions(layers=(2, 5), heads=(1, 3), sources=(4,), hide=("special",), method="flow")
+    assert ViewOptions.from_dict(options.to_dict()) == options
