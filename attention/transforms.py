@@ -37,8 +37,9 @@ def merge_groups(weights: np.ndarray, groups: np.ndarray) -> np.ndarray:
     if np.any(sizes == 0):
         raise ValueError("every group index 0..g-1 must be used by at least one token")
     mean_rows = membership / sizes  # [n, g]: averages rows of a group
-    merged = np.einsum("nq,...nk,kg->...qg", mean_rows, weights.astype(np.float64), membership)
+    merged = mean_rows.T @ weights.astype(np.float64) @ membership  # [g, n] @ [..., n, n] @ [n, g]
     return merged.astype(np.float32)
+
 
 
 def drop_tokens(weights: np.ndarray, keep: np.ndarray, *, renormalize: bool = True) -> np.ndarray:

@@ -5,7 +5,7 @@ import pytest
 
 from app import ids
 from app.callbacks import analyse, selection, views
-from tests.dash_http import call
+from app.dash_http import call
 
 TEXT = {"text": "a fine , moving film", "text_pair": None}
 CONTROLS = {

@@ -7,9 +7,19 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from app.figures.theme import DIVERGING, MODEL_LABELS, MODEL_SCALES, NEUTRAL_SCALE, base_layout, symmetric_range
+from app.figures.theme import (
+    DIVERGING,
+    MODEL_LABELS,
+    MODEL_SCALES,
+    NEUTRAL_SCALE,
+    axis_key,
+    axis_ref,
+    layout,
+    panel_domains,
+    panel_title,
+    symmetric_range,
+)
 from app.state import HEAD_METRICS, METHODS, PAIR_METRICS
 
 
@@ -24,55 +34,6 @@ def _token_axis(tokens: Sequence[str]) -> dict:
         "ticktext": list(tokens),
         "tickfont": {"size": 10},
     }
-
-
-def make_head_grid(
-    heads: pd.DataFrame,
-    *,
-    metric: str = "js_divergence",
-    mode: str = "comparison",
-    selected: tuple[int, int | None] | None = None,
-) -> go.Figure:
-    """Layers x heads, coloured by ``metric`` (a column family of :func:`attention.compare_heads`).
-
-    Metrics comparing the models (JS divergence, TV, cosine) are shown as they are; per-model statistics show
-    the chosen model, or in comparison mode the fine-tuned minus pre-trained difference. Clicking a cell selects
-    the head (``customdata`` = [layer, head]).
-    """
-    if metric not in HEAD_METRICS:
-        raise ValueError(f"metric must be one of {', '.join(HEAD_METRICS)}, got {metric!r}")
-    layers, num_heads = int(heads["layer"].max()), int(heads["head"].max()) + 1
-    if metric in PAIR_METRICS:
-        values, colourscale, label = heads[metric], NEUTRAL_SCALE, HEAD_METRICS[metric]
-        zmid = None
-    elif mode == "comparison":
-        values = heads[f"{metric}_finetuned"] - heads[f"{metric}_pretrained"]
-        colourscale, label, zmid = DIVERGING, f"{HEAD_METRICS[metric]}: fine-tuned − pre-trained", 0.0
-    else:
-        values, colourscale = heads[f"{metric}_{mode}"], MODEL_SCALES[mode]
-        label, zmid = f"{HEAD_METRICS[metric]} ({MODEL_LABELS[mode]})", None
-    z = np.full((layers, num_heads), np.nan)
-    z[heads["layer"].to_numpy() - 1, heads["head"].to_numpy()] = values.to_numpy()
-    layer_idx, head_idx = np.indices(z.shape)
-    custom = np.stack([layer_idx + 1, head_idx], axis=-1)
-    heatmap = go.Heatmap(
-        z=z,
-        x=list(range(num_heads)),
-        y=list(range(1, layers + 1)),
-        colorscale=colourscale,
-        customdata=custom,
-        zmid=zmid,
-        colorbar={"title": {"text": ""}, "thickness": 12},
-        hovertemplate="layer %{y}, head %{x}<br>" + label + ": %{z:.3f}<extra></extra>",
-    )
-    if zmid is not None:
-        bound = symmetric_range(z)
-        heatmap.update(zmin=-bound, zmax=bound)
-    fig = go.Figure(heatmap)
-    fig.update_xaxes(title_text="head", tickmode="linear", dtick=1)
-    fig.update_yaxes(title_text="layer", tickmode="linear", dtick=1)
-    fig = base_layout(fig, f"Heads: {label}", height=60 + 38 * layers + 60)
-    return highlight_head(fig, selected)
 
 
 def head_outline(selected: tuple[int, int | None] | None, num_heads: int) -> list[dict]:
@@ -93,75 +54,128 @@ def head_outline(selected: tuple[int, int | None] | None, num_heads: int) -> lis
     ]
 
 
-def highlight_head(fig: go.Figure, selected: tuple[int, int | None] | None) -> go.Figure:
-    """Outline the selected head (see :func:`head_outline`) on a head-grid figure."""
-    fig.layout.shapes = head_outline(selected, len(fig.data[0].x))
-    return fig
+def make_head_grid(
+    heads: pd.DataFrame,
+    *,
+    metric: str = "js_divergence",
+    mode: str = "comparison",
+    selected: tuple[int, int | None] | None = None,
+) -> go.Figure:
+    """Layers x heads, coloured by ``metric`` (a column family of :func:`attention.compare_heads`).
 
-
-def _add_panel(fig: go.Figure, col: int, panels: list[str], panel: str, z: np.ndarray, peak: float, **trace) -> None:
-    """One heatmap panel: white-to-model-colour scale up to ``peak`` (shared by both models, so they compare), or
-    the diverging scale for the difference. Colour bars sit right of their own panel: one for the two models,
-    one for the difference."""
-    diverging = panel == "difference"
-    bound = symmetric_range(z) if diverging else max(peak, 1e-9)
-    axis = fig.layout["xaxis" if col == 1 else f"xaxis{col}"]
-    show_bar = diverging or panel == "finetuned" or len(panels) == 1
-
-    fig.add_trace(
-        go.Heatmap(
-            z=z,
-            colorscale=DIVERGING if diverging else MODEL_SCALES[panel],
-            zmin=-bound if diverging else 0.0,
-            zmax=bound,
-            showscale=show_bar,
-            colorbar={"x": axis.domain[1] + 0.005, "xanchor": "left", "thickness": 10, "len": 0.75},
-            **trace,
-        ),
-        row=1,
-        col=col,
+    Metrics comparing the models (JS divergence, TV, cosine) are shown as they are; per-model statistics show
+    the chosen model, or in comparison mode the fine-tuned minus pre-trained difference. Clicking a cell selects
+    the head (the click's x is the head, y the layer).
+    """
+    if metric not in HEAD_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(HEAD_METRICS)}, got {metric!r}")
+    layers, num_heads = int(heads["layer"].max()), int(heads["head"].max()) + 1
+    trace: dict = {"colorbar": {"thickness": 12}}
+    if metric in PAIR_METRICS:
+        values, label = heads[metric], HEAD_METRICS[metric]
+        trace["colorscale"] = NEUTRAL_SCALE
+    elif mode == "comparison":
+        values = heads[f"{metric}_finetuned"] - heads[f"{metric}_pretrained"]
+        label = f"{HEAD_METRICS[metric]}: fine-tuned − pre-trained"
+        bound = symmetric_range(values)
+        trace |= {"colorscale": DIVERGING, "zmid": 0.0, "zmin": -bound, "zmax": bound}
+    else:
+        values, label = heads[f"{metric}_{mode}"], f"{HEAD_METRICS[metric]} ({MODEL_LABELS[mode]})"
+        trace["colorscale"] = MODEL_SCALES[mode]
+    z = np.full((layers, num_heads), np.nan)
+    z[heads["layer"].to_numpy() - 1, heads["head"].to_numpy()] = values.to_numpy()
+    heatmap = go.Heatmap(
+        z=z,
+        x=list(range(num_heads)),
+        y=list(range(1, layers + 1)),
+        hovertemplate="layer %{y}, head %{x}<br>" + label + ": %{z:.3f}<extra></extra>",
+        **trace,
     )
+    return go.Figure(
+        heatmap,
+        layout(
+            f"Heads: {label}",
+            height=120 + 38 * layers,
+            xaxis={"title": {"text": "head"}, "tickmode": "linear", "dtick": 1},
+            yaxis={"title": {"text": "layer"}, "tickmode": "linear", "dtick": 1},
+            shapes=head_outline(selected, num_heads),
+        ),
+    )
+
+
+def _panel_figure(
+    panels: list[str], traces: list[dict], *, title: str, height: int, peak: float, xaxis: dict, yaxis: dict
+) -> go.Figure:
+    """Side-by-side heatmap panels sharing one colour scale for the two models (so they compare) and a
+    diverging one for the difference; each colour bar sits right of its panel."""
+    domains = panel_domains(len(panels))
+    data, axes, titles = [], {}, []
+    for index, (panel, trace, domain) in enumerate(zip(panels, traces, domains, strict=True), start=1):
+        diverging = panel == "difference"
+        bound = symmetric_range(trace["z"]) if diverging else max(peak, 1e-9)
+        data.append(
+            go.Heatmap(
+                **trace,
+                xaxis=axis_ref("x", index),
+                yaxis=axis_ref("y", index),
+                colorscale=DIVERGING if diverging else MODEL_SCALES[panel],
+                zmin=-bound if diverging else 0.0,
+                zmax=bound,
+                showscale=diverging or panel == "finetuned" or len(panels) == 1,
+                colorbar={"x": domain[1] + 0.005, "xanchor": "left", "thickness": 10, "len": 0.75},
+            )
+        )
+        axes[axis_key("x", index)] = {**xaxis, "domain": domain, "anchor": axis_ref("y", index)}
+        axes[axis_key("y", index)] = {
+            **yaxis,
+            "anchor": axis_ref("x", index),
+            "showticklabels": index == 1,
+            "title": yaxis.get("title") if index == 1 else None,
+        }
+        titles.append(panel_title(MODEL_LABELS[panel], domain))
+    return go.Figure(data, layout(title, height=height, annotations=titles, **axes))
 
 
 def make_matrix(
     matrices: pd.DataFrame, *, tokens: Sequence[str], mode: str = "comparison", caption: str = ""
 ) -> go.Figure:
-    """Side-by-side attention matrices (query rows, key columns) from :func:`attention.attention_matrices`."""
+    """Side-by-side attention matrices (query rows, key columns) from :func:`attention.attention_matrices`.
+
+    Axes are categories ``"<position>:<token>"`` (unique even when a word repeats) shown as the bare token, so
+    hovering names both tokens without an n x n array of strings."""
     panels = _panels(mode)
     n = len(tokens)
-    fig = make_subplots(
-        rows=1, cols=len(panels), subplot_titles=[MODEL_LABELS[p] for p in panels], horizontal_spacing=0.09
-    )
     peak = float(matrices.loc[matrices["model"] != "difference", "weight"].max())
-    rows_idx, cols_idx = np.indices((n, n))
-    labels = np.asarray(tokens, dtype=object)
-    for col, panel in enumerate(panels, start=1):
+    names = [f"{i}:{token}" for i, token in enumerate(tokens)]
+    ticks = {
+        "tickmode": "array",
+        "tickvals": names,
+        "ticktext": list(tokens),
+        "tickfont": {"size": 10},
+        "type": "category",
+    }
+    traces = []
+    for panel in panels:
         rows = matrices[matrices["model"] == panel]
         z = np.zeros((n, n))
         z[rows["query_idx"].to_numpy(), rows["key_idx"].to_numpy()] = rows["weight"].to_numpy()
-        _add_panel(
-            fig,
-            col,
-            panels,
-            panel,
-            z,
-            peak,
-            customdata=labels[cols_idx],
-            text=labels[rows_idx],
-            hovertemplate="<b>%{text}</b> → <b>%{customdata}</b><br>weight %{z:.3f}<extra>"
-            + MODEL_LABELS[panel]
-            + "</extra>",
+        traces.append(
+            {
+                "z": z,
+                "x": names,
+                "y": names,
+                "hovertemplate": "%{y} → %{x}<br>weight %{z:.3f}<extra>" + MODEL_LABELS[panel] + "</extra>",
+            }
         )
-        fig.update_xaxes(**_token_axis(tokens), tickangle=-60, title_text="key (attended to)", row=1, col=col)
-        fig.update_yaxes(
-            **_token_axis(tokens),
-            autorange="reversed",
-            row=1,
-            col=col,
-            title_text="query" if col == 1 else None,
-            showticklabels=col == 1,
-        )
-    return base_layout(fig, f"Attention matrix {caption}".strip(), height=max(360, 15 * n + 190))
+    return _panel_figure(
+        panels,
+        traces,
+        title=f"Attention matrix {caption}".strip(),
+        height=max(360, 15 * n + 190),
+        peak=peak,
+        xaxis={**ticks, "tickangle": -60, "title": {"text": "key (attended to)"}},
+        yaxis={**ticks, "autorange": "reversed", "title": {"text": "query"}},
+    )
 
 
 def make_influence(
@@ -178,28 +192,29 @@ def make_influence(
     panels = _panels(mode)
     layers = sorted(int(x) for x in relevance["layer"].unique())
     n = len(tokens)
-    fig = make_subplots(
-        rows=1, cols=len(panels), subplot_titles=[MODEL_LABELS[p] for p in panels], horizontal_spacing=0.09
-    )
     scaled = relevance[~relevance["token_idx"].isin(list(scale_without))]
     scaled = scaled if len(scaled) else relevance  # every token is traced: scale over all of them
     values = scaled[["pretrained", "finetuned"]].to_numpy()
     peak = float(np.nanmax(values)) if values.size and np.isfinite(values).any() else 1.0
-    labels = np.asarray(tokens, dtype=object)[:, None].repeat(len(layers), axis=1)
-    for col, panel in enumerate(panels, start=1):
+    labels = np.asarray(tokens, dtype=object)[:, None].repeat(len(layers), axis=1).tolist()
+    traces = []
+    for panel in panels:
         z = np.full((n, len(layers)), np.nan)
         z[relevance["token_idx"].to_numpy(), relevance["layer"].to_numpy() - layers[0]] = relevance[panel].to_numpy()
-        _add_panel(
-            fig,
-            col,
-            panels,
-            panel,
-            z,
-            peak,
-            x=layers,
-            text=labels,
-            hovertemplate="<b>%{text}</b>, layer %{x}: %{z:.3f}<extra>" + MODEL_LABELS[panel] + "</extra>",
+        traces.append(
+            {
+                "z": z,
+                "x": layers,
+                "text": labels,
+                "hovertemplate": "<b>%{text}</b>, layer %{x}: %{z:.3f}<extra>" + MODEL_LABELS[panel] + "</extra>",
+            }
         )
-        fig.update_xaxes(title_text="layer", tickmode="linear", dtick=1, row=1, col=col)
-        fig.update_yaxes(**_token_axis(tokens), autorange="reversed", row=1, col=col, showticklabels=col == 1)
-    return base_layout(fig, f"Token influence on the traced token(s): {METHODS[method]}", height=max(340, 15 * n + 150))
+    return _panel_figure(
+        panels,
+        traces,
+        title=f"Token influence on the traced token(s): {METHODS[method]}",
+        height=max(340, 15 * n + 150),
+        peak=peak,
+        xaxis={"title": {"text": "layer"}, "tickmode": "linear", "dtick": 1},
+        yaxis={**_token_axis(tokens), "autorange": "reversed"},
+    )

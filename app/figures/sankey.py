@@ -13,8 +13,8 @@ from app.figures.theme import (
     MODEL_LABELS,
     STATUS_COLOURS,
     STATUS_LABELS,
-    base_layout,
     empty_figure,
+    layout,
     rgba,
 )
 
@@ -77,7 +77,9 @@ def make_sankey(
     for depth in range(first - 1, last):
         rows = reached[(reached["layer"] == depth + 1) & reached["any"]]
         columns[depth] = sorted(int(t) for t in rows["token_idx"])
-    influence = nodes.set_index(["layer", "token_idx"])
+    node_facts = {  # (layer, token) -> row, built once: per-node .loc lookups cost milliseconds
+        (int(r.layer), int(r.token_idx)): r for r in nodes.itertuples(index=False)
+    }
 
     index: dict[tuple[int, int], int] = {}
     labels, xs, ys, colours, hovers = [], [], [], [], []
@@ -93,14 +95,14 @@ def make_sankey(
                 colours.append("#333333")
                 hovers.append(f"<b>{tokens[token]}</b> (#{token}) · traced from here, depth {depth}")
                 continue
-            row = influence.loc[(depth + 1, token)]
-            by_model = [row[f"reached_{m}"] for m in ("pretrained", "finetuned")]
+            row = node_facts[(depth + 1, token)]
+            by_model = [row.reached_pretrained, row.reached_finetuned]
             status = "shared" if all(by_model) else ("pretrained_only" if by_model[0] else "finetuned_only")
             colours.append(STATUS_COLOURS[status] if mode == "comparison" else MODEL_COLOURS[mode])
             hovers.append(
                 f"<b>{tokens[token]}</b> (#{token}) · depth {depth}<br>"
-                f"influence I<sub>{depth + 1}</sub>: pre-trained {row['influence_pretrained']:.2f}, "
-                f"fine-tuned {row['influence_finetuned']:.2f}"
+                f"influence I<sub>{depth + 1}</sub>: pre-trained {row.influence_pretrained:.2f}, "
+                f"fine-tuned {row.influence_finetuned:.2f}"
             )
 
     link_source, link_target, values, link_colours, link_hovers = [], [], [], [], []
@@ -128,53 +130,63 @@ def make_sankey(
             f"fine-tuned {_heads_text(edge.heads_finetuned)}"
         )
 
-    fig = go.Figure(
-        go.Sankey(
-            arrangement="fixed",
-            node={
-                "label": labels,
-                "x": xs,
-                "y": ys,
-                "color": colours,
-                "pad": 6,
-                "thickness": 12,
-                "customdata": hovers,
-                "hovertemplate": "%{customdata}<extra></extra>",
-                "line": {"width": 0},
-            },
-            link={
-                "source": link_source,
-                "target": link_target,
-                "value": values,
-                "color": link_colours,
-                "customdata": link_hovers,
-                "hovertemplate": "%{customdata}<extra></extra>",
-            },
-        )
+    sankey = go.Sankey(
+        arrangement="fixed",
+        node={
+            "label": labels,
+            "x": xs,
+            "y": ys,
+            "color": colours,
+            "pad": 6,
+            "thickness": 12,
+            "customdata": hovers,
+            "hovertemplate": "%{customdata}<extra></extra>",
+            "line": {"width": 0},
+        },
+        link={
+            "source": link_source,
+            "target": link_target,
+            "value": values,
+            "color": link_colours,
+            "customdata": link_hovers,
+            "hovertemplate": "%{customdata}<extra></extra>",
+        },
     )
     legend = STATUS_LABELS if mode == "comparison" else {mode: MODEL_LABELS[mode]}
-    for status, label in legend.items():
-        colour = STATUS_COLOURS.get(status) or MODEL_COLOURS[mode]
-        fig.add_trace(
-            go.Scatter(
-                x=[None], y=[None], mode="markers", name=label, marker={"size": 12, "symbol": "square", "color": colour}
-            )
+    legend_traces = [  # Sankey links have no legend of their own: one empty marker trace per colour
+        go.Scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            name=label,
+            marker={"size": 12, "symbol": "square", "color": STATUS_COLOURS.get(key) or MODEL_COLOURS[mode]},
         )
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    for depth in range(first - 1, last + 1):
-        fig.add_annotation(
-            x=min(max((depth - first + 1) / span, 0.0), 1.0),
-            y=1.06,
-            xref="paper",
-            yref="paper",
-            text="input" if depth == 0 else f"layer {depth}",
-            showarrow=False,
-            font={"size": 11, "color": "#555"},
-        )
+        for key, label in legend.items()
+    ]
+    columns_titles = [
+        {
+            "x": min(max((depth - first + 1) / span, 0.0), 1.0),
+            "y": 1.06,
+            "xref": "paper",
+            "yref": "paper",
+            "text": "input" if depth == 0 else f"layer {depth}",
+            "showarrow": False,
+            "font": {"size": 11, "color": "#555"},
+        }
+        for depth in range(first - 1, last + 1)
+    ]
     title = f"Attention flow from {source_names}, layers {first}–{last}"
     if mode != "comparison":
         title += f" ({MODEL_LABELS[mode]})"
-    fig = base_layout(fig, title, height=max(420, 26 * max(len(c) for c in columns.values()) + 140))
-    fig.update_layout(legend={"orientation": "h", "y": -0.04, "x": 0.0}, margin={"t": 80})
-    return fig
+    return go.Figure(
+        [sankey, *legend_traces],
+        layout(
+            title,
+            height=max(420, 26 * max(len(c) for c in columns.values()) + 140),
+            annotations=columns_titles,
+            xaxis={"visible": False},
+            yaxis={"visible": False},
+            legend={"orientation": "h", "y": -0.04, "x": 0.0},
+            margin={"l": 60, "r": 20, "t": 80, "b": 40},
+        ),
+    )

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from app.figures.theme import MODEL_COLOURS, MODEL_LABELS, SHARED, base_layout
+from app.figures.theme import MODEL_COLOURS, MODEL_LABELS, SHARED, layout
 
 _SYMBOLS = {"pretrained": "circle", "finetuned": "diamond"}
 
@@ -38,13 +38,13 @@ def make_similarity(
     """Scatter of :func:`attention.head_embedding`: colour = layer, size = the head's JS change between models,
     outline = model; in comparison mode a line links each head's two positions. ``customdata`` = [layer, head]."""
     models = ("pretrained", "finetuned") if mode == "comparison" else (mode,)
-    fig = go.Figure()
+    traces = []
     if mode == "comparison":
         pre = embedding[embedding["model"] == "pretrained"].sort_values(["layer", "head"])
         ft = embedding[embedding["model"] == "finetuned"].sort_values(["layer", "head"])
         xs = np.column_stack([pre["x"], ft["x"], np.full(len(pre), np.nan)]).ravel()
         ys = np.column_stack([pre["y"], ft["y"], np.full(len(pre), np.nan)]).ravel()
-        fig.add_trace(
+        traces.append(
             go.Scatter(
                 x=xs,
                 y=ys,
@@ -56,16 +56,15 @@ def make_similarity(
             )
         )
     peak = float(embedding["js_divergence"].max())
-    layers = int(embedding["layer"].max())
     for model in models:
         rows = embedding[embedding["model"] == model]
-        fig.add_trace(
+        traces.append(
             go.Scatter(
                 x=rows["x"],
                 y=rows["y"],
                 mode="markers",
                 name=MODEL_LABELS[model],
-                customdata=rows[["layer", "head", "js_divergence"]].to_numpy(),
+                customdata=rows[["layer", "head", "js_divergence"]].to_numpy().tolist(),
                 marker={
                     "symbol": _SYMBOLS[model],
                     "size": _sizes(rows["js_divergence"], peak),
@@ -79,8 +78,8 @@ def make_similarity(
             )
         )
     xs, ys = selected_positions(embedding, mode, selected)
-    fig.add_trace(  # always present (maybe empty) so dash.Patch can move it: see selected_trace_index
-        go.Scatter(
+    traces.append(
+        go.Scatter(  # always present (maybe empty) so dash.Patch can move it: see selected_trace_index
             x=xs,
             y=ys,
             mode="markers",
@@ -89,15 +88,26 @@ def make_similarity(
             marker={"symbol": "circle-open", "size": 30, "color": "black", "line": {"width": 3}},
         )
     )
-    fig.update_layout(
-        coloraxis={
-            "colorscale": "Viridis",
-            "cmin": 1,
-            "cmax": layers,
-            "colorbar": {"title": {"text": "layer"}, "thickness": 12, "dtick": 1},
-        },
-        legend={"orientation": "h", "y": -0.12},
+    layers = int(embedding["layer"].max())
+    return go.Figure(
+        traces,
+        layout(
+            "Head similarity (classical MDS of Hellinger distances)",
+            height=480,
+            coloraxis={
+                "colorscale": "Viridis",
+                "cmin": 1,
+                "cmax": layers,
+                "colorbar": {"title": {"text": "layer"}, "thickness": 12, "dtick": 1},
+            },
+            legend={"orientation": "h", "y": -0.12},
+            xaxis={"title": {"text": "MDS 1"}, "zeroline": False, "showgrid": True, "gridcolor": "#eee"},
+            yaxis={
+                "title": {"text": "MDS 2"},
+                "zeroline": False,
+                "showgrid": True,
+                "gridcolor": "#eee",
+                "scaleanchor": "x",
+            },
+        ),
     )
-    fig.update_xaxes(title_text="MDS 1", zeroline=False, showgrid=True, gridcolor="#eee")
-    fig.update_yaxes(title_text="MDS 2", zeroline=False, showgrid=True, gridcolor="#eee", scaleanchor="x")
-    return base_layout(fig, "Head similarity (classical MDS of Hellinger distances)", height=480)

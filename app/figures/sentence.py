@@ -7,9 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from app.figures.theme import MODEL_LABELS, MODEL_SCALES, base_layout
+from app.figures.theme import MODEL_LABELS, MODEL_SCALES, axis_key, axis_ref, layout
 from app.state import METHODS
 
 
@@ -30,20 +29,21 @@ def make_sentence(
 ) -> go.Figure:
     """One row of coloured tokens per model from :func:`attention.compare_relevance`, each scaled to that model's
     largest value over the tokens not in ``scale_without`` (e.g. the traced tokens themselves)."""
-
     models = ["pretrained", "finetuned"] if mode == "comparison" else [mode]
     layer, rows = sentence_scores(relevance, method)
-    fig = make_subplots(rows=len(models), cols=1, row_titles=[MODEL_LABELS[m] for m in models], vertical_spacing=0.12)
     positions = rows["token_idx"].to_numpy()
-    labels = np.asarray(tokens, dtype=object)[positions]
-    for row, model in enumerate(models, start=1):
+    labels = np.asarray(tokens, dtype=object)[positions].tolist()
+    gap = 0.12
+    height = (1.0 - gap * (len(models) - 1)) / len(models)
+    traces, axes, titles = [], {}, []
+    for index, model in enumerate(models, start=1):
         values = rows[model].to_numpy()
         counted = values[~np.isin(positions, list(scale_without))]
         counted = counted if counted.size else values  # every token is traced: scale over all of them
-        peak = float(np.nanmax(counted)) if counted.size and np.isfinite(counted).any() else 0.0
+        peak = float(np.nanmax(counted)) if np.isfinite(counted).any() else 0.0
         scaled = np.clip(values / peak, 0, 1) if peak > 0 else np.zeros_like(values)
-
-        fig.add_trace(
+        top = 1.0 - (index - 1) * (height + gap)
+        traces.append(
             go.Heatmap(
                 z=[scaled],
                 x=positions,
@@ -56,13 +56,29 @@ def make_sentence(
                 zmax=1,
                 showscale=False,
                 xgap=2,
+                xaxis=axis_ref("x", index),
+                yaxis=axis_ref("y", index),
                 hovertemplate="<b>%{text}</b>: %{customdata:.3f}<extra>" + MODEL_LABELS[model] + "</extra>",
-            ),
-            row=row,
-            col=1,
+            )
         )
-        fig.update_yaxes(visible=False, row=row, col=1)
-        fig.update_xaxes(visible=False, row=row, col=1)
+        axes[axis_key("x", index)] = {"visible": False, "anchor": axis_ref("y", index)}
+        axes[axis_key("y", index)] = {"visible": False, "domain": [top - height, top], "anchor": axis_ref("x", index)}
+        titles.append(
+            {
+                "text": MODEL_LABELS[model],
+                "x": 1.0,
+                "y": top - height / 2,
+                "xref": "paper",
+                "yref": "paper",
+                "xanchor": "left",
+                "showarrow": False,
+                "textangle": 90,
+                "font": {"size": 12},
+            }
+        )
     what = "I" if method == "graph" else "relevance"
     title = f"Sentence coloured by influence ({METHODS[method]}, {what} at layer {layer})"
-    return base_layout(fig, title, height=90 + 70 * len(models))
+    return go.Figure(
+        traces,
+        layout(title, height=90 + 70 * len(models), annotations=titles, margin={"l": 20, "r": 40, "t": 50, "b": 10}),
+    )

@@ -27,28 +27,63 @@ def rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({r}, {g}, {b}, {alpha:.2f})"
 
 
-def base_layout(fig: go.Figure, title: str, *, height: int | None = None) -> go.Figure:
-    """Shared look: title, font, margins, white background."""
-    fig.update_layout(
-        title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
-        font={"family": FONT, "size": 12},
-        margin={"l": 60, "r": 20, "t": 50, "b": 40},
-        paper_bgcolor="white",
-        plot_bgcolor="white",
-        height=height,
-    )
-    return fig
+def layout(title: str, *, height: int | None = None, **extra) -> dict:
+    """The shared look as a layout dict (figures are built in one ``go.Figure(data, layout)`` call: plotly's
+    incremental ``update_*`` calls cost tens of milliseconds per figure)."""
+    base = {
+        "title": {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
+        "font": {"family": FONT, "size": 12},
+        "margin": {"l": 60, "r": 20, "t": 50, "b": 40},
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "height": height,
+    }
+    return base | extra
+
+
+def panel_domains(count: int, gap: float = 0.09) -> list[list[float]]:
+    """Horizontal domains of ``count`` side-by-side panels."""
+    width = (1.0 - gap * (count - 1)) / count
+    return [[round(i * (width + gap), 6), min(round(i * (width + gap) + width, 6), 1.0)] for i in range(count)]
+
+
+def axis_key(axis: str, index: int) -> str:
+    """Layout key of the ``index``-th (1-based) x or y axis: ``xaxis``, ``xaxis2``, ..."""
+    return axis + "axis" + ("" if index == 1 else str(index))
+
+
+def axis_ref(axis: str, index: int) -> str:
+    """Trace reference of the ``index``-th axis: ``x``, ``x2``, ..."""
+    return axis + ("" if index == 1 else str(index))
+
+
+def panel_title(text: str, domain: list[float]) -> dict:
+    """An annotation titling one panel."""
+    return {
+        "text": text,
+        "x": sum(domain) / 2,
+        "y": 1.0,
+        "xref": "paper",
+        "yref": "paper",
+        "xanchor": "center",
+        "yanchor": "bottom",
+        "showarrow": False,
+        "font": {"size": 13},
+    }
 
 
 def empty_figure(message: str) -> go.Figure:
     """A blank figure that says why it is blank."""
-    fig = go.Figure()
-    fig.add_annotation(
-        text=message, showarrow=False, font={"size": 14, "color": "#555"}, x=0.5, y=0.5, xref="paper", yref="paper"
-    )
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return base_layout(fig, "")
+    note = {
+        "text": message,
+        "showarrow": False,
+        "font": {"size": 14, "color": "#555"},
+        "x": 0.5,
+        "y": 0.5,
+        "xref": "paper",
+        "yref": "paper",
+    }
+    return go.Figure(layout=layout("", annotations=[note], xaxis={"visible": False}, yaxis={"visible": False}))
 
 
 def symmetric_range(values) -> float:

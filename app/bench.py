@@ -1,0 +1,286 @@
+"""Dashboard and export benchmarks: ``attention-flows bench dashboard`` / ``attention-flows bench export``.
+
+Server times are measured around Flask's test client (Dash dispatch, our code and JSON serialisation; no
+network), on the default pair with one torch thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _row(name: str, measured: str, target: str, verdict: bool | None = None) -> None:
+    mark = "" if verdict is None else ("  ok" if verdict else "  MISSED")
+    print(f"  {name:<60} {measured:>20}   target {target}{mark}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def long_sentences(service, count: int, tokens: int = 64) -> list[str]:
+    """``count`` distinct inputs of at most ``tokens`` tokens, built from held-out sentences."""
+    pool = list(service.examples) or ["a gorgeous , witty , seductive movie ."]
+    tokenizer = service.pair.pretrained.tokenizer
+    out, i = [], 0
+    while len(out) < count:
+        text = ""
+        while True:
+            candidate = (text + " " + pool[i % len(pool)]).strip()
+            i += 1
+            if len(tokenizer(candidate)["input_ids"]) > tokens:
+                break
+            text = candidate
+        out.append(text or pool[i % len(pool)])
+    return out
+
+
+def measure_start() -> None:
+    """From `attention-flows serve` to a page whose Sankey is drawn in Chromium."""
+    port = _free_port()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-prepare"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import urllib.request
+
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                if process.poll() is not None:
+                    raise SystemExit("the server exited; run `attention-flows serve` to see why") from None
+                time.sleep(0.1)
+        ready = time.perf_counter() - started
+        _row("serve: process start to server ready (models loaded)", f"{ready:.1f} s", "report")
+        if not Path(CHROMIUM).exists():
+            _row("first usable page", "no chromium", "<= 10 s")
+            return
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("#sankey-graph .sankey", timeout=60_000)
+            page.wait_for_selector("#similarity-graph .scatterlayer", timeout=60_000)
+            usable = time.perf_counter() - started
+            browser.close()
+        _row("serve: process start to first usable page (all views drawn)", f"{usable:.1f} s", "<= 10 s", usable <= 10)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def measure_analysis(dash_app, repeats: int = 10) -> None:
+    """A new <= 64-token input: both forward passes, graph, comparison, every default figure, JSON."""
+    from app.render import RENDERERS, render
+    from app.services import EXTENSION_KEY
+    from app.state import ViewOptions
+
+    service = dash_app.server.extensions[EXTENSION_KEY]
+    times, lengths = [], []
+    for text in long_sentences(service, repeats):
+        start = time.perf_counter()
+        analysis = service.analyse(text)
+        for view in RENDERERS:
+            render(view, service, analysis, ViewOptions(), (service.num_layers, None)).to_json()
+        times.append(time.perf_counter() - start)
+        lengths.append(service.runs(analysis).pretrained.num_tokens)
+    p95 = float(np.percentile(times, 95))
+    _row(
+        f"analyse a new input ({min(lengths)}-{max(lengths)} tokens), median of {repeats}",
+        f"{statistics.median(times):.3f} s",
+        "<= 1 s",
+        statistics.median(times) <= 1,
+    )
+    _row("  p95 / max", f"{p95:.3f} / {max(times):.3f} s", "<= 1 s", max(times) <= 1)
+
+
+CHANGES: list[tuple[str, object]] = [
+    ("layer-range-slider.value", [3, 6]),
+    ("layer-range-slider.value", [1, 4]),
+    ("heads-dropdown.value", [0, 2, 5, 7]),
+    ("heads-dropdown.value", list(range(12))),
+    ("tau-slider.value", 0.2),
+    ("tau-slider.value", 0.35),
+    ("alpha-slider.value", 0.8),
+    ("aggregation-radio.value", "max"),
+    ("mode-radio.value", "finetuned"),
+    ("mode-radio.value", "comparison"),
+    ("level-radio.value", "word"),
+    ("level-radio.value", "token"),
+    ("trace-from-dropdown.value", [3]),
+    ("trace-from-dropdown.value", [5, 8]),
+    ("hide-checklist.value", ["special"]),
+    ("hide-checklist.value", ["special", "punctuation"]),
+    ("hide-checklist.value", []),
+    ("head-metric-dropdown.value", "entropy"),
+    ("head-metric-dropdown.value", "to_cls"),
+    ("influence-method-radio.value", "rollout"),
+    ("influence-method-radio.value", "flow"),
+    ("influence-method-radio.value", "graph"),
+    ("selected-head-store.data", {"layer": 6, "head": 3}),
+    ("selected-head-store.data", {"layer": 2, "head": 9}),
+    ("selected-head-store.data", {"layer": 4, "head": None}),
+]
+
+
+def measure_controls(dash_app, rounds: int = 3) -> None:
+    """Every control change: all callbacks it triggers (and those they trigger), timed and sized."""
+    from app.dash_http import dependencies, request_body, triggered_by
+    from app.services import EXTENSION_KEY
+
+    service = dash_app.server.extensions[EXTENSION_KEY]
+    client = dash_app.server.test_client()
+    specs = dependencies(client)
+    texts = long_sentences(service, rounds)
+    totals, requests, largest = [], [], 0
+    for text in texts:
+        analysis = service.analyse(text)
+        values = {
+            "analysis-store.data": analysis.to_store(),
+            "mode-radio.value": "comparison",
+            "layer-range-slider.value": [1, service.num_layers],
+            "heads-dropdown.value": list(range(12)),
+            "tau-slider.value": 0.25,
+            "alpha-slider.value": 0.5,
+            "aggregation-radio.value": "mean",
+            "level-radio.value": "token",
+            "trace-from-dropdown.value": [],
+            "hide-checklist.value": [],
+            "head-metric-dropdown.value": "js_divergence",
+            "influence-method-radio.value": "graph",
+            "selected-head-store.data": {"layer": service.num_layers, "head": None},
+        }
+        for changed, value in CHANGES:
+            values[changed] = value
+            pending, total = [changed], 0.0
+            while pending:
+                prop = pending.pop(0)
+                for spec in triggered_by(specs, prop):
+                    start = time.perf_counter()
+                    response = client.post("/_dash-update-component", json=request_body(spec, values, prop))
+                    elapsed = time.perf_counter() - start
+                    total += elapsed
+                    requests.append(elapsed)
+                    largest = max(largest, len(response.data))
+                    if spec["output"].startswith(("trace-from-dropdown.options", "..trace-from-dropdown")):
+                        values["trace-from-dropdown.value"] = []
+                        pending.append("trace-from-dropdown.value")
+            totals.append(total)
+    p95 = float(np.percentile(totals, 95))
+    _row(
+        f"control change, all triggered callbacks ({len(totals)} changes): p50",
+        f"{statistics.median(totals) * 1000:.0f} ms",
+        "report",
+    )
+    _row("  p95 server time per control change", f"{p95 * 1000:.0f} ms", "<= 150 ms", p95 <= 0.150)
+    _row("  p95 per callback request", f"{np.percentile(requests, 95) * 1000:.0f} ms", "report")
+    _row("  largest response payload", f"{largest / 1024:.0f} KiB", "<= 1 MB", largest <= 1_000_000)
+
+
+def bench_dashboard() -> None:
+    import torch
+
+    from app.main import create_app
+
+    torch.set_num_threads(1)
+    print("dashboard (default pair, 1 torch thread)")
+    measure_start()
+    dash_app = create_app("default")
+    measure_analysis(dash_app)
+    measure_controls(dash_app)
+
+
+def bench_export(figures: int = 20) -> None:
+    from app.export import export_figure, start_export_server
+    from app.main import create_app
+    from app.render import render
+    from app.services import EXTENSION_KEY
+    from app.state import ViewOptions
+
+    print("static export (kaleido + Debian chromium)")
+    dash_app = create_app("default")
+    service = dash_app.server.extensions[EXTENSION_KEY]
+    analysis = service.analyse(service.examples[0])
+    start = time.perf_counter()
+    start_export_server()
+    with tempfile.TemporaryDirectory() as folder:
+        figure = render("sankey", service, analysis, ViewOptions())
+        export_figure(figure, Path(folder) / "first.png")
+        _row("first export (starts Chromium)", f"{time.perf_counter() - start:.2f} s", "report")
+        for fmt in ("png", "svg", "pdf"):
+            times = []
+            for view in ("sankey", "heads", "matrix", "influence", "similarity", "sentence"):
+                figure = render(view, service, analysis, ViewOptions())
+                began = time.perf_counter()
+                export_figure(figure, Path(folder) / f"{view}.{fmt}", scale=300 / 96 if fmt == "png" else 1.0)
+                times.append(time.perf_counter() - began)
+            _row(
+                f"each later {fmt.upper()} export, 6 views: max (median)",
+                f"{max(times):.2f} ({statistics.median(times):.2f}) s",
+                "<= 1 s",
+                max(times) <= 1,
+            )
+        texts = Path(folder) / "texts.txt"
+        texts.write_text("\n".join(long_sentences(service, figures, tokens=40)), encoding="utf-8")
+        out = Path(folder) / "batch"
+        out.mkdir()
+        began = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "export",
+                "--texts",
+                str(texts),
+                "--out-dir",
+                str(out),
+                "--format",
+                "pdf",
+                "--view",
+                "sankey",
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        seconds = time.perf_counter() - began
+        written = len(list(out.glob("*.pdf")))
+        _row(
+            f"batch: `attention-flows export --texts` ({written} PDFs, incl. model load)",
+            f"{seconds:.1f} s",
+            "<= 30 s",
+            seconds <= 30 and written == figures,
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m app.bench")
+    parser.add_argument("which", choices=["dashboard", "export"])
+    args = parser.parse_args(argv)
+    {"dashboard": bench_dashboard, "export": bench_export}[args.which]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Drive Dash callbacks over HTTP (``/_dash-update-component``) the way the browser does.
+
+Used by the tests (with Flask's test client) and by ``attention-flows bench dashboard`` to time callbacks
+server-side. ``values`` map ``"component-id.property"`` to the value the page currently holds.
+"""
+
+from __future__ import annotations
+
+
+def dependencies(client) -> list[dict]:
+    """The app's callback specs, as the page receives them."""
+    return client.get("/_dash-dependencies").get_json()
+
+
+def _dep_ids(deps: list[dict]) -> list[str]:
+    return [f"{d['id']}.{d['property']}" for d in deps]
+
+
+def callback_spec(client, output: str, trigger: str | None = None) -> dict:
+    """The callback whose output string contains ``output`` and, when given, that has ``trigger`` as an input."""
+    matches = [s for s in dependencies(client) if output in s["output"]]
+    if trigger is not None:
+        matches = [s for s in matches if trigger in _dep_ids(s["inputs"])]
+    if len(matches) != 1:
+        raise LookupError(f"{len(matches)} callbacks write {output} (trigger {trigger})")
+    return matches[0]
+
+
+def _parse_output(output: str) -> list[dict] | dict:
+    multi = output.startswith("..")
+    parts = output.strip(".").split("...") if multi else [output]
+    pieces = []
+    for part in parts:
+        component, _, prop = part.rpartition(".")
+        pieces.append({"id": component, "property": prop.split("@")[0]})
+    return pieces if multi else pieces[0]
+
+
+def request_body(spec: dict, values: dict[str, object], changed: str) -> dict:
+    """The JSON the page posts to run ``spec`` after ``changed`` changed."""
+
+    def fill(deps):
+        return [
+            {"id": d["id"], "property": d["property"], "value": values.get(f"{d['id']}.{d['property']}")} for d in deps
+        ]
+
+    return {
+        "output": spec["output"],
+        "outputs": _parse_output(spec["output"]),
+        "inputs": fill(spec["inputs"]),
+        "state": fill(spec["state"]),
+        "changedPropIds": [changed],
+    }
+
+
+def call(client, output: str, values: dict[str, object], changed: str | None = None):
+    """POST the callback writing ``output`` (triggered by ``changed``, default its first input)."""
+    spec = callback_spec(client, output, changed)
+    changed = changed or _dep_ids(spec["inputs"])[0]
+    return client.post("/_dash-update-component", json=request_body(spec, values, changed))
+
+
+def triggered_by(specs: list[dict], changed: str) -> list[dict]:
+    """Callbacks that have ``changed`` as an input (pattern-matching callbacks are skipped)."""
+    return [s for s in specs if changed in _dep_ids(s["inputs"]) and "{" not in s["output"]]
