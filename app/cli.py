@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--method", choices=("graph", "rollout", "flow"), default="graph")
 
     bench = commands.add_parser("bench", help="run a benchmark and print figures against their targets")
-    bench.add_argument("which", choices=("flow", "rollout", "extract", "compare", "dashboard", "export", "engine"))
+    bench.add_argument(
+        "which", choices=("flow", "rollout", "extract", "compare", "changes", "dashboard", "export", "engine")
+    )
     return parser
 
 

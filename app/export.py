@@ -54,13 +54,14 @@ def pixel_size(preset: str | None, width: int | None, height: int | None) -> tup
 def publication_figure(fig: go.Figure, *, width: int, height: int, font_px: float) -> go.Figure:
     """A copy of ``fig`` sized for print: fixed size, legible fonts, tight margins, no interactive chrome."""
     out = go.Figure(fig)
+    top = max(40, fig.layout.margin.t or 0)  # keep the room a view reserves above its plot (Sankey column titles)
     out.update_layout(
         width=width,
         height=height,
         autosize=False,
         font={"size": font_px, "family": "Helvetica, Arial, sans-serif", "color": "black"},
         title={"font": {"size": font_px * 1.15}},
-        margin={"l": 50, "r": 15, "t": 40, "b": 35},
+        margin={"l": 50, "r": 15, "t": top, "b": 35},
         hovermode=False,
         dragmode=False,
     )

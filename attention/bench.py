@@ -160,16 +160,51 @@ def bench_compare() -> None:
         _row(f"compare_heads, {tokens} tokens", f"{seconds * 1000:.0f} ms", "report")
 
 
+def bench_changes(sentences: int = 100) -> None:
+    """What fine-tuning changed on the default pair: per-layer means over held-out sentences (markdown)."""
+    import pandas as pd
+
+    from attention.compare import compare_layers
+    from attention.config import load_config
+    from attention.data import load_labelled, split_labelled
+    from attention.extract import extract_pair
+    from attention.models import load_pair
+
+    config = load_config("default")
+    pair = load_pair(config)
+    held_out = split_labelled(load_labelled(config.prepare), config.prepare).held_out["text"].head(sentences)
+    start = time.perf_counter()
+    frames = [compare_layers(*(lambda r: (r.pretrained, r.finetuned))(extract_pair(pair, t))) for t in held_out]
+    table = (
+        pd.concat(frames)
+        .groupby("layer")[["js_divergence", "js_divergence_max", "cosine", "tv_distance", "edge_jaccard"]]
+        .agg(["mean", "std"])
+    )
+    print(f"what fine-tuning changed: {len(frames)} held-out sentences ({time.perf_counter() - start:.1f} s)\n")
+    print("| layer | JS divergence (bits) | max over heads | cosine | total variation | graph edge Jaccard |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for layer, row in table.iterrows():
+        cells = [
+            f"{row[(c, 'mean')]:.3f} ± {row[(c, 'std')]:.3f}"
+            for c in ("js_divergence", "js_divergence_max", "cosine", "tv_distance", "edge_jaccard")
+        ]
+        print(f"| {layer} | " + " | ".join(cells) + " |")
+
+
 BENCHES = {"flow": bench_flow, "rollout": bench_rollout, "extract": bench_extract, "compare": bench_compare}
+EXTRA = {"changes": bench_changes}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m attention.bench", description=__doc__)
-    parser.add_argument("which", choices=[*BENCHES, "all"], nargs="?", default="all")
+    parser.add_argument("which", choices=[*BENCHES, *EXTRA, "all"], nargs="?", default="all")
+
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
+    if args.which in EXTRA:
+        EXTRA[args.which]()
     for name, bench in BENCHES.items():
         if args.which in (name, "all"):
             bench()

@@ -41,7 +41,6 @@ def merge_groups(weights: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return merged.astype(np.float32)
 
 
-
 def drop_tokens(weights: np.ndarray, keep: np.ndarray, *, renormalize: bool = True) -> np.ndarray:
     """Remove tokens (rows and columns) where ``keep`` is False, e.g. special tokens.
 

@@ -173,7 +173,6 @@ def test_dashboard_end_to_end(page):
     assert "[SEP]" not in _texts(page, "matrix-graph")
     assert "from wooden" in _title(page, "sankey-graph")  # the chosen word survives the filter
 
-
     assert not page.locator("#error-banner").text_content()
     assert page.console_errors == []
     ARTIFACTS.mkdir(exist_ok=True)
@@ -195,3 +194,28 @@ def test_bad_input_shows_a_message_in_the_page(page):
     page.wait_for_function("() => document.getElementById('error-banner').textContent.length > 0")
     assert "The text is empty" in page.locator("#error-banner").text_content()
     assert "Traceback" not in page.content()
+
+
+def test_export_button_downloads_the_figure_and_its_sidecar(page, tmp_path):
+    downloads = []
+    page.on("download", lambda download: downloads.append(download))
+    card = page.locator("#card-sankey")
+    card.locator(".export-format").first.click()
+    page.locator("[role=option]", has_text="SVG").first.click()
+    card.locator("button.export-button").click()
+    deadline = time.time() + 60
+    while len(downloads) < 2 and time.time() < deadline:
+        page.wait_for_timeout(200)
+    names = sorted(d.suggested_filename for d in downloads)
+    assert len(names) == 2 and names[0].endswith(".json") and names[1].endswith(".svg"), names
+    files = {}
+    for download in downloads:
+        target = tmp_path / download.suggested_filename
+        download.save_as(target)
+        files[target.suffix] = target
+    svg = files[".svg"].read_text(encoding="utf-8")
+    assert svg.startswith("<svg") and "[CLS]" in svg and "Attention flow from" in svg
+    sidecar = __import__("json").loads(files[".json"].read_text(encoding="utf-8"))
+    assert sidecar["view"] == "sankey" and sidecar["format"] == "svg" and sidecar["pair"]["name"] == "minilm-sentiment"
+    assert sidecar["text"] == page.locator("#text-input").input_value()
+    assert page.console_errors == []
