@@ -16,6 +16,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from attention import __version__
+from attention.config import PairConfig
 from attention.errors import AttentionFlowsError
 
 FORMATS = ("png", "svg", "pdf")
@@ -138,6 +139,22 @@ def write_atomically(path: Path, data: bytes) -> Path:
     return path
 
 
+def render_bytes(
+    fig: go.Figure,
+    fmt: str,
+    *,
+    preset: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    scale: float = 1.0,
+) -> tuple[bytes, int, int]:
+    """``fig`` in the publication theme as PNG / SVG / PDF bytes, and the (width, height) used in pixels."""
+    fmt = _check_format(fmt)
+    w, h, font = pixel_size(preset, width, height)
+    data = figure_bytes(publication_figure(fig, width=w, height=h, font_px=font), fmt, width=w, height=h, scale=scale)
+    return data, w, h
+
+
 def export_figure(
     fig: go.Figure,
     path: str | Path,
@@ -150,15 +167,13 @@ def export_figure(
 ) -> Path:
     """Export ``fig`` in the publication theme to ``path`` (format from ``fmt`` or the file suffix)."""
     path = check_target(Path(path))
-    fmt = _check_format(fmt or path.suffix)
-    w, h, font = pixel_size(preset, width, height)
-    data = figure_bytes(publication_figure(fig, width=w, height=h, font_px=font), fmt, width=w, height=h, scale=scale)
+    data, _, _ = render_bytes(fig, fmt or path.suffix, preset=preset, width=width, height=height, scale=scale)
     return write_atomically(path, data)
 
 
 def sidecar(
+    config: PairConfig,
     *,
-    pair: dict,
     analysis: dict,
     view: str,
     options: dict,
@@ -171,7 +186,12 @@ def sidecar(
     """Everything needed to make the same figure again (see ``attention-flows export --from-sidecar``)."""
     return {
         "attention_flows_version": __version__,
-        "pair": pair,
+        "pair": {
+            "name": config.name,
+            "config": str(config.source_path),
+            "pretrained": config.pretrained.display_name,
+            "finetuned": config.finetuned.display_name,
+        },
         "text": analysis["text"],
         "text_pair": analysis.get("text_pair"),
         "view": view,

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.export import ExportError, check_target, export_figure, pixel_size, sidecar, sidecar_json, write_atomically
+from app.export import ExportError, check_target, render_bytes, sidecar, sidecar_json, write_atomically
 from app.render import render
 from app.services import Analysis, AnalysisService
 from app.state import ViewOptions
@@ -24,7 +24,7 @@ class Job:
     view: str
     options: ViewOptions
     selected: tuple[int, int | None] | None
-    out: Path
+    out: Path | None
     fmt: str
     preset: str | None
     width: int | None
@@ -77,35 +77,38 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower())[:40].strip("-") or "text"
 
 
-def make_one(service: AnalysisService, job: Job, *, with_sidecar: bool) -> Path:
-    """Analyse, render, export (and write the sidecar)."""
+def export_bytes(service: AnalysisService, job: Job) -> tuple[bytes, dict]:
+    """Analyse, render and export one job: the file's bytes and its sidecar (shared by the CLI and the
+    dashboard's Export button)."""
     analysis = service.analyse(job.analysis.text, job.analysis.text_pair)
     figure = render(job.view, service, analysis, job.options, job.selected)
-    path = export_figure(
-        figure, job.out, fmt=job.fmt, preset=job.preset, width=job.width, height=job.height, scale=job.scale
+    data, width, height = render_bytes(
+        figure, job.fmt, preset=job.preset, width=job.width, height=job.height, scale=job.scale
     )
+    selected = None if job.selected is None else {"layer": job.selected[0], "head": job.selected[1]}
+    side = sidecar(
+        service.pair.config,
+        analysis=analysis.to_store(),
+        view=job.view,
+        options=job.options.to_dict(),
+        selected=selected,
+        fmt=job.fmt,
+        width=width,
+        height=height,
+        scale=job.scale,
+    )
+    return data, side
+
+
+def make_one(service: AnalysisService, job: Job, *, with_sidecar: bool) -> Path:
+    """Export one job to ``job.out`` (and its sidecar next to it), atomically."""
+    if job.out is None:
+        raise ExportError("No output file given.", "Pass --out.")
+    check_target(job.out)
+    data, side = export_bytes(service, job)
+    path = write_atomically(job.out, data)
     if with_sidecar:
-        width, height, _ = pixel_size(job.preset, job.width, job.height)
-        config = service.pair.config
-        pair = {
-            "name": config.name,
-            "config": str(config.source_path),
-            "pretrained": config.pretrained.display_name,
-            "finetuned": config.finetuned.display_name,
-        }
-        selected = None if job.selected is None else {"layer": job.selected[0], "head": job.selected[1]}
-        data = sidecar(
-            pair=pair,
-            analysis=analysis.to_store(),
-            view=job.view,
-            options=job.options.to_dict(),
-            selected=selected,
-            fmt=job.fmt,
-            width=width,
-            height=height,
-            scale=job.scale,
-        )
-        write_atomically(path.with_suffix(".json"), sidecar_json(data).encode("utf-8"))
+        write_atomically(path.with_suffix(".json"), sidecar_json(side).encode("utf-8"))
     return path
 
 

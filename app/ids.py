@@ -59,6 +59,30 @@ def export_sidecar(view: str) -> dict:
     return {"type": "export-sidecar", "view": view}
 
 
+def export_width(view: str) -> dict:
+    return {"type": "export-width", "view": view}
+
+
+def export_height(view: str) -> dict:
+    return {"type": "export-height", "view": view}
+
+
+def export_scale(view: str) -> dict:
+    return {"type": "export-scale", "view": view}
+
+
+def card(view: str) -> str:
+    """Id of the card holding a view."""
+    return {
+        "sankey": "card-sankey",
+        "heads": "card-heads",
+        "matrix": "card-matrix",
+        "influence": "card-influence",
+        "similarity": "card-similarity",
+        "sentence": "card-sentence",
+    }[view]
+
+
 DOWNLOAD = "export-download"
 DOWNLOAD_SIDECAR = "export-download-sidecar"
 CLEAR_HEAD = "clear-head-button"

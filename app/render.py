@@ -59,30 +59,28 @@ def matrix(service: AnalysisService, analysis: Analysis, options: ViewOptions, s
     )
 
 
-def influence(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> go.Figure:
-    options = service.clamped(analysis, options)
-    return make_influence(
-        service.relevance(analysis, options),
-        tokens=_tokens(service, analysis, options),
-        method=options.method,
-        mode=options.mode,
-        scale_without=service.trace_sources(analysis, options),
-    )
+def _relevance_view(make: Callable[..., go.Figure]) -> Callable[..., go.Figure]:
+    """A renderer for a view of :meth:`AnalysisService.relevance` (token influence, sentence)."""
+
+    def view(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> go.Figure:
+        options = service.clamped(analysis, options)
+        return make(
+            service.relevance(analysis, options),
+            tokens=_tokens(service, analysis, options),
+            method=options.method,
+            mode=options.mode,
+            scale_without=service.trace_sources(analysis, options),
+        )
+
+    return view
+
+
+influence = _relevance_view(make_influence)
+sentence = _relevance_view(make_sentence)
 
 
 def similarity(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> go.Figure:
     return make_similarity(service.embedding(analysis, options), mode=options.mode, selected=selected)
-
-
-def sentence(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> go.Figure:
-    options = service.clamped(analysis, options)
-    return make_sentence(
-        service.relevance(analysis, options),
-        tokens=_tokens(service, analysis, options),
-        method=options.method,
-        mode=options.mode,
-        scale_without=service.trace_sources(analysis, options),
-    )
 
 
 RENDERERS: dict[str, Callable[..., go.Figure]] = {

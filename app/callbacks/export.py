@@ -10,13 +10,14 @@ from dash.exceptions import PreventUpdate
 from app import ids
 from app.callbacks.common import guarded, require_analysis, selected_head, view_options
 from app.callbacks.views import CONTROLS
-from app.export import figure_bytes, pixel_size, publication_figure, sidecar, sidecar_json
-from app.render import render
+from app.export import sidecar_json
+from app.exporting import Job, export_bytes
 from app.services import current_service
 
 
-def _value_for(view: str, states: list[dict]) -> object:
-    return next(s.get("value") for s in states if s["id"]["view"] == view)
+def _value_for(view: str, grouping: list[dict]) -> object:
+    """The value of the wildcard control that belongs to ``view`` (``ctx.args_grouping`` entries)."""
+    return next(item.get("value") for item in grouping if item["id"]["view"] == view)
 
 
 def _filename(text: str, view: str, fmt: str) -> str:
@@ -32,6 +33,9 @@ def _filename(text: str, view: str, fmt: str) -> str:
         "formats": State(ids.export_format(ALL), "value"),
         "sizes": State(ids.export_size(ALL), "value"),
         "sidecars": State(ids.export_sidecar(ALL), "value"),
+        "widths": State(ids.export_width(ALL), "value"),
+        "heights": State(ids.export_height(ALL), "value"),
+        "scales": State(ids.export_scale(ALL), "value"),
         "analysis_data": State(ids.ANALYSIS, "data"),
         "selected": State(ids.SELECTED_HEAD, "data"),
         "metric": State(ids.METRIC, "value"),
@@ -41,45 +45,32 @@ def _filename(text: str, view: str, fmt: str) -> str:
     prevent_initial_call=True,
 )
 @guarded
-def export_view(clicks, formats, sizes, sidecars, analysis_data, selected, **controls):
+def export_view(clicks, formats, sizes, sidecars, widths, heights, scales, analysis_data, selected, **controls):
     """Render the clicked view in the publication theme and send it (plus the sidecar when ticked)."""
     if not ctx.triggered_id or not any(clicks):
         raise PreventUpdate
     view = ctx.triggered_id["view"]
-    states = ctx.states_list
-    fmt = _value_for(view, states[0])
-    preset = _value_for(view, states[1])
-    wants_sidecar = bool(_value_for(view, states[2]))
+    chosen = {
+        name: _value_for(view, ctx.args_grouping[name])
+        for name in ("formats", "sizes", "sidecars", "widths", "heights", "scales")
+    }
+    fmt = chosen["formats"]
     service = current_service()
-    analysis = require_analysis(analysis_data)
-    options = view_options(**controls)
-    head = selected_head(selected, service.num_layers)
-    width, height, font = pixel_size(preset, None, None)
-    scale = 300 / 96 if fmt == "png" else 1.0
-    figure = publication_figure(
-        render(view, service, analysis, options, head), width=width, height=height, font_px=font
+    job = Job(
+        analysis=require_analysis(analysis_data),
+        view=view,
+        options=view_options(**controls),
+        selected=selected_head(selected, service.num_layers),
+        out=None,
+        fmt=fmt,
+        preset=chosen["sizes"],
+        width=chosen["widths"],
+        height=chosen["heights"],
+        scale=float(chosen["scales"] or 300 / 96) if fmt == "png" else 1.0,
     )
-    data = figure_bytes(figure, fmt, width=width, height=height, scale=scale)
-    filename = _filename(analysis.text, view, fmt)
-    side = no_update
-    if wants_sidecar:
-        config = service.pair.config
-        pair = {
-            "name": config.name,
-            "config": str(config.source_path),
-            "pretrained": config.pretrained.display_name,
-            "finetuned": config.finetuned.display_name,
-        }
-        content = sidecar(
-            pair=pair,
-            analysis=analysis.to_store(),
-            view=view,
-            options=options.to_dict(),
-            selected={"layer": head[0], "head": head[1]},
-            fmt=fmt,
-            width=width,
-            height=height,
-            scale=scale,
-        )
-        side = {"content": sidecar_json(content), "filename": filename.rsplit(".", 1)[0] + ".json"}
-    return dcc.send_bytes(data, filename), side
+    data, side = export_bytes(service, job)
+    filename = _filename(job.analysis.text, view, fmt)
+    sidecar = no_update
+    if chosen["sidecars"]:
+        sidecar = {"content": sidecar_json(side), "filename": filename.rsplit(".", 1)[0] + ".json"}
+    return dcc.send_bytes(data, filename), sidecar

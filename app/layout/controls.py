@@ -16,6 +16,16 @@ def _field(label: str, control, hint: str = "") -> html.Div:
     )
 
 
+def _choice(component_id: str, choices: dict[str, str]) -> dcc.RadioItems:
+    """Inline radio buttons; the first choice is selected."""
+    return dcc.RadioItems(
+        id=component_id,
+        value=next(iter(choices)),
+        inline=True,
+        options=[{"label": label, "value": value} for value, label in choices.items()],
+    )
+
+
 def input_panel(examples: list[str], first_text: str, pretrained_name: str, finetuned_name: str) -> html.Div:
     """Text boxes, the Analyse button, examples and the prediction."""
     return html.Div(
@@ -80,16 +90,7 @@ def control_panel(num_layers: int, num_heads: int) -> html.Div:
         [
             _field(
                 "Show",
-                dcc.RadioItems(
-                    id=ids.MODE,
-                    value="comparison",
-                    inline=True,
-                    options=[
-                        {"label": "Comparison", "value": "comparison"},
-                        {"label": "Pre-trained", "value": "pretrained"},
-                        {"label": "Fine-tuned", "value": "finetuned"},
-                    ],
-                ),
+                _choice(ids.MODE, {"comparison": "Comparison", "pretrained": "Pre-trained", "finetuned": "Fine-tuned"}),
             ),
             _field(
                 "Layers",
@@ -142,21 +143,11 @@ def control_panel(num_layers: int, num_heads: int) -> html.Div:
             ),
             _field(
                 "Aggregate heads by",
-                dcc.RadioItems(
-                    id=ids.AGGREGATION,
-                    value="mean",
-                    inline=True,
-                    options=[{"label": "mean", "value": "mean"}, {"label": "max", "value": "max"}],
-                ),
+                _choice(ids.AGGREGATION, {"mean": "mean", "max": "max"}),
             ),
             _field(
                 "Tokens",
-                dcc.RadioItems(
-                    id=ids.LEVEL,
-                    value="token",
-                    inline=True,
-                    options=[{"label": "sub-words", "value": "token"}, {"label": "words", "value": "word"}],
-                ),
+                _choice(ids.LEVEL, {"token": "sub-words", "word": "words"}),
             ),
             _field(
                 "Trace from",
@@ -192,9 +183,4 @@ def head_metric_control() -> dcc.Dropdown:
 
 
 def method_control() -> dcc.RadioItems:
-    return dcc.RadioItems(
-        id=ids.METHOD,
-        value="graph",
-        inline=True,
-        options=[{"label": label, "value": key} for key, label in METHODS.items()],
-    )
+    return _choice(ids.METHOD, METHODS)

@@ -13,6 +13,12 @@ EXPORT_PRESETS = {
 }
 
 
+def _number(component_id: dict, placeholder: str, low: float, high: float, **extra) -> dcc.Input:
+    return dcc.Input(
+        id=component_id, type="number", min=low, max=high, placeholder=placeholder, className="export-number", **extra
+    )
+
+
 def export_controls(view: str) -> html.Div:
     """Format, size preset, sidecar toggle and the Export button of one view."""
     return html.Div(
@@ -39,6 +45,15 @@ def export_controls(view: str) -> html.Div:
                 className="export-sidecar",
                 options=[{"label": "JSON sidecar", "value": "sidecar"}],
             ),
+            html.Details(
+                [
+                    html.Summary("size", title="Custom size in pixels (overrides the preset) and PNG scale"),
+                    _number(ids.export_width(view), "width px", 100, 4000),
+                    _number(ids.export_height(view), "height px", 100, 4000),
+                    _number(ids.export_scale(view), "PNG scale", 0.5, 8, step=0.125, value=3.125),
+                ],
+                className="export-more",
+            ),
             html.Button("Export", id=ids.export_button(view), n_clicks=0, className="export-button"),
         ],
         className="export-controls",
@@ -56,5 +71,5 @@ def view_card(view: str, title: str, *, extra=None, wide: bool = False) -> html.
             dcc.Loading(graph, delay_show=300, type="dot"),
         ],
         className="panel view-card" + (" wide" if wide else ""),
-        id=f"card-{view}",
+        id=ids.card(view),
     )
