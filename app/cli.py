@@ -181,16 +181,17 @@ def cmd_serve(args) -> int:
 
     _ensure_prepared(args.config, not args.no_prepare)
     if args.workers > 1:
-        import shutil
+        import importlib.util
 
-        gunicorn = shutil.which("gunicorn")
-        if gunicorn is None:
+        if importlib.util.find_spec("gunicorn") is None:
             raise AttentionFlowsError("--workers needs gunicorn.", "Install it with: pip install '.[server]'")
         os.environ["ATTENTION_FLOWS_CONFIG"] = str(args.config)
         os.execv(
-            gunicorn,
+            sys.executable,
             [
-                gunicorn,
+                sys.executable,
+                "-m",
+                "gunicorn",
                 "--workers",
                 str(args.workers),
                 "--bind",

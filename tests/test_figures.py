@@ -139,6 +139,9 @@ def test_sentence_view_shows_tokens_per_model(runs):
     assert list(fig.data[0].text[0]) == list(TOKENS)
     z = np.asarray(fig.data[1].z, dtype=float)
     assert z.max() <= 1.0 and z.min() >= 0.0
+    assert (fig.data[0].yaxis, fig.data[1].yaxis) == ("y", "y2")
+    assert fig.layout.yaxis.domain[0] > fig.layout.yaxis2.domain[1]  # pre-trained row above the fine-tuned row
+    assert not fig.layout.xaxis.visible and not fig.layout.yaxis2.visible
 
 
 def test_figures_serialise_small_for_a_64_token_input():

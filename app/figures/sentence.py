@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from app.figures.theme import MODEL_LABELS, MODEL_SCALES, axis_key, axis_ref, layout
+from app.figures.theme import MODEL_LABELS, MODEL_SCALES, axis_key, axis_ref, layout, panel_domains
 from app.state import METHODS
 
 
@@ -33,8 +33,7 @@ def make_sentence(
     layer, rows = sentence_scores(relevance, method)
     positions = rows["token_idx"].to_numpy()
     labels = np.asarray(tokens, dtype=object)[positions].tolist()
-    gap = 0.12
-    height = (1.0 - gap * (len(models) - 1)) / len(models)
+    rows_top_down = panel_domains(len(models), gap=0.12)[::-1]
     traces, axes, titles = [], {}, []
     for index, model in enumerate(models, start=1):
         values = rows[model].to_numpy()
@@ -42,7 +41,7 @@ def make_sentence(
         counted = counted if counted.size else values  # every token is traced: scale over all of them
         peak = float(np.nanmax(counted)) if np.isfinite(counted).any() else 0.0
         scaled = np.clip(values / peak, 0, 1) if peak > 0 else np.zeros_like(values)
-        top = 1.0 - (index - 1) * (height + gap)
+        domain = rows_top_down[index - 1]
         traces.append(
             go.Heatmap(
                 z=[scaled],
@@ -62,17 +61,16 @@ def make_sentence(
             )
         )
         axes[axis_key("x", index)] = {"visible": False, "anchor": axis_ref("y", index)}
-        axes[axis_key("y", index)] = {"visible": False, "domain": [top - height, top], "anchor": axis_ref("x", index)}
+        axes[axis_key("y", index)] = {"visible": False, "domain": domain, "anchor": axis_ref("x", index)}
         titles.append(
             {
                 "text": MODEL_LABELS[model],
-                "x": 1.0,
-                "y": top - height / 2,
+                "x": -0.005,
+                "y": sum(domain) / 2,
                 "xref": "paper",
                 "yref": "paper",
-                "xanchor": "left",
+                "xanchor": "right",
                 "showarrow": False,
-                "textangle": 90,
                 "font": {"size": 12},
             }
         )
@@ -80,5 +78,7 @@ def make_sentence(
     title = f"Sentence coloured by influence ({METHODS[method]}, {what} at layer {layer})"
     return go.Figure(
         traces,
-        layout(title, height=90 + 70 * len(models), annotations=titles, margin={"l": 20, "r": 40, "t": 50, "b": 10}),
+        layout(
+            title, height=90 + 70 * len(models), annotations=titles, **axes, margin={"l": 90, "r": 20, "t": 50, "b": 10}
+        ),
     )
