@@ -3,16 +3,13 @@ in Debian's Chromium. A full-page screenshot is saved to ``test-artifacts/dashbo
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.servers import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -29,39 +26,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(default_pair):
     """``attention-flows serve`` in a subprocess, exactly as a user starts it."""
-    port = _free_port()
-    log = ARTIFACTS / "server.log"
     ARTIFACTS.mkdir(exist_ok=True)
-    with log.open("w") as stream:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-prepare"],
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"{url}/healthz", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            process.kill()
-            pytest.fail(f"the dashboard did not start: {log.read_text()[-2000:]}")
+    log = ARTIFACTS / "server.log"
+    with serving("--no-prepare", log=log) as url:
         yield url
-        process.terminate()
-        process.wait(timeout=20)
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 

@@ -1,13 +1,13 @@
 """The `attention-flows` command: info, prepare, serve (preparing a missing twin first), readable errors."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
+
+from tests.servers import serving
 
 
 def _cli(*args, env=None, timeout=300):
@@ -64,32 +64,10 @@ def test_serve_refuses_without_prepare_when_asked(small_recipe):
 @pytest.mark.slow
 def test_serve_prepares_a_missing_twin_then_serves(small_recipe, tmp_path):
     config, env = small_recipe
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--config", str(config), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-    )
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail((tmp_path / "serve.log").read_text())
-        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/").read().decode()
-        assert "Attention Flows" in page
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    output = (tmp_path / "serve.log").read_text()
+    log = tmp_path / "serve.log"
+    with serving("--config", str(config), log=log, env=env, timeout=240) as url:
+        assert "Attention Flows" in urllib.request.urlopen(f"{url}/").read().decode()
+    output = log.read_text()
     assert "fine-tuning it now" in output and "held-out accuracy" in output
     assert (tmp_path / "home" / "models" / "small-twin" / "model.safetensors").is_file()
 

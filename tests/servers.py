@@ -1,0 +1,49 @@
+"""Start `attention-flows serve` in a subprocess, as a user does, and wait until it answers /healthz."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(*args: str, log: Path, env: dict | None = None, timeout: float = 120) -> Iterator[str]:
+    """Run ``attention-flows serve ARGS --port P``; yield its base URL; stop it afterwards."""
+    port = free_port()
+    with log.open("w") as stream:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", *args, "--port", str(port)],
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + timeout
+            while True:
+                try:
+                    if urllib.request.urlopen(f"{url}/healthz", timeout=1).read() == b"ok":
+                        break
+                except OSError:
+                    if process.poll() is not None or time.time() > deadline:
+                        pytest.fail(f"the server did not start:\n{log.read_text()[-3000:]}")
+                    time.sleep(0.3)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
