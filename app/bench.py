@@ -50,48 +50,58 @@ def long_sentences(service, count: int, tokens: int = 64) -> list[str]:
 
 
 def measure_start() -> None:
-    """From `attention-flows serve` to a page whose Sankey is drawn in Chromium."""
-    port = _free_port()
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-prepare"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        import urllib.request
+    """From `attention-flows serve` to a page whose views are drawn, in a Chromium that is already open (as a
+    user's browser is)."""
+    from contextlib import ExitStack
 
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except OSError:
-                if process.poll() is not None:
-                    raise SystemExit("the server exited; run `attention-flows serve` to see why") from None
-                time.sleep(0.1)
+    with ExitStack() as stack:
+        page = None
+        if Path(CHROMIUM).exists():
+            from playwright.sync_api import sync_playwright
+
+            playwright = stack.enter_context(sync_playwright())
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            stack.callback(browser.close)
+            page = browser.new_page()
+        port = _free_port()
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-prepare"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        stack.callback(process.wait, timeout=20)
+        stack.callback(process.terminate)
+        _wait_until_healthy(process, port)
         ready = time.perf_counter() - started
         _row("serve: process start to server ready (models loaded)", f"{ready:.1f} s", "report")
-        if not Path(CHROMIUM).exists():
+        if page is None:
             _row("first usable page", "no chromium", "<= 10 s")
             return
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_selector("#sankey-graph .sankey", timeout=60_000)
-            page.wait_for_selector("#similarity-graph .scatterlayer", timeout=60_000)
-            usable = time.perf_counter() - started
-            browser.close()
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("#sankey-graph .sankey", timeout=60_000)
+        page.wait_for_selector("#similarity-graph .scatterlayer", timeout=60_000)
+        usable = time.perf_counter() - started
         _row("serve: process start to first usable page (all views drawn)", f"{usable:.1f} s", "<= 10 s", usable <= 10)
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+
+
+def _wait_until_healthy(process: subprocess.Popen, port: int) -> None:
+    import urllib.request
+
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return
+        except OSError:
+            if process.poll() is not None:
+                raise SystemExit("the server exited; run `attention-flows serve` to see why") from None
+            time.sleep(0.1)
 
 
 def measure_analysis(dash_app, repeats: int = 10) -> None:
     """A new <= 64-token input: both forward passes, graph, comparison, every default figure, JSON."""
+    from plotly.io.json import to_json_plotly  # what Dash sends
+
     from app.render import RENDERERS, render
     from app.services import EXTENSION_KEY
     from app.state import ViewOptions
@@ -102,7 +112,7 @@ def measure_analysis(dash_app, repeats: int = 10) -> None:
         start = time.perf_counter()
         analysis = service.analyse(text)
         for view in RENDERERS:
-            render(view, service, analysis, ViewOptions(), (service.num_layers, None)).to_json()
+            to_json_plotly(render(view, service, analysis, ViewOptions(), (service.num_layers, None)))
         times.append(time.perf_counter() - start)
         lengths.append(service.runs(analysis).pretrained.num_tokens)
     p95 = float(np.percentile(times, 95))

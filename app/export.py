@@ -15,6 +15,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from app.figures.theme import Figure
 from attention import __version__
 from attention.config import PairConfig
 from attention.errors import AttentionFlowsError
@@ -52,10 +53,11 @@ def pixel_size(preset: str | None, width: int | None, height: int | None) -> tup
     return (int(width or round(chosen.width_in * DPI)), int(height or round(chosen.height_in * DPI)), font)
 
 
-def publication_figure(fig: go.Figure, *, width: int, height: int, font_px: float) -> go.Figure:
-    """A copy of ``fig`` sized for print: fixed size, legible fonts, tight margins, no interactive chrome."""
+def publication_figure(fig: Figure | go.Figure, *, width: int, height: int, font_px: float) -> go.Figure:
+    """A validated copy of ``fig`` sized for print: fixed size, legible fonts, tight margins, no interactive
+    chrome."""
     out = go.Figure(fig)
-    top = max(40, fig.layout.margin.t or 0)  # keep the room a view reserves above its plot (Sankey column titles)
+    top = max(40, out.layout.margin.t or 0)  # keep the room a view reserves above its plot (Sankey column titles)
     out.update_layout(
         width=width,
         height=height,
@@ -96,7 +98,7 @@ def start_export_server() -> None:
     kaleido.start_sync_server(silence_warnings=True)
 
 
-def figure_bytes(fig: go.Figure, fmt: str, *, width: int, height: int, scale: float = 1.0) -> bytes:
+def figure_bytes(fig: Figure | go.Figure, fmt: str, *, width: int, height: int, scale: float = 1.0) -> bytes:
     """Render ``fig`` to PNG / SVG / PDF bytes."""
     import kaleido
 
@@ -140,7 +142,7 @@ def write_atomically(path: Path, data: bytes) -> Path:
 
 
 def render_bytes(
-    fig: go.Figure,
+    fig: Figure | go.Figure,
     fmt: str,
     *,
     preset: str | None = None,
@@ -156,7 +158,7 @@ def render_bytes(
 
 
 def export_figure(
-    fig: go.Figure,
+    fig: Figure | go.Figure,
     path: str | Path,
     *,
     fmt: str | None = None,

@@ -31,6 +31,8 @@ def create_app(
     """Build the dashboard for a model pair. Models load here, once per process; the first example is analysed
     on page load."""
     from app.callbacks.common import report_unexpected_error
+    from app.render import RENDERERS, render
+    from app.state import ViewOptions
     from attention.flow import warm_up
 
     service = service or AnalysisService.from_config(config, settings)
@@ -59,6 +61,8 @@ def create_app(
         return "ok", 200
 
     warm_up()  # compile or load the max-flow kernel now, not on the first click
-    if service.examples:
-        service.analyse(service.examples[0])  # the page opens on this example: have it ready
+    if service.examples:  # the page opens on this example: have every view's data ready for its first draw
+        first = service.analyse(service.examples[0])
+        for view in RENDERERS:
+            render(view, service, first, ViewOptions())
     return dash_app

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import plotly.graph_objects as go
-
 from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
+from app.figures.theme import Figure
 from app.services import Analysis, AnalysisService
 from app.state import ViewOptions
 
@@ -20,7 +19,7 @@ def _tokens(service: AnalysisService, analysis: Analysis, options: ViewOptions) 
     return service.view_runs(analysis, options).pretrained.tokens
 
 
-def sankey(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> go.Figure:
+def sankey(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
     options = service.clamped(analysis, options)
     graphs = service.graphs(analysis, options)
     return make_sankey(
@@ -36,7 +35,7 @@ def sankey(service: AnalysisService, analysis: Analysis, options: ViewOptions, s
     )
 
 
-def heads(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> go.Figure:
+def heads(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
     return make_head_grid(service.heads(analysis, options), metric=options.metric, mode=options.mode, selected=selected)
 
 
@@ -48,7 +47,7 @@ def matrix_caption(options: ViewOptions, selected: Selected, num_heads: int) -> 
     return f"layer {layer}, {options.aggregation} of {chosen}"
 
 
-def matrix(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> go.Figure:
+def matrix(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
     layer, head = selected
     frame = service.matrices(analysis, options, layer, head)
     return make_matrix(
@@ -59,10 +58,10 @@ def matrix(service: AnalysisService, analysis: Analysis, options: ViewOptions, s
     )
 
 
-def _relevance_view(make: Callable[..., go.Figure]) -> Callable[..., go.Figure]:
+def _relevance_view(make: Callable[..., Figure]) -> Callable[..., Figure]:
     """A renderer for a view of :meth:`AnalysisService.relevance` (token influence, sentence)."""
 
-    def view(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> go.Figure:
+    def view(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
         options = service.clamped(analysis, options)
         return make(
             service.relevance(analysis, options),
@@ -79,11 +78,11 @@ influence = _relevance_view(make_influence)
 sentence = _relevance_view(make_sentence)
 
 
-def similarity(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> go.Figure:
+def similarity(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
     return make_similarity(service.embedding(analysis, options), mode=options.mode, selected=selected)
 
 
-RENDERERS: dict[str, Callable[..., go.Figure]] = {
+RENDERERS: dict[str, Callable[..., Figure]] = {
     "sankey": sankey,
     "heads": heads,
     "matrix": matrix,
@@ -95,7 +94,7 @@ RENDERERS: dict[str, Callable[..., go.Figure]] = {
 
 def render(
     view: str, service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected | None = None
-) -> go.Figure:
+) -> Figure:
     """The figure of ``view`` (a key of :data:`RENDERERS`) for one analysis."""
     if view not in RENDERERS:
         raise ValueError(f"view must be one of {', '.join(RENDERERS)}, got {view!r}")

@@ -18,6 +18,7 @@ from flask import current_app
 
 from app.state import ViewOptions
 from attention import (
+    AttentionGraph,
     AttentionRun,
     GraphComparison,
     ModelPair,
@@ -178,16 +179,22 @@ class AnalysisService:
             "sources": self.trace_sources(analysis, options),
         }
 
-    def graphs(self, analysis: Analysis, options: ViewOptions) -> GraphComparison:
+    def model_graphs(self, analysis: Analysis, options: ViewOptions) -> tuple[AttentionGraph, AttentionGraph]:
+        """Both models' attention graphs (pre-trained, fine-tuned), shared by the Sankey and the influence views."""
         options = self.clamped(analysis, options)
         settings = self._trace_settings(analysis, options)
         runs = self.view_runs(analysis, options)
         return self._memo(
-            "graphs",
+            "model_graphs",
             analysis,
             (options.level, options.hide, *settings.values()),
-            lambda: compare_graphs(graph_for(runs.pretrained, **settings), graph_for(runs.finetuned, **settings)),
+            lambda: (graph_for(runs.pretrained, **settings), graph_for(runs.finetuned, **settings)),
         )
+
+    def graphs(self, analysis: Analysis, options: ViewOptions) -> GraphComparison:
+        options = self.clamped(analysis, options)
+        key = (options.level, options.hide, *self._trace_settings(analysis, options).values())
+        return self._memo("graphs", analysis, key, lambda: compare_graphs(*self.model_graphs(analysis, options)))
 
     def heads(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
         runs = self.view_runs(analysis, options)
@@ -204,11 +211,12 @@ class AnalysisService:
         if options.method != "graph":
             del settings["tau"], settings["alpha"]
         runs = self.view_runs(analysis, options)
+        graphs = self.model_graphs(analysis, options) if options.method == "graph" else None
         return self._memo(
             "relevance",
             analysis,
             (options.level, options.hide, options.method, *settings.values()),
-            lambda: compare_relevance(*_both(runs), options.method, **settings),
+            lambda: compare_relevance(*_both(runs), options.method, graphs=graphs, **settings),
         )
 
     def matrices(self, analysis: Analysis, options: ViewOptions, layer: int, head: int | None) -> pd.DataFrame:

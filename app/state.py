@@ -99,9 +99,12 @@ class ViewOptions:
         )
 
     def clamp(self, num_layers: int, num_heads: int, num_tokens: int) -> ViewOptions:
-        """Drop choices that do not exist for this model / input (e.g. a stale token index)."""
+        """Drop choices that do not exist for this model / input (e.g. a stale token index), and spell "all
+        layers" and "all heads" as None, so equal choices key the same cache entries."""
         layers = self.layers if self.layers and self.layers[1] <= num_layers else None
+        layers = None if layers == (1, num_layers) else layers
         heads = tuple(h for h in self.heads or () if h < num_heads) or None
+        heads = None if heads == tuple(range(num_heads)) else heads
         sources = tuple(s for s in self.sources if s < num_tokens)
         return replace(self, layers=layers, heads=heads, sources=sources)
 

@@ -215,18 +215,41 @@ def relevance(
         flow = attention_flow(run.weights, sources=sources, heads=heads, layers=(first, last))
         out[first - 1 : last] = flow[first - 1 : last][:, sources, :].mean(axis=1)
     elif method == "graph":
-        graph = graph_for(run, tau=tau, alpha=alpha, heads=heads, sources=sources, layers=(first, last), normalize=True)
-        out[first - 1 : last] = graph.influence
+        graph = graph_for(run, tau=tau, alpha=alpha, heads=heads, sources=sources, layers=(first, last))
+        return graph_relevance(graph, run.num_layers)
     else:
         raise ValueError(f"method must be one of graph, rollout, flow; got {method!r}")
     return out
 
 
-def compare_relevance(run_pre: AttentionRun, run_ft: AttentionRun, method: Method, **options) -> pd.DataFrame:
+def graph_relevance(graph: AttentionGraph, num_layers: int) -> np.ndarray:
+    """``[layer, token]``: the graph's influence divided by each layer's sum (rows of zeros stay zero), NaN rows
+    for layers outside ``graph.layers``."""
+    first, last = graph.layers
+    totals = graph.influence.sum(axis=1, keepdims=True)
+    out = np.full((num_layers, graph.influence.shape[1]), np.nan)
+    out[first - 1 : last] = np.divide(graph.influence, totals, out=np.zeros_like(graph.influence), where=totals > 0)
+    return out
+
+
+def compare_relevance(
+    run_pre: AttentionRun,
+    run_ft: AttentionRun,
+    method: Method,
+    *,
+    graphs: tuple[AttentionGraph, AttentionGraph] | None = None,
+    **options,
+) -> pd.DataFrame:
     """:func:`relevance` of both models as a frame: ``layer, token_idx, token, pretrained, finetuned,
-    difference`` (fine-tuned minus pre-trained); layers outside ``options["layers"]`` are left out."""
+    difference`` (fine-tuned minus pre-trained); layers outside ``options["layers"]`` are left out.
+
+    For ``method="graph"``, ``graphs`` (pre-trained, fine-tuned) already traced with the same settings are reused
+    instead of tracing again."""
     _check_same_input(run_pre, run_ft)
-    pre, ft = relevance(run_pre, method, **options), relevance(run_ft, method, **options)
+    if method == "graph" and graphs is not None:
+        pre, ft = (graph_relevance(graph, run_pre.num_layers) for graph in graphs)
+    else:
+        pre, ft = relevance(run_pre, method, **options), relevance(run_ft, method, **options)
     layer, token = np.indices(pre.shape).reshape(2, -1)
     frame = pd.DataFrame(
         {

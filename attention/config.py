@@ -83,7 +83,7 @@ class PrepareRecipe(_Strict):
     label_column: str = "label"
     seed: int = 13
     held_out_size: int = Field(default=1000, ge=10)
-    train_size: int = Field(default=4000, ge=10)
+    train_size: int = Field(default=2000, ge=10)
     epochs: int = Field(default=1, ge=1)
     batch_size: int = Field(default=16, ge=1)
     max_length: int = Field(default=64, ge=8)

@@ -115,23 +115,16 @@ def attention_graph(
         query_pos, key_idx = np.nonzero(multiplicity)
         reached[row, np.unique(key_idx)] = True
         if query_pos.size:
-            head_lists = [
-                tuple(int(head_subset[j]) for j in np.flatnonzero(passing[:, q, k]))
-                for q, k in zip(query_pos, key_idx, strict=True)
-            ]
+            head_ids = np.asarray(head_subset)
             edge_parts.append(
-                pd.DataFrame(
-                    {
-                        "layer": layer,
-                        "query_idx": frontier[query_pos],
-                        "key_idx": key_idx,
-                        "query_token": labels[frontier[query_pos]],
-                        "key_token": labels[key_idx],
-                        "weight": selected.mean(axis=0, dtype=np.float64)[query_pos, key_idx],
-                        "weight_max": selected.max(axis=0).astype(np.float64)[query_pos, key_idx],
-                        "heads": head_lists,
-                        "multiplicity": multiplicity[query_pos, key_idx],
-                    }
+                (
+                    np.full(query_pos.size, layer),
+                    frontier[query_pos],
+                    key_idx,
+                    selected.mean(axis=0, dtype=np.float64)[query_pos, key_idx],
+                    selected.max(axis=0).astype(np.float64)[query_pos, key_idx],
+                    [tuple(head_ids[mask].tolist()) for mask in passing[:, query_pos, key_idx].T],
+                    multiplicity[query_pos, key_idx],
                 )
             )
         frontier = np.flatnonzero(reached[row])
@@ -156,13 +149,7 @@ def attention_graph(
             "reached": reached.reshape(-1),
         }
     )
-    empty_edges = pd.DataFrame(
-        {
-            c: pd.Series(dtype=object if c in ("heads", "query_token", "key_token") else "int64")
-            for c in GRAPH_EDGE_COLUMNS
-        }
-    ).astype({"weight": "float64"})
-    edges = pd.concat(edge_parts, ignore_index=True) if edge_parts else empty_edges
+    edges = _edge_frame(edge_parts, labels)
     return AttentionGraph(
         nodes=validate_frame(nodes, GRAPH_NODE_COLUMNS),
         edges=validate_frame(edges, GRAPH_EDGE_COLUMNS),
@@ -173,4 +160,31 @@ def attention_graph(
         alpha=float(alpha),
         influence=influence,
         counts=counts,
+    )
+
+
+def _edge_frame(parts: list[tuple], labels: np.ndarray) -> pd.DataFrame:
+    """One frame from per-layer edge arrays ``(layer, query_idx, key_idx, weight, weight_max, heads,
+    multiplicity)``, built once (a frame per layer and a concat cost more than the tracing)."""
+    if not parts:
+        return pd.DataFrame(
+            {
+                c: pd.Series(dtype=object if c in ("heads", "query_token", "key_token") else "int64")
+                for c in GRAPH_EDGE_COLUMNS
+            }
+        ).astype({"weight": "float64", "weight_max": "float64"})
+    layer, query_idx, key_idx, weight, weight_max, heads, multiplicity = zip(*parts, strict=True)
+    query_idx, key_idx = np.concatenate(query_idx), np.concatenate(key_idx)
+    return pd.DataFrame(
+        {
+            "layer": np.concatenate(layer),
+            "query_idx": query_idx,
+            "key_idx": key_idx,
+            "query_token": labels[query_idx],
+            "key_token": labels[key_idx],
+            "weight": np.concatenate(weight),
+            "weight_max": np.concatenate(weight_max),
+            "heads": [h for part in heads for h in part],
+            "multiplicity": np.concatenate(multiplicity),
+        }
     )

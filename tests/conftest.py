@@ -17,6 +17,15 @@ import torch
 torch.set_num_threads(int(os.environ.get("ATTENTION_FLOWS_TORCH_THREADS", "1")))
 
 
+def plotly_figure(fig: dict):
+    """A figure dict as a validated ``go.Figure``: raises ``ValueError`` on any property plotly does not know or
+    any value of the wrong type, and gives attribute access for assertions."""
+    import plotly.graph_objects as go
+
+    assert set(fig) == {"data", "layout"}, f"a figure has data and layout, got {sorted(fig)}"
+    return go.Figure(fig)
+
+
 def random_attention(layers: int, heads: int, tokens: int, *, seed: int = 0, concentration: float = 0.5):
     """Row-stochastic ``[layer, head, query, key]`` float32 attention drawn from a Dirichlet."""
     rng = np.random.default_rng(seed)

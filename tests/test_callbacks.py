@@ -6,6 +6,7 @@ import pytest
 from app import ids
 from app.callbacks import analyse, selection, views
 from app.dash_http import call
+from tests.conftest import plotly_figure
 
 TEXT = {"text": "a fine , moving film", "text_pair": None}
 CONTROLS = {
@@ -28,7 +29,7 @@ def context(tiny_app):
 
 
 def test_sankey_callback_draws_the_comparison(context):
-    fig = views.update_sankey(analysis_data=TEXT, selected=None, **CONTROLS)
+    fig = plotly_figure(views.update_sankey(analysis_data=TEXT, selected=None, **CONTROLS))
     assert isinstance(fig.data[0], go.Sankey) and "[CLS]" in fig.layout.title.text
 
 
@@ -39,18 +40,24 @@ def test_view_callbacks_follow_the_mode_and_level(context):
         selected={"layer": 2, "head": 1},
         **{k: words[k] for k in ("mode", "heads", "aggregation", "level", "hide")},
     )
+    matrix = plotly_figure(matrix)
     assert len(matrix.data) == 1 and label == "layer 2, head 1"
     assert "[CLS]" not in matrix.layout.xaxis.ticktext and "moving" in matrix.layout.xaxis.ticktext
     influence, sentence = views.update_influence(
         analysis_data=TEXT, method="flow", **{k: v for k, v in words.items() if k != "aggregation"}
     )
+    influence, sentence = plotly_figure(influence), plotly_figure(sentence)
     assert "attention flow" in influence.layout.title.text and len(sentence.data) == 1
-    grid = views.update_head_grid(
-        analysis_data=TEXT, selected=None, metric="to_cls", mode="comparison", level="token", hide=[]
+    grid = plotly_figure(
+        views.update_head_grid(
+            analysis_data=TEXT, selected=None, metric="to_cls", mode="comparison", level="token", hide=[]
+        )
     )
     assert grid.data[0].zmid == 0
-    similarity = views.update_similarity(
-        analysis_data=TEXT, selected={"layer": 1, "head": 0}, mode="comparison", level="token", hide=[]
+    similarity = plotly_figure(
+        views.update_similarity(
+            analysis_data=TEXT, selected={"layer": 1, "head": 0}, mode="comparison", level="token", hide=[]
+        )
     )
     assert len(similarity.data[3].x) == 2
 

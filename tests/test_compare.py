@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from attention.compare import (
@@ -77,6 +78,18 @@ def test_identical_runs_give_zero_change_everywhere(runs):
     assert np.allclose(graphs.nodes["influence_change"], 0)
     for method in ("graph", "rollout", "flow"):
         assert np.allclose(compare_relevance(pre, pre, method)["difference"], 0)
+
+
+def test_graph_relevance_reuses_traced_graphs_and_is_normalised_per_layer(runs):
+    pre, ft = runs
+    settings = {"tau": 0.2, "alpha": 0.7, "layers": (2, 3), "heads": (0, 2)}
+    traced = compare_relevance(pre, ft, "graph", **settings)
+    graphs = (graph_for(pre, **settings), graph_for(ft, **settings))
+    reused = compare_relevance(pre, ft, "graph", graphs=graphs, **settings)
+    pd.testing.assert_frame_equal(traced, reused)
+    direct = graph_for(pre, normalize=True, **settings).influence  # the engine's own normalisation
+    np.testing.assert_allclose(traced["pretrained"].to_numpy().reshape(direct.shape), direct)
+    assert sorted(traced["layer"].unique()) == [2, 3]
 
 
 def test_symmetric_metrics_are_symmetric(runs):

@@ -42,7 +42,9 @@ def test_extract_equals_transformers_directly(default_pair, role):
 
 def test_full_prepare_met_its_targets(default_pair):
     card = read_card(default_pair.finetuned.path)
-    assert card["held_out_rows"] == 1000 and card["train_rows"] == 4000
+    recipe = load_config("default").prepare
+    assert card["held_out_rows"] == recipe.held_out_size == 1000
+    assert card["train_rows"] == recipe.train_size and card["recipe"]["seed"] == recipe.seed
     assert card["held_out_accuracy"] >= 0.78
     assert (default_pair.finetuned.path / "model.safetensors").is_file()
     assert "Held-out accuracy" in (default_pair.finetuned.path / "README.md").read_text()

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+from plotly.io.json import to_json_plotly
 
 from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
 from app.figures.scatter import selected_trace_index
@@ -17,7 +18,7 @@ from attention import (
     graph_for,
     head_embedding,
 )
-from tests.conftest import random_attention
+from tests.conftest import plotly_figure, random_attention
 from tests.test_compare import TOKENS, make_run
 
 
@@ -39,7 +40,7 @@ def _link_rgb(colour: str) -> str:
 
 
 def test_sankey_comparison_colours_links_by_status_and_has_a_legend(graphs):
-    fig = make_sankey(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), tau=0.3)
+    fig = plotly_figure(make_sankey(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), tau=0.3))
     sankey = fig.data[0]
     assert isinstance(sankey, go.Sankey)
     assert set(graphs.edges["status"]) >= {"shared"} or len(set(graphs.edges["status"])) >= 2
@@ -53,7 +54,9 @@ def test_sankey_comparison_colours_links_by_status_and_has_a_legend(graphs):
 
 
 def test_sankey_single_model_shows_only_that_models_edges(graphs):
-    fig = make_sankey(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), mode="finetuned")
+    fig = plotly_figure(
+        make_sankey(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), mode="finetuned")
+    )
     ft_edges = graphs.edges[graphs.edges["status"].isin(["shared", "finetuned_only"])]
     assert len(fig.data[0].link.value) == len(ft_edges)
     assert {_link_rgb(c) for c in fig.data[0].link.color} == {FINETUNED}
@@ -62,27 +65,29 @@ def test_sankey_single_model_shows_only_that_models_edges(graphs):
 
 def test_sankey_highlights_the_selected_heads_links(graphs):
     layer = int(graphs.edges["layer"].max())
-    fig = make_sankey(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), selected=(layer, 0))
+    fig = plotly_figure(
+        make_sankey(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), selected=(layer, 0))
+    )
     opacities = {c.rsplit(",", 1)[1].strip(" )") for c in fig.data[0].link.color}
     assert "0.90" in opacities or "0.12" in opacities
 
 
 def test_sankey_without_edges_explains_why(graphs):
     empty = graphs.edges.iloc[0:0]
-    fig = make_sankey(empty, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), tau=0.9)
+    fig = plotly_figure(make_sankey(empty, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), tau=0.9))
     assert "Lower τ" in fig.layout.annotations[0].text and not fig.data
 
 
 def test_head_grid_metrics_and_axes(runs):
     heads = compare_heads(*runs)
-    fig = make_head_grid(heads, metric="js_divergence", selected=(2, 1))
+    fig = plotly_figure(make_head_grid(heads, metric="js_divergence", selected=(2, 1)))
     heatmap = fig.data[0]
     assert np.asarray(heatmap.z).shape == (3, 4) and not np.isnan(np.asarray(heatmap.z, dtype=float)).any()
     assert fig.layout.xaxis.title.text == "head" and fig.layout.yaxis.title.text == "layer"
     assert fig.layout.shapes[0].x0 == 0.5 and fig.layout.shapes[0].y0 == 1.5
-    diff = make_head_grid(heads, metric="to_cls", mode="comparison")
+    diff = plotly_figure(make_head_grid(heads, metric="to_cls", mode="comparison"))
     assert diff.data[0].zmid == 0 and list(diff.data[0].colorscale[0])[1] == PRETRAINED
-    single = make_head_grid(heads, metric="entropy", mode="pretrained")
+    single = plotly_figure(make_head_grid(heads, metric="entropy", mode="pretrained"))
     np.testing.assert_allclose(np.asarray(single.data[0].z)[0, 0], heads.iloc[0]["entropy_pretrained"])
     with pytest.raises(ValueError, match="metric"):
         make_head_grid(heads, metric="nonsense")
@@ -90,12 +95,14 @@ def test_head_grid_metrics_and_axes(runs):
 
 def test_matrix_panels_per_mode_and_token_axes(runs):
     frame = attention_matrices(*runs, layer=2)
-    fig = make_matrix(frame, tokens=TOKENS, caption="layer 2")
+    fig = plotly_figure(make_matrix(frame, tokens=TOKENS, caption="layer 2"))
     assert [type(t) for t in fig.data] == [go.Heatmap] * 3
     assert tuple(fig.layout.xaxis.ticktext) == TOKENS and fig.layout.yaxis.autorange == "reversed"
     assert [list(c) for c in fig.data[2].colorscale] == [list(c) for c in DIVERGING]
-    np.testing.assert_allclose(np.asarray(fig.data[1].z), runs[1].weights[1].mean(axis=0), atol=1e-6)
-    assert len(make_matrix(frame, tokens=TOKENS, mode="pretrained").data) == 1
+    np.testing.assert_allclose(
+        np.asarray(fig.data[1].z), runs[1].weights[1].mean(axis=0), atol=5e-5
+    )  # rounded to 4 decimals for the payload
+    assert len(make_matrix(frame, tokens=TOKENS, mode="pretrained")["data"]) == 1
 
 
 def test_attention_matrices_single_head_and_max():
@@ -114,7 +121,7 @@ def test_attention_matrices_single_head_and_max():
 @pytest.mark.parametrize("method", ["graph", "rollout", "flow"])
 def test_influence_heatmap_has_layers_on_x_and_no_nan(runs, method):
     frame = compare_relevance(*runs, method, layers=(2, 3))
-    fig = make_influence(frame, tokens=TOKENS, method=method)
+    fig = plotly_figure(make_influence(frame, tokens=TOKENS, method=method))
     assert [list(t.x) for t in fig.data] == [[2, 3]] * 3
     assert not any(np.isnan(np.asarray(t.z, dtype=float)).any() for t in fig.data)
     assert fig.layout.xaxis.title.text == "layer"
@@ -122,19 +129,19 @@ def test_influence_heatmap_has_layers_on_x_and_no_nan(runs, method):
 
 def test_similarity_scatter_links_models_colours_layers_and_marks_selection(runs):
     embedding = head_embedding(*runs)
-    fig = make_similarity(embedding, selected=(3, 2))
+    fig = plotly_figure(make_similarity(embedding, selected=(3, 2)))
     lines, pre, ft, chosen = fig.data
     assert lines.mode == "lines" and pre.name == "pre-trained" and ft.name == "fine-tuned"
     assert pre.marker.line.color == PRETRAINED and ft.marker.line.color == FINETUNED
     assert list(pre.marker.color) == list(embedding[embedding.model == "pretrained"]["layer"])
     assert len(chosen.x) == 2 and selected_trace_index("comparison") == 3
-    single = make_similarity(embedding, mode="finetuned")
+    single = plotly_figure(make_similarity(embedding, mode="finetuned"))
     assert len(single.data) == 2 and len(single.data[1].x) == 0 and selected_trace_index("finetuned") == 1
 
 
 def test_sentence_view_shows_tokens_per_model(runs):
     frame = compare_relevance(*runs, "graph")
-    fig = make_sentence(frame, tokens=TOKENS, scale_without=(0,))
+    fig = plotly_figure(make_sentence(frame, tokens=TOKENS, scale_without=(0,)))
     assert len(fig.data) == 2
     assert list(fig.data[0].text[0]) == list(TOKENS)
     z = np.asarray(fig.data[1].z, dtype=float)
@@ -157,7 +164,8 @@ def test_figures_serialise_small_for_a_64_token_input():
         make_sentence(compare_relevance(pre, ft, "rollout"), tokens=tokens),
     ]
     for fig in figures:
-        payload = fig.to_json()
+        plotly_figure(fig)
+        payload = to_json_plotly(fig)  # what Dash sends
         assert len(payload.encode()) < 1_000_000
         json.loads(payload)
     assert SHARED.startswith("#")

@@ -34,6 +34,13 @@ def test_stale_choices_from_another_text_are_dropped(service):
     assert options.sources == () and options.layers is None and options.heads == (0,)
 
 
+def test_all_layers_and_all_heads_share_the_default_cache_entries(service):
+    everything = ViewOptions(layers=(1, service.num_layers), heads=tuple(range(service.num_heads)))
+    assert service.clamped(TEXT, everything) == service.clamped(TEXT, ViewOptions())
+    assert service.graphs(TEXT, everything) is service.graphs(TEXT, ViewOptions())
+    assert service.clamped(TEXT, ViewOptions(layers=(1, 1))).layers == (1, 1)
+
+
 def test_runs_are_computed_once_per_input(service, monkeypatch):
     from app import services
 

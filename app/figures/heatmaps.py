@@ -6,15 +6,16 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from app.figures.theme import (
     DIVERGING,
     MODEL_LABELS,
     MODEL_SCALES,
     NEUTRAL_SCALE,
+    Figure,
     axis_key,
     axis_ref,
+    figure,
     layout,
     panel_domains,
     panel_title,
@@ -60,7 +61,7 @@ def make_head_grid(
     metric: str = "js_divergence",
     mode: str = "comparison",
     selected: tuple[int, int | None] | None = None,
-) -> go.Figure:
+) -> Figure:
     """Layers x heads, coloured by ``metric`` (a column family of :func:`attention.compare_heads`).
 
     Metrics comparing the models (JS divergence, TV, cosine) are shown as they are; per-model statistics show
@@ -84,15 +85,16 @@ def make_head_grid(
         trace["colorscale"] = MODEL_SCALES[mode]
     z = np.full((layers, num_heads), np.nan)
     z[heads["layer"].to_numpy() - 1, heads["head"].to_numpy()] = values.to_numpy()
-    heatmap = go.Heatmap(
-        z=z,
-        x=list(range(num_heads)),
-        y=list(range(1, layers + 1)),
-        hovertemplate="layer %{y}, head %{x}<br>" + label + ": %{z:.3f}<extra></extra>",
+    heatmap = {
+        "type": "heatmap",
+        "z": z,
+        "x": list(range(num_heads)),
+        "y": list(range(1, layers + 1)),
+        "hovertemplate": "layer %{y}, head %{x}<br>" + label + ": %{z:.3f}<extra></extra>",
         **trace,
-    )
-    return go.Figure(
-        heatmap,
+    }
+    return figure(
+        [heatmap],
         layout(
             f"Heads: {label}",
             height=120 + 38 * layers,
@@ -105,7 +107,7 @@ def make_head_grid(
 
 def _panel_figure(
     panels: list[str], traces: list[dict], *, title: str, height: int, peak: float, xaxis: dict, yaxis: dict
-) -> go.Figure:
+) -> Figure:
     """Side-by-side heatmap panels sharing one colour scale for the two models (so they compare) and a
     diverging one for the difference; each colour bar sits right of its panel."""
     domains = panel_domains(len(panels))
@@ -114,16 +116,17 @@ def _panel_figure(
         diverging = panel == "difference"
         bound = symmetric_range(trace["z"]) if diverging else max(peak, 1e-9)
         data.append(
-            go.Heatmap(
+            {
+                "type": "heatmap",
                 **trace,
-                xaxis=axis_ref("x", index),
-                yaxis=axis_ref("y", index),
-                colorscale=DIVERGING if diverging else MODEL_SCALES[panel],
-                zmin=-bound if diverging else 0.0,
-                zmax=bound,
-                showscale=diverging or panel == "finetuned" or len(panels) == 1,
-                colorbar={"x": domain[1] + 0.005, "xanchor": "left", "thickness": 10, "len": 0.75},
-            )
+                "xaxis": axis_ref("x", index),
+                "yaxis": axis_ref("y", index),
+                "colorscale": DIVERGING if diverging else MODEL_SCALES[panel],
+                "zmin": -bound if diverging else 0.0,
+                "zmax": bound,
+                "showscale": diverging or panel == "finetuned" or len(panels) == 1,
+                "colorbar": {"x": domain[1] + 0.005, "xanchor": "left", "thickness": 10, "len": 0.75},
+            }
         )
         axes[axis_key("x", index)] = {**xaxis, "domain": domain, "anchor": axis_ref("y", index)}
         axes[axis_key("y", index)] = {
@@ -133,12 +136,12 @@ def _panel_figure(
             "title": yaxis.get("title") if index == 1 else None,
         }
         titles.append(panel_title(MODEL_LABELS[panel], domain))
-    return go.Figure(data, layout(title, height=height, annotations=titles, **axes))
+    return figure(data, layout(title, height=height, annotations=titles, **axes))
 
 
 def make_matrix(
     matrices: pd.DataFrame, *, tokens: Sequence[str], mode: str = "comparison", caption: str = ""
-) -> go.Figure:
+) -> Figure:
     """Side-by-side attention matrices (query rows, key columns) from :func:`attention.attention_matrices`.
 
     Axes are categories ``"<position>:<token>"`` (unique even when a word repeats) shown as the bare token, so
@@ -161,7 +164,7 @@ def make_matrix(
         z[rows["query_idx"].to_numpy(), rows["key_idx"].to_numpy()] = rows["weight"].to_numpy()
         traces.append(
             {
-                "z": z,
+                "z": z.round(4),  # hover shows 3 decimals; full float64 digits would double the payload
                 "x": names,
                 "y": names,
                 "hovertemplate": "%{y} → %{x}<br>weight %{z:.3f}<extra>" + MODEL_LABELS[panel] + "</extra>",
@@ -185,7 +188,7 @@ def make_influence(
     method: str = "graph",
     mode: str = "comparison",
     scale_without: Sequence[int] = (),
-) -> go.Figure:
+) -> Figure:
     """Tokens x layers: how much each token matters to the traced token(s), for each model and the difference
     (frame from :func:`attention.compare_relevance`). ``scale_without`` (e.g. the traced tokens themselves) are
     left out when choosing the top of the colour scale, so they do not wash out the rest."""

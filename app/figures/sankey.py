@@ -6,14 +6,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from app.figures.theme import (
     MODEL_COLOURS,
     MODEL_LABELS,
     STATUS_COLOURS,
     STATUS_LABELS,
+    Figure,
     empty_figure,
+    figure,
     layout,
     rgba,
 )
@@ -52,7 +53,7 @@ def make_sankey(
     aggregation: str = "mean",
     selected: tuple[int, int | None] | None = None,
     tau: float | None = None,
-) -> go.Figure:
+) -> Figure:
     """Sankey of a :class:`~attention.compare.GraphComparison` (``edges``, ``nodes`` frames).
 
     One column of token nodes per depth ``first-1 .. last``; a link per edge ``(l, query -> key)`` from the key at
@@ -130,9 +131,10 @@ def make_sankey(
             f"fine-tuned {_heads_text(edge.heads_finetuned)}"
         )
 
-    sankey = go.Sankey(
-        arrangement="fixed",
-        node={
+    sankey = {
+        "type": "sankey",
+        "arrangement": "fixed",
+        "node": {
             "label": labels,
             "x": xs,
             "y": ys,
@@ -143,7 +145,7 @@ def make_sankey(
             "hovertemplate": "%{customdata}<extra></extra>",
             "line": {"width": 0},
         },
-        link={
+        "link": {
             "source": link_source,
             "target": link_target,
             "value": values,
@@ -151,16 +153,17 @@ def make_sankey(
             "customdata": link_hovers,
             "hovertemplate": "%{customdata}<extra></extra>",
         },
-    )
+    }
     legend = STATUS_LABELS if mode == "comparison" else {mode: MODEL_LABELS[mode]}
     legend_traces = [  # Sankey links have no legend of their own: one empty marker trace per colour
-        go.Scatter(
-            x=[None],
-            y=[None],
-            mode="markers",
-            name=label,
-            marker={"size": 12, "symbol": "square", "color": STATUS_COLOURS.get(key) or MODEL_COLOURS[mode]},
-        )
+        {
+            "type": "scatter",
+            "x": [None],
+            "y": [None],
+            "mode": "markers",
+            "name": label,
+            "marker": {"size": 12, "symbol": "square", "color": STATUS_COLOURS.get(key) or MODEL_COLOURS[mode]},
+        }
         for key, label in legend.items()
     ]
     columns_titles = [
@@ -178,7 +181,7 @@ def make_sankey(
     title = f"Attention flow from {source_names}, layers {first}–{last}"
     if mode != "comparison":
         title += f" ({MODEL_LABELS[mode]})"
-    return go.Figure(
+    return figure(
         [sankey, *legend_traces],
         layout(
             title,

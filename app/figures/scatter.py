@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
-from app.figures.theme import MODEL_COLOURS, MODEL_LABELS, SHARED, layout
+from app.figures.theme import MODEL_COLOURS, MODEL_LABELS, SHARED, Figure, figure, layout
 
 _SYMBOLS = {"pretrained": "circle", "finetuned": "diamond"}
 
@@ -34,7 +33,7 @@ def selected_positions(
 
 def make_similarity(
     embedding: pd.DataFrame, *, mode: str = "comparison", selected: tuple[int, int | None] | None = None
-) -> go.Figure:
+) -> Figure:
     """Scatter of :func:`attention.head_embedding`: colour = layer, size = the head's JS change between models,
     outline = model; in comparison mode a line links each head's two positions. ``customdata`` = [layer, head]."""
     models = ("pretrained", "finetuned") if mode == "comparison" else (mode,)
@@ -45,51 +44,54 @@ def make_similarity(
         xs = np.column_stack([pre["x"], ft["x"], np.full(len(pre), np.nan)]).ravel()
         ys = np.column_stack([pre["y"], ft["y"], np.full(len(pre), np.nan)]).ravel()
         traces.append(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                line={"color": SHARED, "width": 0.7},
-                hoverinfo="skip",
-                name="same head, both models",
-                opacity=0.6,
-            )
+            {
+                "type": "scatter",
+                "x": xs,
+                "y": ys,
+                "mode": "lines",
+                "line": {"color": SHARED, "width": 0.7},
+                "hoverinfo": "skip",
+                "name": "same head, both models",
+                "opacity": 0.6,
+            }
         )
     peak = float(embedding["js_divergence"].max())
     for model in models:
         rows = embedding[embedding["model"] == model]
         traces.append(
-            go.Scatter(
-                x=rows["x"],
-                y=rows["y"],
-                mode="markers",
-                name=MODEL_LABELS[model],
-                customdata=rows[["layer", "head", "js_divergence"]].to_numpy().tolist(),
-                marker={
+            {
+                "type": "scatter",
+                "x": rows["x"].to_numpy(),
+                "y": rows["y"].to_numpy(),
+                "mode": "markers",
+                "name": MODEL_LABELS[model],
+                "customdata": rows[["layer", "head", "js_divergence"]].to_numpy().tolist(),
+                "marker": {
                     "symbol": _SYMBOLS[model],
                     "size": _sizes(rows["js_divergence"], peak),
-                    "color": rows["layer"],
+                    "color": rows["layer"].to_numpy(),
                     "coloraxis": "coloraxis",
                     "line": {"color": MODEL_COLOURS[model], "width": 2},
                     "opacity": 0.9,
                 },
-                hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>JS change %{customdata[2]:.3f}"
+                "hovertemplate": "layer %{customdata[0]}, head %{customdata[1]}<br>JS change %{customdata[2]:.3f}"
                 "<extra>" + MODEL_LABELS[model] + "</extra>",
-            )
+            }
         )
     xs, ys = selected_positions(embedding, mode, selected)
     traces.append(
-        go.Scatter(  # always present (maybe empty) so dash.Patch can move it: see selected_trace_index
-            x=xs,
-            y=ys,
-            mode="markers",
-            name="selected head",
-            hoverinfo="skip",
-            marker={"symbol": "circle-open", "size": 30, "color": "black", "line": {"width": 3}},
-        )
+        {  # always present (maybe empty) so dash.Patch can move it: see selected_trace_index
+            "type": "scatter",
+            "x": xs,
+            "y": ys,
+            "mode": "markers",
+            "name": "selected head",
+            "hoverinfo": "skip",
+            "marker": {"symbol": "circle-open", "size": 30, "color": "black", "line": {"width": 3}},
+        }
     )
     layers = int(embedding["layer"].max())
-    return go.Figure(
+    return figure(
         traces,
         layout(
             "Head similarity (classical MDS of Hellinger distances)",

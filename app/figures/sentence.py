@@ -6,9 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
-from app.figures.theme import MODEL_LABELS, MODEL_SCALES, axis_key, axis_ref, layout, panel_domains
+from app.figures.theme import MODEL_LABELS, MODEL_SCALES, Figure, axis_key, axis_ref, figure, layout, panel_domains
 from app.state import METHODS
 
 
@@ -26,7 +25,7 @@ def make_sentence(
     method: str = "graph",
     mode: str = "comparison",
     scale_without: Sequence[int] = (),
-) -> go.Figure:
+) -> Figure:
     """One row of coloured tokens per model from :func:`attention.compare_relevance`, each scaled to that model's
     largest value over the tokens not in ``scale_without`` (e.g. the traced tokens themselves)."""
     models = ["pretrained", "finetuned"] if mode == "comparison" else [mode]
@@ -43,22 +42,23 @@ def make_sentence(
         scaled = np.clip(values / peak, 0, 1) if peak > 0 else np.zeros_like(values)
         domain = rows_top_down[index - 1]
         traces.append(
-            go.Heatmap(
-                z=[scaled],
-                x=positions,
-                text=[labels],
-                customdata=[values],
-                texttemplate="%{text}",
-                textfont={"size": 13},
-                colorscale=MODEL_SCALES[model],
-                zmin=0,
-                zmax=1,
-                showscale=False,
-                xgap=2,
-                xaxis=axis_ref("x", index),
-                yaxis=axis_ref("y", index),
-                hovertemplate="<b>%{text}</b>: %{customdata:.3f}<extra>" + MODEL_LABELS[model] + "</extra>",
-            )
+            {
+                "type": "heatmap",
+                "z": [scaled],
+                "x": positions,
+                "text": [labels],
+                "customdata": [values],
+                "texttemplate": "%{text}",
+                "textfont": {"size": 13},
+                "colorscale": MODEL_SCALES[model],
+                "zmin": 0,
+                "zmax": 1,
+                "showscale": False,
+                "xgap": 2,
+                "xaxis": axis_ref("x", index),
+                "yaxis": axis_ref("y", index),
+                "hovertemplate": "<b>%{text}</b>: %{customdata:.3f}<extra>" + MODEL_LABELS[model] + "</extra>",
+            }
         )
         axes[axis_key("x", index)] = {"visible": False, "anchor": axis_ref("y", index)}
         axes[axis_key("y", index)] = {"visible": False, "domain": domain, "anchor": axis_ref("x", index)}
@@ -76,7 +76,7 @@ def make_sentence(
         )
     what = "I" if method == "graph" else "relevance"
     title = f"Sentence coloured by influence ({METHODS[method]}, {what} at layer {layer})"
-    return go.Figure(
+    return figure(
         traces,
         layout(
             title, height=90 + 70 * len(models), annotations=titles, **axes, margin={"l": 90, "r": 20, "t": 50, "b": 10}

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
+from typing import Any
+
+Figure = dict[str, Any]
+"""A Plotly figure as a plain dict, ``{"data": [trace, ...], "layout": {...}}``. Dash sends it and kaleido renders
+it as it is. Building ``go.Figure`` objects instead runs plotly's per-property validation, 15-30 ms per figure on
+the dashboard's hot path (plain dicts are what plotly's maintainers advise for fast Dash apps); the tests
+validate every figure with ``go.Figure(fig)``."""
 
 PRETRAINED = "#0072B2"  # blue
 FINETUNED = "#D55E00"  # vermillion
@@ -27,9 +33,21 @@ def rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({r}, {g}, {b}, {alpha:.2f})"
 
 
+def figure(data: list[dict], layout: dict) -> Figure:
+    """A :data:`Figure` from traces (dicts with a ``type``) and a layout; ``None`` layout values mean unset."""
+    return {"data": data, "layout": _without_none(layout)}
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value]
+    return value
+
+
 def layout(title: str, *, height: int | None = None, **extra) -> dict:
-    """The shared look as a layout dict (figures are built in one ``go.Figure(data, layout)`` call: plotly's
-    incremental ``update_*`` calls cost tens of milliseconds per figure)."""
+    """The shared look as a layout dict."""
     base = {
         "title": {"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 15}},
         "font": {"family": FONT, "size": 12},
@@ -72,7 +90,7 @@ def panel_title(text: str, domain: list[float]) -> dict:
     }
 
 
-def empty_figure(message: str) -> go.Figure:
+def empty_figure(message: str) -> Figure:
     """A blank figure that says why it is blank."""
     note = {
         "text": message,
@@ -83,7 +101,7 @@ def empty_figure(message: str) -> go.Figure:
         "xref": "paper",
         "yref": "paper",
     }
-    return go.Figure(layout=layout("", annotations=[note], xaxis={"visible": False}, yaxis={"visible": False}))
+    return figure([], layout("", annotations=[note], xaxis={"visible": False}, yaxis={"visible": False}))
 
 
 def symmetric_range(values) -> float:
