@@ -99,12 +99,11 @@ def js_distances(maps: np.ndarray, *, smoothing: float = SMOOTHING) -> np.ndarra
 def classical_mds(distances: np.ndarray, dims: int = 2) -> np.ndarray:
     """Classical (Torgerson) metric multidimensional scaling; deterministic up to our sign convention
     (the largest-magnitude coordinate of each axis is positive). ``[m, m] -> [m, dims]``."""
-    from scipy.linalg import eigh
-
     count = distances.shape[0]
     centering = np.eye(count) - 1.0 / count
     gram = -0.5 * centering @ (distances**2) @ centering
-    values, vectors = eigh(gram, subset_by_index=[count - dims, count - 1])
+    values, vectors = np.linalg.eigh(gram)  # ascending; the top ``dims`` pairs are the last columns
+    values, vectors = values[count - dims :], vectors[:, count - dims :]
     order = np.argsort(values)[::-1]
     values, vectors = np.clip(values[order], 0.0, None), vectors[:, order]
     coords = vectors * np.sqrt(values)
