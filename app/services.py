@@ -179,21 +179,25 @@ class AnalysisService:
             "sources": self.trace_sources(analysis, options),
         }
 
-    def model_graphs(self, analysis: Analysis, options: ViewOptions) -> tuple[AttentionGraph, AttentionGraph]:
-        """Both models' attention graphs (pre-trained, fine-tuned), shared by the Sankey and the influence views."""
+    def _graph_key(self, analysis: Analysis, options: ViewOptions) -> tuple[ViewOptions, dict, tuple]:
+        """Clamped options, the attention-graph settings, and the cache key they make."""
         options = self.clamped(analysis, options)
         settings = self._trace_settings(analysis, options)
+        return options, settings, (options.level, options.hide, *settings.values())
+
+    def model_graphs(self, analysis: Analysis, options: ViewOptions) -> tuple[AttentionGraph, AttentionGraph]:
+        """Both models' attention graphs (pre-trained, fine-tuned), shared by the Sankey and the influence views."""
+        options, settings, key = self._graph_key(analysis, options)
         runs = self.view_runs(analysis, options)
         return self._memo(
             "model_graphs",
             analysis,
-            (options.level, options.hide, *settings.values()),
+            key,
             lambda: (graph_for(runs.pretrained, **settings), graph_for(runs.finetuned, **settings)),
         )
 
     def graphs(self, analysis: Analysis, options: ViewOptions) -> GraphComparison:
-        options = self.clamped(analysis, options)
-        key = (options.level, options.hide, *self._trace_settings(analysis, options).values())
+        _, _, key = self._graph_key(analysis, options)
         return self._memo("graphs", analysis, key, lambda: compare_graphs(*self.model_graphs(analysis, options)))
 
     def heads(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
@@ -211,12 +215,13 @@ class AnalysisService:
         if options.method != "graph":
             del settings["tau"], settings["alpha"]
         runs = self.view_runs(analysis, options)
-        graphs = self.model_graphs(analysis, options) if options.method == "graph" else None
+
+        def compute() -> pd.DataFrame:
+            graphs = self.model_graphs(analysis, options) if options.method == "graph" else None
+            return compare_relevance(*_both(runs), options.method, graphs=graphs, **settings)
+
         return self._memo(
-            "relevance",
-            analysis,
-            (options.level, options.hide, options.method, *settings.values()),
-            lambda: compare_relevance(*_both(runs), options.method, graphs=graphs, **settings),
+            "relevance", analysis, (options.level, options.hide, options.method, *settings.values()), compute
         )
 
     def matrices(self, analysis: Analysis, options: ViewOptions, layer: int, head: int | None) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import pandas as pd
 from attention.errors import IncompatibleModelsError
 from attention.extract import AttentionRun
 from attention.flow import attention_flow
-from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU, AttentionGraph, attention_graph
+from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU, AttentionGraph, attention_graph, normalize_per_layer
 from attention.metrics import (
     attention_shares,
     classical_mds,
@@ -226,9 +226,8 @@ def graph_relevance(graph: AttentionGraph, num_layers: int) -> np.ndarray:
     """``[layer, token]``: the graph's influence divided by each layer's sum (rows of zeros stay zero), NaN rows
     for layers outside ``graph.layers``."""
     first, last = graph.layers
-    totals = graph.influence.sum(axis=1, keepdims=True)
     out = np.full((num_layers, graph.influence.shape[1]), np.nan)
-    out[first - 1 : last] = np.divide(graph.influence, totals, out=np.zeros_like(graph.influence), where=totals > 0)
+    out[first - 1 : last] = normalize_per_layer(graph.influence)
     return out
 
 

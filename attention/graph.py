@@ -135,8 +135,7 @@ def attention_graph(
         influence[row] = counts[row] + alpha * deeper
         deeper = influence[row]
     if normalize:
-        totals = influence.sum(axis=1, keepdims=True)
-        influence = np.divide(influence, totals, out=np.zeros_like(influence), where=totals > 0)
+        influence = normalize_per_layer(influence)
 
     layer_col, token_col = np.indices((span, n)).reshape(2, -1)
     nodes = pd.DataFrame(
@@ -161,6 +160,12 @@ def attention_graph(
         influence=influence,
         counts=counts,
     )
+
+
+def normalize_per_layer(influence: np.ndarray) -> np.ndarray:
+    """``[layer, token]`` influence divided by each layer's sum; layers that sum to zero stay zero."""
+    totals = influence.sum(axis=1, keepdims=True)
+    return np.divide(influence, totals, out=np.zeros_like(influence, dtype=np.float64), where=totals > 0)
 
 
 def _edge_frame(parts: list[tuple], labels: np.ndarray) -> pd.DataFrame:
