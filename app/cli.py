@@ -177,7 +177,6 @@ def _ensure_prepared(config_name: str, allowed: bool) -> None:
 
 def cmd_serve(args) -> int:
     import os
-    import time
 
     _ensure_prepared(args.config, not args.no_prepare)
     if args.workers > 1:
@@ -203,13 +202,26 @@ def cmd_serve(args) -> int:
         )
     from app.main import create_app
 
-    started = time.perf_counter()
+    _log_to_terminal()
     dash_app = create_app(args.config)
     print(
-        f"Attention Flows ready in {time.perf_counter() - started:.1f} s: http://{args.host}:{args.port}/", flush=True
+        f"Attention Flows: http://{args.host}:{args.port}/ (the models are loading; the page fills in when ready)",
+        flush=True,
     )
     dash_app.run(host=args.host, port=args.port, debug=False)
     return 0
+
+
+def _log_to_terminal() -> None:
+    """Show the app's own messages ("models ready in 7.9 s", load errors) on stderr."""
+    import logging
+
+    logger = logging.getLogger("attention_flows")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def cmd_export(args) -> int:

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from dash import Dash
 
 from app.layout import build_layout
-from app.services import EXTENSION_KEY, AnalysisService
-from attention.config import PairConfig
+from app.loading import ServiceLoader
+from app.services import EXTENSION_KEY, AnalysisService, example_texts
+from attention.config import PairConfig, load_config
+from attention.models import pair_shape
 from attention.settings import Settings
 
 log = logging.getLogger("attention_flows.app")
 _APP_DIR = Path(__file__).resolve().parent
+FLOW_WARM_UP_DELAY = 8.0  # seconds after the models are ready
 
 
 def assets_dir() -> Path:
@@ -27,15 +32,26 @@ def create_app(
     *,
     settings: Settings | None = None,
     service: AnalysisService | None = None,
+    build_service: Callable[[], AnalysisService] | None = None,
 ) -> Dash:
-    """Build the dashboard for a model pair. Models load here, once per process; the first example is analysed
-    on page load."""
-    from app.callbacks.common import report_unexpected_error
-    from app.render import RENDERERS, render
-    from app.state import ViewOptions
-    from attention.flow import warm_up
+    """Build the dashboard for a model pair and return at once; the models load in a background thread.
 
-    service = service or AnalysisService.from_config(config, settings)
+    The page needs only the pair's shape (config.json) and example sentences, so it is served while torch and
+    transformers import; callbacks wait for the models (:mod:`app.loading`). Bad paths and pairs whose layers or
+    heads differ are refused here. ``service`` skips loading; ``build_service`` replaces it (tests).
+    """
+    from app.callbacks.common import report_unexpected_error
+
+    if service is not None:
+        pair_config, shape = service.pair.config, service.pair.pretrained.shape
+        examples = service.examples
+        loader = ServiceLoader.loaded(service)
+    else:
+        pair_config = config if isinstance(config, PairConfig) else load_config(config)
+        shape = pair_shape(pair_config, settings=settings)
+        examples = example_texts(pair_config)
+        build = build_service or (lambda: _load_and_warm(pair_config, settings, examples))
+        loader = ServiceLoader(build, after_ready=_warm_up_flow).start()
     dash_app = Dash(
         __name__,
         title="Attention Flows",
@@ -43,26 +59,48 @@ def create_app(
         on_error=report_unexpected_error,
         update_title=None,
     )
-    dash_app.server.extensions[EXTENSION_KEY] = service
-    config_obj = service.pair.config
+    dash_app.server.extensions[EXTENSION_KEY] = loader
     dash_app.layout = build_layout(
-        pair_name=config_obj.name,
-        pretrained_name=service.pair.pretrained.name,
-        finetuned_name=service.pair.finetuned.name,
-        num_layers=service.num_layers,
-        num_heads=service.num_heads,
-        examples=service.examples,
-        first_text=service.examples[0] if service.examples else "",
+        pair_name=pair_config.name,
+        pretrained_name=pair_config.pretrained.display_name,
+        finetuned_name=pair_config.finetuned.display_name,
+        num_layers=shape.num_layers,
+        num_heads=shape.num_heads,
+        examples=examples,
+        first_text=examples[0] if examples else "",
     )
     import app.callbacks  # noqa: F401  (registers the module-level callbacks)
 
     @dash_app.server.route("/healthz")
     def healthz() -> tuple[str, int]:
-        return "ok", 200
+        """200 ``ok`` once the models are loaded; 503 while they load; 500 and the reason if loading failed."""
+        status = loader.status
+        if status == "failed":
+            return f"failed: {loader.error}", 500
+        return ("ok", 200) if status == "ready" else ("loading the models", 503)
 
-    warm_up()  # compile or load the max-flow kernel now, not on the first click
-    if service.examples:  # the page opens on this example: have every view's data ready for its first draw
-        first = service.analyse(service.examples[0])
+    return dash_app
+
+
+def _load_and_warm(config: PairConfig, settings: Settings | None, examples: list[str]) -> AnalysisService:
+    """Load the pair, then compute every view of the first example: the page opens on it, so its first draw
+    is served from the cache."""
+    from app.render import RENDERERS, render
+    from app.state import ViewOptions
+    from attention.models import load_pair
+
+    service = AnalysisService(load_pair(config, settings=settings), examples=examples)
+    if examples:
+        first = service.analyse(examples[0])
         for view in RENDERERS:
             render(view, service, first, ViewOptions())
-    return dash_app
+    return service
+
+
+def _warm_up_flow(_service: AnalysisService) -> None:
+    """Compile or load the max-flow kernel (about 0.6 s of CPU) before anyone asks for "flow", but only after the
+    first page's requests have been answered and drawn, so it does not compete with them for the CPU."""
+    from attention.flow import warm_up
+
+    time.sleep(FLOW_WARM_UP_DELAY)
+    warm_up()

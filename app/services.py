@@ -109,7 +109,7 @@ class AnalysisService:
     @classmethod
     def from_config(cls, config: str | PairConfig = "default", settings: Settings | None = None) -> AnalysisService:
         pair = load_pair(config, settings=settings)
-        return cls(pair, examples=_examples(pair.config))
+        return cls(pair, examples=example_texts(pair.config))
 
     @property
     def num_layers(self) -> int:
@@ -240,7 +240,8 @@ def _both(runs: PairRuns) -> tuple[AttentionRun, AttentionRun]:
     return runs.pretrained, runs.finetuned
 
 
-def _examples(config: PairConfig) -> list[str]:
+def example_texts(config: PairConfig) -> list[str]:
+    """The sentences the page offers: the config's ``examples``, else held-out sentences of its data."""
     if config.examples:
         return list(config.examples)
     if config.prepare is None:
@@ -254,5 +255,6 @@ def _examples(config: PairConfig) -> list[str]:
 
 
 def current_service() -> AnalysisService:
-    """The service of the app handling the current request (set by ``create_app``)."""
-    return current_app.extensions[EXTENSION_KEY]
+    """The service of the app handling the current request: waits while the models load (see
+    :mod:`app.loading`), raises their load error if they failed."""
+    return current_app.extensions[EXTENSION_KEY].get()

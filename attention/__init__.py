@@ -5,42 +5,68 @@ fine-tuned twin. Pure numpy / pandas / torch; never imports dash or plotly.
 >>> pair = attention.load_pair("default")                       # doctest: +SKIP
 >>> runs = attention.extract_pair(pair, "a gorgeous, witty film")  # doctest: +SKIP
 >>> attention.compare_heads(runs.pretrained, runs.finetuned)     # doctest: +SKIP
+
+Names load lazily (PEP 562): ``import attention`` is cheap, and torch, transformers and numba are imported only
+by the functions that need them, so the dashboard can serve its page while the models load.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from attention.compare import (
-    EDGE_STATUSES,
-    GraphComparison,
-    attention_matrices,
-    compare_graphs,
-    compare_heads,
-    compare_layers,
-    compare_relevance,
-    graph_for,
-    head_embedding,
-    head_stats,
-    relevance,
-)
-from attention.config import PairConfig, available_configs, load_config
-from attention.errors import (
-    AttentionFlowsError,
-    ConfigError,
-    IncompatibleModelsError,
-    InputTextError,
-    ModelLoadError,
-    NoAttentionsError,
-    NotAClassifierError,
-    PrepareError,
-)
-from attention.extract import AttentionRun, PairRuns, Prediction, extract, extract_pair, predict
-from attention.flow import attention_flow, max_flow_values
-from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU, AttentionGraph, attention_graph
-from attention.models import LoadedModel, ModelPair, check_comparable, load_model, load_pair
-from attention.prepare import PrepareResult, prepare_finetuned
-from attention.rollout import residual_maps, rollout
-from attention.settings import Settings, load_settings
-from attention.transforms import drop_tokens, merge_groups
+# public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "EDGE_STATUSES": "attention.compare",
+    "GraphComparison": "attention.compare",
+    "attention_matrices": "attention.compare",
+    "compare_graphs": "attention.compare",
+    "compare_heads": "attention.compare",
+    "compare_layers": "attention.compare",
+    "compare_relevance": "attention.compare",
+    "graph_for": "attention.compare",
+    "head_embedding": "attention.compare",
+    "head_stats": "attention.compare",
+    "relevance": "attention.compare",
+    "PairConfig": "attention.config",
+    "available_configs": "attention.config",
+    "load_config": "attention.config",
+    "AttentionFlowsError": "attention.errors",
+    "ConfigError": "attention.errors",
+    "IncompatibleModelsError": "attention.errors",
+    "InputTextError": "attention.errors",
+    "ModelLoadError": "attention.errors",
+    "NoAttentionsError": "attention.errors",
+    "NotAClassifierError": "attention.errors",
+    "PrepareError": "attention.errors",
+    "AttentionRun": "attention.extract",
+    "PairRuns": "attention.extract",
+    "Prediction": "attention.extract",
+    "extract": "attention.extract",
+    "extract_pair": "attention.extract",
+    "predict": "attention.extract",
+    "attention_flow": "attention.flow",
+    "max_flow_values": "attention.flow",
+    "DEFAULT_ALPHA": "attention.graph",
+    "DEFAULT_TAU": "attention.graph",
+    "AttentionGraph": "attention.graph",
+    "attention_graph": "attention.graph",
+    "LoadedModel": "attention.models",
+    "ModelPair": "attention.models",
+    "check_comparable": "attention.models",
+    "load_model": "attention.models",
+    "load_pair": "attention.models",
+    "PrepareResult": "attention.prepare",
+    "prepare_finetuned": "attention.prepare",
+    "residual_maps": "attention.rollout",
+    "rollout": "attention.rollout",
+    "Settings": "attention.settings",
+    "load_settings": "attention.settings",
+    "drop_tokens": "attention.transforms",
+    "merge_groups": "attention.transforms",
+}
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -91,3 +117,50 @@ __all__ = [
     "residual_maps",
     "rollout",
 ]
+
+if TYPE_CHECKING:  # let type checkers and IDEs see the names
+    from attention.compare import (
+        EDGE_STATUSES,
+        GraphComparison,
+        attention_matrices,
+        compare_graphs,
+        compare_heads,
+        compare_layers,
+        compare_relevance,
+        graph_for,
+        head_embedding,
+        head_stats,
+        relevance,
+    )
+    from attention.config import PairConfig, available_configs, load_config
+    from attention.errors import (
+        AttentionFlowsError,
+        ConfigError,
+        IncompatibleModelsError,
+        InputTextError,
+        ModelLoadError,
+        NoAttentionsError,
+        NotAClassifierError,
+        PrepareError,
+    )
+    from attention.extract import AttentionRun, PairRuns, Prediction, extract, extract_pair, predict
+    from attention.flow import attention_flow, max_flow_values
+    from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU, AttentionGraph, attention_graph
+    from attention.models import LoadedModel, ModelPair, check_comparable, load_model, load_pair
+    from attention.prepare import PrepareResult, prepare_finetuned
+    from attention.rollout import residual_maps, rollout
+    from attention.settings import Settings, load_settings
+    from attention.transforms import drop_tokens, merge_groups
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'attention' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

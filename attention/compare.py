@@ -15,7 +15,6 @@ import pandas as pd
 
 from attention.errors import IncompatibleModelsError
 from attention.extract import AttentionRun
-from attention.flow import attention_flow
 from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU, AttentionGraph, attention_graph, normalize_per_layer
 from attention.metrics import (
     attention_shares,
@@ -212,6 +211,8 @@ def relevance(
     if method == "rollout":
         out[first - 1 : last] = rollout(run.weights, heads=heads)[first - 1 : last][:, sources, :].mean(axis=1)
     elif method == "flow":
+        from attention.flow import attention_flow  # numba: imported on first use, not with the package
+
         flow = attention_flow(run.weights, sources=sources, heads=heads, layers=(first, last))
         out[first - 1 : last] = flow[first - 1 : last][:, sources, :].mean(axis=1)
     elif method == "graph":

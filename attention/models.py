@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,56 @@ from attention.settings import Settings, configure_torch, load_settings
 # Never reach a model hub: every model is read from a local folder.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Layers and attention heads per layer: what a pair must share, and what the page layout needs."""
+
+    num_layers: int
+    num_heads: int
+
+
+# config.json spellings of the layer and head counts (BERT-style first; DistilBERT uses n_layers / n_heads).
+_LAYER_KEYS = ("num_hidden_layers", "n_layers", "num_layers")
+_HEAD_KEYS = ("num_attention_heads", "n_heads", "num_heads")
+
+
+def read_shape(folder: str | Path) -> ModelShape:
+    """The model's shape from ``folder/config.json``, without loading weights or importing transformers (falls
+    back to ``AutoConfig`` for configs that spell the counts differently)."""
+    path = Path(folder) / "config.json"
+    try:
+        hf_config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(
+            f"Could not read the model config {path}: {err}",
+            "Point the config at a folder with config.json, weights and tokenizer files.",
+        ) from err
+    layers = next((hf_config[key] for key in _LAYER_KEYS if isinstance(hf_config.get(key), int)), None)
+    heads = next((hf_config[key] for key in _HEAD_KEYS if isinstance(hf_config.get(key), int)), None)
+    if layers is None or heads is None:
+        from transformers import AutoConfig
+
+        auto = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        layers, heads = auto.num_hidden_layers, auto.num_attention_heads
+    return ModelShape(num_layers=int(layers), num_heads=int(heads))
+
+
+def _shape_differences(a: ModelShape, b: ModelShape) -> list[str]:
+    problems = []
+    if a.num_layers != b.num_layers:
+        problems.append(f"layers: {a.num_layers} vs {b.num_layers}")
+    if a.num_heads != b.num_heads:
+        problems.append(f"heads per layer: {a.num_heads} vs {b.num_heads}")
+    return problems
+
+
+def _incompatible(name_a: str, name_b: str, problems: list[str]) -> IncompatibleModelsError:
+    return IncompatibleModelsError(
+        f"Models '{name_a}' and '{name_b}' cannot be compared; they differ in " + "; ".join(problems) + ".",
+        "Pair a fine-tuned model with the pre-trained model it was fine-tuned from.",
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +83,10 @@ class LoadedModel:
     @property
     def architecture(self) -> str:
         return type(self.model).__name__
+
+    @property
+    def shape(self) -> ModelShape:
+        return ModelShape(self.num_layers, self.num_heads)
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,11 +173,7 @@ def _max_length(tokenizer: object, hf_config: object) -> int:
 
 def check_comparable(a: LoadedModel, b: LoadedModel) -> None:
     """Refuse a pair whose attention maps cannot be compared, saying exactly what differs."""
-    problems = []
-    if a.num_layers != b.num_layers:
-        problems.append(f"layers: {a.num_layers} vs {b.num_layers}")
-    if a.num_heads != b.num_heads:
-        problems.append(f"heads per layer: {a.num_heads} vs {b.num_heads}")
+    problems = _shape_differences(a.shape, b.shape)
     vocab_a, vocab_b = a.tokenizer.get_vocab(), b.tokenizer.get_vocab()
     if vocab_a != vocab_b:
         only_a, only_b = len(vocab_a.keys() - vocab_b.keys()), len(vocab_b.keys() - vocab_a.keys())
@@ -131,10 +182,22 @@ def check_comparable(a: LoadedModel, b: LoadedModel) -> None:
             f"({only_a} only in the first, {only_b} only in the second)"
         )
     if problems:
-        raise IncompatibleModelsError(
-            f"Models '{a.name}' and '{b.name}' cannot be compared; they differ in " + "; ".join(problems) + ".",
-            "Pair a fine-tuned model with the pre-trained model it was fine-tuned from.",
-        )
+        raise _incompatible(a.name, b.name, problems)
+
+
+def pair_shape(config: str | Path | PairConfig = "default", *, settings: Settings | None = None) -> ModelShape:
+    """The shape both models of a pair share, read from their config.json files in milliseconds: the checks
+    :func:`load_pair` makes before the weights load (paths exist, layers and heads match)."""
+    settings = settings or load_settings()
+    pair_config = config if isinstance(config, PairConfig) else load_config(config)
+    specs = (pair_config.pretrained, pair_config.finetuned)
+    shapes = [
+        read_shape(resolve_model_dir(spec, config_file=pair_config.source_path, settings=settings)) for spec in specs
+    ]
+    problems = _shape_differences(*shapes)
+    if problems:
+        raise _incompatible(specs[0].display_name, specs[1].display_name, problems)
+    return shapes[0]
 
 
 def load_pair(config: str | Path | PairConfig = "default", *, settings: Settings | None = None) -> ModelPair:

@@ -13,8 +13,9 @@ from plotly.io.json import to_json_plotly
 
 from app.export import ExportError, export_figure, pixel_size, start_export_server, write_atomically
 from app.exporting import Job, job_from_sidecar, make_one
+from app.loading import service_of
 from app.render import render
-from app.services import EXTENSION_KEY, Analysis
+from app.services import Analysis
 from app.state import ViewOptions
 
 TEXT = "a fine , moving film"
@@ -23,7 +24,7 @@ TEXT = "a fine , moving film"
 @pytest.fixture(scope="module")
 def service(tiny_app):
     start_export_server()
-    return tiny_app.server.extensions[EXTENSION_KEY]
+    return service_of(tiny_app)
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

@@ -11,9 +11,9 @@ TEXT = Analysis("a fine , moving film")
 
 @pytest.fixture
 def service(tiny_app):
-    from app.services import EXTENSION_KEY
+    from app.loading import service_of
 
-    return tiny_app.server.extensions[EXTENSION_KEY]
+    return service_of(tiny_app)
 
 
 def test_chosen_tokens_survive_hiding_special_tokens(service):

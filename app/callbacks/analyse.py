@@ -64,17 +64,23 @@ def show_prediction(analysis_data):
     return prediction_panel(fine.labels, fine.probabilities or (), fine.label)
 
 
-@callback(
-    Output(ids.SOURCES, "options"),
-    Output(ids.SOURCES, "value"),
-    Input(ids.ANALYSIS, "data"),
-    Input(ids.LEVEL, "value"),
-)
+@callback(Output(ids.SOURCES, "options"), Input(ids.ANALYSIS, "data"), Input(ids.LEVEL, "value"))
 @guarded
 def token_choices(analysis_data, level):
     """Tokens the user can trace from, at the current level (before hiding, so a choice survives toggling the
-    filters); a new input or level clears the choice."""
+    filters)."""
     analysis = require_analysis(analysis_data)
     run = current_service().view_runs(analysis, view_options(level=level)).pretrained
-    options = [{"label": f"{token}  (#{i})", "value": i} for i, token in enumerate(run.tokens)]
-    return options, []
+    return [{"label": f"{token}  (#{i})", "value": i} for i, token in enumerate(run.tokens)]
+
+
+@callback(
+    Output(ids.SOURCES, "value"),
+    Input(ids.ANALYSIS, "data"),
+    Input(ids.LEVEL, "value"),
+    State(ids.SOURCES, "value"),
+    prevent_initial_call=True,  # the page starts with no choice: the first views need not wait for this
+)
+def clear_token_choice(_analysis_data, _level, chosen):
+    """A new input or level clears the choice (token numbers refer to the old tokens)."""
+    return [] if chosen else no_update

@@ -1,0 +1,106 @@
+"""Load the model pair in a background thread, so the page is served while torch and transformers import.
+
+Importing torch and transformers and reading the weights take most of a start; the browser meanwhile loads
+Dash's and plotly.js's bundles (seconds of work on another core). Callbacks wait for the pair
+(:meth:`ServiceLoader.get`); a load that fails becomes a readable message in the page and in ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from app.services import EXTENSION_KEY, AnalysisService
+from attention.errors import AttentionFlowsError
+
+log = logging.getLogger("attention_flows.app")
+
+# A callback that arrives before the models are loaded waits this long before it gives up with a message.
+WAIT_SECONDS = 300.0
+
+
+class ModelsNotReadyError(AttentionFlowsError):
+    """The models are still loading."""
+
+
+class ServiceLoader:
+    """Owns one :class:`AnalysisService`, built once by ``build`` in a daemon thread (one per process)."""
+
+    def __init__(
+        self,
+        build: Callable[[], AnalysisService],
+        *,
+        after_ready: Callable[[AnalysisService], None] | None = None,
+    ) -> None:
+        self._build = build
+        self._after_ready = after_ready
+        self._done = threading.Event()
+        self._service: AnalysisService | None = None
+        self._error: AttentionFlowsError | None = None
+        self._started = time.perf_counter()
+        self.seconds: float | None = None  # how long the load took, once it is done
+
+    @classmethod
+    def loaded(cls, service: AnalysisService) -> ServiceLoader:
+        """A loader whose service already exists (tests, scripts)."""
+        loader = cls(lambda: service)
+        loader._run()
+        return loader
+
+    def start(self) -> ServiceLoader:
+        self._started = time.perf_counter()
+        threading.Thread(target=self._run, name="attention-flows-loader", daemon=True).start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._service = self._build()
+        except AttentionFlowsError as error:
+            self._error = error
+            log.error("error: %s", error)
+        except Exception as error:  # anything else: keep the server up and say what happened
+            log.exception("loading the models failed")
+            self._error = AttentionFlowsError(
+                f"Loading the models failed ({type(error).__name__}: {error}).", "The details are in the server log."
+            )
+        finally:
+            self.seconds = time.perf_counter() - self._started
+            self._done.set()
+        if self._service is not None:
+            gc.freeze()  # modules and models live as long as the process: later collections need not scan them
+            log.info("models ready in %.1f s", self.seconds)
+            if self._after_ready is not None:
+                try:
+                    self._after_ready(self._service)
+                except Exception:  # a warm-up only saves time later: never let it take the server down
+                    log.exception("warming up after loading failed")
+
+    @property
+    def status(self) -> str:
+        """``loading``, ``ready`` or ``failed``."""
+        if not self._done.is_set():
+            return "loading"
+        return "failed" if self._error is not None else "ready"
+
+    @property
+    def error(self) -> AttentionFlowsError | None:
+        return self._error
+
+    def get(self, timeout: float = WAIT_SECONDS) -> AnalysisService:
+        """The service, once loaded (waits up to ``timeout`` seconds); raises the load's error if it failed."""
+        if not self._done.wait(timeout):
+            raise ModelsNotReadyError(
+                f"The models are still loading after {timeout:.0f} s.", "Wait a little and press analyse again."
+            )
+        if self._error is not None:
+            raise self._error
+        assert self._service is not None
+        return self._service
+
+
+def service_of(dash_app: object) -> AnalysisService:
+    """The loaded service of an app made by :func:`app.main.create_app` (waits while the models load)."""
+    return dash_app.server.extensions[EXTENSION_KEY].get()
