@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="run a benchmark and print figures against their targets")
     bench.add_argument(
-        "which", choices=("flow", "rollout", "extract", "compare", "changes", "dashboard", "export", "engine")
+        "which", choices=("flow", "rollout", "extract", "compare", "changes", "load", "dashboard", "export", "engine")
     )
     return parser
 

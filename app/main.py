@@ -41,6 +41,7 @@ def create_app(
     heads differ are refused here. ``service`` skips loading; ``build_service`` replaces it (tests).
     """
     from app.callbacks.common import report_unexpected_error
+    from app.callbacks.registry import register_all
 
     if service is not None:
         pair_config, shape = service.pair.config, service.pair.pretrained.shape
@@ -69,7 +70,7 @@ def create_app(
         examples=examples,
         first_text=examples[0] if examples else "",
     )
-    import app.callbacks  # noqa: F401  (registers the module-level callbacks)
+    register_all(dash_app)
 
     @dash_app.server.route("/healthz")
     def healthz() -> tuple[str, int]:

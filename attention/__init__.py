@@ -6,8 +6,8 @@ fine-tuned twin. Pure numpy / pandas / torch; never imports dash or plotly.
 >>> runs = attention.extract_pair(pair, "a gorgeous, witty film")  # doctest: +SKIP
 >>> attention.compare_heads(runs.pretrained, runs.finetuned)     # doctest: +SKIP
 
-Names load lazily (PEP 562): ``import attention`` is cheap, and torch, transformers and numba are imported only
-by the functions that need them, so the dashboard can serve its page while the models load.
+Names load lazily (PEP 562): ``import attention`` does not import torch, transformers or numba; the functions
+that need them import them, so the dashboard can serve its page while the models load.
 """
 
 from __future__ import annotations
@@ -117,6 +117,12 @@ __all__ = [
     "residual_maps",
     "rollout",
 ]
+
+# Two names are also submodule names: importing ``attention.extract`` or ``attention.rollout`` would set the
+# package attribute to the module, hiding the lazy function. Binding them here (both modules are light: no torch,
+# transformers or numba) keeps ``attention.extract`` and ``attention.rollout`` the functions.
+from attention.extract import extract  # noqa: E402
+from attention.rollout import rollout  # noqa: E402
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the names
     from attention.compare import (

@@ -1,4 +1,4 @@
-"""Engine benchmarks anyone can rerun: ``python -m attention.bench {flow,rollout,extract,compare,all}``.
+"""Engine benchmarks anyone can rerun: ``python -m attention.bench {flow,rollout,extract,compare,changes,load,all}``.
 
 Each prints measured figures next to the target, with the reference implementation timed in the same run.
 BLAS and torch are limited to one thread so figures are single-core.
@@ -191,8 +191,38 @@ def bench_changes(sentences: int = 100) -> None:
         print(f"| {layer} | " + " | ".join(cells) + " |")
 
 
+_LOAD_SNIPPET = """
+import contextlib, sys, time
+import attention.models as models
+if sys.argv[1] == "collecting":
+    models._collector_paused = contextlib.nullcontext  # the reference: Python's default behaviour
+start = time.perf_counter()
+models.load_pair("default")
+print(time.perf_counter() - start)
+"""
+
+
+def bench_load(runs: int = 5) -> None:
+    """Loading the default pair in a new process (importing torch and transformers included), with the garbage
+    collector paused as shipped and, for reference, collecting as usual; the two alternate run by run."""
+    import subprocess
+    import sys
+
+    print(f"loading the default pair in a new process, median of {runs}")
+    times: dict[str, list[float]] = {"paused": [], "collecting": []}
+    for _ in range(runs):
+        for variant, samples in times.items():
+            out = subprocess.run(
+                [sys.executable, "-c", _LOAD_SNIPPET, variant], check=True, capture_output=True, text=True
+            )
+            samples.append(float(out.stdout.strip().splitlines()[-1]))
+    for variant, samples in times.items():
+        label = "collector paused (shipped)" if variant == "paused" else "collector on (reference)"
+        _row(f"import + load_pair, {label}", f"{statistics.median(samples):.2f} s", "report")
+
+
 BENCHES = {"flow": bench_flow, "rollout": bench_rollout, "extract": bench_extract, "compare": bench_compare}
-EXTRA = {"changes": bench_changes}
+EXTRA = {"changes": bench_changes, "load": bench_load}
 
 
 def main(argv: list[str] | None = None) -> None:

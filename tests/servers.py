@@ -1,4 +1,4 @@
-"""Start `attention-flows serve` in a subprocess, as a user does, and wait until it answers /healthz."""
+"""Start `attention-flows serve` in a subprocess, as a user does, and wait until /healthz says the models are loaded."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,10 +40,15 @@ def serving(*args: str, log: Path, env: dict | None = None, timeout: float = 120
                 try:
                     if urllib.request.urlopen(f"{url}/healthz", timeout=1).read() == b"ok":
                         break
-                except OSError:
-                    if process.poll() is not None or time.time() > deadline:
-                        pytest.fail(f"the server did not start:\n{log.read_text()[-3000:]}")
-                    time.sleep(0.3)
+                except urllib.error.HTTPError as error:  # 503 while the models load; 500 if they failed
+                    if error.code == 500:
+                        pytest.fail(f"the models failed to load: {error.read().decode()}\n{log.read_text()[-3000:]}")
+                except OSError:  # not listening yet
+                    if process.poll() is not None:
+                        pytest.fail(f"the server exited:\n{log.read_text()[-3000:]}")
+                if time.time() > deadline:
+                    pytest.fail(f"the server was not ready after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.3)
             yield url
         finally:
             process.terminate()

@@ -63,9 +63,29 @@ def test_view_callbacks_follow_the_mode_and_level(context):
 
 
 def test_token_choices_list_tokens_at_the_current_level(context):
-    options, value = analyse.token_choices(TEXT, "word")
+    options = analyse.token_choices(TEXT, "word")
     assert [o["label"].split()[0] for o in options] == ["[CLS]", "a", "fine", ",", "moving", "film", "[SEP]"]
-    assert value == []
+
+
+def test_a_new_input_clears_the_token_choice_only_when_there_is_one():
+    from dash import no_update
+
+    assert analyse.clear_token_choice(TEXT, "token", [3, 5]) == []
+    assert analyse.clear_token_choice(TEXT, "token", []) is no_update
+
+
+def test_the_first_views_do_not_wait_for_the_token_choice(tiny_app):
+    """On page load every view is requested at once: no view may depend on an output that is computed on
+    load (Dash would then wait for that callback before asking for the view)."""
+    from app.dash_http import dependencies
+
+    specs = dependencies(tiny_app.server.test_client())
+    on_load = [spec for spec in specs if not spec["prevent_initial_call"]]
+    computed_on_load = {out.split("@")[0] for spec in on_load for out in spec["output"].strip(".").split("...")}
+    assert f"{ids.SANKEY}.figure" in computed_on_load
+    for spec in on_load:
+        inputs = {f"{i['id']}.{i['property']}" for i in spec["inputs"]}
+        assert not inputs & computed_on_load, spec["output"]
 
 
 def test_prediction_panel_names_the_label(context):
@@ -164,6 +184,6 @@ def test_sentence_pair_input_is_analysed_with_both_segments(tiny_app):
     stored = response.get_json()["response"][ids.ANALYSIS]["data"]
     assert stored == {"text": "a fine film", "text_pair": "it is good"}
     with tiny_app.server.app_context():
-        options, _ = analyse.token_choices(stored, "token")
+        options = analyse.token_choices(stored, "token")
     labels = [o["label"].split()[0] for o in options]
     assert labels.count("[SEP]") == 2 and labels[-2:] == ["good", "[SEP]"]

@@ -137,3 +137,33 @@ def test_pair_with_different_vocabulary_is_refused(tiny_models, tmp_path):
     other = LoadedModel(**{**other.__dict__, "tokenizer": BertTokenizerFast(vocab_file=str(vocab))})
     with pytest.raises(IncompatibleModelsError, match=r"tokenizer vocabulary: 30522 vs \d+ entries"):
         check_comparable(load_model(tiny_models["bert"]), other)
+
+
+@pytest.mark.parametrize("name", ["bert", "roberta", "distilbert", "albert", "electra", "bert-3-layers"])
+def test_shape_from_config_json_matches_the_loaded_model(tiny_models, name):
+    from attention.models import read_shape
+
+    assert read_shape(tiny_models[name]) == load_model(tiny_models[name]).shape
+
+
+def test_unreadable_config_json_is_reported(tmp_path):
+    from attention.models import read_shape
+
+    (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelLoadError, match="Could not read the model config"):
+        read_shape(tmp_path)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_loading_leaves_the_garbage_collector_as_it_found_it(tiny_models, enabled):
+    import gc
+
+    (gc.enable if enabled else gc.disable)()
+    try:
+        load_model(tiny_models["bert"])
+        assert gc.isenabled() is enabled
+        with pytest.raises(ModelLoadError):
+            load_model(tiny_models["bert"].parent / "absent")
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()

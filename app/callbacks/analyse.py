@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dash import Input, Output, State, callback, ctx, html, no_update
+from dash import Input, Output, State, ctx, html, no_update
 
 from app import ids
 from app.callbacks.common import guarded, require_analysis, view_options
+from app.callbacks.registry import declare
 from app.services import current_service
 
 
@@ -35,7 +36,7 @@ def prediction_panel(labels, probabilities, label) -> list:
     ]
 
 
-@callback(
+@declare(
     Output(ids.ANALYSIS, "data"),
     Output(ids.TEXT, "value"),
     Output(ids.ERROR, "children"),
@@ -56,7 +57,7 @@ def analyse(_clicks, example, text, text_pair):
     return analysis.to_store(), text, ""
 
 
-@callback(Output(ids.PREDICTION, "children"), Input(ids.ANALYSIS, "data"))
+@declare(Output(ids.PREDICTION, "children"), Input(ids.ANALYSIS, "data"))
 @guarded
 def show_prediction(analysis_data):
     runs = current_service().runs(require_analysis(analysis_data))
@@ -64,7 +65,7 @@ def show_prediction(analysis_data):
     return prediction_panel(fine.labels, fine.probabilities or (), fine.label)
 
 
-@callback(Output(ids.SOURCES, "options"), Input(ids.ANALYSIS, "data"), Input(ids.LEVEL, "value"))
+@declare(Output(ids.SOURCES, "options"), Input(ids.ANALYSIS, "data"), Input(ids.LEVEL, "value"))
 @guarded
 def token_choices(analysis_data, level):
     """Tokens the user can trace from, at the current level (before hiding, so a choice survives toggling the
@@ -74,7 +75,7 @@ def token_choices(analysis_data, level):
     return [{"label": f"{token}  (#{i})", "value": i} for i, token in enumerate(run.tokens)]
 
 
-@callback(
+@declare(
     Output(ids.SOURCES, "value"),
     Input(ids.ANALYSIS, "data"),
     Input(ids.LEVEL, "value"),

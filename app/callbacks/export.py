@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 
-from dash import ALL, Input, Output, State, callback, ctx, dcc, no_update
+from dash import ALL, Input, Output, State, ctx, dcc, no_update
 from dash.exceptions import PreventUpdate
 
 from app import ids
 from app.callbacks.common import guarded, require_analysis, selected_head, view_options
+from app.callbacks.registry import declare
 from app.callbacks.views import CONTROLS
 from app.export import sidecar_json
 from app.exporting import Job, export_bytes
@@ -25,7 +26,7 @@ def _filename(text: str, view: str, fmt: str) -> str:
     return f"attention-flows-{view}-{stem}.{fmt}"
 
 
-@callback(
+@declare(
     Output(ids.DOWNLOAD, "data"),
     Output(ids.DOWNLOAD_SIDECAR, "data"),
     inputs={

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from dash import Input, Output, Patch, State, callback, ctx
+from dash import Input, Output, Patch, State, ctx
 from dash.exceptions import PreventUpdate
 
 from app import ids
 from app.callbacks.common import guarded, require_analysis, selected_head, view_options
+from app.callbacks.registry import declare
 from app.figures.heatmaps import head_outline
 from app.figures.scatter import selected_positions, selected_trace_index
 from app.services import current_service
 
 
-@callback(
+@declare(
     Output(ids.SELECTED_HEAD, "data"),
     Input(ids.HEAD_GRID, "clickData"),
     Input(ids.SIMILARITY, "clickData"),
@@ -36,7 +37,7 @@ def select_head(grid_click, similarity_click, _clear, current):
     return {"layer": int(layer), "head": int(head)}
 
 
-@callback(
+@declare(
     Output(ids.HEAD_GRID, "figure", allow_duplicate=True),
     Input(ids.SELECTED_HEAD, "data"),
     prevent_initial_call=True,
@@ -49,7 +50,7 @@ def outline_selected_head(selected):
     return patch
 
 
-@callback(
+@declare(
     Output(ids.SIMILARITY, "figure", allow_duplicate=True),
     Input(ids.SELECTED_HEAD, "data"),
     State(ids.ANALYSIS, "data"),

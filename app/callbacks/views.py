@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dash import Input, Output, State, callback
+from dash import Input, Output, State
 
 from app import ids
 from app.callbacks.common import guarded, require_analysis, selected_head, view_options
+from app.callbacks.registry import declare
 from app.render import matrix_caption, render
 from app.services import current_service
 
@@ -33,7 +34,7 @@ def _draw(view: str, analysis_data, selected, **controls):
     )
 
 
-@callback(
+@declare(
     Output(ids.SANKEY, "figure"),
     inputs={"analysis_data": Input(ids.ANALYSIS, "data"), "selected": Input(ids.SELECTED_HEAD, "data"), **CONTROLS},
 )
@@ -42,7 +43,7 @@ def update_sankey(analysis_data, selected, **controls):
     return _draw("sankey", analysis_data, selected, **controls)
 
 
-@callback(
+@declare(
     Output(ids.HEAD_GRID, "figure"),
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
@@ -58,7 +59,7 @@ def update_head_grid(analysis_data, selected, **controls):
     return _draw("heads", analysis_data, selected, **controls)
 
 
-@callback(
+@declare(
     Output(ids.MATRIX, "figure"),
     Output(ids.SELECTION_LABEL, "children"),
     inputs={
@@ -75,7 +76,7 @@ def update_matrix(analysis_data, selected, **controls):
     return _draw("matrix", analysis_data, selected, **controls), matrix_caption(options, head, service.num_heads)
 
 
-@callback(
+@declare(
     Output(ids.INFLUENCE, "figure"),
     Output(ids.SENTENCE, "figure"),
     inputs={
@@ -89,7 +90,7 @@ def update_influence(analysis_data, **controls):
     return (_draw("influence", analysis_data, None, **controls), _draw("sentence", analysis_data, None, **controls))
 
 
-@callback(
+@declare(
     Output(ids.SIMILARITY, "figure"),
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),

@@ -1,0 +1,44 @@
+"""Callbacks are declared once, at import, and registered on every app :func:`app.main.create_app` builds.
+
+(Dash's own module-level ``@callback`` list is consumed by the first app that serves a request, so a second app
+in the same process would silently have no callbacks.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from dash import Dash
+
+F = TypeVar("F", bound=Callable)
+
+
+@dataclass(frozen=True)
+class _Declared:
+    args: tuple
+    kwargs: dict
+    function: Callable
+
+
+_DECLARED: list[_Declared] = []  # appended to only while the callback modules are imported
+
+
+def declare(*args, **kwargs) -> Callable[[F], F]:
+    """Like ``dash.callback``, but recorded for :func:`register_all`; the function itself is returned as is, so
+    tests can call it directly."""
+
+    def decorator(function: F) -> F:
+        _DECLARED.append(_Declared(args, kwargs, function))
+        return function
+
+    return decorator
+
+
+def register_all(dash_app: Dash) -> None:
+    """Register every declared callback on ``dash_app``."""
+    import app.callbacks  # noqa: F401  (importing the modules declares their callbacks)
+
+    for declared in _DECLARED:
+        dash_app.callback(*declared.args, **declared.kwargs)(declared.function)
