@@ -13,7 +13,10 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test setup chromium lint bench screenshot clean
 
+# compileall: this environment may set PYTHONDONTWRITEBYTECODE, and the editable install's own modules would then
+# be compiled again at every start (about 0.1 s).
 run: setup
+	$(BIN)/python -m compileall -q attention app
 	$(BIN)/attention-flows serve --host $(HOST) --port $(PORT)
 
 test: setup chromium lint
@@ -40,6 +43,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/attention-flows bench engine
+	$(BIN)/attention-flows bench load
 	$(BIN)/attention-flows bench dashboard
 	$(BIN)/attention-flows bench export
 
