@@ -23,8 +23,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(*args: str, log: Path, env: dict | None = None, timeout: float = 120) -> Iterator[str]:
-    """Run ``attention-flows serve ARGS --port P``; yield its base URL; stop it afterwards."""
+def serving(
+    *args: str, log: Path, env: dict | None = None, timeout: float = 120, wait_for_models: bool = True
+) -> Iterator[str]:
+    """Run ``attention-flows serve ARGS --port P``; yield its base URL once the models are loaded (or, with
+    ``wait_for_models=False``, as soon as it answers); stop it afterwards."""
     port = free_port()
     with log.open("w") as stream:
         process = subprocess.Popen(
@@ -41,6 +44,8 @@ def serving(*args: str, log: Path, env: dict | None = None, timeout: float = 120
                     if urllib.request.urlopen(f"{url}/healthz", timeout=1).read() == b"ok":
                         break
                 except urllib.error.HTTPError as error:  # 503 while the models load; 500 if they failed
+                    if error.code == 503 and not wait_for_models:
+                        break
                     if error.code == 500:
                         pytest.fail(f"the models failed to load: {error.read().decode()}\n{log.read_text()[-3000:]}")
                 except OSError:  # not listening yet

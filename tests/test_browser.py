@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,31 @@ def test_export_button_downloads_the_figure_and_its_sidecar(page, tmp_path):
     assert sidecar["view"] == "sankey" and sidecar["format"] == "svg" and sidecar["pair"]["name"] == "minilm-sentiment"
     assert sidecar["text"] == page.locator("#text-input").input_value()
     assert page.console_errors == []
+
+
+def _health(url: str) -> int:
+    try:
+        return urllib.request.urlopen(f"{url}/healthz", timeout=5).status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_page_opens_while_the_models_load_then_fills_in(browser, default_pair, tmp_path):
+    """Opened the moment the server answers (importing torch and transformers alone takes seconds, so the models
+    are still loading), the page shows its controls at once and draws every view when the models are ready."""
+    with serving("--no-prepare", log=tmp_path / "server.log", wait_for_models=False) as url:
+        context = browser.new_context(viewport={"width": 1600, "height": 1100})
+        tab = context.new_page()
+        errors: list[str] = []
+        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        tab.goto(url)
+        tab.wait_for_selector("#analyse-button")
+        assert _health(url) == 503, "the models should still be loading when the page is up"
+        tab.wait_for_selector("#sankey-graph .sankey", timeout=120_000)
+        tab.wait_for_selector("#similarity-graph .scatterlayer", timeout=30_000)
+        assert _health(url) == 200
+        assert "%" in tab.locator("#prediction-panel").text_content()
+        assert errors == []
+        context.close()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
