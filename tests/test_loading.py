@@ -14,6 +14,7 @@ import pytest
 from app import ids
 from app.dash_http import call
 from app.loading import ModelsNotReadyError, ServiceLoader, service_of
+from app.services import EXTENSION_KEY
 from attention.errors import AttentionFlowsError, IncompatibleModelsError, ModelLoadError
 
 TEXT_VALUES = {f"{ids.ANALYSE}.n_clicks": 1, f"{ids.TEXT}.value": "a fine , moving film"}
@@ -76,6 +77,17 @@ def test_page_and_health_are_served_while_the_models_load(tiny_config, tiny_app)
     assert client.get("/healthz").data == b"ok"
 
 
+def _pair_config(tmp_path, first, second):
+    """A pair config over two model folders; the second model is shown as 'broken'."""
+    config = tmp_path / "pair.toml"
+    config.write_text(
+        f'name = "pair"\nexamples = ["a fine , moving film"]\n'
+        f'[pretrained]\npath = "{first}"\n[finetuned]\nname = "broken"\npath = "{second}"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
 def test_models_that_fail_to_load_are_a_message_in_the_page_and_in_healthz(tiny_models, tmp_path):
     """config.json is fine (the page is built) but the weights are not: the failure surfaces in the page."""
     from app.main import create_app
@@ -83,14 +95,9 @@ def test_models_that_fail_to_load_are_a_message_in_the_page_and_in_healthz(tiny_
     broken = tmp_path / "broken"
     shutil.copytree(tiny_models["bert-classifier"], broken)
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
-    config = tmp_path / "broken.toml"
-    config.write_text(
-        f'name = "broken"\nexamples = ["a fine , moving film"]\n'
-        f'[pretrained]\npath = "{tiny_models["bert"]}"\n[finetuned]\nname = "broken"\npath = "{broken}"\n',
-        encoding="utf-8",
-    )
+    config = _pair_config(tmp_path, tiny_models["bert"], broken)
     dash_app = create_app(config)
-    loader = dash_app.server.extensions["attention_flows"]
+    loader = dash_app.server.extensions[EXTENSION_KEY]
     with pytest.raises(AttentionFlowsError):
         loader.get(timeout=60)
     client = dash_app.server.test_client()
@@ -99,15 +106,6 @@ def test_models_that_fail_to_load_are_a_message_in_the_page_and_in_healthz(tiny_
     response = call(client, f"{ids.ANALYSIS}.data", TEXT_VALUES, f"{ids.ANALYSE}.n_clicks")
     shown = response.get_json()["sideUpdate"][ids.ERROR]["children"]
     assert "Could not load model 'broken'" in shown and "Traceback" not in shown
-
-
-def _pair_config(tmp_path, first, second):
-    config = tmp_path / "pair.toml"
-    config.write_text(
-        f'name = "pair"\nexamples = ["a film"]\n[pretrained]\npath = "{first}"\n[finetuned]\npath = "{second}"\n',
-        encoding="utf-8",
-    )
-    return config
 
 
 def test_bad_pairs_are_refused_before_anything_loads(tiny_models, tmp_path):
