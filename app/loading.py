@@ -7,7 +7,6 @@ Dash's and plotly.js's bundles (seconds of work on another core). Callbacks wait
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -15,6 +14,7 @@ from collections.abc import Callable
 
 from app.services import EXTENSION_KEY, AnalysisService
 from attention.errors import AttentionFlowsError
+from attention.models import collector_paused
 
 log = logging.getLogger("attention_flows.app")
 
@@ -57,7 +57,10 @@ class ServiceLoader:
 
     def _run(self) -> None:
         try:
-            self._service = self._build()
+            # One pause for the whole build (imports, both models, the first analysis): resuming between steps
+            # made Python scan every object the imports had created, again and again (~1 s of a start).
+            with collector_paused(freeze=True):
+                self._service = self._build()
         except AttentionFlowsError as error:
             self._error = error
             log.error("error: %s", error)
@@ -70,7 +73,6 @@ class ServiceLoader:
             self.seconds = time.perf_counter() - self._started
             self._done.set()
         if self._service is not None:
-            gc.freeze()  # modules and models live as long as the process: later collections need not scan them
             log.info("models ready in %.1f s", self.seconds)
             if self._after_ready is not None:
                 try:

@@ -58,6 +58,50 @@ def test_a_failed_load_is_reported_to_every_caller(raised, shown):
     assert loader.status == "failed"
 
 
+@pytest.fixture
+def collector_enabled():
+    """The collector on, as a server starts, and nothing left frozen by the test."""
+    import gc
+
+    was_enabled = gc.isenabled()
+    gc.enable()
+    yield
+    gc.unfreeze()
+    (gc.enable if was_enabled else gc.disable)()
+
+
+def test_the_collector_is_paused_for_the_whole_build_then_what_it_built_is_frozen(collector_enabled):
+    import gc
+
+    seen = []
+
+    def build():
+        built = [[i] for i in range(50_000)]  # a load creates many long-lived (tracked) objects
+        seen.append(gc.isenabled())
+        return built
+
+    frozen_before = gc.get_freeze_count()
+    loader = ServiceLoader(build).start()
+    built = loader.get(timeout=10)
+    assert seen == [False]
+    assert gc.isenabled()
+    assert gc.get_freeze_count() >= frozen_before + len(built)
+
+
+def test_a_failed_build_resumes_the_collector_and_freezes_nothing(collector_enabled):
+    import gc
+
+    def build():
+        raise RuntimeError("disk on fire")
+
+    frozen_before = gc.get_freeze_count()
+    loader = ServiceLoader(build).start()
+    with pytest.raises(AttentionFlowsError):
+        loader.get(timeout=10)
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen_before
+
+
 def test_page_and_health_are_served_while_the_models_load(tiny_config, tiny_app):
     from app.main import create_app
 
