@@ -139,11 +139,13 @@ def test_dashboard_end_to_end(page):
     page.keyboard.press("Escape")
     assert "from wooden" in _wait_title(page, "sankey-graph", "from wooden")
     page.click("#hide-checklist label:has-text('special tokens')")
-    page.wait_for_function(
-        "() => ![...document.querySelectorAll('#sentence-graph text')].some(t => t.textContent === '[CLS]')",
-        timeout=30_000,
-    )
-    assert "[SEP]" not in _texts(page, "matrix-graph")
+    # Each view redraws when its own callback answers: wait for both views this checks, in any order.
+    for graph, token in (("sentence-graph", "[CLS]"), ("matrix-graph", "[SEP]")):
+        page.wait_for_function(
+            f"() => ![...document.querySelectorAll('#{graph} text')].some(t => t.textContent === '{token}')",
+            timeout=30_000,
+        )
+    assert not {"[CLS]", "[SEP]"} & set(_texts(page, "matrix-graph"))
     assert "from wooden" in _title(page, "sankey-graph")  # the chosen word survives the filter
 
     assert not page.locator("#error-banner").text_content()
