@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from app.bench import VIEW_DRAWN_SELECTORS
 from tests.servers import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -215,8 +216,9 @@ def test_the_page_opens_while_the_models_load_then_fills_in(browser, default_pai
         tab.goto(url)
         tab.wait_for_selector("#analyse-button")
         assert _health(url) == 503, "the models should still be loading when the page is up"
-        tab.wait_for_selector("#sankey-graph .sankey", timeout=120_000)
-        tab.wait_for_selector("#similarity-graph .scatterlayer", timeout=30_000)
+        tab.wait_for_selector(VIEW_DRAWN_SELECTORS[0], timeout=120_000)
+        for selector in VIEW_DRAWN_SELECTORS[1:]:
+            tab.wait_for_selector(selector, timeout=30_000)
         assert _health(url) == 200
         assert "%" in tab.locator("#prediction-panel").text_content()
         assert errors == []
