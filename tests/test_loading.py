@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import inspect
 import shutil
@@ -61,8 +62,6 @@ def test_a_failed_load_is_reported_to_every_caller(raised, shown):
 @pytest.fixture
 def collector_enabled():
     """The collector on, as a server starts, and nothing left frozen by the test."""
-    import gc
-
     was_enabled = gc.isenabled()
     gc.enable()
     yield
@@ -71,8 +70,6 @@ def collector_enabled():
 
 
 def test_the_collector_is_paused_for_the_whole_build_then_what_it_built_is_frozen(collector_enabled):
-    import gc
-
     seen = []
 
     def build():
@@ -89,8 +86,6 @@ def test_the_collector_is_paused_for_the_whole_build_then_what_it_built_is_froze
 
 
 def test_a_failed_build_resumes_the_collector_and_freezes_nothing(collector_enabled):
-    import gc
-
     def build():
         raise RuntimeError("disk on fire")
 
