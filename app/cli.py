@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from app.state import METHODS
 from attention.errors import AttentionFlowsError
 
 VIEWS = ("sankey", "heads", "matrix", "influence", "similarity", "sentence")
@@ -29,6 +30,11 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 0,3,7, got {text!r}") from err
 
 
+def _sources(text: str) -> list[int] | list[str]:
+    """``all`` or comma-separated token positions."""
+    return ["all"] if text.strip() == "all" else _ints(text)
+
+
 def _words(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
@@ -47,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="fine-tune the pair's twin (skipped when it already exists)")
     _add_config(prepare)
     prepare.add_argument("--force", action="store_true", help="fine-tune again even if the model exists")
+    prepare.add_argument("--seed", type=int, help="another seed for the same recipe (a second twin, for seed noise)")
+    prepare.add_argument("--name", help="folder name of that twin under the data home (default: <prepared>-seed<N>)")
+
+    faithful = commands.add_parser(
+        "faithfulness", help="correlate each relevance method with blank-out on held-out sentences"
+    )
+    _add_config(faithful)
+    faithful.add_argument("--n", type=int, default=200, help="held-out sentences to use (default 200)")
+    faithful.add_argument("--target", default="predicted", help="class to explain: a label or 'predicted'")
+    faithful.add_argument("--out", type=Path, help="write the table as CSV")
+    faithful.add_argument("--plot", type=Path, help="also export the plot (.png, .svg or .pdf; needs chromium)")
+    faithful.add_argument("--tau", type=float, help="the attention graph's τ (default: the dashboard's)")
+    faithful.add_argument("--alpha", type=float, help="the attention graph's residual share α")
 
     serve = commands.add_parser("serve", help="start the dashboard")
     _add_config(serve)
@@ -83,14 +102,32 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--alpha", type=float)
     export.add_argument("--aggregation", choices=("mean", "max"), default="mean")
     export.add_argument("--level", choices=("token", "word"), default="token")
-    export.add_argument("--sources", type=_ints, help="token positions to trace from (default [CLS])")
+    export.add_argument("--sources", type=_sources, help="token positions to trace from, or 'all' (default [CLS])")
     export.add_argument("--hide", type=_words, help="comma-separated: special,punctuation")
     export.add_argument("--metric", default="js_divergence", help="head-grid metric")
-    export.add_argument("--method", choices=("graph", "rollout", "flow"), default="graph")
+    export.add_argument("--method", choices=tuple(METHODS), default="class_relevance", help="relevance method")
+    export.add_argument("--target", default="predicted", help="class the class methods explain (a label)")
+    export.add_argument("--no-sinks", action="store_true", help="the graph traces through [CLS] / [SEP] too")
+    export.add_argument("--renormalize", action="store_true", help="renormalise matrix rows after --hide")
 
     bench = commands.add_parser("bench", help="run a benchmark and print figures against their targets")
     bench.add_argument(
-        "which", choices=("flow", "rollout", "extract", "compare", "changes", "load", "dashboard", "export", "engine")
+        "which",
+        choices=(
+            "flow",
+            "rollout",
+            "extract",
+            "compare",
+            "changes",
+            "load",
+            "graph",
+            "relevance",
+            "faithfulness",
+            "seeds",
+            "dashboard",
+            "export",
+            "engine",
+        ),
     )
     return parser
 
@@ -143,9 +180,18 @@ def cmd_info(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from attention import prepare_finetuned
+    from attention import load_config, load_settings, prepare_finetuned
 
-    result = prepare_finetuned(args.config, force=args.force)
+    target, overrides = None, None
+    if args.seed is not None:
+        config = load_config(args.config)
+        name = args.name or f"{config.finetuned.prepared}-seed{args.seed}"
+        if not name or "/" in name or name.startswith("."):
+            raise AttentionFlowsError(f"--name {name!r} is not a folder name.", "Use letters, digits and dashes.")
+        target, overrides = load_settings().models_dir / name, {"seed": args.seed}
+    elif args.name:
+        raise AttentionFlowsError("--name needs --seed.", "Pass the seed of the second twin, e.g. --seed 7.")
+    result = prepare_finetuned(args.config, force=args.force, target=target, recipe_overrides=overrides)
     if result.skipped:
         print(
             f"already prepared: {result.path} (held-out accuracy {result.held_out_accuracy:.3f}); "
@@ -156,6 +202,46 @@ def cmd_prepare(args) -> int:
             f"saved {result.path}: {result.steps} steps in {result.seconds:.0f} s, "
             f"held-out accuracy {result.held_out_accuracy:.3f}"
         )
+    return 0
+
+
+def cmd_faithfulness(args) -> int:
+    from tqdm import tqdm
+
+    from attention import load_pair
+    from attention.data import load_labelled, split_labelled
+    from attention.faithfulness import faithfulness, top_layer
+    from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU
+
+    if args.n < 1:
+        raise AttentionFlowsError(f"--n must be at least 1, got {args.n}.", "Pass how many sentences to use.")
+    for path in (args.out, args.plot):
+        if path is not None and not path.parent.expanduser().is_dir():
+            raise AttentionFlowsError(f"Folder {path.parent} does not exist.", "Create it first.")
+    if args.plot is not None and args.plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise AttentionFlowsError(f"--plot {args.plot} has no .png, .svg or .pdf suffix.", "Name the plot file.")
+    pair = load_pair(args.config)
+    if pair.config.prepare is None:
+        raise AttentionFlowsError(f"Config '{pair.config.name}' has no held-out data.", "Use a config with [prepare].")
+    held_out = split_labelled(load_labelled(pair.config.prepare), pair.config.prepare).held_out
+    texts = held_out["text"].tolist()[: args.n]
+    tau = DEFAULT_TAU if args.tau is None else args.tau
+    alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
+    with tqdm(total=len(texts), desc="faithfulness", unit="sentence") as bar:
+        table = faithfulness(pair.finetuned, texts, target=args.target, progress=bar.update, tau=tau, alpha=alpha)
+    if args.out is not None:
+        from app.export import write_atomically
+
+        write_atomically(args.out, table.to_csv(index=False).encode("utf-8"))
+    if args.plot is not None:
+        from app.export import export_figure
+        from app.figures import make_faithfulness
+
+        scale = 300 / 96 if args.plot.suffix.lower() == ".png" else 1.0
+        export_figure(make_faithfulness(table, model=pair.finetuned.name), args.plot, preset="double", scale=scale)
+    summary = top_layer(table).pivot(index="method", columns="reference", values="spearman_mean")
+    print(f"{pair.finetuned.name}, {len(texts)} held-out sentences, deepest layer (Spearman, mean over sentences):")
+    print(summary.round(3).to_string())
     return 0
 
 
@@ -242,7 +328,14 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"info": cmd_info, "prepare": cmd_prepare, "serve": cmd_serve, "export": cmd_export, "bench": cmd_bench}
+COMMANDS = {
+    "info": cmd_info,
+    "prepare": cmd_prepare,
+    "faithfulness": cmd_faithfulness,
+    "serve": cmd_serve,
+    "export": cmd_export,
+    "bench": cmd_bench,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

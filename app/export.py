@@ -132,6 +132,9 @@ def write_atomically(path: Path, data: bytes) -> Path:
     path = check_target(path)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(handle, 0o666 & ~umask)  # mkstemp makes 0600; a figure is as readable as any new file
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
         os.replace(temporary, path)

@@ -45,6 +45,9 @@ def options_from_args(args) -> ViewOptions:
         hide=args.hide,
         metric=args.metric,
         method=args.method,
+        target=args.target,
+        sinks=not args.no_sinks,
+        renormalize=args.renormalize,
     )
 
 

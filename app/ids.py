@@ -21,7 +21,11 @@ LEVEL = "level-radio"
 SOURCES = "trace-from-dropdown"
 HIDE = "hide-checklist"
 METRIC = "head-metric-dropdown"
-METHOD = "influence-method-radio"
+METHOD = "relevance-method-dropdown"
+TARGET = "target-class-dropdown"
+SINKS = "sinks-checklist"
+RENORMALIZE = "renormalize-checklist"
+FAITHFULNESS = "faithfulness-panel"
 SELECTION_LABEL = "selected-head-label"
 
 # Views

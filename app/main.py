@@ -69,6 +69,7 @@ def create_app(
         num_heads=shape.num_heads,
         examples=examples,
         first_text=examples[0] if examples else "",
+        class_names=pair_config.task.labels if pair_config.task else (),
     )
     register_all(dash_app)
 

@@ -7,31 +7,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
 from app.figures.theme import Figure
 from app.services import Analysis, AnalysisService
-from app.state import ViewOptions
+from app.state import CLASS_METHODS, ViewOptions
 
 Selected = tuple[int, int | None]
-
-
-def _tokens(service: AnalysisService, analysis: Analysis, options: ViewOptions) -> tuple[str, ...]:
-    return service.view_runs(analysis, options).pretrained.tokens
 
 
 def sankey(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
     options = service.clamped(analysis, options)
     graphs = service.graphs(analysis, options)
+    sources = service.trace_sources(analysis, options)
+    if options.level == "word":
+        groups = service.runs(analysis).pretrained.groups
+        sources = tuple(sorted({groups[s] for s in sources}))
     return make_sankey(
         graphs.edges,
         graphs.nodes,
-        tokens=_tokens(service, analysis, options),
-        sources=service.trace_sources(analysis, options),
+        tokens=service.labels(analysis, options.level),
+        sources=sources,
         layers=options.layers or (1, service.num_layers),
         mode=options.mode,
-        aggregation=options.aggregation,
         selected=selected,
         tau=options.tau,
+        alpha=options.alpha,
+        hidden=tuple(np.flatnonzero(service.hidden(analysis, options))),
+        source_names=service.source_names(analysis, options),
     )
 
 
@@ -42,9 +46,15 @@ def heads(service: AnalysisService, analysis: Analysis, options: ViewOptions, se
 def matrix_caption(options: ViewOptions, selected: Selected, num_heads: int) -> str:
     layer, head = selected
     if head is not None:
-        return f"layer {layer}, head {head}"
-    chosen = "all heads" if options.heads is None or len(options.heads) == num_heads else f"heads {list(options.heads)}"
-    return f"layer {layer}, {options.aggregation} of {chosen}"
+        caption = f"layer {layer}, head {head}"
+    else:
+        chosen = (
+            "all heads" if options.heads is None or len(options.heads) == num_heads else f"heads {list(options.heads)}"
+        )
+        caption = f"layer {layer}, {options.aggregation} of {chosen}"
+    if options.hide and options.renormalize:
+        caption += ", rows renormalised after hiding"
+    return caption
 
 
 def matrix(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
@@ -52,23 +62,45 @@ def matrix(service: AnalysisService, analysis: Analysis, options: ViewOptions, s
     frame = service.matrices(analysis, options, layer, head)
     return make_matrix(
         frame,
-        tokens=_tokens(service, analysis, options),
+        tokens=service.matrix_runs(analysis, options).pretrained.tokens,
         mode=options.mode,
         caption=matrix_caption(options, selected, service.num_heads),
     )
 
 
+def no_head_messages(service: AnalysisService, options: ViewOptions) -> dict[str, str]:
+    """For the class methods: a sentence per model that has no classification head (shown instead of its row)."""
+    if options.method not in CLASS_METHODS:
+        return {}
+    return {
+        role: f"{model.name} has no classification head: it has no classes to explain."
+        for role, model in service.models().items()
+        if not model.is_classifier
+    }
+
+
 def _relevance_view(make: Callable[..., Figure]) -> Callable[..., Figure]:
-    """A renderer for a view of :meth:`AnalysisService.relevance` (token influence, sentence)."""
+    """A renderer for a view of :meth:`AnalysisService.relevance` (token scores per layer, sentence)."""
 
     def view(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
         options = service.clamped(analysis, options)
+        run = service.runs(analysis).pretrained
+        special = np.asarray(run.special)
+        if options.level == "word":
+            groups = np.asarray(run.groups)
+            special = np.array([special[groups == g].all() for g in range(int(groups.max()) + 1)])
+        scale_without = set(np.flatnonzero(special).tolist())
+        if options.method not in CLASS_METHODS and not options.trace_all and options.sources:
+            scale_without |= set(options.sources)
         return make(
             service.relevance(analysis, options),
-            tokens=_tokens(service, analysis, options),
+            tokens=service.labels(analysis, options.level),
             method=options.method,
             mode=options.mode,
-            scale_without=service.trace_sources(analysis, options),
+            scale_without=sorted(scale_without),
+            target=service.class_target(analysis, options),
+            source=service.source_names(analysis, options),
+            missing=no_head_messages(service, options),
         )
 
     return view

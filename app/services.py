@@ -9,32 +9,40 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 from flask import current_app
 
-from app.state import ViewOptions
+from app.state import CLASS_METHODS, PREDICTED, ViewOptions
 from attention import (
     AttentionGraph,
     AttentionRun,
+    ClassRelevance,
     GraphComparison,
+    LoadedModel,
     ModelPair,
     PairRuns,
     Settings,
     attention_matrices,
+    class_relevance,
     compare_graphs,
     compare_heads,
     compare_relevance,
     extract_pair,
+    faithfulness,
     graph_for,
     head_embedding,
     load_pair,
+    relevance_frame,
 )
 from attention.config import PairConfig
 from attention.errors import InputTextError
+from attention.faithfulness import top_layer
+from attention.graph import word_graph
+from attention.methods import default_sources, token_positions
 
 T = TypeVar("T")
 EXTENSION_KEY = "attention_flows"
@@ -79,22 +87,35 @@ class _LRU:
         return value
 
 
-def hidden_mask(run: AttentionRun, hide: tuple[str, ...]) -> np.ndarray:
-    """``[token]`` bool: the tokens of the kinds in ``hide`` ("special", "punctuation")."""
-    drop = np.zeros(run.num_tokens, dtype=bool)
+def hidden_mask(run: AttentionRun, hide: tuple[str, ...], level: str = "token") -> np.ndarray:
+    """``[position]`` bool at ``level``: the tokens (or words) of the kinds in ``hide`` ("special",
+    "punctuation")."""
+    special, punctuation = np.asarray(run.special), np.asarray(run.punctuation)
+    if level == "word":
+        groups = np.asarray(run.groups)
+        count = int(groups.max()) + 1
+        special = np.array([special[groups == g].all() for g in range(count)])
+        punctuation = np.array([punctuation[groups == g].all() for g in range(count)])
+    drop = np.zeros(special.size, dtype=bool)
     if "special" in hide:
-        drop |= np.asarray(run.special)
+        drop |= special
     if "punctuation" in hide:
-        drop |= np.asarray(run.punctuation)
+        drop |= punctuation
     return drop
 
 
-def view_run(run: AttentionRun, level: str, hide: tuple[str, ...]) -> AttentionRun:
-    """A run at the requested level with hidden token kinds removed (rows renormalised)."""
+def shown_labels(run: AttentionRun, level: str) -> tuple[str, ...]:
+    """Token (or word) display strings at ``level``."""
+    return run.tokens if level == "token" else run.words()
+
+
+def matrix_run(run: AttentionRun, level: str, hide: tuple[str, ...], renormalize: bool) -> AttentionRun:
+    """The run as the attention matrices draw it: merged per layer into words (exact for one map), hidden tokens
+    removed (rows renormalised only when asked; the caption says so)."""
     if level == "word":
         run = run.at_word_level()
     drop = hidden_mask(run, hide)
-    return run.without_tokens(drop) if drop.any() else run
+    return run.without_tokens(drop, renormalize=renormalize) if drop.any() else run
 
 
 class AnalysisService:
@@ -119,6 +140,13 @@ class AnalysisService:
     def num_heads(self) -> int:
         return self.pair.pretrained.num_heads
 
+    def models(self) -> dict[str, LoadedModel]:
+        return {"pretrained": self.pair.pretrained, "finetuned": self.pair.finetuned}
+
+    def class_names(self) -> tuple[str, ...]:
+        """The classes the class methods can explain (the fine-tuned model's labels)."""
+        return next((m.labels for m in (self.pair.finetuned, self.pair.pretrained) if m.is_classifier), ())
+
     def analyse(self, text: str | None, text_pair: str | None = None) -> Analysis:
         """Validate and run both models (raises :class:`InputTextError` with a readable message)."""
         text = (text or "").strip()
@@ -141,99 +169,211 @@ class AnalysisService:
 
         return self._cache.get_or_compute(("runs", analysis), compute)
 
-    def view_runs(self, analysis: Analysis, options: ViewOptions) -> PairRuns:
-        key = ("view", analysis, options.level, options.hide)
+    def labels(self, analysis: Analysis, level: str) -> tuple[str, ...]:
+        """Token (or word) strings of the input at ``level``."""
+        return shown_labels(self.runs(analysis).pretrained, level)
+
+    def hidden(self, analysis: Analysis, options: ViewOptions) -> np.ndarray:
+        """``[position]`` bool at ``options.level``: what the views leave out."""
+        return hidden_mask(self.runs(analysis).pretrained, options.hide, options.level)
+
+    def matrix_runs(self, analysis: Analysis, options: ViewOptions) -> PairRuns:
+        key = ("matrix_runs", analysis, options.level, options.hide, options.renormalize)
         return self._cache.get_or_compute(
-            key, lambda: self.runs(analysis).map(lambda run: view_run(run, options.level, options.hide))
+            key,
+            lambda: self.runs(analysis).map(
+                lambda run: matrix_run(run, options.level, options.hide, options.renormalize)
+            ),
         )
 
     def clamped(self, analysis: Analysis, options: ViewOptions) -> ViewOptions:
         """``options`` without choices that do not exist for this input (e.g. a token of a previous text)."""
-        run = self.view_runs(analysis, replace(options, hide=())).pretrained
-        return options.clamp(run.num_layers, run.num_heads, run.num_tokens)
+        run = self.runs(analysis).pretrained
+        count = run.num_tokens if options.level == "token" else int(max(run.groups)) + 1
+        return options.clamp(run.num_layers, run.num_heads, count)
 
     def trace_sources(self, analysis: Analysis, options: ViewOptions) -> tuple[int, ...]:
-        """Positions, in the shown (possibly filtered) tokens, to trace from: the chosen tokens that are not
-        hidden; else the classification token; else (it is hidden) every token.
+        """Token-level positions traced from: the chosen tokens (a word stands for its pieces), every token with
+        ``trace_all``, else the classification token. Hiding never changes them."""
+        run = self.runs(analysis).pretrained
+        options = self.clamped(analysis, options)
+        if options.trace_all:
+            return tuple(range(run.num_tokens))
+        if options.sources:
+            return tuple(token_positions(run, options.sources, options.level))
+        return tuple(default_sources(run))
 
-        ``options.sources`` are positions at the chosen level *before* hiding, so they survive toggling filters.
-        """
-        drop = hidden_mask(self.view_runs(analysis, replace(options, hide=())).pretrained, options.hide)
-        shown_index = np.cumsum(~drop) - 1
-        chosen = tuple(int(shown_index[s]) for s in options.sources if s < drop.size and not drop[s])
-        if chosen:
-            return chosen
-        run = self.view_runs(analysis, options).pretrained
-        return (run.cls_index,) if run.cls_index is not None else tuple(range(run.num_tokens))
+    def source_names(self, analysis: Analysis, options: ViewOptions) -> str:
+        """How the views name what is traced: "[CLS]", "all tokens (mean)", or the chosen words."""
+        options = self.clamped(analysis, options)
+        if options.trace_all:
+            return "all tokens (mean)"
+        run = self.runs(analysis).pretrained
+        if not options.sources:
+            return run.tokens[default_sources(run)[0]]
+        labels = shown_labels(run, options.level)
+        names = [labels[s] for s in options.sources]
+        return ", ".join(names[:4]) + (" …" if len(names) > 4 else "")
 
     def _memo(self, name: str, analysis: Analysis, parts: tuple, compute: Callable[[], T]) -> T:
         return self._cache.get_or_compute((name, analysis, *parts), compute)
 
-    def _trace_settings(self, analysis: Analysis, options: ViewOptions) -> dict:
-        """The attention-graph settings shared by the Sankey and the graph-influence views."""
+    def _graph_settings(self, analysis: Analysis, options: ViewOptions) -> dict:
+        """The attention-graph settings shared by the Sankey and the graph relevance."""
         return {
             "tau": options.tau,
             "alpha": options.alpha,
             "heads": options.heads,
-            "layers": options.layers,
-            "sources": self.trace_sources(analysis, options),
+            "sinks": options.sinks,
+            "threshold": options.aggregation,
         }
 
-    def _graph_key(self, analysis: Analysis, options: ViewOptions) -> tuple[ViewOptions, dict, tuple]:
-        """Clamped options, the attention-graph settings, and the cache key they make."""
-        options = self.clamped(analysis, options)
-        settings = self._trace_settings(analysis, options)
-        return options, settings, (options.level, options.hide, *settings.values())
-
     def model_graphs(self, analysis: Analysis, options: ViewOptions) -> tuple[AttentionGraph, AttentionGraph]:
-        """Both models' attention graphs (pre-trained, fine-tuned), shared by the Sankey and the influence views."""
-        options, settings, key = self._graph_key(analysis, options)
-        runs = self.view_runs(analysis, options)
+        """Both models' attention graphs (pre-trained, fine-tuned) on their token-level weights."""
+        options = self.clamped(analysis, options)
+        settings = self._graph_settings(analysis, options)
+        settings["layers"] = options.layers
+        settings["sources"] = self.trace_sources(analysis, options)
+        runs = self.runs(analysis)
         return self._memo(
             "model_graphs",
             analysis,
-            key,
+            tuple(settings.values()),
             lambda: (graph_for(runs.pretrained, **settings), graph_for(runs.finetuned, **settings)),
         )
 
     def graphs(self, analysis: Analysis, options: ViewOptions) -> GraphComparison:
-        _, _, key = self._graph_key(analysis, options)
-        return self._memo("graphs", analysis, key, lambda: compare_graphs(*self.model_graphs(analysis, options)))
+        """The union of both graphs, at ``options.level`` (a word's pieces merged: masses and flows add up)."""
+        options = self.clamped(analysis, options)
+        run = self.runs(analysis).pretrained
+
+        def compute() -> GraphComparison:
+            graphs = self.model_graphs(analysis, options)
+            if options.level == "word":
+                graphs = tuple(word_graph(g, run.groups, run.words()) for g in graphs)
+            return compare_graphs(*graphs)
+
+        settings = self._graph_settings(analysis, options)
+        key = (options.level, options.layers, self.trace_sources(analysis, options), *settings.values())
+        return self._memo("graphs", analysis, key, compute)
 
     def heads(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
-        runs = self.view_runs(analysis, options)
-        return self._memo("heads", analysis, (options.level, options.hide), lambda: compare_heads(*_both(runs)))
+        """Per-head comparison on the full token-level maps (level and hiding do not apply to head metrics)."""
+        runs = self.runs(analysis)
+        return self._memo("heads", analysis, (), lambda: compare_heads(*_both(runs)))
 
     def embedding(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
-        runs = self.view_runs(analysis, options)
-        return self._memo("embedding", analysis, (options.level, options.hide), lambda: head_embedding(*_both(runs)))
+        runs = self.runs(analysis)
+        return self._memo("embedding", analysis, (), lambda: head_embedding(*_both(runs)))
+
+    def explained(self, analysis: Analysis, model: str, target: str) -> ClassRelevance | None:
+        """Class relevance of one model (``"pretrained"`` / ``"finetuned"``) for ``target``; None when the model
+        has no classification head."""
+        loaded = self.models()[model]
+        if not loaded.is_classifier:
+            return None
+
+        def compute() -> ClassRelevance:
+            with self._forward_lock:
+                return class_relevance(loaded, analysis.text, analysis.text_pair, target=_target(target))
+
+        return self._memo("explained", analysis, (model, target), compute)
 
     def relevance(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
+        """``layer, token_idx, token, pretrained, finetuned, difference`` at ``options.level`` for
+        ``options.method`` (class methods: NaN for a model without a head; ``input_x_gradient`` has one row per
+        token at layer 0). Hidden tokens are left out; nothing is renormalised."""
         options = self.clamped(analysis, options)
-        settings = self._trace_settings(analysis, options)
-        settings["source"] = settings.pop("sources")
-        if options.method != "graph":
-            del settings["tau"], settings["alpha"]
-        runs = self.view_runs(analysis, options)
+        runs = self.runs(analysis)
+        if options.method in CLASS_METHODS:
+            key = (options.method, options.target, options.level, options.layers)
+            frame = self._memo("class_relevance", analysis, key, lambda: self._class_frame(analysis, options))
+        else:
+            settings = self._graph_settings(analysis, options)
+            settings |= {"layers": options.layers, "level": options.level}
+            sources = self.trace_sources(analysis, options)
+            settings["source"] = (
+                sources if options.level == "token" else sorted({runs.pretrained.groups[s] for s in sources})
+            )
+            if options.method != "graph":
+                for unused in ("tau", "alpha", "sinks", "threshold"):
+                    del settings[unused]
+            key = (options.method, *(tuple(v) if isinstance(v, list) else v for v in settings.values()))
+            frame = self._memo(
+                "relevance", analysis, key, lambda: compare_relevance(*_both(runs), options.method, **settings)
+            )
+        hidden = np.flatnonzero(self.hidden(analysis, options))
+        if hidden.size == len(self.labels(analysis, options.level)):
+            raise InputTextError("Every token of this input is hidden.", "Untick a 'Hide' choice.")
+        return frame[~frame["token_idx"].isin(hidden)].reset_index(drop=True) if hidden.size else frame
 
-        def compute() -> pd.DataFrame:
-            graphs = self.model_graphs(analysis, options) if options.method == "graph" else None
-            return compare_relevance(*_both(runs), options.method, graphs=graphs, **settings)
+    def _class_frame(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
+        run = self.runs(analysis).pretrained
+        first, last = options.layers or (1, self.num_layers)
+        count = len(self.labels(analysis, options.level))
+        rows = 1 if options.method == "input_x_gradient" else self.num_layers
+        scores = {}
+        for model in ("pretrained", "finetuned"):
+            explained = self.explained(analysis, model, options.target)
+            values = np.full((rows, count), np.nan)
+            if explained is not None:
+                layered, saliency = (
+                    explained.at_word_level()
+                    if options.level == "word"
+                    else (
+                        explained.scores,
+                        explained.input_x_gradient,
+                    )
+                )
+                values = saliency[None, :] if options.method == "input_x_gradient" else layered.copy()
+                if options.method == "class_relevance":
+                    values[: first - 1] = np.nan
+                    values[last:] = np.nan
+            scores[model] = values
+        frame = relevance_frame(scores["pretrained"], scores["finetuned"], shown_labels(run, options.level))
+        if options.method == "input_x_gradient":
+            frame["layer"] = 0
+        return frame
 
-        return self._memo(
-            "relevance", analysis, (options.level, options.hide, options.method, *settings.values()), compute
-        )
+    def class_target(self, analysis: Analysis, options: ViewOptions) -> str | None:
+        """The class the class methods explain for this input (the fine-tuned model's), or None."""
+        for model in ("finetuned", "pretrained"):
+            explained = self.explained(analysis, model, options.target)
+            if explained is not None:
+                return explained.target
+        return None
 
     def matrices(self, analysis: Analysis, options: ViewOptions, layer: int, head: int | None) -> pd.DataFrame:
         options = self.clamped(analysis, options)
         heads = (head,) if head is not None else options.heads
-        runs = self.view_runs(analysis, options)
+        runs = self.matrix_runs(analysis, options)
         return self._memo(
             "matrices",
             analysis,
-            (options.level, options.hide, layer, heads, options.aggregation),
+            (options.level, options.hide, options.renormalize, layer, heads, options.aggregation),
             lambda: attention_matrices(*_both(runs), layer, heads=heads, aggregation=options.aggregation),
         )
+
+    def faithfulness(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
+        """This input's Spearman correlations (words, fine-tuned model) of each method at the top layer with
+        blank-out: ``method, blank_out, input_gradient``. Raises :class:`NotAClassifierError` without a head."""
+        model = self.pair.finetuned
+        settings = self._graph_settings(analysis, self.clamped(analysis, options))
+        settings.pop("heads")
+
+        def compute() -> pd.DataFrame:
+            with self._forward_lock:
+                table = faithfulness(
+                    model, [(analysis.text, analysis.text_pair)], target=_target(options.target), **settings
+                )
+            top = top_layer(table)
+            return top.pivot(index="method", columns="reference", values="spearman_mean").reset_index()
+
+        return self._memo("faithfulness", analysis, (options.target, *settings.values()), compute)
+
+
+def _target(target: str) -> str | None:
+    return None if target == PREDICTED else target
 
 
 def _both(runs: PairRuns) -> tuple[AttentionRun, AttentionRun]:

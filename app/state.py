@@ -28,10 +28,15 @@ HEAD_METRICS: dict[str, str] = {
 }
 PAIR_METRICS = ("js_divergence", "tv_distance", "cosine")
 METHODS: dict[str, str] = {
-    "graph": "attention graph influence",
+    "class_relevance": "class relevance (gradient × attention)",
+    "input_x_gradient": "input × gradient",
+    "graph": "attention graph (mass reaching the inputs)",
     "rollout": "attention rollout",
     "flow": "attention flow (max-flow)",
+    "raw_attention": "raw attention (head mean)",
 }
+CLASS_METHODS = ("class_relevance", "input_x_gradient")  # need a classification head and a target class
+PREDICTED = "predicted"
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,12 @@ class ViewOptions:
     """Every choice that shapes a view. Hashable, so it can key caches.
 
     ``layers`` is a 1-based inclusive range (None = all), ``heads`` a head subset (None = all), ``sources`` token
-    positions to trace from at the current ``level`` and ``hide`` setting (empty = the classification token).
+    positions to trace from at the current ``level``, before hiding (empty = the classification token;
+    ``trace_all`` = the mean of every token). Every number is computed on the model's token-level weights: ``level``
+    and ``hide`` only change what is drawn (``renormalize`` re-scales the rows of hidden matrices, and says so).
+    ``aggregation`` combines heads for the matrices and for the graph's threshold τ. ``target`` is the class the
+    class methods explain (a label, or ``"predicted"``); ``sinks`` makes the graph absorb attention into special
+    tokens.
     """
 
     mode: Mode = "comparison"
@@ -52,7 +62,11 @@ class ViewOptions:
     sources: tuple[int, ...] = ()
     hide: tuple[str, ...] = ()
     metric: str = "js_divergence"
-    method: Literal["graph", "rollout", "flow"] = "graph"
+    method: str = "class_relevance"
+    target: str = PREDICTED
+    sinks: bool = True
+    trace_all: bool = False
+    renormalize: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -72,6 +86,8 @@ class ViewOptions:
             problems.append(f"metric must be one of {', '.join(HEAD_METRICS)}, got {self.metric!r}")
         if self.method not in METHODS:
             problems.append(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if not isinstance(self.target, str) or not self.target:
+            problems.append(f"target must be a class name or '{PREDICTED}', got {self.target!r}")
         if self.layers is not None and not 1 <= self.layers[0] <= self.layers[1]:
             problems.append(f"layers must be a range first:last with 1 <= first <= last, got {self.layers}")
         if self.heads is not None and (not self.heads or min(self.heads) < 0):
@@ -84,6 +100,8 @@ class ViewOptions:
         """Build from raw Dash control values (lists, None for cleared controls, numbers as floats)."""
         layers = values.get("layers")
         heads = values.get("heads")
+        sources = values.get("sources") or ()
+        trace_all = bool(values.get("trace_all")) or "all" in sources
         return cls(
             mode=values.get("mode") or "comparison",
             layers=tuple(int(x) for x in layers) if layers else None,
@@ -92,10 +110,14 @@ class ViewOptions:
             alpha=float(values["alpha"]) if values.get("alpha") is not None else DEFAULT_ALPHA,
             aggregation=values.get("aggregation") or "mean",
             level=values.get("level") or "token",
-            sources=tuple(sorted(int(s) for s in values.get("sources") or ())),
+            sources=() if trace_all else tuple(sorted(int(s) for s in sources)),
             hide=tuple(sorted(values.get("hide") or ())),
             metric=values.get("metric") or "js_divergence",
-            method=values.get("method") or "graph",
+            method=values.get("method") or "class_relevance",
+            target=str(values.get("target") or PREDICTED),
+            sinks=_flag(values.get("sinks"), default=True),
+            trace_all=trace_all,
+            renormalize=_flag(values.get("renormalize"), default=False),
         )
 
     def clamp(self, num_layers: int, num_heads: int, num_tokens: int) -> ViewOptions:
@@ -119,3 +141,10 @@ class ViewOptions:
         if unknown := set(data) - known:
             raise ValueError(f"unknown view option(s) {sorted(unknown)}; known: {sorted(known)}")
         return cls.from_controls(**data)
+
+
+def _flag(value, *, default: bool) -> bool:
+    """A boolean option from a checklist value (a list: ticked when non-empty), a bool, or None (the default)."""
+    if value is None:
+        return default
+    return bool(value)

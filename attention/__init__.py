@@ -29,7 +29,14 @@ _EXPORTS: dict[str, str] = {
     "graph_for": "attention.compare",
     "head_embedding": "attention.compare",
     "head_stats": "attention.compare",
-    "relevance": "attention.compare",
+    "relevance_frame": "attention.compare",
+    "relevance": "attention.methods",
+    "merge_scores": "attention.methods",
+    "ClassRelevance": "attention.gradients",
+    "class_relevance": "attention.gradients",
+    "blank_out": "attention.gradients",
+    "faithfulness": "attention.faithfulness",
+    "TargetClassError": "attention.errors",
     "PairConfig": "attention.config",
     "available_configs": "attention.config",
     "load_config": "attention.config",
@@ -75,6 +82,7 @@ __all__ = [
     "AttentionFlowsError",
     "AttentionGraph",
     "AttentionRun",
+    "ClassRelevance",
     "ConfigError",
     "GraphComparison",
     "IncompatibleModelsError",
@@ -90,11 +98,14 @@ __all__ = [
     "PrepareError",
     "PrepareResult",
     "Settings",
+    "TargetClassError",
     "attention_flow",
     "attention_graph",
     "attention_matrices",
     "available_configs",
+    "blank_out",
     "check_comparable",
+    "class_relevance",
     "compare_graphs",
     "compare_heads",
     "compare_layers",
@@ -102,6 +113,7 @@ __all__ = [
     "drop_tokens",
     "extract",
     "extract_pair",
+    "faithfulness",
     "graph_for",
     "head_embedding",
     "head_stats",
@@ -111,9 +123,11 @@ __all__ = [
     "load_settings",
     "max_flow_values",
     "merge_groups",
+    "merge_scores",
     "predict",
     "prepare_finetuned",
     "relevance",
+    "relevance_frame",
     "residual_maps",
     "rollout",
 ]
@@ -136,7 +150,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the names
         graph_for,
         head_embedding,
         head_stats,
-        relevance,
+        relevance_frame,
     )
     from attention.config import PairConfig, available_configs, load_config
     from attention.errors import (
@@ -148,10 +162,14 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the names
         NoAttentionsError,
         NotAClassifierError,
         PrepareError,
+        TargetClassError,
     )
     from attention.extract import AttentionRun, PairRuns, Prediction, extract, extract_pair, predict
+    from attention.faithfulness import faithfulness
     from attention.flow import attention_flow, max_flow_values
+    from attention.gradients import ClassRelevance, blank_out, class_relevance
     from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU, AttentionGraph, attention_graph
+    from attention.methods import merge_scores, relevance
     from attention.models import LoadedModel, ModelPair, check_comparable, load_model, load_pair
     from attention.prepare import PrepareResult, prepare_finetuned
     from attention.rollout import residual_maps, rollout

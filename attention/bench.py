@@ -1,4 +1,5 @@
-"""Engine benchmarks anyone can rerun: ``python -m attention.bench {flow,rollout,extract,compare,changes,load,all}``.
+"""Engine benchmarks anyone can rerun: ``python -m attention.bench {flow,rollout,extract,compare,changes,load,
+graph,relevance,faithfulness,seeds,all}``.
 
 Each prints measured figures next to the target, with the reference implementation timed in the same run.
 BLAS and torch are limited to one thread so figures are single-core.
@@ -191,6 +192,140 @@ def bench_changes(sentences: int = 100) -> None:
         print(f"| {layer} | " + " | ".join(cells) + " |")
 
 
+def _held_out(count: int, *, min_tokens: int = 0, max_tokens: int = 10_000):
+    """The default pair, loaded, and up to ``count`` held-out sentences of ``min_tokens..max_tokens`` tokens."""
+    from attention.config import load_config
+    from attention.data import load_labelled, split_labelled
+    from attention.models import load_pair
+
+    config = load_config("default")
+    pair = load_pair(config)
+    texts = split_labelled(load_labelled(config.prepare), config.prepare).held_out["text"].tolist()
+    tokenizer = pair.finetuned.tokenizer
+    chosen = [t for t in texts if min_tokens <= len(tokenizer(t)["input_ids"]) <= max_tokens]
+    return pair, chosen[:count]
+
+
+def bench_graph(sentences: int = 40) -> None:
+    """How the attention graph's τ shapes it on the default pair (docs/method.md, "Choosing τ and α")."""
+    from attention.compare import graph_for
+    from attention.extract import extract_pair
+
+    pair, texts = _held_out(sentences)
+    runs = [extract_pair(pair, t) for t in texts]
+    lengths = [r.finetuned.num_tokens for r in runs]
+    print(
+        f"attention graph from [CLS], sinks on, alpha 0.5: {len(runs)} held-out sentences, median "
+        f"{statistics.median(lengths):.0f} tokens (medians over sentences)\n"
+    )
+    print(
+        "| τ | model | kept attention edges (max) | widest column | live mass at the inputs | absorbed by sinks "
+        "| pruned | words' share of the live input mass |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for tau in (0.02, 0.03, 0.05, 0.07, 0.1, 0.2):
+        for model in ("pretrained", "finetuned"):
+            rows = []
+            for r in runs:
+                run = getattr(r, model)
+                graph = graph_for(run, tau=tau)
+                shares = graph.layer_shares().iloc[0]
+                inputs = graph.mass[0]
+                words = inputs[~np.asarray(run.special)].sum() / max(inputs.sum(), 1e-12)
+                edges = int((graph.edges["kind"] == "attention").sum())
+                widest = max(len(graph.reached(d)) for d in range(run.num_layers))
+                rows.append((edges, widest, shares["live"], shares["absorbed"], shares["pruned"], words))
+            cols = np.array(rows)
+            median = np.median(cols, axis=0)
+            print(
+                f"| {tau:g} | {model} | {median[0]:.0f} ({cols[:, 0].max():.0f}) | {median[1]:.0f} | "
+                f"{median[2]:.3f} | {median[3]:.2f} | {median[4]:.2f} | {median[5]:.2f} |"
+            )
+
+
+def bench_relevance(sentences: int = 20) -> None:
+    """Class relevance (one forward + one backward pass) against the forward pass alone, fine-tuned model."""
+    from attention.extract import extract
+    from attention.gradients import blank_out, class_relevance
+
+    pair, texts = _held_out(sentences, min_tokens=33, max_tokens=61)
+    model = pair.finetuned
+    forward, explained, blanked = [], [], []
+    for text in texts:
+        forward.append(timed(lambda t=text: extract(model, t), repeats=3)[0])
+        explained.append(timed(lambda t=text: class_relevance(model, t), repeats=3)[0])
+        blanked.append(timed(lambda t=text: blank_out(model, t, level="word"), repeats=1)[0])
+    ratio = statistics.median(e / f for e, f in zip(explained, forward, strict=True))
+    print(f"class relevance, {len(texts)} held-out sentences of 33-61 tokens (medians)")
+    _row("forward pass + attention extraction", f"{statistics.median(forward) * 1000:.0f} ms", "report")
+    _row("class relevance (forward + backward)", f"{statistics.median(explained) * 1000:.0f} ms", "report")
+    _row("class relevance / forward pass", f"{ratio:.2f}x", "<= 3x", ratio <= 3)
+    _row("blank-out, every word in one batch", f"{statistics.median(blanked) * 1000:.0f} ms", "report")
+
+
+def bench_faithfulness(sentences: int = 200) -> None:
+    """The faithfulness table on held-out sentences (docs/faithfulness.md), timed against its 5-minute target."""
+    from attention.faithfulness import faithfulness, top_layer
+
+    pair, texts = _held_out(sentences)
+    start = time.perf_counter()
+    table = faithfulness(pair.finetuned, texts)
+    seconds = time.perf_counter() - start
+    print(f"faithfulness, fine-tuned model, {len(texts)} held-out sentences")
+    _row(f"{len(texts)} sentences, every method and reference", f"{seconds:.0f} s", "<= 300 s", seconds <= 300)
+    top = top_layer(table)
+    print("\n| method | layer | Spearman with blank-out | Spearman with input × gradient |")
+    print("|---|---:|---:|---:|")
+    for method, rows in top.groupby("method", sort=False):
+        cells = {r.reference: f"{r.spearman_mean:+.3f} ± {r.spearman_std:.3f} (n={r.n})" for r in rows.itertuples()}
+        print(f"| {method} | {rows['layer'].iloc[0]} | {cells['blank_out']} | {cells['input_gradient']} |")
+    print("\nper layer, Spearman with blank-out (mean):")
+    per_layer = table[table["reference"] == "blank_out"].pivot(index="method", columns="layer", values="spearman_mean")
+    print(per_layer.round(3).to_string())
+
+
+def bench_seeds(sentences: int = 100, seed: int = 7) -> None:
+    """Per-layer change pre-trained -> fine-tuned next to fine-tuned (seed 13) -> fine-tuned (another seed), on the
+    same held-out sentences: which changes exceed seed noise. Needs ``attention-flows prepare --seed 7``."""
+    import pandas as pd
+
+    from attention.compare import compare_layers
+    from attention.extract import extract
+    from attention.models import load_model
+    from attention.settings import load_settings
+
+    pair, texts = _held_out(sentences)
+    folder = load_settings().models_dir / f"{pair.config.finetuned.prepared}-seed{seed}"
+    if not (folder / "config.json").is_file():
+        print(f"no second twin at {folder}: run `attention-flows prepare --seed {seed}` first")
+        return
+    other = load_model(folder, name=f"seed {seed}")
+    frames = {"pre-trained -> fine-tuned": [], f"fine-tuned (13) -> fine-tuned ({seed})": []}
+    for text in texts:
+        pre, ft, ft2 = extract(pair.pretrained, text), extract(pair.finetuned, text), extract(other, text)
+        frames["pre-trained -> fine-tuned"].append(compare_layers(pre, ft))
+        frames[f"fine-tuned (13) -> fine-tuned ({seed})"].append(compare_layers(ft, ft2))
+    print(f"per-layer change, {len(texts)} held-out sentences, mean ± std over sentences\n")
+    print(
+        "| layer | JS divergence (bits): pre-trained → fine-tuned | seed 13 → seed "
+        + str(seed)
+        + " | ratio | sentences where the change exceeds the seed gap |"
+    )
+    print("|---:|---:|---:|---:|---:|")
+    change_all, noise_all = (pd.concat(f, keys=range(len(f))) for f in frames.values())
+    change = change_all.groupby("layer")["js_divergence"].agg(["mean", "std"])
+    noise = noise_all.groupby("layer")["js_divergence"].agg(["mean", "std"])
+    exceeds = change_all["js_divergence"].to_numpy() > noise_all["js_divergence"].to_numpy()
+    share = pd.Series(exceeds, index=change_all["layer"].to_numpy()).groupby(level=0).mean()
+    for layer in change.index:
+        ratio = change.loc[layer, "mean"] / noise.loc[layer, "mean"]
+        print(
+            f"| {layer} | {change.loc[layer, 'mean']:.4f} ± {change.loc[layer, 'std']:.4f} "
+            f"| {noise.loc[layer, 'mean']:.4f} ± {noise.loc[layer, 'std']:.4f} | {ratio:.1f}× "
+            f"| {100 * share.loc[layer]:.0f} % |"
+        )
+
+
 _LOAD_SNIPPET = """
 import contextlib, sys, time
 import attention.models as models
@@ -234,7 +369,14 @@ def bench_load(runs: int = 5) -> None:
 
 
 BENCHES = {"flow": bench_flow, "rollout": bench_rollout, "extract": bench_extract, "compare": bench_compare}
-EXTRA = {"changes": bench_changes, "load": bench_load}
+EXTRA = {
+    "graph": bench_graph,
+    "changes": bench_changes,
+    "load": bench_load,
+    "relevance": bench_relevance,
+    "faithfulness": bench_faithfulness,
+    "seeds": bench_seeds,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

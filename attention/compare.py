@@ -15,7 +15,8 @@ import pandas as pd
 
 from attention.errors import IncompatibleModelsError
 from attention.extract import AttentionRun
-from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU, AttentionGraph, attention_graph, normalize_per_layer
+from attention.graph import DEFAULT_TAU, AttentionGraph, attention_graph
+from attention.methods import AttentionMethod, default_sources, relevance, sink_tokens
 from attention.metrics import (
     attention_shares,
     classical_mds,
@@ -27,12 +28,10 @@ from attention.metrics import (
     js_divergence,
     total_variation,
 )
-from attention.rollout import rollout
 from attention.schema import MATRIX_COLUMNS, validate_frame
 
 MODELS = ("pretrained", "finetuned")
 EDGE_STATUSES = ("shared", "pretrained_only", "finetuned_only")
-Method = Literal["graph", "rollout", "flow"]
 
 
 def _check_same_input(run_pre: AttentionRun, run_ft: AttentionRun) -> None:
@@ -92,8 +91,10 @@ def compare_heads(run_pre: AttentionRun, run_ft: AttentionRun) -> pd.DataFrame:
 
 
 def _edge_sets(graph: AttentionGraph) -> dict[int, set[tuple[int, int]]]:
+    """Per layer, the (query, key) attention edges that pass τ (residual and sink edges left out)."""
     sets: dict[int, set[tuple[int, int]]] = {layer: set() for layer in range(graph.layers[0], graph.layers[1] + 1)}
-    for layer, query, key in graph.edges[["layer", "query_idx", "key_idx"]].itertuples(index=False):
+    attention = graph.edges[graph.edges["kind"] == "attention"]
+    for layer, query, key in attention[["layer", "query_idx", "key_idx"]].itertuples(index=False):
         sets[int(layer)].add((int(query), int(key)))
     return sets
 
@@ -107,11 +108,12 @@ def _jaccard(a: set, b: set) -> float:
 class GraphComparison:
     """Union of two attention graphs.
 
-    ``edges``: ``layer, query_idx, key_idx, query_token, key_token, status`` (one of :data:`EDGE_STATUSES`), and per
-    model ``weight_*`` / ``weight_max_*`` (mean / max over the selected heads) and ``heads_*`` (heads at or above
-    τ); NaN where the model has no such edge.
-    ``nodes``: ``layer, token_idx, token, influence_*, reached_*, influence_change`` (fine-tuned minus pre-trained).
-    ``layers``: ``layer, edges_pretrained, edges_finetuned, edges_shared, edge_jaccard``.
+    ``edges``: ``layer, query_idx, key_idx, query_token, key_token, kind, status`` (one of :data:`EDGE_STATUSES`:
+    drawn in both graphs or in one), and per model ``weight_*`` / ``weight_max_*`` (head mean / max), ``heads_*``
+    (heads at or above τ) and ``flow_*`` (share of the sources' mass carried); NaN where the model has no such edge.
+    ``nodes``: ``depth, token_idx, token, sink`` and per model ``mass_*``, ``absorbed_*``, ``reached_*``;
+    ``mass_change`` (fine-tuned minus pre-trained).
+    ``layers``: ``layer, edges_pretrained, edges_finetuned, edges_shared, edge_jaccard`` (attention edges).
     """
 
     edges: pd.DataFrame
@@ -120,28 +122,28 @@ class GraphComparison:
 
 
 def compare_graphs(graph_pre: AttentionGraph, graph_ft: AttentionGraph) -> GraphComparison:
-    """Mark each edge of either graph shared / pretrained_only / finetuned_only; compare node influence."""
+    """Mark each edge of either graph shared / pretrained_only / finetuned_only; compare node mass."""
     if graph_pre.layers != graph_ft.layers or len(graph_pre.nodes) != len(graph_ft.nodes):
         raise ValueError("compare graphs built over the same layer range and tokens")
-    keys = ["layer", "query_idx", "key_idx"]
-    per_model = ["weight", "weight_max", "heads"]
+    keys = ["layer", "query_idx", "key_idx", "kind"]
+    per_model = ["weight", "weight_max", "heads", "flow"]
     left, right = (
         graph.edges[[*keys, "query_token", "key_token", *per_model]].rename(columns={c: f"{c}_{m}" for c in per_model})
         for graph, m in zip((graph_pre, graph_ft), MODELS, strict=True)
     )
     edges = left.merge(right, on=keys, how="outer", suffixes=("", "_ft"), indicator=True)
-
     edges["query_token"] = edges["query_token"].fillna(edges.pop("query_token_ft"))
     edges["key_token"] = edges["key_token"].fillna(edges.pop("key_token_ft"))
     status = {"both": "shared", "left_only": "pretrained_only", "right_only": "finetuned_only"}
     edges["status"] = pd.Categorical(edges.pop("_merge").map(status).astype(str), categories=EDGE_STATUSES)
-    edges = edges.sort_values(keys, ignore_index=True)
+    edges = edges.sort_values(keys, ascending=[False, True, True, True], ignore_index=True)
 
-    nodes = graph_pre.nodes[["layer", "token_idx", "token"]].copy()
+    nodes = graph_pre.nodes[["depth", "token_idx", "token", "sink"]].copy()
     for graph, model in zip((graph_pre, graph_ft), MODELS, strict=True):
-        nodes[f"influence_{model}"] = graph.nodes["influence"].to_numpy()
+        nodes[f"mass_{model}"] = graph.nodes["mass"].to_numpy()
+        nodes[f"absorbed_{model}"] = graph.nodes["absorbed"].to_numpy()
         nodes[f"reached_{model}"] = graph.nodes["reached"].to_numpy()
-    nodes["influence_change"] = nodes["influence_finetuned"] - nodes["influence_pretrained"]
+    nodes["mass_change"] = nodes["mass_finetuned"] - nodes["mass_pretrained"]
 
     sets_pre, sets_ft = _edge_sets(graph_pre), _edge_sets(graph_ft)
     layers = pd.DataFrame(
@@ -159,11 +161,12 @@ def compare_graphs(graph_pre: AttentionGraph, graph_ft: AttentionGraph) -> Graph
     return GraphComparison(edges=edges, nodes=nodes, layers=layers)
 
 
-def graph_for(run: AttentionRun, **options) -> AttentionGraph:
-    """:func:`attention_graph` of a run, tracing from its classification token unless ``sources`` is given."""
+def graph_for(run: AttentionRun, *, sinks: bool = True, **options) -> AttentionGraph:
+    """:func:`attention_graph` of a run's own token-level weights, tracing from its classification token unless
+    ``sources`` is given; with ``sinks`` the run's special tokens absorb the attention they receive."""
     if options.get("sources") is None:
-        options["sources"] = (run.cls_index if run.cls_index is not None else 0,)
-    return attention_graph(run.weights, tokens=run.tokens, **options)
+        options["sources"] = default_sources(run)
+    return attention_graph(run.weights, tokens=run.tokens, sinks=sink_tokens(run) if sinks else (), **options)
 
 
 def compare_layers(
@@ -185,83 +188,33 @@ def compare_layers(
     return layers.merge(graphs.layers, on="layer")
 
 
-def relevance(
-    run: AttentionRun,
-    method: Method,
-    *,
-    source: int | Sequence[int] | None = None,
-    heads: Sequence[int] | None = None,
-    layers: tuple[int, int] | None = None,
-    tau: float = DEFAULT_TAU,
-    alpha: float = DEFAULT_ALPHA,
-) -> np.ndarray:
-    """How much each token matters to ``source`` (default the classification token) at every layer.
-
-    ``graph``: the attention graph's influence ``I_l(w)`` traced from ``source`` down through ``layers``
-    (normalised per layer); ``rollout`` / ``flow``: the mean over ``source`` of their rows of the rollout / the
-    attention flow (computed through every layer below). Returns ``[layer, token]`` float64 with NaN rows outside
-    ``layers``.
-    """
-    if source is None:
-        sources = [run.cls_index if run.cls_index is not None else 0]
-    else:
-        sources = [int(source)] if np.isscalar(source) else [int(s) for s in source]
-    first, last = layers if layers is not None else (1, run.num_layers)
-    out = np.full((run.num_layers, run.num_tokens), np.nan)
-    if method == "rollout":
-        out[first - 1 : last] = rollout(run.weights, heads=heads)[first - 1 : last][:, sources, :].mean(axis=1)
-    elif method == "flow":
-        from attention.flow import attention_flow  # numba: imported on first use, not with the package
-
-        flow = attention_flow(run.weights, sources=sources, heads=heads, layers=(first, last))
-        out[first - 1 : last] = flow[first - 1 : last][:, sources, :].mean(axis=1)
-    elif method == "graph":
-        graph = graph_for(run, tau=tau, alpha=alpha, heads=heads, sources=sources, layers=(first, last))
-        return graph_relevance(graph, run.num_layers)
-    else:
-        raise ValueError(f"method must be one of graph, rollout, flow; got {method!r}")
-    return out
-
-
-def graph_relevance(graph: AttentionGraph, num_layers: int) -> np.ndarray:
-    """``[layer, token]``: the graph's influence divided by each layer's sum (rows of zeros stay zero), NaN rows
-    for layers outside ``graph.layers``."""
-    first, last = graph.layers
-    out = np.full((num_layers, graph.influence.shape[1]), np.nan)
-    out[first - 1 : last] = normalize_per_layer(graph.influence)
-    return out
-
-
-def compare_relevance(
-    run_pre: AttentionRun,
-    run_ft: AttentionRun,
-    method: Method,
-    *,
-    graphs: tuple[AttentionGraph, AttentionGraph] | None = None,
-    **options,
-) -> pd.DataFrame:
-    """:func:`relevance` of both models as a frame: ``layer, token_idx, token, pretrained, finetuned,
-    difference`` (fine-tuned minus pre-trained); layers outside ``options["layers"]`` are left out.
-
-    For ``method="graph"``, ``graphs`` (pre-trained, fine-tuned) already traced with the same settings are reused
-    instead of tracing again."""
-    _check_same_input(run_pre, run_ft)
-    if method == "graph" and graphs is not None:
-        pre, ft = (graph_relevance(graph, run_pre.num_layers) for graph in graphs)
-    else:
-        pre, ft = relevance(run_pre, method, **options), relevance(run_ft, method, **options)
-    layer, token = np.indices(pre.shape).reshape(2, -1)
+def relevance_frame(pretrained: np.ndarray, finetuned: np.ndarray, tokens: Sequence[str]) -> pd.DataFrame:
+    """Two ``[layer, token]`` score arrays as a frame ``layer, token_idx, token, pretrained, finetuned,
+    difference`` (fine-tuned minus pre-trained); rows where both are NaN (layers outside the range) left out. A
+    model without scores (no classification head) is passed as all-NaN and its columns stay NaN."""
+    layer, token = np.indices(pretrained.shape).reshape(2, -1)
     frame = pd.DataFrame(
         {
             "layer": layer + 1,
             "token_idx": token,
-            "token": np.asarray(run_pre.tokens, dtype=object)[token],
-            "pretrained": pre.reshape(-1),
-            "finetuned": ft.reshape(-1),
-            "difference": (ft - pre).reshape(-1),
+            "token": np.asarray(tokens, dtype=object)[token],
+            "pretrained": pretrained.reshape(-1),
+            "finetuned": finetuned.reshape(-1),
+            "difference": (finetuned - pretrained).reshape(-1),
         }
     )
-    return frame[~np.isnan(frame["pretrained"].to_numpy())].reset_index(drop=True)
+    keep = ~(np.isnan(frame["pretrained"].to_numpy()) & np.isnan(frame["finetuned"].to_numpy()))
+    return frame[keep].reset_index(drop=True)
+
+
+def compare_relevance(run_pre: AttentionRun, run_ft: AttentionRun, method: AttentionMethod, **options) -> pd.DataFrame:
+    """:func:`attention.methods.relevance` of both models as a :func:`relevance_frame` (token or word level by
+    ``options["level"]``; the frame's ``token`` column then holds words)."""
+    _check_same_input(run_pre, run_ft)
+    pre, ft = relevance(run_pre, method, **options), relevance(run_ft, method, **options)
+    level = options.get("level", "token")
+    names = run_pre.tokens if level == "token" else run_pre.words()
+    return relevance_frame(pre, ft, names)
 
 
 def attention_matrices(

@@ -36,6 +36,10 @@ class NotAClassifierError(AttentionFlowsError):
     """A prediction was asked of a model that has no classification head."""
 
 
+class TargetClassError(AttentionFlowsError):
+    """A target class that the classifier does not have (unknown name, index out of range)."""
+
+
 class NoAttentionsError(AttentionFlowsError):
     """The model's forward pass returned no attention weights."""
 

@@ -81,6 +81,12 @@ class AttentionRun:
         )
         return validate_frame(frame, ATTENTION_COLUMNS)
 
+    def words(self) -> tuple[str, ...]:
+        """Display string of each word (group), in group order, without merging any weights."""
+        groups = np.asarray(self.groups)
+        count = int(groups.max()) + 1
+        return tuple(join_pieces([self.tokens[i] for i in np.flatnonzero(groups == g)]) for g in range(count))
+
     def at_word_level(self) -> AttentionRun:
         """Sub-word pieces merged into words (attention to a word sums its pieces, from a word averages them)."""
         if self.level == "word":
@@ -153,7 +159,14 @@ def _clean(text: str | None, what: str) -> str:
     return str(text).strip()
 
 
-def _encode(model: LoadedModel, text: str, text_pair: str | None):
+def clean_texts(text: str | None, text_pair: str | None) -> tuple[str, str | None]:
+    """The text stripped (refused when empty) and the optional second segment (None when blank)."""
+    pair = str(text_pair).strip() if text_pair is not None and str(text_pair).strip() else None
+    return _clean(text, "text"), pair
+
+
+def encode(model: LoadedModel, text: str, text_pair: str | None):
+    """The tokenizer's tensors for one input; longer than the model accepts is refused, never truncated."""
     tokenizer = model.tokenizer
     encoding = tokenizer(text, text_pair, return_tensors="pt", truncation=False, verbose=False)
     length = int(encoding["input_ids"].shape[1])
@@ -174,24 +187,20 @@ def _segments(sequence_ids: list[int | None]) -> list[int]:
     return out
 
 
-def extract(model: LoadedModel, text: str, text_pair: str | None = None) -> AttentionRun:
-    """Run ``model`` on ``text`` (and optionally ``text_pair``) and return all its attention weights.
+@dataclass(frozen=True)
+class TokenFacts:
+    """Per-token facts of one encoded input, from the tokenizer (never guessed from strings)."""
 
-    Texts longer than the model's maximum length are refused with an :class:`InputTextError` (never truncated).
-    """
-    import torch
+    tokens: tuple[str, ...]
+    special: tuple[bool, ...]
+    segments: tuple[int, ...]
+    groups: tuple[int, ...]
+    cls_index: int | None
+    sep_indices: tuple[int, ...]
 
-    text = _clean(text, "text")
-    text_pair = text_pair.strip() if text_pair and text_pair.strip() else None
-    encoding = _encode(model, text, text_pair)
-    with torch.inference_mode():
-        output = model.model(**encoding, output_attentions=True)
-    if not output.attentions:
-        raise NoAttentionsError(
-            f"Model '{model.name}' returned no attention weights.",
-            "Load it with attn_implementation='eager'; architectures that cannot return attentions are unsupported.",
-        )
-    weights = torch.stack(output.attentions)[:, 0].float().numpy()  # [layer, head, query, key]
+
+def token_facts(model: LoadedModel, encoding) -> TokenFacts:
+    """Display tokens, special-token flags, segments, word groups, [CLS] and [SEP] positions of ``encoding``."""
     ids = encoding["input_ids"][0].tolist()
     tokenizer = model.tokenizer
     special_ids = set(tokenizer.all_special_ids)
@@ -203,20 +212,46 @@ def extract(model: LoadedModel, text: str, text_pair: str | None = None) -> Atte
         word_ids = [None if s else i for i, s in enumerate(special)]
         sequence_ids = [None if s else 0 for s in special]
     segments = _segments(sequence_ids)
-    tokens = tuple(display_token(t) for t in tokenizer.convert_ids_to_tokens(ids))
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
-    cls_index = ids.index(cls_id) if cls_id is not None and cls_id in ids else None
+    return TokenFacts(
+        tokens=tuple(display_token(t) for t in tokenizer.convert_ids_to_tokens(ids)),
+        special=tuple(special),
+        segments=tuple(segments),
+        groups=tuple(word_groups(word_ids, segments).tolist()),
+        cls_index=ids.index(cls_id) if cls_id is not None and cls_id in ids else None,
+        sep_indices=tuple(i for i, t in enumerate(ids) if sep_id is not None and t == sep_id),
+    )
+
+
+def extract(model: LoadedModel, text: str, text_pair: str | None = None) -> AttentionRun:
+    """Run ``model`` on ``text`` (and optionally ``text_pair``) and return all its attention weights.
+
+    Texts longer than the model's maximum length are refused with an :class:`InputTextError` (never truncated).
+    """
+    import torch
+
+    text, text_pair = clean_texts(text, text_pair)
+    encoding = encode(model, text, text_pair)
+    with torch.inference_mode():
+        output = model.model(**encoding, output_attentions=True)
+    if not output.attentions:
+        raise NoAttentionsError(
+            f"Model '{model.name}' returned no attention weights.",
+            "Load it with attn_implementation='eager'; architectures that cannot return attentions are unsupported.",
+        )
+    weights = torch.stack(output.attentions)[:, 0].float().numpy()  # [layer, head, query, key]
+    facts = token_facts(model, encoding)
     run = AttentionRun(
         model_name=model.name,
         text=text,
         text_pair=text_pair,
         weights=_frozen(weights),
-        tokens=tokens,
-        special=tuple(special),
-        segments=tuple(segments),
-        groups=tuple(word_groups(word_ids, segments).tolist()),
-        cls_index=cls_index,
-        sep_indices=tuple(i for i, t in enumerate(ids) if sep_id is not None and t == sep_id),
+        tokens=facts.tokens,
+        special=facts.special,
+        segments=facts.segments,
+        groups=facts.groups,
+        cls_index=facts.cls_index,
+        sep_indices=facts.sep_indices,
         labels=model.labels,
     )
     if model.is_classifier:

@@ -1,60 +1,136 @@
-"""The attention graph: trace from the classification token down through the layers (our definition of the
-Attention Flows view, see ``docs/method.md``)."""
+"""The attention graph: the share of the traced token(s) that travels down each attention edge, layer by layer
+(our definition of the Attention Flows view; ``docs/method.md`` §1 gives the reasons for each choice).
+
+It is attention rollout (Abnar & Zuidema 2020) restricted to the edges a reader can see:
+
+- ``P_l = α·I + (1−α)·(Ā_l ⊙ keep_l)``: ``α`` is the residual share, ``Ā_l`` the head mean of the model's own
+  weights, ``keep_l[i, k]`` is 1 when the edge passes ``τ`` and ``k`` is not a sink;
+- ``mass_{l-1} = mass_l · P_l`` from one unit of mass on the sources at depth ``last`` (split evenly);
+- attention into a sink ([CLS], [SEP]: Clark et al. 2019 find it mostly a no-op) is *absorbed*: drawn and counted
+  per layer, never expanded; attention below ``τ`` is *pruned* and counted per layer.
+
+So at every depth ``live + absorbed + pruned = 1`` (conservation), and with ``τ = 0`` and no sinks the mass that
+reaches the inputs is the rollout row of the source (``α = 0.5`` is the paper's ``rownorm(Ā + I)``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from attention.schema import GRAPH_EDGE_COLUMNS, GRAPH_NODE_COLUMNS, validate_frame
 
-# Defaults chosen on the default pair (6 x 12, ~20-token sentences): see docs/method.md, "Choosing tau".
-DEFAULT_TAU = 0.25
+# Chosen on the default pair (docs/method.md, "Choosing τ and α").
+DEFAULT_TAU = 0.05
 DEFAULT_ALPHA = 0.5
+EDGE_KINDS = ("attention", "residual", "sink")
+# Edges carrying less than this share of the source's mass are left out of ``edges`` (never out of ``mass``).
+MIN_EDGE_FLOW = 1e-4
+Threshold = Literal["mean", "max"]
 
 
 @dataclass(frozen=True, eq=False)
 class AttentionGraph:
     """Result of :func:`attention_graph`.
 
-    ``nodes``: one row per (layer, token) of the layer range; the token seen as a *key* of that layer:
-    ``count`` = ``c_l(w)``, ``influence`` = ``I_l(w)``, ``reached`` = ``w ∈ R_{l-1}``.
-    ``edges``: one row per edge ``(l, query -> key)``: ``weight`` / ``weight_max`` are the mean / max over the
-    selected heads, ``heads`` the heads at or above τ, ``multiplicity`` their number ``m_l``.
-    ``influence`` / ``counts`` are the same numbers as ``[layer_in_range, token]`` arrays (first layer first).
+    ``mass``: ``[depth, token]`` live share of the sources at depths ``first-1 .. last`` (row 0 = depth
+    ``first-1``); ``absorbed``: ``[layer, token]`` share absorbed by each sink through layer ``first .. last``;
+    ``pruned``: ``[layer]`` share lost below τ in that layer. ``nodes`` / ``edges``: the same as tidy frames
+    (``schema.GRAPH_NODE_COLUMNS`` / ``GRAPH_EDGE_COLUMNS``); ``edges.flow`` is the share carried by the edge.
     """
 
     nodes: pd.DataFrame
     edges: pd.DataFrame
     sources: tuple[int, ...]
+    sinks: tuple[int, ...]
     layers: tuple[int, int]
     heads: tuple[int, ...]
     tau: float
     alpha: float
-    influence: np.ndarray
-    counts: np.ndarray
+    threshold: str
+    mass: np.ndarray
+    absorbed: np.ndarray
+    pruned: np.ndarray
 
-    def reached(self, layer: int) -> tuple[int, ...]:
-        """Token indices reached *by* 1-based ``layer`` (the set ``R_{layer-1}``)."""
-        rows = self.nodes[(self.nodes["layer"] == layer) & self.nodes["reached"]]
-        return tuple(int(i) for i in rows["token_idx"])
+    def reached(self, depth: int) -> tuple[int, ...]:
+        """Token indices holding live mass at ``depth`` (``first-1 .. last``)."""
+        return tuple(int(i) for i in np.flatnonzero(self.mass[depth - self.layers[0] + 1] > 0))
+
+    def layer_shares(self) -> pd.DataFrame:
+        """Per layer of the range: ``layer, live, absorbed, pruned`` (shares of the sources' mass after it)."""
+        first, last = self.layers
+        return pd.DataFrame(
+            {
+                "layer": np.arange(first, last + 1),
+                "live": self.mass[:-1].sum(axis=1),
+                "absorbed": np.cumsum(self.absorbed[::-1].sum(axis=1))[::-1],
+                "pruned": np.cumsum(self.pruned[::-1])[::-1],
+            }
+        )
 
 
-def _layer_range(layers: tuple[int, int] | None, num_layers: int) -> tuple[int, int]:
+def layer_range(layers: tuple[int, int] | None, num_layers: int) -> tuple[int, int]:
+    """1-based inclusive ``(first, last)``; None means every layer."""
     first, last = layers if layers is not None else (1, num_layers)
     if not 1 <= first <= last <= num_layers:
         raise ValueError(f"layers must satisfy 1 <= first <= last <= {num_layers}, got {(first, last)}")
     return int(first), int(last)
 
 
-def _head_subset(heads: Sequence[int] | None, num_heads: int) -> tuple[int, ...]:
+def head_subset(heads: Sequence[int] | None, num_heads: int) -> tuple[int, ...]:
+    """Sorted head indices; None means every head."""
     chosen = tuple(range(num_heads)) if heads is None else tuple(sorted({int(h) for h in heads}))
     if not chosen or chosen[0] < 0 or chosen[-1] >= num_heads:
         raise ValueError(f"heads must be a non-empty subset of 0..{num_heads - 1}, got {heads}")
     return chosen
+
+
+def _token_set(values: Sequence[int] | None, n: int, what: str, default: tuple[int, ...]) -> np.ndarray:
+    chosen = np.array(sorted({int(s) for s in (values if values is not None else default)}), dtype=np.int64)
+    if chosen.size and (chosen[0] < 0 or chosen[-1] >= n):
+        raise ValueError(f"{what} must be token indices in 0..{n - 1}, got {values}")
+    return chosen
+
+
+def check_graph_options(tau: float, alpha: float, threshold: str) -> None:
+    if not (0.0 <= tau <= 1.0 and 0.0 <= alpha <= 1.0):
+        raise ValueError(f"tau and alpha must lie in [0, 1], got tau={tau}, alpha={alpha}")
+    if threshold not in ("mean", "max"):
+        raise ValueError(f"threshold must be mean or max, got {threshold!r}")
+
+
+def pruned_maps(
+    weights: np.ndarray,
+    *,
+    tau: float,
+    alpha: float,
+    heads: Sequence[int] | None = None,
+    sinks: Sequence[int] = (),
+    threshold: Threshold = "mean",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(P, attention, keep)``: the propagation maps ``P_l = α·I + (1−α)·(Ā_l ⊙ keep_l)``, the head mean ``Ā_l``
+    and the bool ``keep_l``, each ``[layer, query, key]`` float64 / bool.
+
+    ``keep_l[i, k]``: ``k`` is no sink and the head mean (``threshold="mean"``) or the strongest selected head
+    (``"max"``) of ``A_l[i, k]`` is at least ``tau``."""
+    weights = np.asarray(weights)
+    if weights.ndim != 4:
+        raise ValueError(f"weights must be [layer, head, query, key], got shape {weights.shape}")
+    check_graph_options(tau, alpha, threshold)
+    chosen = list(head_subset(heads, weights.shape[1]))
+    selected = weights[:, chosen]
+    attention = np.add.reduce(selected, axis=1, dtype=np.float64) / len(chosen)
+    strength = attention if threshold == "mean" else selected.max(axis=1)
+    keep = strength >= tau
+    keep[..., list(sinks)] = False
+    maps = (1.0 - alpha) * np.where(keep, attention, 0.0)
+    diagonal = np.arange(weights.shape[-1])
+    maps[:, diagonal, diagonal] += alpha
+    return maps, attention, keep
 
 
 def attention_graph(
@@ -65,131 +141,205 @@ def attention_graph(
     heads: Sequence[int] | None = None,
     layers: tuple[int, int] | None = None,
     sources: Sequence[int] | None = None,
+    sinks: Sequence[int] | None = None,
+    threshold: Threshold = "mean",
     tokens: Sequence[str] | None = None,
-    normalize: bool = False,
 ) -> AttentionGraph:
-    """Trace attention from ``sources`` at the deepest layer of ``layers`` down to the first.
-
-    Edge ``(l, i -> k)`` exists when ``i ∈ R_l`` and some head ``j ∈ heads`` has ``A[l, j][i, k] >= tau``.
-    ``R_{l-1}`` is the set of keys of layer-``l`` edges. Counts ``c_l(w) = Σ_{i ∈ R_l} m_l(i, w)``; influence
-    ``I_l(w) = c_l(w) + alpha · I_{l+1}(w)`` with ``I_{last+1} = 0``; with ``normalize`` each layer's influence is
-    divided by its sum.
+    """Trace one unit of mass from ``sources`` at depth ``last`` down to depth ``first-1``.
 
     Args:
-        weights: ``[layer, head, query, key]`` attention.
-        tau: threshold in [0, 1].
-        alpha: decay in [0, 1].
-        heads: head subset ``S`` (0-based); None for all heads.
+        weights: ``[layer, head, query, key]`` attention, rows sum to 1 (the model's own token-level weights).
+        tau: an attention edge carries mass when its head mean (or max, see ``threshold``) is at least ``tau``.
+        alpha: residual share in [0, 1]: each token keeps ``alpha`` of its mass as itself one layer down.
+        heads: head subset ``S`` (0-based) averaged for ``Ā_l``; None for all heads.
         layers: 1-based inclusive ``(first, last)``; None for all layers.
-        sources: token indices ``R_last``; None for position 0 (the classification token of BERT-family models;
-            pass ``run.cls_index`` for others).
+        sources: token indices traced from (mass split evenly); None for position 0.
+        sinks: token indices whose incoming attention is absorbed (e.g. [CLS], [SEP]); None for none.
+        threshold: ``"mean"`` or ``"max"`` over the selected heads, compared with ``tau``.
         tokens: display strings for the frames; None for ``"#i"``.
-        normalize: divide each layer's influence by its sum.
     """
     weights = np.asarray(weights)
-    if weights.ndim != 4:
-        raise ValueError(f"weights must be [layer, head, query, key], got shape {weights.shape}")
-    if not 0.0 <= tau <= 1.0 or not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"tau and alpha must lie in [0, 1], got tau={tau}, alpha={alpha}")
+    maps, attention, keep = pruned_maps(
+        weights, tau=tau, alpha=alpha, heads=heads, sinks=sinks or (), threshold=threshold
+    )
     num_layers, num_heads, n, _ = weights.shape
-    first, last = _layer_range(layers, num_layers)
-    head_subset = _head_subset(heads, num_heads)
-    source_set = np.array(sorted({int(s) for s in (sources if sources is not None else (0,))}), dtype=np.int64)
-    if source_set.size == 0 or source_set[0] < 0 or source_set[-1] >= n:
-        raise ValueError(f"sources must be token indices in 0..{n - 1}, got {sources}")
+    first, last = layer_range(layers, num_layers)
+    chosen_heads = head_subset(heads, num_heads)
+    source_set = _token_set(sources, n, "sources", (0,))
+    sink_set = _token_set(sinks, n, "sinks", ())
+    if source_set.size == 0:
+        raise ValueError("trace from at least one token")
     labels = np.asarray(list(tokens) if tokens is not None else [f"#{i}" for i in range(n)], dtype=object)
+    is_sink = np.zeros(n, dtype=bool)
+    is_sink[sink_set] = True
 
     span = last - first + 1
-    counts = np.zeros((span, n), dtype=np.int64)
-    reached = np.zeros((span, n), dtype=bool)
+    mass = np.zeros((span + 1, n))
+    mass[span, source_set] = 1.0 / source_set.size
+    absorbed = np.zeros((span, n))
+    pruned = np.zeros(span)
     edge_parts = []
-    frontier = source_set
     for layer in range(last, first - 1, -1):
         row = layer - first
-        if frontier.size == 0:
-            continue
-        selected = weights[layer - 1][list(head_subset)][:, frontier, :]  # [|S|, |R_l|, n]
-        passing = selected >= tau
-        multiplicity = passing.sum(axis=0)  # [|R_l|, n]
-        counts[row] = multiplicity.sum(axis=0)
-        query_pos, key_idx = np.nonzero(multiplicity)
-        reached[row, np.unique(key_idx)] = True
-        if query_pos.size:
-            head_ids = np.asarray(head_subset)
-            edge_parts.append(
-                (
-                    np.full(query_pos.size, layer),
-                    frontier[query_pos],
-                    key_idx,
-                    selected.mean(axis=0, dtype=np.float64)[query_pos, key_idx],
-                    selected.max(axis=0).astype(np.float64)[query_pos, key_idx],
-                    [tuple(head_ids[mask].tolist()) for mask in passing[:, query_pos, key_idx].T],
-                    multiplicity[query_pos, key_idx],
-                )
-            )
-        frontier = np.flatnonzero(reached[row])
+        live = mass[row + 1]
+        mass[row] = live @ maps[layer - 1]
+        carried = (1.0 - alpha) * live[:, None] * attention[layer - 1]  # [query, key] mass on attention edges
+        absorbed[row, is_sink] = carried[:, is_sink].sum(axis=0)
+        pruned[row] = carried[:, ~is_sink][~keep[layer - 1][:, ~is_sink]].sum()
+        edge_parts.append(
+            _layer_edges(layer, live, carried, keep[layer - 1], is_sink, alpha, weights[layer - 1], chosen_heads, tau)
+        )
 
-    influence = np.zeros((span, n), dtype=np.float64)
-    deeper = np.zeros(n)
-    for row in range(span - 1, -1, -1):
-        influence[row] = counts[row] + alpha * deeper
-        deeper = influence[row]
-    if normalize:
-        influence = normalize_per_layer(influence)
-
-    layer_col, token_col = np.indices((span, n)).reshape(2, -1)
-    nodes = pd.DataFrame(
-        {
-            "layer": layer_col + first,
-            "token_idx": token_col,
-            "token": labels[token_col],
-            "count": counts.reshape(-1),
-            "influence": influence.reshape(-1),
-            "reached": reached.reshape(-1),
-        }
-    )
-    edges = _edge_frame(edge_parts, labels)
     return AttentionGraph(
-        nodes=validate_frame(nodes, GRAPH_NODE_COLUMNS),
-        edges=validate_frame(edges, GRAPH_EDGE_COLUMNS),
+        nodes=_node_frame(mass, absorbed, labels, is_sink, first),
+        edges=validate_frame(_edge_frame(edge_parts, labels), GRAPH_EDGE_COLUMNS),
         sources=tuple(int(s) for s in source_set),
+        sinks=tuple(int(s) for s in sink_set),
         layers=(first, last),
-        heads=head_subset,
+        heads=chosen_heads,
         tau=float(tau),
         alpha=float(alpha),
-        influence=influence,
-        counts=counts,
+        threshold=threshold,
+        mass=mass,
+        absorbed=absorbed,
+        pruned=pruned,
     )
 
 
-def normalize_per_layer(influence: np.ndarray) -> np.ndarray:
-    """``[layer, token]`` influence divided by each layer's sum; layers that sum to zero stay zero."""
-    totals = influence.sum(axis=1, keepdims=True)
-    return np.divide(influence, totals, out=np.zeros_like(influence, dtype=np.float64), where=totals > 0)
-
-
-def _edge_frame(parts: list[tuple], labels: np.ndarray) -> pd.DataFrame:
-    """One frame from per-layer edge arrays ``(layer, query_idx, key_idx, weight, weight_max, heads,
-    multiplicity)``, built once (a frame per layer and a concat cost more than the tracing)."""
-    if not parts:
-        return pd.DataFrame(
-            {
-                c: pd.Series(dtype=object if c in ("heads", "query_token", "key_token") else "int64")
-                for c in GRAPH_EDGE_COLUMNS
-            }
-        ).astype({"weight": "float64", "weight_max": "float64"})
-    layer, query_idx, key_idx, weight, weight_max, heads, multiplicity = zip(*parts, strict=True)
-    query_idx, key_idx = np.concatenate(query_idx), np.concatenate(key_idx)
-    return pd.DataFrame(
+def _node_frame(
+    mass: np.ndarray, absorbed: np.ndarray, labels: np.ndarray, is_sink: np.ndarray, first: int
+) -> pd.DataFrame:
+    """Nodes from ``mass`` ``[depth, token]`` (depths ``first-1 .. last``) and ``absorbed`` ``[layer, token]``:
+    what layer ``l`` absorbs sits at depth ``l-1``."""
+    depth, token = np.indices(mass.shape).reshape(2, -1)
+    absorbed_at_depth = np.vstack([absorbed, np.zeros((1, mass.shape[1]))])
+    nodes = pd.DataFrame(
         {
-            "layer": np.concatenate(layer),
-            "query_idx": query_idx,
-            "key_idx": key_idx,
-            "query_token": labels[query_idx],
-            "key_token": labels[key_idx],
-            "weight": np.concatenate(weight),
-            "weight_max": np.concatenate(weight_max),
-            "heads": [h for part in heads for h in part],
-            "multiplicity": np.concatenate(multiplicity),
+            "depth": depth + first - 1,
+            "token_idx": token,
+            "token": labels[token],
+            "mass": mass.reshape(-1),
+            "absorbed": absorbed_at_depth.reshape(-1),
+            "reached": (mass > 0).reshape(-1),
+            "sink": np.tile(is_sink, mass.shape[0]),
         }
+    )
+    return validate_frame(nodes, GRAPH_NODE_COLUMNS)
+
+
+def _layer_edges(
+    layer: int,
+    live: np.ndarray,
+    carried: np.ndarray,
+    keep: np.ndarray,
+    is_sink: np.ndarray,
+    alpha: float,
+    layer_weights: np.ndarray,
+    heads: tuple[int, ...],
+    tau: float,
+) -> dict:
+    """One layer's edges as arrays: kept attention edges, residual edges and edges into sinks that carry at least
+    :data:`MIN_EDGE_FLOW`."""
+    drawn = (keep | is_sink[None, :]) & (carried >= MIN_EDGE_FLOW)
+    query, key = np.nonzero(drawn)
+    flow = carried[query, key]
+    kind = np.where(is_sink[key], "sink", "attention")
+    selected = layer_weights[list(heads)][:, query, key].astype(np.float64)  # [|S|, edges]
+    passing = selected >= tau
+    head_ids = np.asarray(heads)
+    residual = np.flatnonzero(alpha * live >= MIN_EDGE_FLOW)
+    return {
+        "layer": np.full(query.size + residual.size, layer),
+        "query_idx": np.concatenate([query, residual]),
+        "key_idx": np.concatenate([key, residual]),
+        "kind": np.concatenate([kind, np.full(residual.size, "residual")]),
+        "weight": np.concatenate([selected.mean(axis=0), np.full(residual.size, np.nan)]),
+        "weight_max": np.concatenate([selected.max(axis=0, initial=0.0), np.full(residual.size, np.nan)]),
+        "heads": [tuple(head_ids[mask].tolist()) for mask in passing.T] + [()] * residual.size,
+        "multiplicity": np.concatenate([passing.sum(axis=0), np.zeros(residual.size, dtype=np.int64)]),
+        "flow": np.concatenate([flow, alpha * live[residual]]),
+    }
+
+
+def _edge_frame(parts: list[dict], labels: np.ndarray) -> pd.DataFrame:
+    """One frame from the per-layer edge arrays, built once (a frame per layer and a concat cost more)."""
+    columns = {key: np.concatenate([p[key] for p in parts]) for key in parts[0] if key != "heads"}
+    columns["heads"] = [h for p in parts for h in p["heads"]]
+    frame = pd.DataFrame(columns)
+    frame["query_token"] = labels[frame["query_idx"].to_numpy()]
+    frame["key_token"] = labels[frame["key_idx"].to_numpy()]
+    frame["multiplicity"] = frame["multiplicity"].astype(np.int64)
+    frame["weight"] = frame["weight"].astype(np.float64)
+    frame["weight_max"] = frame["weight_max"].astype(np.float64)
+    frame["flow"] = frame["flow"].astype(np.float64)
+    order = ["layer", "query_idx", "key_idx", "kind"]
+    return frame.sort_values(order, ascending=[False, True, True, True], ignore_index=True)
+
+
+def graph_relevance(
+    weights: np.ndarray,
+    *,
+    sources: Sequence[int],
+    tau: float = DEFAULT_TAU,
+    alpha: float = DEFAULT_ALPHA,
+    heads: Sequence[int] | None = None,
+    sinks: Sequence[int] = (),
+    threshold: Threshold = "mean",
+) -> np.ndarray:
+    """``[layer, token]``: row ``l`` is the live mass that reaches the *input* tokens when the graph is traced from
+    ``sources`` at depth ``l`` through every layer below (mean over sources), i.e. rollout with the pruned maps
+    ``P``. With ``tau=0``, no sinks and ``alpha=0.5`` it equals :func:`attention.rollout` rows."""
+    maps, _, _ = pruned_maps(weights, tau=tau, alpha=alpha, heads=heads, sinks=sinks, threshold=threshold)
+    chosen = list(sources)
+    joint = maps[0].copy()
+    out = np.empty((maps.shape[0], maps.shape[-1]))
+    out[0] = joint[chosen].mean(axis=0)
+    for layer in range(1, maps.shape[0]):
+        joint = maps[layer] @ joint
+        out[layer] = joint[chosen].mean(axis=0)
+    return out
+
+
+def word_graph(graph: AttentionGraph, groups: Sequence[int], words: Sequence[str]) -> AttentionGraph:
+    """The graph with each word's pieces merged, as a view of the token-level result: masses, absorbed shares and
+    edge flows add up over pieces (they are shares of one unit); a merged edge's ``weight`` / ``weight_max`` are
+    the largest of its piece-to-piece edges, its ``heads`` their union."""
+    groups = np.asarray(groups)
+    count = int(groups.max()) + 1
+    membership = np.zeros((groups.size, count))
+    membership[np.arange(groups.size), groups] = 1.0
+    labels = np.asarray(list(words), dtype=object)
+    mass, absorbed = graph.mass @ membership, graph.absorbed @ membership
+    is_sink = np.zeros(groups.size, dtype=bool)
+    is_sink[list(graph.sinks)] = True
+    word_sink = np.array([is_sink[groups == g].all() for g in range(count)])
+    edges = graph.edges.assign(
+        query_idx=groups[graph.edges["query_idx"].to_numpy()], key_idx=groups[graph.edges["key_idx"].to_numpy()]
+    )
+    merged = (
+        edges.groupby(["layer", "query_idx", "key_idx", "kind"], sort=False)
+        .agg(
+            weight=("weight", "max"),
+            weight_max=("weight_max", "max"),
+            heads=("heads", lambda hs: tuple(sorted(set().union(*hs)))),
+            multiplicity=("multiplicity", "max"),
+            flow=("flow", "sum"),
+        )
+        .reset_index()
+    )
+    merged["query_token"] = labels[merged["query_idx"].to_numpy()]
+    merged["key_token"] = labels[merged["key_idx"].to_numpy()]
+    return AttentionGraph(
+        nodes=_node_frame(mass, absorbed, labels, word_sink, graph.layers[0]),
+        edges=validate_frame(merged, GRAPH_EDGE_COLUMNS),
+        sources=tuple(sorted({int(groups[s]) for s in graph.sources})),
+        sinks=tuple(int(g) for g in np.flatnonzero(word_sink)),
+        layers=graph.layers,
+        heads=graph.heads,
+        tau=graph.tau,
+        alpha=graph.alpha,
+        threshold=graph.threshold,
+        mass=mass,
+        absorbed=absorbed,
+        pruned=graph.pruned,
     )

@@ -9,17 +9,23 @@ from __future__ import annotations
 import pandas as pd
 
 ATTENTION_COLUMNS = ("model", "layer", "head", "query_idx", "query_token", "key_idx", "key_token", "weight")
-GRAPH_NODE_COLUMNS = ("layer", "token_idx", "token", "count", "influence", "reached")
+# One row per (depth, token): live ``mass`` of the traced sources there, ``absorbed`` mass (sinks only).
+GRAPH_NODE_COLUMNS = ("depth", "token_idx", "token", "mass", "absorbed", "reached", "sink")
+# One row per drawn edge of layer ``layer`` (query at depth ``layer``, key at depth ``layer-1``); ``kind`` is
+# attention / residual / sink; ``flow`` the share of the sources' mass it carries; ``weight`` / ``weight_max`` the
+# head mean / max of the attention (NaN for residual edges); ``heads`` the selected heads at or above τ.
 GRAPH_EDGE_COLUMNS = (
     "layer",
     "query_idx",
     "key_idx",
     "query_token",
     "key_token",
+    "kind",
     "weight",
     "weight_max",
     "heads",
     "multiplicity",
+    "flow",
 )
 MATRIX_COLUMNS = ("model", "query_idx", "query_token", "key_idx", "key_token", "weight")
 

@@ -105,6 +105,10 @@ def test_dashboard_end_to_end(page):
     )
     label = page.locator("#prediction-panel .label").text_content()
     assert label == "negative"
+    # The sentence view opens on the class relevance of the predicted class, and says the bare encoder has none.
+    assert "class relevance" in _wait_title(page, "sentence-graph", "class 'negative'")
+    assert any("no classification head" in t for t in _texts(page, "sentence-graph"))
+    assert "Spearman" in page.locator("#faithfulness-panel").text_content()
 
     # 3. Move the layer slider: the lower handle two steps right.
     page.focus("#layer-range-slider .dash-slider-thumb-1")
@@ -113,7 +117,7 @@ def test_dashboard_end_to_end(page):
     assert "layers 3–6" in _wait_title(page, "sankey-graph", "layers 3–6")
     influence_layers = set(page.locator("#influence-graph .xtick text").all_text_contents())
 
-    assert influence_layers == {"3", "4", "5", "6"}
+    assert influence_layers == {"after 3", "after 4", "after 5", "after 6"}
 
     # 4. Pick a head in the grid: layer 6 (top row), head 4.
     grid = page.locator("#head-grid-graph .nsewdrag").first
@@ -128,11 +132,11 @@ def test_dashboard_end_to_end(page):
 
     # 5. Switch to one model.
     page.click("#mode-radio label:has-text('Fine-tuned')")
-    assert "(fine-tuned)" in _wait_title(page, "sankey-graph", r"\(fine-tuned\)")
+    assert ", fine-tuned" in _wait_title(page, "sankey-graph", r", fine-tuned$")
     assert "pre-trained only" not in _texts(page, "sankey-graph")
     assert len(page.locator("#matrix-graph .hm").all()) >= 1
     page.click("#mode-radio label:has-text('Comparison')")
-    _wait_title(page, "sankey-graph", r"layers 3–6$")
+    _wait_title(page, "sankey-graph", r"layers 3–6 \(τ = 0.05, residual α = 0.5\)$")
 
     # 6. Word filters: trace from a chosen word, then hide special tokens from every view.
     page.click("#trace-from-dropdown")
@@ -148,6 +152,11 @@ def test_dashboard_end_to_end(page):
         )
     assert not {"[CLS]", "[SEP]"} & set(_texts(page, "matrix-graph"))
     assert "from wooden" in _title(page, "sankey-graph")  # the chosen word survives the filter
+
+    # 7. Another relevance method: the attention graph's mass, traced from the chosen word.
+    page.click("#relevance-method-dropdown")
+    page.locator("[role=option]", has_text="attention graph").first.click()
+    assert "of wooden" in _wait_title(page, "sentence-graph", "attention graph")
 
     assert not page.locator("#error-banner").text_content()
     assert page.console_errors == []
@@ -190,7 +199,7 @@ def test_export_button_downloads_the_figure_and_its_sidecar(page, tmp_path):
         download.save_as(target)
         files[target.suffix] = target
     svg = files[".svg"].read_text(encoding="utf-8")
-    assert svg.startswith("<svg") and "[CLS]" in svg and "Attention flow from" in svg
+    assert svg.startswith("<svg") and "[CLS]" in svg and "Attention graph from" in svg
     sidecar = __import__("json").loads(files[".json"].read_text(encoding="utf-8"))
     assert sidecar["view"] == "sankey" and sidecar["format"] == "svg" and sidecar["pair"]["name"] == "minilm-sentiment"
     assert sidecar["text"] == page.locator("#text-input").input_value()

@@ -76,3 +76,24 @@ def test_unknown_config_is_one_readable_line():
     done = _cli("info", "--config", "no-such-pair")
     assert done.returncode == 2 and done.stderr.startswith("error: No config named 'no-such-pair'")
     assert "Traceback" not in done.stderr
+
+
+def test_prepare_a_second_seed_and_run_faithfulness_on_it(small_recipe, tmp_path):
+    config, env = small_recipe
+    made = _cli("prepare", "--config", str(config), "--seed", "7", env=env)
+    assert made.returncode == 0, made.stderr
+    card = (tmp_path / "home" / "models" / "small-twin-seed7" / "training.json").read_text()
+    assert '"seed": 7' in card
+    assert not (tmp_path / "home" / "models" / "small-twin").exists()  # the seed-13 twin is left alone
+    named = _cli("prepare", "--config", str(config), "--name", "other", env=env)
+    assert named.returncode == 2 and "--name needs --seed" in named.stderr
+
+    _cli("prepare", "--config", str(config), env=env)
+    table = tmp_path / "faithfulness.csv"
+    done = _cli("faithfulness", "--config", str(config), "--n", "3", "--out", str(table), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "class_relevance" in done.stdout and "blank_out" in done.stdout
+    header = table.read_text().splitlines()[0]
+    assert header == "method,layer,reference,spearman_mean,spearman_std,n"
+    bad = _cli("faithfulness", "--config", str(config), "--n", "0", env=env)
+    assert bad.returncode == 2 and "--n must be at least 1" in bad.stderr and "Traceback" not in bad.stderr

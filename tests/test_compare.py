@@ -3,7 +3,6 @@
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from attention.compare import (
@@ -75,21 +74,26 @@ def test_identical_runs_give_zero_change_everywhere(runs):
     assert (layers["edge_jaccard"] == 1.0).all()
     graphs = compare_graphs(graph_for(pre, tau=0.2), graph_for(pre, tau=0.2))
     assert set(graphs.edges["status"]) <= {"shared"}
-    assert np.allclose(graphs.nodes["influence_change"], 0)
-    for method in ("graph", "rollout", "flow"):
+    assert np.allclose(graphs.nodes["mass_change"], 0)
+    for method in ("raw_attention", "graph", "rollout", "flow"):
         assert np.allclose(compare_relevance(pre, pre, method)["difference"], 0)
 
 
-def test_graph_relevance_reuses_traced_graphs_and_is_normalised_per_layer(runs):
+def test_graph_relevance_is_the_input_mass_of_the_graph_traced_from_each_layer(runs):
     pre, ft = runs
     settings = {"tau": 0.2, "alpha": 0.7, "layers": (2, 3), "heads": (0, 2)}
     traced = compare_relevance(pre, ft, "graph", **settings)
-    graphs = (graph_for(pre, **settings), graph_for(ft, **settings))
-    reused = compare_relevance(pre, ft, "graph", graphs=graphs, **settings)
-    pd.testing.assert_frame_equal(traced, reused)
-    direct = graph_for(pre, normalize=True, **settings).influence  # the engine's own normalisation
-    np.testing.assert_allclose(traced["pretrained"].to_numpy().reshape(direct.shape), direct)
     assert sorted(traced["layer"].unique()) == [2, 3]
+    for layer in (2, 3):
+        graph = graph_for(pre, tau=0.2, alpha=0.7, heads=(0, 2), layers=(1, layer))
+        rows = traced[traced["layer"] == layer]
+        np.testing.assert_allclose(rows["pretrained"].to_numpy(), graph.mass[0], atol=1e-12)
+
+
+def test_word_level_relevance_frame_names_words(runs):
+    pre, ft = runs
+    frame = compare_relevance(pre, ft, "rollout", level="word")
+    assert list(frame.loc[frame["layer"] == 1, "token"]) == list(pre.words())
 
 
 def test_symmetric_metrics_are_symmetric(runs):
@@ -106,13 +110,16 @@ def test_compare_graphs_marks_shared_and_exclusive_edges():
     pre_w[0, 0, 0] = [0.1, 0.5, 0.4]  # CLS -> 1, 2
     ft_w[0, 0, 0] = [0.4, 0.5, 0.1]  # CLS -> 0, 1
     pre, ft = make_run(pre_w), make_run(ft_w)
-    result = compare_graphs(graph_for(pre, tau=0.3), graph_for(ft, tau=0.3))
-    status = {(r.query_idx, r.key_idx): r.status for r in result.edges.itertuples()}
+    result = compare_graphs(graph_for(pre, tau=0.3, sinks=False), graph_for(ft, tau=0.3, sinks=False))
+    attention = result.edges[result.edges["kind"] == "attention"]
+    status = {(r.query_idx, r.key_idx): r.status for r in attention.itertuples()}
     assert status == {(0, 0): "finetuned_only", (0, 1): "shared", (0, 2): "pretrained_only"}
-    shared = result.edges[result.edges.status == "shared"].iloc[0]
+    shared = attention[attention.status == "shared"].iloc[0]
     assert shared.weight_pretrained == pytest.approx(0.5) and shared.weight_finetuned == pytest.approx(0.5)
     assert result.layers["edge_jaccard"].item() == pytest.approx(1 / 3)
-    assert result.nodes.set_index("token_idx")["influence_change"].to_dict() == {0: 1.0, 1: 0.0, 2: -1.0}
+    inputs = result.nodes[result.nodes["depth"] == 0].set_index("token_idx")["mass_change"]
+    # residual 0.5 on [CLS] in both; 0.5 x 0.4 moves to 0 (fine-tuned) or to 2 (pre-trained); 0.5 x 0.5 to 1 in both
+    np.testing.assert_allclose(inputs.to_numpy(), [0.2, 0.0, -0.2], atol=1e-7)
 
 
 def test_head_stats_columns(runs):

@@ -74,3 +74,25 @@ def test_fine_tuning_changes_the_last_layers_most(default_pair):
     assert mean[-1] > 0.05  # the models really differ at the top
     assert mean[-1] > 10 * mean[0]  # and far more than at the bottom
     assert mean[-2:].mean() > mean[:2].mean()
+
+
+def test_default_views_show_decisive_words_not_special_tokens(default_pair):
+    """The first page must show the words that drive the decision: the class relevance of the predicted class
+    (the sentence view's default) ranks real words first, and the default attention graph reaches words."""
+    from attention import class_relevance, graph_for
+
+    sentences = example_sentences(load_config("default").prepare, count=10)
+    top_is_a_word, reached = 0, 0
+    for sentence in sentences:
+        explained = class_relevance(default_pair.finetuned, sentence)
+        scores, _ = explained.at_word_level()
+        run = extract(default_pair.finetuned, sentence)
+        words = run.words()
+        real = np.array([w not in ("[CLS]", "[SEP]") for w in words])
+        best = words[int(np.argmax(np.where(real, scores[-1], -np.inf)))]  # the view scales over real words
+        top_is_a_word += any(ch.isalpha() for ch in best)  # not punctuation
+        graph = graph_for(run)
+        special = np.asarray(run.special)
+        reached += graph.mass[0][~special].sum() > 0
+    assert top_is_a_word >= 8
+    assert reached == len(sentences)

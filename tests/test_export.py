@@ -147,3 +147,33 @@ def test_cli_batch_writes_one_file_per_text_and_reports_bad_lines(tiny_config, t
         "003-a-dull-film.svg",
     ]
     assert "wrote 2 of 3 figures" in done.stdout
+
+
+def test_cli_class_relevance_export_names_the_class_and_refuses_an_unknown_one(tiny_config, tmp_path):
+    def export(target: str, out, *extra):
+        return _cli(
+            "export", "--config", str(tiny_config), "--text", TEXT, "--view", "sentence",
+            "--method", "class_relevance", "--target", target, "--out", str(out), *extra,
+        )  # fmt: skip
+
+    out = tmp_path / "sentence.svg"
+    done = export("good", out, "--sources", "all", "--sidecar")
+    assert done.returncode == 0, done.stderr
+    assert "class &#39;good&#39;" in out.read_text() or "class 'good'" in out.read_text()
+    options = json.loads(out.with_suffix(".json").read_text())["options"]
+    assert options["method"] == "class_relevance" and options["target"] == "good" and options["trace_all"]
+    bad = tmp_path / "bad.svg"
+    wrong = export("neutral", bad)
+    assert wrong.returncode == 2 and "no class 'neutral'" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert not bad.exists()
+
+
+def test_written_files_follow_the_umask_not_mkstemps_private_mode(tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        path = write_atomically(tmp_path / "figure.svg", b"<svg/>")
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -31,7 +31,10 @@ def runs():
 
 @pytest.fixture(scope="module")
 def graphs(runs):
-    return compare_graphs(graph_for(runs[0], tau=0.3), graph_for(runs[1], tau=0.3))
+    return compare_graphs(graph_for(runs[0], tau=0.12), graph_for(runs[1], tau=0.12))
+
+
+from app.figures.sankey import SINK_COLOUR  # noqa: E402
 
 
 def _link_rgb(colour: str) -> str:
@@ -40,36 +43,60 @@ def _link_rgb(colour: str) -> str:
 
 
 def test_sankey_comparison_colours_links_by_status_and_has_a_legend(graphs):
-    fig = plotly_figure(make_sankey(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), tau=0.3))
+    fig = plotly_figure(
+        make_sankey(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), tau=0.3, alpha=0.5)
+    )
     sankey = fig.data[0]
     assert isinstance(sankey, go.Sankey)
-    assert set(graphs.edges["status"]) >= {"shared"} or len(set(graphs.edges["status"])) >= 2
-    expected = [STATUS_COLOURS[s] for s in graphs.edges.sort_values(["layer", "query_idx", "key_idx"])["status"]]
-    assert sorted(_link_rgb(c) for c in sankey.link.color) == sorted(expected)
+    attention = graphs.edges[graphs.edges["kind"] == "attention"]
+    assert len(set(attention["status"])) >= 2
+    drawn = {_link_rgb(c) for c in sankey.link.color}
+    assert {STATUS_COLOURS[s] for s in attention["status"]} <= drawn
+    assert SINK_COLOUR.upper() in drawn  # attention into [CLS] / [SEP] is drawn to grey sinks
     assert not np.isnan(np.asarray(sankey.link.value, dtype=float)).any()
     assert set(sankey.node.label) <= set(TOKENS)
     legend = {t.name for t in fig.data[1:]}
-    assert legend == {"both models", "pre-trained only", "fine-tuned only"}
-    assert "layers 1–3" in fig.layout.title.text
+    assert legend == {"both models", "pre-trained only", "fine-tuned only", "absorbed by [CLS] / [SEP] (sink)"}
+    assert "Attention graph from [CLS]" in fig.layout.title.text and "layers 1–3" in fig.layout.title.text
 
 
-def test_sankey_single_model_shows_only_that_models_edges(graphs):
+def test_sankey_link_widths_are_the_flows_and_hovers_give_both_models(graphs):
     fig = plotly_figure(
-        make_sankey(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), mode="finetuned")
+        make_sankey(
+            graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), tau=0.3, alpha=0.5, mode="finetuned"
+        )
     )
     ft_edges = graphs.edges[graphs.edges["status"].isin(["shared", "finetuned_only"])]
-    assert len(fig.data[0].link.value) == len(ft_edges)
-    assert {_link_rgb(c) for c in fig.data[0].link.color} == {FINETUNED}
-    assert [t.name for t in fig.data[1:]] == ["fine-tuned"]
+    assert sorted(np.round(fig.data[0].link.value, 9)) == sorted(np.round(ft_edges["flow_finetuned"], 9))
+    assert {_link_rgb(c) for c in fig.data[0].link.color} <= {FINETUNED, SINK_COLOUR.upper()}
+    assert [t.name for t in fig.data[1:]] == ["fine-tuned", "absorbed by [CLS] / [SEP] (sink)"]
+    assert any("share carried" in h for h in fig.data[0].link.customdata)
 
 
 def test_sankey_highlights_the_selected_heads_links(graphs):
-    layer = int(graphs.edges["layer"].max())
+    layer = int(graphs.edges.loc[graphs.edges["kind"] == "attention", "layer"].max())
     fig = plotly_figure(
-        make_sankey(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), selected=(layer, 0))
+        make_sankey(
+            graphs.edges,
+            graphs.nodes,
+            tokens=TOKENS,
+            sources=(0,),
+            layers=(1, 3),
+            selected=(layer, 0),
+            tau=0.3,
+            alpha=0.5,
+        )
     )
     opacities = {c.rsplit(",", 1)[1].strip(" )") for c in fig.data[0].link.color}
     assert "0.90" in opacities or "0.12" in opacities
+
+
+def test_sankey_hidden_tokens_are_left_out_and_a_hidden_source_is_said(graphs):
+    kwargs = {"tokens": TOKENS, "sources": (0,), "layers": (1, 3), "tau": 0.3, "alpha": 0.5}
+    fig = plotly_figure(make_sankey(graphs.edges, graphs.nodes, hidden=(5,), **kwargs))
+    assert "[SEP]" not in set(fig.data[0].node.label)
+    hidden = plotly_figure(make_sankey(graphs.edges, graphs.nodes, hidden=(0, 5), **kwargs))
+    assert "is hidden" in hidden.layout.annotations[0].text and not hidden.data
 
 
 def test_sankey_without_edges_explains_why(graphs):
@@ -118,11 +145,11 @@ def test_attention_matrices_single_head_and_max():
     )
 
 
-@pytest.mark.parametrize("method", ["graph", "rollout", "flow"])
+@pytest.mark.parametrize("method", ["graph", "rollout", "flow", "raw_attention"])
 def test_influence_heatmap_has_layers_on_x_and_no_nan(runs, method):
     frame = compare_relevance(*runs, method, layers=(2, 3))
     fig = plotly_figure(make_influence(frame, tokens=TOKENS, method=method))
-    assert [list(t.x) for t in fig.data] == [[2, 3]] * 3
+    assert [list(t.x) for t in fig.data] == [["after 2", "after 3"]] * 3
     assert not any(np.isnan(np.asarray(t.z, dtype=float)).any() for t in fig.data)
     assert fig.layout.xaxis.title.text == "layer"
 
@@ -144,19 +171,44 @@ def test_sentence_view_shows_tokens_per_model(runs):
     fig = plotly_figure(make_sentence(frame, tokens=TOKENS, scale_without=(0,)))
     assert len(fig.data) == 2
     assert list(fig.data[0].text[0]) == list(TOKENS)
-    z = np.asarray(fig.data[1].z, dtype=float)
-    assert z.max() <= 1.0 and z.min() >= 0.0
+    # one shared scale: 0 to the largest value over the counted tokens of both models, raw values in z
+    values = frame[frame["layer"] == 3]
+    assert (
+        fig.data[0].zmax
+        == fig.data[1].zmax
+        == pytest.approx(values.loc[values.token_idx > 0, ["pretrained", "finetuned"]].max().max())
+    )
+    np.testing.assert_allclose(np.asarray(fig.data[1].customdata, dtype=float)[0], values["finetuned"])
+    z = np.asarray(fig.data[1].z, dtype=float)[0]
+    assert np.isnan(z[0]) and np.isfinite(z[1:]).all()  # [CLS] (scale_without) is drawn uncoloured
+    assert [t.showscale for t in fig.data] == [False, True]
+    assert "after layer 3" in fig.layout.title.text
     assert (fig.data[0].yaxis, fig.data[1].yaxis) == ("y", "y2")
     assert fig.layout.yaxis.domain[0] > fig.layout.yaxis2.domain[1]  # pre-trained row above the fine-tuned row
     assert not fig.layout.xaxis.visible and not fig.layout.yaxis2.visible
 
 
+def test_sentence_and_influence_say_when_a_model_has_no_classes(runs):
+    frame = compare_relevance(*runs, "rollout")
+    frame["pretrained"] = np.nan
+    message = {"pretrained": "m has no classification head: it has no classes to explain."}
+    sentence = plotly_figure(
+        make_sentence(frame, tokens=TOKENS, method="class_relevance", target="good", missing=message)
+    )
+    assert len(sentence.data) == 1 and any("no classification head" in a.text for a in sentence.layout.annotations)
+    assert "class 'good'" in sentence.layout.title.text
+    single = plotly_figure(
+        make_influence(frame, tokens=TOKENS, method="class_relevance", mode="pretrained", missing=message)
+    )
+    assert not single.data and "no classification head" in single.layout.annotations[0].text
+
+
 def test_figures_serialise_small_for_a_64_token_input():
     pre, ft = (make_run(random_attention(6, 12, 64, seed=s, concentration=0.2)) for s in (1, 2))
-    graphs = compare_graphs(graph_for(pre, tau=0.25), graph_for(ft, tau=0.25))
+    graphs = compare_graphs(graph_for(pre, tau=0.05), graph_for(ft, tau=0.05))
     tokens = pre.tokens
     figures = [
-        make_sankey(graphs.edges, graphs.nodes, tokens=tokens, sources=(0,), layers=(1, 6)),
+        make_sankey(graphs.edges, graphs.nodes, tokens=tokens, sources=(0,), layers=(1, 6), tau=0.05, alpha=0.5),
         make_head_grid(compare_heads(pre, ft)),
         make_matrix(attention_matrices(pre, ft, 6), tokens=tokens),
         make_influence(compare_relevance(pre, ft, "flow"), tokens=tokens),
@@ -169,3 +221,29 @@ def test_figures_serialise_small_for_a_64_token_input():
         assert len(payload.encode()) < 1_000_000
         json.loads(payload)
     assert SHARED.startswith("#")
+
+
+def test_faithfulness_figure_has_a_line_per_method_with_spread():
+    import pandas as pd
+
+    from app.figures import make_faithfulness
+
+    table = pd.DataFrame(
+        [
+            ("rollout", 1, "blank_out", 0.1, 0.2, 5),
+            ("rollout", 2, "blank_out", 0.2, 0.1, 5),
+            ("class_relevance", 1, "blank_out", 0.3, 0.2, 5),
+            ("class_relevance", 2, "blank_out", 0.4, 0.2, 4),
+            ("input_x_gradient", 0, "blank_out", 0.05, 0.3, 5),
+            ("rollout", 2, "input_gradient", 0.9, 0.1, 5),
+        ],
+        columns=["method", "layer", "reference", "spearman_mean", "spearman_std", "n"],
+    )
+    fig = plotly_figure(make_faithfulness(table))
+    names = [t.name for t in fig.data]
+    assert names == ["class relevance (gradient × attention)", "input × gradient", "attention rollout"]
+    assert list(fig.data[2].y) == [0.1, 0.2]
+    np.testing.assert_allclose(fig.data[2].error_y.array, 1.96 * np.array([0.2, 0.1]) / np.sqrt(5), atol=1e-4)
+    assert fig.data[2].x[0] != fig.data[0].x[0]  # methods shifted apart, so their intervals stay visible
+    assert "blank-out, 5 sentences" in fig.layout.title.text
+    assert list(fig.layout.xaxis.ticktext) == ["emb.", "1", "2"]

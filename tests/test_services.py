@@ -1,5 +1,6 @@
 """The dashboard's bridge to the engine: token choices across filters, caching, validation."""
 
+import numpy as np
 import pytest
 
 from app.services import _LRU, Analysis
@@ -16,17 +17,41 @@ def service(tiny_app):
     return service_of(tiny_app)
 
 
-def test_chosen_tokens_survive_hiding_special_tokens(service):
-    # tokens: [CLS] a fine , moving film [SEP]; "fine" is position 2, or 1 once [CLS] is hidden
+def test_trace_sources_are_token_positions_that_hiding_never_changes(service):
+    # tokens: [CLS] a fine , moving film [SEP]
     assert service.trace_sources(TEXT, ViewOptions(sources=(2,))) == (2,)
-    assert service.trace_sources(TEXT, ViewOptions(sources=(2,), hide=("special",))) == (1,)
-    assert service.trace_sources(TEXT, ViewOptions(sources=(0, 2), hide=("special",))) == (1,)
-
-
-def test_default_source_is_cls_and_every_token_when_cls_is_hidden(service):
+    assert service.trace_sources(TEXT, ViewOptions(sources=(2,), hide=("special",))) == (2,)
     assert service.trace_sources(TEXT, ViewOptions()) == (0,)
-    assert service.trace_sources(TEXT, ViewOptions(hide=("special",))) == (0, 1, 2, 3, 4)
-    assert service.trace_sources(TEXT, ViewOptions(level="word", hide=("special", "punctuation"))) == (0, 1, 2, 3)
+    assert service.trace_sources(TEXT, ViewOptions(hide=("special",))) == (0,)  # never switched silently
+    assert service.trace_sources(TEXT, ViewOptions(trace_all=True)) == tuple(range(7))
+    assert service.trace_sources(TEXT, ViewOptions(level="word", sources=(4,))) == (4,)
+
+
+def test_hiding_the_traced_token_is_said_in_the_sankey(service):
+    from app.render import render
+
+    figure = render("sankey", service, TEXT, ViewOptions(hide=("special",)))
+    assert "traced token ([CLS]) is hidden" in figure["layout"]["annotations"][0]["text"]
+
+
+def test_hiding_leaves_the_numbers_unchanged(service):
+    everything = service.relevance(TEXT, ViewOptions(method="rollout"))
+    shown = service.relevance(TEXT, ViewOptions(method="rollout", hide=("special",)))
+    assert set(shown["token"]) == {"a", "fine", ",", "moving", "film"}
+    merged = everything.merge(shown, on=["layer", "token_idx"], suffixes=("", "_shown"))
+    np.testing.assert_allclose(merged["finetuned"], merged["finetuned_shown"])  # not renormalised
+
+
+def test_class_methods_leave_a_model_without_head_empty_and_name_the_target(service):
+    frame = service.relevance(TEXT, ViewOptions(method="class_relevance", target="good"))
+    assert frame["pretrained"].isna().all() and frame["finetuned"].notna().all()
+    assert service.class_target(TEXT, ViewOptions(target="good")) == "good"
+    assert set(service.relevance(TEXT, ViewOptions(method="input_x_gradient"))["layer"]) == {0}
+
+
+def test_every_token_hidden_is_one_clear_sentence(service):
+    with pytest.raises(InputTextError, match="Every token of this input is hidden"):
+        service.relevance(Analysis(","), ViewOptions(method="rollout", hide=("special", "punctuation")))
 
 
 def test_stale_choices_from_another_text_are_dropped(service):

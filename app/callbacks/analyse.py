@@ -71,8 +71,10 @@ def token_choices(analysis_data, level):
     """Tokens the user can trace from, at the current level (before hiding, so a choice survives toggling the
     filters)."""
     analysis = require_analysis(analysis_data)
-    run = current_service().view_runs(analysis, view_options(level=level)).pretrained
-    return [{"label": f"{token}  (#{i})", "value": i} for i, token in enumerate(run.tokens)]
+    labels = current_service().labels(analysis, view_options(level=level).level)
+    return [{"label": "all tokens (mean)", "value": "all"}] + [
+        {"label": f"{token}  (#{i})", "value": i} for i, token in enumerate(labels)
+    ]
 
 
 @declare(

@@ -41,6 +41,8 @@ def _filename(text: str, view: str, fmt: str) -> str:
         "selected": State(ids.SELECTED_HEAD, "data"),
         "metric": State(ids.METRIC, "value"),
         "method": State(ids.METHOD, "value"),
+        "target": State(ids.TARGET, "value"),
+        "renormalize": State(ids.RENORMALIZE, "value"),
         **{name: State(dep.component_id, dep.component_property) for name, dep in CONTROLS.items()},
     },
     prevent_initial_call=True,

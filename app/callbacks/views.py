@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dash import Input, Output, State
+from dash import Input, Output, State, html
 
 from app import ids
 from app.callbacks.common import guarded, require_analysis, selected_head, view_options
 from app.callbacks.registry import declare
+from app.layout.views import faithfulness_table
 from app.render import matrix_caption, render
 from app.services import current_service
 
@@ -20,7 +21,9 @@ CONTROLS = {
     "level": Input(ids.LEVEL, "value"),
     "sources": Input(ids.SOURCES, "value"),
     "hide": Input(ids.HIDE, "value"),
+    "sinks": Input(ids.SINKS, "value"),
 }
+RELEVANCE = {"method": Input(ids.METHOD, "value"), "target": Input(ids.TARGET, "value")}
 
 
 def _draw(view: str, analysis_data, selected, **controls):
@@ -50,8 +53,6 @@ def update_sankey(analysis_data, selected, **controls):
         "selected": State(ids.SELECTED_HEAD, "data"),
         "metric": Input(ids.METRIC, "value"),
         "mode": CONTROLS["mode"],
-        "level": CONTROLS["level"],
-        "hide": CONTROLS["hide"],
     },
 )
 @guarded
@@ -66,6 +67,7 @@ def update_head_grid(analysis_data, selected, **controls):
         "analysis_data": Input(ids.ANALYSIS, "data"),
         "selected": Input(ids.SELECTED_HEAD, "data"),
         **{k: CONTROLS[k] for k in ("mode", "heads", "aggregation", "level", "hide")},
+        "renormalize": Input(ids.RENORMALIZE, "value"),
     },
 )
 @guarded
@@ -81,8 +83,8 @@ def update_matrix(analysis_data, selected, **controls):
     Output(ids.SENTENCE, "figure"),
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
-        "method": Input(ids.METHOD, "value"),
-        **{k: v for k, v in CONTROLS.items() if k != "aggregation"},
+        **RELEVANCE,
+        **CONTROLS,
     },
 )
 @guarded
@@ -96,10 +98,28 @@ def update_influence(analysis_data, **controls):
         "analysis_data": Input(ids.ANALYSIS, "data"),
         "selected": State(ids.SELECTED_HEAD, "data"),
         "mode": CONTROLS["mode"],
-        "level": CONTROLS["level"],
-        "hide": CONTROLS["hide"],
     },
 )
 @guarded
 def update_similarity(analysis_data, selected, **controls):
     return _draw("similarity", analysis_data, selected, **controls)
+
+
+@declare(
+    Output(ids.FAITHFULNESS, "children"),
+    inputs={
+        "_drawn": Input(ids.SENTENCE, "figure"),  # after the sentence view: never delays the decisive view
+        "analysis_data": State(ids.ANALYSIS, "data"),
+        "target": State(ids.TARGET, "value"),
+        **{k: State(CONTROLS[k].component_id, "value") for k in ("tau", "alpha", "aggregation", "sinks")},
+    },
+)
+@guarded
+def update_faithfulness(_drawn, analysis_data, **controls):
+    """This input's faithfulness check (fine-tuned model); a sentence instead when it has no classification head."""
+    service = current_service()
+    if not service.pair.finetuned.is_classifier:
+        return html.Div(f"{service.pair.finetuned.name} has no classification head: no faithfulness check.")
+    analysis = require_analysis(analysis_data)
+    options = view_options(**controls)
+    return faithfulness_table(service.faithfulness(analysis, options), service.class_target(analysis, options))

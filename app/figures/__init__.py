@@ -3,9 +3,18 @@
 The same functions serve the dashboard and the static export, so a paper figure is the dashboard figure.
 """
 
+from app.figures.faithfulness import make_faithfulness
 from app.figures.heatmaps import make_head_grid, make_influence, make_matrix
 from app.figures.sankey import make_sankey
 from app.figures.scatter import make_similarity
 from app.figures.sentence import make_sentence
 
-__all__ = ["make_head_grid", "make_influence", "make_matrix", "make_sankey", "make_sentence", "make_similarity"]
+__all__ = [
+    "make_faithfulness",
+    "make_head_grid",
+    "make_influence",
+    "make_matrix",
+    "make_sankey",
+    "make_sentence",
+    "make_similarity",
+]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from app.figures.sentence import method_phrase
 from app.figures.theme import (
     DIVERGING,
     MODEL_LABELS,
@@ -15,13 +16,14 @@ from app.figures.theme import (
     Figure,
     axis_key,
     axis_ref,
+    empty_figure,
     figure,
     layout,
     panel_domains,
     panel_title,
     symmetric_range,
 )
-from app.state import HEAD_METRICS, METHODS, PAIR_METRICS
+from app.state import HEAD_METRICS, PAIR_METRICS
 
 
 def _panels(mode: str) -> list[str]:
@@ -185,39 +187,69 @@ def make_influence(
     relevance: pd.DataFrame,
     *,
     tokens: Sequence[str],
-    method: str = "graph",
+    method: str = "class_relevance",
     mode: str = "comparison",
     scale_without: Sequence[int] = (),
+    target: str | None = None,
+    source: str = "[CLS]",
+    missing: dict[str, str] | None = None,
 ) -> Figure:
-    """Tokens x layers: how much each token matters to the traced token(s), for each model and the difference
-    (frame from :func:`attention.compare_relevance`). ``scale_without`` (e.g. the traced tokens themselves) are
-    left out when choosing the top of the colour scale, so they do not wash out the rest."""
-    panels = _panels(mode)
+    """Tokens x layers: each token's score after every layer, for each model and the difference (a relevance
+    frame: ``layer, token_idx, pretrained, finetuned, difference``; layer 0 = the embeddings, input × gradient).
+    Only the shown tokens are rows. ``scale_without`` (special and traced tokens) are left out when choosing the
+    top of the colour scale; ``missing[model]`` replaces that model's panel by a sentence."""
+    missing = missing or {}
+    panels = [p for p in _panels(mode) if p not in missing and not (p == "difference" and missing)]
+    if not panels:
+        return empty_figure(" ".join(missing.values()))
     layers = sorted(int(x) for x in relevance["layer"].unique())
-    n = len(tokens)
-    scaled = relevance[~relevance["token_idx"].isin(list(scale_without))]
-    scaled = scaled if len(scaled) else relevance  # every token is traced: scale over all of them
-    values = scaled[["pretrained", "finetuned"]].to_numpy()
+    positions = sorted(int(t) for t in relevance["token_idx"].unique())
+    row_of = {t: i for i, t in enumerate(positions)}
+    shown_tokens = [tokens[t] for t in positions]
+    counted = relevance[~relevance["token_idx"].isin(list(scale_without))]
+    counted = counted if len(counted) else relevance
+    values = counted[[m for m in ("pretrained", "finetuned") if m not in missing]].to_numpy()
     peak = float(np.nanmax(values)) if values.size and np.isfinite(values).any() else 1.0
-    labels = np.asarray(tokens, dtype=object)[:, None].repeat(len(layers), axis=1).tolist()
+    labels = np.asarray(shown_tokens, dtype=object)[:, None].repeat(len(layers), axis=1).tolist()
+    columns = ["embeddings" if layer == 0 else f"after {layer}" for layer in layers]
+    uncoloured = np.isin(positions, list(scale_without))[:, None]  # special / traced tokens: value in the hover
     traces = []
     for panel in panels:
-        z = np.full((n, len(layers)), np.nan)
-        z[relevance["token_idx"].to_numpy(), relevance["layer"].to_numpy() - layers[0]] = relevance[panel].to_numpy()
+        z = np.full((len(positions), len(layers)), np.nan)
+        rows = relevance["token_idx"].map(row_of).to_numpy()
+        z[rows, relevance["layer"].to_numpy() - layers[0]] = relevance[panel].to_numpy()
         traces.append(
             {
-                "z": z,
-                "x": layers,
+                "z": np.where(uncoloured & (panel != "difference"), np.nan, z),
+                "customdata": z,
+                "hoverongaps": True,
+                "x": columns,
                 "text": labels,
-                "hovertemplate": "<b>%{text}</b>, layer %{x}: %{z:.3f}<extra>" + MODEL_LABELS[panel] + "</extra>",
+                "hovertemplate": "<b>%{text}</b>, %{x}: %{customdata:.4f}<extra>" + MODEL_LABELS[panel] + "</extra>",
             }
         )
-    return _panel_figure(
+    title = "Token scores per layer: " + method_phrase(method, target=target, source=source, layer=0)
+    fig = _panel_figure(
         panels,
         traces,
-        title=f"Token influence on the traced token(s): {METHODS[method]}",
-        height=max(340, 15 * n + 150),
+        title=title,
+        height=max(340, 15 * len(positions) + 150),
         peak=peak,
-        xaxis={"title": {"text": "layer"}, "tickmode": "linear", "dtick": 1},
-        yaxis={**_token_axis(tokens), "autorange": "reversed"},
+        xaxis={"title": {"text": "layer"}, "type": "category"},
+        yaxis={**_token_axis(shown_tokens), "autorange": "reversed"},
     )
+    if missing:
+        note = "; ".join(missing.values())
+        fig["layout"]["annotations"].append(
+            {
+                "text": note,
+                "x": 0,
+                "y": -0.12,
+                "xref": "paper",
+                "yref": "paper",
+                "showarrow": False,
+                "xanchor": "left",
+                "font": {"size": 11, "color": "#555"},
+            }
+        )
+    return fig

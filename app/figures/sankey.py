@@ -1,4 +1,5 @@
-"""View 1: the attention graph as a Sankey diagram, inputs on the left, traced tokens on the right."""
+"""View 1: the attention graph as a Sankey diagram: the traced token(s) on the right, the inputs on the left, each
+link as wide as the share of the traced mass it carries (see docs/method.md §1)."""
 
 from __future__ import annotations
 
@@ -19,27 +20,30 @@ from app.figures.theme import (
     rgba,
 )
 
+SINK_COLOUR = "#C9B26B"  # khaki: unlike the grey of "both models" and either model's colour
 _MODEL_STATUSES = {"pretrained": ("shared", "pretrained_only"), "finetuned": ("shared", "finetuned_only")}
 
 
-def _visible_edges(edges: pd.DataFrame, mode: str, aggregation: str) -> pd.DataFrame:
-    column = "weight_max" if aggregation == "max" else "weight"
-    if mode == "comparison":
-        shown = edges.copy()
-        shown["value"] = shown[[f"{column}_pretrained", f"{column}_finetuned"]].mean(axis=1)
-    else:
-        shown = edges[edges["status"].isin(_MODEL_STATUSES[mode])].copy()
-        shown["value"] = shown[f"{column}_{mode}"]
-    return shown
+def _models(mode: str) -> tuple[str, ...]:
+    return ("pretrained", "finetuned") if mode == "comparison" else (mode,)
 
 
-def _heads_of(value) -> tuple[int, ...]:
-    """Heads of an edge column value: a tuple, or NaN where the model has no such edge."""
-    return value if isinstance(value, tuple) else ()
+def _visible_edges(edges: pd.DataFrame, mode: str, hidden: Sequence[int]) -> pd.DataFrame:
+    """Edges of the shown model(s), without hidden tokens; ``value`` = the flow drawn (comparison: the mean of
+    both models' flows, a missing edge counting 0)."""
+    shown = edges if mode == "comparison" else edges[edges["status"].isin(_MODEL_STATUSES[mode])]
+    shown = shown[~shown["query_idx"].isin(hidden) & ~shown["key_idx"].isin(hidden)].copy()
+    flows = shown[[f"flow_{m}" for m in _models(mode)]].fillna(0.0)
+    shown["value"] = flows.mean(axis=1)
+    return shown[shown["value"] > 0]
 
 
-def _heads_text(value) -> str:
-    return ", ".join(str(h) for h in _heads_of(value)) or "–"
+def _number(value: float) -> str:
+    return "–" if value is None or np.isnan(value) else f"{value:.3f}"
+
+
+def _percent(value: float) -> str:
+    return "–" if value is None or np.isnan(value) else f"{100 * value:.1f} %"
 
 
 def make_sankey(
@@ -50,61 +54,61 @@ def make_sankey(
     sources: Sequence[int],
     layers: tuple[int, int],
     mode: str = "comparison",
-    aggregation: str = "mean",
     selected: tuple[int, int | None] | None = None,
     tau: float | None = None,
+    alpha: float | None = None,
+    hidden: Sequence[int] = (),
+    source_names: str = "",
 ) -> Figure:
-    """Sankey of a :class:`~attention.compare.GraphComparison` (``edges``, ``nodes`` frames).
+    """Sankey of a :class:`~attention.compare.GraphComparison` (``edges``, ``nodes`` frames, token or word level).
 
-    One column of token nodes per depth ``first-1 .. last``; a link per edge ``(l, query -> key)`` from the key at
-    depth ``l-1`` to the query at depth ``l``, sized by the edge weight (mean or max over heads). In ``comparison``
-    mode links are coloured shared / pre-trained only / fine-tuned only; ``pretrained`` / ``finetuned`` show one
-    model. ``selected`` = (layer, head) highlights that head's links.
+    One column per depth ``first-1 .. last``; a link per drawn edge ``(l, query -> key)`` from the key at depth
+    ``l-1`` to the query at depth ``l``, as wide as the share of the traced mass it carries. Sinks (grey) hold the
+    mass absorbed from attention into special tokens and are never expanded. In ``comparison`` mode links are
+    coloured by which graphs draw them; ``selected`` = (layer, head) highlights the links that head passes.
     """
     first, last = layers
-    shown = _visible_edges(edges, mode, aggregation)
-    source_names = ", ".join(tokens[s] for s in sources[:4]) + (" …" if len(sources) > 4 else "")
-    if shown.empty:
-        where = f"τ = {tau:g}" if tau is not None else "the threshold"
+    name = source_names or ", ".join(tokens[s] for s in sources[:4])
+    hidden_sources = [s for s in sources if s in set(hidden)]
+    if hidden_sources and len(hidden_sources) == len(sources):
         return empty_figure(
-            f"No attention from {source_names} reaches {where} in layers {first}–{last}. Lower τ, or select more heads."
+            f"The traced token ({name}) is hidden. Untick 'Hide special tokens' or pick words to trace from."
         )
+    shown = _visible_edges(edges, mode, hidden)
+    if shown.empty:
+        return empty_figure(f"Nothing from {name} passes τ = {tau:g} in layers {first}–{last}. Lower τ.")
 
-    # Node columns: depth `last` holds the sources; depth d < last holds what layer d+1 reached.
-    reached = nodes.copy()
-    models = ("pretrained", "finetuned") if mode == "comparison" else (mode,)
-    reached["any"] = reached[[f"reached_{m}" for m in models]].any(axis=1)
-    columns: dict[int, list[int]] = {last: sorted(int(s) for s in sources)}
-    for depth in range(first - 1, last):
-        rows = reached[(reached["layer"] == depth + 1) & reached["any"]]
-        columns[depth] = sorted(int(t) for t in rows["token_idx"])
-    node_facts = {  # (layer, token) -> row, built once: per-node .loc lookups cost milliseconds
-        (int(r.layer), int(r.token_idx)): r for r in nodes.itertuples(index=False)
+    models = _models(mode)
+    mass = nodes[[f"mass_{m}" for m in models]].fillna(0.0).mean(axis=1)
+    absorbed = nodes[[f"absorbed_{m}" for m in models]].fillna(0.0).mean(axis=1)
+    drawn = nodes[((mass > 0) | (absorbed > 0)) & ~nodes["token_idx"].isin(hidden)]
+    linked = set(zip(shown["layer"] - 1, shown["key_idx"], strict=True)) | set(
+        zip(shown["layer"], shown["query_idx"], strict=True)
+    )
+    facts = {(int(r.depth), int(r.token_idx)): r for r in drawn.itertuples(index=False)}
+    columns: dict[int, list[int]] = {
+        depth: sorted(t for (d, t) in facts if d == depth and (d, t) in linked) for depth in range(first - 1, last + 1)
     }
 
     index: dict[tuple[int, int], int] = {}
     labels, xs, ys, colours, hovers = [], [], [], [], []
     span = last - first + 1
-    for depth in range(first - 1, last + 1):
-        column = columns.get(depth, [])
+    for depth, column in columns.items():
         for rank, token in enumerate(column):
+            row = facts[(depth, token)]
             index[(depth, token)] = len(labels)
             labels.append(tokens[token])
             xs.append(min(max((depth - first + 1) / span, 0.001), 0.999))
             ys.append(min(max((rank + 0.5) / max(len(column), 1), 0.001), 0.999))
-            if depth == last:
-                colours.append("#333333")
-                hovers.append(f"<b>{tokens[token]}</b> (#{token}) · traced from here, depth {depth}")
-                continue
-            row = node_facts[(depth + 1, token)]
-            by_model = [row.reached_pretrained, row.reached_finetuned]
-            status = "shared" if all(by_model) else ("pretrained_only" if by_model[0] else "finetuned_only")
-            colours.append(STATUS_COLOURS[status] if mode == "comparison" else MODEL_COLOURS[mode])
-            hovers.append(
-                f"<b>{tokens[token]}</b> (#{token}) · depth {depth}<br>"
-                f"influence I<sub>{depth + 1}</sub>: pre-trained {row.influence_pretrained:.2f}, "
-                f"fine-tuned {row.influence_finetuned:.2f}"
+            colours.append("#333333" if depth == last else (SINK_COLOUR if row.sink else _node_colour(row, mode)))
+            where = "input" if depth == 0 else f"after layer {depth}"
+            shares = "; ".join(
+                f"{MODEL_LABELS[m]} {_percent(getattr(row, f'mass_{m}'))}"
+                + (f" + absorbed {_percent(getattr(row, f'absorbed_{m}'))}" if row.sink else "")
+                for m in models
             )
+            role = "sink: attention into it is absorbed, not traced further<br>" if row.sink else ""
+            hovers.append(f"<b>{tokens[token]}</b> (#{token}), {where}<br>{role}share of the traced mass: {shares}")
 
     link_source, link_target, values, link_colours, link_hovers = [], [], [], [], []
     for edge in shown.itertuples(index=False):
@@ -112,24 +116,17 @@ def make_sankey(
         if key not in index or query not in index:
             continue
         colour = STATUS_COLOURS[edge.status] if mode == "comparison" else MODEL_COLOURS[mode]
-        opacity = 0.55
-        if selected is not None and selected[1] is not None and edge.layer == selected[0]:
-            shown_models = ("pretrained", "finetuned") if mode == "comparison" else (mode,)
-            heads = set().union(*(_heads_of(getattr(edge, f"heads_{m}")) for m in shown_models))
+        opacity = 0.25 if edge.kind == "residual" else 0.55
+        if edge.kind == "sink":
+            colour, opacity = SINK_COLOUR, 0.35
+        if selected is not None and selected[1] is not None and edge.layer == selected[0] and edge.kind == "attention":
+            heads = set().union(*(_heads(getattr(edge, f"heads_{m}")) for m in models))
             opacity = 0.9 if selected[1] in heads else 0.12
-
         link_source.append(index[key])
         link_target.append(index[query])
         values.append(float(edge.value))
         link_colours.append(rgba(colour, opacity))
-        pre = "–" if np.isnan(edge.weight_pretrained) else f"{edge.weight_pretrained:.3f}"
-        fine = "–" if np.isnan(edge.weight_finetuned) else f"{edge.weight_finetuned:.3f}"
-        link_hovers.append(
-            f"layer {edge.layer}: <b>{tokens[edge.query_idx]}</b> attends to <b>{tokens[edge.key_idx]}</b><br>"
-            f"{STATUS_LABELS[edge.status]} · weight pre-trained {pre}, fine-tuned {fine}<br>"
-            f"heads ≥ τ: pre-trained {_heads_text(edge.heads_pretrained)}; "
-            f"fine-tuned {_heads_text(edge.heads_finetuned)}"
-        )
+        link_hovers.append(_link_hover(edge, tokens, models, mode))
 
     sankey = {
         "type": "sankey",
@@ -153,8 +150,10 @@ def make_sankey(
             "customdata": link_hovers,
             "hovertemplate": "%{customdata}<extra></extra>",
         },
+        "domain": {"x": [0.0, 1.0], "y": [0.0, 0.92]},
     }
-    legend = STATUS_LABELS if mode == "comparison" else {mode: MODEL_LABELS[mode]}
+    legend = dict(STATUS_LABELS) if mode == "comparison" else {mode: MODEL_LABELS[mode]}
+    legend["sink"] = "absorbed by [CLS] / [SEP] (sink)"
     legend_traces = [  # Sankey links have no legend of their own: one empty marker trace per colour
         {
             "type": "scatter",
@@ -162,34 +161,71 @@ def make_sankey(
             "y": [None],
             "mode": "markers",
             "name": label,
-            "marker": {"size": 12, "symbol": "square", "color": STATUS_COLOURS.get(key) or MODEL_COLOURS[mode]},
+            "marker": {
+                "size": 12,
+                "symbol": "square",
+                "color": SINK_COLOUR if key == "sink" else STATUS_COLOURS.get(key) or MODEL_COLOURS[mode],
+            },
         }
         for key, label in legend.items()
     ]
-    columns_titles = [
+    column_titles = [
         {
             "x": min(max((depth - first + 1) / span, 0.0), 1.0),
-            "y": 1.06,
+            "y": 0.95,
             "xref": "paper",
             "yref": "paper",
-            "text": "input" if depth == 0 else f"layer {depth}",
+            "yanchor": "bottom",
+            "text": "input" if depth == 0 else f"after layer {depth}",
             "showarrow": False,
             "font": {"size": 11, "color": "#555"},
         }
         for depth in range(first - 1, last + 1)
     ]
-    title = f"Attention flow from {source_names}, layers {first}–{last}"
+    title = (
+        f"Attention graph from {name}: share of its mass on each edge, layers {first}–{last} "
+        f"(τ = {tau:g}, residual α = {alpha:g})"
+    )
     if mode != "comparison":
-        title += f" ({MODEL_LABELS[mode]})"
+        title += f", {MODEL_LABELS[mode]}"
     return figure(
         [sankey, *legend_traces],
         layout(
             title,
-            height=max(420, 26 * max(len(c) for c in columns.values()) + 140),
-            annotations=columns_titles,
+            height=max(440, 26 * max(len(c) for c in columns.values()) + 160),
+            annotations=column_titles,
             xaxis={"visible": False},
             yaxis={"visible": False},
             legend={"orientation": "h", "y": -0.04, "x": 0.0},
-            margin={"l": 60, "r": 20, "t": 80, "b": 40},
+            margin={"l": 60, "r": 20, "t": 60, "b": 40},
         ),
+    )
+
+
+def _node_colour(row, mode: str) -> str:
+    if mode != "comparison":
+        return MODEL_COLOURS[mode]
+    reached = (row.reached_pretrained, row.reached_finetuned)
+    return STATUS_COLOURS["shared" if all(reached) else ("pretrained_only" if reached[0] else "finetuned_only")]
+
+
+def _heads(value) -> tuple[int, ...]:
+    """Heads of an edge column value: a tuple, or NaN where the model has no such edge."""
+    return value if isinstance(value, tuple) else ()
+
+
+def _link_hover(edge, tokens: Sequence[str], models: tuple[str, ...], mode: str) -> str:
+    query, key = tokens[edge.query_idx], tokens[edge.key_idx]
+    flows = ", ".join(f"{MODEL_LABELS[m]} {_percent(getattr(edge, f'flow_{m}'))}" for m in models)
+    if edge.kind == "residual":
+        return f"layer {edge.layer}: <b>{query}</b> keeps its residual share<br>share carried: {flows}"
+    weights = ", ".join(f"{MODEL_LABELS[m]} {_number(getattr(edge, f'weight_{m}'))}" for m in models)
+    heads = "; ".join(
+        f"{MODEL_LABELS[m]} {', '.join(map(str, _heads(getattr(edge, f'heads_{m}')))) or '–'}" for m in models
+    )
+    status = f"{STATUS_LABELS[edge.status]} · " if mode == "comparison" else ""
+    what = "attends to the sink" if edge.kind == "sink" else "attends to"
+    return (
+        f"layer {edge.layer}: <b>{query}</b> {what} <b>{key}</b><br>{status}share carried: {flows}<br>"
+        f"head-mean attention: {weights}<br>heads ≥ τ: {heads}"
     )

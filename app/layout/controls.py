@@ -5,7 +5,7 @@ from __future__ import annotations
 from dash import dcc, html
 
 from app import ids
-from app.state import HEAD_METRICS, METHODS
+from app.state import HEAD_METRICS, METHODS, PREDICTED
 from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU
 
 
@@ -84,10 +84,31 @@ def input_panel(examples: list[str], first_text: str, pretrained_name: str, fine
     )
 
 
-def control_panel(num_layers: int, num_heads: int) -> html.Div:
+def control_panel(num_layers: int, num_heads: int, class_names: tuple[str, ...] = ()) -> html.Div:
     """Every control that shapes the views."""
     return html.Div(
         [
+            _field(
+                "Relevance method",
+                dcc.Dropdown(
+                    id=ids.METHOD,
+                    value="class_relevance",
+                    clearable=False,
+                    options=[{"label": label, "value": key} for key, label in METHODS.items()],
+                ),
+                "What the sentence and per-layer views show (docs/method.md).",
+            ),
+            _field(
+                "Explain class",
+                dcc.Dropdown(
+                    id=ids.TARGET,
+                    value=PREDICTED,
+                    clearable=False,
+                    options=[{"label": "the predicted class", "value": PREDICTED}]
+                    + [{"label": name, "value": name} for name in class_names],
+                ),
+                "For class relevance and input × gradient.",
+            ),
             _field(
                 "Show",
                 _choice(ids.MODE, {"comparison": "Comparison", "pretrained": "Pre-trained", "finetuned": "Fine-tuned"}),
@@ -119,17 +140,17 @@ def control_panel(num_layers: int, num_heads: int) -> html.Div:
                 "Threshold τ",
                 dcc.Slider(
                     id=ids.TAU,
-                    min=0.05,
-                    max=0.95,
-                    step=0.05,
+                    min=0.0,
+                    max=0.5,
+                    step=0.01,
                     value=DEFAULT_TAU,
-                    marks={0.05: "0.05", 0.25: "0.25", 0.5: "0.5", 0.75: "0.75", 0.95: "0.95"},
+                    marks={0: "0", 0.05: "0.05", 0.1: "0.1", 0.25: "0.25", 0.5: "0.5"},
                     tooltip={"placement": "bottom"},
                 ),
-                "An edge needs one head at or above τ.",
+                "An edge carries mass when its head-mean (or max, below) attention is at least τ; τ = 0 is rollout.",
             ),
             _field(
-                "Decay α",
+                "Residual share α",
                 dcc.Slider(
                     id=ids.ALPHA,
                     min=0.0,
@@ -139,11 +160,21 @@ def control_panel(num_layers: int, num_heads: int) -> html.Div:
                     marks={0: "0", 0.5: "0.5", 1: "1"},
                     tooltip={"placement": "bottom"},
                 ),
-                "Influence carried down from deeper layers.",
+                "Share of its mass a token keeps as itself one layer down; 0.5 = rollout's residual.",
+            ),
+            _field(
+                "Sinks",
+                dcc.Checklist(
+                    id=ids.SINKS,
+                    value=["sinks"],
+                    options=[{"label": "[CLS] / [SEP] absorb the attention they receive", "value": "sinks"}],
+                ),
+                "The graph draws that share but does not trace through it (Clark et al. 2019).",
             ),
             _field(
                 "Aggregate heads by",
                 _choice(ids.AGGREGATION, {"mean": "mean", "max": "max"}),
+                "In the matrices, and for the graph's τ (mass always moves by the head mean).",
             ),
             _field(
                 "Tokens",
@@ -152,7 +183,7 @@ def control_panel(num_layers: int, num_heads: int) -> html.Div:
             _field(
                 "Trace from",
                 dcc.Dropdown(id=ids.SOURCES, multi=True, value=[], placeholder="the classification token"),
-                "Pick words to trace instead of [CLS].",
+                "Pick words (or 'all tokens') to trace instead of [CLS].",
             ),
             _field(
                 "Hide",
@@ -165,7 +196,12 @@ def control_panel(num_layers: int, num_heads: int) -> html.Div:
                         {"label": "punctuation", "value": "punctuation"},
                     ],
                 ),
-                "Removed from every view; attention rows are renormalised.",
+                "Left out of what is drawn; every number is still computed on all tokens.",
+            ),
+            dcc.Checklist(
+                id=ids.RENORMALIZE,
+                value=[],
+                options=[{"label": "renormalise matrix rows after hiding", "value": "renormalize"}],
             ),
         ],
         className="panel control-panel",
@@ -180,7 +216,3 @@ def head_metric_control() -> dcc.Dropdown:
         className="inline-dropdown",
         options=[{"label": label, "value": key} for key, label in HEAD_METRICS.items()],
     )
-
-
-def method_control() -> dcc.RadioItems:
-    return _choice(ids.METHOD, METHODS)

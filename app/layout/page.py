@@ -5,8 +5,8 @@ from __future__ import annotations
 from dash import dcc, html
 
 from app import ids
-from app.layout.controls import control_panel, head_metric_control, input_panel, method_control
-from app.layout.views import view_card
+from app.layout.controls import control_panel, head_metric_control, input_panel
+from app.layout.views import faithfulness_panel, view_card
 
 
 def build_layout(
@@ -18,6 +18,7 @@ def build_layout(
     num_heads: int,
     examples: list[str],
     first_text: str,
+    class_names: tuple[str, ...] = (),
 ) -> html.Div:
     """Header, input, controls and the six views. ``first_text`` is analysed on page load."""
     return html.Div(
@@ -35,11 +36,11 @@ def build_layout(
             input_panel(examples, first_text, pretrained_name, finetuned_name),
             html.Div(
                 [
-                    control_panel(num_layers, num_heads),
+                    control_panel(num_layers, num_heads, class_names),
                     html.Div(
                         [
-                            view_card("sankey", "Attention flow", wide=True),
-                            view_card("sentence", "Sentence", wide=True),
+                            view_card("sentence", "Which words matter", wide=True, below=faithfulness_panel()),
+                            view_card("sankey", "Attention graph (Sankey)", wide=True),
                             view_card("heads", "Head grid", extra=head_metric_control()),
                             view_card("similarity", "Head similarity"),
                             view_card(
@@ -59,7 +60,7 @@ def build_layout(
                                     ]
                                 ),
                             ),
-                            view_card("influence", "Token influence", extra=method_control(), wide=True),
+                            view_card("influence", "Token scores per layer", wide=True),
                         ],
                         className="views",
                     ),

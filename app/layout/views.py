@@ -60,8 +60,44 @@ def export_controls(view: str) -> html.Div:
     )
 
 
-def view_card(view: str, title: str, *, extra=None, wide: bool = False) -> html.Div:
-    """A titled card holding the graph of ``view`` (a key of :data:`app.ids.VIEWS`)."""
+def faithfulness_panel() -> html.Div:
+    """Where this input's faithfulness check is shown (filled by a callback)."""
+    return html.Div(id=ids.FAITHFULNESS, className="faithfulness")
+
+
+def faithfulness_table(table, target: str | None) -> list:
+    """This input's Spearman correlations (``method, blank_out, input_gradient`` frame) as a small table."""
+    from app.state import METHODS
+
+    header = html.Tr([html.Th("method"), html.Th("ρ with blank-out"), html.Th("ρ with input × gradient")])
+    body = [
+        html.Tr(
+            [
+                html.Td(METHODS.get(row.method, row.method)),
+                html.Td(_rho(row.blank_out)),
+                html.Td(_rho(row.input_gradient)),
+            ]
+        )
+        for row in table.itertuples(index=False)
+    ]
+    cls = f"class '{target}'" if target else "the predicted class"
+    return [
+        html.Div(
+            f"Faithfulness on this sentence (fine-tuned model, {cls}, words, deepest layer): Spearman ρ of each "
+            "method with blank-out (drop in the class probability when the word is masked) and with input × "
+            "gradient. docs/faithfulness.md has the same over 200 held-out sentences.",
+            className="hint",
+        ),
+        html.Table([html.Thead(header), html.Tbody(body)], className="faithfulness-table"),
+    ]
+
+
+def _rho(value: float) -> str:
+    return "–" if value != value else f"{value:+.2f}"  # NaN: fewer than 3 words, or a constant score
+
+
+def view_card(view: str, title: str, *, extra=None, wide: bool = False, below=None) -> html.Div:
+    """A titled card holding the graph of ``view`` (a key of :data:`app.ids.VIEWS`), and ``below`` it."""
     graph = dcc.Graph(
         id=ids.VIEWS[view], config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}}, className="view-graph"
     )
@@ -69,6 +105,7 @@ def view_card(view: str, title: str, *, extra=None, wide: bool = False) -> html.
         [
             html.Div([html.H3(title), extra, export_controls(view)], className="card-header"),
             dcc.Loading(graph, delay_show=300, type="dot"),
+            below,
         ],
         className="panel view-card" + (" wide" if wide else ""),
         id=ids.card(view),

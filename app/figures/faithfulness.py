@@ -1,0 +1,71 @@
+"""The faithfulness table as a figure: Spearman correlation with a reference, per method and layer, mean ± std
+over sentences (from :func:`attention.faithfulness`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from app.figures.theme import Figure, figure, layout
+from app.state import METHODS
+
+# Okabe-Ito, colour-blind safe; one colour per method, never the two model colours.
+METHOD_COLOURS = {
+    "class_relevance": "#CC79A7",
+    "input_x_gradient": "#000000",
+    "graph": "#009E73",
+    "rollout": "#56B4E9",
+    "flow": "#E69F00",
+    "raw_attention": "#999999",
+}
+REFERENCE_LABELS = {"blank_out": "blank-out", "input_gradient": "input × gradient"}
+
+
+def make_faithfulness(table: pd.DataFrame, *, reference: str = "blank_out", model: str = "") -> Figure:
+    """Lines of mean Spearman ρ per layer, one per method, with the 95 % confidence interval of the mean
+    (1.96 · std / √n over sentences) as error bars, each method shifted a little sideways so the bars do not hide
+    each other; ``input_x_gradient`` (no layers) is a point at layer 0 ("embeddings"). Hover: mean ± std and n."""
+    rows = table[table["reference"] == reference]
+    shown = [m for m in METHOD_COLOURS if (rows["method"] == m).any()]
+    traces = []
+    for index, method in enumerate(shown):
+        colour = METHOD_COLOURS[method]
+        part = rows[rows["method"] == method].sort_values("layer")
+        offset = 0.07 * (index - (len(shown) - 1) / 2)
+        interval = 1.96 * part["spearman_std"] / np.sqrt(part["n"].clip(lower=1))
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": METHODS[method],
+                "x": (part["layer"] + offset).round(3).tolist(),
+                "y": part["spearman_mean"].round(4).tolist(),
+                "error_y": {"type": "data", "array": interval.round(4).tolist(), "thickness": 1.2, "width": 3},
+                "line": {"color": colour, "width": 2},
+                "marker": {"color": colour, "size": 7},
+                "customdata": part[["layer", "spearman_std", "n"]].to_numpy().tolist(),
+                "hovertemplate": "layer %{customdata[0]}: ρ = %{y:.3f}, std %{customdata[1]:.3f}, "
+                "n = %{customdata[2]}<extra>" + METHODS[method] + "</extra>",
+            }
+        )
+    layers = sorted(int(x) for x in rows["layer"].unique())
+    sentences = int(rows["n"].max()) if len(rows) else 0
+    title = f"Faithfulness: Spearman ρ with {REFERENCE_LABELS[reference]}, {sentences} sentences" + (
+        f" ({model})" if model else ""
+    )
+    return figure(
+        traces,
+        layout(
+            title,
+            height=420,
+            xaxis={
+                "title": {"text": "layer (0 = embeddings)"},
+                "tickmode": "array",
+                "tickvals": layers,
+                "ticktext": ["emb." if layer == 0 else str(layer) for layer in layers],
+            },
+            yaxis={"title": {"text": "Spearman ρ (mean, 95 % CI)"}, "zeroline": True},
+            legend={"orientation": "h", "y": -0.22, "x": 0.0},
+            margin={"l": 60, "r": 20, "t": 50, "b": 110},
+        ),
+    )

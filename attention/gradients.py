@@ -1,0 +1,172 @@
+"""Class-specific relevance (Chefer, Gur & Wolf, ICCV 2021), input × gradient, and blank-out importance: which
+input tokens drive a classifier's decision for one class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from attention.errors import NotAClassifierError, TargetClassError
+from attention.extract import clean_texts, encode, token_facts
+from attention.methods import merge_scores
+from attention.models import LoadedModel
+
+BLANK_OUT_BATCH = 64  # blanked copies per forward pass: bounds memory for long inputs
+
+
+@dataclass(frozen=True, eq=False)
+class ClassRelevance:
+    """Result of :func:`class_relevance` for one model, input and target class.
+
+    ``scores``: ``[layer, token]`` float64, the classification token's row of ``R`` after each layer
+    (``R_0 = I``, ``R_l = R_{l-1} + Ā_l · R_{l-1}``, ``Ā_l = mean_h (∂y_t/∂A_l ⊙ A_l)⁺``);
+    ``input_x_gradient``: ``[token]``, ``‖e ⊙ ∂y_t/∂e‖₂`` over the hidden size of the word embeddings ``e``.
+    """
+
+    tokens: tuple[str, ...]
+    special: tuple[bool, ...]
+    groups: tuple[int, ...]
+    target: str
+    target_index: int
+    labels: tuple[str, ...]
+    probabilities: tuple[float, ...]
+    scores: np.ndarray
+    input_x_gradient: np.ndarray
+
+    def at_word_level(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores [layer, word], input_x_gradient [word])``: each word's pieces summed."""
+        return merge_scores(self.scores, self.groups), merge_scores(self.input_x_gradient, self.groups)
+
+
+def require_classifier(model: LoadedModel) -> None:
+    if not model.is_classifier:
+        raise NotAClassifierError(
+            f"Model '{model.name}' has no classification head, so it has no classes to explain.",
+            "Use the fine-tuned model of the pair (or any *ForSequenceClassification checkpoint).",
+        )
+
+
+def target_index(model: LoadedModel, target: str | int | None, probabilities: np.ndarray) -> int:
+    """The class index of ``target`` (a label, an index, or None / "predicted" for the predicted class)."""
+    require_classifier(model)
+    if target is None or target == "predicted":
+        return int(np.argmax(probabilities))
+    if isinstance(target, bool | float):
+        raise TargetClassError(f"Target class {target!r} is neither a class name nor an index.", _classes(model))
+    if isinstance(target, int | np.integer):
+        if not 0 <= int(target) < len(model.labels):
+            raise TargetClassError(
+                f"Class index {target} is out of range: model '{model.name}' has {len(model.labels)} classes.",
+                _classes(model),
+            )
+        return int(target)
+    if str(target) in model.labels:
+        return model.labels.index(str(target))
+    if str(target).lstrip("-").isdigit():  # an index given as text (the CLI, a URL)
+        return target_index(model, int(target), probabilities)
+    raise TargetClassError(f"Model '{model.name}' has no class '{target}'.", _classes(model))
+
+
+def _classes(model: LoadedModel) -> str:
+    listed = ", ".join(f"{i} = {label}" for i, label in enumerate(model.labels))
+    return f"Choose one of: {listed} (or 'predicted')."
+
+
+def class_relevance(
+    model: LoadedModel, text: str, text_pair: str | None = None, *, target: str | int | None = None
+) -> ClassRelevance:
+    """Gradient-weighted attention relevance of each input token for ``target`` (default: the predicted class).
+
+    One forward and one backward pass. Raises :class:`NotAClassifierError` for a model without a head and
+    :class:`TargetClassError` for an unknown class.
+    """
+    import torch
+
+    require_classifier(model)
+    text, text_pair = clean_texts(text, text_pair)
+    encoding = encode(model, text, text_pair)
+    network = model.model
+    with torch.enable_grad():
+        embeddings = network.get_input_embeddings()(encoding["input_ids"]).detach().requires_grad_(True)
+        inputs = {k: v for k, v in encoding.items() if k != "input_ids"}
+        output = network(inputs_embeds=embeddings, output_attentions=True, **inputs)
+        logits = output.logits[0]
+        probabilities = torch.softmax(logits.detach().float(), dim=-1).numpy()
+        index = target_index(model, target, probabilities)
+        gradients = torch.autograd.grad(logits[index], [embeddings, *output.attentions])
+    embedding_gradient, attention_gradients = gradients[0], gradients[1:]
+    n = embeddings.shape[1]
+    joint = np.eye(n)
+    scores = np.empty((len(attention_gradients), n))
+    for layer, (attn, grad) in enumerate(zip(output.attentions, attention_gradients, strict=True)):
+        weighted = (grad[0] * attn[0].detach()).clamp(min=0).mean(dim=0).double().numpy()  # [query, key]
+        joint = joint + weighted @ joint
+        scores[layer] = joint[_cls_row(encoding, model)]
+    saliency = (embeddings.detach()[0] * embedding_gradient[0]).norm(dim=-1).double().numpy()
+    facts = token_facts(model, encoding)
+    return ClassRelevance(
+        tokens=facts.tokens,
+        special=facts.special,
+        groups=facts.groups,
+        target=model.labels[index],
+        target_index=index,
+        labels=model.labels,
+        probabilities=tuple(float(p) for p in probabilities),
+        scores=scores,
+        input_x_gradient=saliency,
+    )
+
+
+def _cls_row(encoding, model: LoadedModel) -> int:
+    ids = encoding["input_ids"][0].tolist()
+    cls_id = model.tokenizer.cls_token_id
+    return ids.index(cls_id) if cls_id is not None and cls_id in ids else 0
+
+
+def blank_out(
+    model: LoadedModel,
+    text: str,
+    text_pair: str | None = None,
+    *,
+    target: str | int | None = None,
+    level: str = "token",
+) -> np.ndarray:
+    """Drop in the target class's probability when one token (``level="word"``: all pieces of one word) alone is
+    replaced by the mask token: ``[token]`` (or ``[word]``) float64, NaN for special tokens. Positive = the token
+    supported the class. All replacements run batched (:data:`BLANK_OUT_BATCH` at a time)."""
+    import torch
+
+    require_classifier(model)
+    text, text_pair = clean_texts(text, text_pair)
+    encoding = encode(model, text, text_pair)
+    facts = token_facts(model, encoding)
+    mask_id = model.tokenizer.mask_token_id
+    if mask_id is None:
+        mask_id = model.tokenizer.unk_token_id
+    if mask_id is None:
+        raise NotAClassifierError(
+            f"Model '{model.name}' has neither a mask nor an unknown token to blank out with.",
+            "Blank-out needs a tokenizer with a [MASK] or [UNK] token.",
+        )
+    if level not in ("token", "word"):
+        raise ValueError(f"level must be token or word, got {level!r}")
+    groups = np.asarray(facts.groups)
+    special = np.asarray(facts.special)
+    units = groups if level == "word" else np.arange(groups.size)
+    blanked_units = sorted({int(u) for u, s in zip(units, special, strict=True) if not s})
+    ids = encoding["input_ids"]
+    with torch.inference_mode():
+        base = torch.softmax(model.model(**encoding).logits[0].float(), dim=-1).numpy()
+        index = target_index(model, target, base)
+        drops = np.full(int(units.max()) + 1, np.nan)
+        for start in range(0, len(blanked_units), BLANK_OUT_BATCH):
+            chunk = blanked_units[start : start + BLANK_OUT_BATCH]
+            batch = ids.repeat(len(chunk), 1)
+            for row, unit in enumerate(chunk):
+                batch[row, torch.as_tensor(units == unit)] = mask_id
+            inputs = {k: v.repeat(len(chunk), 1) for k, v in encoding.items() if k != "input_ids"}
+            probs = torch.softmax(model.model(input_ids=batch, **inputs).logits.float(), dim=-1)[:, index].numpy()
+            drops[chunk] = base[index] - probs
+    return drops
