@@ -9,34 +9,83 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.state import METHODS
+from app.options import (
+    AGGREGATIONS,
+    ALPHA_RANGE,
+    FORMATS,
+    HEAD_METRICS,
+    HIDE_KINDS,
+    LEVELS,
+    METHODS,
+    MODES,
+    PREDICTED,
+    PRESETS,
+    SCALE_RANGE,
+    TAU_RANGE,
+    TRACE_ALL,
+    VIEWS,
+    WIDTH_RANGE,
+    OptionError,
+    check_choice,
+    check_int,
+    check_number,
+    parse_head,
+    parse_numbers,
+    parse_range,
+)
 from attention.errors import AttentionFlowsError
 
-VIEWS = ("sankey", "heads", "matrix", "influence", "similarity", "sentence")
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (``attention-flows: error: ...``) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"attention-flows: error: {message}\n")
 
 
-def _layers(text: str) -> tuple[int, int]:
-    try:
-        first, _, last = text.partition(":")
-        return int(first), int(last or first)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected FIRST:LAST layers, e.g. 2:6, got {text!r}") from err
+def _checked(convert):
+    """An argparse ``type`` from a function of :mod:`app.options` (its message becomes argparse's)."""
+
+    def parse(text: str):
+        try:
+            return convert(text)
+        except OptionError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = getattr(convert, "__name__", "value")
+    return parse
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 0,3,7, got {text!r}") from err
+def _number(name: str, low: float, high: float):
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise OptionError(
+                f"Option '{name}' is {text!r}, not a number.", f"Give a number from {low:g} to {high:g}."
+            ) from None
+        return check_number(name, value, low, high)
+
+    return _checked(convert)
 
 
-def _sources(text: str) -> list[int] | list[str]:
-    """``all`` or comma-separated token positions."""
-    return ["all"] if text.strip() == "all" else _ints(text)
+def _whole(name: str, low: int, high: int | None = None):
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise OptionError(f"Option '{name}' is {text!r}, not a whole number.", "Give a whole number.") from None
+        return check_int(name, value, low, high)
+
+    return _checked(convert)
 
 
-def _words(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
+def _sources(text: str) -> list:
+    return [TRACE_ALL] if text.strip() == TRACE_ALL else parse_numbers("sources", text)
+
+
+def _hide(text: str) -> list[str]:
+    return [check_choice("hide", word.strip(), HIDE_KINDS) for word in text.split(",") if word.strip()]
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +93,7 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="attention-flows", description=__doc__.splitlines()[0])
+    parser = Parser(prog="attention-flows", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     info = commands.add_parser("info", help="show the model pair, where things live, and what is ready")
@@ -53,29 +102,39 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="fine-tune the pair's twin (skipped when it already exists)")
     _add_config(prepare)
     prepare.add_argument("--force", action="store_true", help="fine-tune again even if the model exists")
-    prepare.add_argument("--seed", type=int, help="another seed for the same recipe (a second twin, for seed noise)")
+    prepare.add_argument(
+        "--seed",
+        type=_whole("seed", 0, 2**32 - 1),
+        help="another seed for the same recipe (a second twin, for seed noise)",
+    )
     prepare.add_argument("--name", help="folder name of that twin under the data home (default: <prepared>-seed<N>)")
 
     faithful = commands.add_parser(
         "faithfulness", help="correlate each relevance method with blank-out on held-out sentences"
     )
     _add_config(faithful)
-    faithful.add_argument("--n", type=int, default=200, help="held-out sentences to use (default 200)")
+    faithful.add_argument("--n", type=_whole("n", 1), default=200, help="held-out sentences to use (default 200)")
     faithful.add_argument("--target", default="predicted", help="class to explain: a label or 'predicted'")
     faithful.add_argument("--out", type=Path, help="write the table as CSV")
     faithful.add_argument("--plot", type=Path, help="also export the plot (.png, .svg or .pdf; needs chromium)")
-    faithful.add_argument("--tau", type=float, help="the attention graph's τ (default: the dashboard's)")
-    faithful.add_argument("--alpha", type=float, help="the attention graph's residual share α")
+    faithful.add_argument("--tau", type=_number("tau", *TAU_RANGE), help="the attention graph's τ")
+    faithful.add_argument("--alpha", type=_number("alpha", *ALPHA_RANGE), help="the attention graph's residual α")
 
     serve = commands.add_parser("serve", help="start the dashboard")
     _add_config(serve)
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: localhost only)")
-    serve.add_argument("--port", type=int, default=8050)
-    serve.add_argument("--workers", type=int, default=1, help="> 1 serves with gunicorn (pip install '.[server]')")
+    serve.add_argument("--port", type=_whole("port", 1, 65535), default=8050)
+    serve.add_argument(
+        "--workers", type=_whole("workers", 1, 64), default=1, help="> 1 serves with gunicorn (pip install '.[server]')"
+    )
     serve.add_argument("--no-prepare", action="store_true", help="fail instead of fine-tuning a missing twin")
 
     export = commands.add_parser("export", help="write a view as PNG / SVG / PDF, headless")
-    _add_config(export)
+    export.add_argument(
+        "--config",
+        help="pair config: a name under configs/ or a .toml path (default: 'default'; with "
+        "--from-sidecar, the installed pair the sidecar names)",
+    )
     source = export.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="the sentence to analyse")
     source.add_argument(
@@ -85,28 +144,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--from-sidecar", type=Path, help="make the figure a JSON sidecar describes")
     export.add_argument("--text-pair", help="optional second segment")
-    export.add_argument("--view", choices=VIEWS, default="sankey")
-    export.add_argument("--format", dest="fmt", choices=("png", "svg", "pdf"), help="default: from --out")
+    export.add_argument("--view", choices=tuple(VIEWS), default="sankey")
+    export.add_argument("--format", dest="fmt", type=str.lower, choices=FORMATS, help="default: from --out")
     export.add_argument("--out", type=Path, help="output file (single text)")
     export.add_argument("--out-dir", type=Path, help="output folder (batch)")
-    export.add_argument("--preset", choices=("single", "double", "slide"), default="double")
-    export.add_argument("--width", type=int, help="pixels (overrides the preset)")
-    export.add_argument("--height", type=int, help="pixels (overrides the preset)")
-    export.add_argument("--scale", type=float, help="PNG resolution multiplier (default 300 dpi)")
+    export.add_argument("--preset", choices=tuple(PRESETS), default="double")
+    export.add_argument("--width", type=_whole("width", *WIDTH_RANGE), help="pixels (overrides the preset)")
+    export.add_argument("--height", type=_whole("height", *WIDTH_RANGE), help="pixels (overrides the preset)")
+    export.add_argument("--scale", type=_number("scale", *SCALE_RANGE), help="PNG resolution multiplier (300 dpi)")
     export.add_argument("--sidecar", action="store_true", help="also write a JSON sidecar next to each figure")
-    export.add_argument("--mode", choices=("comparison", "pretrained", "finetuned"), default="comparison")
-    export.add_argument("--layers", type=_layers, help="FIRST:LAST (1-based)")
-    export.add_argument("--heads", type=_ints, help="comma-separated head numbers (default all)")
-    export.add_argument("--head", type=_layers, help="LAYER:HEAD selected for the matrix view (default: head mean)")
-    export.add_argument("--tau", type=float)
-    export.add_argument("--alpha", type=float)
-    export.add_argument("--aggregation", choices=("mean", "max"), default="mean")
-    export.add_argument("--level", choices=("token", "word"), default="token")
-    export.add_argument("--sources", type=_sources, help="token positions to trace from, or 'all' (default [CLS])")
-    export.add_argument("--hide", type=_words, help="comma-separated: special,punctuation")
-    export.add_argument("--metric", default="js_divergence", help="head-grid metric")
+    export.add_argument("--mode", choices=tuple(MODES), default="comparison")
+    export.add_argument("--layers", type=_checked(lambda t: parse_range("layers", t)), help="FIRST:LAST, 1-based")
+    export.add_argument("--heads", type=_checked(lambda t: parse_numbers("heads", t)), help="e.g. 0,3,7 (all)")
+    export.add_argument("--head", type=_checked(parse_head), help="LAYER:HEAD for the matrix view (head mean)")
+    export.add_argument("--tau", type=_number("tau", *TAU_RANGE), help="the attention graph's threshold τ")
+    export.add_argument("--alpha", type=_number("alpha", *ALPHA_RANGE), help="the attention graph's residual α")
+    export.add_argument("--aggregation", choices=tuple(AGGREGATIONS), default="mean")
+    export.add_argument("--level", choices=tuple(LEVELS), default="token")
+    export.add_argument("--sources", type=_checked(_sources), help="positions to trace from, or 'all' ([CLS])")
+    export.add_argument("--hide", type=_checked(_hide), help="comma-separated: " + ",".join(HIDE_KINDS))
+    export.add_argument("--metric", choices=tuple(HEAD_METRICS), default="js_divergence", help="head-grid metric")
     export.add_argument("--method", choices=tuple(METHODS), default="class_relevance", help="relevance method")
-    export.add_argument("--target", default="predicted", help="class the class methods explain (a label)")
+    export.add_argument("--target", default=PREDICTED, help="class the class methods explain (a label or index)")
     export.add_argument("--no-sinks", action="store_true", help="the graph traces through [CLS] / [SEP] too")
     export.add_argument("--renormalize", action="store_true", help="renormalise matrix rows after --hide")
 
@@ -137,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args) or 0
     except AttentionFlowsError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"attention-flows: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file the user named: one line, not a traceback
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"attention-flows: error: {error.strerror or error}{where}.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -210,11 +273,9 @@ def cmd_faithfulness(args) -> int:
 
     from attention import load_pair
     from attention.data import load_labelled, split_labelled
-    from attention.faithfulness import faithfulness, top_layer
+    from attention.evaluation import faithfulness, top_layer
     from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU
 
-    if args.n < 1:
-        raise AttentionFlowsError(f"--n must be at least 1, got {args.n}.", "Pass how many sentences to use.")
     for path in (args.out, args.plot):
         if path is not None and not path.parent.expanduser().is_dir():
             raise AttentionFlowsError(f"Folder {path.parent} does not exist.", "Create it first.")
@@ -237,8 +298,7 @@ def cmd_faithfulness(args) -> int:
         from app.export import export_figure
         from app.figures import make_faithfulness
 
-        scale = 300 / 96 if args.plot.suffix.lower() == ".png" else 1.0
-        export_figure(make_faithfulness(table, model=pair.finetuned.name), args.plot, preset="double", scale=scale)
+        export_figure(make_faithfulness(table, model=pair.finetuned.name), args.plot)
     summary = top_layer(table).pivot(index="method", columns="reference", values="spearman_mean")
     print(f"{pair.finetuned.name}, {len(texts)} held-out sentences, deepest layer (Spearman, mean over sentences):")
     print(summary.round(3).to_string())
@@ -311,7 +371,7 @@ def _log_to_terminal() -> None:
 
 
 def cmd_export(args) -> int:
-    from app.exporting import run_export
+    from app.export.jobs import run_export
 
     return run_export(args)
 

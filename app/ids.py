@@ -77,14 +77,7 @@ def export_scale(view: str) -> dict:
 
 def card(view: str) -> str:
     """Id of the card holding a view."""
-    return {
-        "sankey": "card-sankey",
-        "heads": "card-heads",
-        "matrix": "card-matrix",
-        "influence": "card-influence",
-        "similarity": "card-similarity",
-        "sentence": "card-sentence",
-    }[view]
+    return f"card-{view}"
 
 
 DOWNLOAD = "export-download"

@@ -87,8 +87,8 @@ def create_app(
 def _load_and_warm(config: PairConfig, settings: Settings | None, examples: list[str]) -> AnalysisService:
     """Load the pair, then compute every view of the first example: the page opens on it, so its first draw
     is served from the cache."""
+    from app.options import ViewOptions
     from app.render import RENDERERS, render
-    from app.state import ViewOptions
     from attention.models import load_pair
 
     service = AnalysisService(load_pair(config, settings=settings), examples=examples)

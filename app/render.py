@@ -11,14 +11,14 @@ import numpy as np
 
 from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
 from app.figures.theme import Figure
+from app.options import CLASS_METHODS, ViewOptions
 from app.services import Analysis, AnalysisService
-from app.state import CLASS_METHODS, ViewOptions
 
 Selected = tuple[int, int | None]
 
 
 def sankey(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
-    options = service.clamped(analysis, options)
+    options = service.checked(analysis, options)
     graphs = service.graphs(analysis, options)
     sources = service.trace_sources(analysis, options)
     if options.level == "word":
@@ -83,7 +83,7 @@ def _relevance_view(make: Callable[..., Figure]) -> Callable[..., Figure]:
     """A renderer for a view of :meth:`AnalysisService.relevance` (token scores per layer, sentence)."""
 
     def view(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
-        options = service.clamped(analysis, options)
+        options = service.checked(analysis, options)
         run = service.runs(analysis).pretrained
         special = np.asarray(run.special)
         if options.level == "word":

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from flask import current_app
 
-from app.state import CLASS_METHODS, PREDICTED, ViewOptions
+from app.options import CLASS_METHODS, PREDICTED, OptionError, ViewOptions
 from attention import (
     AttentionGraph,
     AttentionRun,
@@ -32,7 +32,6 @@ from attention import (
     compare_heads,
     compare_relevance,
     extract_pair,
-    faithfulness,
     graph_for,
     head_embedding,
     load_pair,
@@ -40,9 +39,9 @@ from attention import (
 )
 from attention.config import PairConfig
 from attention.errors import InputTextError
-from attention.faithfulness import top_layer
+from attention.evaluation import correlations, sentence_scores
 from attention.graph import word_graph
-from attention.methods import default_sources, token_positions
+from attention.methods import default_sources, relevance, token_positions
 
 T = TypeVar("T")
 EXTENSION_KEY = "attention_flows"
@@ -60,10 +59,15 @@ class Analysis:
         return {"text": self.text, "text_pair": self.text_pair}
 
     @classmethod
-    def from_store(cls, data: dict | None) -> Analysis | None:
-        if not data or not data.get("text"):
+    def from_store(cls, data: object) -> Analysis | None:
+        """The analysis the page holds; None when there is none yet. Anything but text is refused."""
+        if not data:
             return None
-        return cls(text=str(data["text"]), text_pair=data.get("text_pair") or None)
+        text = data.get("text") if isinstance(data, dict) else None
+        pair = data.get("text_pair") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(text, str | None) or not isinstance(pair, str | None):
+            raise OptionError("The page sent an input that is not text.", "Reload the page and analyse the text again.")
+        return cls(text=text, text_pair=pair or None) if text else None
 
 
 class _LRU:
@@ -186,17 +190,18 @@ class AnalysisService:
             ),
         )
 
-    def clamped(self, analysis: Analysis, options: ViewOptions) -> ViewOptions:
-        """``options`` without choices that do not exist for this input (e.g. a token of a previous text)."""
+    def checked(self, analysis: Analysis, options: ViewOptions) -> ViewOptions:
+        """``options`` checked against this model and input (:meth:`ViewOptions.checked`: a layer, head or token
+        that does not exist is refused with an :class:`~app.options.OptionError`, never dropped)."""
         run = self.runs(analysis).pretrained
         count = run.num_tokens if options.level == "token" else int(max(run.groups)) + 1
-        return options.clamp(run.num_layers, run.num_heads, count)
+        return options.checked(run.num_layers, run.num_heads, count)
 
     def trace_sources(self, analysis: Analysis, options: ViewOptions) -> tuple[int, ...]:
         """Token-level positions traced from: the chosen tokens (a word stands for its pieces), every token with
         ``trace_all``, else the classification token. Hiding never changes them."""
         run = self.runs(analysis).pretrained
-        options = self.clamped(analysis, options)
+        options = self.checked(analysis, options)
         if options.trace_all:
             return tuple(range(run.num_tokens))
         if options.sources:
@@ -205,7 +210,7 @@ class AnalysisService:
 
     def source_names(self, analysis: Analysis, options: ViewOptions) -> str:
         """How the views name what is traced: "[CLS]", "all tokens (mean)", or the chosen words."""
-        options = self.clamped(analysis, options)
+        options = self.checked(analysis, options)
         if options.trace_all:
             return "all tokens (mean)"
         run = self.runs(analysis).pretrained
@@ -230,7 +235,7 @@ class AnalysisService:
 
     def model_graphs(self, analysis: Analysis, options: ViewOptions) -> tuple[AttentionGraph, AttentionGraph]:
         """Both models' attention graphs (pre-trained, fine-tuned) on their token-level weights."""
-        options = self.clamped(analysis, options)
+        options = self.checked(analysis, options)
         settings = self._graph_settings(analysis, options)
         settings["layers"] = options.layers
         settings["sources"] = self.trace_sources(analysis, options)
@@ -244,7 +249,7 @@ class AnalysisService:
 
     def graphs(self, analysis: Analysis, options: ViewOptions) -> GraphComparison:
         """The union of both graphs, at ``options.level`` (a word's pieces merged: masses and flows add up)."""
-        options = self.clamped(analysis, options)
+        options = self.checked(analysis, options)
         run = self.runs(analysis).pretrained
 
         def compute() -> GraphComparison:
@@ -283,7 +288,7 @@ class AnalysisService:
         """``layer, token_idx, token, pretrained, finetuned, difference`` at ``options.level`` for
         ``options.method`` (class methods: NaN for a model without a head; ``input_x_gradient`` has one row per
         token at layer 0). Hidden tokens are left out; nothing is renormalised."""
-        options = self.clamped(analysis, options)
+        options = self.checked(analysis, options)
         runs = self.runs(analysis)
         if options.method in CLASS_METHODS:
             key = (options.method, options.target, options.level, options.layers)
@@ -344,7 +349,7 @@ class AnalysisService:
         return None
 
     def matrices(self, analysis: Analysis, options: ViewOptions, layer: int, head: int | None) -> pd.DataFrame:
-        options = self.clamped(analysis, options)
+        options = self.checked(analysis, options)
         heads = (head,) if head is not None else options.heads
         runs = self.matrix_runs(analysis, options)
         return self._memo(
@@ -355,21 +360,33 @@ class AnalysisService:
         )
 
     def faithfulness(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
-        """This input's Spearman correlations (words, fine-tuned model) of each method at the top layer with
-        blank-out: ``method, blank_out, input_gradient``. Raises :class:`NotAClassifierError` without a head."""
+        """This input's Spearman correlations (words, fine-tuned model) of each method at the deepest layer with
+        blank-out and input × gradient: ``method, blank_out, input_gradient``. The costly parts (blank-out, class
+        relevance, flow) are cached per target; the attention graph's row follows the current τ, α and sinks.
+        Raises :class:`NotAClassifierError` without a head."""
+        options = self.checked(analysis, options)
         model = self.pair.finetuned
-        settings = self._graph_settings(analysis, self.clamped(analysis, options))
-        settings.pop("heads")
 
-        def compute() -> pd.DataFrame:
+        def fixed() -> tuple:
             with self._forward_lock:
-                table = faithfulness(
-                    model, [(analysis.text, analysis.text_pair)], target=_target(options.target), **settings
+                methods, references, words = sentence_scores(
+                    model, analysis.text, analysis.text_pair, target=_target(options.target)
                 )
-            top = top_layer(table)
-            return top.pivot(index="method", columns="reference", values="spearman_mean").reset_index()
+            rows = correlations({k: v for k, v in methods.items() if k != "graph"}, references, words)
+            return _deepest(rows), references, words
 
-        return self._memo("faithfulness", analysis, (options.target, *settings.values()), compute)
+        rows, references, words = self._memo("faithfulness", analysis, (options.target,), fixed)
+        settings = self._graph_settings(analysis, options)
+        del settings["heads"]
+        graph = relevance(self.runs(analysis).finetuned, "graph", level="word", **settings)[-1:]
+        table = pd.concat([rows, _deepest(correlations({"graph": graph}, references, words))], ignore_index=True)
+        return table.pivot(index="method", columns="reference", values="spearman").reset_index()
+
+
+def _deepest(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each (method, reference)'s row at its deepest layer."""
+    deepest = rows.groupby(["method", "reference"])["layer"].transform("max")
+    return rows[rows["layer"] == deepest]
 
 
 def _target(target: str) -> str | None:

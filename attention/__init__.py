@@ -35,7 +35,7 @@ _EXPORTS: dict[str, str] = {
     "ClassRelevance": "attention.gradients",
     "class_relevance": "attention.gradients",
     "blank_out": "attention.gradients",
-    "faithfulness": "attention.faithfulness",
+    "faithfulness": "attention.evaluation",
     "TargetClassError": "attention.errors",
     "PairConfig": "attention.config",
     "available_configs": "attention.config",
@@ -164,8 +164,8 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the names
         PrepareError,
         TargetClassError,
     )
+    from attention.evaluation import faithfulness
     from attention.extract import AttentionRun, PairRuns, Prediction, extract, extract_pair, predict
-    from attention.faithfulness import faithfulness
     from attention.flow import attention_flow, max_flow_values
     from attention.gradients import ClassRelevance, blank_out, class_relevance
     from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU, AttentionGraph, attention_graph

@@ -265,7 +265,7 @@ def bench_relevance(sentences: int = 20) -> None:
 
 def bench_faithfulness(sentences: int = 200) -> None:
     """The faithfulness table on held-out sentences (docs/faithfulness.md), timed against its 5-minute target."""
-    from attention.faithfulness import faithfulness, top_layer
+    from attention.evaluation import faithfulness, top_layer
 
     pair, texts = _held_out(sentences)
     start = time.perf_counter()

@@ -22,11 +22,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from attention.defaults import DEFAULT_ALPHA, DEFAULT_TAU
 from attention.schema import GRAPH_EDGE_COLUMNS, GRAPH_NODE_COLUMNS, validate_frame
 
-# Chosen on the default pair (docs/method.md, "Choosing τ and α").
-DEFAULT_TAU = 0.05
-DEFAULT_ALPHA = 0.5
 EDGE_KINDS = ("attention", "residual", "sink")
 # Edges carrying less than this share of the source's mass are left out of ``edges`` (never out of ``mass``).
 MIN_EDGE_FLOW = 1e-4

@@ -74,7 +74,7 @@ def test_serve_prepares_a_missing_twin_then_serves(small_recipe, tmp_path):
 
 def test_unknown_config_is_one_readable_line():
     done = _cli("info", "--config", "no-such-pair")
-    assert done.returncode == 2 and done.stderr.startswith("error: No config named 'no-such-pair'")
+    assert done.returncode == 2 and done.stderr.startswith("attention-flows: error: No config named 'no-such-pair'")
     assert "Traceback" not in done.stderr
 
 
@@ -96,4 +96,4 @@ def test_prepare_a_second_seed_and_run_faithfulness_on_it(small_recipe, tmp_path
     header = table.read_text().splitlines()[0]
     assert header == "method,layer,reference,spearman_mean,spearman_std,n"
     bad = _cli("faithfulness", "--config", str(config), "--n", "0", env=env)
-    assert bad.returncode == 2 and "--n must be at least 1" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "Option 'n' is 0; it must be from 1" in bad.stderr and "Traceback" not in bad.stderr

@@ -11,12 +11,13 @@ import xml.etree.ElementTree as ET
 import pytest
 from plotly.io.json import to_json_plotly
 
-from app.export import ExportError, export_figure, pixel_size, start_export_server, write_atomically
-from app.exporting import Job, job_from_sidecar, make_one
+from app.export import ExportError, SidecarError, export_figure, read_sidecar, resolve_pair, write_atomically
+from app.export.files import check_drawn, start_export_server
+from app.export.jobs import Job, make_one
 from app.loading import service_of
+from app.options import ExportOptions, OptionError, ViewOptions
 from app.render import render
 from app.services import Analysis
-from app.state import ViewOptions
 
 TEXT = "a fine , moving film"
 
@@ -34,23 +35,23 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 def test_png_has_magic_bytes_and_the_requested_pixels(service, tmp_path):
     figure = render("sankey", service, service.analyse(TEXT), ViewOptions(tau=0.05))
-    path = export_figure(figure, tmp_path / "flow.png", width=600, height=400, scale=2)
+    path = export_figure(figure, tmp_path / "flow.png", ExportOptions("png", width=600, height=400, scale=2))
     assert _png_size(path.read_bytes()) == (1200, 800)
 
 
 def test_pdf_is_a_pdf_with_the_preset_page_size(service, tmp_path):
     figure = render("heads", service, service.analyse(TEXT), ViewOptions())
-    path = export_figure(figure, tmp_path / "heads.pdf", preset="single")
+    path = export_figure(figure, tmp_path / "heads.pdf", ExportOptions("pdf", preset="single"))
     data = path.read_bytes()
     assert data.startswith(b"%PDF")
-    width, height, _ = pixel_size("single", None, None)
+    width, height, _ = ExportOptions("pdf", preset="single").pixels()
     box = re.search(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", data)
     assert box and abs(float(box[1]) - width * 0.75) < 2 and abs(float(box[2]) - height * 0.75) < 2
 
 
 def test_svg_parses_and_contains_the_token_labels(service, tmp_path):
     figure = render("matrix", service, service.analyse(TEXT), ViewOptions(), (2, 1))
-    path = export_figure(figure, tmp_path / "matrix.svg", width=700, height=450)
+    path = export_figure(figure, tmp_path / "matrix.svg", ExportOptions("svg", width=700, height=450))
     root = ET.fromstring(path.read_bytes())
     assert root.tag.endswith("svg") and root.get("width") == "700" and root.get("height") == "450"
     texts = {t.text for t in root.iter() if t.tag.endswith("text")}
@@ -59,28 +60,84 @@ def test_svg_parses_and_contains_the_token_labels(service, tmp_path):
 
 def test_sidecar_reproduces_the_same_figure(service, tiny_config, tmp_path):
     options = ViewOptions(layers=(1, 2), heads=(1,), tau=0.1, level="word", hide=("punctuation",))
-    job = Job(Analysis(TEXT), "sankey", options, (2, 1), tmp_path / "flow.svg", "svg", "single", None, None, 1.0)
+    export = ExportOptions("svg", preset="single")
+    job = Job(Analysis(TEXT), "sankey", options, (2, 1), export, tmp_path / "flow.svg")
     path = make_one(service, job, with_sidecar=True)
     sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["sidecar_version"] == 2 and len(sidecar["pair"]["config_sha256"]) == 64
     assert sidecar["text"] == TEXT and sidecar["options"]["level"] == "word" and sidecar["pair"]["name"] == "tiny"
-    config, again = job_from_sidecar(path.with_suffix(".json"), tmp_path / "again.svg")
-    assert config == str(tiny_config)
+    assert "config" not in sidecar["pair"]  # a name and a hash, never a path
+    again = read_sidecar(path.with_suffix(".json"))
+    assert resolve_pair(again, str(tiny_config)).name == "tiny"
     original = render("sankey", service, service.analyse(TEXT), options, (2, 1))
-    rebuilt = render(again.view, service, service.analyse(again.analysis.text), again.options, again.selected)
+    rebuilt = render(again.view, service, service.analyse(again.text), again.options, again.selected)
     assert to_json_plotly(rebuilt) == to_json_plotly(original)
-    assert (again.width, again.height, again.fmt) == (sidecar["width"], sidecar["height"], "svg")
+    assert again.export == export
+
+
+def test_a_sidecar_naming_a_pair_that_is_not_installed_is_refused_before_loading(service, tmp_path, capsys):
+    options = ViewOptions()
+    job = Job(Analysis(TEXT), "heads", options, None, ExportOptions("svg"), tmp_path / "heads.svg")
+    side = json.loads(make_one(service, job, with_sidecar=True).with_suffix(".json").read_text())
+    (tmp_path / "evil.toml").write_text(
+        'name = "tiny"\n[pretrained]\npackage = "this"\n[finetuned]\npackage = "this"\n', encoding="utf-8"
+    )
+    side["pair"]["config"] = str(tmp_path / "evil.toml")  # a path in a sidecar is never followed
+    (tmp_path / "evil.json").write_text(json.dumps(side), encoding="utf-8")
+    with pytest.raises(SidecarError, match="names pair 'tiny', which is not installed here"):
+        resolve_pair(read_sidecar(tmp_path / "evil.json"))
+    assert "Zen of Python" not in capsys.readouterr().out  # `import this` never ran
+
+
+def test_a_sidecar_whose_pair_changed_is_refused(service, tmp_path):
+    job = Job(Analysis(TEXT), "heads", ViewOptions(), None, ExportOptions("svg"), tmp_path / "heads.svg")
+    side = json.loads(make_one(service, job, with_sidecar=True).with_suffix(".json").read_text())
+    side["pair"]["name"] = "minilm-sentiment"  # an installed pair, but not the config this figure was made with
+    (tmp_path / "changed.json").write_text(json.dumps(side), encoding="utf-8")
+    with pytest.raises(SidecarError, match="has changed since this figure was made"):
+        resolve_pair(read_sidecar(tmp_path / "changed.json"))
+
+
+def test_version_one_sidecars_still_read(tmp_path):
+    old = {
+        "attention_flows_version": "0.1.0",
+        "pair": {"name": "minilm-sentiment", "config": "/somewhere/default.toml"},
+        "text": TEXT,
+        "text_pair": None,
+        "view": "matrix",
+        "options": {"mode": "comparison", "layers": [1, 6], "tau": 0.25, "method": "graph"},
+        "selected_head": {"layer": 6, "head": 3},
+        "format": "pdf",
+        "width": 688,
+        "height": 432,
+        "scale": 1.0,
+    }
+    (tmp_path / "v1.json").write_text(json.dumps(old), encoding="utf-8")
+    sidecar = read_sidecar(tmp_path / "v1.json")
+    assert sidecar.pair_name == "minilm-sentiment" and sidecar.config_sha256 is None
+    assert sidecar.export == ExportOptions("pdf", width=688, height=432, scale=1.0)
+    assert sidecar.selected == (6, 3) and sidecar.options.tau == 0.25
+    assert resolve_pair(sidecar).name == "minilm-sentiment"  # resolved by name among the installed configs
 
 
 def test_bad_format_and_bad_targets_are_refused(service, tmp_path):
     figure = render("heads", service, service.analyse(TEXT), ViewOptions())
-    with pytest.raises(ExportError, match=r"Unknown export format 'gif'\. Use one of: png, svg, pdf"):
+    with pytest.raises(OptionError, match=r"Option 'format' is 'gif'\. Use one of: png, svg, pdf"):
         export_figure(figure, tmp_path / "x.gif")
     with pytest.raises(ExportError, match=r"does not exist\. Create it first"):
         export_figure(figure, tmp_path / "missing" / "x.png")
     with pytest.raises(ExportError, match="is not writable"):
         export_figure(figure, "/proc/sys/x.png")
-    with pytest.raises(ExportError, match="Unknown size preset"):
-        pixel_size("poster", None, None)
+    with pytest.raises(OptionError, match="Option 'preset' is 'poster'"):
+        ExportOptions("png", preset="poster")
+    with pytest.raises(OptionError, match="more than the exporter can draw"):
+        ExportOptions("png", width=4000, height=4000, scale=8)
+
+
+def test_a_file_that_is_not_a_figure_is_an_error_never_a_download():
+    with pytest.raises(ExportError, match="3 bytes that are not a PNG file"):
+        check_drawn(b"\x89PN", "png")
+    assert check_drawn(b"\x89PNG\r\n\x1a\n" + bytes(100), "png")
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path, monkeypatch):
@@ -90,7 +147,7 @@ def test_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path, monkey
     def broken_replace(*_):
         raise OSError("disk full")
 
-    monkeypatch.setattr("app.export.os.replace", broken_replace)
+    monkeypatch.setattr("app.export.files.os.replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         write_atomically(target, b"new bytes")
     assert target.read_bytes() == b"old"
@@ -116,7 +173,8 @@ def test_cli_single_export_and_unknown_view(tiny_config, tmp_path):
     wrong = _cli("export", "--config", str(tiny_config), "--text", TEXT, "--view", "pie", "--out", str(out))
     assert wrong.returncode == 2 and "invalid choice: 'pie'" in wrong.stderr
     missing = _cli("export", "--config", str(tiny_config), "--text", TEXT, "--out", str(tmp_path / "no" / "x.png"))
-    assert missing.returncode == 2 and "error: Folder" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 2 and "attention-flows: error: Folder" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
 
 def test_cli_batch_writes_one_file_per_text_and_reports_bad_lines(tiny_config, tmp_path):
@@ -140,11 +198,12 @@ def test_cli_batch_writes_one_file_per_text_and_reports_bad_lines(tiny_config, t
     )
     assert done.returncode == 1
     assert "line 2: The input is 82 tokens long" in done.stderr
-    assert sorted(p.name for p in out.iterdir()) == [
-        "001-a-fine-film.json",
-        "001-a-fine-film.svg",
-        "003-a-dull-film.json",
-        "003-a-dull-film.svg",
+    names = sorted(p.name for p in out.iterdir())
+    assert [re.sub(r"-[0-9a-f]{8}\.", ".", n) for n in names] == [
+        "001-heads-comparison-all-layers-a-fine-film.json",
+        "001-heads-comparison-all-layers-a-fine-film.svg",
+        "003-heads-comparison-all-layers-a-dull-film.json",
+        "003-heads-comparison-all-layers-a-dull-film.svg",
     ]
     assert "wrote 2 of 3 figures" in done.stdout
 

@@ -5,7 +5,7 @@ import pytest
 
 from attention import faithfulness, load_model
 from attention.errors import NotAClassifierError
-from attention.faithfulness import FAITHFULNESS_COLUMNS, FAITHFULNESS_METHODS, sentence_scores, spearman, top_layer
+from attention.evaluation import FAITHFULNESS_COLUMNS, FAITHFULNESS_METHODS, sentence_scores, spearman, top_layer
 
 TEXTS = ["a gorgeous , unbelievably witty film", "a dull film without a plot or a point", ("a film", "it was fine")]
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from app.options import ViewOptions
 from app.services import _LRU, Analysis
-from app.state import ViewOptions
 from attention.errors import InputTextError
 
 TEXT = Analysis("a fine , moving film")
@@ -54,16 +54,26 @@ def test_every_token_hidden_is_one_clear_sentence(service):
         service.relevance(Analysis(","), ViewOptions(method="rollout", hide=("special", "punctuation")))
 
 
-def test_stale_choices_from_another_text_are_dropped(service):
-    options = service.clamped(TEXT, ViewOptions(sources=(40,), layers=(1, 9), heads=(0, 7)))
-    assert options.sources == () and options.layers is None and options.heads == (0,)
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (ViewOptions(sources=(40,)), "Option 'sources' is 40; it must be from 0 to 6"),
+        (ViewOptions(layers=(1, 9)), "Option 'layers' is 9; it must be from 1 to 2"),
+        (ViewOptions(heads=(0, 7)), "Option 'heads' is 7; it must be from 0 to 1"),
+    ],
+)
+def test_choices_that_do_not_exist_are_refused_never_dropped(service, options, message):
+    from app.options import OptionError
+
+    with pytest.raises(OptionError, match=message):
+        service.checked(TEXT, options)
 
 
 def test_all_layers_and_all_heads_share_the_default_cache_entries(service):
     everything = ViewOptions(layers=(1, service.num_layers), heads=tuple(range(service.num_heads)))
-    assert service.clamped(TEXT, everything) == service.clamped(TEXT, ViewOptions())
+    assert service.checked(TEXT, everything) == service.checked(TEXT, ViewOptions())
     assert service.graphs(TEXT, everything) is service.graphs(TEXT, ViewOptions())
-    assert service.clamped(TEXT, ViewOptions(layers=(1, 1))).layers == (1, 1)
+    assert service.checked(TEXT, ViewOptions(layers=(1, 1))).layers == (1, 1)
 
 
 def test_runs_are_computed_once_per_input(service, monkeypatch):
@@ -95,11 +105,13 @@ def test_lru_evicts_the_least_recently_used():
 
 
 def test_view_options_validation_names_the_problem():
-    with pytest.raises(ValueError, match="tau must lie in"):
+    from app.options import OptionError
+
+    with pytest.raises(OptionError, match=r"Option 'tau' is 2; it must lie in \[0, 1\]"):
         ViewOptions(tau=2.0)
-    with pytest.raises(ValueError, match="hide accepts special, punctuation"):
+    with pytest.raises(OptionError, match=r"Option 'hide' is 'numbers'\. Use one of: special, punctuation"):
         ViewOptions.from_controls(hide=["numbers"])
-    with pytest.raises(ValueError, match="unknown view option"):
+    with pytest.raises(OptionError, match="Unknown option"):
         ViewOptions.from_dict({"colour": "red"})
     options = ViewOptions(layers=(2, 5), heads=(1, 3), sources=(4,), hide=("special",), method="flow")
     assert ViewOptions.from_dict(options.to_dict()) == options

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 
 from dash import ctx, no_update, set_props
 from dash.exceptions import PreventUpdate
 
 from app import ids
+from app.options import ViewOptions, check_selected_head
 from app.services import Analysis
-from app.state import ViewOptions
 from attention.errors import AttentionFlowsError
 
 log = logging.getLogger("attention_flows.app")
@@ -44,9 +45,13 @@ def guarded(callback):
 
 
 def report_unexpected_error(error: Exception) -> None:
-    """``Dash(on_error=...)``: log the traceback, show one line to the user."""
-    log.exception("unexpected error in a callback", exc_info=error)
-    show_error(f"Something went wrong ({type(error).__name__}: {error}). The details are in the server log.")
+    """``Dash(on_error=...)``: log the traceback, show one plain sentence to the user (never Python's text)."""
+    reference = uuid.uuid4().hex[:8]
+    log.exception("unexpected error in a callback (reference %s)", reference, exc_info=error)
+    show_error(
+        f"Something went wrong on the server while drawing this view (reference {reference}). "
+        "Try again; if it persists, the server log has the details under that reference."
+    )
 
 
 def require_analysis(data: dict | None) -> Analysis:
@@ -56,13 +61,10 @@ def require_analysis(data: dict | None) -> Analysis:
     return analysis
 
 
-def selected_head(data: dict | None, num_layers: int) -> tuple[int, int | None]:
-    """(layer, head) from the selection store; head None means the mean over the selected heads."""
-    if not data:
-        return num_layers, None
-    layer = min(max(int(data.get("layer") or num_layers), 1), num_layers)
-    head = data.get("head")
-    return layer, None if head is None else int(head)
+def selected_head(data: dict | None, service) -> tuple[int, int | None]:
+    """(layer, head) from the selection store, checked against the model; head None means the mean over the
+    selected heads."""
+    return check_selected_head(data, service.num_layers, service.num_heads)
 
 
 def view_options(**controls) -> ViewOptions:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from dash import ALL, Input, Output, State, ctx, dcc, no_update
 from dash.exceptions import PreventUpdate
 
@@ -11,19 +9,14 @@ from app import ids
 from app.callbacks.common import guarded, require_analysis, selected_head, view_options
 from app.callbacks.registry import declare
 from app.callbacks.views import CONTROLS
-from app.export import sidecar_json
-from app.exporting import Job, export_bytes
+from app.export.jobs import Job, export_bytes, file_stem
+from app.options import ExportOptions
 from app.services import current_service
 
 
 def _value_for(view: str, grouping: list[dict]) -> object:
     """The value of the wildcard control that belongs to ``view`` (``ctx.args_grouping`` entries)."""
     return next(item.get("value") for item in grouping if item["id"]["view"] == view)
-
-
-def _filename(text: str, view: str, fmt: str) -> str:
-    stem = re.sub(r"[^a-z0-9]+", "-", text.lower())[:40].strip("-") or "figure"
-    return f"attention-flows-{view}-{stem}.{fmt}"
 
 
 @declare(
@@ -57,23 +50,24 @@ def export_view(clicks, formats, sizes, sidecars, widths, heights, scales, analy
         name: _value_for(view, ctx.args_grouping[name])
         for name in ("formats", "sizes", "sidecars", "widths", "heights", "scales")
     }
-    fmt = chosen["formats"]
     service = current_service()
+    export = ExportOptions.create(
+        chosen["formats"],
+        preset=chosen["sizes"],
+        width=chosen["widths"],
+        height=chosen["heights"],
+        scale=chosen["scales"] if chosen["formats"] == "png" else None,
+    )
     job = Job(
         analysis=require_analysis(analysis_data),
         view=view,
         options=view_options(**controls),
-        selected=selected_head(selected, service.num_layers),
-        out=None,
-        fmt=fmt,
-        preset=chosen["sizes"],
-        width=chosen["widths"],
-        height=chosen["heights"],
-        scale=float(chosen["scales"] or 300 / 96) if fmt == "png" else 1.0,
+        selected=selected_head(selected, service),
+        export=export,
     )
     data, side = export_bytes(service, job)
-    filename = _filename(job.analysis.text, view, fmt)
+    stem = "attention-flows-" + file_stem(view, job.options, job.analysis.text)
     sidecar = no_update
     if chosen["sidecars"]:
-        sidecar = {"content": sidecar_json(side), "filename": filename.rsplit(".", 1)[0] + ".json"}
-    return dcc.send_bytes(data, filename), sidecar
+        sidecar = {"content": side.to_json(), "filename": f"{stem}.json"}
+    return dcc.send_bytes(data, f"{stem}.{export.fmt}"), sidecar

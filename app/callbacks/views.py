@@ -33,7 +33,7 @@ def _draw(view: str, analysis_data, selected, **controls):
         service,
         require_analysis(analysis_data),
         view_options(**controls),
-        selected_head(selected, service.num_layers),
+        selected_head(selected, service),
     )
 
 
@@ -74,7 +74,7 @@ def update_head_grid(analysis_data, selected, **controls):
 def update_matrix(analysis_data, selected, **controls):
     service = current_service()
     options = view_options(**controls)
-    head = selected_head(selected, service.num_layers)
+    head = selected_head(selected, service)
     return _draw("matrix", analysis_data, selected, **controls), matrix_caption(options, head, service.num_heads)
 
 

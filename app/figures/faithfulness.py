@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from app.figures.theme import Figure, figure, layout
-from app.state import METHODS
+from app.options import METHODS
 
 # Okabe-Ito, colour-blind safe; one colour per method, never the two model colours.
 METHOD_COLOURS = {

@@ -23,7 +23,7 @@ from app.figures.theme import (
     panel_title,
     symmetric_range,
 )
-from app.state import HEAD_METRICS, PAIR_METRICS
+from app.options import HEAD_METRICS, PAIR_METRICS
 
 
 def _panels(mode: str) -> list[str]:

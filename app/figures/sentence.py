@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from app.figures.theme import MODEL_LABELS, Figure, axis_key, axis_ref, figure, layout, panel_domains
-from app.state import CLASS_METHODS, METHODS
+from app.options import CLASS_METHODS, METHODS
 
 RELEVANCE_SCALE = [[0.0, "#FFFFFF"], [0.5, "#B79FD1"], [1.0, "#4A2377"]]  # white -> purple: neither model's colour
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dash import dcc, html
 
 from app import ids
-from app.state import HEAD_METRICS, METHODS, PREDICTED
+from app.options import AGGREGATIONS, HEAD_METRICS, HIDE_KINDS, LEVELS, METHODS, MODES, PREDICTED
 from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU
 
 
@@ -111,7 +111,7 @@ def control_panel(num_layers: int, num_heads: int, class_names: tuple[str, ...] 
             ),
             _field(
                 "Show",
-                _choice(ids.MODE, {"comparison": "Comparison", "pretrained": "Pre-trained", "finetuned": "Fine-tuned"}),
+                _choice(ids.MODE, MODES),
             ),
             _field(
                 "Layers",
@@ -173,12 +173,12 @@ def control_panel(num_layers: int, num_heads: int, class_names: tuple[str, ...] 
             ),
             _field(
                 "Aggregate heads by",
-                _choice(ids.AGGREGATION, {"mean": "mean", "max": "max"}),
+                _choice(ids.AGGREGATION, AGGREGATIONS),
                 "In the matrices, and for the graph's τ (mass always moves by the head mean).",
             ),
             _field(
                 "Tokens",
-                _choice(ids.LEVEL, {"token": "sub-words", "word": "words"}),
+                _choice(ids.LEVEL, LEVELS),
             ),
             _field(
                 "Trace from",
@@ -191,10 +191,7 @@ def control_panel(num_layers: int, num_heads: int, class_names: tuple[str, ...] 
                     id=ids.HIDE,
                     value=[],
                     inline=True,
-                    options=[
-                        {"label": "special tokens", "value": "special"},
-                        {"label": "punctuation", "value": "punctuation"},
-                    ],
+                    options=[{"label": label, "value": kind} for kind, label in HIDE_KINDS.items()],
                 ),
                 "Left out of what is drawn; every number is still computed on all tokens.",
             ),

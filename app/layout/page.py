@@ -39,13 +39,12 @@ def build_layout(
                     control_panel(num_layers, num_heads, class_names),
                     html.Div(
                         [
-                            view_card("sentence", "Which words matter", wide=True, below=faithfulness_panel()),
-                            view_card("sankey", "Attention graph (Sankey)", wide=True),
-                            view_card("heads", "Head grid", extra=head_metric_control()),
-                            view_card("similarity", "Head similarity"),
+                            view_card("sentence", wide=True, below=faithfulness_panel()),
+                            view_card("sankey", wide=True),
+                            view_card("heads", extra=head_metric_control()),
+                            view_card("similarity"),
                             view_card(
                                 "matrix",
-                                "Attention matrix",
                                 wide=True,
                                 extra=html.Span(
                                     [
@@ -60,7 +59,7 @@ def build_layout(
                                     ]
                                 ),
                             ),
-                            view_card("influence", "Token scores per layer", wide=True),
+                            view_card("influence", wide=True),
                         ],
                         className="views",
                     ),

@@ -5,12 +5,7 @@ from __future__ import annotations
 from dash import dcc, html
 
 from app import ids
-
-EXPORT_PRESETS = {
-    "single": "single column (3.5 in)",
-    "double": "double column (7.2 in)",
-    "slide": "slide (16:9)",
-}
+from app.options import DEFAULT_PNG_SCALE, FORMATS, PRESETS, SCALE_RANGE, VIEWS, WIDTH_RANGE
 
 
 def _number(component_id: dict, placeholder: str, low: float, high: float, **extra) -> dcc.Input:
@@ -29,7 +24,7 @@ def export_controls(view: str) -> html.Div:
                 clearable=False,
                 searchable=False,
                 className="export-format",
-                options=[{"label": f.upper(), "value": f} for f in ("png", "svg", "pdf")],
+                options=[{"label": f.upper(), "value": f} for f in FORMATS],
             ),
             dcc.Dropdown(
                 id=ids.export_size(view),
@@ -37,7 +32,7 @@ def export_controls(view: str) -> html.Div:
                 clearable=False,
                 searchable=False,
                 className="export-size",
-                options=[{"label": label, "value": key} for key, label in EXPORT_PRESETS.items()],
+                options=[{"label": preset.label, "value": key} for key, preset in PRESETS.items()],
             ),
             dcc.Checklist(
                 id=ids.export_sidecar(view),
@@ -48,9 +43,9 @@ def export_controls(view: str) -> html.Div:
             html.Details(
                 [
                     html.Summary("size", title="Custom size in pixels (overrides the preset) and PNG scale"),
-                    _number(ids.export_width(view), "width px", 100, 4000),
-                    _number(ids.export_height(view), "height px", 100, 4000),
-                    _number(ids.export_scale(view), "PNG scale", 0.5, 8, step=0.125, value=3.125),
+                    _number(ids.export_width(view), "width px", *WIDTH_RANGE),
+                    _number(ids.export_height(view), "height px", *WIDTH_RANGE),
+                    _number(ids.export_scale(view), "PNG scale", *SCALE_RANGE, step=0.125, value=DEFAULT_PNG_SCALE),
                 ],
                 className="export-more",
             ),
@@ -67,7 +62,7 @@ def faithfulness_panel() -> html.Div:
 
 def faithfulness_table(table, target: str | None) -> list:
     """This input's Spearman correlations (``method, blank_out, input_gradient`` frame) as a small table."""
-    from app.state import METHODS
+    from app.options import METHODS
 
     header = html.Tr([html.Th("method"), html.Th("ρ with blank-out"), html.Th("ρ with input × gradient")])
     body = [
@@ -96,8 +91,9 @@ def _rho(value: float) -> str:
     return "–" if value != value else f"{value:+.2f}"  # NaN: fewer than 3 words, or a constant score
 
 
-def view_card(view: str, title: str, *, extra=None, wide: bool = False, below=None) -> html.Div:
-    """A titled card holding the graph of ``view`` (a key of :data:`app.ids.VIEWS`), and ``below`` it."""
+def view_card(view: str, *, extra=None, wide: bool = False, below=None) -> html.Div:
+    """A card titled with the view's name (:data:`app.options.VIEWS`) holding its graph, and ``below`` it."""
+    title = VIEWS[view]
     graph = dcc.Graph(
         id=ids.VIEWS[view], config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}}, className="view-graph"
     )

@@ -68,6 +68,17 @@ def sentence_scores(
     return methods, references, words
 
 
+def correlations(methods: dict[str, np.ndarray], references: dict[str, np.ndarray], words: np.ndarray) -> pd.DataFrame:
+    """One sentence's ``method, layer, reference, spearman`` rows from :func:`sentence_scores`' output."""
+    rows = [
+        (name, 0 if name == "input_x_gradient" else index + 1, reference, spearman(row[words], truth[words]))
+        for name, scores in methods.items()
+        for index, row in enumerate(scores)
+        for reference, truth in references.items()
+    ]
+    return pd.DataFrame(rows, columns=["method", "layer", "reference", "spearman"])
+
+
 def faithfulness(
     model: LoadedModel,
     texts: Iterable[str | tuple[str, str | None]],
@@ -81,18 +92,13 @@ def faithfulness(
     ``input_x_gradient`` (the embeddings). ``n`` counts sentences with a defined correlation. ``progress`` is called
     with 1 after each sentence. ``graph`` passes ``tau``, ``alpha``, ``sinks``… to the attention graph."""
     require_classifier(model)
-    rows: list[tuple[str, int, str, float]] = []
+    frames = []
     for item in texts:
         text, text_pair = (item, None) if isinstance(item, str) else item
-        methods, references, words = sentence_scores(model, text, text_pair, target=target, **graph)
-        for name, scores in methods.items():
-            for layer_index, row in enumerate(scores):
-                layer = 0 if name == "input_x_gradient" else layer_index + 1
-                for reference, truth in references.items():
-                    rows.append((name, layer, reference, spearman(row[words], truth[words])))
+        frames.append(correlations(*sentence_scores(model, text, text_pair, target=target, **graph)))
         if progress is not None:
             progress(1)
-    frame = pd.DataFrame(rows, columns=["method", "layer", "reference", "spearman"])
+    frame = pd.concat(frames, ignore_index=True)
     table = (
         frame.groupby(["method", "layer", "reference"], sort=False)["spearman"]
         .agg(spearman_mean="mean", spearman_std="std", n="count")

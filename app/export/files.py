@@ -1,0 +1,143 @@
+"""Figure files: render through kaleido (Chromium) in a publication theme, check what came back, write atomically.
+
+One kaleido browser is kept alive per process (:func:`start_export_server`), so every export after the first
+costs well under a second. Files are written to a temporary file next to the target and renamed, so a failed
+export never leaves a half-written file. Sizes and formats are :class:`app.options.ExportOptions`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from app.figures.theme import Figure
+from app.options import ExportOptions
+from attention.errors import AttentionFlowsError
+
+_MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF", "svg": b"<svg"}
+_SMALLEST = 64  # bytes: no real figure is smaller (kaleido returned 3 bytes for a PNG Chromium could not draw)
+
+
+class ExportError(AttentionFlowsError):
+    """A figure could not be exported (unwritable path, no Chromium, nothing drawn)."""
+
+
+def publication_figure(fig: Figure | go.Figure, *, width: int, height: int, font_px: float) -> go.Figure:
+    """A validated copy of ``fig`` sized for print: fixed size, legible fonts, tight margins, no interactive
+    chrome."""
+    out = go.Figure(fig)
+    top = max(40, out.layout.margin.t or 0)  # keep the room a view reserves above its plot (Sankey column titles)
+    out.update_layout(
+        width=width,
+        height=height,
+        autosize=False,
+        font={"size": font_px, "family": "Helvetica, Arial, sans-serif", "color": "black"},
+        title={"font": {"size": font_px * 1.15}},
+        margin={"l": 50, "r": 15, "t": top, "b": 35},
+        hovermode=False,
+        dragmode=False,
+    )
+    return out
+
+
+def _chromium_missing() -> ExportError:
+    return ExportError(
+        "Static export needs Chromium, and none was found.",
+        "Install it with: sudo apt-get install chromium  (or set BROWSER_PATH to a Chrome/Chromium binary).",
+    )
+
+
+def start_export_server() -> None:
+    """Start (once per process) the kaleido browser that later exports reuse."""
+    import kaleido
+
+    if (
+        shutil.which("chromium") is None
+        and shutil.which("google-chrome") is None
+        and not os.environ.get("BROWSER_PATH")
+    ):
+        raise _chromium_missing()
+    kaleido.start_sync_server(silence_warnings=True)
+
+
+def check_drawn(data: bytes, fmt: str) -> bytes:
+    """``data`` if it is a real file of ``fmt`` (its magic bytes, a plausible size); else an :class:`ExportError`."""
+    head = data[:256].lstrip()
+    if len(data) < _SMALLEST or not (head.startswith(_MAGIC[fmt]) or (fmt == "svg" and b"<svg" in head)):
+        raise ExportError(
+            f"The exporter returned {len(data)} bytes that are not a {fmt.upper()} file: nothing was drawn.",
+            "Lower the size or the PNG scale, or export as SVG / PDF.",
+        )
+    return data
+
+
+def figure_bytes(fig: Figure | go.Figure, export: ExportOptions) -> bytes:
+    """Render ``fig`` (already sized) to PNG / SVG / PDF bytes, checked by :func:`check_drawn`."""
+    import kaleido
+
+    width, height, _ = export.pixels()
+    scale = export.scale if export.fmt == "png" else 1.0
+    try:
+        start_export_server()
+        data = kaleido.calc_fig_sync(fig, opts={"format": export.fmt, "width": width, "height": height, "scale": scale})
+    except ExportError:
+        raise
+    except Exception as err:  # choreographer raises several types when the browser cannot start
+        if "browser" in str(err).lower() or "chrom" in str(err).lower():
+            raise _chromium_missing() from err
+        raise ExportError(f"Export failed: {err}", "See the server log for details.") from err
+    return check_drawn(data, export.fmt)
+
+
+def render_bytes(fig: Figure | go.Figure, export: ExportOptions) -> bytes:
+    """``fig`` in the publication theme as PNG / SVG / PDF bytes."""
+    width, height, font = export.pixels()
+    return figure_bytes(publication_figure(fig, width=width, height=height, font_px=font), export)
+
+
+def check_target(path: Path) -> Path:
+    """Refuse a target that cannot be written, before any work: the folder must exist and accept a new file
+    (probed by creating and removing one, which also catches /proc, read-only mounts and root-only checks)."""
+    path = Path(path).expanduser()
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ExportError(f"Folder {folder} does not exist.", "Create it first, or choose another output path.")
+    if path.is_dir():
+        raise ExportError(f"{path} is a folder.", "Give a file name, e.g. figure.pdf.")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    except OSError as err:
+        raise ExportError(
+            f"Folder {folder} is not writable ({err.strerror}).", "Choose a folder you can write to."
+        ) from None
+    os.close(handle)
+    os.unlink(probe)
+    return path
+
+
+def write_atomically(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place (never a half-written file)."""
+    path = check_target(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(handle, 0o666 & ~umask)  # mkstemp makes 0600; a figure is as readable as any new file
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def export_figure(fig: Figure | go.Figure, path: str | Path, export: ExportOptions | None = None) -> Path:
+    """Export ``fig`` in the publication theme to ``path`` (format from ``export`` or the file suffix)."""
+    path = check_target(Path(path))
+    export = export or ExportOptions.create(path.suffix)
+    return write_atomically(path, render_bytes(fig, export))
