@@ -153,6 +153,8 @@ class AnalysisService:
 
     def analyse(self, text: str | None, text_pair: str | None = None) -> Analysis:
         """Validate and run both models (raises :class:`InputTextError` with a readable message)."""
+        if not isinstance(text, str | None) or not isinstance(text_pair, str | None):
+            raise OptionError("The page sent an input that is not text.", "Type the text again and press Analyse.")
         text = (text or "").strip()
         if len(text) + len(text_pair or "") > MAX_TEXT_CHARS:
             raise InputTextError(

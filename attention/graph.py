@@ -119,6 +119,7 @@ def pruned_maps(
     if weights.ndim != 4:
         raise ValueError(f"weights must be [layer, head, query, key], got shape {weights.shape}")
     check_graph_options(tau, alpha, threshold)
+    sinks = _token_set(sinks, weights.shape[-1], "sinks", ())
     chosen = list(head_subset(heads, weights.shape[1]))
     selected = weights[:, chosen]
     attention = np.add.reduce(selected, axis=1, dtype=np.float64) / len(chosen)
