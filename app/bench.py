@@ -324,11 +324,63 @@ def bench_export(figures: int = 20) -> None:
         )
 
 
+def _rss_mb() -> float:
+    """This process's resident memory (MB), from /proc."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_memory(inputs: int = 12, tokens: int = 500) -> None:
+    """RSS of one dashboard worker while it serves ``inputs`` distinct long inputs (every view, words and hidden
+    variants too): it must stay under the cache budget (``ATTENTION_FLOWS_CACHE_MB``) + what it held after
+    loading the models."""
+    import gc
+
+    from app.cache import release_freed_memory
+    from app.options import ViewOptions
+    from app.render import RENDERERS, render
+    from app.services import AnalysisService
+    from attention.settings import load_settings
+
+    settings = load_settings()
+    service = AnalysisService.from_config("default", settings)
+    service.analyse("a first short sentence to load everything once .")
+    gc.collect()
+    baseline = _rss_mb()
+    budget = settings.cache_mb
+    print(f"memory (default pair, one worker): cache budget {budget} MB, after loading the models {baseline:.0f} MB")
+    peak, held = baseline, 0
+    variants = [ViewOptions(), ViewOptions(level="word", hide=("special",)), ViewOptions(method="graph")]
+    for number, text in enumerate(long_sentences(service, inputs, tokens), start=1):
+        analysis = service.analyse(text)
+        for options in variants:
+            for view in RENDERERS:
+                render(view, service, analysis, options)
+                release_freed_memory()  # what the server does after each request
+        peak, held = max(peak, _rss_mb()), max(held, service.cache.held / 2**20)
+        length = service.runs(analysis).pretrained.num_tokens
+        print(
+            f"  input {number:2d} ({length} tokens): RSS {_rss_mb():6.0f} MB, cache holds "
+            f"{service.cache.held / 2**20:6.0f} MB in {len(service.cache)} entries"
+        )
+    _row("most the cache held (counted bytes)", f"{held:.0f} MB", f"<= {budget} MB", held <= budget)
+    # what the cache does not count (dict keys, Python objects of the request in flight) is a few tens of MB
+    allowed = budget * 1.05
+    _row(
+        "peak RSS above the loaded worker",
+        f"{peak - baseline:.0f} MB",
+        f"<= {allowed:.0f} MB",
+        peak - baseline <= allowed,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m app.bench")
-    parser.add_argument("which", choices=["dashboard", "export"])
+    parser.add_argument("which", choices=["dashboard", "export", "memory"])
     args = parser.parse_args(argv)
-    {"dashboard": bench_dashboard, "export": bench_export}[args.which]()
+    {"dashboard": bench_dashboard, "export": bench_export, "memory": bench_memory}[args.which]()
 
 
 if __name__ == "__main__":

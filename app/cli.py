@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
             "seeds",
             "dashboard",
             "export",
+            "memory",
             "engine",
         ),
     )
@@ -377,7 +378,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    if args.which in ("dashboard", "export"):
+    if args.which in ("dashboard", "export", "memory"):
         from app import bench
 
         bench.main([args.which])

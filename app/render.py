@@ -62,7 +62,7 @@ def matrix(service: AnalysisService, analysis: Analysis, options: ViewOptions, s
     frame = service.matrices(analysis, options, layer, head)
     return make_matrix(
         frame,
-        tokens=service.matrix_runs(analysis, options).pretrained.tokens,
+        tokens=service.matrix_tokens(analysis, options),
         mode=options.mode,
         caption=matrix_caption(options, selected, service.num_heads),
     )

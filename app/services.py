@@ -7,15 +7,15 @@ is recomputed deterministically on a miss, so gunicorn workers need share nothin
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 from flask import current_app
 
+from app.cache import ByteLRU
 from app.options import CLASS_METHODS, PREDICTED, OptionError, ViewOptions
 from attention import (
     AttentionGraph,
@@ -35,6 +35,7 @@ from attention import (
     graph_for,
     head_embedding,
     load_pair,
+    load_settings,
     relevance_frame,
 )
 from attention.config import PairConfig
@@ -68,27 +69,6 @@ class Analysis:
         if not isinstance(data, dict) or not isinstance(text, str | None) or not isinstance(pair, str | None):
             raise OptionError("The page sent an input that is not text.", "Reload the page and analyse the text again.")
         return cls(text=text, text_pair=pair or None) if text else None
-
-
-class _LRU:
-    """Thread-safe bounded memo owned by one service instance."""
-
-    def __init__(self, capacity: int) -> None:
-        self._items: OrderedDict[Hashable, object] = OrderedDict()
-        self._capacity = capacity
-        self._lock = threading.Lock()
-
-    def get_or_compute(self, key: Hashable, compute: Callable[[], T]) -> T:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]  # type: ignore[return-value]
-        value = compute()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._capacity:
-                self._items.popitem(last=False)
-        return value
 
 
 def hidden_mask(run: AttentionRun, hide: tuple[str, ...], level: str = "token") -> np.ndarray:
@@ -125,16 +105,18 @@ def matrix_run(run: AttentionRun, level: str, hide: tuple[str, ...], renormalize
 class AnalysisService:
     """Runs both models once per input and serves every view's data from a per-process cache."""
 
-    def __init__(self, pair: ModelPair, *, examples: list[str] | None = None, capacity: int = 256) -> None:
+    def __init__(self, pair: ModelPair, *, examples: list[str] | None = None, cache_bytes: int | None = None) -> None:
         self.pair = pair
         self.examples = examples or []
-        self._cache = _LRU(capacity)
+        budget = cache_bytes if cache_bytes is not None else load_settings().cache_mb * 2**20
+        self.cache = ByteLRU(budget)
         self._forward_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config: str | PairConfig = "default", settings: Settings | None = None) -> AnalysisService:
+        settings = settings or load_settings()
         pair = load_pair(config, settings=settings)
-        return cls(pair, examples=example_texts(pair.config))
+        return cls(pair, examples=example_texts(pair.config), cache_bytes=settings.cache_mb * 2**20)
 
     @property
     def num_layers(self) -> int:
@@ -173,7 +155,7 @@ class AnalysisService:
             with self._forward_lock:
                 return extract_pair(self.pair, analysis.text, analysis.text_pair)
 
-        return self._cache.get_or_compute(("runs", analysis), compute)
+        return self.cache.get_or_compute(("runs", analysis), compute)
 
     def labels(self, analysis: Analysis, level: str) -> tuple[str, ...]:
         """Token (or word) strings of the input at ``level``."""
@@ -183,13 +165,11 @@ class AnalysisService:
         """``[position]`` bool at ``options.level``: what the views leave out."""
         return hidden_mask(self.runs(analysis).pretrained, options.hide, options.level)
 
-    def matrix_runs(self, analysis: Analysis, options: ViewOptions) -> PairRuns:
-        key = ("matrix_runs", analysis, options.level, options.hide, options.renormalize)
-        return self._cache.get_or_compute(
-            key,
-            lambda: self.runs(analysis).map(
-                lambda run: matrix_run(run, options.level, options.hide, options.renormalize)
-            ),
+    def matrix_tokens(self, analysis: Analysis, options: ViewOptions) -> tuple[str, ...]:
+        """The rows and columns the matrices draw: tokens (or words) at ``options.level``, hidden ones left out."""
+        hidden = self.hidden(analysis, options)
+        return tuple(
+            label for label, gone in zip(self.labels(analysis, options.level), hidden, strict=True) if not gone
         )
 
     def checked(self, analysis: Analysis, options: ViewOptions) -> ViewOptions:
@@ -223,7 +203,7 @@ class AnalysisService:
         return ", ".join(names[:4]) + (" …" if len(names) > 4 else "")
 
     def _memo(self, name: str, analysis: Analysis, parts: tuple, compute: Callable[[], T]) -> T:
-        return self._cache.get_or_compute((name, analysis, *parts), compute)
+        return self.cache.get_or_compute((name, analysis, *parts), compute)
 
     def _graph_settings(self, analysis: Analysis, options: ViewOptions) -> dict:
         """The attention-graph settings shared by the Sankey and the graph relevance."""
@@ -351,15 +331,24 @@ class AnalysisService:
         return None
 
     def matrices(self, analysis: Analysis, options: ViewOptions, layer: int, head: int | None) -> pd.DataFrame:
+        """One layer's matrices (:func:`attention.attention_matrices`) as drawn: that layer alone is merged into
+        words and has hidden tokens removed (nothing of the whole run is copied or cached for it)."""
         options = self.checked(analysis, options)
         heads = (head,) if head is not None else options.heads
-        runs = self.matrix_runs(analysis, options)
-        return self._memo(
-            "matrices",
-            analysis,
-            (options.level, options.hide, options.renormalize, layer, heads, options.aggregation),
-            lambda: attention_matrices(*_both(runs), layer, heads=heads, aggregation=options.aggregation),
-        )
+
+        def compute() -> pd.DataFrame:
+            runs = self.runs(analysis).map(
+                lambda run: matrix_run(
+                    replace(run, weights=run.weights[layer - 1 : layer]),
+                    options.level,
+                    options.hide,
+                    options.renormalize,
+                )
+            )
+            return attention_matrices(*_both(runs), 1, heads=heads, aggregation=options.aggregation)
+
+        key = (options.level, options.hide, options.renormalize, layer, heads, options.aggregation)
+        return self._memo("matrices", analysis, key, compute)
 
     def faithfulness(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
         """This input's Spearman correlations (words, fine-tuned model) of each method at the deepest layer with

@@ -73,11 +73,12 @@ def compare_heads(run_pre: AttentionRun, run_ft: AttentionRun) -> pd.DataFrame:
     (1 = largest JS divergence)."""
     _check_same_input(run_pre, run_ft)
     p, q = run_pre.weights, run_ft.weights
+    # one layer at a time: float64 temporaries of a whole 500-token run would be ~150 MB each
     frame = pd.DataFrame(
         {
-            "js_divergence": js_divergence(p, q).mean(axis=-1).reshape(-1),
-            "cosine": cosine_similarity(p, q).reshape(-1),
-            "tv_distance": total_variation(p, q).mean(axis=-1).reshape(-1),
+            "js_divergence": np.concatenate([js_divergence(a, b).mean(axis=-1) for a, b in zip(p, q, strict=True)]),
+            "cosine": np.concatenate([cosine_similarity(a, b) for a, b in zip(p, q, strict=True)]),
+            "tv_distance": np.concatenate([total_variation(a, b).mean(axis=-1) for a, b in zip(p, q, strict=True)]),
         }
     )
     stats = [

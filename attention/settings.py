@@ -5,6 +5,7 @@ setting                         environment variable                   default
 ==============================  =====================================  ===========================
 ``torch_threads``               ``ATTENTION_FLOWS_TORCH_THREADS``      1
 ``home`` (models, caches)       ``ATTENTION_FLOWS_HOME``               the user data directory
+``cache_mb`` (per process)      ``ATTENTION_FLOWS_CACHE_MB``           1024
 ==============================  =====================================  ===========================
 
 One torch thread is the default on purpose: on a 2-core machine two threads make every forward pass ~30x
@@ -33,6 +34,9 @@ class Settings(BaseModel):
 
     torch_threads: int = Field(default=1, ge=1, le=256)
     home: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("attention-flows")))
+    # The dashboard's analysis cache, per worker process: 1 GB each lets 2 workers and the models fit in 24 GB with
+    # room to spare; one analysis larger than this is computed and shown, never cached.
+    cache_mb: int = Field(default=1024, ge=16, le=1_000_000)
 
     @property
     def models_dir(self) -> Path:

@@ -233,3 +233,17 @@ def test_the_page_opens_while_the_models_load_then_fills_in(browser, default_pai
         assert errors == []
         context.close()
     assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def test_a_dropped_request_says_so_and_the_next_answer_clears_it(page):
+    page.route("**/_dash-update-component*", lambda route: route.abort("connectionreset"))
+    page.click("#mode-radio label:has-text('Fine-tuned')")
+    page.wait_for_function(
+        "() => (document.getElementById('connection-banner') || {}).textContent?.includes('try again')",
+        timeout=30_000,
+    )
+    assert "restarted" in page.locator("#connection-banner").text_content()
+    page.unroute("**/_dash-update-component*")
+    page.click("#mode-radio label:has-text('Comparison')")
+    page.wait_for_function("() => document.getElementById('connection-banner').textContent === ''", timeout=30_000)
+    assert page.locator("#connection-banner").is_hidden()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from app.options import ViewOptions
-from app.services import _LRU, Analysis
+from app.services import Analysis
 from attention.errors import InputTextError
 
 TEXT = Analysis("a fine , moving film")
@@ -94,14 +94,50 @@ def test_overlong_paste_is_refused_before_tokenizing(service):
         service.analyse("word " * 2000)
 
 
-def test_lru_evicts_the_least_recently_used():
-    cache = _LRU(2)
-    cache.get_or_compute("a", lambda: 1)
-    cache.get_or_compute("b", lambda: 2)
-    cache.get_or_compute("a", lambda: 0)  # touch a
-    cache.get_or_compute("c", lambda: 3)  # evicts b
-    assert cache.get_or_compute("a", lambda: 0) == 1  # kept: recently used
-    assert cache.get_or_compute("b", lambda: 20) == 20  # evicted: computed again
+def test_cache_evicts_the_least_recently_used_by_bytes():
+    import numpy as np
+
+    from app.cache import ByteLRU
+
+    cache = ByteLRU(2500)
+    cache.get_or_compute("a", lambda: np.zeros(100))  # 800 bytes
+    cache.get_or_compute("b", lambda: np.zeros(100))
+    cache.get_or_compute("a", lambda: None)  # touch a
+    cache.get_or_compute("c", lambda: np.zeros(150))  # 1200 bytes: over budget, evicts b (least recently used)
+    assert cache.held <= 2500 and len(cache) == 2
+    assert cache.get_or_compute("a", lambda: "recomputed") is not None
+    assert cache.get_or_compute("b", lambda: "recomputed") == "recomputed"
+
+
+def test_a_value_larger_than_the_budget_is_returned_but_not_stored():
+    import numpy as np
+
+    from app.cache import ByteLRU
+
+    cache = ByteLRU(1000)
+    big = cache.get_or_compute("big", lambda: np.zeros(1000))
+    assert big.shape == (1000,) and len(cache) == 0 and cache.held == 0
+
+
+def test_size_of_counts_tensors_frames_and_shared_objects_once():
+    import numpy as np
+    import pandas as pd
+
+    from app.cache import size_of
+
+    array = np.zeros((10, 10), dtype=np.float32)
+    assert size_of(array) == 400 and size_of(array[:5]) == 400  # a view is its base's buffer
+    assert size_of((array, array)) < 2 * 400  # counted once
+    frame = pd.DataFrame({"x": np.zeros(1000)})
+    assert size_of(frame) >= 8000
+
+
+def test_the_service_cache_counts_what_an_analysis_holds(service):
+    fresh = Analysis("a counted sentence for the byte budget")
+    before = service.cache.held
+    service.runs(fresh)
+    weights = service.runs(fresh).pretrained.weights.nbytes * 2
+    assert service.cache.held - before >= weights
 
 
 def test_view_options_validation_names_the_problem():
