@@ -13,6 +13,8 @@ that need them import them, so the dashboard can serve its page while the models
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -132,12 +134,6 @@ __all__ = [
     "rollout",
 ]
 
-# Two names are also submodule names: importing ``attention.extract`` or ``attention.rollout`` would set the
-# package attribute to the module, hiding the lazy function. Binding them here (both modules are light: no torch,
-# transformers or numba) keeps ``attention.extract`` and ``attention.rollout`` the functions.
-from attention.extract import extract  # noqa: E402
-from attention.rollout import rollout  # noqa: E402
-
 if TYPE_CHECKING:  # let type checkers and IDEs see the names
     from attention.compare import (
         EDGE_STATUSES,
@@ -188,3 +184,17 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
+
+
+class _Package(types.ModuleType):
+    """Two public names are also submodule names (``extract``, ``rollout``): importing ``attention.extract``
+    makes Python set the package attribute ``extract`` to the module, which would hide the function. This keeps
+    the public name the function and nothing is imported early (the command line checks its flags in ~0.1 s)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

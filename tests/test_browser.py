@@ -201,7 +201,9 @@ def test_export_button_downloads_the_figure_and_its_sidecar(page, tmp_path):
     svg = files[".svg"].read_text(encoding="utf-8")
     assert svg.startswith("<svg") and "[CLS]" in svg and "Attention graph from" in svg
     sidecar = __import__("json").loads(files[".json"].read_text(encoding="utf-8"))
-    assert sidecar["view"] == "sankey" and sidecar["format"] == "svg" and sidecar["pair"]["name"] == "minilm-sentiment"
+    assert sidecar["view"] == "sankey" and sidecar["export"]["format"] == "svg"
+    assert sidecar["pair"]["name"] == "minilm-sentiment" and len(sidecar["pair"]["config_sha256"]) == 64
+    assert names[1].startswith("attention-flows-sankey-comparison-all-layers-")  # view, mode, layers, hash
     assert sidecar["text"] == page.locator("#text-input").input_value()
     assert page.console_errors == []
 

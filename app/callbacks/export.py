@@ -66,7 +66,7 @@ def export_view(clicks, formats, sizes, sidecars, widths, heights, scales, analy
         export=export,
     )
     data, side = export_bytes(service, job)
-    stem = "attention-flows-" + file_stem(view, job.options, job.analysis.text)
+    stem = "attention-flows-" + file_stem(view, side.options, job.analysis.text)
     sidecar = no_update
     if chosen["sidecars"]:
         sidecar = {"content": side.to_json(), "filename": f"{stem}.json"}

@@ -98,6 +98,7 @@ def export_bytes(service: AnalysisService, job: Job) -> tuple[bytes, Sidecar]:
     """Analyse, render and export one job: the file's bytes and its sidecar (shared by the CLI and the
     dashboard's Export button)."""
     analysis = service.analyse(job.analysis.text, job.analysis.text_pair)
+    options = service.checked(analysis, job.options)  # "all layers" / "all heads" spelled one way
     selected = (
         None
         if job.selected is None
@@ -105,14 +106,14 @@ def export_bytes(service: AnalysisService, job: Job) -> tuple[bytes, Sidecar]:
             {"layer": job.selected[0], "head": job.selected[1]}, service.num_layers, service.num_heads
         )
     )
-    figure = render(job.view, service, analysis, job.options, selected)
+    figure = render(job.view, service, analysis, options, selected)
     data = render_bytes(figure, job.export)
     side = make_sidecar(
         service.pair.config,
         text=analysis.text,
         text_pair=analysis.text_pair,
         view=job.view,
-        options=job.options,
+        options=options,
         selected=selected,
         export=job.export,
     )
