@@ -332,6 +332,23 @@ def _rss_mb() -> float:
     return float("nan")
 
 
+def _distinct_long_texts(service, count: int, tokens: int) -> list[str]:
+    """``count`` inputs of at most ``tokens`` tokens made of *different* held-out sentences (no two share one)."""
+    from attention.data import load_labelled, split_labelled
+
+    recipe = service.pair.config.prepare
+    pool = split_labelled(load_labelled(recipe), recipe).held_out["text"].tolist()
+    tokenizer = service.pair.pretrained.tokenizer
+    texts, start = [], 0
+    while len(texts) < count and start < len(pool):
+        text, end = pool[start], start + 1
+        while end < len(pool) and len(tokenizer(text + " " + pool[end])["input_ids"]) <= tokens:
+            text, end = text + " " + pool[end], end + 1
+        texts.append(text)
+        start = end
+    return texts
+
+
 def bench_memory(inputs: int = 12, tokens: int = 500) -> None:
     """RSS of one dashboard worker while it serves ``inputs`` distinct long inputs (every view, words and hidden
     variants too): it must stay under the cache budget (``ATTENTION_FLOWS_CACHE_MB``) + what it held after
@@ -353,7 +370,7 @@ def bench_memory(inputs: int = 12, tokens: int = 500) -> None:
     print(f"memory (default pair, one worker): cache budget {budget} MB, after loading the models {baseline:.0f} MB")
     peak, held = baseline, 0
     variants = [ViewOptions(), ViewOptions(level="word", hide=("special",)), ViewOptions(method="graph")]
-    for number, text in enumerate(long_sentences(service, inputs, tokens), start=1):
+    for number, text in enumerate(_distinct_long_texts(service, inputs, tokens), start=1):
         analysis = service.analyse(text)
         for options in variants:
             for view in RENDERERS:

@@ -31,6 +31,7 @@ BAD_EXPORT_FLAGS = [
     (["--alpha", "1.5"], "Option 'alpha' is 1.5; it must lie in [0, 1]"),
     (["--layers", "5:2"], "Option 'layers' is 5:2; the first layer is after the last"),
     (["--layers", "0:2"], "Option 'layers' is 0; it must be from 1"),
+    (["--layers", "0:9"], "Option 'layers' is 0; it must be from 1"),
     (["--layers", "1:9"], "Option 'layers' is 9; it must be from 1 to 2"),
     (["--layers", "a:b"], "Option 'layers' is 'a:b'"),
     (["--heads", "-1"], "Option 'heads' is -1; it must be from 0"),
