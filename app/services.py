@@ -236,9 +236,12 @@ class AnalysisService:
 
         def compute() -> GraphComparison:
             graphs = self.model_graphs(analysis, options)
+            runs = self.runs(analysis)
+            weights = (runs.pretrained.weights, runs.finetuned.weights)
             if options.level == "word":
                 graphs = tuple(word_graph(g, run.groups, run.words()) for g in graphs)
-            return compare_graphs(*graphs)
+                return compare_graphs(*graphs, weights=weights, groups=run.groups)
+            return compare_graphs(*graphs, weights=weights)
 
         settings = self._graph_settings(analysis, options)
         key = (options.level, options.layers, self.trace_sources(analysis, options), *settings.values())

@@ -109,12 +109,16 @@ def _jaccard(a: set, b: set) -> float:
 class GraphComparison:
     """Union of two attention graphs.
 
-    ``edges``: ``layer, query_idx, key_idx, query_token, key_token, kind, status`` (one of :data:`EDGE_STATUSES`:
-    drawn in both graphs or in one), and per model ``weight_*`` / ``weight_max_*`` (head mean / max), ``heads_*``
-    (heads at or above τ) and ``flow_*`` (share of the sources' mass carried); NaN where the model has no such edge.
+    ``edges``: ``layer, query_idx, key_idx, query_token, key_token, kind, status`` and per model ``weight_*`` /
+    ``weight_max_*`` (head mean / max), ``heads_*`` (heads at or above τ), ``flow_*`` (share of that model's traced
+    mass the edge carries; NaN where that model's graph does not reach it) and ``in_graph_*``.
+    ``status`` (:data:`EDGE_STATUSES`) says **where the attention is**, not where a trace went: for attention edges,
+    given both models' weights, ``shared`` = at or above τ in both models, ``pretrained_only`` / ``finetuned_only`` =
+    in one only (the other model's weight is still filled in); without the weights, which graphs draw the edge.
+    Residual and sink edges are ``shared``.
     ``nodes``: ``depth, token_idx, token, sink`` and per model ``mass_*``, ``absorbed_*``, ``reached_*``;
     ``mass_change`` (fine-tuned minus pre-trained).
-    ``layers``: ``layer, edges_pretrained, edges_finetuned, edges_shared, edge_jaccard`` (attention edges).
+    ``layers``: ``layer, edges_pretrained, edges_finetuned, edges_shared, edge_jaccard`` (attention edges drawn).
     """
 
     edges: pd.DataFrame
@@ -122,8 +126,40 @@ class GraphComparison:
     layers: pd.DataFrame
 
 
-def compare_graphs(graph_pre: AttentionGraph, graph_ft: AttentionGraph) -> GraphComparison:
-    """Mark each edge of either graph shared / pretrained_only / finetuned_only; compare node mass."""
+def _strengths(
+    weights: np.ndarray, graph: AttentionGraph, edges: pd.DataFrame, groups: Sequence[int] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per edge of ``edges``: the head-mean weight, the max over heads and whether it passes the graph's τ (its
+    threshold rule), from ``weights`` ``[layer, head, query, key]`` — whether or not the graph reached the edge. At
+    word level (``groups``) each is the largest over the word pieces' edges, as :func:`attention.graph.word_graph`
+    merges them."""
+    mean, strongest = np.full(len(edges), np.nan), np.full(len(edges), np.nan)
+    starts = None
+    if groups is not None:
+        groups = np.asarray(groups)
+        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    for layer, rows in edges.groupby("layer").indices.items():
+        selected = np.asarray(weights[int(layer) - 1])[list(graph.heads)].astype(np.float64)
+        maps = [selected.mean(axis=0), selected.max(axis=0)]
+        if starts is not None:
+            maps = [np.maximum.reduceat(np.maximum.reduceat(m, starts, axis=0), starts, axis=1) for m in maps]
+        queries, keys = edges["query_idx"].to_numpy()[rows], edges["key_idx"].to_numpy()[rows]
+        mean[rows], strongest[rows] = maps[0][queries, keys], maps[1][queries, keys]
+    passes = (mean if graph.threshold == "mean" else strongest) >= graph.tau
+    return mean, strongest, passes
+
+
+def compare_graphs(
+    graph_pre: AttentionGraph,
+    graph_ft: AttentionGraph,
+    *,
+    weights: tuple[np.ndarray, np.ndarray] | None = None,
+    groups: Sequence[int] | None = None,
+) -> GraphComparison:
+    """The union of both graphs. With ``weights`` (both runs' ``[layer, head, query, key]``) every attention edge
+    is coloured by where the attention is at or above τ, and both models' weights are filled in even where only one
+    graph reaches the edge; ``groups`` when the graphs were merged into words (:func:`attention.graph.word_graph`).
+    Without ``weights``, the status says which graphs draw the edge."""
     if graph_pre.layers != graph_ft.layers or len(graph_pre.nodes) != len(graph_ft.nodes):
         raise ValueError("compare graphs built over the same layer range and tokens")
     keys = ["layer", "query_idx", "key_idx", "kind"]
@@ -132,12 +168,28 @@ def compare_graphs(graph_pre: AttentionGraph, graph_ft: AttentionGraph) -> Graph
         graph.edges[[*keys, "query_token", "key_token", *per_model]].rename(columns={c: f"{c}_{m}" for c in per_model})
         for graph, m in zip((graph_pre, graph_ft), MODELS, strict=True)
     )
-    edges = left.merge(right, on=keys, how="outer", suffixes=("", "_ft"), indicator=True)
+    edges = left.merge(right, on=keys, how="outer", suffixes=("", "_ft"))
     edges["query_token"] = edges["query_token"].fillna(edges.pop("query_token_ft"))
     edges["key_token"] = edges["key_token"].fillna(edges.pop("key_token_ft"))
-    status = {"both": "shared", "left_only": "pretrained_only", "right_only": "finetuned_only"}
-    edges["status"] = pd.Categorical(edges.pop("_merge").map(status).astype(str), categories=EDGE_STATUSES)
     edges = edges.sort_values(keys, ascending=[False, True, True, True], ignore_index=True)
+    in_pre = edges["in_graph_pretrained"] = edges["flow_pretrained"].notna()
+    in_ft = edges["in_graph_finetuned"] = edges["flow_finetuned"].notna()
+    status = np.where(in_pre & in_ft, "shared", np.where(in_pre, "pretrained_only", "finetuned_only"))
+    attention = (edges["kind"] == "attention").to_numpy()
+    if weights is not None:
+        passes = []
+        for model, graph, model_weights in zip(MODELS, (graph_pre, graph_ft), weights, strict=True):
+            mean, strongest, passing = _strengths(model_weights, graph, edges, groups)
+            missing = edges[f"weight_{model}"].isna().to_numpy()
+            edges.loc[missing & attention, f"weight_{model}"] = mean[missing & attention]
+            edges.loc[missing & attention, f"weight_max_{model}"] = strongest[missing & attention]
+            passes.append(passing)
+        status = np.where(
+            attention,
+            np.where(passes[0] & passes[1], "shared", np.where(passes[0], "pretrained_only", "finetuned_only")),
+            status,
+        )
+    edges["status"] = pd.Categorical(np.where(attention, status, "shared"), categories=EDGE_STATUSES)
 
     nodes = graph_pre.nodes[["depth", "token_idx", "token", "sink"]].copy()
     for graph, model in zip((graph_pre, graph_ft), MODELS, strict=True):

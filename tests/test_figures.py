@@ -55,8 +55,18 @@ def test_sankey_comparison_colours_links_by_status_and_has_a_legend(graphs):
     assert SINK_COLOUR.upper() in drawn  # attention into [CLS] / [SEP] is drawn to grey sinks
     assert not np.isnan(np.asarray(sankey.link.value, dtype=float)).any()
     assert set(sankey.node.label) <= set(TOKENS)
-    legend = {t.name for t in fig.data[1:]}
-    assert legend == {"both models", "pre-trained only", "fine-tuned only", "absorbed by [CLS] / [SEP] (sink)"}
+    legend = [t.name for t in fig.data[1:]]
+    assert legend[:4] == [
+        "attention ≥ τ in both models",
+        "≥ τ only in the pre-trained model",
+        "≥ τ only in the fine-tuned model",
+        "absorbed by [CLS] / [SEP] (sink)",
+    ]
+    assert legend[4:] == [
+        "token reached by both traces",
+        "reached only by the pre-trained trace",
+        "reached only by the fine-tuned trace",
+    ]
     assert "Attention graph from [CLS]" in fig.layout.title.text and "layers 1–3" in fig.layout.title.text
 
 
@@ -66,11 +76,41 @@ def test_sankey_link_widths_are_the_flows_and_hovers_give_both_models(graphs):
             graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), tau=0.3, alpha=0.5, mode="finetuned"
         )
     )
-    ft_edges = graphs.edges[graphs.edges["status"].isin(["shared", "finetuned_only"])]
+    ft_edges = graphs.edges[graphs.edges["in_graph_finetuned"]]
     assert sorted(np.round(fig.data[0].link.value, 9)) == sorted(np.round(ft_edges["flow_finetuned"], 9))
     assert {_link_rgb(c) for c in fig.data[0].link.color} <= {FINETUNED, SINK_COLOUR.upper()}
-    assert [t.name for t in fig.data[1:]] == ["fine-tuned", "absorbed by [CLS] / [SEP] (sink)"]
-    assert any("share carried" in h for h in fig.data[0].link.customdata)
+    assert [t.name for t in fig.data[1:]] == ["fine-tuned attention ≥ τ", "absorbed by [CLS] / [SEP] (sink)"]
+    assert any("of its trace" in h for h in fig.data[0].link.customdata)
+
+
+def test_comparison_colours_say_where_the_attention_is_not_where_a_trace_went():
+    """Both models attend from token 1 to token 2 (0.8) in layer 1, but only the pre-trained trace reaches token 1
+    (its [CLS] attends to 1 in layer 2; the fine-tuned [CLS] attends to 3). The edge must not be called
+    pre-trained only: it is ≥ τ in both, and the hover gives the fine-tuned weight and says its trace missed it."""
+    n = 4
+    layer1 = np.full((n, n), 0.05)
+    layer1[1] = [0.05, 0.1, 0.8, 0.05]
+    pre2, ft2 = np.full((n, n), 0.25), np.full((n, n), 0.25)
+    pre2[0], ft2[0] = [0.1, 0.8, 0.05, 0.05], [0.1, 0.05, 0.05, 0.8]
+    pre = make_run(np.stack([layer1, pre2])[:, None])
+    ft = make_run(np.stack([layer1, ft2])[:, None])
+    settings = {"tau": 0.5, "sinks": False}
+    graphs = compare_graphs(graph_for(pre, **settings), graph_for(ft, **settings), weights=(pre.weights, ft.weights))
+    edge = graphs.edges.set_index(["layer", "query_idx", "key_idx", "kind"]).loc[(1, 1, 2, "attention")]
+    assert edge.status == "shared" and edge.in_graph_pretrained and not edge.in_graph_finetuned
+    assert edge.weight_finetuned == pytest.approx(0.8)
+    tokens = [f"t{i}" for i in range(n)]
+    fig = plotly_figure(
+        make_sankey(graphs.edges, graphs.nodes, tokens=tokens, sources=(0,), layers=(1, 2), tau=0.5, alpha=0.5)
+    )
+    hovers = list(fig.data[0].link.customdata)
+    hover = next(h for h in hovers if "<b>t1</b> attends to <b>t2</b>" in h)
+    colour = fig.data[0].link.color[hovers.index(hover)]
+    assert _link_rgb(colour) == STATUS_COLOURS["shared"]
+    assert "attention ≥ τ in both models" in hover and "fine-tuned 0.800" in hover
+    assert "fine-tuned: not reached by its trace" in hover
+    ft_only = graphs.edges.set_index(["layer", "query_idx", "key_idx", "kind"]).loc[(2, 0, 3, "attention")]
+    assert ft_only.status == "finetuned_only" and ft_only.weight_pretrained == pytest.approx(0.05)
 
 
 def test_sankey_highlights_the_selected_heads_links(graphs):

@@ -11,6 +11,7 @@ import pandas as pd
 from app.figures.theme import (
     MODEL_COLOURS,
     MODEL_LABELS,
+    REACH_LABELS,
     STATUS_COLOURS,
     STATUS_LABELS,
     Figure,
@@ -21,7 +22,6 @@ from app.figures.theme import (
 )
 
 SINK_COLOUR = "#C9B26B"  # khaki: unlike the grey of "both models" and either model's colour
-_MODEL_STATUSES = {"pretrained": ("shared", "pretrained_only"), "finetuned": ("shared", "finetuned_only")}
 
 
 def _models(mode: str) -> tuple[str, ...]:
@@ -29,9 +29,9 @@ def _models(mode: str) -> tuple[str, ...]:
 
 
 def _visible_edges(edges: pd.DataFrame, mode: str, hidden: Sequence[int]) -> pd.DataFrame:
-    """Edges of the shown model(s), without hidden tokens; ``value`` = the flow drawn (comparison: the mean of
-    both models' flows, a missing edge counting 0)."""
-    shown = edges if mode == "comparison" else edges[edges["status"].isin(_MODEL_STATUSES[mode])]
+    """Edges of the shown model(s)' graphs, without hidden tokens; ``value`` = the flow drawn (comparison: the mean of
+    both models' flows, an edge one trace does not reach counting 0)."""
+    shown = edges if mode == "comparison" else edges[edges[f"in_graph_{mode}"]]
     shown = shown[~shown["query_idx"].isin(hidden) & ~shown["key_idx"].isin(hidden)].copy()
     flows = shown[[f"flow_{m}" for m in _models(mode)]].fillna(0.0)
     shown["value"] = flows.mean(axis=1)
@@ -152,23 +152,16 @@ def make_sankey(
         },
         "domain": {"x": [0.0, 1.0], "y": [0.0, 0.92]},
     }
-    legend = dict(STATUS_LABELS) if mode == "comparison" else {mode: MODEL_LABELS[mode]}
+    legend = dict(STATUS_LABELS) if mode == "comparison" else {mode: f"{MODEL_LABELS[mode]} attention ≥ τ"}
     legend["sink"] = "absorbed by [CLS] / [SEP] (sink)"
     legend_traces = [  # Sankey links have no legend of their own: one empty marker trace per colour
-        {
-            "type": "scatter",
-            "x": [None],
-            "y": [None],
-            "mode": "markers",
-            "name": label,
-            "marker": {
-                "size": 12,
-                "symbol": "square",
-                "color": SINK_COLOUR if key == "sink" else STATUS_COLOURS.get(key) or MODEL_COLOURS[mode],
-            },
-        }
+        _legend_entry(label, SINK_COLOUR if key == "sink" else STATUS_COLOURS.get(key) or MODEL_COLOURS[mode])
         for key, label in legend.items()
     ]
+    if mode == "comparison":  # nodes: which traces reach the token (links: where the attention is)
+        legend_traces += [
+            _legend_entry(label, STATUS_COLOURS[key], symbol="circle") for key, label in REACH_LABELS.items()
+        ]
     column_titles = [
         {
             "x": min(max((depth - first + 1) / span, 0.0), 1.0),
@@ -202,6 +195,17 @@ def make_sankey(
     )
 
 
+def _legend_entry(label: str, colour: str, *, symbol: str = "square") -> dict:
+    return {
+        "type": "scatter",
+        "x": [None],
+        "y": [None],
+        "mode": "markers",
+        "name": label,
+        "marker": {"size": 11, "symbol": symbol, "color": colour},
+    }
+
+
 def _node_colour(row, mode: str) -> str:
     if mode != "comparison":
         return MODEL_COLOURS[mode]
@@ -216,16 +220,22 @@ def _heads(value) -> tuple[int, ...]:
 
 def _link_hover(edge, tokens: Sequence[str], models: tuple[str, ...], mode: str) -> str:
     query, key = tokens[edge.query_idx], tokens[edge.key_idx]
-    flows = ", ".join(f"{MODEL_LABELS[m]} {_percent(getattr(edge, f'flow_{m}'))}" for m in models)
+
+    def carried(model: str) -> str:
+        flow = getattr(edge, f"flow_{model}")
+        share = "not reached by its trace" if flow != flow else f"carries {_percent(flow)} of its trace"
+        return f"{MODEL_LABELS[model]}: {share}"
+
+    shares = "<br>".join(carried(m) for m in models)
     if edge.kind == "residual":
-        return f"layer {edge.layer}: <b>{query}</b> keeps its residual share<br>share carried: {flows}"
+        return f"layer {edge.layer}: <b>{query}</b> keeps its residual share<br>{shares}"
     weights = ", ".join(f"{MODEL_LABELS[m]} {_number(getattr(edge, f'weight_{m}'))}" for m in models)
     heads = "; ".join(
         f"{MODEL_LABELS[m]} {', '.join(map(str, _heads(getattr(edge, f'heads_{m}')))) or '–'}" for m in models
     )
-    status = f"{STATUS_LABELS[edge.status]} · " if mode == "comparison" else ""
+    status = f"{STATUS_LABELS[edge.status]}<br>" if mode == "comparison" and edge.kind == "attention" else ""
     what = "attends to the sink" if edge.kind == "sink" else "attends to"
     return (
-        f"layer {edge.layer}: <b>{query}</b> {what} <b>{key}</b><br>{status}share carried: {flows}<br>"
-        f"head-mean attention: {weights}<br>heads ≥ τ: {heads}"
+        f"layer {edge.layer}: <b>{query}</b> {what} <b>{key}</b><br>{status}head-mean attention: {weights}<br>"
+        f"{shares}<br>heads ≥ τ: {heads}"
     )

@@ -15,7 +15,18 @@ FINETUNED = "#D55E00"  # vermillion
 SHARED = "#7F7F7F"  # grey
 MODEL_COLOURS = {"pretrained": PRETRAINED, "finetuned": FINETUNED}
 STATUS_COLOURS = {"shared": SHARED, "pretrained_only": PRETRAINED, "finetuned_only": FINETUNED}
-STATUS_LABELS = {"shared": "both models", "pretrained_only": "pre-trained only", "finetuned_only": "fine-tuned only"}
+# What a comparison link's colour says: where the attention on that edge is at or above τ (docs/method.md §1).
+STATUS_LABELS = {
+    "shared": "attention ≥ τ in both models",
+    "pretrained_only": "≥ τ only in the pre-trained model",
+    "finetuned_only": "≥ τ only in the fine-tuned model",
+}
+# What a comparison node's colour says: which models' traces reach that token.
+REACH_LABELS = {
+    "shared": "token reached by both traces",
+    "pretrained_only": "reached only by the pre-trained trace",
+    "finetuned_only": "reached only by the fine-tuned trace",
+}
 MODEL_LABELS = {"pretrained": "pre-trained", "finetuned": "fine-tuned", "difference": "fine-tuned − pre-trained"}
 # Sequential scales per model (white -> model colour) and a diverging scale (pre-trained <- white -> fine-tuned).
 MODEL_SCALES = {
