@@ -57,7 +57,8 @@ def matrix_caption(options: ViewOptions, selected: Selected, num_heads: int) -> 
     return caption
 
 
-def matrix(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
+def matrix(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected | None) -> Figure:
+    selected = selected or (service.num_layers, None)  # no selection: the top layer's head mean
     layer, head = selected
     frame = service.matrices(analysis, options, layer, head)
     return make_matrix(
@@ -127,7 +128,8 @@ RENDERERS: dict[str, Callable[..., Figure]] = {
 def render(
     view: str, service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected | None = None
 ) -> Figure:
-    """The figure of ``view`` (a key of :data:`RENDERERS`) for one analysis."""
+    """The figure of ``view`` (a key of :data:`RENDERERS`) for one analysis; ``selected`` None highlights nothing
+    (the matrix then shows the top layer's head mean)."""
     if view not in RENDERERS:
         raise ValueError(f"view must be one of {', '.join(RENDERERS)}, got {view!r}")
-    return RENDERERS[view](service, analysis, options, selected or (service.num_layers, None))
+    return RENDERERS[view](service, analysis, options, selected)

@@ -236,3 +236,10 @@ def test_written_files_follow_the_umask_not_mkstemps_private_mode(tmp_path):
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_the_pages_selection_marks_stay_out_of_exported_figures(service, tmp_path):
+    job = Job(Analysis(TEXT), "heads", ViewOptions(), (2, 1), ExportOptions("svg"), tmp_path / "heads.svg")
+    path = make_one(service, job, with_sidecar=True)
+    assert 'class="shape-group"' not in path.read_text()  # the grid's selection outline is a layout shape
+    assert json.loads(path.with_suffix(".json").read_text())["selected_head"] == {"layer": 2, "head": 1}

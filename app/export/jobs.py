@@ -106,7 +106,8 @@ def export_bytes(service: AnalysisService, job: Job) -> tuple[bytes, Sidecar]:
             {"layer": job.selected[0], "head": job.selected[1]}, service.num_layers, service.num_heads
         )
     )
-    figure = render(job.view, service, analysis, options, selected)
+    # The selection picks the matrix view's head; elsewhere it is only the page's highlight, kept out of the file.
+    figure = render(job.view, service, analysis, options, selected if job.view == "matrix" else None)
     data = render_bytes(figure, job.export)
     side = make_sidecar(
         service.pair.config,
