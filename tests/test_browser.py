@@ -249,3 +249,14 @@ def test_a_dropped_request_says_so_and_the_next_answer_clears_it(page):
     page.click("#mode-radio label:has-text('Comparison')")
     page.wait_for_function("() => document.getElementById('connection-banner').textContent === ''", timeout=30_000)
     assert page.locator("#connection-banner").is_hidden()
+
+
+def test_enter_in_the_text_box_analyses(page):
+    page.fill("#text-input", "a tender , luminous film about grief")
+    page.focus("#text-input")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#sentence-graph text')].some(t => t.textContent === 'luminous')",
+        timeout=30_000,
+    )
+    assert page.locator("#text-input").input_value() == "a tender , luminous film about grief"  # no newline added
