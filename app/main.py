@@ -12,7 +12,7 @@ from dash import Dash
 from app.cache import release_freed_memory
 from app.layout import build_layout
 from app.loading import ServiceLoader
-from app.services import EXTENSION_KEY, AnalysisService, example_texts
+from app.services import EXTENSION_KEY, AnalysisService, example_items
 from attention.config import PairConfig, load_config
 from attention.models import pair_shape
 from attention.settings import Settings
@@ -46,13 +46,14 @@ def create_app(
 
     if service is not None:
         pair_config, shape = service.pair.config, service.pair.pretrained.shape
-        examples = service.examples
+        examples, golds = service.examples, service.golds
         loader = ServiceLoader.loaded(service)
     else:
         pair_config = config if isinstance(config, PairConfig) else load_config(config)
         shape = pair_shape(pair_config, settings=settings)
-        examples = example_texts(pair_config)
-        build = build_service or (lambda: _load_and_warm(pair_config, settings, examples))
+        items = example_items(pair_config)
+        examples, golds = [text for text, _ in items], {text: gold for text, gold in items if gold}
+        build = build_service or (lambda: _load_and_warm(pair_config, settings, examples, golds))
         loader = ServiceLoader(build, after_ready=_warm_up_flow).start()
     dash_app = Dash(
         __name__,
@@ -69,6 +70,7 @@ def create_app(
         num_layers=shape.num_layers,
         num_heads=shape.num_heads,
         examples=examples,
+        golds=golds,
         first_text=examples[0] if examples else "",
         class_names=pair_config.task.labels if pair_config.task else (),
     )
@@ -91,7 +93,9 @@ def create_app(
     return dash_app
 
 
-def _load_and_warm(config: PairConfig, settings: Settings | None, examples: list[str]) -> AnalysisService:
+def _load_and_warm(
+    config: PairConfig, settings: Settings | None, examples: list[str], golds: dict[str, str]
+) -> AnalysisService:
     """Load the pair, then compute every view of the first example: the page opens on it, so its first draw
     is served from the cache."""
     from app.options import ViewOptions
@@ -101,7 +105,7 @@ def _load_and_warm(config: PairConfig, settings: Settings | None, examples: list
 
     settings = settings or load_settings()
     service = AnalysisService(
-        load_pair(config, settings=settings), examples=examples, cache_bytes=settings.cache_mb * 2**20
+        load_pair(config, settings=settings), examples=examples, golds=golds, cache_bytes=settings.cache_mb * 2**20
     )
     if examples:
         first = service.analyse(examples[0])

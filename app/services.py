@@ -105,9 +105,17 @@ def matrix_run(run: AttentionRun, level: str, hide: tuple[str, ...], renormalize
 class AnalysisService:
     """Runs both models once per input and serves every view's data from a per-process cache."""
 
-    def __init__(self, pair: ModelPair, *, examples: list[str] | None = None, cache_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        pair: ModelPair,
+        *,
+        examples: list[str] | None = None,
+        golds: dict[str, str] | None = None,
+        cache_bytes: int | None = None,
+    ) -> None:
         self.pair = pair
         self.examples = examples or []
+        self.golds = golds or {}  # held-out example -> its gold label
         budget = cache_bytes if cache_bytes is not None else load_settings().cache_mb * 2**20
         self.cache = ByteLRU(budget)
         self._forward_lock = threading.Lock()
@@ -116,7 +124,13 @@ class AnalysisService:
     def from_config(cls, config: str | PairConfig = "default", settings: Settings | None = None) -> AnalysisService:
         settings = settings or load_settings()
         pair = load_pair(config, settings=settings)
-        return cls(pair, examples=example_texts(pair.config), cache_bytes=settings.cache_mb * 2**20)
+        items = example_items(pair.config)
+        return cls(
+            pair,
+            examples=[text for text, _ in items],
+            golds={text: gold for text, gold in items if gold},
+            cache_bytes=settings.cache_mb * 2**20,
+        )
 
     @property
     def num_layers(self) -> int:
@@ -391,16 +405,19 @@ def _both(runs: PairRuns) -> tuple[AttentionRun, AttentionRun]:
     return runs.pretrained, runs.finetuned
 
 
-def example_texts(config: PairConfig) -> list[str]:
-    """The sentences the page offers: the config's ``examples``, else held-out sentences of its data."""
+def example_items(config: PairConfig) -> list[tuple[str, str | None]]:
+    """The sentences the page offers with their gold label: the config's ``examples`` (no label), else held-out
+    sentences of its data (the label the twin was never trained on)."""
     if config.examples:
-        return list(config.examples)
+        return [(text, None) for text in config.examples]
     if config.prepare is None:
         return []
-    from attention.data import example_sentences
+    from attention.data import labelled_examples
 
+    names = config.task.labels if config.task else ()
     try:
-        return example_sentences(config.prepare)
+        return [(text, names[label] if label < len(names) else str(label)) for text, label in
+                labelled_examples(config.prepare)]  # fmt: skip
     except Exception:  # examples are a convenience: a missing data package must not stop the dashboard
         return []
 

@@ -60,10 +60,18 @@ def split_labelled(frame: pd.DataFrame, recipe: PrepareRecipe) -> Split:
 
 def example_sentences(recipe: PrepareRecipe, count: int = 12, max_words: int = 28) -> list[str]:
     """Short held-out sentences, both labels alternating, for the dashboard's example list."""
+    return [text for text, _ in labelled_examples(recipe, count, max_words)]
+
+
+def labelled_examples(recipe: PrepareRecipe, count: int = 12, max_words: int = 28) -> list[tuple[str, int]]:
+    """(text, gold label id) of :func:`example_sentences`: short held-out sentences, labels alternating."""
     held_out = split_labelled(load_labelled(recipe), recipe).held_out
     short = held_out[held_out["text"].str.split().str.len().between(6, max_words)]
-    by_label = [short[short["label"] == label]["text"].tolist() for label in sorted(short["label"].unique())]
-    picked: list[str] = []
+    by_label = [
+        list(zip(rows["text"], rows["label"].astype(int), strict=True))
+        for _, rows in sorted(short.groupby("label"), key=lambda item: item[0])
+    ]
+    picked: list[tuple[str, int]] = []
     for group in zip(*by_label, strict=False):
         picked.extend(group)
     return picked[:count]

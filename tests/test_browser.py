@@ -85,6 +85,10 @@ def _texts(page, graph_id: str) -> list[str]:
 def test_dashboard_end_to_end(page):
     # 1. The page opens on a held-out example with a prediction and all six views.
     assert "fine-tuned prediction" in page.locator("#prediction-panel").text_content()
+    page.wait_for_function(  # the first page is a held-out example: its gold label is shown
+        "() => document.getElementById('prediction-panel').textContent.includes('held-out gold label')",
+        timeout=30_000,
+    )
     for graph in (
         "sankey-graph",
         "head-grid-graph",

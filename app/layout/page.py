@@ -18,6 +18,7 @@ def build_layout(
     num_heads: int,
     examples: list[str],
     first_text: str,
+    golds: dict[str, str] | None = None,
     class_names: tuple[str, ...] = (),
 ) -> html.Div:
     """Header, input, controls and the six views. ``first_text`` is analysed on page load."""
@@ -33,7 +34,7 @@ def build_layout(
                 ],
                 className="page-header",
             ),
-            input_panel(examples, first_text, pretrained_name, finetuned_name),
+            input_panel(examples, first_text, pretrained_name, finetuned_name, golds or {}),
             html.Div(
                 [
                     control_panel(num_layers, num_heads, class_names),
