@@ -13,6 +13,7 @@ from app.figures import make_head_grid, make_influence, make_matrix, make_sankey
 from app.figures.theme import Figure
 from app.options import CLASS_METHODS, ViewOptions
 from app.services import Analysis, AnalysisService
+from attention.tokens import word_all
 
 Selected = tuple[int, int | None]
 
@@ -86,10 +87,7 @@ def _relevance_view(make: Callable[..., Figure]) -> Callable[..., Figure]:
     def view(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
         options = service.checked(analysis, options)
         run = service.runs(analysis).pretrained
-        special = np.asarray(run.special)
-        if options.level == "word":
-            groups = np.asarray(run.groups)
-            special = np.array([special[groups == g].all() for g in range(int(groups.max()) + 1)])
+        special = word_all(run.special, run.groups) if options.level == "word" else np.asarray(run.special)
         scale_without = set(np.flatnonzero(special).tolist())
         if options.method not in CLASS_METHODS and not options.trace_all and options.sources:
             scale_without |= set(options.sources)

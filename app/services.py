@@ -43,6 +43,7 @@ from attention.errors import InputTextError
 from attention.evaluation import correlations, sentence_scores
 from attention.graph import word_graph
 from attention.methods import default_sources, relevance, token_positions
+from attention.tokens import word_all
 
 T = TypeVar("T")
 EXTENSION_KEY = "attention_flows"
@@ -76,10 +77,7 @@ def hidden_mask(run: AttentionRun, hide: tuple[str, ...], level: str = "token") 
     "punctuation")."""
     special, punctuation = np.asarray(run.special), np.asarray(run.punctuation)
     if level == "word":
-        groups = np.asarray(run.groups)
-        count = int(groups.max()) + 1
-        special = np.array([special[groups == g].all() for g in range(count)])
-        punctuation = np.array([punctuation[groups == g].all() for g in range(count)])
+        special, punctuation = word_all(special, run.groups), word_all(punctuation, run.groups)
     drop = np.zeros(special.size, dtype=bool)
     if "special" in hide:
         drop |= special
@@ -219,7 +217,8 @@ class AnalysisService:
     def _memo(self, name: str, analysis: Analysis, parts: tuple, compute: Callable[[], T]) -> T:
         return self.cache.get_or_compute((name, analysis, *parts), compute)
 
-    def _graph_settings(self, analysis: Analysis, options: ViewOptions) -> dict:
+    @staticmethod
+    def _graph_settings(options: ViewOptions) -> dict:
         """The attention-graph settings shared by the Sankey and the graph relevance."""
         return {
             "tau": options.tau,
@@ -232,7 +231,7 @@ class AnalysisService:
     def model_graphs(self, analysis: Analysis, options: ViewOptions) -> tuple[AttentionGraph, AttentionGraph]:
         """Both models' attention graphs (pre-trained, fine-tuned) on their token-level weights."""
         options = self.checked(analysis, options)
-        settings = self._graph_settings(analysis, options)
+        settings = self._graph_settings(options)
         settings["layers"] = options.layers
         settings["sources"] = self.trace_sources(analysis, options)
         runs = self.runs(analysis)
@@ -257,7 +256,7 @@ class AnalysisService:
                 return compare_graphs(*graphs, weights=weights, groups=run.groups)
             return compare_graphs(*graphs, weights=weights)
 
-        settings = self._graph_settings(analysis, options)
+        settings = self._graph_settings(options)
         key = (options.level, options.layers, self.trace_sources(analysis, options), *settings.values())
         return self._memo("graphs", analysis, key, compute)
 
@@ -293,7 +292,7 @@ class AnalysisService:
             key = (options.method, options.target, options.level, options.layers)
             frame = self._memo("class_relevance", analysis, key, lambda: self._class_frame(analysis, options))
         else:
-            settings = self._graph_settings(analysis, options)
+            settings = self._graph_settings(options)
             settings |= {"layers": options.layers, "level": options.level}
             sources = self.trace_sources(analysis, options)
             settings["source"] = (
@@ -369,22 +368,25 @@ class AnalysisService:
 
     def faithfulness(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
         """This input's Spearman correlations (words, fine-tuned model) of each method at the deepest layer with
-        blank-out and input × gradient: ``method, blank_out, input_gradient``. The costly parts (blank-out, class
-        relevance, flow) are cached per target; the attention graph's row follows the current τ, α and sinks.
-        Raises :class:`NotAClassifierError` without a head."""
+        blank-out and input × gradient: ``method, blank_out, input_gradient``. The costly parts (blank-out, flow)
+        are cached per target and reuse the run and class relevance the views computed; the attention graph's row
+        follows the current τ, α and sinks. Raises :class:`NotAClassifierError` without a head."""
         options = self.checked(analysis, options)
         model = self.pair.finetuned
 
         def fixed() -> tuple:
+            run = self.runs(analysis).finetuned  # both cached: the views computed them already
+            explained = self.explained(analysis, "finetuned", options.target)
             with self._forward_lock:
                 methods, references, words = sentence_scores(
-                    model, analysis.text, analysis.text_pair, target=_target(options.target)
-                )
+                    model, analysis.text, analysis.text_pair, target=explained.target_index, run=run,
+                    explained=explained,
+                )  # fmt: skip
             rows = correlations({k: v for k, v in methods.items() if k != "graph"}, references, words)
             return _deepest(rows), references, words
 
         rows, references, words = self._memo("faithfulness", analysis, (options.target,), fixed)
-        settings = self._graph_settings(analysis, options)
+        settings = self._graph_settings(options)
         del settings["heads"]
         graph = relevance(self.runs(analysis).finetuned, "graph", level="word", **settings)[-1:]
         table = pd.concat([rows, _deepest(correlations({"graph": graph}, references, words))], ignore_index=True)

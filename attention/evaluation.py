@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from attention.extract import extract
-from attention.gradients import blank_out, class_relevance, require_classifier
+from attention.extract import AttentionRun, extract
+from attention.gradients import ClassRelevance, blank_out, class_relevance, require_classifier
 from attention.methods import relevance
 from attention.models import LoadedModel
+from attention.tokens import word_all
 
 FAITHFULNESS_METHODS: tuple[str, ...] = (
     "raw_attention",
@@ -42,15 +43,24 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def sentence_scores(
-    model: LoadedModel, text: str, text_pair: str | None = None, *, target: str | int | None = None, **graph
+    model: LoadedModel,
+    text: str,
+    text_pair: str | None = None,
+    *,
+    target: str | int | None = None,
+    run: AttentionRun | None = None,
+    explained: ClassRelevance | None = None,
+    **graph,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     """Every method's word scores for one sentence, traced from the classification token.
 
+    ``run`` / ``explained``: this model's :func:`extract` and :func:`class_relevance` of the same input and
+    target, when the caller has them (the dashboard's cache); computed otherwise.
     Returns ``(methods, references, words)``: ``methods[name]`` is ``[layer, word]`` (``input_x_gradient``:
     ``[1, word]``), ``references[name]`` is ``[word]``, ``words`` the bool mask of real (non-special) words."""
     require_classifier(model)
-    run = extract(model, text, text_pair)
-    explained = class_relevance(model, text, text_pair, target=target)
+    run = run if run is not None else extract(model, text, text_pair)
+    explained = explained if explained is not None else class_relevance(model, text, text_pair, target=target)
     groups = run.groups
     methods = {
         name: relevance(run, name, level="word", **(graph if name == "graph" else {}))
@@ -63,9 +73,7 @@ def sentence_scores(
         "blank_out": blank_out(model, text, text_pair, target=explained.target_index, level="word"),
         "input_gradient": saliency,
     }
-    special = np.asarray(run.special)
-    words = ~np.asarray([special[np.asarray(groups) == g].all() for g in range(int(max(groups)) + 1)])
-    return methods, references, words
+    return methods, references, ~word_all(run.special, groups)
 
 
 def correlations(methods: dict[str, np.ndarray], references: dict[str, np.ndarray], words: np.ndarray) -> pd.DataFrame:

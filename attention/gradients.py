@@ -97,15 +97,16 @@ def class_relevance(
         index = target_index(model, target, probabilities)
         gradients = torch.autograd.grad(logits[index], [embeddings, *output.attentions])
     embedding_gradient, attention_gradients = gradients[0], gradients[1:]
+    facts = token_facts(model, encoding)
+    cls_row = facts.cls_index if facts.cls_index is not None else 0
     n = embeddings.shape[1]
     joint = np.eye(n)
     scores = np.empty((len(attention_gradients), n))
     for layer, (attn, grad) in enumerate(zip(output.attentions, attention_gradients, strict=True)):
         weighted = (grad[0] * attn[0].detach()).clamp(min=0).mean(dim=0).double().numpy()  # [query, key]
         joint = joint + weighted @ joint
-        scores[layer] = joint[_cls_row(encoding, model)]
+        scores[layer] = joint[cls_row]
     saliency = (embeddings.detach()[0] * embedding_gradient[0]).norm(dim=-1).double().numpy()
-    facts = token_facts(model, encoding)
     return ClassRelevance(
         tokens=facts.tokens,
         special=facts.special,
@@ -117,12 +118,6 @@ def class_relevance(
         scores=scores,
         input_x_gradient=saliency,
     )
-
-
-def _cls_row(encoding, model: LoadedModel) -> int:
-    ids = encoding["input_ids"][0].tolist()
-    cls_id = model.tokenizer.cls_token_id
-    return ids.index(cls_id) if cls_id is not None and cls_id in ids else 0
 
 
 def blank_out(

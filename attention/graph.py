@@ -24,6 +24,7 @@ import pandas as pd
 
 from attention.defaults import DEFAULT_ALPHA, DEFAULT_TAU
 from attention.schema import GRAPH_EDGE_COLUMNS, GRAPH_NODE_COLUMNS, validate_frame
+from attention.tokens import word_all
 
 EDGE_KINDS = ("attention", "residual", "sink")
 # Edges carrying less than this share of the source's mass are left out of ``edges`` (never out of ``mass``).
@@ -311,7 +312,7 @@ def word_graph(graph: AttentionGraph, groups: Sequence[int], words: Sequence[str
     mass, absorbed = graph.mass @ membership, graph.absorbed @ membership
     is_sink = np.zeros(groups.size, dtype=bool)
     is_sink[list(graph.sinks)] = True
-    word_sink = np.array([is_sink[groups == g].all() for g in range(count)])
+    word_sink = word_all(is_sink, groups)
     edges = graph.edges.assign(
         query_idx=groups[graph.edges["query_idx"].to_numpy()], key_idx=groups[graph.edges["key_idx"].to_numpy()]
     )

@@ -42,6 +42,19 @@ def word_groups(word_ids: list[int | None], segments: list[int]) -> np.ndarray:
     return groups
 
 
+def word_all(flags, groups) -> np.ndarray:
+    """``[word]`` bool: True where every token of the word (group) has the flag (e.g. a special token, a word
+    made only of punctuation pieces).
+
+    >>> word_all([True, False, False, True], [0, 1, 1, 2]).tolist()
+    [True, False, True]
+    """
+    flags, groups = np.asarray(flags, dtype=bool), np.asarray(groups)
+    unflagged = np.zeros(int(groups.max()) + 1, dtype=bool)
+    np.logical_or.at(unflagged, groups, ~flags)
+    return ~unflagged
+
+
 def join_pieces(pieces: list[str]) -> str:
     """Display string of a word from its pieces' display strings (``["un", "bel", "ievably"]`` -> ``unbelievably``)."""
     return "".join(pieces)
