@@ -97,7 +97,8 @@ def _relevance_view(make: Callable[..., Figure]) -> Callable[..., Figure]:
             method=options.method,
             mode=options.mode,
             scale_without=sorted(scale_without),
-            target=service.class_target(analysis, options),
+            # only the class methods have a target: no backward pass for an attention method's view
+            target=service.class_target(analysis, options) if options.method in CLASS_METHODS else None,
             source=service.source_names(analysis, options),
             missing=no_head_messages(service, options),
         )

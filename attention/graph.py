@@ -26,7 +26,6 @@ from attention.defaults import DEFAULT_ALPHA, DEFAULT_TAU
 from attention.schema import GRAPH_EDGE_COLUMNS, GRAPH_NODE_COLUMNS, validate_frame
 from attention.tokens import word_all
 
-EDGE_KINDS = ("attention", "residual", "sink")
 # Edges carrying less than this share of the source's mass are left out of ``edges`` (never out of ``mass``).
 MIN_EDGE_FLOW = 1e-4
 Threshold = Literal["mean", "max"]

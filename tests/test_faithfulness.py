@@ -5,7 +5,14 @@ import pytest
 
 from attention import faithfulness, load_model
 from attention.errors import NotAClassifierError
-from attention.evaluation import FAITHFULNESS_COLUMNS, FAITHFULNESS_METHODS, sentence_scores, spearman, top_layer
+from attention.evaluation import (
+    FAITHFULNESS_COLUMNS,
+    FAITHFULNESS_METHODS,
+    REFERENCES,
+    sentence_scores,
+    spearman,
+    top_layer,
+)
 
 TEXTS = ["a gorgeous , unbelievably witty film", "a dull film without a plot or a point", ("a film", "it was fine")]
 
@@ -28,7 +35,7 @@ def test_faithfulness_table_has_every_method_layer_and_reference(classifier):
     assert tuple(table.columns) == FAITHFULNESS_COLUMNS
     assert len(ticks) == len(TEXTS)
     assert set(table["method"]) == set(FAITHFULNESS_METHODS)
-    assert set(table["reference"]) == {"blank_out", "input_gradient"}
+    assert set(table["reference"]) == set(REFERENCES) == {"blank_out", "input_gradient"}
     layered = table[table["method"] != "input_x_gradient"]
     assert set(layered["layer"]) == {1, 2}
     assert set(table.loc[table["method"] == "input_x_gradient", "layer"]) == {0}

@@ -151,3 +151,15 @@ def test_view_options_validation_names_the_problem():
         ViewOptions.from_dict({"colour": "red"})
     options = ViewOptions(layers=(2, 5), heads=(1, 3), sources=(4,), hide=("special",), method="flow")
     assert ViewOptions.from_dict(options.to_dict()) == options
+
+
+def test_attention_method_views_never_run_the_backward_pass(service, monkeypatch):
+    from app import services
+    from app.render import render
+
+    calls = []
+    monkeypatch.setattr(services, "class_relevance", lambda *a, **k: calls.append(a))
+    fresh = Analysis("a sentence whose views use rollout only")
+    for view in ("sentence", "influence"):
+        render(view, service, fresh, ViewOptions(method="rollout"))
+    assert calls == []
