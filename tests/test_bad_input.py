@@ -229,7 +229,6 @@ BAD_PAYLOADS = [
     (ids.SANKEY, f"{ids.ANALYSIS}.data", {"text": ["a"]}, "The page sent an input that is not text"),
     (ids.SENTENCE, f"{ids.METHOD}.value", "bogus", "Option 'method' is 'bogus'"),
     (ids.SENTENCE, f"{ids.TARGET}.value", 5, "Option 'target' is 5"),
-    (ids.SENTENCE, f"{ids.TARGET}.value", "neutral", "no class 'neutral'"),
     (ids.MATRIX, f"{ids.SELECTED_HEAD}.data", {"layer": "a", "head": 0}, "Option 'selected layer' is 'a'"),
     (ids.MATRIX, f"{ids.SELECTED_HEAD}.data", {"layer": 99, "head": 0}, "Option 'selected layer' is 99"),
     (ids.MATRIX, f"{ids.SELECTED_HEAD}.data", {"layer": 1, "head": -1}, "Option 'selected head' is -1"),
@@ -248,6 +247,14 @@ def test_bad_payloads_are_a_sentence_in_the_page(tiny_app, output, control, valu
     assert words in banner and "Traceback" not in banner
     assert output not in response.get_json().get("response", {})  # the view keeps what it showed
     assert client.get("/healthz").data == b"ok"
+
+
+def test_an_unknown_class_for_a_class_method_is_a_sentence_in_the_page(tiny_app):
+    client = tiny_app.server.test_client()
+    values = {**BASE, f"{ids.METHOD}.value": "class_relevance", f"{ids.TARGET}.value": "neutral"}
+    response = call(client, f"{ids.SENTENCE}.figure", values, f"{ids.TARGET}.value")
+    banner = response.get_json()["sideUpdate"][ids.ERROR]["children"]
+    assert "no class 'neutral'" in banner and "0 = bad, 1 = good" in banner
 
 
 @pytest.mark.parametrize(
