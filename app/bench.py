@@ -26,7 +26,7 @@ VIEW_DRAWN_SELECTORS = (
     "#matrix-graph .hm",
     "#influence-graph .hm",
     "#similarity-graph .scatterlayer .trace",
-    "#sentence-graph .hm",
+    "#sentence-graph .scatterlayer .trace",
 )
 
 

@@ -9,6 +9,7 @@ PREDICTION = "prediction-panel"
 ERROR = "error-banner"
 ANALYSIS = "analysis-store"  # small key: text, text pair, pair name; never tensors
 SELECTED_HEAD = "selected-head-store"  # {"layer": int, "head": int | None}
+CANVAS = "canvas-store"  # {"width": px of the wide cards}, measured by assets/canvas.js
 
 # Controls
 MODE = "mode-radio"

@@ -58,6 +58,7 @@ ALPHA_RANGE = (0.0, 1.0)
 FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 DPI = 96  # plotly sizes are CSS pixels
 WIDTH_RANGE = (100, 4000)  # px, before the PNG scale
+CANVAS_WIDTH_RANGE = (320, 4000)  # px a laid-out view (sentence, network) is drawn for in the page
 SCALE_RANGE = (0.5, 8.0)  # PNG resolution multiplier
 MAX_RENDER_SIDE = 10_000  # px after scaling: Chromium draws nothing beyond ~16k, so refuse well before
 MAX_RENDER_PIXELS = 40_000_000  # width × height × scale² (a 40-megapixel PNG is ~10-40 MB)

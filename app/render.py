@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
-from app.figures.theme import Figure
+from app.figures.theme import Canvas, Figure
 from app.options import CLASS_METHODS, ViewOptions
 from app.services import Analysis, AnalysisService
 from attention.tokens import word_all
@@ -18,7 +18,9 @@ from attention.tokens import word_all
 Selected = tuple[int, int | None]
 
 
-def sankey(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
+def sankey(
+    service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected, canvas: Canvas
+) -> Figure:
     options = service.checked(analysis, options)
     graphs = service.graphs(analysis, options)
     sources = service.trace_sources(analysis, options)
@@ -40,7 +42,9 @@ def sankey(service: AnalysisService, analysis: Analysis, options: ViewOptions, s
     )
 
 
-def heads(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
+def heads(
+    service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected, canvas: Canvas
+) -> Figure:
     return make_head_grid(service.heads(analysis, options), metric=options.metric, mode=options.mode, selected=selected)
 
 
@@ -58,7 +62,9 @@ def matrix_caption(options: ViewOptions, selected: Selected, num_heads: int) -> 
     return caption
 
 
-def matrix(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected | None) -> Figure:
+def matrix(
+    service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected | None, canvas: Canvas
+) -> Figure:
     selected = selected or (service.num_layers, None)  # no selection: the top layer's head mean
     layer, head = selected
     frame = service.matrices(analysis, options, layer, head)
@@ -81,10 +87,13 @@ def no_head_messages(service: AnalysisService, options: ViewOptions) -> dict[str
     }
 
 
-def _relevance_view(make: Callable[..., Figure]) -> Callable[..., Figure]:
-    """A renderer for a view of :meth:`AnalysisService.relevance` (token scores per layer, sentence)."""
+def _relevance_view(make: Callable[..., Figure], *, laid_out: bool = False) -> Callable[..., Figure]:
+    """A renderer for a view of :meth:`AnalysisService.relevance` (token scores per layer, sentence);
+    ``laid_out`` views place the text themselves and get the canvas and the segments."""
 
-    def view(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
+    def view(
+        service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected, canvas: Canvas
+    ) -> Figure:
         options = service.checked(analysis, options)
         run = service.runs(analysis).pretrained
         special = word_all(run.special, run.groups) if options.level == "word" else np.asarray(run.special)
@@ -101,16 +110,19 @@ def _relevance_view(make: Callable[..., Figure]) -> Callable[..., Figure]:
             target=service.class_target(analysis, options) if options.method in CLASS_METHODS else None,
             source=service.source_names(analysis, options),
             missing=no_head_messages(service, options),
+            **({"segments": service.segments(analysis, options.level), "canvas": canvas} if laid_out else {}),
         )
 
     return view
 
 
 influence = _relevance_view(make_influence)
-sentence = _relevance_view(make_sentence)
+sentence = _relevance_view(make_sentence, laid_out=True)
 
 
-def similarity(service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected) -> Figure:
+def similarity(
+    service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected, canvas: Canvas
+) -> Figure:
     return make_similarity(service.embedding(analysis, options), mode=options.mode, selected=selected)
 
 
@@ -125,10 +137,16 @@ RENDERERS: dict[str, Callable[..., Figure]] = {
 
 
 def render(
-    view: str, service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected | None = None
+    view: str,
+    service: AnalysisService,
+    analysis: Analysis,
+    options: ViewOptions,
+    selected: Selected | None = None,
+    canvas: Canvas | None = None,
 ) -> Figure:
     """The figure of ``view`` (a key of :data:`RENDERERS`) for one analysis; ``selected`` None highlights nothing
-    (the matrix then shows the top layer's head mean)."""
+    (the matrix then shows the top layer's head mean); ``canvas`` is the width and text size the views that lay
+    out text are drawn for (default: a wide card in the page)."""
     if view not in RENDERERS:
         raise ValueError(f"view must be one of {', '.join(RENDERERS)}, got {view!r}")
-    return RENDERERS[view](service, analysis, options, selected)
+    return RENDERERS[view](service, analysis, options, selected, canvas or Canvas())

@@ -173,6 +173,16 @@ class AnalysisService:
         """Token (or word) strings of the input at ``level``."""
         return shown_labels(self.runs(analysis).pretrained, level)
 
+    def segments(self, analysis: Analysis, level: str) -> tuple[int, ...]:
+        """Segment (0 or 1, the second text of a pair) of each token (or word) at ``level``."""
+        run = self.runs(analysis).pretrained
+        if level == "token":
+            return run.segments
+        first = {}
+        for segment, group in zip(run.segments, run.groups, strict=True):
+            first.setdefault(group, segment)
+        return tuple(first[group] for group in sorted(first))
+
     def hidden(self, analysis: Analysis, options: ViewOptions) -> np.ndarray:
         """``[position]`` bool at ``options.level``: what the views leave out."""
         return hidden_mask(self.runs(analysis).pretrained, options.hide, options.level)

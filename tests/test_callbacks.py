@@ -45,9 +45,13 @@ def test_view_callbacks_follow_the_mode_and_level(context):
     matrix = plotly_figure(matrix)
     assert len(matrix.data) == 1 and label == "layer 2, head 1"
     assert "[CLS]" not in matrix.layout.xaxis.ticktext and "moving" in matrix.layout.xaxis.ticktext
-    influence, sentence = views.update_influence(analysis_data=TEXT, method="flow", target="predicted", **words)
-    influence, sentence = plotly_figure(influence), plotly_figure(sentence)
-    assert "attention flow" in influence.layout.title.text and len(sentence.data) == 1
+    influence = plotly_figure(views.update_influence(analysis_data=TEXT, method="flow", target="predicted", **words))
+    sentence = views.update_sentence(
+        analysis_data=TEXT, canvas={"width": 700}, method="flow", target="predicted", **words
+    )
+    sentence = plotly_figure(sentence)
+    assert "attention flow" in influence.layout.title.text
+    assert [t.mode for t in sentence.data] == ["text", "markers"] and sentence.layout.width == 700  # one model
     grid = plotly_figure(views.update_head_grid(analysis_data=TEXT, selected=None, metric="to_cls", mode="comparison"))
     assert grid.data[0].zmid == 0
     similarity = plotly_figure(
@@ -57,8 +61,9 @@ def test_view_callbacks_follow_the_mode_and_level(context):
 
 
 def test_class_relevance_callbacks_name_the_class_and_the_model_without_head(context):
-    influence, sentence = views.update_influence(
-        analysis_data=TEXT, method="class_relevance", target="good", **CONTROLS
+    influence = views.update_influence(analysis_data=TEXT, method="class_relevance", target="good", **CONTROLS)
+    sentence = views.update_sentence(
+        analysis_data=TEXT, canvas=None, method="class_relevance", target="good", **CONTROLS
     )
     assert "class 'good'" in plotly_figure(sentence).layout.title.text
     assert "no classification head" in str(plotly_figure(influence).layout.annotations)

@@ -1,5 +1,6 @@
 """Pure figure functions on small frames: trace types, colours per status, axis labels, no NaN."""
 
+import itertools
 import json
 
 import numpy as np
@@ -9,7 +10,8 @@ from plotly.io.json import to_json_plotly
 
 from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
 from app.figures.scatter import selected_trace_index
-from app.figures.theme import DIVERGING, FINETUNED, PRETRAINED, SHARED, STATUS_COLOURS
+from app.figures.sentence import wrap_tokens
+from app.figures.theme import DIVERGING, FINETUNED, PRETRAINED, SHARED, STATUS_COLOURS, Canvas
 from attention import (
     attention_matrices,
     compare_graphs,
@@ -206,26 +208,63 @@ def test_similarity_scatter_links_models_colours_layers_and_marks_selection(runs
     assert len(single.data) == 2 and len(single.data[1].x) == 0 and selected_trace_index("finetuned") == 1
 
 
-def test_sentence_view_shows_tokens_per_model(runs):
+def _boxes(fig) -> list[tuple[float, float, float, float]]:
+    return [(shape.x0, shape.x1, shape.y0, shape.y1) for shape in fig.layout.shapes]
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+
+
+def test_sentence_view_lays_tokens_out_as_text_with_a_shared_scale_and_a_difference_row(runs):
     frame = compare_relevance(*runs, "graph")
-    fig = plotly_figure(make_sentence(frame, tokens=TOKENS, scale_without=(0,)))
-    assert len(fig.data) == 2
-    assert list(fig.data[0].text[0]) == list(TOKENS)
-    # one shared scale: 0 to the largest value over the counted tokens of both models, raw values in z
+    fig = plotly_figure(make_sentence(frame, tokens=TOKENS, scale_without=(0,), canvas=Canvas(width=700)))
+    text = [t for t in fig.data if t.mode == "text"]
+    assert [t.hovertemplate.split("<extra>")[1] for t in text] == [
+        "pre-trained</extra>",
+        "fine-tuned</extra>",
+        "fine-tuned − pre-trained</extra>",
+    ]
+    assert all(list(t.text) == list(TOKENS) for t in text)
     values = frame[frame["layer"] == 3]
-    assert (
-        fig.data[0].zmax
-        == fig.data[1].zmax
-        == pytest.approx(values.loc[values.token_idx > 0, ["pretrained", "finetuned"]].max().max())
-    )
-    np.testing.assert_allclose(np.asarray(fig.data[1].customdata, dtype=float)[0], values["finetuned"])
-    z = np.asarray(fig.data[1].z, dtype=float)[0]
-    assert np.isnan(z[0]) and np.isfinite(z[1:]).all()  # [CLS] (scale_without) is drawn uncoloured
-    assert [t.showscale for t in fig.data] == [False, True]
+    np.testing.assert_allclose(np.asarray(text[1].customdata, dtype=float), values["finetuned"])
+    np.testing.assert_allclose(np.asarray(text[2].customdata, dtype=float), values["finetuned"] - values["pretrained"])
+    # one scale for both models: 0 to the largest value over the counted tokens; a diverging one for the difference
+    bars = [t.marker for t in fig.data if t.mode == "markers"]
+    peak = values.loc[values.token_idx > 0, ["pretrained", "finetuned"]].max().max()
+    assert (bars[0].cmin, bars[0].cmax) == (0.0, pytest.approx(peak))
+    assert bars[1].cmin == -bars[1].cmax and bars[1].colorscale[0][1].lower() == PRETRAINED.lower()
+    # [CLS] (scale_without) is uncoloured; the strongest counted word is at full colour in its row
+    boxes = fig.layout.shapes
+    assert boxes[0].fillcolor == "rgba(0,0,0,0)" and boxes[len(TOKENS)].fillcolor == "rgba(0,0,0,0)"
     assert "after layer 3" in fig.layout.title.text
-    assert (fig.data[0].yaxis, fig.data[1].yaxis) == ("y", "y2")
-    assert fig.layout.yaxis.domain[0] > fig.layout.yaxis2.domain[1]  # pre-trained row above the fine-tuned row
-    assert not fig.layout.xaxis.visible and not fig.layout.yaxis2.visible
+    # boxes never overlap and stay inside the text column
+    placed = _boxes(fig)
+    assert not any(_overlap(a, b) for k, a in enumerate(placed) for b in placed[k + 1 :])
+    assert all(0 <= x0 < x1 <= fig.layout.xaxis.range[1] for x0, x1, _, _ in placed)
+
+
+def test_wrap_tokens_wraps_at_the_width_and_breaks_before_a_segment():
+    labels = ["word"] * 30
+    placed = wrap_tokens(labels, width=200, font_px=10, breaks=(20,))
+    assert max(x1 for _, x1, _ in placed) <= 200
+    lines = [line for _, _, line in placed]
+    assert lines == sorted(lines) and lines[-1] > 3
+    assert placed[20][0] == 0 and placed[20][2] > placed[19][2]  # the second segment starts a line
+    for (_, a1, la), (b0, _, lb) in itertools.pairwise(placed):
+        assert lb > la or b0 >= a1  # left to right on a line, never overlapping
+    assert wrap_tokens(["x" * 80], width=100, font_px=10)[0][0] == 0  # wider than the line: a line of its own
+
+
+def test_sentence_view_marks_the_second_segment_and_uses_a_signed_scale_for_negative_scores(runs):
+    frame = compare_relevance(*runs, "graph")
+    frame.loc[frame.token_idx == 2, "finetuned"] = -0.5
+    fig = plotly_figure(make_sentence(frame, tokens=TOKENS, segments=(0, 0, 0, 1, 1, 1), canvas=Canvas(width=2000)))
+    assert any(a.text == "segment B ↓" for a in fig.layout.annotations)
+    rows = {round(shape.y0) for shape in fig.layout.shapes}
+    assert len(rows) == 6  # two lines (segments) of three rows each
+    bar = next(t.marker for t in fig.data if t.mode == "markers")
+    assert bar.cmin == -bar.cmax == pytest.approx(-0.5)
 
 
 def test_sentence_and_influence_say_when_a_model_has_no_classes(runs):
@@ -235,7 +274,8 @@ def test_sentence_and_influence_say_when_a_model_has_no_classes(runs):
     sentence = plotly_figure(
         make_sentence(frame, tokens=TOKENS, method="class_relevance", target="good", missing=message)
     )
-    assert len(sentence.data) == 1 and any("no classification head" in a.text for a in sentence.layout.annotations)
+    assert [t.mode for t in sentence.data] == ["text", "markers"]  # the fine-tuned row and its colour bar only
+    assert any("no classification head" in a.text for a in sentence.layout.annotations)
     assert "class 'good'" in sentence.layout.title.text
     single = plotly_figure(
         make_influence(frame, tokens=TOKENS, method="class_relevance", mode="pretrained", missing=message)

@@ -7,7 +7,9 @@ from dash import Input, Output, State, html
 from app import ids
 from app.callbacks.common import guarded, require_analysis, selected_head, view_options
 from app.callbacks.registry import declare
+from app.figures.theme import Canvas
 from app.layout.views import faithfulness_table
+from app.options import CANVAS_WIDTH_RANGE
 from app.render import matrix_caption, render
 from app.services import current_service
 
@@ -26,7 +28,7 @@ CONTROLS = {
 RELEVANCE = {"method": Input(ids.METHOD, "value"), "target": Input(ids.TARGET, "value")}
 
 
-def _draw(view: str, analysis_data, selected, **controls):
+def _draw(view: str, analysis_data, selected, canvas: Canvas | None = None, **controls):
     service = current_service()
     return render(
         view,
@@ -34,7 +36,17 @@ def _draw(view: str, analysis_data, selected, **controls):
         require_analysis(analysis_data),
         view_options(**controls),
         selected_head(selected, service),
+        canvas,
     )
+
+
+def canvas_of(data: dict | None) -> Canvas:
+    """The canvas a laid-out view is drawn for: the width its card measured in the browser (``assets/canvas.js``),
+    bounded to a sane range; the default width before the page has measured it."""
+    width = (data or {}).get("width")
+    if not isinstance(width, int | float) or not CANVAS_WIDTH_RANGE[0] <= width <= CANVAS_WIDTH_RANGE[1]:
+        return Canvas()
+    return Canvas(width=int(width))
 
 
 @declare(
@@ -80,16 +92,20 @@ def update_matrix(analysis_data, selected, **controls):
 
 @declare(
     Output(ids.INFLUENCE, "figure"),
-    Output(ids.SENTENCE, "figure"),
-    inputs={
-        "analysis_data": Input(ids.ANALYSIS, "data"),
-        **RELEVANCE,
-        **CONTROLS,
-    },
+    inputs={"analysis_data": Input(ids.ANALYSIS, "data"), **RELEVANCE, **CONTROLS},
 )
 @guarded
 def update_influence(analysis_data, **controls):
-    return (_draw("influence", analysis_data, None, **controls), _draw("sentence", analysis_data, None, **controls))
+    return _draw("influence", analysis_data, None, **controls)
+
+
+@declare(
+    Output(ids.SENTENCE, "figure"),
+    inputs={"analysis_data": Input(ids.ANALYSIS, "data"), "canvas": Input(ids.CANVAS, "data"), **RELEVANCE, **CONTROLS},
+)
+@guarded
+def update_sentence(analysis_data, canvas, **controls):
+    return _draw("sentence", analysis_data, None, canvas=canvas_of(canvas), **controls)
 
 
 @declare(

@@ -28,20 +28,47 @@ class ExportError(AttentionFlowsError):
 
 def publication_figure(fig: Figure | go.Figure, *, width: int, height: int, font_px: float) -> go.Figure:
     """A validated copy of ``fig`` sized for print: fixed size, legible fonts, tight margins, no interactive
-    chrome."""
+    chrome. A view that lays its text out itself (``layout.meta.natural_size``, drawn for this width and font)
+    keeps its own height and margins."""
     out = go.Figure(fig)
-    top = max(40, out.layout.margin.t or 0)  # keep the room a view reserves above its plot (Sankey column titles)
+    title_px = font_px * 1.15
+    title, lines = wrapped_title(out.layout.title.text or "", width=width - 20, font_px=title_px)
+    extra = (lines - 1) * title_px * 1.3  # room for the title's extra lines
+    if isinstance(out.layout.meta, dict) and out.layout.meta.get("natural_size"):
+        out.update_layout(
+            width=width,
+            height=(out.layout.height or height) + extra,
+            autosize=False,
+            font={"family": "Helvetica, Arial, sans-serif", "color": "black"},
+            title={"text": title, "font": {"size": title_px}},
+            margin={"t": (out.layout.margin.t or 46) + extra},
+            hovermode=False,
+            dragmode=False,
+        )
+        return out
+    top = max(40, out.layout.margin.t or 0) + extra  # keep the room a view reserves above its plot (Sankey)
     out.update_layout(
         width=width,
         height=height,
         autosize=False,
         font={"size": font_px, "family": "Helvetica, Arial, sans-serif", "color": "black"},
-        title={"font": {"size": font_px * 1.15}},
+        title={"text": title, "font": {"size": title_px}},
         margin={"l": 50, "r": 15, "t": top, "b": 35},
         hovermode=False,
         dragmode=False,
     )
     return out
+
+
+def wrapped_title(text: str, *, width: float, font_px: float) -> tuple[str, int]:
+    """``text`` broken into lines (``<br>``) that fit ``width`` px at ``font_px`` (0.55 em per character, a
+    safe average for Helvetica), and the number of lines: a long title is never cut at the figure's edge."""
+    import textwrap
+
+    if not text:
+        return text, 1
+    lines = textwrap.wrap(text, width=max(int(width / (0.55 * font_px)), 10)) or [text]
+    return "<br>".join(lines), len(lines)
 
 
 def _chromium_missing() -> ExportError:
@@ -79,7 +106,9 @@ def figure_bytes(fig: Figure | go.Figure, export: ExportOptions) -> bytes:
     """Render ``fig`` (already sized) to PNG / SVG / PDF bytes, checked by :func:`check_drawn`."""
     import kaleido
 
-    width, height, _ = export.pixels()
+    layout = fig.layout if isinstance(fig, go.Figure) else go.Layout(fig.get("layout", {}))
+    default_width, default_height, _ = export.pixels()
+    width, height = layout.width or default_width, layout.height or default_height
     scale = export.scale if export.fmt == "png" else 1.0
     try:
         start_export_server()

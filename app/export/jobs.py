@@ -17,6 +17,7 @@ from pathlib import Path
 
 from app.export.files import ExportError, check_target, render_bytes, write_atomically
 from app.export.sidecar import Sidecar, make_sidecar, read_sidecar, resolve_pair
+from app.figures.theme import Canvas
 from app.options import ExportOptions, ViewOptions, check_selected_head
 from app.render import render
 from app.services import Analysis, AnalysisService
@@ -107,7 +108,9 @@ def export_bytes(service: AnalysisService, job: Job) -> tuple[bytes, Sidecar]:
         )
     )
     # The selection picks the matrix view's head; elsewhere it is only the page's highlight, kept out of the file.
-    figure = render(job.view, service, analysis, options, selected if job.view == "matrix" else None)
+    width, _, font_px = job.export.pixels()
+    canvas = Canvas(width=width, font_px=font_px)
+    figure = render(job.view, service, analysis, options, selected if job.view == "matrix" else None, canvas)
     data = render_bytes(figure, job.export)
     side = make_sidecar(
         service.pair.config,

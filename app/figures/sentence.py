@@ -1,17 +1,45 @@
-"""View 6: the input sentence, each token coloured by how much it matters (the chosen relevance method), one row
-per model on one shared colour scale."""
+"""View 6: the input as text, each token on a background coloured by how much it matters (the chosen relevance
+method), laid out and wrapped like a paragraph.
+
+Comparison mode interleaves three rows per line of text — pre-trained, fine-tuned, and fine-tuned − pre-trained —
+so one word's boxes are stacked and line up. Tokens are set in a monospaced font, so a box's width is known exactly
+from its characters and boxes never overlap (:func:`wrap_tokens`); the layout is computed for the pixel width of
+the card (or the export), given as a :class:`~app.figures.theme.Canvas`.
+"""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from app.figures.theme import MODEL_LABELS, Figure, axis_key, axis_ref, figure, layout, panel_domains
+from app.figures.theme import (
+    DIVERGING,
+    MODEL_LABELS,
+    MONO_EM,
+    MONO_FONT,
+    Canvas,
+    Figure,
+    colours_at,
+    figure,
+    layout,
+    readable_text_colour,
+    symmetric_range,
+)
 from app.options import CLASS_METHODS, METHODS
 
 RELEVANCE_SCALE = [[0.0, "#FFFFFF"], [0.5, "#B79FD1"], [1.0, "#4A2377"]]  # white -> purple: neither model's colour
+SIGNED_SCALE = [[0.0, "#1B7837"], [0.5, "#FFFFFF"], [1.0, "#4A2377"]]  # green <- 0 -> purple (input × gradient)
+PAD = 3  # px of background on each side of a token's text
+GAP = 4  # px between two boxes on a line
+LABEL_WIDTH = 84  # px of left margin for the row labels
+RIGHT = 12  # px of right margin
+COLOURBAR_ROOM = 58  # px below the text for the horizontal colour bars
+ROW_LABELS = {"pretrained": "pre-trained", "finetuned": "fine-tuned", "difference": "difference"}
+SHORT_ROW_LABELS = {"pretrained": "pre", "finetuned": "fine", "difference": "diff"}  # single-column exports
+NARROW = 640  # px: below this canvas width, short row labels and stacked colour bars
 
 
 def summary_layer(relevance: pd.DataFrame) -> int:
@@ -28,6 +56,38 @@ def method_phrase(method: str, *, target: str | None, source: str, layer: int) -
     return f"{METHODS[method]} of {source}" + (f", after layer {layer}" if layer else "")
 
 
+def wrap_tokens(
+    labels: Sequence[str], *, width: float, font_px: float, breaks: Sequence[int] = ()
+) -> list[tuple[float, float, int]]:
+    """Place tokens as text: ``(x0, x1, line)`` per token, in px from the left, wrapping at ``width``.
+
+    A box is the text's width in the monospaced font (``len × MONO_EM × font_px``) plus :data:`PAD` on each
+    side; boxes on a line are :data:`GAP` apart. A token wider than the line gets a line of its own. ``breaks``
+    are token positions that start a new line (the second segment of a pair).
+    """
+    placed, x, line = [], 0.0, 0
+    for index, label in enumerate(labels):
+        box = len(label) * MONO_EM * font_px + 2 * PAD
+        if (x > 0 and x + box > width) or (index in breaks and x > 0):
+            x, line = 0.0, line + 1
+        placed.append((x, x + box, line))
+        x += box + GAP
+    return placed
+
+
+def sentence_scale(values: np.ndarray) -> tuple[list, float, float]:
+    """``(colour scale, zmin, zmax)`` for the model rows, from the values that count (finite, not special):
+    0 → max when none is negative (class relevance, attention methods), else symmetric around 0 (input ×
+    gradient). The top of the scale is the largest word value of either model, so the rows compare and exactly
+    the strongest word reaches full colour (documented in docs/method.md §0)."""
+    finite = values[np.isfinite(values)]
+    if finite.size and finite.min() < 0:
+        bound = symmetric_range(finite)
+        return SIGNED_SCALE, -bound, bound
+    peak = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    return RELEVANCE_SCALE, 0.0, peak
+
+
 def make_sentence(
     relevance: pd.DataFrame,
     *,
@@ -38,91 +98,232 @@ def make_sentence(
     target: str | None = None,
     source: str = "[CLS]",
     missing: dict[str, str] | None = None,
+    segments: Sequence[int] | None = None,
+    canvas: Canvas | None = None,
 ) -> Figure:
-    """One row of coloured tokens per model from a relevance frame (``layer, token_idx, pretrained, finetuned``),
-    at its deepest layer. Both rows share one colour scale, from 0 to the largest value over the tokens not in
-    ``scale_without`` (special tokens, the traced tokens: they may exceed it and show at full colour); hovering
-    gives the exact value. Tokens in ``scale_without`` are drawn uncoloured (their value is in the hover), so the
-    colours say one thing: how much each word matters next to the others. ``missing[model]`` is a sentence shown
-    instead of a row (e.g. no classification head).
+    """The input as wrapped text from a relevance frame (``layer, token_idx, pretrained, finetuned``) at its
+    deepest layer: one row of boxes per model per line, plus the difference in comparison mode.
+
+    Both model rows share one colour scale (:func:`sentence_scale`) with its colour bar; the difference row has
+    a diverging one. Tokens in ``scale_without`` (special tokens, the traced tokens) do not set the scale and are
+    drawn uncoloured with a grey outline; every value is in the hover. ``missing[model]`` is a sentence shown
+    instead of that model's rows (e.g. no classification head); there is then no difference row. ``segments``
+    (per token, 0/1) starts the second segment of a pair on a new line, marked "segment B".
     """
+    canvas = canvas or Canvas()
     missing = missing or {}
     models = ["pretrained", "finetuned"] if mode == "comparison" else [mode]
+    present = [m for m in models if m not in missing]
+    rows_shown = present + (["difference"] if len(present) == 2 else [])
     layer = summary_layer(relevance)
     rows = relevance[relevance["layer"] == layer].sort_values("token_idx")
     positions = rows["token_idx"].to_numpy()
-    labels = np.asarray(tokens, dtype=object)[positions].tolist()
+    labels = [str(label) for label in np.asarray(tokens, dtype=object)[positions]]
     counted = ~np.isin(positions, list(scale_without))
-    present = [m for m in models if m not in missing]
-    values = rows[present].to_numpy()[counted] if present else np.zeros(0)
-    finite = values[np.isfinite(values)]
-    peak = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    domains = panel_domains(len(models), gap=0.15)[::-1]
-    traces, axes, notes = [], {}, []
-    for index, model in enumerate(models, start=1):
-        domain = domains[index - 1]
-        axes[axis_key("x", index)] = {"visible": False, "anchor": axis_ref("y", index)}
-        axes[axis_key("y", index)] = {"visible": False, "domain": domain, "anchor": axis_ref("x", index)}
-        notes.append(_row_label(MODEL_LABELS[model], domain))
-        if model in missing:
-            notes.append(_row_note(missing[model], domain))
-            continue
-        values = rows[model].to_numpy()
+    values = {m: rows[m].to_numpy(dtype=float) for m in present}
+    if len(present) == 2:
+        values["difference"] = values["finetuned"] - values["pretrained"]
+    model_values = np.concatenate([values[m][counted] for m in present]) if present else np.zeros(0)
+    scale, zmin, zmax = sentence_scale(model_values)
+    diff_bound = symmetric_range(values["difference"][counted]) if "difference" in values else 1.0
+    scales = {m: (scale, zmin, zmax) for m in present} | {"difference": (DIVERGING, -diff_bound, diff_bound)}
+
+    font = canvas.font_px
+    line_height, row_height = font * 2.0, font * 1.55
+    narrow = canvas.width < NARROW
+    label_width, row_labels = (int(4.5 * 0.6 * font) + 8, SHORT_ROW_LABELS) if narrow else (LABEL_WIDTH, ROW_LABELS)
+    text_width = canvas.width - label_width - RIGHT
+    bars = 2 if "difference" in rows_shown else 1
+    room = COLOURBAR_ROOM * (bars if narrow else 1)
+    starts = _segment_starts(positions, segments)
+    placed = wrap_tokens(labels, width=text_width, font_px=font, breaks=starts)
+    lines = placed[-1][2] + 1 if placed else 0
+    notes, top = [], 0.0
+    for model in (m for m in models if m in missing):  # a model with no rows: say why, wrapped to the width
+        said = textwrap.wrap(f"{MODEL_LABELS[model]}: {missing[model]}", width=int(text_width / (0.55 * (font - 2))))
+        notes.append(_note("<br>".join(said), y=top, font_px=font))
+        top += (font - 2) * 1.3 * len(said) + font * 0.5
+    group = row_height * len(rows_shown) + line_height * 0.6
+    height = top + group * max(lines, 1)
+
+    shapes, traces, annotations = [], [], list(notes)
+    for r, row in enumerate(rows_shown):
+        row_scale, low, high = scales[row]
+        xs, ys, colours, texts = [], [], [], []
+        coloured = counted & np.isfinite(values[row])
+        fills = iter(colours_at(row_scale, (values[row][coloured] - low) / (high - low)))
+        for i, (x0, x1, line) in enumerate(placed):
+            y0 = top + line * group + r * row_height
+            fill = next(fills) if coloured[i] else None
+            shapes.append(_box(x0, x1, y0, y0 + row_height - 2, fill))
+            xs.append((x0 + x1) / 2)
+            ys.append(y0 + (row_height - 2) / 2)
+            colours.append(readable_text_colour(fill) if fill else "#555555")
+            texts.append(labels[i])
+        for line in range(lines if rows_shown else 0):
+            annotations.append(_row_label(row_labels[row], y=top + line * group + (r + 0.5) * row_height, font=font))
         traces.append(
             {
-                "type": "heatmap",
-                "z": [np.where(counted, values, np.nan)],  # special / traced tokens: uncoloured, value in the hover
-                "customdata": [values],
-                "x": positions,
-                "text": [labels],
-                "texttemplate": "%{text}",
-                "textfont": {"size": 13},
-                "colorscale": RELEVANCE_SCALE,
-                "zmin": 0.0,
-                "zmax": peak,
-                "showscale": model == present[-1],
-                "colorbar": {"thickness": 10, "len": 1.0, "title": {"text": "score", "side": "right"}},
-                "hoverongaps": True,
-                "xgap": 2,
-                "xaxis": axis_ref("x", index),
-                "yaxis": axis_ref("y", index),
-                "hovertemplate": "<b>%{text}</b>: %{customdata:.4f}<extra>" + MODEL_LABELS[model] + "</extra>",
+                "type": "scatter",
+                "mode": "text",
+                "x": xs,
+                "y": ys,
+                "text": texts,
+                "customdata": values[row],
+                "textfont": {"family": MONO_FONT, "size": font, "color": colours},
+                "hovertemplate": "<b>%{text}</b>: %{customdata:.4f}<extra>" + MODEL_LABELS[row] + "</extra>",
+                "showlegend": False,
             }
         )
+        if row in ("finetuned", "difference") or (row == rows_shown[0] and len(present) == 1):
+            x, length, bottom = _bar_place(0 if row != "difference" else 1, bars=bars, narrow=narrow)
+            total = height + 46 + room
+            traces.append(_colour_bar(row_scale, low, high, x=x, length=length, y=bottom / total, font=font))
+            annotations.append(_colour_bar_title(row, x=x, shift=bottom + 32 - room, font=font))
+    for start in starts:
+        x0, _, line = placed[start]
+        annotations.append(_segment_mark(x0, top + line * group - 1, font))
     title = "Sentence: " + method_phrase(method, target=target, source=source, layer=layer)
+    margin = {"l": label_width, "r": RIGHT, "t": 46, "b": room}
     return figure(
         traces,
         layout(
             title,
-            height=110 + 70 * len(models),
-            annotations=notes,
-            **axes,
-            margin={"l": 90, "r": 20, "t": 50, "b": 10},
+            width=canvas.width,
+            height=int(height + margin["t"] + margin["b"]),
+            margin=margin,
+            shapes=shapes,
+            annotations=annotations,
+            xaxis={"visible": False, "range": [0, text_width], "fixedrange": True},
+            yaxis={"visible": False, "range": [height, 0], "fixedrange": True},
+            hovermode="closest",
+            meta={"natural_size": True},
         ),
     )
 
 
-def _row_label(text: str, domain: list[float]) -> dict:
+def _segment_starts(positions: np.ndarray, segments: Sequence[int] | None) -> list[int]:
+    """Indices (into ``positions``) where the second segment of a pair begins."""
+    if segments is None:
+        return []
+    segment = np.asarray(segments)[positions]
+    return [i for i in range(1, len(segment)) if segment[i] != segment[i - 1]]
+
+
+def _box(x0: float, x1: float, y0: float, y1: float, fill: str | None) -> dict:
+    line = {"width": 0} if fill else {"width": 1, "color": "#AAAAAA"}
     return {
-        "text": text,
-        "x": -0.005,
-        "y": sum(domain) / 2,
-        "xref": "paper",
-        "yref": "paper",
-        "xanchor": "right",
-        "showarrow": False,
-        "font": {"size": 12},
+        "type": "rect",
+        "xref": "x",
+        "yref": "y",
+        "x0": x0,
+        "x1": x1,
+        "y0": y0,
+        "y1": y1,
+        "fillcolor": fill or "rgba(0,0,0,0)",
+        "line": line,
+        "layer": "below",
     }
 
 
-def _row_note(text: str, domain: list[float]) -> dict:
+def _bar_place(slot: int, *, bars: int, narrow: bool) -> tuple[float, float, float]:
+    """``(x, length, bottom px)`` of colour bar ``slot`` (0: the models' scale, 1: the difference): side by side
+    below the text, or stacked on a narrow canvas."""
+    if narrow:
+        return 0.0, 0.9, float(COLOURBAR_ROOM * (bars - 1 - slot))
+    return (0.0 if slot == 0 else 0.55), 0.42, 0.0
+
+
+def _colour_bar_title(row: str, *, x: float, shift: float, font: float) -> dict:
+    """The title above a colour bar of :func:`_colour_bar` (Plotly's own title overlaps a horizontal bar);
+    ``shift`` is the px from the plot's bottom edge to the title's baseline (negative: below it)."""
     return {
-        "text": text,
-        "x": 0.0,
-        "y": sum(domain) / 2,
+        "text": "score (both model rows)" if row != "difference" else "difference: fine-tuned − pre-trained",
+        "x": x,
+        "y": 0,
+        "yshift": shift,
         "xref": "paper",
         "yref": "paper",
         "xanchor": "left",
+        "yanchor": "bottom",
         "showarrow": False,
-        "font": {"size": 12, "color": "#555"},
+        "font": {"size": max(font - 2, 7), "color": "#333"},
+    }
+
+
+def _colour_bar(scale: list, low: float, high: float, *, x: float, length: float, y: float, font: float) -> dict:
+    """An invisible trace that draws one horizontal colour bar below the text, its bottom at ``y`` (fraction of
+    the figure's height)."""
+    return {
+        "type": "scatter",
+        "mode": "markers",
+        "x": [None],
+        "y": [None],
+        "hoverinfo": "skip",
+        "showlegend": False,
+        "marker": {
+            "color": [low],
+            "colorscale": scale,
+            "cmin": low,
+            "cmax": high,
+            "showscale": True,
+            "colorbar": {
+                "orientation": "h",
+                "thickness": 8,
+                "len": length,
+                "x": x,
+                "xanchor": "left",
+                "y": y,
+                "yref": "container",
+                "yanchor": "bottom",
+                "ypad": 4,
+                "tickfont": {"size": max(font - 3, 7)},
+                "nticks": 5,
+                "tickangle": 0,
+            },
+        },
+    }
+
+
+def _row_label(text: str, *, y: float, font: float) -> dict:
+    return {
+        "text": text,
+        "x": 0,
+        "xshift": -6,
+        "y": y,
+        "xref": "paper",
+        "yref": "y",
+        "xanchor": "right",
+        "yanchor": "middle",
+        "showarrow": False,
+        "font": {"size": max(font - 3, 7), "color": "#555"},
+    }
+
+
+def _segment_mark(x: float, y: float, font: float) -> dict:
+    return {
+        "text": "segment B ↓",
+        "x": x,
+        "y": y,
+        "xref": "x",
+        "yref": "y",
+        "xanchor": "left",
+        "yanchor": "bottom",
+        "showarrow": False,
+        "font": {"size": max(font - 4, 7), "color": "#555"},
+    }
+
+
+def _note(text: str, *, y: float, font_px: float) -> dict:
+    return {
+        "text": text,
+        "x": 0,
+        "y": y,
+        "xref": "x",
+        "yref": "y",
+        "xanchor": "left",
+        "yanchor": "top",
+        "align": "left",
+        "showarrow": False,
+        "font": {"size": max(font_px - 2, 7), "color": "#555"},
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 Figure = dict[str, Any]
@@ -122,3 +123,33 @@ def symmetric_range(values) -> float:
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
     return max(float(np.abs(finite).max()) if finite.size else 0.0, 1e-9)
+
+
+MONO_FONT = "DejaVu Sans Mono, Menlo, Consolas, monospace"
+MONO_EM = 0.61  # advance of one character of MONO_FONT, in em (DejaVu Sans Mono: 0.602; Menlo: 0.602)
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """The pixel width a view is laid out for and its text size: the card in the page, or the export's size.
+
+    Views that place text themselves (the sentence view, the network view) need it; the others are autosized.
+    """
+
+    width: int = 1150
+    font_px: float = 13.0
+
+
+def colours_at(scale: list, fractions) -> list[str]:
+    """``rgb(r, g, b)`` colours at ``fractions`` (clipped to [0, 1]) of a Plotly colour scale."""
+    from plotly.colors import sample_colorscale
+
+    return sample_colorscale(scale, [min(max(float(f), 0.0), 1.0) for f in fractions]) if len(fractions) else []
+
+
+def readable_text_colour(background: str) -> str:
+    """Black or white, whichever reads better on ``background`` (``rgb(r, g, b)``), by relative luminance."""
+    from plotly.colors import unlabel_rgb
+
+    r, g, b = (channel / 255 for channel in unlabel_rgb(background))
+    return "#000000" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5 else "#FFFFFF"

@@ -69,6 +69,7 @@ def build_layout(
             ),
             dcc.Store(id=ids.ANALYSIS, data={"text": first_text, "text_pair": None} if first_text else None),
             dcc.Store(id=ids.SELECTED_HEAD, data={"layer": num_layers, "head": None}),
+            dcc.Store(id=ids.CANVAS),
             dcc.Download(id=ids.DOWNLOAD),
             dcc.Download(id=ids.DOWNLOAD_SIDECAR),
         ],
