@@ -26,6 +26,7 @@ METHOD = "relevance-method-dropdown"
 TARGET = "target-class-dropdown"
 SINKS = "sinks-checklist"
 RENORMALIZE = "renormalize-checklist"
+TOP_K = "top-k-dropdown"
 FAITHFULNESS = "faithfulness-panel"
 SELECTION_LABEL = "selected-head-label"
 

@@ -51,6 +51,11 @@ CLASS_METHODS = ("class_relevance", "input_x_gradient")  # need a classification
 PREDICTED = "predicted"
 TRACE_ALL = "all"  # "trace from every token (mean)" in the page and on the command line
 
+# Long inputs: above FOLD_ABOVE shown tokens (or words), the matrices, the token scores and the Sankey keep the
+# top_k by the current relevance (plus special, hidden and traced tokens) and fold the rest into one "other".
+FOLD_ABOVE = 40
+TOP_K_CHOICES: dict[int, str] = {20: "top 20", 30: "top 30", 50: "top 50", 0: "all tokens"}
+TOP_K_RANGE = (0, 2048)  # 0 = never fold
 TAU_RANGE = (0.0, 1.0)
 ALPHA_RANGE = (0.0, 1.0)
 
@@ -73,12 +78,13 @@ class SizePreset:
     width_in: float
     height_in: float
     font_pt: float
+    short: str = ""  # the page's compact label
 
 
 PRESETS: dict[str, SizePreset] = {
-    "single": SizePreset("single column (3.5 in)", 3.5, 2.8, 7.0),
-    "double": SizePreset("double column (7.2 in)", 7.16, 4.5, 8.0),
-    "slide": SizePreset("slide (16:9)", 13.33, 7.5, 14.0),
+    "single": SizePreset("single column (3.5 in)", 3.5, 2.8, 7.0, "1 column"),
+    "double": SizePreset("double column (7.2 in)", 7.16, 4.5, 8.0, "2 columns"),
+    "slide": SizePreset("slide (16:9)", 13.33, 7.5, 14.0, "slide"),
 }
 
 
@@ -180,7 +186,8 @@ class ViewOptions:
     and ``hide`` only change what is drawn (``renormalize`` re-scales the rows of hidden matrices, and says so).
     ``aggregation`` combines heads for the matrices and for the graph's threshold τ. ``target`` is the class the
     class methods explain (a label, or ``"predicted"``); ``sinks`` makes the graph absorb attention into special
-    tokens. Ranges that depend on the model and the input are checked by :meth:`checked`.
+    tokens. ``top_k`` folds long inputs (:data:`FOLD_ABOVE`; 0 = never). Ranges that depend on the model and the input
+    are checked by :meth:`checked`.
     """
 
     mode: str = "comparison"
@@ -198,6 +205,7 @@ class ViewOptions:
     sinks: bool = True
     trace_all: bool = False
     renormalize: bool = False
+    top_k: int = 30
 
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, MODES)
@@ -225,6 +233,7 @@ class ViewOptions:
                 check_int("heads", head, 0)
         for source in self.sources:
             check_int("sources", source, 0)
+        check_int("top_k", self.top_k, *TOP_K_RANGE)
 
     @classmethod
     def from_controls(cls, **values) -> ViewOptions:
@@ -259,6 +268,7 @@ class ViewOptions:
             sinks=check_flag("sinks", values.get("sinks"), default=True),
             trace_all=trace_all,
             renormalize=check_flag("renormalize", values.get("renormalize"), default=False),
+            top_k=30 if values.get("top_k") is None else check_int("top_k", values["top_k"], *TOP_K_RANGE),
         )
 
     def checked(self, num_layers: int, num_heads: int, num_positions: int) -> ViewOptions:

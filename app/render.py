@@ -11,6 +11,7 @@ import numpy as np
 
 from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
 from app.figures.theme import Canvas, Figure
+from app.fold import fold_scores
 from app.options import CLASS_METHODS, ViewOptions
 from app.services import Analysis, AnalysisService
 from attention.tokens import word_all
@@ -23,21 +24,25 @@ def sankey(
 ) -> Figure:
     options = service.checked(analysis, options)
     graphs = service.graphs(analysis, options)
-    sources = service.trace_sources(analysis, options)
+    sources = np.asarray(service.trace_sources(analysis, options))
+    hidden = np.flatnonzero(service.hidden(analysis, options))
+    tokens = service.labels(analysis, options.level)
     if options.level == "word":
-        groups = service.runs(analysis).pretrained.groups
-        sources = tuple(sorted({groups[s] for s in sources}))
+        sources = np.asarray(service.runs(analysis).pretrained.groups)[sources]
+    fold = service.fold(analysis, options)
+    if fold is not None:  # drawn positions: a long input's folded tokens are one "other" node
+        sources, hidden, tokens = fold.groups[sources], fold.groups[hidden], fold.labels
     return make_sankey(
         graphs.edges,
         graphs.nodes,
-        tokens=service.labels(analysis, options.level),
-        sources=sources,
+        tokens=tokens,
+        sources=tuple(sorted(set(sources.tolist()))),
         layers=options.layers or (1, service.num_layers),
         mode=options.mode,
         selected=selected,
         tau=options.tau,
         alpha=options.alpha,
-        hidden=tuple(np.flatnonzero(service.hidden(analysis, options))),
+        hidden=tuple(sorted(set(hidden.tolist()))),
         source_names=service.source_names(analysis, options),
     )
 
@@ -68,11 +73,15 @@ def matrix(
     selected = selected or (service.num_layers, None)  # no selection: the top layer's head mean
     layer, head = selected
     frame = service.matrices(analysis, options, layer, head)
+    tokens = service.matrix_tokens(analysis, options)
+    folded = service.fold(analysis, options) is not None
     return make_matrix(
         frame,
-        tokens=service.matrix_tokens(analysis, options),
+        tokens=tokens,
         mode=options.mode,
         caption=matrix_caption(options, selected, service.num_heads),
+        other=len(tokens) - 1 if folded else None,
+        canvas=canvas,
     )
 
 
@@ -89,7 +98,8 @@ def no_head_messages(service: AnalysisService, options: ViewOptions) -> dict[str
 
 def _relevance_view(make: Callable[..., Figure], *, laid_out: bool = False) -> Callable[..., Figure]:
     """A renderer for a view of :meth:`AnalysisService.relevance` (token scores per layer, sentence);
-    ``laid_out`` views place the text themselves and get the canvas and the segments."""
+    ``laid_out`` views place the text themselves (never folded) and get the canvas and the segments; the others
+    fold a long input (:mod:`app.fold`): "other" is drawn uncoloured, its summed score in the hover."""
 
     def view(
         service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected, canvas: Canvas
@@ -100,9 +110,14 @@ def _relevance_view(make: Callable[..., Figure], *, laid_out: bool = False) -> C
         scale_without = set(np.flatnonzero(special).tolist())
         if options.method not in CLASS_METHODS and not options.trace_all and options.sources:
             scale_without |= set(options.sources)
+        frame, tokens = service.relevance(analysis, options), service.labels(analysis, options.level)
+        fold = None if laid_out else service.fold(analysis, options)
+        if fold is not None:
+            frame, tokens = fold_scores(frame, fold), fold.labels
+            scale_without = {int(fold.groups[i]) for i in scale_without} | {fold.other}
         return make(
-            service.relevance(analysis, options),
-            tokens=service.labels(analysis, options.level),
+            frame,
+            tokens=tokens,
             method=options.method,
             mode=options.mode,
             scale_without=sorted(scale_without),

@@ -16,7 +16,8 @@ import pandas as pd
 from flask import current_app
 
 from app.cache import ByteLRU
-from app.options import CLASS_METHODS, PREDICTED, OptionError, ViewOptions
+from app.fold import Fold, choose_fold
+from app.options import CLASS_METHODS, FOLD_ABOVE, PREDICTED, OptionError, ViewOptions
 from attention import (
     AttentionGraph,
     AttentionRun,
@@ -188,8 +189,12 @@ class AnalysisService:
         return hidden_mask(self.runs(analysis).pretrained, options.hide, options.level)
 
     def matrix_tokens(self, analysis: Analysis, options: ViewOptions) -> tuple[str, ...]:
-        """The rows and columns the matrices draw: tokens (or words) at ``options.level``, hidden ones left out."""
+        """The rows and columns the matrices draw: tokens (or words) at ``options.level``, hidden ones left out, a
+        long input folded (:meth:`fold`)."""
         hidden = self.hidden(analysis, options)
+        fold = self.fold(analysis, options)
+        if fold is not None:
+            return fold.without(hidden)[1]
         return tuple(
             label for label, gone in zip(self.labels(analysis, options.level), hidden, strict=True) if not gone
         )
@@ -253,22 +258,49 @@ class AnalysisService:
         )
 
     def graphs(self, analysis: Analysis, options: ViewOptions) -> GraphComparison:
-        """The union of both graphs, at ``options.level`` (a word's pieces merged: masses and flows add up)."""
+        """The union of both graphs, at ``options.level`` (a word's pieces merged: masses and flows add up), a long
+        input folded (:meth:`fold`)."""
         options = self.checked(analysis, options)
         run = self.runs(analysis).pretrained
+        fold = self.fold(analysis, options)
 
         def compute() -> GraphComparison:
             graphs = self.model_graphs(analysis, options)
             runs = self.runs(analysis)
             weights = (runs.pretrained.weights, runs.finetuned.weights)
-            if options.level == "word":
-                graphs = tuple(word_graph(g, run.groups, run.words()) for g in graphs)
-                return compare_graphs(*graphs, weights=weights, groups=run.groups)
-            return compare_graphs(*graphs, weights=weights)
+            groups, labels = (np.asarray(run.groups), run.words()) if options.level == "word" else (None, None)
+            if fold is not None:
+                groups, labels = (fold.groups if groups is None else fold.groups[groups]), fold.labels
+            if groups is None:
+                return compare_graphs(*graphs, weights=weights)
+            graphs = tuple(word_graph(g, groups, labels) for g in graphs)
+            return compare_graphs(*graphs, weights=weights, groups=groups)
 
         settings = self._graph_settings(options)
         key = (options.level, options.layers, self.trace_sources(analysis, options), *settings.values())
-        return self._memo("graphs", analysis, key, compute)
+        return self._memo("graphs", analysis, (*key, fold.key if fold else None), compute)
+
+    def fold(self, analysis: Analysis, options: ViewOptions) -> Fold | None:
+        """How a long input is folded at ``options.level`` (:mod:`app.fold`), or None when it is drawn whole: the
+        ``top_k`` positions by the current relevance (fine-tuned model, else pre-trained; deepest layer) kept, with
+        every special, hidden and traced position."""
+        options = self.checked(analysis, options)
+        labels, hidden = self.labels(analysis, options.level), self.hidden(analysis, options)
+        if options.top_k == 0 or (~hidden).sum() <= FOLD_ABOVE:
+            return None
+        frame = self.relevance(analysis, options)
+        deepest = frame[frame["layer"] == frame["layer"].max()]
+        values = deepest["finetuned"].to_numpy(dtype=float)
+        if np.isnan(values).all():
+            values = deepest["pretrained"].to_numpy(dtype=float)
+        scores = np.full(len(labels), np.nan)
+        scores[deepest["token_idx"].to_numpy()] = values
+        run = self.runs(analysis).pretrained
+        always = word_all(run.special, run.groups) if options.level == "word" else np.asarray(run.special).copy()
+        if not options.trace_all:
+            sources = self.trace_sources(analysis, options)
+            always[[run.groups[s] for s in sources] if options.level == "word" else list(sources)] = True
+        return choose_fold(labels, scores, always=always, hidden=hidden, top_k=options.top_k)
 
     def heads(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
         """Per-head comparison on the full token-level maps (level and hiding do not apply to head metrics)."""
@@ -361,20 +393,20 @@ class AnalysisService:
         words and has hidden tokens removed (nothing of the whole run is copied or cached for it)."""
         options = self.checked(analysis, options)
         heads = (head,) if head is not None else options.heads
+        fold = self.fold(analysis, options)
+        folded = fold.without(self.hidden(analysis, options)) if fold is not None else None
 
         def compute() -> pd.DataFrame:
-            runs = self.runs(analysis).map(
-                lambda run: matrix_run(
-                    replace(run, weights=run.weights[layer - 1 : layer]),
-                    options.level,
-                    options.hide,
-                    options.renormalize,
-                )
-            )
+            def drawn(run: AttentionRun) -> AttentionRun:
+                one_layer = replace(run, weights=run.weights[layer - 1 : layer])
+                run = matrix_run(one_layer, options.level, options.hide, options.renormalize)
+                return run.merged(*folded) if folded is not None else run
+
+            runs = self.runs(analysis).map(drawn)
             return attention_matrices(*_both(runs), 1, heads=heads, aggregation=options.aggregation)
 
         key = (options.level, options.hide, options.renormalize, layer, heads, options.aggregation)
-        return self._memo("matrices", analysis, key, compute)
+        return self._memo("matrices", analysis, (*key, fold.key if fold else None), compute)
 
     def faithfulness(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
         """This input's Spearman correlations (words, fine-tuned model) of each method at the deepest layer with

@@ -131,18 +131,22 @@ def _strengths(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per edge of ``edges``: the head-mean weight, the max over heads and whether it passes the graph's τ (its
     threshold rule), from ``weights`` ``[layer, head, query, key]`` — whether or not the graph reached the edge. At
-    word level (``groups``) each is the largest over the word pieces' edges, as :func:`attention.graph.word_graph`
-    merges them."""
+    word level (``groups``; or folded, where a group need not be contiguous) each is the largest over its tokens'
+    edges, as :func:`attention.graph.word_graph` merges them."""
     mean, strongest = np.full(len(edges), np.nan), np.full(len(edges), np.nan)
-    starts = None
+    starts = order = None
     if groups is not None:
-        groups = np.asarray(groups)
-        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        order = np.argsort(np.asarray(groups), kind="stable")  # each group's tokens side by side, for reduceat
+        grouped = np.asarray(groups)[order]
+        starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
     for layer, rows in edges.groupby("layer").indices.items():
         selected = np.asarray(weights[int(layer) - 1])[list(graph.heads)].astype(np.float64)
         maps = [selected.mean(axis=0), selected.max(axis=0)]
         if starts is not None:
-            maps = [np.maximum.reduceat(np.maximum.reduceat(m, starts, axis=0), starts, axis=1) for m in maps]
+            maps = [
+                np.maximum.reduceat(np.maximum.reduceat(m[order][:, order], starts, axis=0), starts, axis=1)
+                for m in maps
+            ]
         queries, keys = edges["query_idx"].to_numpy()[rows], edges["key_idx"].to_numpy()[rows]
         mean[rows], strongest[rows] = maps[0][queries, keys], maps[1][queries, keys]
     passes = (mean if graph.threshold == "mean" else strongest) >= graph.tau

@@ -92,19 +92,25 @@ class AttentionRun:
         if self.level == "word":
             return self
         groups = np.asarray(self.groups)
+        words = [join_pieces([self.tokens[i] for i in np.flatnonzero(groups == g)]) for g in range(groups.max() + 1)]
+        return replace(self.merged(groups, words), level="word")
+
+    def merged(self, groups: np.ndarray | list[int], labels: list[str] | tuple[str, ...]) -> AttentionRun:
+        """Tokens merged into groups (``groups[i]`` in ``0..g-1``, not necessarily contiguous, e.g. a long input's
+        "other" tokens), labelled ``labels``: attention to a group sums its tokens, from a group averages them
+        (:func:`attention.transforms.merge_groups`). A group's special flag and segment are its first token's."""
+        groups = np.asarray(groups)
         count = int(groups.max()) + 1
         first = [int(np.flatnonzero(groups == g)[0]) for g in range(count)]
-        words = tuple(join_pieces([self.tokens[i] for i in np.flatnonzero(groups == g)]) for g in range(count))
         return replace(
             self,
             weights=_frozen(merge_groups(self.weights, groups)),
-            tokens=words,
+            tokens=tuple(labels),
             special=tuple(self.special[i] for i in first),
             segments=tuple(self.segments[i] for i in first),
             groups=tuple(range(count)),
             cls_index=None if self.cls_index is None else int(groups[self.cls_index]),
             sep_indices=tuple(int(groups[i]) for i in self.sep_indices),
-            level="word",
         )
 
     def without_tokens(self, drop: np.ndarray | list[bool], *, renormalize: bool = True) -> AttentionRun:

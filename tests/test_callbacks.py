@@ -20,7 +20,9 @@ CONTROLS = {
     "sources": [],
     "hide": [],
     "sinks": ["sinks"],
+    "top_k": 30,
 }
+RELEVANCE = {"method": "class_relevance", "target": "predicted"}
 
 
 @pytest.fixture
@@ -30,7 +32,7 @@ def context(tiny_app):
 
 
 def test_sankey_callback_draws_the_comparison(context):
-    fig = plotly_figure(views.update_sankey(analysis_data=TEXT, selected=None, **CONTROLS))
+    fig = plotly_figure(views.update_sankey(analysis_data=TEXT, selected=None, **CONTROLS, **RELEVANCE))
     assert isinstance(fig.data[0], go.Sankey) and "[CLS]" in fig.layout.title.text
 
 
@@ -39,7 +41,8 @@ def test_view_callbacks_follow_the_mode_and_level(context):
     matrix, label = views.update_matrix(
         analysis_data=TEXT,
         selected={"layer": 2, "head": 1},
-        **{k: words[k] for k in ("mode", "heads", "aggregation", "level", "hide")},
+        **words,
+        **RELEVANCE,
         renormalize=[],
     )
     matrix = plotly_figure(matrix)
@@ -66,7 +69,7 @@ def test_class_relevance_callbacks_name_the_class_and_the_model_without_head(con
         analysis_data=TEXT, canvas=None, method="class_relevance", target="good", **CONTROLS
     )
     assert "class 'good'" in plotly_figure(sentence).layout.title.text
-    assert "no classification head" in str(plotly_figure(influence).layout.annotations)
+    assert "no classification head" in plotly_figure(influence).layout.title.subtitle.text
     table = views.update_faithfulness(
         _drawn=None, analysis_data=TEXT, target="predicted", tau=0.05, alpha=0.5, aggregation="mean", sinks=["sinks"]
     )

@@ -24,6 +24,7 @@ CONTROLS = {
     "sources": Input(ids.SOURCES, "value"),
     "hide": Input(ids.HIDE, "value"),
     "sinks": Input(ids.SINKS, "value"),
+    "top_k": Input(ids.TOP_K, "value"),
 }
 RELEVANCE = {"method": Input(ids.METHOD, "value"), "target": Input(ids.TARGET, "value")}
 
@@ -51,7 +52,12 @@ def canvas_of(data: dict | None) -> Canvas:
 
 @declare(
     Output(ids.SANKEY, "figure"),
-    inputs={"analysis_data": Input(ids.ANALYSIS, "data"), "selected": Input(ids.SELECTED_HEAD, "data"), **CONTROLS},
+    inputs={
+        "analysis_data": Input(ids.ANALYSIS, "data"),
+        "selected": Input(ids.SELECTED_HEAD, "data"),
+        **CONTROLS,
+        **RELEVANCE,  # a long input keeps its most relevant tokens
+    },
 )
 @guarded
 def update_sankey(analysis_data, selected, **controls):
@@ -78,7 +84,8 @@ def update_head_grid(analysis_data, selected, **controls):
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
         "selected": Input(ids.SELECTED_HEAD, "data"),
-        **{k: CONTROLS[k] for k in ("mode", "heads", "aggregation", "level", "hide")},
+        **CONTROLS,  # all of them: a long input keeps its most relevant tokens, by the current relevance
+        **RELEVANCE,
         "renormalize": Input(ids.RENORMALIZE, "value"),
     },
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,6 +14,7 @@ from app.figures.theme import (
     MODEL_LABELS,
     MODEL_SCALES,
     NEUTRAL_SCALE,
+    Canvas,
     Figure,
     axis_key,
     axis_ref,
@@ -126,14 +128,15 @@ def _panel_figure(
                 "colorscale": DIVERGING if diverging else MODEL_SCALES[panel],
                 "zmin": -bound if diverging else 0.0,
                 "zmax": bound,
-                "showscale": diverging or panel == "finetuned" or len(panels) == 1,
+                "showscale": True,  # every panel has its own colour bar (the models are drawn in their own colours)
                 "colorbar": {"x": domain[1] + 0.005, "xanchor": "left", "thickness": 10, "len": 0.75},
             }
         )
-        axes[axis_key("x", index)] = {**xaxis, "domain": domain, "anchor": axis_ref("y", index)}
+        axes[axis_key("x", index)] = {**xaxis, "domain": domain, "anchor": axis_ref("y", index), "automargin": True}
         axes[axis_key("y", index)] = {
             **yaxis,
             "anchor": axis_ref("x", index),
+            "automargin": True,
             "showticklabels": index == 1,
             "title": yaxis.get("title") if index == 1 else None,
         }
@@ -142,15 +145,30 @@ def _panel_figure(
 
 
 def make_matrix(
-    matrices: pd.DataFrame, *, tokens: Sequence[str], mode: str = "comparison", caption: str = ""
+    matrices: pd.DataFrame,
+    *,
+    tokens: Sequence[str],
+    mode: str = "comparison",
+    caption: str = "",
+    other: int | None = None,
+    canvas: Canvas | None = None,
 ) -> Figure:
     """Side-by-side attention matrices (query rows, key columns) from :func:`attention.attention_matrices`.
 
     Axes are categories ``"<position>:<token>"`` (unique even when a word repeats) shown as the bare token, so
-    hovering names both tokens without an n x n array of strings."""
+    hovering names both tokens without an n x n array of strings. ``other`` is the position of a long input's
+    folded tokens (:mod:`app.fold`): its row and column do not set the top of the colour scale (its column sums
+    many tokens and may exceed it). Key labels are vertical, and thinned to every k-th when the ``canvas`` leaves
+    a column narrower than a line of text (every label is in the hover)."""
     panels = _panels(mode)
     n = len(tokens)
-    peak = float(matrices.loc[matrices["model"] != "difference", "weight"].max())
+    canvas = canvas or Canvas()
+    column_px = canvas.width * 0.8 / len(panels) / max(n, 1)  # about 80 % of the width is plot area
+    step = max(1, math.ceil(canvas.font_px * 1.25 / column_px))
+    scaled = matrices["model"] != "difference"
+    if other is not None:
+        scaled &= (matrices["query_idx"] != other) & (matrices["key_idx"] != other)
+    peak = float(matrices.loc[scaled, "weight"].max()) if scaled.any() else 1.0
     names = [f"{i}:{token}" for i, token in enumerate(tokens)]
     ticks = {
         "tickmode": "array",
@@ -178,7 +196,13 @@ def make_matrix(
         title=f"Attention matrix {caption}".strip(),
         height=max(360, 15 * n + 190),
         peak=peak,
-        xaxis={**ticks, "tickangle": -60, "title": {"text": "key (attended to)"}},
+        xaxis={
+            **ticks,
+            "tickvals": names[::step],
+            "ticktext": list(tokens)[::step],
+            "tickangle": -90,
+            "title": {"text": "key (attended to)" + (f"; 1 label in {step}" if step > 1 else "")},
+        },
         yaxis={**ticks, "autorange": "reversed", "title": {"text": "query"}},
     )
 
@@ -239,17 +263,9 @@ def make_influence(
         yaxis={**_token_axis(shown_tokens), "autorange": "reversed"},
     )
     if missing:
-        note = "; ".join(missing.values())
-        fig["layout"]["annotations"].append(
-            {
-                "text": note,
-                "x": 0,
-                "y": -0.12,
-                "xref": "paper",
-                "yref": "paper",
-                "showarrow": False,
-                "xanchor": "left",
-                "font": {"size": 11, "color": "#555"},
-            }
-        )
+        fig["layout"]["title"]["subtitle"] = {
+            "text": "; ".join(missing.values()),
+            "font": {"size": 11, "color": "#555"},
+        }
+        fig["layout"]["margin"] = {**fig["layout"].get("margin", {}), "t": 80}
     return fig

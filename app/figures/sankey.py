@@ -22,6 +22,47 @@ from app.figures.theme import (
 )
 
 SINK_COLOUR = "#C9B26B"  # khaki: unlike the grey of "both models" and either model's colour
+NODE_PAD = 6  # px between two nodes of a column
+LABEL_PX = 15  # px a node label needs
+DOMAIN_TOP = 0.92  # the Sankey's top edge (paper); the column titles sit above it
+
+
+def _stacked_layout(
+    columns: dict[int, list[int]],
+    index: dict[tuple[int, int], int],
+    sources: list[int],
+    targets: list[int],
+    values: list[float],
+    *,
+    min_height: float,
+) -> tuple[list[float], float]:
+    """Vertical centres (0 = top, 1 = bottom of the domain) of every node, stacked per column in order, and the
+    plot height in px they need.
+
+    Plotly draws a node ``max(inflow, outflow) · k`` px tall, with d3-sankey's ``k = min over columns of
+    (H - (n - 1) · pad) / Σ values`` for a plot ``H`` px tall. Each node gets a slot as tall as its node but at
+    least a label's height, the slots are stacked with the pad, and ``H`` grows until every column fits: no node,
+    link or label ever covers another label, the title or the column titles."""
+    inflow, outflow = np.zeros(len(index)), np.zeros(len(index))
+    np.add.at(inflow, targets, values)
+    np.add.at(outflow, sources, values)
+    size = np.maximum(inflow, outflow)
+    stacks = [[index[(depth, token)] for token in column] for depth, column in columns.items() if column]
+    plot = min_height
+    for _ in range(60):
+        scale = min((plot - (len(stack) - 1) * NODE_PAD) / max(size[stack].sum(), 1e-12) for stack in stacks)
+        slots = [np.maximum(size[stack] * scale, LABEL_PX) for stack in stacks]
+        needed = max(slot.sum() + (len(slot) - 1) * NODE_PAD for slot in slots)
+        if needed <= plot:
+            break
+        plot = max(needed, plot * 1.1)
+    centres = np.zeros(len(index))
+    for stack, slot in zip(stacks, slots, strict=True):
+        top = (plot - slot.sum() - (len(slot) - 1) * NODE_PAD) / 2  # a short column is centred
+        for node, tall in zip(stack, slot, strict=True):
+            centres[node] = (top + tall / 2) / plot
+            top += tall + NODE_PAD
+    return np.clip(centres, 0.001, 0.999).tolist(), plot
 
 
 def _models(mode: str) -> tuple[str, ...]:
@@ -91,15 +132,14 @@ def make_sankey(
     }
 
     index: dict[tuple[int, int], int] = {}
-    labels, xs, ys, colours, hovers = [], [], [], [], []
+    labels, xs, colours, hovers = [], [], [], []
     span = last - first + 1
     for depth, column in columns.items():
-        for rank, token in enumerate(column):
+        for token in column:
             row = facts[(depth, token)]
             index[(depth, token)] = len(labels)
             labels.append(tokens[token])
             xs.append(min(max((depth - first + 1) / span, 0.001), 0.999))
-            ys.append(min(max((rank + 0.5) / max(len(column), 1), 0.001), 0.999))
             colours.append("#333333" if depth == last else (SINK_COLOUR if row.sink else _node_colour(row, mode)))
             where = "input" if depth == 0 else f"after layer {depth}"
             shares = "; ".join(
@@ -128,6 +168,11 @@ def make_sankey(
         link_colours.append(rgba(colour, opacity))
         link_hovers.append(_link_hover(edge, tokens, models, mode))
 
+    margins = 100  # px: the layout's top and bottom margins
+    ys, plot_px = _stacked_layout(
+        columns, index, link_source, link_target, values, min_height=(440 - margins) * DOMAIN_TOP
+    )
+    height = int(np.ceil(plot_px / DOMAIN_TOP + margins))
     sankey = {
         "type": "sankey",
         "arrangement": "fixed",
@@ -136,7 +181,7 @@ def make_sankey(
             "x": xs,
             "y": ys,
             "color": colours,
-            "pad": 6,
+            "pad": NODE_PAD,
             "thickness": 12,
             "customdata": hovers,
             "hovertemplate": "%{customdata}<extra></extra>",
@@ -150,7 +195,7 @@ def make_sankey(
             "customdata": link_hovers,
             "hovertemplate": "%{customdata}<extra></extra>",
         },
-        "domain": {"x": [0.0, 1.0], "y": [0.0, 0.92]},
+        "domain": {"x": [0.0, 1.0], "y": [0.0, DOMAIN_TOP]},
     }
     legend = dict(STATUS_LABELS) if mode == "comparison" else {mode: f"{MODEL_LABELS[mode]} attention ≥ τ"}
     legend["sink"] = "absorbed by [CLS] / [SEP] (sink)"
@@ -185,7 +230,7 @@ def make_sankey(
         [sankey, *legend_traces],
         layout(
             title,
-            height=max(440, 26 * max(len(c) for c in columns.values()) + 160),
+            height=height,
             annotations=column_titles,
             xaxis={"visible": False},
             yaxis={"visible": False},

@@ -102,8 +102,8 @@ def make_similarity(
                 "cmax": layers,
                 "colorbar": {"title": {"text": "layer"}, "thickness": 12, "dtick": 1},
             },
-            legend={"orientation": "h", "y": -0.12},
-            xaxis={"title": {"text": "MDS 1"}, "zeroline": False, "showgrid": True, "gridcolor": "#eee"},
+            legend={"orientation": "h", "yanchor": "top", "y": -0.16},
+            xaxis={"title": {"text": "MDS 1"}, "zeroline": False, "showgrid": True, "gridcolor": "#eee", "nticks": 5},
             yaxis={
                 "title": {"text": "MDS 2"},
                 "zeroline": False,

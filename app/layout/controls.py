@@ -5,7 +5,17 @@ from __future__ import annotations
 from dash import dcc, html
 
 from app import ids
-from app.options import AGGREGATIONS, HEAD_METRICS, HIDE_KINDS, LEVELS, METHODS, MODES, PREDICTED
+from app.options import (
+    AGGREGATIONS,
+    FOLD_ABOVE,
+    HEAD_METRICS,
+    HIDE_KINDS,
+    LEVELS,
+    METHODS,
+    MODES,
+    PREDICTED,
+    TOP_K_CHOICES,
+)
 from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU
 
 
@@ -199,6 +209,18 @@ def control_panel(num_layers: int, num_heads: int, class_names: tuple[str, ...] 
                     options=[{"label": label, "value": kind} for kind, label in HIDE_KINDS.items()],
                 ),
                 "Left out of what is drawn; every number is still computed on all tokens.",
+            ),
+            _field(
+                "Long inputs",
+                dcc.Dropdown(
+                    id=ids.TOP_K,
+                    value=30,
+                    clearable=False,
+                    searchable=False,
+                    options=[{"label": label, "value": k} for k, label in TOP_K_CHOICES.items()],
+                ),
+                f"Above {FOLD_ABOVE} tokens, the Sankey, matrices and token scores keep the most relevant ones "
+                "(current method) and fold the rest into 'other'.",
             ),
             dcc.Checklist(
                 id=ids.RENORMALIZE,

@@ -32,13 +32,23 @@ def export_controls(view: str) -> html.Div:
                 clearable=False,
                 searchable=False,
                 className="export-size",
-                options=[{"label": preset.label, "value": key} for key, preset in PRESETS.items()],
+                options=[
+                    {"label": preset.short, "value": key, "title": preset.label} for key, preset in PRESETS.items()
+                ],
             ),
             dcc.Checklist(
                 id=ids.export_sidecar(view),
                 value=["sidecar"],
                 className="export-sidecar",
-                options=[{"label": "JSON sidecar", "value": "sidecar"}],
+                options=[
+                    {
+                        "label": html.Span(
+                            "JSON",
+                            title="Also download a JSON sidecar: the pair, text and every option, to reproduce it",
+                        ),
+                        "value": "sidecar",
+                    }
+                ],
             ),
             html.Details(
                 [
