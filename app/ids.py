@@ -9,6 +9,7 @@ PREDICTION = "prediction-panel"
 ERROR = "error-banner"
 ANALYSIS = "analysis-store"  # small key: text, text pair, pair name; never tensors
 SELECTED_HEAD = "selected-head-store"  # {"layer": int, "head": int | None}
+URL = "url"  # dcc.Location: the page's state lives in its query string (app/urlstate.py)
 CANVAS = "canvas-store"  # {"width": px of the wide cards}, measured by assets/canvas.js
 
 # Controls
@@ -22,6 +23,8 @@ LEVEL = "level-radio"
 SOURCES = "trace-from-dropdown"
 HIDE = "hide-checklist"
 METRIC = "head-metric-dropdown"
+WORD = "word-query-dropdown"
+TOP_HEADS = "word-query-top-heads"
 METHOD = "relevance-method-dropdown"
 TARGET = "target-class-dropdown"
 SINKS = "sinks-checklist"
@@ -75,6 +78,11 @@ def export_height(view: str) -> dict:
 
 def export_scale(view: str) -> dict:
     return {"type": "export-scale", "view": view}
+
+
+def top_head(layer: int, head: int) -> dict:
+    """Pattern-matching id of a head listed by the word query."""
+    return {"type": "top-head", "index": f"{layer}:{head}"}
 
 
 def card(view: str) -> str:

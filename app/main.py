@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from dash import Dash
+from dash import Dash, html
+from flask import has_request_context, request
 
 from app.cache import release_freed_memory
+from app.help import render_doc
 from app.layout import build_layout
 from app.loading import ServiceLoader
 from app.services import EXTENSION_KEY, AnalysisService, example_items
+from app.urlstate import from_query
 from attention.config import PairConfig, load_config
+from attention.errors import AttentionFlowsError
 from attention.models import pair_shape
 from attention.settings import Settings
 
@@ -26,6 +33,12 @@ def assets_dir() -> Path:
     """``app/_assets`` in a wheel, else the checkout's ``assets/``."""
     packaged = _APP_DIR / "_assets"
     return packaged if packaged.is_dir() else _APP_DIR.parent / "assets"
+
+
+def docs_dir() -> Path:
+    """The checkout's docs/ folder (``app/_docs`` in a wheel)."""
+    packaged = _APP_DIR / "_docs"
+    return packaged if packaged.is_dir() else _APP_DIR.parent / "docs"
 
 
 def create_app(
@@ -63,7 +76,8 @@ def create_app(
         update_title=None,
     )
     dash_app.server.extensions[EXTENSION_KEY] = loader
-    dash_app.layout = build_layout(
+    page = functools.partial(
+        build_layout,
         pair_name=pair_config.name,
         pretrained_name=pair_config.pretrained.display_name,
         finetuned_name=pair_config.finetuned.display_name,
@@ -74,6 +88,27 @@ def create_app(
         first_text=examples[0] if examples else "",
         class_names=pair_config.task.labels if pair_config.task else (),
     )
+
+    def layout() -> html.Div:
+        """The page in the state its URL describes (:mod:`app.urlstate`), so a link or a reload opens exactly that
+        view with no extra round trip. The layout request is the page's own fetch: its Referer is the page URL."""
+        search = urlsplit(request.referrer or "").query if has_request_context() else ""
+        try:
+            state = from_query(search, num_layers=shape.num_layers, num_heads=shape.num_heads)
+            choices = None
+            if state.analysis is not None and (state.options.word is not None or state.options.sources):
+                # a dropdown keeps only values among its options: list the tokens the link refers to
+                from app.callbacks.analyse import token_options
+                from app.services import current_service
+
+                service = current_service()
+                analysis = service.analyse(state.analysis.text, state.analysis.text_pair)
+                choices = token_options(service.labels(analysis, service.checked(analysis, state.options).level))
+            return page(state=state, token_choices=choices)
+        except AttentionFlowsError as error:
+            return page(error=f"This link could not be opened: {error}")
+
+    dash_app.layout = layout
     register_all(dash_app)
 
     @dash_app.server.teardown_request
@@ -81,6 +116,14 @@ def create_app(
         """After each request, hand what it freed back to the OS (0.2 ms; see :func:`app.cache.release_freed_memory`):
         a worker's RSS then follows its byte-bounded cache instead of its largest past request."""
         release_freed_memory()
+
+    @dash_app.server.route("/docs/<name>")
+    def docs(name: str) -> tuple[str, int]:
+        """docs/<name>.md as a page, one anchor per section (the "?" help links point here)."""
+        path = docs_dir() / f"{name}.md"
+        if not re.fullmatch(r"[a-z_-]+", name) or not path.is_file():
+            return "No such document.", 404
+        return render_doc(path), 200
 
     @dash_app.server.route("/healthz")
     def healthz() -> tuple[str, int]:

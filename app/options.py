@@ -186,8 +186,9 @@ class ViewOptions:
     and ``hide`` only change what is drawn (``renormalize`` re-scales the rows of hidden matrices, and says so).
     ``aggregation`` combines heads for the matrices and for the graph's threshold τ. ``target`` is the class the
     class methods explain (a label, or ``"predicted"``); ``sinks`` makes the graph absorb attention into special
-    tokens. ``top_k`` folds long inputs (:data:`FOLD_ABOVE`; 0 = never). Ranges that depend on the model and the input
-    are checked by :meth:`checked`.
+    tokens. ``top_k`` folds long inputs (:data:`FOLD_ABOVE`; 0 = never). ``word`` is the word query's
+    position at ``level`` (the head grid then shows the attention it receives). Ranges that depend on the model
+    and the input are checked by :meth:`checked`.
     """
 
     mode: str = "comparison"
@@ -206,6 +207,7 @@ class ViewOptions:
     trace_all: bool = False
     renormalize: bool = False
     top_k: int = 30
+    word: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, MODES)
@@ -234,6 +236,8 @@ class ViewOptions:
         for source in self.sources:
             check_int("sources", source, 0)
         check_int("top_k", self.top_k, *TOP_K_RANGE)
+        if self.word is not None:
+            check_int("word", self.word, 0)
 
     @classmethod
     def from_controls(cls, **values) -> ViewOptions:
@@ -269,6 +273,7 @@ class ViewOptions:
             trace_all=trace_all,
             renormalize=check_flag("renormalize", values.get("renormalize"), default=False),
             top_k=30 if values.get("top_k") is None else check_int("top_k", values["top_k"], *TOP_K_RANGE),
+            word=None if values.get("word") is None else check_int("word", values["word"], 0),
         )
 
     def checked(self, num_layers: int, num_heads: int, num_positions: int) -> ViewOptions:
@@ -286,6 +291,8 @@ class ViewOptions:
             heads = None if heads == tuple(range(num_heads)) else heads
         for source in self.sources:
             check_int("sources", source, 0, num_positions - 1)
+        if self.word is not None:
+            check_int("word", self.word, 0, num_positions - 1)
         return replace(self, layers=layers, heads=heads)
 
     def to_dict(self) -> dict:

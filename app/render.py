@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
+from app.figures.heatmaps import make_word_query
 from app.figures.theme import Canvas, Figure
 from app.fold import fold_scores
 from app.options import CLASS_METHODS, ViewOptions
@@ -50,7 +51,22 @@ def sankey(
 def heads(
     service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected, canvas: Canvas
 ) -> Figure:
-    return make_head_grid(service.heads(analysis, options), metric=options.metric, mode=options.mode, selected=selected)
+    options = service.checked(analysis, options)
+    if options.word is not None:
+        return make_word_query(
+            service.received(analysis, options),
+            word=service.labels(analysis, options.level)[options.word],
+            mode=options.mode,
+            selected=selected,
+            shown_heads=options.heads,
+        )
+    return make_head_grid(
+        service.heads(analysis, options),
+        metric=options.metric,
+        mode=options.mode,
+        selected=selected,
+        shown_heads=options.heads,
+    )
 
 
 def matrix_caption(options: ViewOptions, selected: Selected, num_heads: int) -> str:
@@ -82,6 +98,7 @@ def matrix(
         caption=matrix_caption(options, selected, service.num_heads),
         other=len(tokens) - 1 if folded else None,
         canvas=canvas,
+        segment_start=service.segment_start(analysis, options),
     )
 
 
@@ -125,7 +142,11 @@ def _relevance_view(make: Callable[..., Figure], *, laid_out: bool = False) -> C
             target=service.class_target(analysis, options) if options.method in CLASS_METHODS else None,
             source=service.source_names(analysis, options),
             missing=no_head_messages(service, options),
-            **({"segments": service.segments(analysis, options.level), "canvas": canvas} if laid_out else {}),
+            **(
+                {"segments": service.segments(analysis, options.level), "canvas": canvas}
+                if laid_out
+                else {"segment_start": service.segment_start(analysis, options)}
+            ),
         )
 
     return view

@@ -28,6 +28,7 @@ from attention import (
     PairRuns,
     Settings,
     attention_matrices,
+    attention_received,
     class_relevance,
     compare_graphs,
     compare_heads,
@@ -184,6 +185,21 @@ class AnalysisService:
             first.setdefault(group, segment)
         return tuple(first[group] for group in sorted(first))
 
+    def segment_start(self, analysis: Analysis, options: ViewOptions) -> int | None:
+        """Where the second segment of a pair starts among the rows the matrices and token scores draw (hidden
+        tokens left out, a long input folded); None for a single text."""
+        segments = np.asarray(self.segments(analysis, options.level))
+        hidden = self.hidden(analysis, options)
+        fold = self.fold(analysis, options)
+        if fold is not None:  # a drawn row's segment is its first token's; "other" (last) is never a boundary
+            groups, _ = fold.without(hidden)
+            shown = segments[~hidden]
+            segments = np.array([shown[np.flatnonzero(groups == g)[0]] for g in range(groups.max())])
+        else:
+            segments = segments[~hidden]
+        starts = np.flatnonzero(np.diff(segments) != 0)
+        return int(starts[0]) + 1 if starts.size else None
+
     def hidden(self, analysis: Analysis, options: ViewOptions) -> np.ndarray:
         """``[position]`` bool at ``options.level``: what the views leave out."""
         return hidden_mask(self.runs(analysis).pretrained, options.hide, options.level)
@@ -306,6 +322,19 @@ class AnalysisService:
         """Per-head comparison on the full token-level maps (level and hiding do not apply to head metrics)."""
         runs = self.runs(analysis)
         return self._memo("heads", analysis, (), lambda: compare_heads(*_both(runs)))
+
+    def received(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
+        """The word query: per layer and head, the attention ``options.word`` (a position at ``options.level``)
+        receives, mean over every token (:func:`attention.attention_received`)."""
+        options = self.checked(analysis, options)
+        if options.word is None:
+            raise OptionError("No word is chosen for the word query.", "Pick a word in the 'Word query' box.")
+        runs = self.runs(analysis)
+        groups = np.asarray(runs.pretrained.groups)
+        keys = np.flatnonzero(groups == options.word) if options.level == "word" else np.array([options.word])
+        return self._memo(
+            "received", analysis, (options.level, options.word), lambda: attention_received(*_both(runs), keys)
+        )
 
     def embedding(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
         runs = self.runs(analysis)

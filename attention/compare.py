@@ -274,6 +274,39 @@ def compare_relevance(run_pre: AttentionRun, run_ft: AttentionRun, method: Atten
     return relevance_frame(pre, ft, names)
 
 
+def attention_received(
+    run_pre: AttentionRun, run_ft: AttentionRun, keys: Sequence[int], *, queries: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """The word query (DeRose et al. 2020): per layer and head, how much attention a word receives.
+
+    ``received[l, h] = mean over queries q of Σ_{k ∈ keys} A[l, h, q, k]`` on the token-level weights
+    ``[layer, head, query, key]``: the share of a query's attention that lands on the word's tokens ``keys``
+    (its pieces), averaged over ``queries`` (default every token). Returns ``layer, head, pretrained,
+    finetuned, difference`` (layers 1-based, heads 0-based), each in [0, 1].
+    """
+    _check_same_input(run_pre, run_ft)
+    keys = list(keys)
+    if not keys:
+        raise ValueError("the word query needs at least one token position")
+    rows = slice(None) if queries is None else list(queries)
+    values = {}
+    for name, run in (("pretrained", run_pre), ("finetuned", run_ft)):
+        weights = np.asarray(run.weights)[:, :, rows, :]
+        values[name] = weights[..., keys].sum(axis=-1, dtype=np.float64).mean(axis=-1)  # [layer, head]
+    layers, heads = values["pretrained"].shape
+    layer, head = np.meshgrid(np.arange(1, layers + 1), np.arange(heads), indexing="ij")
+    frame = pd.DataFrame(
+        {
+            "layer": layer.ravel(),
+            "head": head.ravel(),
+            "pretrained": values["pretrained"].ravel(),
+            "finetuned": values["finetuned"].ravel(),
+        }
+    )
+    frame["difference"] = frame["finetuned"] - frame["pretrained"]
+    return frame
+
+
 def attention_matrices(
     run_pre: AttentionRun,
     run_ft: AttentionRun,

@@ -55,7 +55,10 @@ def test_view_callbacks_follow_the_mode_and_level(context):
     sentence = plotly_figure(sentence)
     assert "attention flow" in influence.layout.title.text
     assert [t.mode for t in sentence.data] == ["text", "markers"] and sentence.layout.width == 700  # one model
-    grid = plotly_figure(views.update_head_grid(analysis_data=TEXT, selected=None, metric="to_cls", mode="comparison"))
+    grid, _ = views.update_head_grid(
+        analysis_data=TEXT, selected=None, metric="to_cls", word=None, mode="comparison", heads=None, level="token"
+    )
+    grid = plotly_figure(grid)
     assert grid.data[0].zmid == 0
     similarity = plotly_figure(
         views.update_similarity(analysis_data=TEXT, selected={"layer": 1, "head": 0}, mode="comparison")
@@ -92,16 +95,10 @@ def test_unknown_target_class_is_one_sentence_in_the_page(tiny_app):
 
 
 def test_token_choices_list_tokens_at_the_current_level(context):
-    options = analyse.token_choices(TEXT, "word")
+    options, words = analyse.token_choices(TEXT, "word")
+    assert words == options[1:]
     assert options[0] == {"label": "all tokens (mean)", "value": "all"}
     assert [o["label"].split()[0] for o in options[1:]] == ["[CLS]", "a", "fine", ",", "moving", "film", "[SEP]"]
-
-
-def test_a_new_input_clears_the_token_choice_only_when_there_is_one():
-    from dash import no_update
-
-    assert analyse.clear_token_choice(TEXT, "token", [3, 5]) == []
-    assert analyse.clear_token_choice(TEXT, "token", []) is no_update
 
 
 def test_the_first_views_do_not_wait_for_the_token_choice(tiny_app):
@@ -133,7 +130,7 @@ def test_select_head_from_a_grid_click_and_back_to_the_mean(context, monkeypatch
     click = {"points": [{"x": 1, "y": 2}]}
     token = context_value.set(AttributeDict(triggered_inputs=[{"prop_id": f"{ids.HEAD_GRID}.clickData"}]))
     try:
-        assert selection.select_head(click, None, 0, None) == {"layer": 2, "head": 1}
+        assert selection.select_head(click, None, 0, [], None) == {"layer": 2, "head": 1}
     finally:
         context_value.reset(token)
 
@@ -217,6 +214,6 @@ def test_sentence_pair_input_is_analysed_with_both_segments(tiny_app):
     stored = response.get_json()["response"][ids.ANALYSIS]["data"]
     assert stored == {"text": "a fine film", "text_pair": "it is good"}
     with tiny_app.server.app_context():
-        options = analyse.token_choices(stored, "token")
+        options, _ = analyse.token_choices(stored, "token")
     labels = [o["label"].split()[0] for o in options]
     assert labels.count("[SEP]") == 2 and labels[-2:] == ["good", "[SEP]"]

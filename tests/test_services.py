@@ -163,3 +163,38 @@ def test_attention_method_views_never_run_the_backward_pass(service, monkeypatch
     for view in ("sentence", "influence"):
         render(view, service, fresh, ViewOptions(method="rollout"))
     assert calls == []
+
+
+def test_a_sentence_pair_is_marked_in_the_matrix_and_the_token_scores(service):
+    from app.render import render
+    from tests.conftest import plotly_figure
+
+    pair = Analysis("a fine film", "it is good")  # [CLS] a fine film [SEP] | it is good [SEP]
+    assert service.segment_start(pair, ViewOptions()) == 5
+    assert service.segment_start(pair, ViewOptions(hide=("special",))) == 3  # [CLS] and the first [SEP] hidden
+    assert service.segment_start(TEXT, ViewOptions()) is None
+    matrix = plotly_figure(render("matrix", service, pair, ViewOptions()))
+    lines = [s for s in matrix.layout.shapes if s.type == "line"]
+    assert len(lines) == 6 and {s.y0 for s in lines if s.yref in ("y", "y2", "y3")} == {4.5}
+    influence = plotly_figure(render("influence", service, pair, ViewOptions(method="rollout")))
+    assert [s.y0 for s in influence.layout.shapes] == [4.5] * 3
+
+
+def test_the_word_query_is_the_attention_a_word_receives_per_head(service):
+    from app.figures.heatmaps import top_heads
+    from app.render import render
+    from tests.conftest import plotly_figure
+
+    runs = service.runs(TEXT)
+    # words: [CLS] a fine , moving film [SEP]; "fine" is token 2
+    received = service.received(TEXT, ViewOptions(level="word", word=2))
+    expected = np.asarray(runs.finetuned.weights)[:, :, :, 2].mean(axis=-1)  # [layer, head]
+    np.testing.assert_allclose(received.pivot(index="layer", columns="head", values="finetuned"), expected, rtol=1e-6)
+    np.testing.assert_allclose(received["difference"], received["finetuned"] - received["pretrained"])
+    grid = plotly_figure(render("heads", service, TEXT, ViewOptions(word=2), (2, 1)))
+    assert "attention 'fine' receives" in grid.layout.title.text and len(grid.data) == 3
+    assert sum(1 for s in grid.layout.shapes if s.line.width == 3) == 3  # the selection outlined in each panel
+    ranked = top_heads(received, "comparison", count=3)
+    assert list(ranked["value"].abs()) == sorted(received["difference"].abs(), reverse=True)[:3]
+    with pytest.raises(Exception, match="word"):
+        service.received(TEXT, ViewOptions(word=99))

@@ -73,25 +73,21 @@ def show_prediction(analysis_data):
     return prediction_panel(fine.labels, fine.probabilities or (), fine.label, gold)
 
 
-@declare(Output(ids.SOURCES, "options"), Input(ids.ANALYSIS, "data"), Input(ids.LEVEL, "value"))
-@guarded
-def token_choices(analysis_data, level):
-    """Tokens the user can trace from, at the current level (before hiding, so a choice survives toggling the
-    filters)."""
-    analysis = require_analysis(analysis_data)
-    labels = current_service().labels(analysis, view_options(level=level).level)
-    return [{"label": "all tokens (mean)", "value": "all"}] + [
-        {"label": f"{token}  (#{i})", "value": i} for i, token in enumerate(labels)
-    ]
-
-
 @declare(
-    Output(ids.SOURCES, "value"),
+    Output(ids.SOURCES, "options"),
+    Output(ids.WORD, "options"),
     Input(ids.ANALYSIS, "data"),
     Input(ids.LEVEL, "value"),
-    State(ids.SOURCES, "value"),
-    prevent_initial_call=True,  # the page starts with no choice: the first views need not wait for this
 )
-def clear_token_choice(_analysis_data, _level, chosen):
-    """A new input or level clears the choice (token numbers refer to the old tokens)."""
-    return [] if chosen else no_update
+@guarded
+def token_choices(analysis_data, level):
+    """Tokens the user can trace from and query, at the current level (before hiding, so a choice survives
+    toggling the filters); "#n" tells repeated words apart."""
+    analysis = require_analysis(analysis_data)
+    return token_options(current_service().labels(analysis, view_options(level=level).level))
+
+
+def token_options(labels) -> tuple[list[dict], list[dict]]:
+    """The 'Trace from' and 'Word query' choices for tokens (or words) ``labels``."""
+    tokens = [{"label": f"{token}  (#{i})", "value": i} for i, token in enumerate(labels)]
+    return [{"label": "all tokens (mean)", "value": "all"}, *tokens], tokens

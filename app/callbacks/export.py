@@ -36,6 +36,7 @@ def _value_for(view: str, grouping: list[dict]) -> object:
         "method": State(ids.METHOD, "value"),
         "target": State(ids.TARGET, "value"),
         "renormalize": State(ids.RENORMALIZE, "value"),
+        "word": State(ids.WORD, "value"),
         **{name: State(dep.component_id, dep.component_property) for name, dep in CONTROLS.items()},
     },
     prevent_initial_call=True,

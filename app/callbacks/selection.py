@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dash import Input, Output, Patch, State, ctx
+from dash import ALL, Input, Output, Patch, State, ctx
 from dash.exceptions import PreventUpdate
 
 from app import ids
 from app.callbacks.common import guarded, require_analysis, selected_head, view_options
 from app.callbacks.registry import declare
-from app.figures.heatmaps import head_outline
+from app.figures.heatmaps import grid_shapes
 from app.figures.scatter import selected_positions, selected_trace_index
+from app.options import parse_head
 from app.services import current_service
 
 
@@ -18,17 +19,23 @@ from app.services import current_service
     Input(ids.HEAD_GRID, "clickData"),
     Input(ids.SIMILARITY, "clickData"),
     Input(ids.CLEAR_HEAD, "n_clicks"),
+    Input({"type": "top-head", "index": ALL}, "n_clicks"),
     State(ids.SELECTED_HEAD, "data"),
     prevent_initial_call=True,
 )
 @guarded
-def select_head(grid_click, similarity_click, _clear, current):
-    """A click on a head (either view) selects it; 'head mean' keeps the layer and drops the head."""
+def select_head(grid_click, similarity_click, _clear, _top_heads, current):
+    """A click on a head (either view, or a head the word query lists) selects it; 'head mean' keeps the layer
+    and drops the head."""
     service = current_service()
     if ctx.triggered_id == ids.CLEAR_HEAD:
         layer, _ = selected_head(current, service)
         return {"layer": layer, "head": None}
-    if ctx.triggered_id == ids.HEAD_GRID:  # heatmap cells: x is the head, y the layer
+    if isinstance(ctx.triggered_id, dict):  # a word-query button: only a real click (they are drawn with 0)
+        if not ctx.triggered or not ctx.triggered[0].get("value"):
+            raise PreventUpdate
+        layer, head = parse_head(str(ctx.triggered_id.get("index")))
+    elif ctx.triggered_id == ids.HEAD_GRID:  # heatmap cells: x is the head, y the layer
         point = _first_point(grid_click)
         layer, head = point.get("y"), point.get("x")
     else:  # similarity markers carry [layer, head, change]; the linking lines carry nothing
@@ -50,14 +57,25 @@ def _first_point(click: object) -> dict:
 @declare(
     Output(ids.HEAD_GRID, "figure", allow_duplicate=True),
     Input(ids.SELECTED_HEAD, "data"),
+    State(ids.MODE, "value"),
+    State(ids.WORD, "value"),
+    State(ids.HEADS, "value"),
     prevent_initial_call=True,
 )
 @guarded
-def outline_selected_head(selected):
-    """Move the outline in the head grid without redrawing it."""
+def outline_selected_head(selected, mode, word, heads):
+    """Move the outline in the head grid (each panel of the word query) without redrawing it."""
     service = current_service()
+    options = view_options(mode=mode, word=word, heads=heads)
+    panels = 3 if options.word is not None and options.mode == "comparison" else 1
     patch = Patch()
-    patch["layout"]["shapes"] = head_outline(selected_head(selected, service), service.num_heads)
+    patch["layout"]["shapes"] = grid_shapes(
+        selected_head(selected, service),
+        service.num_heads,
+        service.num_layers,
+        panels=panels,
+        shown_heads=options.heads,
+    )
     return patch
 
 

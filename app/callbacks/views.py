@@ -7,6 +7,7 @@ from dash import Input, Output, State, html
 from app import ids
 from app.callbacks.common import guarded, require_analysis, selected_head, view_options
 from app.callbacks.registry import declare
+from app.figures.heatmaps import top_heads
 from app.figures.theme import Canvas
 from app.layout.views import faithfulness_table
 from app.options import CANVAS_WIDTH_RANGE
@@ -66,16 +67,39 @@ def update_sankey(analysis_data, selected, **controls):
 
 @declare(
     Output(ids.HEAD_GRID, "figure"),
+    Output(ids.TOP_HEADS, "children"),
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
         "selected": State(ids.SELECTED_HEAD, "data"),
         "metric": Input(ids.METRIC, "value"),
-        "mode": CONTROLS["mode"],
+        "word": Input(ids.WORD, "value"),
+        **{k: CONTROLS[k] for k in ("mode", "heads", "level")},
     },
 )
 @guarded
 def update_head_grid(analysis_data, selected, **controls):
-    return _draw("heads", analysis_data, selected, **controls)
+    """The head grid, or the word query's grids and its top heads (buttons that select a head) when a word is
+    picked."""
+    figure = _draw("heads", analysis_data, selected, **controls)
+    options = view_options(**controls)
+    if options.word is None:
+        return figure, []
+    service = current_service()
+    ranked = top_heads(service.received(require_analysis(analysis_data), options), options.mode)
+    what = "largest change" if options.mode == "comparison" else "most attention"
+    buttons = [
+        html.Button(
+            f"L{row.layer} H{row.head}: {row.value:+.3f}"
+            if options.mode == "comparison"
+            else f"L{row.layer} H{row.head}: {row.value:.3f}",
+            id=ids.top_head(int(row.layer), int(row.head)),
+            n_clicks=0,
+            className="small-button",
+            title="Select this head in every view",
+        )
+        for row in ranked.itertuples(index=False)
+    ]
+    return figure, [html.Span(f"Top heads ({what}):", className="muted"), *buttons]
 
 
 @declare(

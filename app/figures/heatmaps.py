@@ -41,22 +41,54 @@ def _token_axis(tokens: Sequence[str]) -> dict:
     }
 
 
-def head_outline(selected: tuple[int, int | None] | None, num_heads: int) -> list[dict]:
-    """Layout shapes outlining the selected (layer, head) cell, or the whole layer when ``head`` is None."""
-    if selected is None:
-        return []
-    layer, head = selected
-    x0, x1 = (head - 0.5, head + 0.5) if head is not None else (-0.5, num_heads - 0.5)
-    return [
-        {
-            "type": "rect",
-            "x0": x0,
-            "x1": x1,
-            "y0": layer - 0.5,
-            "y1": layer + 0.5,
-            "line": {"color": "black", "width": 3},
-        }
-    ]
+def grid_shapes(
+    selected: tuple[int, int | None] | None,
+    num_heads: int,
+    num_layers: int,
+    *,
+    panels: int = 1,
+    shown_heads: Sequence[int] | None = None,
+) -> list[dict]:
+    """Layout shapes of a layers × heads grid with ``panels`` panels: an outline on the selected (layer, head)
+    cell (the whole layer when ``head`` is None), and a white veil over the heads the 'Heads' filter leaves out
+    (``shown_heads``; None = all)."""
+    shapes = []
+    for panel in range(1, panels + 1):
+        refs = {"xref": axis_ref("x", panel), "yref": axis_ref("y", panel)}
+        for head in sorted(set(range(num_heads)) - set(shown_heads if shown_heads is not None else range(num_heads))):
+            shapes.append(
+                {
+                    "type": "rect",
+                    **refs,
+                    "x0": head - 0.5,
+                    "x1": head + 0.5,
+                    "y0": 0.5,
+                    "y1": num_layers + 0.5,
+                    "fillcolor": "rgba(255,255,255,0.72)",
+                    "line": {"width": 0},
+                }
+            )
+        if selected is not None:
+            layer, head = selected
+            x0, x1 = (head - 0.5, head + 0.5) if head is not None else (-0.5, num_heads - 0.5)
+            shapes.append(
+                {
+                    "type": "rect",
+                    **refs,
+                    "x0": x0,
+                    "x1": x1,
+                    "y0": layer - 0.5,
+                    "y1": layer + 0.5,
+                    "line": {"color": "black", "width": 3},
+                }
+            )
+    return shapes
+
+
+def _heads_note(shown_heads: Sequence[int] | None, num_heads: int) -> str:
+    if shown_heads is None or len(shown_heads) == num_heads:
+        return ""
+    return " (heads outside the 'Heads' filter veiled)"
 
 
 def make_head_grid(
@@ -65,12 +97,13 @@ def make_head_grid(
     metric: str = "js_divergence",
     mode: str = "comparison",
     selected: tuple[int, int | None] | None = None,
+    shown_heads: Sequence[int] | None = None,
 ) -> Figure:
     """Layers x heads, coloured by ``metric`` (a column family of :func:`attention.compare_heads`).
 
     Metrics comparing the models (JS divergence, TV, cosine) are shown as they are; per-model statistics show
     the chosen model, or in comparison mode the fine-tuned minus pre-trained difference. Clicking a cell selects
-    the head (the click's x is the head, y the layer).
+    the head (the click's x is the head, y the layer); heads outside ``shown_heads`` are veiled.
     """
     if metric not in HEAD_METRICS:
         raise ValueError(f"metric must be one of {', '.join(HEAD_METRICS)}, got {metric!r}")
@@ -100,13 +133,79 @@ def make_head_grid(
     return figure(
         [heatmap],
         layout(
-            f"Heads: {label}",
+            f"Heads: {label}{_heads_note(shown_heads, num_heads)}",
             height=120 + 38 * layers,
             xaxis={"title": {"text": "head"}, "tickmode": "linear", "dtick": 1},
             yaxis={"title": {"text": "layer"}, "tickmode": "linear", "dtick": 1},
-            shapes=head_outline(selected, num_heads),
+            shapes=grid_shapes(selected, num_heads, layers, shown_heads=shown_heads),
         ),
     )
+
+
+def make_word_query(
+    received: pd.DataFrame,
+    *,
+    word: str,
+    mode: str = "comparison",
+    selected: tuple[int, int | None] | None = None,
+    shown_heads: Sequence[int] | None = None,
+) -> Figure:
+    """The word query as layers × heads grids: the attention ``word`` receives in every head (a frame of
+    :func:`attention.attention_received`), one panel per model on one scale plus their difference in
+    comparison mode. Clicking a cell selects the head."""
+    panels = _panels(mode)
+    layers, num_heads = int(received["layer"].max()), int(received["head"].max()) + 1
+    peak = float(received[[p for p in panels if p != "difference"] or ["finetuned"]].to_numpy().max())
+    traces = []
+    for panel in panels:
+        z = np.full((layers, num_heads), np.nan)
+        z[received["layer"].to_numpy() - 1, received["head"].to_numpy()] = received[panel].to_numpy()
+        traces.append(
+            {
+                "z": z,
+                "x": list(range(num_heads)),
+                "y": list(range(1, layers + 1)),
+                "hovertemplate": "layer %{y}, head %{x}<br>received %{z:.3f}<extra>" + MODEL_LABELS[panel] + "</extra>",
+            }
+        )
+    title = f"Word query: attention '{word}' receives, mean over all tokens{_heads_note(shown_heads, num_heads)}"
+    fig = _panel_figure(
+        panels,
+        traces,
+        title=title,
+        height=150 + 38 * layers,
+        peak=peak,
+        xaxis={"title": {"text": "head"}, "tickmode": "linear", "dtick": 2 if len(panels) > 1 else 1},
+        yaxis={"title": {"text": "layer"}, "tickmode": "linear", "dtick": 1},
+    )
+    fig["layout"]["shapes"] = grid_shapes(selected, num_heads, layers, panels=len(panels), shown_heads=shown_heads)
+    return fig
+
+
+def top_heads(received: pd.DataFrame, mode: str, count: int = 5) -> pd.DataFrame:
+    """The heads the word query lists: in comparison mode the largest changes (by magnitude), else the heads
+    where the word receives most. Columns ``layer, head, value``."""
+    column = "difference" if mode == "comparison" else mode
+    order = received[column].abs() if mode == "comparison" else received[column]
+    ranked = received.assign(value=received[column], order=order).nlargest(count, "order")
+    return ranked[["layer", "head", "value"]].reset_index(drop=True)
+
+
+def segment_lines(start: int | None, panels: int, *, columns: bool) -> list[dict]:
+    """Dashed lines before row ``start`` (and column, when ``columns``) of every panel: where the second
+    segment of a sentence pair begins."""
+    if start is None:
+        return []
+    line = {"color": "#333333", "width": 1, "dash": "dash"}
+    shapes = []
+    for panel in range(1, panels + 1):
+        x, y = axis_ref("x", panel), axis_ref("y", panel)
+        shapes.append({"type": "line", "xref": f"{x} domain", "x0": 0, "x1": 1, "yref": y, "y0": start - 0.5,
+                       "y1": start - 0.5, "line": line})  # fmt: skip
+        if columns:
+            shapes.append({"type": "line", "yref": f"{y} domain", "y0": 0, "y1": 1, "xref": x, "x0": start - 0.5,
+                           "x1": start - 0.5, "line": line})  # fmt: skip
+    return shapes
 
 
 def _panel_figure(
@@ -152,6 +251,7 @@ def make_matrix(
     caption: str = "",
     other: int | None = None,
     canvas: Canvas | None = None,
+    segment_start: int | None = None,
 ) -> Figure:
     """Side-by-side attention matrices (query rows, key columns) from :func:`attention.attention_matrices`.
 
@@ -159,7 +259,8 @@ def make_matrix(
     hovering names both tokens without an n x n array of strings. ``other`` is the position of a long input's
     folded tokens (:mod:`app.fold`): its row and column do not set the top of the colour scale (its column sums
     many tokens and may exceed it). Key labels are vertical, and thinned to every k-th when the ``canvas`` leaves
-    a column narrower than a line of text (every label is in the hover)."""
+    a column narrower than a line of text (every label is in the hover). A dashed line marks ``segment_start``,
+    the first token of a pair's second segment."""
     panels = _panels(mode)
     n = len(tokens)
     canvas = canvas or Canvas()
@@ -190,7 +291,7 @@ def make_matrix(
                 "hovertemplate": "%{y} → %{x}<br>weight %{z:.3f}<extra>" + MODEL_LABELS[panel] + "</extra>",
             }
         )
-    return _panel_figure(
+    fig = _panel_figure(
         panels,
         traces,
         title=f"Attention matrix {caption}".strip(),
@@ -205,6 +306,8 @@ def make_matrix(
         },
         yaxis={**ticks, "autorange": "reversed", "title": {"text": "query"}},
     )
+    fig["layout"]["shapes"] = segment_lines(segment_start, len(panels), columns=True)
+    return fig
 
 
 def make_influence(
@@ -217,11 +320,13 @@ def make_influence(
     target: str | None = None,
     source: str = "[CLS]",
     missing: dict[str, str] | None = None,
+    segment_start: int | None = None,
 ) -> Figure:
     """Tokens x layers: each token's score after every layer, for each model and the difference (a relevance
     frame: ``layer, token_idx, pretrained, finetuned, difference``; layer 0 = the embeddings, input × gradient).
     Only the shown tokens are rows. ``scale_without`` (special and traced tokens) are left out when choosing the
-    top of the colour scale; ``missing[model]`` replaces that model's panel by a sentence."""
+    top of the colour scale; ``missing[model]`` replaces that model's panel by a sentence; a dashed line marks
+    ``segment_start`` (the row where a pair's second segment begins)."""
     missing = missing or {}
     panels = [p for p in _panels(mode) if p not in missing and not (p == "difference" and missing)]
     if not panels:
@@ -262,6 +367,7 @@ def make_influence(
         xaxis={"title": {"text": "layer"}, "type": "category"},
         yaxis={**_token_axis(shown_tokens), "autorange": "reversed"},
     )
+    fig["layout"]["shapes"] = segment_lines(segment_start, len(panels), columns=False)
     if missing:
         fig["layout"]["title"]["subtitle"] = {
             "text": "; ".join(missing.values()),

@@ -22,8 +22,9 @@ from app.figures.theme import (
 )
 
 SINK_COLOUR = "#C9B26B"  # khaki: unlike the grey of "both models" and either model's colour
-NODE_PAD = 6  # px between two nodes of a column
-LABEL_PX = 15  # px a node label needs
+NODE_PAD = 15  # px between two nodes of a column: a label's height
+NODES_PX = 220  # px of the fullest column left for the nodes themselves
+MIN_PLOT_PX = 320
 DOMAIN_TOP = 0.92  # the Sankey's top edge (paper); the column titles sit above it
 
 
@@ -33,35 +34,28 @@ def _stacked_layout(
     sources: list[int],
     targets: list[int],
     values: list[float],
-    *,
-    min_height: float,
 ) -> tuple[list[float], float]:
     """Vertical centres (0 = top, 1 = bottom of the domain) of every node, stacked per column in order, and the
-    plot height in px they need.
+    plot height in px.
 
-    Plotly draws a node ``max(inflow, outflow) · k`` px tall, with d3-sankey's ``k = min over columns of
-    (H - (n - 1) · pad) / Σ values`` for a plot ``H`` px tall. Each node gets a slot as tall as its node but at
-    least a label's height, the slots are stacked with the pad, and ``H`` grows until every column fits: no node,
-    link or label ever covers another label, the title or the column titles."""
+    Plotly draws a node ``max(inflow, outflow) · k`` px tall with d3-sankey's ``k = min over columns of
+    (H - (n - 1) · pad) / Σ values``. The pad is a label's height, so two neighbours' centres are always at least
+    a label apart; the plot is tall enough for the fullest column's pads plus :data:`NODES_PX` of nodes. Stacking
+    with that same ``k`` keeps every node inside the domain: no node, link or label covers another label, the
+    title or the column titles."""
     inflow, outflow = np.zeros(len(index)), np.zeros(len(index))
     np.add.at(inflow, targets, values)
     np.add.at(outflow, sources, values)
     size = np.maximum(inflow, outflow)
     stacks = [[index[(depth, token)] for token in column] for depth, column in columns.items() if column]
-    plot = min_height
-    for _ in range(60):
-        scale = min((plot - (len(stack) - 1) * NODE_PAD) / max(size[stack].sum(), 1e-12) for stack in stacks)
-        slots = [np.maximum(size[stack] * scale, LABEL_PX) for stack in stacks]
-        needed = max(slot.sum() + (len(slot) - 1) * NODE_PAD for slot in slots)
-        if needed <= plot:
-            break
-        plot = max(needed, plot * 1.1)
+    plot = max(MIN_PLOT_PX, (max(len(stack) for stack in stacks) - 1) * NODE_PAD + NODES_PX)
+    scale = min((plot - (len(stack) - 1) * NODE_PAD) / max(size[stack].sum(), 1e-12) for stack in stacks)
     centres = np.zeros(len(index))
-    for stack, slot in zip(stacks, slots, strict=True):
-        top = (plot - slot.sum() - (len(slot) - 1) * NODE_PAD) / 2  # a short column is centred
-        for node, tall in zip(stack, slot, strict=True):
-            centres[node] = (top + tall / 2) / plot
-            top += tall + NODE_PAD
+    for stack in stacks:
+        top = (plot - size[stack].sum() * scale - (len(stack) - 1) * NODE_PAD) / 2  # a short column is centred
+        for node in stack:
+            centres[node] = (top + size[node] * scale / 2) / plot
+            top += size[node] * scale + NODE_PAD
     return np.clip(centres, 0.001, 0.999).tolist(), plot
 
 
@@ -169,9 +163,7 @@ def make_sankey(
         link_hovers.append(_link_hover(edge, tokens, models, mode))
 
     margins = 100  # px: the layout's top and bottom margins
-    ys, plot_px = _stacked_layout(
-        columns, index, link_source, link_target, values, min_height=(440 - margins) * DOMAIN_TOP
-    )
+    ys, plot_px = _stacked_layout(columns, index, link_source, link_target, values)
     height = int(np.ceil(plot_px / DOMAIN_TOP + margins))
     sankey = {
         "type": "sankey",

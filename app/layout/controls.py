@@ -5,6 +5,7 @@ from __future__ import annotations
 from dash import dcc, html
 
 from app import ids
+from app.help import help_icon
 from app.options import (
     AGGREGATIONS,
     FOLD_ABOVE,
@@ -15,38 +16,49 @@ from app.options import (
     MODES,
     PREDICTED,
     TOP_K_CHOICES,
+    ViewOptions,
 )
-from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU
+from app.services import Analysis
+from app.urlstate import control_values
 
 
-def _field(label: str, control, hint: str = "") -> html.Div:
+def _field(label: str, control, hint: str = "", *, help_key: str | None = None) -> html.Div:
+    """A labelled control with a "?" (:mod:`app.help`) and an optional one-line hint."""
+    title = [label, help_icon(help_key)] if help_key else label
     return html.Div(
-        [html.Label(label, className="field-label"), control, html.Small(hint, className="hint") if hint else None],
+        [html.Label(title, className="field-label"), control, html.Small(hint, className="hint") if hint else None],
         className="field",
     )
 
 
-def _choice(component_id: str, choices: dict[str, str]) -> dcc.RadioItems:
-    """Inline radio buttons; the first choice is selected."""
+def _choice(component_id: str, choices: dict[str, str], value: str) -> dcc.RadioItems:
+    """Inline radio buttons."""
     return dcc.RadioItems(
         id=component_id,
-        value=next(iter(choices)),
+        value=value,
         inline=True,
         options=[{"label": label, "value": value} for value, label in choices.items()],
     )
 
 
 def input_panel(
-    examples: list[str], first_text: str, pretrained_name: str, finetuned_name: str, golds: dict[str, str]
+    examples: list[str],
+    analysis: Analysis | None,
+    pretrained_name: str,
+    finetuned_name: str,
+    golds: dict[str, str],
+    *,
+    error: str = "",
 ) -> html.Div:
-    """Text boxes, the Analyse button, examples (with their gold label when held out) and the prediction."""
+    """Text boxes (holding ``analysis``), the Analyse button, examples (with their gold label when held out), the
+    prediction and the error banner (showing ``error``)."""
     return html.Div(
         [
             html.Div(
                 [
                     dcc.Textarea(
                         id=ids.TEXT,
-                        value=first_text,
+                        value=analysis.text if analysis else "",
                         rows=2,
                         className="text-input",
                         placeholder="Type a sentence to analyse…",
@@ -54,6 +66,7 @@ def input_panel(
                     dcc.Input(
                         id=ids.TEXT_PAIR,
                         type="text",
+                        value=(analysis.text_pair if analysis else None) or "",
                         className="text-pair-input",
                         debounce=True,
                         placeholder="Optional second segment (for sentence-pair models)",
@@ -93,41 +106,46 @@ def input_panel(
                 ],
                 className="prediction-box",
             ),
-            html.Div(id=ids.ERROR, className="error-banner", role="alert"),
+            html.Div(error, id=ids.ERROR, className="error-banner", role="alert"),
         ],
         className="panel input-panel",
     )
 
 
-def control_panel(num_layers: int, num_heads: int, class_names: tuple[str, ...] = ()) -> html.Div:
-    """Every control that shapes the views."""
+def control_panel(
+    num_layers: int,
+    num_heads: int,
+    class_names: tuple[str, ...] = (),
+    values: dict | None = None,
+    source_options: list[dict] | None = None,
+) -> html.Div:
+    """Every control that shapes the views, set to ``values`` (:func:`app.urlstate.control_values`; default: the
+    default options)."""
+    values = values or control_values(ViewOptions(), num_layers=num_layers, num_heads=num_heads)
     return html.Div(
         [
             _field(
                 "Relevance method",
                 dcc.Dropdown(
                     id=ids.METHOD,
-                    value="class_relevance",
+                    value=values["method"],
                     clearable=False,
                     options=[{"label": label, "value": key} for key, label in METHODS.items()],
                 ),
-                "What the sentence and per-layer views show (docs/method.md).",
+                help_key="method",
             ),
             _field(
                 "Explain class",
                 dcc.Dropdown(
                     id=ids.TARGET,
-                    value=PREDICTED,
+                    value=values["target"],
                     clearable=False,
                     options=[{"label": "the predicted class", "value": PREDICTED}]
                     + [{"label": name, "value": name} for name in class_names],
                 ),
-                "For class relevance and input × gradient.",
+                help_key="target",
             ),
-            _field(
-                "Show",
-                _choice(ids.MODE, MODES),
-            ),
+            _field("Show", _choice(ids.MODE, MODES, values["mode"]), help_key="mode"),
             _field(
                 "Layers",
                 dcc.RangeSlider(
@@ -135,21 +153,23 @@ def control_panel(num_layers: int, num_heads: int, class_names: tuple[str, ...] 
                     min=1,
                     max=num_layers,
                     step=1,
-                    value=[1, num_layers],
+                    value=values["layers"],
                     marks={i: str(i) for i in range(1, num_layers + 1)},
                     allowCross=False,
                 ),
+                help_key="layers",
             ),
             _field(
                 "Heads",
                 dcc.Dropdown(
                     id=ids.HEADS,
                     multi=True,
-                    value=list(range(num_heads)),
+                    value=values["heads"],
                     placeholder="all heads",
                     options=[{"label": f"head {h}", "value": h} for h in range(num_heads)],
                 ),
-                "Heads used by the graph, rollout, flow and head-mean matrix. Empty = all.",
+                "Empty = all.",
+                help_key="heads",
             ),
             _field(
                 "Threshold τ",
@@ -158,11 +178,11 @@ def control_panel(num_layers: int, num_heads: int, class_names: tuple[str, ...] 
                     min=0.0,
                     max=0.5,
                     step=0.01,
-                    value=DEFAULT_TAU,
+                    value=values["tau"],
                     marks={0: "0", 0.05: "0.05", 0.1: "0.1", 0.25: "0.25", 0.5: "0.5"},
                     tooltip={"placement": "bottom"},
                 ),
-                "An edge carries mass when its head-mean (or max, below) attention is at least τ; τ = 0 is rollout.",
+                help_key="tau",
             ),
             _field(
                 "Residual share α",
@@ -171,72 +191,93 @@ def control_panel(num_layers: int, num_heads: int, class_names: tuple[str, ...] 
                     min=0.0,
                     max=1.0,
                     step=0.1,
-                    value=DEFAULT_ALPHA,
+                    value=values["alpha"],
                     marks={0: "0", 0.5: "0.5", 1: "1"},
                     tooltip={"placement": "bottom"},
                 ),
-                "Share of its mass a token keeps as itself one layer down; 0.5 = rollout's residual.",
+                help_key="alpha",
             ),
             _field(
                 "Sinks",
                 dcc.Checklist(
                     id=ids.SINKS,
-                    value=["sinks"],
+                    value=values["sinks"],
                     options=[{"label": "[CLS] / [SEP] absorb the attention they receive", "value": "sinks"}],
                 ),
-                "The graph draws that share but does not trace through it (Clark et al. 2019).",
+                help_key="sinks",
             ),
             _field(
                 "Aggregate heads by",
-                _choice(ids.AGGREGATION, AGGREGATIONS),
-                "In the matrices, and for the graph's τ (mass always moves by the head mean).",
+                _choice(ids.AGGREGATION, AGGREGATIONS, values["aggregation"]),
+                help_key="aggregation",
             ),
-            _field(
-                "Tokens",
-                _choice(ids.LEVEL, LEVELS),
-            ),
+            _field("Tokens", _choice(ids.LEVEL, LEVELS, values["level"]), help_key="level"),
             _field(
                 "Trace from",
-                dcc.Dropdown(id=ids.SOURCES, multi=True, value=[], placeholder="the classification token"),
-                "Pick words (or 'all tokens') to trace instead of [CLS].",
+                dcc.Dropdown(
+                    id=ids.SOURCES, multi=True, value=values["sources"], placeholder="the classification token"
+                ),
+                help_key="sources",
             ),
             _field(
                 "Hide",
                 dcc.Checklist(
                     id=ids.HIDE,
-                    value=[],
+                    value=values["hide"],
                     inline=True,
                     options=[{"label": label, "value": kind} for kind, label in HIDE_KINDS.items()],
                 ),
-                "Left out of what is drawn; every number is still computed on all tokens.",
+                help_key="hide",
             ),
             _field(
                 "Long inputs",
                 dcc.Dropdown(
                     id=ids.TOP_K,
-                    value=30,
+                    value=values["top_k"],
                     clearable=False,
                     searchable=False,
                     options=[{"label": label, "value": k} for k, label in TOP_K_CHOICES.items()],
                 ),
-                f"Above {FOLD_ABOVE} tokens, the Sankey, matrices and token scores keep the most relevant ones "
-                "(current method) and fold the rest into 'other'.",
+                f"Folds inputs above {FOLD_ABOVE} tokens.",
+                help_key="top_k",
             ),
-            dcc.Checklist(
-                id=ids.RENORMALIZE,
-                value=[],
-                options=[{"label": "renormalise matrix rows after hiding", "value": "renormalize"}],
+            _field(
+                "Matrix rows",
+                dcc.Checklist(
+                    id=ids.RENORMALIZE,
+                    value=values["renormalize"],
+                    options=[{"label": "renormalise after hiding", "value": "renormalize"}],
+                ),
+                help_key="renormalize",
             ),
         ],
         className="panel control-panel",
     )
 
 
-def head_metric_control() -> dcc.Dropdown:
+def head_metric_control(metric: str = "js_divergence") -> dcc.Dropdown:
+    """The head grid's metric (replaced by the word query while a word is picked)."""
     return dcc.Dropdown(
         id=ids.METRIC,
-        value="js_divergence",
+        value=metric,
         clearable=False,
         className="inline-dropdown",
         options=[{"label": label, "value": key} for key, label in HEAD_METRICS.items()],
+    )
+
+
+def word_query_row(word: int | None = None, word_options: list[dict] | None = None) -> html.Div:
+    """Below the head grid: the word query's word, and the heads it lists (filled by a callback)."""
+    return html.Div(
+        [
+            html.Span(["Word query", help_icon("word")], className="field-label"),
+            html.Div(
+                dcc.Dropdown(
+                    id=ids.WORD, value=word, options=word_options or [], clearable=True, placeholder="pick a word…"
+                ),
+                className="word-dropdown",
+            ),
+            html.Div(id=ids.TOP_HEADS, className="top-heads"),
+        ],
+        className="word-query",
     )

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dash import dcc, html
 
 from app import ids
-from app.layout.controls import control_panel, head_metric_control, input_panel
+from app.layout.controls import control_panel, head_metric_control, input_panel, word_query_row
 from app.layout.views import faithfulness_panel, view_card
+from app.options import ViewOptions
+from app.services import Analysis
+from app.urlstate import PageState, control_values
 
 
 def build_layout(
@@ -20,8 +23,18 @@ def build_layout(
     first_text: str,
     golds: dict[str, str] | None = None,
     class_names: tuple[str, ...] = (),
+    state: PageState | None = None,
+    error: str = "",
+    token_choices: tuple[list[dict], list[dict]] | None = None,
 ) -> html.Div:
-    """Header, input, controls and the six views. ``first_text`` is analysed on page load."""
+    """Header, input, controls and the six views, in ``state`` (from the page's URL; default: ``first_text`` and
+    the default options). ``first_text`` (or the state's text) is analysed on page load; ``error`` is shown in
+    the banner (a link that could not be opened); ``token_choices`` are the 'Trace from' and 'Word query' options
+    when the state chooses tokens."""
+    options = state.options if state else ViewOptions()
+    analysis = state.analysis if state and state.analysis else (Analysis(first_text) if first_text else None)
+    selected = state.selected if state and state.selected else (num_layers, None)
+    values = control_values(options, num_layers=num_layers, num_heads=num_heads)
     return html.Div(
         [
             html.Header(
@@ -34,15 +47,19 @@ def build_layout(
                 ],
                 className="page-header",
             ),
-            input_panel(examples, first_text, pretrained_name, finetuned_name, golds or {}),
+            input_panel(examples, analysis, pretrained_name, finetuned_name, golds or {}, error=error),
             html.Div(
                 [
-                    control_panel(num_layers, num_heads, class_names),
+                    control_panel(num_layers, num_heads, class_names, values, token_choices and token_choices[0]),
                     html.Div(
                         [
                             view_card("sentence", wide=True, below=faithfulness_panel()),
                             view_card("sankey", wide=True),
-                            view_card("heads", extra=head_metric_control()),
+                            view_card(
+                                "heads",
+                                extra=head_metric_control(options.metric),
+                                below=word_query_row(options.word, token_choices and token_choices[1]),
+                            ),
                             view_card("similarity"),
                             view_card(
                                 "matrix",
@@ -67,9 +84,10 @@ def build_layout(
                 ],
                 className="workspace",
             ),
-            dcc.Store(id=ids.ANALYSIS, data={"text": first_text, "text_pair": None} if first_text else None),
-            dcc.Store(id=ids.SELECTED_HEAD, data={"layer": num_layers, "head": None}),
+            dcc.Store(id=ids.ANALYSIS, data=analysis.to_store() if analysis else None),
+            dcc.Store(id=ids.SELECTED_HEAD, data={"layer": selected[0], "head": selected[1]}),
             dcc.Store(id=ids.CANVAS),
+            dcc.Location(id=ids.URL, refresh=False),
             dcc.Download(id=ids.DOWNLOAD),
             dcc.Download(id=ids.DOWNLOAD_SIDECAR),
         ],

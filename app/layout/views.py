@@ -5,6 +5,7 @@ from __future__ import annotations
 from dash import dcc, html
 
 from app import ids
+from app.help import help_icon
 from app.options import DEFAULT_PNG_SCALE, FORMATS, PRESETS, SCALE_RANGE, VIEWS, WIDTH_RANGE
 
 
@@ -109,7 +110,9 @@ def view_card(view: str, *, extra=None, wide: bool = False, below=None) -> html.
     )
     return html.Div(
         [
-            html.Div([html.H3(title), extra, export_controls(view)], className="card-header"),
+            html.Div(
+                [html.H3([title, help_icon(f"view:{view}")]), extra, export_controls(view)], className="card-header"
+            ),
             dcc.Loading(graph, delay_show=300, type="dot"),
             below,
         ],
