@@ -80,6 +80,11 @@ HELP: dict[str, tuple[str, str]] = {
         "Click a listed head to select it everywhere.",
         "glossary",
     ),
+    "arrangement": (
+        "Token rings: one ring per depth, the input outside, every token at the same angle on every ring. "
+        "Columns: one column per depth, as in the Sankey but with every token.",
+        "glossary",
+    ),
     # views
     "view:sentence": (
         "The input coloured by the current method, both models on one scale, and their difference. The top of the "
@@ -90,6 +95,11 @@ HELP: dict[str, tuple[str, str]] = {
         "The attention graph from [CLS], right to left: each link as wide as the share of the traced mass it "
         "carries. Colours say where the attention is ≥ τ; dots say which model's trace reaches the token.",
         "section-1",
+    ),
+    "view:network": (
+        "The attention graph as a network: the Sankey's edges and colours, every token at every depth. Hover a "
+        "token to draw every path through it in black.",
+        "glossary",
     ),
     "view:heads": (
         "One cell per layer and head. Click a head to select it in every view.",

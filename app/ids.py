@@ -35,6 +35,8 @@ SELECTION_LABEL = "selected-head-label"
 
 # Views
 SANKEY = "sankey-graph"
+NETWORK = "network-graph"
+ARRANGEMENT = "network-arrangement-radio"
 HEAD_GRID = "head-grid-graph"
 MATRIX = "matrix-graph"
 INFLUENCE = "influence-graph"
@@ -43,6 +45,7 @@ SENTENCE = "sentence-graph"
 
 VIEWS = {
     "sankey": SANKEY,
+    "network": NETWORK,
     "heads": HEAD_GRID,
     "matrix": MATRIX,
     "influence": INFLUENCE,

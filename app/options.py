@@ -16,6 +16,7 @@ from attention.errors import AttentionFlowsError
 
 VIEWS: dict[str, str] = {
     "sankey": "Attention graph (Sankey)",
+    "network": "Attention network",
     "sentence": "Which words matter",
     "heads": "Head grid",
     "similarity": "Head similarity",
@@ -26,6 +27,7 @@ MODES: dict[str, str] = {"comparison": "Comparison", "pretrained": "Pre-trained"
 HIDE_KINDS: dict[str, str] = {"special": "special tokens", "punctuation": "punctuation"}
 AGGREGATIONS: dict[str, str] = {"mean": "mean", "max": "max"}
 LEVELS: dict[str, str] = {"token": "sub-words", "word": "words"}
+ARRANGEMENTS: dict[str, str] = {"rings": "token rings", "columns": "columns"}  # the network view
 HEAD_METRICS: dict[str, str] = {
     "js_divergence": "JS divergence between models (bits)",
     "tv_distance": "total variation between models",
@@ -187,7 +189,8 @@ class ViewOptions:
     ``aggregation`` combines heads for the matrices and for the graph's threshold τ. ``target`` is the class the
     class methods explain (a label, or ``"predicted"``); ``sinks`` makes the graph absorb attention into special
     tokens. ``top_k`` folds long inputs (:data:`FOLD_ABOVE`; 0 = never). ``word`` is the word query's
-    position at ``level`` (the head grid then shows the attention it receives). Ranges that depend on the model
+    position at ``level`` (the head grid then shows the attention it receives); ``arrangement`` lays out the network
+    view. Ranges that depend on the model
     and the input are checked by :meth:`checked`.
     """
 
@@ -208,6 +211,7 @@ class ViewOptions:
     renormalize: bool = False
     top_k: int = 30
     word: int | None = None
+    arrangement: str = "rings"
 
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, MODES)
@@ -236,6 +240,7 @@ class ViewOptions:
         for source in self.sources:
             check_int("sources", source, 0)
         check_int("top_k", self.top_k, *TOP_K_RANGE)
+        check_choice("arrangement", self.arrangement, ARRANGEMENTS)
         if self.word is not None:
             check_int("word", self.word, 0)
 
@@ -274,6 +279,7 @@ class ViewOptions:
             renormalize=check_flag("renormalize", values.get("renormalize"), default=False),
             top_k=30 if values.get("top_k") is None else check_int("top_k", values["top_k"], *TOP_K_RANGE),
             word=None if values.get("word") is None else check_int("word", values["word"], 0),
+            arrangement=_text(values, "arrangement", "rings"),
         )
 
     def checked(self, num_layers: int, num_heads: int, num_positions: int) -> ViewOptions:

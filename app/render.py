@@ -11,6 +11,7 @@ import numpy as np
 
 from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
 from app.figures.heatmaps import make_word_query
+from app.figures.network import make_network
 from app.figures.theme import Canvas, Figure
 from app.fold import fold_scores
 from app.options import CLASS_METHODS, ViewOptions
@@ -20,10 +21,9 @@ from attention.tokens import word_all
 Selected = tuple[int, int | None]
 
 
-def sankey(
-    service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected, canvas: Canvas
-) -> Figure:
-    options = service.checked(analysis, options)
+def _graph_inputs(service: AnalysisService, analysis: Analysis, options: ViewOptions) -> dict:
+    """What the graph views (Sankey, network) draw: the graphs and the drawn positions (level, a long input
+    folded) of the traced and hidden tokens."""
     graphs = service.graphs(analysis, options)
     sources = np.asarray(service.trace_sources(analysis, options))
     hidden = np.flatnonzero(service.hidden(analysis, options))
@@ -33,18 +33,40 @@ def sankey(
     fold = service.fold(analysis, options)
     if fold is not None:  # drawn positions: a long input's folded tokens are one "other" node
         sources, hidden, tokens = fold.groups[sources], fold.groups[hidden], fold.labels
-    return make_sankey(
-        graphs.edges,
-        graphs.nodes,
-        tokens=tokens,
-        sources=tuple(sorted(set(sources.tolist()))),
-        layers=options.layers or (1, service.num_layers),
-        mode=options.mode,
-        selected=selected,
-        tau=options.tau,
-        alpha=options.alpha,
-        hidden=tuple(sorted(set(hidden.tolist()))),
-        source_names=service.source_names(analysis, options),
+    return {
+        "edges": graphs.edges,
+        "nodes": graphs.nodes,
+        "tokens": tokens,
+        "sources": tuple(sorted(set(sources.tolist()))),
+        "layers": options.layers or (1, service.num_layers),
+        "mode": options.mode,
+        "tau": options.tau,
+        "hidden": tuple(sorted(set(hidden.tolist()))),
+        "source_names": service.source_names(analysis, options),
+    }
+
+
+def sankey(
+    service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected, canvas: Canvas
+) -> Figure:
+    options = service.checked(analysis, options)
+    drawn = _graph_inputs(service, analysis, options)
+    return make_sankey(drawn.pop("edges"), drawn.pop("nodes"), selected=selected, alpha=options.alpha, **drawn)
+
+
+def network(
+    service: AnalysisService,
+    analysis: Analysis,
+    options: ViewOptions,
+    selected: Selected,
+    canvas: Canvas,
+    highlight: tuple[int, int] | None = None,
+) -> Figure:
+    """The network view; ``highlight`` = (depth, drawn position) draws the paths through that token."""
+    options = service.checked(analysis, options)
+    drawn = _graph_inputs(service, analysis, options)
+    return make_network(
+        drawn.pop("edges"), drawn.pop("nodes"), arrangement=options.arrangement, highlight=highlight, **drawn
     )
 
 
@@ -164,6 +186,7 @@ def similarity(
 
 RENDERERS: dict[str, Callable[..., Figure]] = {
     "sankey": sankey,
+    "network": network,
     "heads": heads,
     "matrix": matrix,
     "influence": influence,

@@ -126,5 +126,6 @@ def control_values(options: ViewOptions, *, num_layers: int, num_heads: int) -> 
         "target": options.target,
         "top_k": options.top_k,
         "word": options.word,
+        "arrangement": options.arrangement,
         "renormalize": ["renormalize"] if options.renormalize else [],
     }

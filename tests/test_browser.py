@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from app import ids
 from app.bench import VIEW_DRAWN_SELECTORS
 from tests.servers import serving
 
@@ -233,7 +234,7 @@ def test_the_page_opens_while_the_models_load_then_fills_in(browser, default_pai
         assert _health(url) == 503, "the models should still be loading when the page is up"
         tab.wait_for_selector(VIEW_DRAWN_SELECTORS[0], timeout=120_000)
         for selector in VIEW_DRAWN_SELECTORS[1:]:
-            tab.wait_for_selector(selector, timeout=30_000)
+            tab.wait_for_selector(selector, state="attached", timeout=30_000)
         assert _health(url) == 200
         assert "%" in tab.locator("#prediction-panel").text_content()
         assert errors == []
@@ -264,3 +265,121 @@ def test_enter_in_the_text_box_analyses(page):
         timeout=30_000,
     )
     assert page.locator("#text-input").input_value() == "a tender , luminous film about grief"  # no newline added
+
+
+LONG_REVIEW = (
+    "i went into this movie expecting very little , and for the first half hour it seemed i was right : the plot is "
+    "thin , the dialogue is clumsy and the lead actor looks bored . but then something changes . the music swells , "
+    "the camera finds the faces of the children , and the story turns into a lovely , moving meditation on memory "
+    "and loss . by the end i was in tears , and i am not ashamed to say that this is one of the most beautiful films "
+    "of the year , flawed , uneven , sometimes silly , but honest and brave in a way that most greedy bastards in "
+    "hollywood never manage ."
+)
+OVERLAP_JS = (Path(__file__).parent / "overlap.js").read_text(encoding="utf-8")
+
+
+def _analyse(page, text: str, pair: str = "") -> None:
+    """Analyse ``text`` (and ``pair``) and wait until every view has redrawn for it."""
+    before = page.evaluate("() => document.getElementById('sentence-graph').innerHTML.length")
+    page.fill("#text-input", text)
+    page.fill("#text-pair-input", pair)
+    page.click("#analyse-button")
+    page.wait_for_function(
+        "(n) => document.getElementById('sentence-graph').innerHTML.length !== n", arg=before, timeout=60_000
+    )
+    page.wait_for_load_state("networkidle")
+    for selector in VIEW_DRAWN_SELECTORS:
+        page.wait_for_selector(selector, state="attached", timeout=30_000)
+    time.sleep(1.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "pair"),
+    [
+        ("short", "the acting is wooden and the plot is a mess .", ""),
+        ("long", LONG_REVIEW, ""),
+        ("pair", "a man is playing a guitar .", "a person plays an instrument ."),
+    ],
+)
+def test_no_two_labels_overlap_in_any_view(page, name, text, pair):
+    """Measured from the SVG in the browser: no two visible text boxes of a view intersect, at normal length, at
+    137 words (folded to its most relevant tokens) and for a sentence pair."""
+    _analyse(page, text, pair)
+    for graph in ids.VIEWS.values():
+        assert page.evaluate(OVERLAP_JS, graph) == [], graph
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+    if name == "long":  # folded: the matrix keeps the top 30 plus specials and "other"
+        ticks = page.locator("#matrix-graph .ytick text").all_text_contents()
+        assert ticks[-1].startswith("other (") and len(ticks) <= 30 + 2 + 1
+    assert page.console_errors == []
+
+
+def test_the_word_query_lists_heads_and_selects_one_everywhere(page):
+    page.click("#word-query-dropdown")
+    page.locator("[role=option]", has_text=re.compile(r"^\S+\s+\(#2\)$")).first.click()
+    title = _wait_title(page, "head-grid-graph", "Word query: attention")
+    word = re.search(r"attention '(.+)' receives", title).group(1)
+    assert len(page.locator("#head-grid-graph .hm").all()) == 3  # pre-trained, fine-tuned, difference
+    buttons = page.locator("#word-query-top-heads button")
+    buttons.first.wait_for(timeout=30_000)
+    assert buttons.count() == 5
+    layer, head = re.match(r"L(\d+) H(\d+)", buttons.first.text_content()).groups()
+    buttons.first.click()
+    page.wait_for_function(
+        "(t) => document.getElementById('selected-head-label').textContent === t",
+        arg=f"layer {layer}, head {head}",
+        timeout=30_000,
+    )
+    assert f"word={2}" in page.url and f"head={layer}%3A{head}" in page.url
+    assert word in _texts(page, "sentence-graph")
+    assert page.console_errors == []
+
+
+def test_hovering_a_token_in_the_network_highlights_its_paths(page):
+    page.wait_for_selector("#network-graph .scatterlayer .js-line", state="attached", timeout=30_000)
+    page.locator("#card-network").scroll_into_view_if_needed()
+    where = """([id, depth]) => {  // the page position of token 0 ([CLS]) at a depth, from plotly's own axes
+        const gd = document.getElementById(id).querySelector('.js-plotly-plot');
+        const nodes = gd.data.find(t => t.name === 'tokens');
+        const k = nodes.customdata.findIndex(c => c[0] === depth && c[1] === 0);
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+        return [box.left + xa._offset + xa.l2p(nodes.x[k]), box.top + ya._offset + ya.l2p(nodes.y[k])];
+    }"""
+    x, y = page.evaluate(where, ["network-graph", 6])  # [CLS] after the last layer: every path ends there
+    page.mouse.move(x - 30, y - 30)
+    page.mouse.move(x, y, steps=5)
+    page.wait_for_function(
+        """() => { const gd = document.querySelector('#network-graph .js-plotly-plot');
+                   const h = gd.data.find(t => t.name === 'highlight'); return h && h.x && h.x.length > 0; }""",
+        timeout=30_000,
+    )
+    page.click("#network-arrangement-radio label:has-text('columns')")
+    assert "columns" in _wait_title(page, "network-graph", r"\(columns;")
+    assert page.console_errors == []
+
+
+def test_a_link_reproduces_the_view_and_back_and_reload_keep_it(browser, server):
+    context = browser.new_context(viewport={"width": 1600, "height": 1100})
+    tab = context.new_page()
+    query = "text=the+acting+is+wooden+.&mode=finetuned&tau=0.1&head=5%3A3&level=word"
+    tab.goto(f"{server}/?{query}")
+    assert ", fine-tuned" in _wait_title(tab, "sankey-graph", "τ = 0.1")
+    assert tab.input_value("#text-input") == "the acting is wooden ."
+    assert tab.locator("#selected-head-label").text_content() == "layer 5, head 3"
+    tab.click("#mode-radio label:has-text('Comparison')")
+    tab.wait_for_function("() => !location.search.includes('mode=')", timeout=30_000)
+    tab.reload()
+    _wait_title(tab, "sankey-graph", r"τ = 0.1, residual α = 0.5\)$")  # comparison, τ kept
+    assert tab.is_checked("#mode-radio input[value='comparison']") and tab.is_checked(
+        "#level-radio input[value='word']"
+    )
+    tab.go_back()
+    _wait_title(tab, "sankey-graph", ", fine-tuned$")
+    assert tab.is_checked("#mode-radio input[value='finetuned']")
+    tab.goto(f"{server}/?tau=abc")
+    tab.wait_for_function(
+        "() => (document.getElementById('error-banner') || {}).textContent?.includes('could not be opened')"
+    )
+    assert "'tau'" in tab.locator("#error-banner").text_content()
+    context.close()

@@ -37,6 +37,7 @@ def _value_for(view: str, grouping: list[dict]) -> object:
         "target": State(ids.TARGET, "value"),
         "renormalize": State(ids.RENORMALIZE, "value"),
         "word": State(ids.WORD, "value"),
+        "arrangement": State(ids.ARRANGEMENT, "value"),
         **{name: State(dep.component_id, dep.component_property) for name, dep in CONTROLS.items()},
     },
     prevent_initial_call=True,

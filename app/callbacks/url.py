@@ -36,6 +36,7 @@ CONTROL_IDS = {
     "target": ids.TARGET,
     "top_k": ids.TOP_K,
     "word": ids.WORD,
+    "arrangement": ids.ARRANGEMENT,
     "renormalize": ids.RENORMALIZE,
 }
 TOKEN_CHOICES = ("sources", "word")  # positions in the current input, at the current level

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dash import Input, Output, State, html
+from dash import Input, Output, Patch, State, html
+from dash.exceptions import PreventUpdate
 
 from app import ids
 from app.callbacks.common import guarded, require_analysis, selected_head, view_options
@@ -12,6 +13,7 @@ from app.figures.theme import Canvas
 from app.layout.views import faithfulness_table
 from app.options import CANVAS_WIDTH_RANGE
 from app.render import matrix_caption, render
+from app.render import network as render_network
 from app.services import current_service
 
 CONTROLS = {
@@ -63,6 +65,47 @@ def canvas_of(data: dict | None) -> Canvas:
 @guarded
 def update_sankey(analysis_data, selected, **controls):
     return _draw("sankey", analysis_data, selected, **controls)
+
+
+@declare(
+    Output(ids.NETWORK, "figure"),
+    inputs={
+        "analysis_data": Input(ids.ANALYSIS, "data"),
+        "arrangement": Input(ids.ARRANGEMENT, "value"),
+        **CONTROLS,
+        **RELEVANCE,
+    },
+)
+@guarded
+def update_network(analysis_data, **controls):
+    return _draw("network", analysis_data, None, **controls)
+
+
+@declare(
+    Output(ids.NETWORK, "figure", allow_duplicate=True),
+    inputs={
+        "hover": Input(ids.NETWORK, "hoverData"),
+        "analysis_data": State(ids.ANALYSIS, "data"),
+        "arrangement": State(ids.ARRANGEMENT, "value"),
+        **{name: State(dep.component_id, dep.component_property) for name, dep in {**CONTROLS, **RELEVANCE}.items()},
+    },
+    prevent_initial_call=True,
+)
+@guarded
+def highlight_paths(hover, analysis_data, **controls):
+    """Hovering a token draws every path through it (only the highlight trace is sent, as a Patch)."""
+    point = (hover or {}).get("points", [{}])[0] if isinstance(hover, dict) else {}
+    where = point.get("customdata")
+    if not (isinstance(where, list) and len(where) == 2 and all(isinstance(v, int) for v in where)):
+        raise PreventUpdate  # an edge or the legend: keep the current highlight
+    service = current_service()
+    analysis = require_analysis(analysis_data)
+    drawn = render_network(service, analysis, view_options(**controls), None, Canvas(), highlight=tuple(where))
+    index = next(i for i, trace in enumerate(drawn["data"]) if trace.get("name") == "highlight")
+    patch = Patch()
+    patch["data"][index]["x"] = drawn["data"][index]["x"]
+    patch["data"][index]["y"] = drawn["data"][index]["y"]
+    return patch
 
 
 @declare(

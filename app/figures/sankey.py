@@ -63,7 +63,7 @@ def _models(mode: str) -> tuple[str, ...]:
     return ("pretrained", "finetuned") if mode == "comparison" else (mode,)
 
 
-def _visible_edges(edges: pd.DataFrame, mode: str, hidden: Sequence[int]) -> pd.DataFrame:
+def visible_edges(edges: pd.DataFrame, mode: str, hidden: Sequence[int]) -> pd.DataFrame:
     """Edges of the shown model(s)' graphs, without hidden tokens; ``value`` = the flow drawn (comparison: the mean of
     both models' flows, an edge one trace does not reach counting 0)."""
     shown = edges if mode == "comparison" else edges[edges[f"in_graph_{mode}"]]
@@ -109,7 +109,7 @@ def make_sankey(
         return empty_figure(
             f"The traced token ({name}) is hidden. Untick 'Hide special tokens' or pick words to trace from."
         )
-    shown = _visible_edges(edges, mode, hidden)
+    shown = visible_edges(edges, mode, hidden)
     if shown.empty:
         return empty_figure(f"Nothing from {name} passes τ = {tau:g} in layers {first}–{last}. Lower τ.")
 
@@ -134,7 +134,7 @@ def make_sankey(
             index[(depth, token)] = len(labels)
             labels.append(tokens[token])
             xs.append(min(max((depth - first + 1) / span, 0.001), 0.999))
-            colours.append("#333333" if depth == last else (SINK_COLOUR if row.sink else _node_colour(row, mode)))
+            colours.append("#333333" if depth == last else (SINK_COLOUR if row.sink else node_colour(row, mode)))
             where = "input" if depth == 0 else f"after layer {depth}"
             shares = "; ".join(
                 f"{MODEL_LABELS[m]} {_percent(getattr(row, f'mass_{m}'))}"
@@ -189,16 +189,6 @@ def make_sankey(
         },
         "domain": {"x": [0.0, 1.0], "y": [0.0, DOMAIN_TOP]},
     }
-    legend = dict(STATUS_LABELS) if mode == "comparison" else {mode: f"{MODEL_LABELS[mode]} attention ≥ τ"}
-    legend["sink"] = "absorbed by [CLS] / [SEP] (sink)"
-    legend_traces = [  # Sankey links have no legend of their own: one empty marker trace per colour
-        _legend_entry(label, SINK_COLOUR if key == "sink" else STATUS_COLOURS.get(key) or MODEL_COLOURS[mode])
-        for key, label in legend.items()
-    ]
-    if mode == "comparison":  # nodes: which traces reach the token (links: where the attention is)
-        legend_traces += [
-            _legend_entry(label, STATUS_COLOURS[key], symbol="circle") for key, label in REACH_LABELS.items()
-        ]
     column_titles = [
         {
             "x": min(max((depth - first + 1) / span, 0.0), 1.0),
@@ -219,7 +209,7 @@ def make_sankey(
     if mode != "comparison":
         title += f", {MODEL_LABELS[mode]}"
     return figure(
-        [sankey, *legend_traces],
+        [sankey, *legend_traces(mode)],
         layout(
             title,
             height=height,
@@ -230,6 +220,20 @@ def make_sankey(
             margin={"l": 60, "r": 20, "t": 60, "b": 40},
         ),
     )
+
+
+def legend_traces(mode: str) -> list[dict]:
+    """The legend of the graph views (links have no legend of their own: one empty marker trace per colour):
+    squares for where the attention is (links), circles for which traces reach a token (nodes)."""
+    legend = dict(STATUS_LABELS) if mode == "comparison" else {mode: f"{MODEL_LABELS[mode]} attention ≥ τ"}
+    legend["sink"] = "absorbed by [CLS] / [SEP] (sink)"
+    entries = [
+        _legend_entry(label, SINK_COLOUR if key == "sink" else STATUS_COLOURS.get(key) or MODEL_COLOURS[mode])
+        for key, label in legend.items()
+    ]
+    if mode == "comparison":
+        entries += [_legend_entry(label, STATUS_COLOURS[key], symbol="circle") for key, label in REACH_LABELS.items()]
+    return entries
 
 
 def _legend_entry(label: str, colour: str, *, symbol: str = "square") -> dict:
@@ -243,7 +247,7 @@ def _legend_entry(label: str, colour: str, *, symbol: str = "square") -> dict:
     }
 
 
-def _node_colour(row, mode: str) -> str:
+def node_colour(row, mode: str) -> str:
     if mode != "comparison":
         return MODEL_COLOURS[mode]
     reached = (row.reached_pretrained, row.reached_finetuned)

@@ -8,6 +8,7 @@ from app import ids
 from app.help import help_icon
 from app.options import (
     AGGREGATIONS,
+    ARRANGEMENTS,
     FOLD_ABOVE,
     HEAD_METRICS,
     HIDE_KINDS,
@@ -264,6 +265,11 @@ def head_metric_control(metric: str = "js_divergence") -> dcc.Dropdown:
         className="inline-dropdown",
         options=[{"label": label, "value": key} for key, label in HEAD_METRICS.items()],
     )
+
+
+def arrangement_control(value: str = "rings") -> html.Span:
+    """The network view's layout: concentric token rings, or columns."""
+    return html.Span([_choice(ids.ARRANGEMENT, ARRANGEMENTS, value), help_icon("arrangement")], className="inline")
 
 
 def word_query_row(word: int | None = None, word_options: list[dict] | None = None) -> html.Div:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dash import dcc, html
 
 from app import ids
-from app.layout.controls import control_panel, head_metric_control, input_panel, word_query_row
+from app.layout.controls import (
+    arrangement_control,
+    control_panel,
+    head_metric_control,
+    input_panel,
+    word_query_row,
+)
 from app.layout.views import faithfulness_panel, view_card
 from app.options import ViewOptions
 from app.services import Analysis
@@ -55,6 +61,7 @@ def build_layout(
                         [
                             view_card("sentence", wide=True, below=faithfulness_panel()),
                             view_card("sankey", wide=True),
+                            view_card("network", wide=True, extra=arrangement_control(options.arrangement)),
                             view_card(
                                 "heads",
                                 extra=head_metric_control(options.metric),
