@@ -28,6 +28,7 @@ VIEW_DRAWN_SELECTORS = (
     "#influence-graph .hm",
     "#similarity-graph .scatterlayer .trace",
     "#sentence-graph .scatterlayer .trace",
+    "#thumbnails-graph .hm",
 )
 
 

@@ -101,6 +101,11 @@ HELP: dict[str, tuple[str, str]] = {
         "token to draw every path through it in black.",
         "glossary",
     ),
+    "view:thumbnails": (
+        "Every head's attention map in miniature, as in the matrix view (rows: queries, columns: keys), for one "
+        "model or the difference. Click one to select that head everywhere.",
+        "glossary",
+    ),
     "view:heads": (
         "One cell per layer and head. Click a head to select it in every view.",
         "glossary",

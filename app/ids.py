@@ -42,6 +42,7 @@ MATRIX = "matrix-graph"
 INFLUENCE = "influence-graph"
 SIMILARITY = "similarity-graph"
 SENTENCE = "sentence-graph"
+THUMBNAILS = "thumbnails-graph"
 
 VIEWS = {
     "sankey": SANKEY,
@@ -51,6 +52,7 @@ VIEWS = {
     "influence": INFLUENCE,
     "similarity": SIMILARITY,
     "sentence": SENTENCE,
+    "thumbnails": THUMBNAILS,
 }
 
 

@@ -21,6 +21,7 @@ VIEWS: dict[str, str] = {
     "heads": "Head grid",
     "similarity": "Head similarity",
     "matrix": "Attention matrix",
+    "thumbnails": "Every head",
     "influence": "Token scores per layer",
 }
 MODES: dict[str, str] = {"comparison": "Comparison", "pretrained": "Pre-trained", "finetuned": "Fine-tuned"}

@@ -13,6 +13,7 @@ from app.figures import make_head_grid, make_influence, make_matrix, make_sankey
 from app.figures.heatmaps import make_word_query
 from app.figures.network import make_network
 from app.figures.theme import Canvas, Figure
+from app.figures.thumbnails import make_thumbnails
 from app.fold import fold_scores
 from app.options import CLASS_METHODS, ViewOptions
 from app.services import Analysis, AnalysisService
@@ -184,6 +185,13 @@ def similarity(
     return make_similarity(service.embedding(analysis, options), mode=options.mode, selected=selected)
 
 
+def thumbnails(
+    service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected, canvas: Canvas
+) -> Figure:
+    pretrained, finetuned, _ = service.thumbnails(analysis, options)
+    return make_thumbnails(pretrained, finetuned, mode=options.mode, selected=selected, width=canvas.width)
+
+
 RENDERERS: dict[str, Callable[..., Figure]] = {
     "sankey": sankey,
     "network": network,
@@ -192,6 +200,7 @@ RENDERERS: dict[str, Callable[..., Figure]] = {
     "influence": influence,
     "similarity": similarity,
     "sentence": sentence,
+    "thumbnails": thumbnails,
 }
 
 

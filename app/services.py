@@ -437,6 +437,24 @@ class AnalysisService:
         key = (options.level, options.hide, options.renormalize, layer, heads, options.aggregation)
         return self._memo("matrices", analysis, (*key, fold.key if fold else None), compute)
 
+    def thumbnails(self, analysis: Analysis, options: ViewOptions) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+        """Every head's map as the matrices draw it (level, hiding, a long input folded): pre-trained and
+        fine-tuned ``[layer, head, query, key]`` float32, and the drawn tokens."""
+        options = self.checked(analysis, options)
+        fold = self.fold(analysis, options)
+        folded = fold.without(self.hidden(analysis, options)) if fold is not None else None
+
+        def compute() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+            def drawn(run: AttentionRun) -> AttentionRun:
+                run = matrix_run(run, options.level, options.hide, options.renormalize)
+                return run.merged(*folded) if folded is not None else run
+
+            runs = self.runs(analysis).map(drawn)
+            return np.asarray(runs.pretrained.weights), np.asarray(runs.finetuned.weights), runs.pretrained.tokens
+
+        key = (options.level, options.hide, options.renormalize, fold.key if fold else None)
+        return self._memo("thumbnails", analysis, key, compute)
+
     def faithfulness(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
         """This input's Spearman correlations (words, fine-tuned model) of each method at the deepest layer with
         blank-out and input × gradient: ``method, blank_out, input_gradient``. The costly parts (blank-out, flow)

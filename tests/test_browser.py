@@ -383,3 +383,21 @@ def test_a_link_reproduces_the_view_and_back_and_reload_keep_it(browser, server)
     )
     assert "'tau'" in tab.locator("#error-banner").text_content()
     context.close()
+
+
+def test_clicking_a_thumbnail_selects_that_head_everywhere(page):
+    page.wait_for_selector("#thumbnails-graph .hm", state="attached", timeout=30_000)
+    page.locator("#card-thumbnails").scroll_into_view_if_needed()
+    where = """() => {  // the page position of the middle of head 7's map in layer 5, from plotly's own axes
+        const gd = document.querySelector('#thumbnails-graph .js-plotly-plot');
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+        const x = xa.tickvals[7], y = ya.tickvals[4];  // y ticks are layers 1..6
+        return [box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(y)];
+    }"""
+    x, y = page.evaluate(where)
+    page.mouse.click(x, y)
+    page.wait_for_function(
+        "() => document.getElementById('selected-head-label').textContent === 'layer 5, head 7'", timeout=30_000
+    )
+    assert "head=5%3A7" in page.url
+    assert page.console_errors == []

@@ -130,7 +130,7 @@ def test_select_head_from_a_grid_click_and_back_to_the_mean(context, monkeypatch
     click = {"points": [{"x": 1, "y": 2}]}
     token = context_value.set(AttributeDict(triggered_inputs=[{"prop_id": f"{ids.HEAD_GRID}.clickData"}]))
     try:
-        assert selection.select_head(click, None, 0, [], None) == {"layer": 2, "head": 1}
+        assert selection.select_head(click, None, 0, [], None, None) == {"layer": 2, "head": 1}
     finally:
         context_value.reset(token)
 

@@ -327,3 +327,25 @@ def test_faithfulness_figure_has_a_line_per_method_with_spread():
     assert fig.data[2].x[0] != fig.data[0].x[0]  # methods shifted apart, so their intervals stay visible
     assert "blank-out, 5 sentences" in fig.layout.title.text
     assert list(fig.layout.xaxis.ticktext) == ["emb.", "1", "2"]
+
+
+def test_the_thumbnail_grid_places_every_head_where_a_click_finds_it():
+    from app.figures.thumbnails import GAP, head_at, make_thumbnails, thumbnail_grid
+
+    rng = np.random.default_rng(3)
+    maps = rng.dirichlet(np.ones(5), size=(3, 4, 5)).astype(np.float32)  # [layer, head, query, key]
+    grid = thumbnail_grid(maps)
+    step = 5 + GAP
+    for layer in (1, 2, 3):
+        for head in range(4):
+            row, col = (3 - layer) * step, head * step
+            np.testing.assert_array_equal(grid[row : row + 5, col : col + 5], maps[layer - 1, head])
+            assert head_at(col + 4, row + 2, layers=3, tokens=5) == (layer, head)
+    fig = make_thumbnails(maps, maps * 0.5, mode="comparison", selected=(2, 1))
+    z = fig["data"][0]["z"]
+    assert z.dtype == np.int8 and z.min() >= -127  # 8-bit levels: a small payload
+    assert fig["data"][0]["colorbar"]["ticktext"][0].startswith("-")  # labelled in weights, not levels
+    assert len(fig["layout"]["shapes"]) == 1
+    single = make_thumbnails(maps, maps, mode="pretrained")
+    assert single["data"][0]["z"].dtype == np.uint8 and single["data"][0]["z"].max() == 255
+    plotly_figure(single)

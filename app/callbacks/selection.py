@@ -8,10 +8,17 @@ from dash.exceptions import PreventUpdate
 from app import ids
 from app.callbacks.common import guarded, require_analysis, selected_head, view_options
 from app.callbacks.registry import declare
+from app.callbacks.views import CONTROLS, RELEVANCE
 from app.figures.heatmaps import grid_shapes
 from app.figures.scatter import selected_positions, selected_trace_index
+from app.figures.thumbnails import head_at, thumbnail_outline
 from app.options import parse_head
 from app.services import current_service
+
+# Every option that decides which tokens the thumbnail grid draws (a long input keeps its most relevant tokens).
+DRAWN_STATES = {
+    name: State(dep.component_id, dep.component_property) for name, dep in {**CONTROLS, **RELEVANCE}.items()
+} | {"renormalize": State(ids.RENORMALIZE, "value")}
 
 
 @declare(
@@ -20,11 +27,15 @@ from app.services import current_service
     Input(ids.SIMILARITY, "clickData"),
     Input(ids.CLEAR_HEAD, "n_clicks"),
     Input({"type": "top-head", "index": ALL}, "n_clicks"),
+    Input(ids.THUMBNAILS, "clickData"),
     State(ids.SELECTED_HEAD, "data"),
+    State(ids.ANALYSIS, "data"),
+    *DRAWN_STATES.values(),
     prevent_initial_call=True,
 )
 @guarded
-def select_head(grid_click, similarity_click, _clear, _top_heads, current):
+def select_head(grid_click, similarity_click, _clear, _top_heads, thumbnail_click, current, analysis_data=None,
+                *controls):  # fmt: skip
     """A click on a head (either view, or a head the word query lists) selects it; 'head mean' keeps the layer
     and drops the head."""
     service = current_service()
@@ -35,6 +46,12 @@ def select_head(grid_click, similarity_click, _clear, _top_heads, current):
         if not ctx.triggered or not ctx.triggered[0].get("value"):
             raise PreventUpdate
         layer, head = parse_head(str(ctx.triggered_id.get("index")))
+    elif ctx.triggered_id == ids.THUMBNAILS:  # a cell of one head's map: which map it is in
+        point = _first_point(thumbnail_click)
+        drawn = _drawn_tokens(service, analysis_data, controls)
+        if not isinstance(point.get("x"), int | float) or not isinstance(point.get("y"), int | float):
+            raise PreventUpdate
+        layer, head = head_at(point["x"], point["y"], layers=service.num_layers, tokens=drawn)
     elif ctx.triggered_id == ids.HEAD_GRID:  # heatmap cells: x is the head, y the layer
         point = _first_point(grid_click)
         layer, head = point.get("y"), point.get("x")
@@ -45,6 +62,12 @@ def select_head(grid_click, similarity_click, _clear, _top_heads, current):
         raise PreventUpdate
     layer, head = selected_head({"layer": layer, "head": head}, service)
     return {"layer": layer, "head": head}
+
+
+def _drawn_tokens(service, analysis_data, controls: tuple) -> int:
+    """How many tokens each map of the thumbnail grid has (as drawn: level, hiding, a long input folded)."""
+    options = view_options(**dict(zip(DRAWN_STATES, controls, strict=True)))
+    return len(service.thumbnails(require_analysis(analysis_data), options)[2])
 
 
 def _first_point(click: object) -> dict:
@@ -75,6 +98,25 @@ def outline_selected_head(selected, mode, word, heads):
         service.num_layers,
         panels=panels,
         shown_heads=options.heads,
+    )
+    return patch
+
+
+@declare(
+    Output(ids.THUMBNAILS, "figure", allow_duplicate=True),
+    Input(ids.SELECTED_HEAD, "data"),
+    State(ids.ANALYSIS, "data"),
+    *DRAWN_STATES.values(),
+    prevent_initial_call=True,
+)
+@guarded
+def frame_selected_thumbnail(selected, analysis_data, *controls):
+    """Move the frame in the thumbnail grid without redrawing it."""
+    service = current_service()
+    drawn = _drawn_tokens(service, analysis_data, controls)
+    patch = Patch()
+    patch["layout"]["shapes"] = thumbnail_outline(
+        selected_head(selected, service), layers=service.num_layers, tokens=drawn
     )
     return patch
 

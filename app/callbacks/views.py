@@ -165,6 +165,21 @@ def update_matrix(analysis_data, selected, **controls):
 
 
 @declare(
+    Output(ids.THUMBNAILS, "figure"),
+    inputs={
+        "analysis_data": Input(ids.ANALYSIS, "data"),
+        "selected": State(ids.SELECTED_HEAD, "data"),
+        **CONTROLS,
+        **RELEVANCE,  # a long input keeps its most relevant tokens
+        "renormalize": Input(ids.RENORMALIZE, "value"),
+    },
+)
+@guarded
+def update_thumbnails(analysis_data, selected, **controls):
+    return _draw("thumbnails", analysis_data, selected, **controls)
+
+
+@declare(
     Output(ids.INFLUENCE, "figure"),
     inputs={"analysis_data": Input(ids.ANALYSIS, "data"), **RELEVANCE, **CONTROLS},
 )

@@ -84,6 +84,7 @@ def build_layout(
                                     ]
                                 ),
                             ),
+                            view_card("thumbnails", wide=True),
                             view_card("influence", wide=True),
                         ],
                         className="views",
