@@ -96,5 +96,6 @@ def card(view: str) -> str:
 
 
 DOWNLOAD = "export-download"
+EXPORT_STATUS = "export-status"  # "Exporting…" while an export runs
 DOWNLOAD_SIDECAR = "export-download-sidecar"
 CLEAR_HEAD = "clear-head-button"

@@ -52,7 +52,9 @@ def sankey(
 ) -> Figure:
     options = service.checked(analysis, options)
     drawn = _graph_inputs(service, analysis, options)
-    return make_sankey(drawn.pop("edges"), drawn.pop("nodes"), selected=selected, alpha=options.alpha, **drawn)
+    return make_sankey(
+        drawn.pop("edges"), drawn.pop("nodes"), selected=selected, alpha=options.alpha, canvas=canvas, **drawn
+    )
 
 
 def network(
@@ -67,7 +69,12 @@ def network(
     options = service.checked(analysis, options)
     drawn = _graph_inputs(service, analysis, options)
     return make_network(
-        drawn.pop("edges"), drawn.pop("nodes"), arrangement=options.arrangement, highlight=highlight, **drawn
+        drawn.pop("edges"),
+        drawn.pop("nodes"),
+        arrangement=options.arrangement,
+        highlight=highlight,
+        canvas=canvas,
+        **drawn,
     )
 
 

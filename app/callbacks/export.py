@@ -40,6 +40,14 @@ def _value_for(view: str, grouping: list[dict]) -> object:
         "arrangement": State(ids.ARRANGEMENT, "value"),
         **{name: State(dep.component_id, dep.component_property) for name, dep in CONTROLS.items()},
     },
+    running=[
+        (
+            Output(ids.EXPORT_STATUS, "children"),
+            "Exporting… (the first export in a session also starts the exporter's browser: a few seconds)",
+            "",
+        ),
+        (Output(ids.export_button(ALL), "disabled"), True, False),
+    ],
     prevent_initial_call=True,
 )
 @guarded

@@ -15,7 +15,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from app.figures.theme import Figure
-from app.options import ExportOptions
+from app.options import MAX_RENDER_SIDE, ExportOptions
 from attention.errors import AttentionFlowsError
 
 _MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF", "svg": b"<svg"}
@@ -46,14 +46,26 @@ def publication_figure(fig: Figure | go.Figure, *, width: int, height: int, font
             dragmode=False,
         )
         return out
-    top = max(40, out.layout.margin.t or 0) + extra  # keep the room a view reserves above its plot (Sankey)
+    subtitle = out.layout.title.subtitle.text if out.layout.title.subtitle else None
+    header = 8 + lines * title_px * 1.3  # px from the top: the title's lines, then any subtitle's
+    if subtitle:  # a subtitle (e.g. "… has no classification head") is wrapped like the title
+        subtitle, more = wrapped_title(subtitle, width=width - 20, font_px=font_px)
+        header += more * font_px * 1.3
+    top = header + 26 + 1.5 * title_px  # room for panel titles above the plot, and plotly's own title padding
     out.update_layout(
         width=width,
         height=height,
         autosize=False,
         font={"size": font_px, "family": "Helvetica, Arial, sans-serif", "color": "black"},
-        title={"text": title, "font": {"size": title_px}},
-        margin={"l": 50, "r": 15, "t": top, "b": 35},
+        title={
+            "text": title,
+            "font": {"size": title_px},
+            "yref": "container",
+            "y": 1 - (8 + lines * title_px * 1.3) / height,  # the bottom of the title's last line
+            "yanchor": "bottom",
+            **({"subtitle": {"text": subtitle}} if subtitle else {}),
+        },
+        margin={"l": 50, "r": 15, "t": top, "b": max(35, out.layout.margin.b or 0)},
         hovermode=False,
         dragmode=False,
     )
@@ -123,8 +135,12 @@ def figure_bytes(fig: Figure | go.Figure, export: ExportOptions) -> bytes:
 
 
 def render_bytes(fig: Figure | go.Figure, export: ExportOptions) -> bytes:
-    """``fig`` in the publication theme as PNG / SVG / PDF bytes."""
+    """``fig`` in the publication theme as PNG / SVG / PDF bytes. Without an explicit height, a view taller than
+    the preset (``layout.meta.min_height``: a label's room per token) keeps its own height, never squeezed."""
     width, height, font = export.pixels()
+    meta = fig.layout.meta if isinstance(fig, go.Figure) else fig.get("layout", {}).get("meta")
+    if export.height is None and isinstance(meta, dict) and meta.get("min_height"):
+        height = int(min(max(height, meta["min_height"]), MAX_RENDER_SIDE))
     return figure_bytes(publication_figure(fig, width=width, height=height, font_px=font), export)
 
 

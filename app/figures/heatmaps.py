@@ -209,7 +209,15 @@ def segment_lines(start: int | None, panels: int, *, columns: bool) -> list[dict
 
 
 def _panel_figure(
-    panels: list[str], traces: list[dict], *, title: str, height: int, peak: float, xaxis: dict, yaxis: dict
+    panels: list[str],
+    traces: list[dict],
+    *,
+    title: str,
+    height: int,
+    peak: float,
+    xaxis: dict,
+    yaxis: dict,
+    narrow: bool = False,
 ) -> Figure:
     """Side-by-side heatmap panels sharing one colour scale for the two models (so they compare) and a
     diverging one for the difference; each colour bar sits right of its panel."""
@@ -239,7 +247,7 @@ def _panel_figure(
             "showticklabels": index == 1,
             "title": yaxis.get("title") if index == 1 else None,
         }
-        titles.append(panel_title(MODEL_LABELS[panel], domain))
+        titles.append(panel_title("difference" if narrow and panel == "difference" else MODEL_LABELS[panel], domain))
     return figure(data, layout(title, height=height, annotations=titles, **axes))
 
 
@@ -264,7 +272,9 @@ def make_matrix(
     panels = _panels(mode)
     n = len(tokens)
     canvas = canvas or Canvas()
-    column_px = canvas.width * 0.8 / len(panels) / max(n, 1)  # about 80 % of the width is plot area
+    narrow = canvas.width < 640  # a single-column figure: short titles
+    plot_share = 0.55 if narrow else 0.8  # margins and colour bars take more of a narrow figure
+    column_px = canvas.width * plot_share / len(panels) / max(n, 1)
     step = max(1, math.ceil(canvas.font_px * 1.25 / column_px))
     scaled = matrices["model"] != "difference"
     if other is not None:
@@ -302,11 +312,13 @@ def make_matrix(
             "tickvals": names[::step],
             "ticktext": list(tokens)[::step],
             "tickangle": -90,
-            "title": {"text": "key (attended to)" + (f"; 1 label in {step}" if step > 1 else "")},
+            "title": {"text": "key" if narrow else "key (attended to)" + (f"; 1 label in {step}" if step > 1 else "")},
         },
         yaxis={**ticks, "autorange": "reversed", "title": {"text": "query"}},
+        narrow=narrow,
     )
     fig["layout"]["shapes"] = segment_lines(segment_start, len(panels), columns=True)
+    fig["layout"]["meta"] = {"min_height": fig["layout"]["height"]}  # exports keep a row per token legible
     return fig
 
 
@@ -368,6 +380,7 @@ def make_influence(
         yaxis={**_token_axis(shown_tokens), "autorange": "reversed"},
     )
     fig["layout"]["shapes"] = segment_lines(segment_start, len(panels), columns=False)
+    fig["layout"]["meta"] = {"min_height": fig["layout"]["height"]}
     if missing:
         fig["layout"]["title"]["subtitle"] = {
             "text": "; ".join(missing.values()),

@@ -16,7 +16,17 @@ import numpy as np
 import pandas as pd
 
 from app.figures.sankey import SINK_COLOUR, legend_traces, node_colour, visible_edges
-from app.figures.theme import MODEL_COLOURS, MODEL_LABELS, STATUS_COLOURS, Figure, empty_figure, figure, layout, rgba
+from app.figures.theme import (
+    MODEL_COLOURS,
+    MODEL_LABELS,
+    STATUS_COLOURS,
+    Canvas,
+    Figure,
+    empty_figure,
+    figure,
+    layout,
+    rgba,
+)
 from app.options import ARRANGEMENTS
 
 WIDTHS = ((0.02, 1.0), (0.10, 2.5), (math.inf, 5.0))  # (share below which, line width px)
@@ -88,11 +98,14 @@ def make_network(
     tau: float | None = None,
     source_names: str = "",
     highlight: tuple[int, int] | None = None,
+    canvas: Canvas | None = None,
 ) -> Figure:
     """The network of a :class:`~attention.compare.GraphComparison` (``edges``, ``nodes``): a dot per token and
     depth (grey where no trace reaches it; otherwise sized by its share of the traced mass and coloured by which
     traces reach it), a line per drawn edge coloured as in the Sankey. ``highlight`` = (depth, token) draws the
-    paths through that token in black (the page sets it on hover)."""
+    paths through that token in black (the page sets it on hover). Labels are thinned to one in k when the
+    ``canvas`` leaves less than a line of text per token (every token is named in its hover)."""
+    canvas = canvas or Canvas()
     if arrangement not in ARRANGEMENTS:
         raise ValueError(f"arrangement must be one of {', '.join(ARRANGEMENTS)}, got {arrangement!r}")
     first, last = layers
@@ -142,16 +155,20 @@ def make_network(
     )
     traces.append(_node_trace(nodes, placed, tokens, models, mode, last))
     traces += legend_traces(mode)
-    annotations = _labels(positions, tokens, placed, arrangement, first - 1)
+    room = math.pi * (canvas.width - 120) * 0.45 if arrangement == "rings" else 18 * len(positions)  # px
+    every = max(1, math.ceil(len(positions) * canvas.font_px * 2.6 / max(room, 1)))
+    annotations = _labels(positions[::every], tokens, placed, arrangement, first - 1)
     where = f"rings: input outside, after layer {last} inside" if arrangement == "rings" else "columns"
-    title = f"Attention network from {name} ({where}; τ = {tau:g}). Hover a token to see its paths."
+    thinned = f"; 1 label in {every}" if every > 1 else ""
+    title = f"Attention network from {name} ({where}; τ = {tau:g}{thinned}). Hover a token to see its paths."
     axis = {"visible": False, "fixedrange": False}
     square = {"scaleanchor": "x", "scaleratio": 1} if arrangement == "rings" else {}
     return figure(
         traces,
         layout(
             title,
-            height=620 if arrangement == "rings" else max(420, 18 * len(positions) + 160),
+            height=(height := 620 if arrangement == "rings" else max(420, 18 * len(positions) + 160)),
+            meta={"min_height": height if arrangement == "columns" else canvas.width + 60},
             xaxis=axis,
             yaxis={**axis, **square},
             annotations=annotations,

@@ -14,6 +14,7 @@ from app.figures.theme import (
     REACH_LABELS,
     STATUS_COLOURS,
     STATUS_LABELS,
+    Canvas,
     Figure,
     empty_figure,
     figure,
@@ -94,14 +95,19 @@ def make_sankey(
     alpha: float | None = None,
     hidden: Sequence[int] = (),
     source_names: str = "",
+    canvas: Canvas | None = None,
 ) -> Figure:
     """Sankey of a :class:`~attention.compare.GraphComparison` (``edges``, ``nodes`` frames, token or word level).
 
     One column per depth ``first-1 .. last``; a link per drawn edge ``(l, query -> key)`` from the key at depth
     ``l-1`` to the query at depth ``l``, as wide as the share of the traced mass it carries. Sinks (grey) hold the
     mass absorbed from attention into special tokens and are never expanded. In ``comparison`` mode links are
-    coloured by which graphs draw them; ``selected`` = (layer, head) highlights the links that head passes.
+    coloured by which graphs draw them; ``selected`` = (layer, head) highlights the links that head passes. On a
+    narrow ``canvas`` (a single-column figure) only the input and the traced token are labelled: the columns are
+    closer than a word is long (every node names its token in the hover).
     """
+    canvas = canvas or Canvas()
+    narrow = canvas.width / max(layers[1] - layers[0] + 2, 1) < 80  # px between two columns
     first, last = layers
     name = source_names or ", ".join(tokens[s] for s in sources[:4])
     hidden_sources = [s for s in sources if s in set(hidden)]
@@ -132,7 +138,7 @@ def make_sankey(
         for token in column:
             row = facts[(depth, token)]
             index[(depth, token)] = len(labels)
-            labels.append(tokens[token])
+            labels.append(tokens[token] if not narrow or depth in (first - 1, last) else "")
             xs.append(min(max((depth - first + 1) / span, 0.001), 0.999))
             colours.append("#333333" if depth == last else (SINK_COLOUR if row.sink else node_colour(row, mode)))
             where = "input" if depth == 0 else f"after layer {depth}"
@@ -196,7 +202,7 @@ def make_sankey(
             "xref": "paper",
             "yref": "paper",
             "yanchor": "bottom",
-            "text": "input" if depth == 0 else f"after layer {depth}",
+            "text": ("in" if narrow else "input") if depth == 0 else (str(depth) if narrow else f"after layer {depth}"),
             "showarrow": False,
             "font": {"size": 11, "color": "#555"},
         }
@@ -208,11 +214,14 @@ def make_sankey(
     )
     if mode != "comparison":
         title += f", {MODEL_LABELS[mode]}"
+    if narrow:
+        title += "; columns: after layer n"
     return figure(
         [sankey, *legend_traces(mode)],
         layout(
             title,
             height=height,
+            meta={"min_height": height},  # exports keep a label's room per node
             annotations=column_titles,
             xaxis={"visible": False},
             yaxis={"visible": False},

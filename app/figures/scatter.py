@@ -102,7 +102,9 @@ def make_similarity(
                 "cmax": layers,
                 "colorbar": {"title": {"text": "layer"}, "thickness": 12, "dtick": 1},
             },
-            legend={"orientation": "h", "yanchor": "top", "y": -0.16},
+            legend={"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0.0},
+            margin={"l": 60, "r": 20, "t": 50, "b": 90},
+            meta={"min_height": 420},  # an export keeps the map readable under its legend
             xaxis={"title": {"text": "MDS 1"}, "zeroline": False, "showgrid": True, "gridcolor": "#eee", "nticks": 5},
             yaxis={
                 "title": {"text": "MDS 2"},

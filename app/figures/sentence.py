@@ -33,6 +33,7 @@ from app.options import CLASS_METHODS, METHODS
 RELEVANCE_SCALE = [[0.0, "#FFFFFF"], [0.5, "#B79FD1"], [1.0, "#4A2377"]]  # white -> purple: neither model's colour
 SIGNED_SCALE = [[0.0, "#1B7837"], [0.5, "#FFFFFF"], [1.0, "#4A2377"]]  # green <- 0 -> purple (input × gradient)
 PAD = 3  # px of background on each side of a token's text
+SMALLEST = 7 * 96 / 72 + 0.05  # px: 7 pt, the smallest text a figure may have (labels, ticks, notes)
 GAP = 4  # px between two boxes on a line
 LABEL_WIDTH = 84  # px of left margin for the row labels
 RIGHT = 12  # px of right margin
@@ -247,7 +248,7 @@ def _colour_bar_title(row: str, *, x: float, shift: float, font: float) -> dict:
         "xanchor": "left",
         "yanchor": "bottom",
         "showarrow": False,
-        "font": {"size": max(font - 2, 7), "color": "#333"},
+        "font": {"size": max(font - 2, SMALLEST), "color": "#333"},
     }
 
 
@@ -277,7 +278,7 @@ def _colour_bar(scale: list, low: float, high: float, *, x: float, length: float
                 "yref": "container",
                 "yanchor": "bottom",
                 "ypad": 4,
-                "tickfont": {"size": max(font - 3, 7)},
+                "tickfont": {"size": max(font - 3, SMALLEST)},
                 "nticks": 5,
                 "tickangle": 0,
             },
@@ -296,7 +297,7 @@ def _row_label(text: str, *, y: float, font: float) -> dict:
         "xanchor": "right",
         "yanchor": "middle",
         "showarrow": False,
-        "font": {"size": max(font - 3, 7), "color": "#555"},
+        "font": {"size": max(font - 3, SMALLEST), "color": "#555"},
     }
 
 
@@ -310,7 +311,7 @@ def _segment_mark(x: float, y: float, font: float) -> dict:
         "xanchor": "left",
         "yanchor": "bottom",
         "showarrow": False,
-        "font": {"size": max(font - 4, 7), "color": "#555"},
+        "font": {"size": max(font - 4, SMALLEST), "color": "#555"},
     }
 
 
@@ -325,5 +326,5 @@ def _note(text: str, *, y: float, font_px: float) -> dict:
         "yanchor": "top",
         "align": "left",
         "showarrow": False,
-        "font": {"size": max(font_px - 2, 7), "color": "#555"},
+        "font": {"size": max(font_px - 2, SMALLEST), "color": "#555"},
     }

@@ -96,6 +96,7 @@ def make_thumbnails(
         layout(
             f"Every head's attention map ({what}); click one to select it",
             height=side,
+            meta={"min_height": side},
             shapes=shapes,
             xaxis={
                 "tickmode": "array",

@@ -96,6 +96,7 @@ def build_layout(
             dcc.Store(id=ids.SELECTED_HEAD, data={"layer": selected[0], "head": selected[1]}),
             dcc.Store(id=ids.CANVAS),
             dcc.Location(id=ids.URL, refresh=False),
+            html.Div(id=ids.EXPORT_STATUS, className="export-status", role="status"),
             dcc.Download(id=ids.DOWNLOAD),
             dcc.Download(id=ids.DOWNLOAD_SIDECAR),
         ],
