@@ -11,7 +11,7 @@ PORT   ?= 8050
 HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup chromium lint bench screenshot clean
+.PHONY: run test setup chromium lint bench gallery clean
 
 # compileall: this environment may set PYTHONDONTWRITEBYTECODE, and the editable install's own modules would then
 # be compiled again at every start (about 0.1 s).
@@ -46,6 +46,10 @@ bench: setup
 	$(BIN)/attention-flows bench load
 	$(BIN)/attention-flows bench dashboard
 	$(BIN)/attention-flows bench export
+
+# Screenshots of every view (normal, long, pair) for docs/gallery.md and the README.
+gallery: setup chromium
+	$(BIN)/python -m app.gallery --out docs/gallery --readme docs/screenshot.png
 
 clean:
 	rm -rf $(VENV) test-artifacts

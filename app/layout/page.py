@@ -33,7 +33,7 @@ def build_layout(
     error: str = "",
     token_choices: tuple[list[dict], list[dict]] | None = None,
 ) -> html.Div:
-    """Header, input, controls and the six views, in ``state`` (from the page's URL; default: ``first_text`` and
+    """Header, input, controls and every view, in ``state`` (from the page's URL; default: ``first_text`` and
     the default options). ``first_text`` (or the state's text) is analysed on page load; ``error`` is shown in
     the banner (a link that could not be opened); ``token_choices`` are the 'Trace from' and 'Word query' options
     when the state chooses tokens."""

@@ -1,0 +1,101 @@
+"""Screenshots of every view for docs/gallery.md: ``python -m app.gallery [--out docs/gallery]`` (``make gallery``).
+
+Starts ``attention-flows serve`` on the default pair, opens the page in Debian's Chromium (1600 px wide) and saves
+each view's card for three inputs: a held-out sentence, a 137-word review, and a sentence pair; plus the README's
+full-page screenshot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from app.bench import CHROMIUM, VIEW_DRAWN_SELECTORS, _free_port
+from app.options import VIEWS
+
+LONG_REVIEW = (
+    "i went into this movie expecting very little , and for the first half hour it seemed i was right : the plot is "
+    "thin , the dialogue is clumsy and the lead actor looks bored . but then something changes . the music swells , "
+    "the camera finds the faces of the children , and the story turns into a lovely , moving meditation on memory "
+    "and loss . by the end i was in tears , and i am not ashamed to say that this is one of the most beautiful films "
+    "of the year , flawed , uneven , sometimes silly , but honest and brave in a way that most greedy bastards in "
+    "hollywood never manage ."
+)
+INPUTS = {
+    "normal": (None, None),  # the page's first held-out example
+    "long": (LONG_REVIEW, None),
+    "pair": ("a man is playing a guitar on the stage .", "a person performs music for an audience ."),
+}
+
+
+def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/healthz", timeout=1).read() == b"ok":
+                return
+        except (urllib.error.URLError, OSError):
+            if process.poll() is not None:
+                raise SystemExit("attention-flows serve exited") from None
+        time.sleep(0.5)
+    raise SystemExit(f"the server was not ready after {timeout:.0f} s")
+
+
+def _draw(page, text: str | None, pair: str | None) -> None:
+    if text is not None:
+        before = page.evaluate("() => document.getElementById('sentence-graph').innerHTML.length")
+        page.fill("#text-input", text)
+        page.fill("#text-pair-input", pair or "")
+        page.click("#analyse-button")
+        page.wait_for_function(
+            "(n) => document.getElementById('sentence-graph').innerHTML.length !== n", arg=before, timeout=120_000
+        )
+    page.wait_for_load_state("networkidle")
+    for selector in VIEW_DRAWN_SELECTORS:
+        page.wait_for_selector(selector, state="attached", timeout=60_000)
+    time.sleep(1.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.gallery", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/gallery"), help="folder for the PNGs")
+    parser.add_argument("--readme", type=Path, default=Path("docs/screenshot.png"), help="the README's screenshot")
+    args = parser.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-prepare"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_ready(url, process)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(url)
+            for name, (text, pair) in INPUTS.items():
+                _draw(page, text, pair)
+                if name == "normal":
+                    page.screenshot(path=str(args.readme), full_page=True)
+                for view in VIEWS:
+                    target = args.out / f"{name}-{view}.png"
+                    page.locator(f"#card-{view}").screenshot(path=str(target))
+                    print(target)
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
