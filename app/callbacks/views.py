@@ -103,8 +103,8 @@ def highlight_paths(hover, analysis_data, **controls):
     drawn = render_network(service, analysis, view_options(**controls), None, Canvas(), highlight=tuple(where))
     index = next(i for i, trace in enumerate(drawn["data"]) if trace.get("name") == "highlight")
     patch = Patch()
-    patch["data"][index]["x"] = drawn["data"][index]["x"]
-    patch["data"][index]["y"] = drawn["data"][index]["y"]
+    patch["data"][index]["x"] = drawn["data"][index]["x"].tolist()  # NaN: the lines' breaks (null in JSON)
+    patch["data"][index]["y"] = drawn["data"][index]["y"].tolist()
     return patch
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from app.figures.sankey import SINK_COLOUR, legend_traces, node_colour, visible_edges
+from app.figures.sankey import SINK_COLOUR, legend_traces, visible_edges
 from app.figures.theme import (
     MODEL_COLOURS,
     MODEL_LABELS,
@@ -73,16 +73,21 @@ def path_edges(edges: pd.DataFrame, depth: int, token: int) -> pd.DataFrame:
     return edges[keep]
 
 
-def segments(edges: pd.DataFrame, placed: dict) -> tuple[list, list]:
-    """``x, y`` of line segments (None-separated) for ``edges``, from key at ``layer − 1`` to query at ``layer``."""
-    xs, ys = [], []
-    for layer, query, key in edges[["layer", "query_idx", "key_idx"]].itertuples(index=False):
-        start, end = placed.get((layer - 1, key)), placed.get((layer, query))
-        if start is None or end is None:
-            continue
-        xs += [start[0], end[0], None]
-        ys += [start[1], end[1], None]
-    return xs, ys
+def segments(edges: pd.DataFrame, placed: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``x, y`` of line segments (NaN-separated, plotly's line break) for ``edges``, from the key at
+    ``layer − 1`` to the query at ``layer``; edges with an end not placed (hidden) are left out."""
+    if edges.empty:
+        return np.zeros(0), np.zeros(0)
+    depth = max(d for d, _ in placed) + 1
+    width = max(p for _, p in placed) + 1
+    grid = np.full((depth, width, 2), np.nan)
+    for (d, p), xy in placed.items():
+        grid[d, p] = xy
+    layers, queries, keys = (edges[c].to_numpy() for c in ("layer", "query_idx", "key_idx"))
+    start, end = grid[layers - 1, keys], grid[layers, queries]  # [edge, 2]
+    keep = ~(np.isnan(start).any(axis=1) | np.isnan(end).any(axis=1))
+    points = np.stack([start[keep], end[keep], np.full((keep.sum(), 2), np.nan)], axis=1).reshape(-1, 2)
+    return points[:, 0], points[:, 1]
 
 
 def make_network(
@@ -117,6 +122,7 @@ def make_network(
     positions = [p for p in range(len(tokens)) if p not in set(hidden)]
     placed = node_positions(positions, range(first - 1, last + 1), arrangement=arrangement, first_depth=first - 1)
 
+    shown = shown[["layer", "query_idx", "key_idx", "status", "kind", "value"]]  # only what is drawn: cheap slices
     traces = []
     for (status, kind), group in shown.groupby(["status", "kind"], sort=True):
         colour = (
@@ -140,7 +146,7 @@ def make_network(
                     "showlegend": False,
                 }
             )
-    path_x, path_y = segments(path_edges(shown, *highlight), placed) if highlight else ([], [])
+    path_x, path_y = segments(path_edges(shown, *highlight), placed) if highlight else (np.zeros(0), np.zeros(0))
     traces.append(
         {
             "type": "scatter",
@@ -180,36 +186,45 @@ def make_network(
 
 
 def _node_trace(nodes: pd.DataFrame, placed: dict, tokens, models, mode: str, last: int) -> dict:
-    xs, ys, sizes, colours, hovers, ids = [], [], [], [], [], []
-    facts = {(int(r.depth), int(r.token_idx)): r for r in nodes.itertuples(index=False)}
-    for (depth, token), (x, y) in placed.items():
-        row = facts.get((depth, token))
-        mass = 0.0 if row is None else float(np.nanmean([getattr(row, f"mass_{m}") for m in models]))
-        reached = row is not None and any(bool(getattr(row, f"reached_{m}")) for m in models)
-        xs.append(x)
-        ys.append(y)
-        sizes.append(5 + 22 * math.sqrt(max(mass, 0.0)) if reached else 4)
-        if not reached:
-            colours.append(NEUTRAL)
-        elif row.sink:
-            colours.append(SINK_COLOUR)
-        else:
-            colours.append(node_colour(row, mode))
-        where = "input" if depth == 0 else f"after layer {depth}"
-        share = "; ".join(
-            f"{MODEL_LABELS[m]} {100 * getattr(row, f'mass_{m}'):.1f} %" if row is not None else "–" for m in models
+    """One marker per token and depth: grey and small where no trace reaches it, else sized by its share of the
+    traced mass (mean over the shown models) and coloured by which traces reach it (khaki: a sink)."""
+    where = pd.DataFrame(
+        [(d, p, x, y) for (d, p), (x, y) in placed.items()], columns=["depth", "token_idx", "x", "y"]
+    ).merge(nodes, on=["depth", "token_idx"], how="left")
+    mass = where[[f"mass_{m}" for m in models]].mean(axis=1).fillna(0.0).clip(lower=0.0).to_numpy()
+    reach = where[[f"reached_{m}" for m in models]].fillna(False).astype(bool).to_numpy()
+    if mode == "comparison":
+        status = np.where(reach.all(axis=1), "shared", np.where(reach[:, 0], "pretrained_only", "finetuned_only"))
+        colours = np.array([STATUS_COLOURS[s] for s in status], dtype=object)
+    else:
+        colours = np.full(len(where), MODEL_COLOURS[mode], dtype=object)
+    colours[where["sink"].fillna(False).astype(bool).to_numpy()] = SINK_COLOUR
+    reached = reach.any(axis=1)
+    colours[~reached] = NEUTRAL
+    shares = [
+        "; ".join(
+            f"{MODEL_LABELS[m]} {100 * v:.1f} %" if v == v else f"{MODEL_LABELS[m]} –"
+            for m, v in zip(models, row, strict=True)
         )
-        hovers.append(f"<b>{tokens[token]}</b> (#{token}), {where}<br>share of the traced mass: {share}")
-        ids.append([depth, token])
+        for row in where[[f"mass_{m}" for m in models]].to_numpy()
+    ]
+    hovers = [
+        f"<b>{tokens[p]}</b> (#{p}), {'input' if d == 0 else f'after layer {d}'}<br>share of the traced mass: {share}"
+        for d, p, share in zip(where["depth"], where["token_idx"], shares, strict=True)
+    ]
     return {
         "type": "scatter",
         "mode": "markers",
-        "x": xs,
-        "y": ys,
-        "customdata": ids,
+        "x": where["x"].to_numpy(),
+        "y": where["y"].to_numpy(),
+        "customdata": where[["depth", "token_idx"]].to_numpy().tolist(),
         "hovertext": hovers,
         "hovertemplate": "%{hovertext}<extra></extra>",
-        "marker": {"size": sizes, "color": colours, "line": {"width": 0.5, "color": "white"}},
+        "marker": {
+            "size": np.where(reached, 5 + 22 * np.sqrt(mass), 4.0),
+            "color": colours.tolist(),
+            "line": {"width": 0.5, "color": "white"},
+        },
         "showlegend": False,
         "name": "tokens",
     }
