@@ -46,7 +46,9 @@ def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> No
     raise SystemExit(f"the server was not ready after {timeout:.0f} s")
 
 
-def _draw(page, text: str | None, pair: str | None) -> None:
+def analyse_in_page(page, text: str | None, pair: str | None = None) -> None:
+    """Analyse ``text`` (and ``pair``) in an open page (None: keep the current input) and wait until every view
+    has drawn it (shared with the browser tests)."""
     if text is not None:
         before = page.evaluate("() => document.getElementById('sentence-graph').innerHTML.length")
         page.fill("#text-input", text)
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(url)
             for name, (text, pair) in INPUTS.items():
-                _draw(page, text, pair)
+                analyse_in_page(page, text, pair)
                 if name == "normal":
                     page.screenshot(path=str(args.readme), full_page=True)
                 for view in VIEWS:

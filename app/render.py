@@ -31,10 +31,15 @@ def _graph_inputs(service: AnalysisService, analysis: Analysis, options: ViewOpt
     tokens = service.labels(analysis, options.level)
     if options.level == "word":
         sources = np.asarray(service.runs(analysis).pretrained.groups)[sources]
+    segments = np.asarray(service.segments(analysis, options.level))
     fold = service.fold(analysis, options)
     if fold is not None:  # drawn positions: a long input's folded tokens are one "other" node
         sources, hidden, tokens = fold.groups[sources], fold.groups[hidden], fold.labels
+        first = {int(g): int(segments[i]) for i, g in reversed(list(enumerate(fold.groups)))}
+        segments = np.array([first[g] for g in range(len(tokens))])
+        segments[fold.other] = 0  # "other" mixes segments: never marked
     return {
+        "segments": tuple(segments.tolist()),
         "edges": graphs.edges,
         "nodes": graphs.nodes,
         "tokens": tokens,

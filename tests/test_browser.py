@@ -13,6 +13,7 @@ import pytest
 
 from app import ids
 from app.bench import VIEW_DRAWN_SELECTORS
+from app.gallery import LONG_REVIEW, analyse_in_page
 from tests.servers import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -271,30 +272,7 @@ def test_enter_in_the_text_box_analyses(page):
     assert page.locator("#text-input").input_value() == "a tender , luminous film about grief"  # no newline added
 
 
-LONG_REVIEW = (
-    "i went into this movie expecting very little , and for the first half hour it seemed i was right : the plot is "
-    "thin , the dialogue is clumsy and the lead actor looks bored . but then something changes . the music swells , "
-    "the camera finds the faces of the children , and the story turns into a lovely , moving meditation on memory "
-    "and loss . by the end i was in tears , and i am not ashamed to say that this is one of the most beautiful films "
-    "of the year , flawed , uneven , sometimes silly , but honest and brave in a way that most greedy bastards in "
-    "hollywood never manage ."
-)
 OVERLAP_JS = (Path(__file__).parent / "overlap.js").read_text(encoding="utf-8")
-
-
-def _analyse(page, text: str, pair: str = "") -> None:
-    """Analyse ``text`` (and ``pair``) and wait until every view has redrawn for it."""
-    before = page.evaluate("() => document.getElementById('sentence-graph').innerHTML.length")
-    page.fill("#text-input", text)
-    page.fill("#text-pair-input", pair)
-    page.click("#analyse-button")
-    page.wait_for_function(
-        "(n) => document.getElementById('sentence-graph').innerHTML.length !== n", arg=before, timeout=60_000
-    )
-    page.wait_for_load_state("networkidle")
-    for selector in VIEW_DRAWN_SELECTORS:
-        page.wait_for_selector(selector, state="attached", timeout=30_000)
-    time.sleep(1.0)
 
 
 @pytest.mark.parametrize(
@@ -308,7 +286,7 @@ def _analyse(page, text: str, pair: str = "") -> None:
 def test_no_two_labels_overlap_in_any_view(page, name, text, pair):
     """Measured from the SVG in the browser: no two visible text boxes of a view intersect, at normal length, at
     137 words (folded to its most relevant tokens) and for a sentence pair."""
-    _analyse(page, text, pair)
+    analyse_in_page(page, text, pair)
     for graph in ids.VIEWS.values():
         assert page.evaluate(OVERLAP_JS, graph) == [], graph
     ARTIFACTS.mkdir(exist_ok=True)
@@ -449,3 +427,33 @@ def test_single_column_exports_are_legible_for_a_30_token_sentence(browser, defa
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / f"single-column-{view}.svg").write_bytes(svg)
     context.close()
+
+
+def test_every_sankey_colour_says_what_its_legend_says(page):
+    """In the page: the legend names each colour, and every link's hover states the status its colour shows —
+    attention ≥ τ in both models (grey), only in one (that model's colour), absorbed by a sink (khaki)."""
+    page.wait_for_selector("#sankey-graph .sankey", timeout=30_000)
+    legend = set(page.locator("#sankey-graph .legendtext").all_text_contents())
+    assert {
+        "attention ≥ τ in both models",
+        "≥ τ only in the pre-trained model",
+        "≥ τ only in the fine-tuned model",
+        "token reached by both traces",
+    } <= legend
+    links = page.evaluate(
+        """() => { const gd = document.querySelector('#sankey-graph .js-plotly-plot');
+                   const link = gd.data[0].link;
+                   return link.color.map((c, i) => [c, link.customdata[i]]); }"""
+    )
+    said = {
+        "128, 128, 128": "in both models",
+        "0, 114, 178": "only in the pre-trained",
+        "213, 94, 0": "only in the fine",
+    }
+    checked = 0
+    for colour, hover in links:
+        rgb = colour.split("(")[1].rsplit(",", 1)[0]
+        if rgb in said and "attends to" in hover:
+            assert said[rgb] in hover, (colour, hover)
+            checked += 1
+    assert checked >= 5

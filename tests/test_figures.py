@@ -4,6 +4,7 @@ import itertools
 import json
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 from plotly.io.json import to_json_plotly
@@ -349,3 +350,26 @@ def test_the_thumbnail_grid_places_every_head_where_a_click_finds_it():
     single = make_thumbnails(maps, maps, mode="pretrained")
     assert single["data"][0]["z"].dtype == np.uint8 and single["data"][0]["z"].max() == 255
     plotly_figure(single)
+
+
+def test_the_network_places_tokens_on_rings_and_finds_every_path_through_a_token(graphs):
+    from app.figures.network import make_network, node_positions, path_edges
+
+    placed = node_positions([0, 1, 2, 3], range(0, 4), arrangement="rings", first_depth=0)
+    radii = {d: round(float(np.hypot(*placed[(d, 0)])), 6) for d in range(4)}
+    assert radii[0] == 1.0 and radii[3] == pytest.approx(0.2) and radii[0] > radii[1] > radii[2] > radii[3]
+    angles = {round(float(np.arctan2(*placed[(d, 2)][::-1])), 6) for d in range(4)}
+    assert len(angles) == 1  # one token, one angle on every ring
+    edges = pd.DataFrame({"layer": [1, 1, 2, 2, 3], "query_idx": [0, 1, 0, 2, 0], "key_idx": [1, 2, 0, 3, 2]})
+    # through (depth 1, token 0): from the input its edge 1:0<-1, then 2:0<-0 and 3:0<-... nothing from 0 at layer 3
+    through = path_edges(edges, 1, 0)
+    assert sorted(map(tuple, through[["layer", "query_idx", "key_idx"]].to_numpy().tolist())) == [(1, 0, 1), (2, 0, 0)]
+    fig = plotly_figure(
+        make_network(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), tau=0.12, highlight=(3, 0))
+    )
+    highlight = next(t for t in fig.data if t.name == "highlight")
+    assert len(highlight.x) > 0 and "token rings" not in fig.layout.title.text and "rings" in fig.layout.title.text
+    hidden = plotly_figure(
+        make_network(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), tau=0.12, hidden=(0,))
+    )
+    assert "is hidden" in hidden.layout.annotations[0].text

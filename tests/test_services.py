@@ -178,6 +178,14 @@ def test_a_sentence_pair_is_marked_in_the_matrix_and_the_token_scores(service):
     assert len(lines) == 6 and {s.y0 for s in lines if s.yref in ("y", "y2", "y3")} == {4.5}
     influence = plotly_figure(render("influence", service, pair, ViewOptions(method="rollout")))
     assert [s.y0 for s in influence.layout.shapes] == [4.5] * 3
+    everything = ViewOptions(tau=0.0)  # the tiny model's attention is flat
+    sankey = plotly_figure(render("sankey", service, pair, everything))
+    assert any("segment B" in h for h in sankey.data[0].node.customdata)
+    assert not any(
+        "segment B" in h for h in plotly_figure(render("sankey", service, TEXT, everything)).data[0].node.customdata
+    )
+    network = plotly_figure(render("network", service, pair, everything))
+    assert len([s for s in network.layout.shapes if s.line.dash == "dash"]) == 2  # where segment B begins and ends
 
 
 def test_the_word_query_is_the_attention_a_word_receives_per_head(service):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from app.figures.sankey import SINK_COLOUR, legend_traces, visible_edges
+from app.figures.sankey import SINK_COLOUR, drawn_graph, legend_traces
 from app.figures.theme import (
     MODEL_COLOURS,
     MODEL_LABELS,
@@ -73,7 +73,7 @@ def path_edges(edges: pd.DataFrame, depth: int, token: int) -> pd.DataFrame:
     return edges[keep]
 
 
-def segments(edges: pd.DataFrame, placed: dict) -> tuple[np.ndarray, np.ndarray]:
+def line_segments(edges: pd.DataFrame, placed: dict) -> tuple[np.ndarray, np.ndarray]:
     """``x, y`` of line segments (NaN-separated, plotly's line break) for ``edges``, from the key at
     ``layer − 1`` to the query at ``layer``; edges with an end not placed (hidden) are left out."""
     if edges.empty:
@@ -104,20 +104,21 @@ def make_network(
     source_names: str = "",
     highlight: tuple[int, int] | None = None,
     canvas: Canvas | None = None,
+    segments: Sequence[int] | None = None,
 ) -> Figure:
     """The network of a :class:`~attention.compare.GraphComparison` (``edges``, ``nodes``): a dot per token and
     depth (grey where no trace reaches it; otherwise sized by its share of the traced mass and coloured by which
     traces reach it), a line per drawn edge coloured as in the Sankey. ``highlight`` = (depth, token) draws the
     paths through that token in black (the page sets it on hover). Labels are thinned to one in k when the
-    ``canvas`` leaves less than a line of text per token (every token is named in its hover)."""
+    ``canvas`` leaves less than a line of text per token (every token is named in its hover). A pair's second
+    segment (``segments`` 1) is set off by dashed lines."""
     canvas = canvas or Canvas()
     if arrangement not in ARRANGEMENTS:
         raise ValueError(f"arrangement must be one of {', '.join(ARRANGEMENTS)}, got {arrangement!r}")
     first, last = layers
-    name = source_names or ", ".join(tokens[s] for s in sources[:4])
-    shown = visible_edges(edges, mode, hidden)
-    if shown.empty:
-        return empty_figure(f"Nothing from {name} passes τ = {tau:g} in layers {first}–{last}. Lower τ.")
+    name, shown = drawn_graph(edges, tokens, sources, layers, mode, hidden, tau, source_names)
+    if isinstance(shown, str):
+        return empty_figure(shown)
     models = ("pretrained", "finetuned") if mode == "comparison" else (mode,)
     positions = [p for p in range(len(tokens)) if p not in set(hidden)]
     placed = node_positions(positions, range(first - 1, last + 1), arrangement=arrangement, first_depth=first - 1)
@@ -134,7 +135,7 @@ def make_network(
             low = high
             if bucket.empty:
                 continue
-            xs, ys = segments(bucket, placed)
+            xs, ys = line_segments(bucket, placed)
             traces.append(
                 {
                     "type": "scatter",
@@ -146,7 +147,7 @@ def make_network(
                     "showlegend": False,
                 }
             )
-    path_x, path_y = segments(path_edges(shown, *highlight), placed) if highlight else (np.zeros(0), np.zeros(0))
+    path_x, path_y = line_segments(path_edges(shown, *highlight), placed) if highlight else (np.zeros(0), np.zeros(0))
     traces.append(
         {
             "type": "scatter",
@@ -165,6 +166,7 @@ def make_network(
     every = max(1, math.ceil(len(positions) * canvas.font_px * 2.6 / max(room, 1)))
     annotations = _labels(positions[::every], tokens, placed, arrangement, first - 1)
     where = f"rings: input outside, after layer {last} inside" if arrangement == "rings" else "columns"
+    shapes = _segment_dividers(positions, segments, arrangement, first - 1, last)
     thinned = f"; 1 label in {every}" if every > 1 else ""
     title = f"Attention network from {name} ({where}; τ = {tau:g}{thinned}). Hover a token to see its paths."
     axis = {"visible": False, "fixedrange": False}
@@ -178,6 +180,7 @@ def make_network(
             xaxis=axis,
             yaxis={**axis, **square},
             annotations=annotations,
+            shapes=shapes,
             legend={"orientation": "h", "yanchor": "top", "y": -0.02, "x": 0.0},
             hovermode="closest",
             margin={"l": 20, "r": 20, "t": 60, "b": 60},
@@ -228,6 +231,25 @@ def _node_trace(nodes: pd.DataFrame, placed: dict, tokens, models, mode: str, la
         "showlegend": False,
         "name": "tokens",
     }
+
+
+def _segment_dividers(positions, segments, arrangement: str, outer: int, inner: int) -> list[dict]:
+    """Dashed lines where a pair's second segment begins and ends: radial in rings, across in columns."""
+    if segments is None or not any(segments[p] == 1 for p in positions):
+        return []
+    n = len(positions)
+    ranks = [r for r in range(n) if segments[positions[r]] != segments[positions[r - 1]]] if n > 1 else []
+    line = {"color": "#555555", "width": 1, "dash": "dash"}
+    shapes = []
+    for rank in ranks:  # between position rank - 1 and rank
+        if arrangement == "rings":
+            angle = math.pi / 2 - 2 * math.pi * (rank - 0.5) / n
+            shapes.append({"type": "line", "x0": 0.15 * math.cos(angle), "y0": 0.15 * math.sin(angle),
+                           "x1": 1.1 * math.cos(angle), "y1": 1.1 * math.sin(angle), "line": line})  # fmt: skip
+        else:
+            shapes.append({"type": "line", "x0": outer - 0.3, "x1": inner + 0.3, "y0": -(rank - 0.5),
+                           "y1": -(rank - 0.5), "line": line})  # fmt: skip
+    return shapes
 
 
 def _labels(positions, tokens, placed, arrangement: str, outer: int) -> list[dict]:

@@ -74,6 +74,27 @@ def visible_edges(edges: pd.DataFrame, mode: str, hidden: Sequence[int]) -> pd.D
     return shown[shown["value"] > 0]
 
 
+def drawn_graph(
+    edges: pd.DataFrame,
+    tokens: Sequence[str],
+    sources: Sequence[int],
+    layers: tuple[int, int],
+    mode: str,
+    hidden: Sequence[int],
+    tau: float | None,
+    source_names: str,
+) -> tuple[str, pd.DataFrame | str]:
+    """What the graph views (Sankey, network) draw: the traced tokens' name and the visible edges, or instead of
+    the edges a sentence saying why there is nothing to draw (the traced token is hidden, nothing passes τ)."""
+    name = source_names or ", ".join(tokens[s] for s in sources[:4])
+    if sources and all(s in set(hidden) for s in sources):
+        return name, f"The traced token ({name}) is hidden. Untick 'Hide special tokens' or pick words to trace from."
+    shown = visible_edges(edges, mode, hidden)
+    if shown.empty:
+        return name, f"Nothing from {name} passes τ = {tau:g} in layers {layers[0]}–{layers[1]}. Lower τ."
+    return name, shown
+
+
 def _number(value: float) -> str:
     return "–" if value is None or np.isnan(value) else f"{value:.3f}"
 
@@ -96,6 +117,7 @@ def make_sankey(
     hidden: Sequence[int] = (),
     source_names: str = "",
     canvas: Canvas | None = None,
+    segments: Sequence[int] | None = None,
 ) -> Figure:
     """Sankey of a :class:`~attention.compare.GraphComparison` (``edges``, ``nodes`` frames, token or word level).
 
@@ -104,20 +126,15 @@ def make_sankey(
     mass absorbed from attention into special tokens and are never expanded. In ``comparison`` mode links are
     coloured by which graphs draw them; ``selected`` = (layer, head) highlights the links that head passes. On a
     narrow ``canvas`` (a single-column figure) only the input and the traced token are labelled: the columns are
-    closer than a word is long (every node names its token in the hover).
+    closer than a word is long (every node names its token in the hover). ``segments`` (per drawn position, 1 for
+    a pair's second segment) is said in the hover ("segment B").
     """
     canvas = canvas or Canvas()
     narrow = canvas.width / max(layers[1] - layers[0] + 2, 1) < 80  # px between two columns
     first, last = layers
-    name = source_names or ", ".join(tokens[s] for s in sources[:4])
-    hidden_sources = [s for s in sources if s in set(hidden)]
-    if hidden_sources and len(hidden_sources) == len(sources):
-        return empty_figure(
-            f"The traced token ({name}) is hidden. Untick 'Hide special tokens' or pick words to trace from."
-        )
-    shown = visible_edges(edges, mode, hidden)
-    if shown.empty:
-        return empty_figure(f"Nothing from {name} passes τ = {tau:g} in layers {first}–{last}. Lower τ.")
+    name, shown = drawn_graph(edges, tokens, sources, layers, mode, hidden, tau, source_names)
+    if isinstance(shown, str):
+        return empty_figure(shown)
 
     models = _models(mode)
     mass = nodes[[f"mass_{m}" for m in models]].fillna(0.0).mean(axis=1)
@@ -148,7 +165,10 @@ def make_sankey(
                 for m in models
             )
             role = "sink: attention into it is absorbed, not traced further<br>" if row.sink else ""
-            hovers.append(f"<b>{tokens[token]}</b> (#{token}), {where}<br>{role}share of the traced mass: {shares}")
+            segment = " · segment B" if segments is not None and segments[token] == 1 else ""
+            hovers.append(
+                f"<b>{tokens[token]}</b> (#{token}{segment}), {where}<br>{role}share of the traced mass: {shares}"
+            )
 
     link_source, link_target, values, link_colours, link_hovers = [], [], [], [], []
     for edge in shown.itertuples(index=False):
