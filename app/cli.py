@@ -1,4 +1,4 @@
-"""The ``attention-flows`` command: ``info``, ``prepare``, ``serve``, ``export``, ``bench``.
+"""The ``attention-flows`` command: info, prepare, faithfulness, serve, users, export, bench.
 
 Errors the user can fix are printed as one readable line (exit status 2), never as a traceback.
 """
@@ -128,6 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=_whole("workers", 1, 64), default=1, help="> 1 serves with gunicorn (pip install '.[server]')"
     )
     serve.add_argument("--no-prepare", action="store_true", help="fail instead of fine-tuning a missing twin")
+    serve.add_argument("--users", type=Path, help="sign-in with this users file (see 'attention-flows users')")
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="sign-in by a reverse proxy's X-Forwarded-User, accepted from this address only (repeatable)",
+    )
+    serve.add_argument(
+        "--insecure-no-auth", action="store_true", help="serve beyond localhost without sign-in (not advised)"
+    )
+
+    users = commands.add_parser("users", help="manage the sign-in users file of a team server")
+    users.add_argument("action", choices=("add", "remove", "list"))
+    users.add_argument("name", nargs="?", help="the user (add, remove)")
+    users.add_argument("--users", type=Path, help="the users file (default: <data home>/users.json)")
+    users.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
 
     export = commands.add_parser("export", help="write a view as PNG / SVG / PDF, headless")
     export.add_argument(
@@ -322,9 +339,49 @@ def _ensure_prepared(config_name: str, allowed: bool) -> None:
     print(f"held-out accuracy {result.held_out_accuracy:.3f}; saved to {result.path}", flush=True)
 
 
+def cmd_users(args) -> int:
+    """``users add NAME`` (asks for the password twice), ``users remove NAME``, ``users list``."""
+    import getpass
+
+    from app.auth import AuthError, UsersFile
+    from attention.settings import load_settings
+
+    users = UsersFile(args.users or load_settings().home / "users.json")
+    if args.action == "list":
+        print("\n".join(users.names()) or f"no users in {users.path}")
+        return 0
+    if not args.name:
+        raise AuthError(f"'users {args.action}' needs a user name.", f"attention-flows users {args.action} NAME")
+    if args.action == "remove":
+        users.remove(args.name)
+        print(f"removed {args.name} from {users.path}")
+        return 0
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise AuthError("The two passwords differ.", "Run the command again.")
+    users.add(args.name, password)
+    print(f"added {args.name} to {users.path} (serve with --users {users.path})")
+    return 0
+
+
 def cmd_serve(args) -> int:
     import os
 
+    from app.auth import AuthConfig, check_binding
+
+    auth = AuthConfig(args.users, tuple(args.trusted_proxy))
+    check_binding(args.host, auth, insecure=args.insecure_no_auth)
+    if auth.users_file is not None:
+        from app.auth import UsersFile
+
+        if not UsersFile(auth.users_file).names():
+            raise AttentionFlowsError(
+                f"The users file {auth.users_file} has no users.", "Add one: attention-flows users add NAME."
+            )
+    os.environ.update(auth.to_environ())  # the app (and every gunicorn worker) reads it
     _ensure_prepared(args.config, not args.no_prepare)
     if args.workers > 1:
         import importlib.util
@@ -394,6 +451,7 @@ COMMANDS = {
     "prepare": cmd_prepare,
     "faithfulness": cmd_faithfulness,
     "serve": cmd_serve,
+    "users": cmd_users,
     "export": cmd_export,
     "bench": cmd_bench,
 }

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from dash import Dash, html
 from flask import has_request_context, request
 
+from app.auth import AuthConfig, protect
 from app.cache import release_freed_memory
 from app.help import render_doc
 from app.layout import build_layout
@@ -47,12 +48,14 @@ def create_app(
     settings: Settings | None = None,
     service: AnalysisService | None = None,
     build_service: Callable[[], AnalysisService] | None = None,
+    auth: AuthConfig | None = None,
 ) -> Dash:
     """Build the dashboard for a model pair and return at once; the models load in a background thread.
 
     The page needs only the pair's shape (config.json) and example sentences, so it is served while torch and
     transformers import; callbacks wait for the models (:mod:`app.loading`). Bad paths and pairs whose layers or
-    heads differ are refused here. ``service`` skips loading; ``build_service`` replaces it (tests).
+    heads differ are refused here. ``service`` skips loading; ``build_service`` replaces it (tests). ``auth``
+    (default: from the environment, :class:`app.auth.AuthConfig`) puts every route but /healthz behind sign-in.
     """
     from app.callbacks.common import report_unexpected_error
     from app.callbacks.registry import register_all
@@ -76,6 +79,7 @@ def create_app(
         update_title=None,
     )
     dash_app.server.extensions[EXTENSION_KEY] = loader
+    protect(dash_app, auth or AuthConfig.from_environ())
     page = functools.partial(
         build_layout,
         pair_name=pair_config.name,
