@@ -70,6 +70,7 @@ class ByteLRU:
         self._items: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
         self._held = 0
         self._lock = threading.Lock()
+        self.hits = self.misses = self.evictions = 0  # for /metrics
 
     @property
     def held(self) -> int:
@@ -83,7 +84,9 @@ class ByteLRU:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
+                self.hits += 1
                 return self._items[key][0]  # type: ignore[return-value]
+            self.misses += 1
         value = compute()
         size = size_of(value)
         if size > self.budget:
@@ -97,6 +100,7 @@ class ByteLRU:
             while self._held > self.budget:
                 _, (_, evicted) = self._items.popitem(last=False)
                 self._held -= evicted
+                self.evictions += 1
                 evicted_any = True
         if evicted_any or size >= RELEASE_AFTER:  # the temporaries of a large computation are free by now
             release_freed_memory()

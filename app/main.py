@@ -18,6 +18,7 @@ from app.cache import release_freed_memory
 from app.help import render_doc
 from app.layout import build_layout
 from app.loading import ServiceLoader
+from app.metrics import install_metrics
 from app.services import EXTENSION_KEY, AnalysisService, example_items
 from app.urlstate import from_query
 from attention.config import PairConfig, load_config
@@ -80,6 +81,7 @@ def create_app(
     )
     dash_app.server.extensions[EXTENSION_KEY] = loader
     protect(dash_app, auth or AuthConfig.from_environ())
+    install_metrics(dash_app, loader)
     page = functools.partial(
         build_layout,
         pair_name=pair_config.name,

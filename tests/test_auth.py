@@ -45,7 +45,7 @@ def test_every_route_but_healthz_needs_the_right_password(tiny_config, tmp_path)
 
     users = UsersFile(tmp_path / "users.json")
     users.add("ada", "correct horse battery")
-    client = create_app(tiny_config, auth=AuthConfig(users_file=users.path)).server.test_client()
+    client = _loaded(create_app(tiny_config, auth=AuthConfig(users_file=users.path))).server.test_client()
     for route in ROUTES:
         assert client.get(route).status_code == 401, route
         assert client.get(route, headers=_basic("ada", "wrong password!")).status_code == 401, route
@@ -59,7 +59,7 @@ def test_every_route_but_healthz_needs_the_right_password(tiny_config, tmp_path)
 def test_the_proxy_header_is_believed_only_from_a_trusted_address(tiny_config):
     from app.main import create_app
 
-    client = create_app(tiny_config, auth=AuthConfig(trusted_proxies=("10.0.0.5",))).server.test_client()
+    client = _loaded(create_app(tiny_config, auth=AuthConfig(trusted_proxies=("10.0.0.5",)))).server.test_client()
     trusted, untrusted = {"REMOTE_ADDR": "10.0.0.5"}, {"REMOTE_ADDR": "10.0.0.66"}
     header = {"X-Forwarded-User": "ada"}
     assert client.get("/", headers=header, environ_base=trusted).status_code == 200
@@ -91,3 +91,11 @@ def test_users_command_adds_lists_and_removes(tmp_path, monkeypatch, capsys):
     assert main(["users", "remove", "ada", "--users", str(path)]) == 0
     assert main(["users", "remove", "ada", "--users", str(path)]) == 2
     assert main(["users", "add", "--users", str(path)]) == 2
+
+
+def _loaded(dash_app):
+    """The app once its models are loaded (a process must not exit while the loader thread is inside torch)."""
+    from app.loading import service_of
+
+    service_of(dash_app)
+    return dash_app

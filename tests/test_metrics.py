@@ -1,0 +1,58 @@
+"""/metrics: Prometheus text with request latency per callback, the cache's counters and the models' readiness;
+behind sign-in like every route."""
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from app import ids
+from app.auth import AuthConfig, UsersFile
+from app.dash_http import call
+
+
+def _samples(text: str) -> dict:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_callbacks_and_cache_use(tiny_app):
+    client = tiny_app.server.test_client()
+    for _ in range(2):  # the second analysis of the same text is a cache hit
+        response = call(
+            client, f"{ids.ANALYSIS}.data", {f"{ids.ANALYSE}.n_clicks": 1, f"{ids.TEXT}.value": "a dull film"},
+            f"{ids.ANALYSE}.n_clicks",
+        )  # fmt: skip
+        assert response.status_code == 200
+    client.post("/_dash-update-component", json={"output": "made-up.children", "inputs": [], "changedPropIds": []})
+    page = client.get("/metrics")
+    assert page.status_code == 200 and page.mimetype == "text/plain"
+    samples = _samples(page.get_data(as_text=True))
+    counts = {
+        labels: value for (name, labels), value in samples.items() if name == "attention_flows_request_seconds_count"
+    }
+    analysed = [labels for labels in counts if ("route", "/_dash-update-component") in labels and
+                any(k == "callback" and ids.ANALYSIS in v for k, v in labels)]  # fmt: skip
+    assert analysed and counts[analysed[0]] == 2
+    assert any(("callback", "unknown") in labels for labels in counts)  # made-up outputs never become labels
+    assert samples[("attention_flows_models_ready", ())] == 1
+    assert samples[("attention_flows_cache_misses_total", ())] >= 1
+    assert samples[("attention_flows_cache_hits_total", ())] >= 1
+    assert samples[("attention_flows_cache_bytes", ())] > 0
+
+
+def test_metrics_need_sign_in(tiny_config, tmp_path):
+    from app.main import create_app
+
+    users = UsersFile(tmp_path / "users.json")
+    users.add("ada", "correct horse battery")
+    client = _loaded(create_app(tiny_config, auth=AuthConfig(users_file=users.path))).server.test_client()
+    assert client.get("/metrics").status_code == 401
+
+
+def _loaded(dash_app):
+    """The app once its models are loaded (a process must not exit while the loader thread is inside torch)."""
+    from app.loading import service_of
+
+    service_of(dash_app)
+    return dash_app
