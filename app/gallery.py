@@ -60,6 +60,9 @@ def analyse_in_page(page, text: str | None, pair: str | None = None) -> None:
     page.wait_for_load_state("networkidle")
     for selector in VIEW_DRAWN_SELECTORS:
         page.wait_for_selector(selector, state="attached", timeout=60_000)
+    page.wait_for_function(  # this input's faithfulness check follows the views (10 s at 137 words)
+        "() => !document.getElementById('faithfulness-panel').classList.contains('updating')", timeout=180_000
+    )
     time.sleep(1.5)
 
 

@@ -457,3 +457,18 @@ def test_every_sankey_colour_says_what_its_legend_says(page):
             assert said[rgb] in hover, (colour, hover)
             checked += 1
     assert checked >= 5
+
+
+def test_the_faithfulness_check_never_shows_the_previous_sentence_as_current(page):
+    page.wait_for_function(
+        "() => document.getElementById('faithfulness-panel').textContent.includes('Spearman')", timeout=60_000
+    )
+    page.fill("#text-input", "a warm , funny and wise film that i would gladly watch again .")
+    page.click("#analyse-button")
+    page.wait_for_selector("#faithfulness-panel.updating", state="attached", timeout=30_000)  # marked while computed
+    page.wait_for_function(
+        "() => document.getElementById('faithfulness-panel').textContent.includes(\"class 'positive'\")",
+        timeout=90_000,
+    )
+    assert "updating" not in (page.get_attribute("#faithfulness-panel", "class") or "")
+    assert page.console_errors == []

@@ -218,6 +218,8 @@ def update_similarity(analysis_data, selected, **controls):
         "target": State(ids.TARGET, "value"),
         **{k: State(CONTROLS[k].component_id, "value") for k in ("tau", "alpha", "aggregation", "sinks")},
     },
+    # a new sentence's check takes ~1 s (10 s at 137 words): never show the last sentence's table as if current
+    running=[(Output(ids.FAITHFULNESS, "className"), "faithfulness updating", "faithfulness")],
 )
 @guarded
 def update_faithfulness(_drawn, analysis_data, **controls):
