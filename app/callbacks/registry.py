@@ -23,6 +23,7 @@ class _Declared:
 
 
 _DECLARED: list[_Declared] = []  # appended to only while the callback modules are imported
+_CLIENTSIDE: list[tuple[str, tuple, dict]] = []  # (JavaScript function, args, kwargs), likewise
 
 
 def declare(*args, **kwargs) -> Callable[[F], F]:
@@ -36,9 +37,16 @@ def declare(*args, **kwargs) -> Callable[[F], F]:
     return decorator
 
 
+def declare_clientside(function: str, *args, **kwargs) -> None:
+    """Like ``dash.clientside_callback`` (a JavaScript ``function``, run in the browser), recorded likewise."""
+    _CLIENTSIDE.append((function, args, kwargs))
+
+
 def register_all(dash_app: Dash) -> None:
     """Register every declared callback on ``dash_app``."""
     import app.callbacks  # noqa: F401  (importing the modules declares their callbacks)
 
     for declared in _DECLARED:
         dash_app.callback(*declared.args, **declared.kwargs)(declared.function)
+    for function, args, kwargs in _CLIENTSIDE:
+        dash_app.clientside_callback(function, *args, **kwargs)

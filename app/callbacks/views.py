@@ -7,7 +7,7 @@ from dash.exceptions import PreventUpdate
 
 from app import ids
 from app.callbacks.common import guarded, require_analysis, selected_head, view_options
-from app.callbacks.registry import declare
+from app.callbacks.registry import declare, declare_clientside
 from app.figures.heatmaps import top_heads
 from app.figures.theme import Canvas
 from app.layout.views import faithfulness_table
@@ -210,8 +210,19 @@ def update_similarity(analysis_data, selected, **controls):
     return _draw("similarity", analysis_data, selected, **controls)
 
 
+# A new input marks the check as being computed at once, in the browser; its answer clears the mark. (Dash's
+# `running=` alone is not enough: a check still running for the previous input could clear it.)
+declare_clientside(
+    "function(analysis) { return 'faithfulness updating'; }",
+    Output(ids.FAITHFULNESS, "className", allow_duplicate=True),
+    Input(ids.ANALYSIS, "data"),
+    prevent_initial_call=True,
+)
+
+
 @declare(
     Output(ids.FAITHFULNESS, "children"),
+    Output(ids.FAITHFULNESS, "className"),
     inputs={
         "_drawn": Input(ids.SENTENCE, "figure"),  # after the sentence view: never delays the decisive view
         "analysis_data": State(ids.ANALYSIS, "data"),
@@ -226,7 +237,9 @@ def update_faithfulness(_drawn, analysis_data, **controls):
     """This input's faithfulness check (fine-tuned model); a sentence instead when it has no classification head."""
     service = current_service()
     if not service.pair.finetuned.is_classifier:
-        return html.Div(f"{service.pair.finetuned.name} has no classification head: no faithfulness check.")
+        message = html.Div(f"{service.pair.finetuned.name} has no classification head: no faithfulness check.")
+        return message, "faithfulness"
     analysis = require_analysis(analysis_data)
     options = view_options(**controls)
-    return faithfulness_table(service.faithfulness(analysis, options), service.class_target(analysis, options))
+    table = faithfulness_table(service.faithfulness(analysis, options), service.class_target(analysis, options))
+    return table, "faithfulness"
