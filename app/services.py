@@ -301,22 +301,27 @@ class AnalysisService:
         ``top_k`` positions by the current relevance (fine-tuned model, else pre-trained; deepest layer) kept, with
         every special, hidden and traced position."""
         options = self.checked(analysis, options)
-        labels, hidden = self.labels(analysis, options.level), self.hidden(analysis, options)
-        if options.top_k == 0 or (~hidden).sum() <= FOLD_ABOVE:
-            return None
-        frame = self.relevance(analysis, options)
-        deepest = frame[frame["layer"] == frame["layer"].max()]
-        values = deepest["finetuned"].to_numpy(dtype=float)
-        if np.isnan(values).all():
-            values = deepest["pretrained"].to_numpy(dtype=float)
-        scores = np.full(len(labels), np.nan)
-        scores[deepest["token_idx"].to_numpy()] = values
-        run = self.runs(analysis).pretrained
-        always = word_all(run.special, run.groups) if options.level == "word" else np.asarray(run.special).copy()
-        if not options.trace_all:
-            sources = self.trace_sources(analysis, options)
-            always[[run.groups[s] for s in sources] if options.level == "word" else list(sources)] = True
-        return choose_fold(labels, scores, always=always, hidden=hidden, top_k=options.top_k)
+
+        def compute() -> Fold | None:
+            labels, hidden = self.labels(analysis, options.level), self.hidden(analysis, options)
+            if options.top_k == 0 or (~hidden).sum() <= FOLD_ABOVE:
+                return None
+            frame = self.relevance(analysis, options)
+            deepest = frame[frame["layer"] == frame["layer"].max()]
+            values = deepest["finetuned"].to_numpy(dtype=float)
+            if np.isnan(values).all():
+                values = deepest["pretrained"].to_numpy(dtype=float)
+            scores = np.full(len(labels), np.nan)
+            scores[deepest["token_idx"].to_numpy()] = values
+            run = self.runs(analysis).pretrained
+            always = word_all(run.special, run.groups) if options.level == "word" else np.asarray(run.special).copy()
+            if not options.trace_all:
+                sources = self.trace_sources(analysis, options)
+                always[[run.groups[s] for s in sources] if options.level == "word" else list(sources)] = True
+            return choose_fold(labels, scores, always=always, hidden=hidden, top_k=options.top_k)
+
+        # one render asks up to five times (graphs, tokens, matrices, segments): computed once per options
+        return self._memo("fold", analysis, (options,), compute)
 
     def heads(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
         """Per-head comparison on the full token-level maps (level and hiding do not apply to head metrics)."""
