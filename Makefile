@@ -1,7 +1,8 @@
 # Two commands for a newcomer (see README.md):
 #   make run    set everything up and start the dashboard on the default model pair
 #   make test   set everything up (incl. Chromium) and run the whole test suite
-# Everything installs into .venv; nothing outside it except Debian's chromium for browser tests and export.
+# Everything installs into .venv; nothing outside it except Debian's chromium (browser tests and export) and
+# redis-server (team-server tests).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +12,7 @@ PORT   ?= 8050
 HOST   ?= 127.0.0.1
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup chromium lint bench gallery clean
+.PHONY: run test setup chromium redis lint bench gallery clean
 
 # compileall: this environment may set PYTHONDONTWRITEBYTECODE, and the editable install's own modules would then
 # be compiled again at every start (about 0.1 s).
@@ -19,7 +20,7 @@ run: setup
 	$(BIN)/python -m compileall -q attention app
 	$(BIN)/attention-flows serve --host $(HOST) --port $(PORT)
 
-test: setup chromium lint
+test: setup chromium redis lint
 	$(BIN)/python -m pytest
 
 setup: $(STAMP)
@@ -37,6 +38,11 @@ $(STAMP): pyproject.toml
 chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+
+# Debian's Redis: the team-server tests start their own on a free port (the dashboard never needs it).
+redis:
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server; }
 
 lint: setup
 	$(BIN)/ruff check attention app tests

@@ -92,6 +92,14 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="default", help="pair config: a name under configs/ or a .toml path")
 
 
+def _add_team(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server-config", type=Path, help="several pairs, cache and jobs from a server config (configs/server.toml)"
+    )
+    parser.add_argument("--broker", help="run background jobs on Celery workers through this Redis (redis://…)")
+    parser.add_argument("--redis", help="share analyses between workers in this Redis (redis://…)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="attention-flows", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--insecure-no-auth", action="store_true", help="serve beyond localhost without sign-in (not advised)"
     )
+    _add_team(serve)
+
+    worker = commands.add_parser("worker", help="run background jobs for a team server (Celery; needs --broker)")
+    _add_config(worker)
+    _add_team(worker)
+    worker.add_argument("--name", default="", help="the worker's name in Celery (default: celery@<host>)")
 
     users = commands.add_parser("users", help="manage the sign-in users file of a team server")
     users.add_argument("action", choices=("add", "remove", "list"))
@@ -382,7 +396,8 @@ def cmd_serve(args) -> int:
                 f"The users file {auth.users_file} has no users.", "Add one: attention-flows users add NAME."
             )
     os.environ.update(auth.to_environ())  # the app (and every gunicorn worker) reads it
-    _ensure_prepared(args.config, not args.no_prepare)
+    server_config = _team_environment(args)
+    _ensure_prepared(server_config.pairs[server_config.default].source_path or args.config, not args.no_prepare)
     if args.workers > 1:
         import importlib.util
 
@@ -407,12 +422,44 @@ def cmd_serve(args) -> int:
     from app.main import create_app
 
     _log_to_terminal()
-    dash_app = create_app(args.config)
+    dash_app = create_app(server_config)
     print(
         f"Attention Flows: http://{args.host}:{args.port}/ (the models are loading; the page fills in when ready)",
         flush=True,
     )
     dash_app.run(host=args.host, port=args.port, debug=False)
+    return 0
+
+
+def _team_environment(args):
+    """The server config of ``serve`` / ``worker`` (``--server-config`` or the one pair ``--config``, then
+    ``--broker`` / ``--redis``), put in the environment for gunicorn and Celery workers to read."""
+    import os
+
+    from app.server_config import ENV_BROKER, ENV_REDIS, ENV_SERVER_CONFIG, server_config_from_env
+
+    if args.server_config is not None:
+        os.environ[ENV_SERVER_CONFIG] = str(args.server_config.expanduser().resolve())
+    os.environ["ATTENTION_FLOWS_CONFIG"] = str(args.config)
+    if args.broker is not None:
+        os.environ[ENV_BROKER] = args.broker
+    if args.redis is not None:
+        os.environ[ENV_REDIS] = args.redis
+    return server_config_from_env()
+
+
+def cmd_worker(args) -> int:
+    """``celery -A app.worker:celery_app worker`` with the server's config, one job at a time per process."""
+    import os
+
+    config = _team_environment(args)
+    if not config.jobs.broker:
+        raise AttentionFlowsError("A worker needs a broker.", "Pass --broker redis://HOST:PORT/DB (the server's).")
+    command = [sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "worker", "--pool", "solo",
+               "--queues", "attention-flows", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]  # fmt: skip
+    if args.name:
+        command += ["--hostname", args.name]
+    os.execv(sys.executable, command)
     return 0
 
 
@@ -451,6 +498,7 @@ COMMANDS = {
     "prepare": cmd_prepare,
     "faithfulness": cmd_faithfulness,
     "serve": cmd_serve,
+    "worker": cmd_worker,
     "users": cmd_users,
     "export": cmd_export,
     "bench": cmd_bench,

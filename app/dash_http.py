@@ -63,3 +63,36 @@ def call(client, output: str, values: dict[str, object], changed: str | None = N
 def triggered_by(specs: list[dict], changed: str) -> list[dict]:
     """Callbacks that have ``changed`` as an input (pattern-matching callbacks are skipped)."""
     return [s for s in specs if changed in _dep_ids(s["inputs"]) and "{" not in s["output"]]
+
+
+class HttpResponse:
+    """The parts of a Flask test response :func:`call` users read, over a ``requests`` response."""
+
+    def __init__(self, response) -> None:
+        self.status_code = response.status_code
+        self.data = response.content
+        self.elapsed = response.elapsed.total_seconds()
+
+    def get_json(self):
+        import json
+
+        return json.loads(self.data)
+
+
+class HttpClient:
+    """Flask's test-client interface (``get``, ``post(json=…)``) over real HTTP to a server in another process
+    (``attention-flows bench team``, the team-server tests). One keep-alive session per simulated user."""
+
+    def __init__(self, base_url: str, *, timeout: float = 120, auth: tuple[str, str] | None = None) -> None:
+        import requests
+
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.auth = auth
+
+    def get(self, path: str, **kwargs) -> HttpResponse:
+        return HttpResponse(self.session.get(self.base_url + path, timeout=self.timeout, **kwargs))
+
+    def post(self, path: str, json=None, **kwargs) -> HttpResponse:
+        return HttpResponse(self.session.post(self.base_url + path, json=json, timeout=self.timeout, **kwargs))

@@ -119,6 +119,26 @@ HELP: dict[str, tuple[str, str]] = {
         "Who attends to whom in one layer: rows are queries, columns the keys they attend to. Rows sum to 1.",
         "section-0",
     ),
+    "models": (
+        "The model pair this page shows: a pre-trained model and its fine-tuned twin. The server's config lists "
+        "the pairs a team may open.",
+        "deploy#several-model-pairs",
+    ),
+    "jobs": (
+        "Work that takes longer than a view: it runs in the background, shows its progress and can be cancelled; "
+        "the page stays usable meanwhile.",
+        "deploy#background-jobs",
+    ),
+    "job:faithfulness": (
+        "Spearman ρ of each method with blank-out over held-out sentences, per layer, mean and 95 % interval. "
+        "Uses the current target class, τ and α; about a second per sentence.",
+        "section-5",
+    ),
+    "job:export": (
+        "Exports the chosen view of each text (one per line) with the current options, as one zip with a JSON "
+        "sidecar per figure that records how it was made.",
+        "deploy#background-jobs",
+    ),
     "view:influence": (
         "Each token's score after every layer for the current method. Read down a column to see where relevance "
         "builds up.",
@@ -130,9 +150,8 @@ HELP: dict[str, tuple[str, str]] = {
 def help_icon(key: str) -> html.A:
     """A small "?" whose tooltip is the two sentences of ``key`` and whose link opens the docs section."""
     text, anchor = HELP[key]
-    return html.A(
-        "?", href=f"/docs/method#{anchor}", target="_blank", title=text, className="help", **{"aria-label": text}
-    )
+    page = anchor if "#" in anchor else f"method#{anchor}"  # "deploy#…": another document
+    return html.A("?", href=f"/docs/{page}", target="_blank", title=text, className="help", **{"aria-label": text})
 
 
 def slug(heading: str) -> str:

@@ -99,3 +99,23 @@ DOWNLOAD = "export-download"
 EXPORT_STATUS = "export-status"  # "Exporting…" while an export runs
 DOWNLOAD_SIDECAR = "export-download-sidecar"
 CLEAR_HEAD = "clear-head-button"
+
+# Model pair picker (a team server with several pairs)
+MODELS = "model-pair-dropdown"
+
+# Background jobs (app/callbacks/jobs.py): faithfulness over held-out sentences, batch export
+JOB_FAITH_COUNT = "job-faithfulness-count"
+JOB_FAITH_RUN = "job-faithfulness-run"
+JOB_FAITH_CANCEL = "job-faithfulness-cancel"
+JOB_FAITH_PROGRESS = "job-faithfulness-progress"
+JOB_FAITH_STATUS = "job-faithfulness-status"
+JOB_FAITH_RESULT = "job-faithfulness-result"  # dcc.Store: the table as records, or {"error": …}
+JOB_FAITH_FIGURE = "job-faithfulness-figure"
+JOB_EXPORT_TEXTS = "job-export-texts"
+JOB_EXPORT_VIEW = "job-export-view"
+JOB_EXPORT_FORMAT = "job-export-format"
+JOB_EXPORT_RUN = "job-export-run"
+JOB_EXPORT_CANCEL = "job-export-cancel"
+JOB_EXPORT_PROGRESS = "job-export-progress"
+JOB_EXPORT_STATUS = "job-export-status"
+JOB_EXPORT_DOWNLOAD = "job-export-download"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from app.services import EXTENSION_KEY, AnalysisService
@@ -103,6 +104,92 @@ class ServiceLoader:
         return self._service
 
 
-def service_of(dash_app: object) -> AnalysisService:
+class PairRegistry:
+    """The model pairs one process may serve, by name, each loaded on first use by its own :class:`ServiceLoader`.
+
+    At most ``max_loaded`` pairs stay loaded: opening one more drops the least recently used (its memory goes once
+    the requests still using it finish; it loads again when asked). ``builders`` maps each name to the function that
+    loads it; ``default`` is the pair a page without ``?models=`` opens.
+    """
+
+    def __init__(
+        self,
+        builders: dict[str, Callable[[], AnalysisService]],
+        *,
+        max_loaded: int = 2,
+        after_ready: Callable[[AnalysisService], None] | None = None,
+    ) -> None:
+        if not builders:
+            raise ValueError("a registry needs at least one pair")
+        self._builders = dict(builders)
+        self.max_loaded = max_loaded
+        self._after_ready = after_ready
+        self._loaders: OrderedDict[str, ServiceLoader] = OrderedDict()  # least recently used first
+        self._lock = threading.Lock()
+        self.loads = self.unloads = 0  # for /metrics
+
+    @classmethod
+    def loaded(cls, service: AnalysisService) -> PairRegistry:
+        """A registry of one already loaded service (tests, scripts)."""
+        registry = cls({service.name: lambda: service})
+        registry._loaders[service.name] = ServiceLoader.loaded(service)
+        return registry
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._builders)
+
+    @property
+    def default(self) -> str:
+        return self.names[0]
+
+    def check(self, name: object) -> str:
+        """``name`` if it is one of this server's pairs; a :class:`ConfigError` listing them otherwise."""
+        if not isinstance(name, str) or name not in self._builders:
+            from attention.errors import ConfigError
+
+            raise ConfigError(
+                f"There is no model pair called {str(name)[:60]!r} on this server.",
+                f"Pick one of: {', '.join(self.names)}.",
+            )
+        return name
+
+    def loader(self, name: str | None = None) -> ServiceLoader:
+        """The loader of pair ``name`` (default pair if None), started if it was not loaded; marks it used."""
+        name = self.check(self.default if name is None else name)
+        with self._lock:
+            loader = self._loaders.get(name)
+            if loader is None:
+                loader = ServiceLoader(self._builders[name], after_ready=self._after_ready).start()
+                self._loaders[name] = loader
+                self.loads += 1
+                while len(self._loaders) > self.max_loaded:
+                    dropped, _ = self._loaders.popitem(last=False)
+                    self.unloads += 1
+                    log.info("unloaded pair '%s' (at most %d pairs stay loaded)", dropped, self.max_loaded)
+            self._loaders.move_to_end(name)
+            return loader
+
+    def get(self, name: str | None = None, timeout: float = WAIT_SECONDS) -> AnalysisService:
+        """The loaded service of pair ``name`` (waits while it loads; raises its load error)."""
+        return self.loader(name).get(timeout)
+
+    def status(self) -> dict[str, str]:
+        """``{name: loading | ready | failed}`` for the pairs loaded (or loading) in this process."""
+        with self._lock:
+            return {name: loader.status for name, loader in self._loaders.items()}
+
+    def ready_services(self) -> list[AnalysisService]:
+        with self._lock:
+            loaders = list(self._loaders.values())
+        return [loader.get(0) for loader in loaders if loader.status == "ready"]
+
+    def peek(self, name: str) -> ServiceLoader | None:
+        """The loader of ``name`` if it is loaded or loading, without starting or touching it."""
+        with self._lock:
+            return self._loaders.get(name)
+
+
+def service_of(dash_app: object, name: str | None = None) -> AnalysisService:
     """The loaded service of an app made by :func:`app.main.create_app` (waits while the models load)."""
-    return dash_app.server.extensions[EXTENSION_KEY].get()
+    return dash_app.server.extensions[EXTENSION_KEY].get(name)

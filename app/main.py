@@ -17,9 +17,11 @@ from app.auth import AuthConfig, protect
 from app.cache import release_freed_memory
 from app.help import render_doc
 from app.layout import build_layout
-from app.loading import ServiceLoader
+from app.loading import PairRegistry
 from app.metrics import install_metrics
-from app.services import EXTENSION_KEY, AnalysisService, example_items
+from app.server_config import ServerConfig
+from app.services import EXTENSION_KEY, SERVER_CONFIG_KEY, AnalysisService, example_items
+from app.shared_cache import SharedCache
 from app.urlstate import from_query
 from attention.config import PairConfig, load_config
 from attention.errors import AttentionFlowsError
@@ -44,72 +46,85 @@ def docs_dir() -> Path:
 
 
 def create_app(
-    config: str | PairConfig = "default",
+    config: str | PairConfig | ServerConfig = "default",
     *,
     settings: Settings | None = None,
     service: AnalysisService | None = None,
     build_service: Callable[[], AnalysisService] | None = None,
     auth: AuthConfig | None = None,
 ) -> Dash:
-    """Build the dashboard for a model pair and return at once; the models load in a background thread.
+    """Build the dashboard and return at once; the default pair's models load in a background thread.
 
-    The page needs only the pair's shape (config.json) and example sentences, so it is served while torch and
-    transformers import; callbacks wait for the models (:mod:`app.loading`). Bad paths and pairs whose layers or
-    heads differ are refused here. ``service`` skips loading; ``build_service`` replaces it (tests). ``auth``
+    ``config`` is one pair (a name, a path or a :class:`PairConfig`) or a :class:`ServerConfig` listing several;
+    the page picks one with ``?models=NAME`` (checked against the list) and each pair loads on first use (at most
+    ``max_loaded_pairs`` stay loaded per process). The page needs only a pair's shape (config.json) and example
+    sentences, so it is served while torch and transformers import; callbacks wait for the models
+    (:mod:`app.loading`). Bad paths and pairs whose layers or heads differ are refused here for the default pair,
+    and in the page for the others. ``service`` skips loading; ``build_service`` replaces it (tests). ``auth``
     (default: from the environment, :class:`app.auth.AuthConfig`) puts every route but /healthz behind sign-in.
     """
     from app.callbacks.common import report_unexpected_error
     from app.callbacks.registry import register_all
+    from app.jobs import JOBS_KEY, JobBook, make_manager
 
     if service is not None:
-        pair_config, shape = service.pair.config, service.pair.pretrained.shape
-        examples, golds = service.examples, service.golds
-        loader = ServiceLoader.loaded(service)
+        server_config = ServerConfig(pairs={service.name: service.pair.config})
+        registry = PairRegistry.loaded(service)
     else:
-        pair_config = config if isinstance(config, PairConfig) else load_config(config)
-        shape = pair_shape(pair_config, settings=settings)
-        items = example_items(pair_config)
-        examples, golds = [text for text, _ in items], {text: gold for text, gold in items if gold}
-        build = build_service or (lambda: _load_and_warm(pair_config, settings, examples, golds))
-        loader = ServiceLoader(build, after_ready=_warm_up_flow).start()
+        if isinstance(config, ServerConfig):
+            server_config = config
+        else:
+            server_config = ServerConfig.single(config if isinstance(config, PairConfig) else load_config(config))
+        shared = SharedCache.connect(server_config.cache)
+        builders = {
+            name: build_service or functools.partial(_load_and_warm, pair_config, settings, shared=shared)
+            for name, pair_config in server_config.pairs.items()
+        }
+        registry = PairRegistry(builders, max_loaded=server_config.max_loaded_pairs, after_ready=_warm_up_flow)
+        pair_shape(server_config.pairs[registry.default], settings=settings)  # a bad default pair: refused now
+        registry.loader(registry.default)
+    pages = functools.lru_cache(maxsize=len(server_config.pairs))(
+        functools.partial(_page_for, server_config, settings, service)
+    )
     dash_app = Dash(
         __name__,
         title="Attention Flows",
         assets_folder=str(assets_dir()),
         on_error=report_unexpected_error,
         update_title=None,
+        background_callback_manager=make_manager(server_config, settings),
     )
-    dash_app.server.extensions[EXTENSION_KEY] = loader
+    dash_app.server.extensions[EXTENSION_KEY] = registry
+    dash_app.server.extensions[JOBS_KEY] = JobBook(server_config.jobs.broker)
+    dash_app.server.extensions[SERVER_CONFIG_KEY] = server_config
     protect(dash_app, auth or AuthConfig.from_environ())
-    install_metrics(dash_app, loader)
-    page = functools.partial(
-        build_layout,
-        pair_name=pair_config.name,
-        pretrained_name=pair_config.pretrained.display_name,
-        finetuned_name=pair_config.finetuned.display_name,
-        num_layers=shape.num_layers,
-        num_heads=shape.num_heads,
-        examples=examples,
-        golds=golds,
-        first_text=examples[0] if examples else "",
-        class_names=pair_config.task.labels if pair_config.task else (),
-    )
+    install_metrics(dash_app, registry)
 
     def layout() -> html.Div:
         """The page in the state its URL describes (:mod:`app.urlstate`), so a link or a reload opens exactly that
         view with no extra round trip. The layout request is the page's own fetch: its Referer is the page URL."""
         search = urlsplit(request.referrer or "").query if has_request_context() else ""
         try:
-            state = from_query(search, num_layers=shape.num_layers, num_heads=shape.num_heads)
+            name = registry.check(models_in(search) or registry.default)
+        except AttentionFlowsError as error:
+            return pages(registry.default)(error=f"This link could not be opened: {error}")
+        try:
+            page = pages(name)
+        except AttentionFlowsError as error:  # a pair whose files are missing: say so on the default pair's page
+            return pages(registry.default)(error=f"The model pair '{name}' cannot be opened: {error}")
+        try:
+            shape = page.keywords["num_layers"], page.keywords["num_heads"]
+            state = from_query(search, num_layers=shape[0], num_heads=shape[1])
             choices = None
             if state.analysis is not None and (state.options.word is not None or state.options.sources):
                 # a dropdown keeps only values among its options: list the tokens the link refers to
                 from app.callbacks.analyse import token_options
                 from app.services import current_service
 
-                service = current_service()
-                analysis = service.analyse(state.analysis.text, state.analysis.text_pair)
-                choices = token_options(service.labels(analysis, service.checked(analysis, state.options).level))
+                pair_service = current_service(name)
+                analysis = pair_service.analyse(state.analysis.text, state.analysis.text_pair)
+                level = pair_service.checked(analysis, state.options).level
+                choices = token_options(pair_service.labels(analysis, level))
             return page(state=state, token_choices=choices)
         except AttentionFlowsError as error:
             return page(error=f"This link could not be opened: {error}")
@@ -132,19 +147,61 @@ def create_app(
         return render_doc(path), 200
 
     @dash_app.server.route("/healthz")
-    def healthz() -> tuple[str, int]:
-        """200 ``ok`` once the models are loaded; 503 while they load; 500 and the reason if loading failed."""
+    def healthz() -> tuple[str, int, dict]:
+        """This worker's readiness. First line: ``ok`` (200) once the default pair is loaded, ``loading the models``
+        (503) while it loads, ``failed: …`` (500) if loading failed. Then, on a team server, one line per pair this
+        worker has loaded and the shared cache's state (``unreachable`` means it serves from its own cache)."""
+        loader = registry.loader(registry.default)
         status = loader.status
-        if status == "failed":
-            return f"failed: {loader.error}", 500
-        return ("ok", 200) if status == "ready" else ("loading the models", 503)
+        first, code = {"ready": ("ok", 200), "loading": ("loading the models", 503)}.get(
+            status, (f"failed: {loader.error}", 500)
+        )
+        lines = [first]
+        if len(registry.names) > 1:
+            lines += [f"pair {name}: {state}" for name, state in registry.status().items()]
+        shared = next(iter(s.shared for s in registry.ready_services() if s.shared is not None), None)
+        if shared is not None:
+            lines.append(f"shared cache: {shared.state}")
+        return "\n".join(lines), code, {"Content-Type": "text/plain; charset=utf-8"}
 
     return dash_app
 
 
-def _load_and_warm(
-    config: PairConfig, settings: Settings | None, examples: list[str], golds: dict[str, str]
-) -> AnalysisService:
+def models_in(search: str) -> str | None:
+    """The ``models`` (model pair) part of a URL query, or None."""
+    from urllib.parse import parse_qs
+
+    values = parse_qs(search.lstrip("?")).get("models")
+    return values[0] if values else None
+
+
+def _page_for(
+    server_config: ServerConfig, settings: Settings | None, service: AnalysisService | None, name: str
+) -> functools.partial:
+    """The layout function of pair ``name`` (its shape, labels and examples bound); raises for a missing pair."""
+    pair_config = server_config.pairs[name]
+    if service is not None:
+        shape, examples, golds = service.pair.pretrained.shape, service.examples, service.golds
+    else:
+        shape = pair_shape(pair_config, settings=settings)
+        items = example_items(pair_config)
+        examples, golds = [text for text, _ in items], {text: gold for text, gold in items if gold}
+    return functools.partial(
+        build_layout,
+        pair_name=name,
+        pair_names=tuple(server_config.pairs),
+        pretrained_name=pair_config.pretrained.display_name,
+        finetuned_name=pair_config.finetuned.display_name,
+        num_layers=shape.num_layers,
+        num_heads=shape.num_heads,
+        examples=examples,
+        golds=golds,
+        first_text=examples[0] if examples else "",
+        class_names=pair_config.task.labels if pair_config.task else (),
+    )
+
+
+def _load_and_warm(config: PairConfig, settings: Settings | None, shared: SharedCache | None = None) -> AnalysisService:
     """Load the pair, then compute every view of the first example: the page opens on it, so its first draw
     is served from the cache."""
     from app.options import ViewOptions
@@ -153,9 +210,15 @@ def _load_and_warm(
     from attention.settings import load_settings
 
     settings = settings or load_settings()
+    items = example_items(config)
     service = AnalysisService(
-        load_pair(config, settings=settings), examples=examples, golds=golds, cache_bytes=settings.cache_mb * 2**20
+        load_pair(config, settings=settings),
+        examples=[text for text, _ in items],
+        golds={text: gold for text, gold in items if gold},
+        cache_bytes=settings.cache_mb * 2**20,
+        shared=shared,
     )
+    examples = service.examples
     if examples:
         first = service.analyse(examples[0])
         for view in RENDERERS:

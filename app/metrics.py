@@ -2,8 +2,14 @@
 
 - ``attention_flows_request_seconds{route, callback}``: latency histogram of every request; ``callback`` is the
   Dash callback's output id for ``/_dash-update-component`` (only ids the app declares: bounded labels).
-- ``attention_flows_cache_{hits,misses,evictions}_total``, ``attention_flows_cache_bytes``: the analysis cache.
-- ``attention_flows_models_ready``: 1 once the pair is loaded, 0 while loading or after a failed load.
+- ``attention_flows_cache_{hits,misses,evictions}_total``, ``attention_flows_cache_bytes``: the analysis caches of
+  the pairs this worker has loaded (summed).
+- ``attention_flows_models_ready``: 1 once the default pair is loaded, 0 while loading or after a failed load.
+- ``attention_flows_pairs_loaded``: pairs loaded in this worker; ``attention_flows_pair_{loads,unloads}_total``.
+- ``attention_flows_shared_cache_up`` (1/0, only with Redis), ``attention_flows_shared_cache_{hits,misses,stores,
+  skipped,errors}_total`` and ``…_bytes_{read,written}_total``: the Redis cache of runs (:mod:`app.shared_cache`).
+- ``attention_flows_jobs_total{job, outcome}``: background jobs this worker ran or watched (``done``, ``failed``,
+  ``cancelled``); ``attention_flows_jobs_queued``: jobs waiting in the Celery queue (with a broker).
 
 Behind sign-in like every route (:mod:`app.auth`). With gunicorn each worker answers for itself.
 """
@@ -12,42 +18,64 @@ from __future__ import annotations
 
 import time
 
-from app.loading import ServiceLoader
+from app.loading import PairRegistry
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-def install_metrics(dash_app, loader: ServiceLoader) -> None:
+def install_metrics(dash_app, registry: PairRegistry) -> None:
     """Time every request and serve ``/metrics`` for ``dash_app``."""
     from flask import Response, g, request
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-    registry = CollectorRegistry()
+    from app.jobs import JOBS_KEY
+
+    metrics_registry = CollectorRegistry()
     latency = Histogram(
         "attention_flows_request_seconds",
         "Server time per request",
         ["route", "callback"],
         buckets=BUCKETS,
-        registry=registry,
+        registry=metrics_registry,
     )
 
     class ServiceCollector:
-        """Reads the cache's counters and the loader's state at scrape time (no copies of state)."""
+        """Reads the caches' counters and the pairs' states at scrape time (no copies of state)."""
 
         def collect(self):
-            ready = loader.status == "ready"
-            yield GaugeMetricFamily("attention_flows_models_ready", "1 once the model pair is loaded", value=ready)
-            cache = loader.get().cache if ready else None
+            default = registry.peek(registry.default)  # scraping never loads a pair
+            ready = default is not None and default.status == "ready"
+            yield GaugeMetricFamily("attention_flows_models_ready", "1 once the default pair is loaded", value=ready)
+            services = registry.ready_services()
+            yield GaugeMetricFamily("attention_flows_pairs_loaded", "Model pairs loaded here", value=len(services))
+            yield CounterMetricFamily("attention_flows_pair_loads", "Pair loads", value=registry.loads)
+            yield CounterMetricFamily("attention_flows_pair_unloads", "Pairs unloaded (LRU)", value=registry.unloads)
+            caches = [service.cache for service in services]
             for name, help_text in (("hits", "Cache hits"), ("misses", "Cache misses"), ("evictions", "Evictions")):
                 yield CounterMetricFamily(
-                    f"attention_flows_cache_{name}", help_text, value=getattr(cache, name, 0) if cache else 0
+                    f"attention_flows_cache_{name}", help_text, value=sum(getattr(c, name) for c in caches)
                 )
-            yield GaugeMetricFamily(
-                "attention_flows_cache_bytes", "Bytes the cache holds", value=cache.held if cache else 0
-            )
+            held = sum(cache.held for cache in caches)
+            yield GaugeMetricFamily("attention_flows_cache_bytes", "Bytes the caches hold", value=held)
+            shared = next((s.shared for s in services if s.shared is not None), None)
+            if shared is not None:
+                yield GaugeMetricFamily("attention_flows_shared_cache_up", "1 while Redis answers", value=shared.up)
+                for name in ("hits", "misses", "stores", "skipped", "errors", "bytes_read", "bytes_written"):
+                    yield CounterMetricFamily(
+                        f"attention_flows_shared_cache_{name}", f"Shared cache {name}", value=getattr(shared, name)
+                    )
+            jobs = dash_app.server.extensions.get(JOBS_KEY)
+            if jobs is not None:
+                outcomes = CounterMetricFamily("attention_flows_jobs", "Background jobs", labels=["job", "outcome"])
+                for (job, outcome), count in jobs.outcomes.items():
+                    outcomes.add_metric([job, outcome], count)
+                yield outcomes
+                queued = jobs.queued()
+                if queued is not None:
+                    yield GaugeMetricFamily("attention_flows_jobs_queued", "Jobs waiting for a worker", value=queued)
 
-    registry.register(ServiceCollector())
+    metrics_registry.register(ServiceCollector())
     server = dash_app.server
 
     @server.before_request
@@ -68,4 +96,4 @@ def install_metrics(dash_app, loader: ServiceLoader) -> None:
 
     @server.route("/metrics")
     def metrics() -> Response:
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics_registry), mimetype=CONTENT_TYPE_LATEST)

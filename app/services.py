@@ -6,6 +6,7 @@ is recomputed deterministically on a miss, so gunicorn workers need share nothin
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,6 +19,7 @@ from flask import current_app
 from app.cache import ByteLRU
 from app.fold import Fold, choose_fold
 from app.options import CLASS_METHODS, FOLD_ABOVE, PREDICTED, OptionError, ViewOptions
+from app.shared_cache import SharedCache, decode_runs, encode_runs, pair_fingerprint, runs_key
 from attention import (
     AttentionGraph,
     AttentionRun,
@@ -48,30 +50,33 @@ from attention.methods import default_sources, relevance, token_positions
 from attention.tokens import word_all
 
 T = TypeVar("T")
-EXTENSION_KEY = "attention_flows"
+EXTENSION_KEY = "attention_flows"  # the app's PairRegistry in flask's extensions
+SERVER_CONFIG_KEY = "attention_flows_server"  # its ServerConfig
 MAX_TEXT_CHARS = 5000
 
 
 @dataclass(frozen=True)
 class Analysis:
-    """One analysed input: what the browser stores (a few hundred bytes, never tensors)."""
+    """One analysed input: what the browser stores (a few hundred bytes, never tensors). ``models`` is the name of
+    the model pair it was analysed with (None: the server's default pair); the server checks it against its list."""
 
     text: str
     text_pair: str | None = None
+    models: str | None = None
 
     def to_store(self) -> dict:
-        return {"text": self.text, "text_pair": self.text_pair}
+        return {"text": self.text, "text_pair": self.text_pair, "models": self.models}
 
     @classmethod
     def from_store(cls, data: object) -> Analysis | None:
         """The analysis the page holds; None when there is none yet. Anything but text is refused."""
         if not data:
             return None
-        text = data.get("text") if isinstance(data, dict) else None
-        pair = data.get("text_pair") if isinstance(data, dict) else None
-        if not isinstance(data, dict) or not isinstance(text, str | None) or not isinstance(pair, str | None):
+        fields = [data.get(key) if isinstance(data, dict) else None for key in ("text", "text_pair", "models")]
+        if not isinstance(data, dict) or not all(isinstance(value, str | None) for value in fields):
             raise OptionError("The page sent an input that is not text.", "Reload the page and analyse the text again.")
-        return cls(text=text, text_pair=pair or None) if text else None
+        text, pair, models = fields
+        return cls(text=text, text_pair=pair or None, models=models or None) if text else None
 
 
 def hidden_mask(run: AttentionRun, hide: tuple[str, ...], level: str = "token") -> np.ndarray:
@@ -112,8 +117,10 @@ class AnalysisService:
         examples: list[str] | None = None,
         golds: dict[str, str] | None = None,
         cache_bytes: int | None = None,
+        shared: SharedCache | None = None,
     ) -> None:
         self.pair = pair
+        self.shared = shared  # the team server's Redis cache of runs (app.shared_cache), or None
         self.examples = examples or []
         self.golds = golds or {}  # held-out example -> its gold label
         budget = cache_bytes if cache_bytes is not None else load_settings().cache_mb * 2**20
@@ -131,6 +138,11 @@ class AnalysisService:
             golds={text: gold for text, gold in items if gold},
             cache_bytes=settings.cache_mb * 2**20,
         )
+
+    @property
+    def name(self) -> str:
+        """The pair's name (what the page sends to pick it)."""
+        return self.pair.config.name
 
     @property
     def num_layers(self) -> int:
@@ -158,7 +170,7 @@ class AnalysisService:
                 f"Paste at most {MAX_TEXT_CHARS} characters (the model reads at most "
                 f"{self.pair.pretrained.max_length} tokens).",
             )
-        analysis = Analysis(text=text, text_pair=(text_pair or "").strip() or None)
+        analysis = Analysis(text=text, text_pair=(text_pair or "").strip() or None, models=self.name)
         self.runs(analysis)
         return analysis
 
@@ -166,10 +178,27 @@ class AnalysisService:
         """Both models' runs on the input (cached; recomputed on a miss)."""
 
         def compute() -> PairRuns:
+            key = runs_key(self.fingerprint, analysis.text, analysis.text_pair) if self.shared else ""
+            if self.shared is not None and (stored := self.shared.get(key)) is not None:
+                try:
+                    return decode_runs(stored)
+                except (ValueError, TypeError, KeyError):  # not ours or damaged: recompute and overwrite it
+                    pass
             with self._forward_lock:
-                return extract_pair(self.pair, analysis.text, analysis.text_pair)
+                runs = extract_pair(self.pair, analysis.text, analysis.text_pair)
+            if self.shared is not None:
+                self.shared.put(key, encode_runs(runs))
+            return runs
 
-        return self.cache.get_or_compute(("runs", analysis), compute)
+        return self.cache.get_or_compute(("runs", self._key(analysis)), compute)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """What identifies this pair's runs across workers and machines (:func:`app.shared_cache.pair_fingerprint`)."""
+        from attention import __version__
+
+        dirs = (str(self.pair.pretrained.path), str(self.pair.finetuned.path))
+        return pair_fingerprint(self.name, dirs, __version__)
 
     def labels(self, analysis: Analysis, level: str) -> tuple[str, ...]:
         """Token (or word) strings of the input at ``level``."""
@@ -246,7 +275,12 @@ class AnalysisService:
         return ", ".join(names[:4]) + (" …" if len(names) > 4 else "")
 
     def _memo(self, name: str, analysis: Analysis, parts: tuple, compute: Callable[[], T]) -> T:
-        return self.cache.get_or_compute((name, analysis, *parts), compute)
+        return self.cache.get_or_compute((name, self._key(analysis), *parts), compute)
+
+    def _key(self, analysis: Analysis) -> Analysis:
+        """``analysis`` as a cache key: with this pair's name, so a page's first (unnamed) analysis and its later
+        named ones share entries."""
+        return analysis if analysis.models == self.name else replace(analysis, models=self.name)
 
     @staticmethod
     def _graph_settings(options: ViewOptions) -> dict:
@@ -518,7 +552,19 @@ def example_items(config: PairConfig) -> list[tuple[str, str | None]]:
         return []
 
 
-def current_service() -> AnalysisService:
-    """The service of the app handling the current request: waits while the models load (see
-    :mod:`app.loading`), raises their load error if they failed."""
-    return current_app.extensions[EXTENSION_KEY].get()
+def current_service(analysis: Analysis | str | None = None) -> AnalysisService:
+    """The service of the pair ``analysis`` was made with (or named; None: the server's default pair) in the app
+    handling the current request: waits while the models load (see :mod:`app.loading`), raises their load error
+    if they failed, and a readable error for a pair this server does not offer."""
+    name = analysis.models if isinstance(analysis, Analysis) else analysis
+    return current_app.extensions[EXTENSION_KEY].get(name)
+
+
+def default_pair_name() -> str:
+    """The name of the pair a page without ``?models=`` opens."""
+    return current_app.extensions[EXTENSION_KEY].default
+
+
+def current_server_config():
+    """The :class:`app.server_config.ServerConfig` of the app handling the current request."""
+    return current_app.extensions[SERVER_CONFIG_KEY]

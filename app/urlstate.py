@@ -1,9 +1,9 @@
 """The page's state in its URL: the text, every option, the selected head and the word query.
 
 A link reproduces the view for a teammate, reload keeps it, and back / forward step through it. The query string
-spells values as the command line does (``layers=2:6``, ``heads=0,3``, ``head=6:3``) and leaves out defaults, so a
-link stays short. Everything read from a URL is validated by :class:`app.options.ViewOptions`; a hand-edited bad
-value is refused with the option's own message.
+spells values as the command line does (``layers=2:6``, ``heads=0,3``, ``head=6:3``; ``models=NAME`` is the model
+pair, ``pair`` a second text) and leaves out defaults, so a link stays short. Everything read from a URL is
+validated by :class:`app.options.ViewOptions`; a hand-edited bad value is refused with the option's own message.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from app.services import Analysis
 DEFAULTS = ViewOptions()
 FLAGS = ("sinks", "renormalize")
 NUMBERS = {"tau": float, "alpha": float, "top_k": int, "word": int}
-KNOWN = {f.name for f in fields(ViewOptions)} - {"trace_all"} | {"text", "pair", "head"}
+KNOWN = {f.name for f in fields(ViewOptions)} - {"trace_all"} | {"text", "pair", "head", "models"}
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,12 @@ class PageState:
     selected: tuple[int, int | None] | None = None
 
 
-def to_query(state: PageState) -> str:
-    """The URL query (without ``?``) for ``state``; values equal to the defaults are left out."""
+def to_query(state: PageState, *, default_models: str | None = None) -> str:
+    """The URL query (without ``?``) for ``state``; values equal to the defaults are left out (the model pair
+    too, when it is ``default_models``)."""
     pairs: list[tuple[str, str]] = []
+    if state.analysis is not None and state.analysis.models and state.analysis.models != default_models:
+        pairs.append(("models", state.analysis.models))
     if state.analysis is not None:
         pairs.append(("text", state.analysis.text))
         if state.analysis.text_pair:
@@ -78,6 +81,7 @@ def from_query(search: str | None, *, num_layers: int, num_heads: int) -> PageSt
         )
     text = raw.pop("text", "").strip()
     pair = raw.pop("pair", "").strip() or None
+    models = raw.pop("models", "").strip() or None  # checked against the server's pairs by the caller
     head = raw.pop("head", None)
     controls: dict[str, object] = {}
     for name, value in raw.items():
@@ -105,7 +109,7 @@ def from_query(search: str | None, *, num_layers: int, num_heads: int) -> PageSt
     if head is not None:
         layer, number = parse_head(head)
         selected = check_selected_head({"layer": layer, "head": number}, num_layers, num_heads)
-    return PageState(Analysis(text, pair) if text else None, options, selected)
+    return PageState(Analysis(text, pair, models) if text else None, options, selected)
 
 
 def control_values(options: ViewOptions, *, num_layers: int, num_heads: int) -> dict[str, object]:

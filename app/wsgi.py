@@ -1,12 +1,13 @@
 """WSGI entry point for production serving: ``gunicorn 'app.wsgi:server'``.
 
-The pair comes from ``ATTENTION_FLOWS_CONFIG`` (a name under configs/ or a path; default ``default``). Each
-gunicorn worker loads the models once, in a background thread (``/healthz`` answers 503 until they are loaded),
-and keeps its own cache; workers share nothing.
+What is served comes from the environment (:func:`app.server_config.server_config_from_env`):
+``ATTENTION_FLOWS_SERVER_CONFIG`` (a server config listing several pairs) or ``ATTENTION_FLOWS_CONFIG`` (one pair,
+default ``default``), with ``ATTENTION_FLOWS_REDIS`` / ``ATTENTION_FLOWS_BROKER`` overriding its Redis cache and
+Celery broker. Each gunicorn worker loads the default pair once, in a background thread (``/healthz`` answers 503
+until it is loaded), and the other pairs on first use.
 """
 
-import os
-
 from app.main import create_app
+from app.server_config import server_config_from_env
 
-server = create_app(os.environ.get("ATTENTION_FLOWS_CONFIG", "default")).server
+server = create_app(server_config_from_env()).server

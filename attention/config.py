@@ -117,8 +117,8 @@ Role = Literal["pretrained", "finetuned"]
 
 
 def available_configs() -> list[str]:
-    """Names of the configs shipped under ``configs/`` (without ``.toml``; ``settings`` excluded)."""
-    return sorted(p.stem for p in configs_dir().glob("*.toml") if p.stem != "settings")
+    """Pair configs shipped under ``configs/`` (names without ``.toml``; ``settings`` and ``server`` excluded)."""
+    return sorted(p.stem for p in configs_dir().glob("*.toml") if p.stem not in ("settings", "server"))
 
 
 def config_path(config: str | Path) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,11 +14,7 @@ from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from app.localredis import LocalRedis, free_port
 
 
 @contextlib.contextmanager
@@ -58,3 +53,21 @@ def serving(
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def redis_server(folder: Path) -> Iterator[LocalRedis]:
+    """A fresh Redis for a test (:class:`app.localredis.LocalRedis`), stopped afterwards."""
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        pytest.fail("Debian's redis-server is missing: make test installs it (sudo apt-get install redis-server)")
+    server = LocalRedis(folder)
+    try:
+        server.start()
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    try:
+        yield server
+    finally:
+        server.stop()

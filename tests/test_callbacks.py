@@ -145,7 +145,7 @@ def test_analyse_over_http_returns_a_small_key_not_tensors(tiny_app):
     )
     assert response.status_code == 200
     body = response.get_json()["response"]
-    assert body[ids.ANALYSIS]["data"] == {"text": "a dull film", "text_pair": None}
+    assert body[ids.ANALYSIS]["data"] == {"text": "a dull film", "text_pair": None, "models": "tiny"}
     assert len(response.data) < 500
 
 
@@ -212,7 +212,7 @@ def test_sentence_pair_input_is_analysed_with_both_segments(tiny_app):
         f"{ids.ANALYSE}.n_clicks",
     )
     stored = response.get_json()["response"][ids.ANALYSIS]["data"]
-    assert stored == {"text": "a fine film", "text_pair": "it is good"}
+    assert stored == {"text": "a fine film", "text_pair": "it is good", "models": "tiny"}
     with tiny_app.server.app_context():
         options, _ = analyse.token_choices(stored, "token")
     labels = [o["label"].split()[0] for o in options]

@@ -85,7 +85,7 @@ def test_the_page_opens_in_the_state_of_its_url(tiny_app):
                     return found
         return None
 
-    assert find(layout, ids.ANALYSIS)["data"] == {"text": "a dull film", "text_pair": None}
+    assert find(layout, ids.ANALYSIS)["data"] == {"text": "a dull film", "text_pair": None, "models": "tiny"}
     assert find(layout, ids.TEXT)["value"] == "a dull film"
     assert find(layout, ids.MODE)["value"] == "finetuned"
     assert find(layout, ids.SELECTED_HEAD)["data"] == {"layer": 2, "head": 1}
@@ -100,9 +100,10 @@ def test_the_help_links_open_the_docs_at_their_section(tiny_app):
     from app.help import HELP
 
     client = tiny_app.server.test_client()
-    page = client.get("/docs/method").get_data(as_text=True)
     for _, anchor in HELP.values():
-        assert f'id="{anchor}"' in page, anchor
+        document, section = anchor.split("#") if "#" in anchor else ("method", anchor)
+        page = client.get(f"/docs/{document}").get_data(as_text=True)
+        assert f'id="{section}"' in page, anchor
     for traversal in ("/docs/..%2Fpyproject", "/docs/../pyproject", "/docs/%2E%2E%2Fpyproject"):
         assert "[project]" not in client.get(traversal).get_data(as_text=True)  # never a file outside docs/
     assert client.get("/docs/nothing").status_code == 404

@@ -5,4 +5,4 @@ Each reads its inputs, asks :mod:`app.services` for data, calls a pure figure fu
 them directly inside ``app.server.app_context()``.
 """
 
-from app.callbacks import analyse, export, selection, url, views  # noqa: F401
+from app.callbacks import analyse, export, jobs, selection, url, views  # noqa: F401

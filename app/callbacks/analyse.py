@@ -5,9 +5,8 @@ from __future__ import annotations
 from dash import Input, Output, State, ctx, html, no_update
 
 from app import ids
-from app.callbacks.common import guarded, require_analysis, view_options
+from app.callbacks.common import guarded, require_analysis, service_for, view_options
 from app.callbacks.registry import declare
-from app.services import current_service
 
 
 def prediction_panel(labels, probabilities, label, gold: str | None = None) -> list:
@@ -50,23 +49,24 @@ def prediction_panel(labels, probabilities, label, gold: str | None = None) -> l
     Input(ids.EXAMPLES, "value"),
     State(ids.TEXT, "value"),
     State(ids.TEXT_PAIR, "value"),
+    State(ids.ANALYSIS, "data"),
     prevent_initial_call=True,
 )
 @guarded
-def analyse(_clicks, example, text, text_pair):
+def analyse(_clicks, example, text, text_pair, current=None):
     """Run both models on the text (or the picked example); the views follow from the new analysis."""
     if ctx.triggered_id == ids.EXAMPLES:
         if not example:
             return no_update, no_update, no_update
         text = example
-    analysis = current_service().analyse(text, text_pair)
+    analysis = service_for(current).analyse(text, text_pair)  # with the page's model pair
     return analysis.to_store(), text, ""
 
 
 @declare(Output(ids.PREDICTION, "children"), Input(ids.ANALYSIS, "data"))
 @guarded
 def show_prediction(analysis_data):
-    service = current_service()
+    service = service_for(analysis_data)
     analysis = require_analysis(analysis_data)
     fine = service.runs(analysis).finetuned
     gold = service.golds.get(analysis.text) if analysis.text_pair is None else None
@@ -84,7 +84,7 @@ def token_choices(analysis_data, level):
     """Tokens the user can trace from and query, at the current level (before hiding, so a choice survives
     toggling the filters); "#n" tells repeated words apart."""
     analysis = require_analysis(analysis_data)
-    return token_options(current_service().labels(analysis, view_options(level=level).level))
+    return token_options(service_for(analysis_data).labels(analysis, view_options(level=level).level))
 
 
 def token_options(labels) -> tuple[list[dict], list[dict]]:

@@ -46,12 +46,27 @@ def guarded(callback):
 
 def report_unexpected_error(error: Exception) -> None:
     """``Dash(on_error=...)``: log the traceback, show one plain sentence to the user (never Python's text)."""
+    from app.jobs import LOST_MESSAGE, record
+
+    if LOST_MESSAGE in str(error):  # a background job whose process or worker died: say so, plainly
+        reason = str(error).split(LOST_MESSAGE, 1)[1].split("\n", 1)[0]
+        log.warning("background job lost: %s", reason)
+        record("background", "lost")
+        show_error(f"This job failed: {reason}")
+        return
     reference = uuid.uuid4().hex[:8]
     log.exception("unexpected error in a callback (reference %s)", reference, exc_info=error)
     show_error(
         f"Something went wrong on the server while drawing this view (reference {reference}). "
         "Try again; if it persists, the server log has the details under that reference."
     )
+
+
+def service_for(analysis_data: dict | None):
+    """The service of the model pair the page's analysis names (the server's default pair before any)."""
+    from app.services import current_service
+
+    return current_service(Analysis.from_store(analysis_data))
 
 
 def require_analysis(data: dict | None) -> Analysis:

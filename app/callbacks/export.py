@@ -6,12 +6,11 @@ from dash import ALL, Input, Output, State, ctx, dcc, no_update
 from dash.exceptions import PreventUpdate
 
 from app import ids
-from app.callbacks.common import guarded, require_analysis, selected_head, view_options
+from app.callbacks.common import guarded, require_analysis, selected_head, service_for, view_options
 from app.callbacks.registry import declare
 from app.callbacks.views import CONTROLS
 from app.export.jobs import Job, export_bytes, file_stem
 from app.options import ExportOptions
-from app.services import current_service
 
 
 def _value_for(view: str, grouping: list[dict]) -> object:
@@ -60,7 +59,7 @@ def export_view(clicks, formats, sizes, sidecars, widths, heights, scales, analy
         name: _value_for(view, ctx.args_grouping[name])
         for name in ("formats", "sizes", "sidecars", "widths", "heights", "scales")
     }
-    service = current_service()
+    service = service_for(analysis_data)
     export = ExportOptions.create(
         chosen["formats"],
         preset=chosen["sizes"],

@@ -6,14 +6,13 @@ from dash import ALL, Input, Output, Patch, State, ctx
 from dash.exceptions import PreventUpdate
 
 from app import ids
-from app.callbacks.common import guarded, require_analysis, selected_head, view_options
+from app.callbacks.common import guarded, require_analysis, selected_head, service_for, view_options
 from app.callbacks.registry import declare
 from app.callbacks.views import CONTROLS, RELEVANCE
 from app.figures.heatmaps import grid_shapes
 from app.figures.scatter import selected_positions, selected_trace_index
 from app.figures.thumbnails import head_at, thumbnail_outline
 from app.options import parse_head
-from app.services import current_service
 
 # Every option that decides which tokens the thumbnail grid draws (a long input keeps its most relevant tokens).
 DRAWN_STATES = {
@@ -38,7 +37,7 @@ def select_head(grid_click, similarity_click, _clear, _top_heads, thumbnail_clic
                 *controls):  # fmt: skip
     """A click on a head (either view, or a head the word query lists) selects it; 'head mean' keeps the layer
     and drops the head."""
-    service = current_service()
+    service = service_for(analysis_data)
     if ctx.triggered_id == ids.CLEAR_HEAD:
         layer, _ = selected_head(current, service)
         return {"layer": layer, "head": None}
@@ -83,12 +82,13 @@ def _first_point(click: object) -> dict:
     State(ids.MODE, "value"),
     State(ids.WORD, "value"),
     State(ids.HEADS, "value"),
+    State(ids.ANALYSIS, "data"),
     prevent_initial_call=True,
 )
 @guarded
-def outline_selected_head(selected, mode, word, heads):
+def outline_selected_head(selected, mode, word, heads, analysis_data=None):
     """Move the outline in the head grid (each panel of the word query) without redrawing it."""
-    service = current_service()
+    service = service_for(analysis_data)
     options = view_options(mode=mode, word=word, heads=heads)
     panels = 3 if options.word is not None and options.mode == "comparison" else 1
     patch = Patch()
@@ -112,7 +112,7 @@ def outline_selected_head(selected, mode, word, heads):
 @guarded
 def frame_selected_thumbnail(selected, analysis_data, *controls):
     """Move the frame in the thumbnail grid without redrawing it."""
-    service = current_service()
+    service = service_for(analysis_data)
     drawn = _drawn_tokens(service, analysis_data, controls)
     patch = Patch()
     patch["layout"]["shapes"] = thumbnail_outline(
@@ -131,7 +131,7 @@ def frame_selected_thumbnail(selected, analysis_data, *controls):
 @guarded
 def mark_selected_head(selected, analysis_data, mode):
     """Move the 'selected head' markers in the similarity map without redrawing it."""
-    service = current_service()
+    service = service_for(analysis_data)
     options = view_options(mode=mode)
     embedding = service.embedding(require_analysis(analysis_data), options)
     xs, ys = selected_positions(embedding, options.mode, selected_head(selected, service))

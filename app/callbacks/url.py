@@ -9,13 +9,13 @@ clears the token choices (trace from, word query): their numbers refer to the ol
 
 from __future__ import annotations
 
-from dash import Input, Output, ctx, no_update
+from dash import Input, Output, State, ctx, no_update
 
 from app import ids
-from app.callbacks.common import show_error
-from app.callbacks.registry import declare
+from app.callbacks.common import service_for, show_error
+from app.callbacks.registry import declare, declare_clientside
 from app.options import OptionError, ViewOptions
-from app.services import Analysis, current_service
+from app.services import Analysis, default_pair_name
 from app.urlstate import PageState, control_values, from_query, to_query
 from attention.errors import AttentionFlowsError
 
@@ -63,7 +63,7 @@ def sync_url(search, analysis_data, selected, **controls):
     """URL → page on load and back / forward; page → URL on every other change."""
     unchanged = {"search": no_update, "analysis": no_update, "text": no_update, "text_pair": no_update,
                  "selected": no_update, **{name: no_update for name in CONTROL_IDS}}  # fmt: skip
-    service = current_service()
+    service = service_for(analysis_data)
     if ctx.triggered_id == URL:  # back / forward (the page opened in its URL's state already)
         restored = _restore(search, unchanged, service)
         current = {"analysis": analysis_data, "selected": selected, **controls}
@@ -82,7 +82,7 @@ def sync_url(search, analysis_data, selected, **controls):
             options = service.checked(analysis, options)
         head = selected if isinstance(selected, dict) else None
         chosen = (head["layer"], head.get("head")) if head else None
-        query = to_query(PageState(analysis, options, chosen))
+        query = to_query(PageState(analysis, options, chosen), default_models=default_pair_name())
     except (AttentionFlowsError, ValueError):
         return unchanged  # the views say what is wrong; the URL keeps the last good state
     wanted = f"?{query}" if query else ""
@@ -97,7 +97,8 @@ def _restore(search: str | None, unchanged: dict, service) -> dict:
     if not (search or "").lstrip("?"):
         if not service.examples:
             return unchanged
-        search = "?" + to_query(PageState(Analysis(service.examples[0]), ViewOptions()))
+        first = Analysis(service.examples[0], models=service.name)
+        search = "?" + to_query(PageState(first, ViewOptions()), default_models=default_pair_name())
     try:
         state = from_query(search, num_layers=service.num_layers, num_heads=service.num_heads)
         options = state.options
@@ -117,3 +118,23 @@ def _restore(search: str | None, unchanged: dict, service) -> dict:
     if state.selected is not None:
         restored["selected"] = {"layer": state.selected[0], "head": state.selected[1]}
     return restored
+
+
+# Picking another model pair opens the page on it with the same text (its layers, heads and classes differ, so the
+# options start afresh). The server checks the name against its list when it builds that page.
+declare_clientside(
+    """function (models, text, textPair) {
+        if (!models) { return window.dash_clientside.no_update; }
+        const query = new URLSearchParams();
+        query.set("models", models);
+        if (text) { query.set("text", text); }
+        if (textPair) { query.set("pair", textPair); }
+        window.location.assign("?" + query.toString());
+        return window.dash_clientside.no_update;
+    }""",
+    Output(ids.MODELS, "className"),  # never changed: the page is left
+    Input(ids.MODELS, "value"),
+    State(ids.TEXT, "value"),
+    State(ids.TEXT_PAIR, "value"),
+    prevent_initial_call=True,
+)

@@ -6,7 +6,7 @@ from dash import Input, Output, Patch, State, html
 from dash.exceptions import PreventUpdate
 
 from app import ids
-from app.callbacks.common import guarded, require_analysis, selected_head, view_options
+from app.callbacks.common import guarded, require_analysis, selected_head, service_for, view_options
 from app.callbacks.registry import declare, declare_clientside
 from app.figures.heatmaps import top_heads
 from app.figures.theme import Canvas
@@ -14,7 +14,6 @@ from app.layout.views import faithfulness_table
 from app.options import CANVAS_WIDTH_RANGE
 from app.render import matrix_caption, render
 from app.render import network as render_network
-from app.services import current_service
 
 CONTROLS = {
     "mode": Input(ids.MODE, "value"),
@@ -33,7 +32,7 @@ RELEVANCE = {"method": Input(ids.METHOD, "value"), "target": Input(ids.TARGET, "
 
 
 def _draw(view: str, analysis_data, selected, canvas: Canvas | None = None, **controls):
-    service = current_service()
+    service = service_for(analysis_data)
     return render(
         view,
         service,
@@ -98,7 +97,7 @@ def highlight_paths(hover, analysis_data, **controls):
     where = point.get("customdata")
     if not (isinstance(where, list) and len(where) == 2 and all(isinstance(v, int) for v in where)):
         raise PreventUpdate  # an edge or the legend: keep the current highlight
-    service = current_service()
+    service = service_for(analysis_data)
     analysis = require_analysis(analysis_data)
     drawn = render_network(service, analysis, view_options(**controls), None, Canvas(), highlight=tuple(where))
     index = next(i for i, trace in enumerate(drawn["data"]) if trace.get("name") == "highlight")
@@ -127,7 +126,7 @@ def update_head_grid(analysis_data, selected, **controls):
     options = view_options(**controls)
     if options.word is None:
         return figure, []
-    service = current_service()
+    service = service_for(analysis_data)
     ranked = top_heads(service.received(require_analysis(analysis_data), options), options.mode)
     what = "largest change" if options.mode == "comparison" else "most attention"
     buttons = [
@@ -158,7 +157,7 @@ def update_head_grid(analysis_data, selected, **controls):
 )
 @guarded
 def update_matrix(analysis_data, selected, **controls):
-    service = current_service()
+    service = service_for(analysis_data)
     options = view_options(**controls)
     head = selected_head(selected, service)
     return _draw("matrix", analysis_data, selected, **controls), matrix_caption(options, head, service.num_heads)
@@ -235,7 +234,7 @@ declare_clientside(
 @guarded
 def update_faithfulness(_drawn, analysis_data, **controls):
     """This input's faithfulness check (fine-tuned model); a sentence instead when it has no classification head."""
-    service = current_service()
+    service = service_for(analysis_data)
     if not service.pair.finetuned.is_classifier:
         message = html.Div(f"{service.pair.finetuned.name} has no classification head: no faithfulness check.")
         return message, "faithfulness"

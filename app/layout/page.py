@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from dash import dcc, html
 
 from app import ids
+from app.help import help_icon
 from app.layout.controls import (
     arrangement_control,
     control_panel,
@@ -12,6 +15,7 @@ from app.layout.controls import (
     input_panel,
     word_query_row,
 )
+from app.layout.jobs import jobs_card
 from app.layout.views import faithfulness_panel, view_card
 from app.options import ViewOptions
 from app.services import Analysis
@@ -32,6 +36,7 @@ def build_layout(
     state: PageState | None = None,
     error: str = "",
     token_choices: tuple[list[dict], list[dict]] | None = None,
+    pair_names: tuple[str, ...] = (),
 ) -> html.Div:
     """Header, input, controls and every view, in ``state`` (from the page's URL; default: ``first_text`` and
     the default options). ``first_text`` (or the state's text) is analysed on page load; ``error`` is shown in
@@ -39,6 +44,8 @@ def build_layout(
     when the state chooses tokens."""
     options = state.options if state else ViewOptions()
     analysis = state.analysis if state and state.analysis else (Analysis(first_text) if first_text else None)
+    if analysis is not None:
+        analysis = replace(analysis, models=pair_name)  # the page's pair: every callback finds it in the analysis
     selected = state.selected if state and state.selected else (num_layers, None)
     values = control_values(options, num_layers=num_layers, num_heads=num_heads)
     return html.Div(
@@ -47,9 +54,11 @@ def build_layout(
                 [
                     html.H1("Attention Flows"),
                     html.Span(
-                        f"how fine-tuning changed the attention of {pretrained_name} · pair '{pair_name}'",
+                        f"how fine-tuning changed the attention of {pretrained_name}"
+                        + ("" if len(pair_names) > 1 else f" · pair '{pair_name}'"),
                         className="subtitle",
                     ),
+                    pair_picker(pair_name, pair_names),
                 ],
                 className="page-header",
             ),
@@ -86,6 +95,7 @@ def build_layout(
                             ),
                             view_card("thumbnails", wide=True),
                             view_card("influence", wide=True),
+                            jobs_card(),
                         ],
                         className="views",
                     ),
@@ -101,4 +111,24 @@ def build_layout(
             dcc.Download(id=ids.DOWNLOAD_SIDECAR),
         ],
         className="page",
+    )
+
+
+def pair_picker(current: str, names: tuple[str, ...]) -> html.Span:
+    """The model-pair picker of a server with several pairs (choosing one opens the page on it, same text);
+    hidden when there is one."""
+    return html.Span(
+        [
+            html.Label("model pair", htmlFor=ids.MODELS, className="muted"),
+            dcc.Dropdown(
+                id=ids.MODELS,
+                options=[{"label": name, "value": name} for name in names or (current,)],
+                value=current,
+                clearable=False,
+                className="pair-picker",
+            ),
+            help_icon("models"),
+        ],
+        className="pair-picker-row",
+        style=None if len(names) > 1 else {"display": "none"},
     )

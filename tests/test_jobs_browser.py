@@ -1,0 +1,125 @@
+"""Background jobs in a real browser against real processes: `attention-flows serve` (diskcache jobs), and
+redis-server + `attention-flows worker` (Celery jobs), including a worker killed mid-job."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from app import ids
+from tests.servers import redis_server, serving
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = pytest.mark.browser
+TEXTS = "\n".join(f"sentence number {n} is a fine film" for n in range(1, 41))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def _open(browser, url: str):
+    context = browser.new_context(viewport={"width": 1600, "height": 1100}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("#sankey-graph .sankey", timeout=60_000)
+    page.locator("#card-jobs").scroll_into_view_if_needed()
+    return context, page
+
+
+def _status(page, status_id: str, text: str, timeout: float = 60_000) -> str:
+    page.wait_for_function(
+        "([id, text]) => (document.getElementById(id)?.textContent || '').includes(text)",
+        arg=[status_id, text],
+        timeout=timeout,
+    )
+    return page.locator(f"#{status_id}").text_content()
+
+
+def test_jobs_run_with_progress_and_cancel_in_child_processes(browser, tiny_config, tmp_path):
+    env = {"ATTENTION_FLOWS_HOME": str(tmp_path / "home")}
+    with serving("--config", str(tiny_config), log=tmp_path / "serve.log", env=env) as url:
+        context, page = _open(browser, url)
+        # faithfulness over the pair's sentences: a plot and "Done"
+        page.click(f"#{ids.JOB_FAITH_RUN}")
+        assert "Done: 2 sentences" in _status(page, ids.JOB_FAITH_STATUS, "Done")
+        page.wait_for_selector(f"#{ids.JOB_FAITH_FIGURE} .scatterlayer .trace", state="attached", timeout=10_000)
+        assert page.locator(f"#{ids.JOB_FAITH_FIGURE}").is_visible()
+        assert "Faithfulness" in page.locator(f"#{ids.JOB_FAITH_FIGURE} .gtitle").text_content()
+
+        # a batch export: one zip, a figure and a sidecar per line, in input order
+        page.fill(f"#{ids.JOB_EXPORT_TEXTS}", "a fine film\na dull film")
+        with page.expect_download(timeout=120_000) as download:
+            page.click(f"#{ids.JOB_EXPORT_RUN}")
+        archive = zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes()))
+        names = sorted(archive.namelist())
+        assert [n[:4] for n in names] == ["001-", "001-", "002-", "002-"]
+        assert {Path(n).suffix for n in names} == {".svg", ".json"}
+        assert b"<svg" in archive.read(next(n for n in names if n.endswith(".svg")))
+        assert "Done: 2 figures" in _status(page, ids.JOB_EXPORT_STATUS, "Done")
+
+        # cancel a long export: it stops, says so, the Run button comes back, nothing is downloaded
+        page.fill(f"#{ids.JOB_EXPORT_TEXTS}", TEXTS)
+        page.click(f"#{ids.JOB_EXPORT_RUN}")
+        _status(page, ids.JOB_EXPORT_STATUS, "of 40 exported")
+        assert page.locator(f"#{ids.JOB_EXPORT_RUN}").is_disabled()
+        page.click(f"#{ids.JOB_EXPORT_CANCEL}")
+        _status(page, ids.JOB_EXPORT_STATUS, "Cancelled", timeout=20_000)
+        page.wait_for_function(f"() => !document.getElementById('{ids.JOB_EXPORT_RUN}').disabled", timeout=20_000)
+        time.sleep(3)  # a few more polls: a cancelled job is not reported as failed
+        assert "Cancelled" in page.locator(f"#{ids.JOB_EXPORT_STATUS}").text_content()
+        assert "failed" not in (page.locator(f"#{ids.ERROR}").text_content() or "")
+        context.close()
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def test_celery_worker_runs_jobs_and_a_killed_worker_is_reported(browser, tiny_config, tmp_path):
+    with redis_server(tmp_path / "redis") as redis:
+        broker = redis.url(1)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "ATTENTION_FLOWS_HOME": str(tmp_path / "home")}
+        worker_log = tmp_path / "worker.log"
+        with worker_log.open("w") as stream:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "worker", "--config", str(tiny_config), "--broker", broker],
+                stdout=stream, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )  # fmt: skip
+        try:
+            with serving("--config", str(tiny_config), "--broker", broker, log=tmp_path / "serve.log",
+                         env={"ATTENTION_FLOWS_HOME": str(tmp_path / "home")}) as url:  # fmt: skip
+                context, page = _open(browser, url)
+                page.click(f"#{ids.JOB_FAITH_RUN}")
+                assert "Done: 2 sentences" in _status(page, ids.JOB_FAITH_STATUS, "Done", timeout=120_000)
+                assert "succeeded" in worker_log.read_text()  # it ran on the Celery worker
+
+                page.fill(f"#{ids.JOB_EXPORT_TEXTS}", TEXTS)
+                page.click(f"#{ids.JOB_EXPORT_RUN}")
+                _status(page, ids.JOB_EXPORT_STATUS, "of 40 exported", timeout=60_000)
+                os.killpg(worker.pid, signal.SIGKILL)  # the worker dies mid-job
+                killed = time.perf_counter()
+                page.wait_for_function(
+                    f"() => (document.getElementById('{ids.ERROR}')?.textContent || '').includes('This job failed')",
+                    timeout=60_000,
+                )
+                reported = time.perf_counter() - killed
+                assert "the worker running this job stopped" in page.locator(f"#{ids.ERROR}").text_content()
+                assert reported < 40, reported  # bounded: heartbeat 2 s, lost after 15 s, polling ~1 s
+                page.wait_for_function(f"() => !document.getElementById('{ids.JOB_EXPORT_RUN}').disabled")
+                context.close()
+        finally:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)

@@ -1,0 +1,289 @@
+"""The team server: server config, several pairs (picker, LRU, names only), the Redis cache of runs and its
+fallback, and background jobs — with real redis-server, gunicorn and Celery processes where they matter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app import ids
+from app.dash_http import HttpClient, call
+from app.loading import PairRegistry
+from app.server_config import load_server_config
+from app.shared_cache import SharedCache, decode_runs, encode_runs
+from attention.errors import ConfigError
+from tests.servers import free_port, redis_server
+
+
+@pytest.fixture(scope="module")
+def second_config(tiny_models, tmp_path_factory) -> Path:
+    """Another tiny pair under its own name and examples (same models: only the name tells them apart)."""
+    path = tmp_path_factory.mktemp("second") / "second.toml"
+    path.write_text(
+        f"""name = "second"
+examples = ["the second pair speaks", "another sentence"]
+[pretrained]
+path = "{tiny_models["bert"]}"
+[finetuned]
+path = "{tiny_models["bert-classifier"]}"
+[task]
+name = "tiny task"
+labels = ["bad", "good"]
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def server_toml(tiny_config, second_config, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("server") / "server.toml"
+    path.write_text(f'pairs = ["{tiny_config}", "{second_config}"]\nmax_loaded_pairs = 1\n', encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def team_app(server_toml, tmp_path_factory):
+    from app.main import create_app
+
+    config = load_server_config(server_toml).with_overrides(broker="")
+    config = config.model_copy(
+        update={"jobs": config.jobs.model_copy(update={"folder": str(tmp_path_factory.mktemp("jobs"))})}
+    )
+    return create_app(config)
+
+
+# --- the server config -------------------------------------------------------------------------------------------
+
+
+def test_the_shipped_server_config_lists_the_default_and_the_seed_7_pair():
+    from attention.resources import configs_dir
+
+    config = load_server_config(configs_dir() / "server.toml")
+    assert list(config.pairs) == ["minilm-sentiment", "minilm-sentiment-seed7"]
+    assert config.default == "minilm-sentiment" and config.max_loaded_pairs == 2
+    assert config.cache.redis == "" and config.jobs.broker == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("max_loaded_pairs = 2\n", "'pairs' must be a non-empty list"),
+        ("pairs = []\n", "'pairs' must be a non-empty list"),
+        ('pairs = ["no-such-pair"]\n', "No config named 'no-such-pair'"),
+        ('pairs = ["default"]\nmax_loaded = 2\n', "max_loaded"),
+        ('pairs = ["default"]\n[cache]\nredis = "http://x"\n', "redis://"),
+        ('pairs = ["default", "default"]\n', "two pairs are called"),
+        ('pairs = ["default"\n', "not valid TOML"),
+    ],
+)
+def test_a_bad_server_config_is_one_line_naming_the_problem(tmp_path, text, expected):
+    path = tmp_path / "server.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_server_config(path)
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_environment_overrides_the_config_file(tmp_path, monkeypatch):
+    path = tmp_path / "server.toml"
+    path.write_text('pairs = ["default"]\n[cache]\nredis = "redis://a:1/0"\n', encoding="utf-8")
+    monkeypatch.setenv("ATTENTION_FLOWS_REDIS", "redis://b:2/0")
+    assert load_server_config(path).cache.redis == "redis://b:2/0"
+
+
+# --- several pairs -----------------------------------------------------------------------------------------------
+
+
+def test_a_worker_keeps_at_most_the_configured_pairs_loaded_and_reloads_on_use(tiny_app):
+    from app.loading import service_of
+
+    service = service_of(tiny_app)
+    built = []
+
+    def builder(name):
+        def build():
+            built.append(name)
+            return service
+
+        return build
+
+    registry = PairRegistry({name: builder(name) for name in ("a", "b", "c")}, max_loaded=2)
+    for name in ("a", "b", "a", "c"):
+        registry.get(name, timeout=10)
+    assert built == ["a", "b", "c"] and list(registry.status()) == ["a", "c"]  # b was least recently used
+    registry.get("b", timeout=10)
+    assert built == ["a", "b", "c", "b"] and registry.unloads == 2
+    for bad in ("d", "../configs/default.toml", "/etc/passwd", None, 3):
+        with pytest.raises(ConfigError, match="Pick one of: a, b, c"):
+            registry.check(bad)
+
+
+def find(node, wanted):
+    """The props of component ``wanted`` in a layout's JSON."""
+    if isinstance(node, dict):
+        if node.get("props", {}).get("id") == wanted:
+            return node["props"]
+        node = list(node.get("props", {}).values())
+    if isinstance(node, list):
+        return next((found for item in node if (found := find(item, wanted)) is not None), None)
+    return None
+
+
+def test_the_page_opens_the_pair_its_link_names_with_a_picker(team_app):
+    client = team_app.server.test_client()
+    default = client.get("/_dash-layout", headers={"Referer": "http://x/"}).get_json()
+    assert find(default, ids.MODELS)["value"] == "tiny"
+    assert [o["value"] for o in find(default, ids.MODELS)["options"]] == ["tiny", "second"]
+    second = client.get("/_dash-layout", headers={"Referer": "http://x/?models=second"}).get_json()
+    assert find(second, ids.MODELS)["value"] == "second"
+    assert find(second, ids.ANALYSIS)["data"] == {
+        "text": "the second pair speaks",
+        "text_pair": None,
+        "models": "second",
+    }
+    bad = json.dumps(client.get("/_dash-layout", headers={"Referer": "http://x/?models=../../etc"}).get_json())
+    assert "There is no model pair called '../../etc' on this server. Pick one of: tiny, second." in bad
+
+
+def test_callbacks_use_the_pair_the_analysis_names_and_refuse_others(team_app):
+    client = team_app.server.test_client()
+    for models in ("second", "tiny"):
+        response = call(
+            client,
+            f"{ids.ANALYSIS}.data",
+            {f"{ids.ANALYSE}.n_clicks": 1, f"{ids.TEXT}.value": "a fine film",
+             f"{ids.ANALYSIS}.data": {"text": "x", "text_pair": None, "models": models}},
+            f"{ids.ANALYSE}.n_clicks",
+        )  # fmt: skip
+        assert response.get_json()["response"][ids.ANALYSIS]["data"]["models"] == models
+    response = call(
+        client,
+        f"{ids.ANALYSIS}.data",
+        {f"{ids.ANALYSE}.n_clicks": 1, f"{ids.TEXT}.value": "a fine film",
+         f"{ids.ANALYSIS}.data": {"text": "x", "text_pair": None, "models": "/etc/passwd"}},
+        f"{ids.ANALYSE}.n_clicks",
+    )  # fmt: skip
+    body = json.dumps(response.get_json())
+    assert "There is no model pair called '/etc/passwd' on this server." in body
+    assert "Traceback" not in body
+
+
+# --- the shared cache --------------------------------------------------------------------------------------------
+
+
+def test_encoded_runs_come_back_bit_identical(tiny_app):
+    from app.loading import service_of
+    from app.services import Analysis
+
+    runs = service_of(tiny_app).runs(Analysis("a fine , moving film", "and a pair"))
+    data = encode_runs(runs)
+    back = decode_runs(data)
+    for before, after in ((runs.pretrained, back.pretrained), (runs.finetuned, back.finetuned)):
+        assert np.array_equal(before.weights, after.weights) and before.weights.dtype == after.weights.dtype
+        assert (before.tokens, before.groups, before.special, before.segments) == (
+            after.tokens,
+            after.groups,
+            after.special,
+            after.segments,
+        )
+        assert (before.label, before.probabilities, before.sep_indices) == (after.label, after.probabilities,
+                                                                             after.sep_indices)  # fmt: skip
+    assert len(data) < runs.pretrained.weights.nbytes + runs.finetuned.weights.nbytes + 2048  # weights + a header
+    with pytest.raises(ValueError):
+        decode_runs(b"XXXX" + data[4:])
+
+
+def test_a_second_worker_reads_the_runs_from_redis_and_survives_redis_going_away(tiny_app, tmp_path):
+    from app.loading import service_of
+    from app.server_config import CacheSection
+    from app.services import Analysis, AnalysisService
+
+    pair = service_of(tiny_app).pair
+    with redis_server(tmp_path / "redis") as redis:
+        section = CacheSection(redis=redis.url())
+        first = AnalysisService(pair, cache_bytes=2**24, shared=SharedCache.connect(section))
+        second = AnalysisService(pair, cache_bytes=2**24, shared=SharedCache.connect(section))
+        analysis = Analysis("a worker computes this once")
+        computed = first.runs(analysis)
+        assert (first.shared.misses, first.shared.stores) == (1, 1)
+        read = second.runs(analysis)  # another worker: no forward pass
+        assert (second.shared.hits, second.shared.stores) == (1, 0)
+        assert np.array_equal(computed.finetuned.weights, read.finetuned.weights)
+
+        redis.stop()
+        started = time.perf_counter()
+        fallback = second.runs(Analysis("redis is gone"))  # served from the worker's own computation
+        assert time.perf_counter() - started < 5 and fallback.finetuned.num_tokens > 0
+        assert not second.shared.up and "unreachable since" in second.shared.state
+        assert second.runs(Analysis("still gone")).finetuned.num_tokens > 0
+
+        redis.start()
+        assert second.shared.ping() and second.shared.up and second.shared.state == "ok"
+
+
+def test_gunicorn_workers_share_analyses_in_redis_and_report_it(tiny_config, tmp_path):
+    """Real processes: redis-server and `attention-flows serve --workers 2 --redis`; /healthz and /metrics."""
+    with redis_server(tmp_path / "redis") as redis:
+        port = free_port()
+        log = (tmp_path / "serve.log").open("w")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "ATTENTION_FLOWS_HOME": str(tmp_path / "home")}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--config", str(tiny_config), "--workers", "2", "--port",
+             str(port), "--redis", redis.url()],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            health = _wait_ready(url, process, tmp_path / "serve.log")
+            assert "shared cache: ok" in health
+            for _ in range(6):  # the same input, answered by whichever worker takes it
+                body = _post_analyse(url, "a film both workers see")
+                assert body["response"][ids.ANALYSIS]["data"]["text"] == "a film both workers see"
+            import redis as redis_client
+
+            keys = redis_client.Redis.from_url(redis.url()).keys("attention-flows:runs:*")
+            assert len(keys) >= 1  # stored once per input, whichever worker computed it first
+            redis.stop()
+            body = _post_analyse(url, "redis went away")  # served anyway
+            assert body["response"][ids.ANALYSIS]["data"]["text"] == "redis went away"
+            assert any("unreachable" in _get(f"{url}/healthz") for _ in range(8))  # the worker that saw it says so
+            assert any("attention_flows_shared_cache_up 0.0" in _get(f"{url}/metrics") for _ in range(8))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def _get(url: str) -> str:
+    try:
+        return urllib.request.urlopen(url, timeout=10).read().decode()
+    except urllib.error.HTTPError as error:
+        return error.read().decode()
+
+
+def _wait_ready(url: str, process, log: Path, timeout: float = 120) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited:\n{log.read_text()[-3000:]}")
+        try:
+            return urllib.request.urlopen(f"{url}/healthz", timeout=2).read().decode()
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"not ready after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def _post_analyse(url: str, text: str) -> dict:
+    values = {f"{ids.ANALYSE}.n_clicks": 1, f"{ids.TEXT}.value": text}
+    response = call(HttpClient(url), f"{ids.ANALYSIS}.data", values, f"{ids.ANALYSE}.n_clicks")
+    assert response.status_code == 200, response.data[:500]
+    return response.get_json()
