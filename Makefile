@@ -47,11 +47,12 @@ redis:
 lint: setup
 	$(BIN)/ruff check attention app tests
 
-bench: setup
+bench: setup chromium redis
 	$(BIN)/attention-flows bench engine
 	$(BIN)/attention-flows bench load
 	$(BIN)/attention-flows bench dashboard
 	$(BIN)/attention-flows bench export
+	$(BIN)/attention-flows bench team
 
 # Screenshots of every view (normal, long, pair) for docs/gallery.md and the README.
 gallery: setup chromium

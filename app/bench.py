@@ -194,7 +194,7 @@ CHANGES: list[tuple[str, object]] = [
 
 def measure_controls(dash_app, rounds: int = 3) -> None:
     """Every control change: all callbacks it triggers (and those they trigger), timed and sized."""
-    from app.dash_http import dependencies, request_body, triggered_by
+    from app.dash_http import cascade, dependencies
     from app.loading import service_of
 
     service = service_of(dash_app)
@@ -228,24 +228,14 @@ def measure_controls(dash_app, rounds: int = 3) -> None:
         }
         for changed, value in CHANGES:
             values[changed] = value
-            pending, total, after = [changed], 0.0, 0.0
-            while pending:
-                prop = pending.pop(0)
-                for spec in triggered_by(specs, prop):
-                    start = time.perf_counter()
-                    response = client.post("/_dash-update-component", json=request_body(spec, values, prop))
-                    elapsed = time.perf_counter() - start
-                    if "faithfulness-panel" in spec["output"]:  # runs after the views are drawn
-                        after += elapsed
-                        continue
-                    total += elapsed
-                    requests.append(elapsed)
-                    largest = max(largest, len(response.data))
-                    # as the page does: every property a callback returns triggers the callbacks that read it
-                    for component, props in (response.get_json() or {}).get("response", {}).items():
-                        for name, new_value in props.items():
-                            values[f"{component}.{name}"] = new_value
-                            pending.append(f"{component}.{name}")
+            total = after = 0.0
+            for spec, elapsed, response in cascade(client, specs, values, changed, skip=("faithfulness-panel",)):
+                if "faithfulness-panel" in spec["output"]:  # runs after the views are drawn
+                    after += elapsed
+                    continue
+                total += elapsed
+                requests.append(elapsed)
+                largest = max(largest, len(response.data))
             totals.append(total)
             afterwards.append(after)
     p95 = float(np.percentile(totals, 95))

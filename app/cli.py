@@ -217,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
             "dashboard",
             "export",
             "memory",
+            "team",
             "engine",
         ),
     )
@@ -482,7 +483,11 @@ def cmd_export(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    if args.which in ("dashboard", "export", "memory"):
+    if args.which == "team":
+        from app.bench_team import bench_team
+
+        bench_team()
+    elif args.which in ("dashboard", "export", "memory"):
         from app import bench
 
         bench.main([args.which])

@@ -6,6 +6,8 @@ server-side. ``values`` map ``"component-id.property"`` to the value the page cu
 
 from __future__ import annotations
 
+import time
+
 
 def dependencies(client) -> list[dict]:
     """The app's callback specs, as the page receives them."""
@@ -96,3 +98,24 @@ class HttpClient:
 
     def post(self, path: str, json=None, **kwargs) -> HttpResponse:
         return HttpResponse(self.session.post(self.base_url + path, json=json, timeout=self.timeout, **kwargs))
+
+
+def cascade(client, specs: list[dict], values: dict[str, object], changed: str, *, skip: tuple[str, ...] = ()):
+    """Run every callback ``changed`` triggers, then those their outputs trigger, one after another (the page runs
+    independent ones in parallel). ``values`` is updated in place with what they return. Callbacks whose output
+    contains one of ``skip`` are run but reported apart. Yields ``(spec, seconds, response)`` per request."""
+    pending = [changed]
+    while pending:
+        prop = pending.pop(0)
+        for spec in triggered_by(specs, prop):
+            start = time.perf_counter()
+            response = client.post("/_dash-update-component", json=request_body(spec, values, prop))
+            elapsed = time.perf_counter() - start
+            yield spec, elapsed, response
+            if response.status_code != 200 or any(part in spec["output"] for part in skip):
+                continue
+            # as the page does: every property a callback returns triggers the callbacks that read it
+            for component, props in (response.get_json() or {}).get("response", {}).items():
+                for name, new_value in props.items():
+                    values[f"{component}.{name}"] = new_value
+                    pending.append(f"{component}.{name}")

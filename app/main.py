@@ -161,6 +161,7 @@ def create_app(
             lines += [f"pair {name}: {state}" for name, state in registry.status().items()]
         shared = next(iter(s.shared for s in registry.ready_services() if s.shared is not None), None)
         if shared is not None:
+            shared.ping()  # this worker's own view, now (0.5 s at most)
             lines.append(f"shared cache: {shared.state}")
         return "\n".join(lines), code, {"Content-Type": "text/plain; charset=utf-8"}
 

@@ -60,7 +60,8 @@ def install_metrics(dash_app, registry: PairRegistry) -> None:
             yield GaugeMetricFamily("attention_flows_cache_bytes", "Bytes the caches hold", value=held)
             shared = next((s.shared for s in services if s.shared is not None), None)
             if shared is not None:
-                yield GaugeMetricFamily("attention_flows_shared_cache_up", "1 while Redis answers", value=shared.up)
+                up = shared.ping()  # checked at scrape time (0.5 s at most)
+                yield GaugeMetricFamily("attention_flows_shared_cache_up", "1 while Redis answers", value=up)
                 for name in ("hits", "misses", "stores", "skipped", "errors", "bytes_read", "bytes_written"):
                     yield CounterMetricFamily(
                         f"attention_flows_shared_cache_{name}", f"Shared cache {name}", value=getattr(shared, name)

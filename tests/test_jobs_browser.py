@@ -123,3 +123,31 @@ def test_celery_worker_runs_jobs_and_a_killed_worker_is_reported(browser, tiny_c
             if worker.poll() is None:
                 os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(timeout=10)
+
+
+def test_the_pair_picker_opens_the_other_pair_with_the_same_text(browser, tiny_config, tiny_models, tmp_path):
+    second = tmp_path / "second.toml"
+    second.write_text(
+        f'name = "second"\nexamples = ["the second pair speaks"]\n[pretrained]\npath = "{tiny_models["bert"]}"\n'
+        f'[finetuned]\npath = "{tiny_models["bert-classifier"]}"\n[task]\nname = "t"\nlabels = ["bad", "good"]\n',
+        encoding="utf-8",
+    )
+    server_toml = tmp_path / "server.toml"
+    server_toml.write_text(f'pairs = ["{tiny_config}", "{second}"]\n', encoding="utf-8")
+    env = {"ATTENTION_FLOWS_HOME": str(tmp_path / "home")}
+    with serving("--server-config", str(server_toml), log=tmp_path / "serve.log", env=env) as url:
+        context, page = _open(browser, url)
+        assert page.locator(f"#{ids.MODELS}").is_visible()
+        page.fill(f"#{ids.TEXT}", "a text to keep")
+        page.click(f"#{ids.MODELS}")
+        page.get_by_role("option", name="second").click()
+        page.wait_for_url("**models=second**", timeout=30_000)
+        page.wait_for_selector("#sankey-graph .sankey", timeout=60_000)
+        assert page.input_value(f"#{ids.TEXT}") == "a text to keep"
+        assert "second" in page.locator(f"#{ids.MODELS}").text_content()
+        page.goto(url + "/?models=nothing")
+        page.wait_for_function(
+            f"() => (document.getElementById('{ids.ERROR}')?.textContent || '').includes('no model pair called')"
+        )
+        context.close()
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()

@@ -255,8 +255,9 @@ def test_gunicorn_workers_share_analyses_in_redis_and_report_it(tiny_config, tmp
             redis.stop()
             body = _post_analyse(url, "redis went away")  # served anyway
             assert body["response"][ids.ANALYSIS]["data"]["text"] == "redis went away"
-            assert any("unreachable" in _get(f"{url}/healthz") for _ in range(8))  # the worker that saw it says so
-            assert any("attention_flows_shared_cache_up 0.0" in _get(f"{url}/metrics") for _ in range(8))
+            for _ in range(4):  # whichever worker answers checks Redis itself
+                assert "shared cache: unreachable since" in _get(f"{url}/healthz")
+                assert "attention_flows_shared_cache_up 0.0" in _get(f"{url}/metrics")
         finally:
             process.terminate()
             process.wait(timeout=30)
