@@ -80,43 +80,83 @@ class Outcome:
     requests: int = 0
 
 
-def _act(client, specs, values, changed: str, outcome: Outcome, action: str) -> None:
-    from app.dash_http import cascade
+class Browser:
+    """Sends a user's callback requests as the page does: every callback one change triggers at once (at most
+    :data:`CONNECTIONS` in flight, a browser's limit per host), then those their answers trigger."""
 
-    total = 0.0
-    try:
-        for spec, seconds, response in cascade(client, specs, values, changed, skip=SKIP):
-            outcome.requests += 1
-            if response.status_code != 200 and response.status_code != 204:
-                outcome.errors.append(f"{action}: HTTP {response.status_code} from {spec['output'][:60]}")
-            elif b"Something went wrong" in response.data:
-                outcome.errors.append(f"{action}: the page showed an error ({spec['output'][:60]})")
-            if not any(part in spec["output"] for part in SKIP):
-                total += seconds
-    except OSError as error:  # requests' ConnectionError is an OSError
-        outcome.errors.append(f"{action}: {type(error).__name__}: {str(error)[:120]}")
-        return
-    outcome.actions.append((action, total))
+    CONNECTIONS = 6
+
+    def __init__(self, url: str) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from app.dash_http import HttpClient, dependencies
+
+        self._local = threading.local()
+        self._url = url
+        self._pool = ThreadPoolExecutor(self.CONNECTIONS)
+        self.specs = dependencies(HttpClient(url))
+
+    def _client(self):
+        from app.dash_http import HttpClient
+
+        if not hasattr(self._local, "client"):
+            self._local.client = HttpClient(self._url, timeout=120)
+        return self._local.client
+
+    def _post(self, spec: dict, values: dict, prop: str):
+        from app.dash_http import request_body
+
+        return spec, self._client().post("/_dash-update-component", json=request_body(spec, values, prop))
+
+    def act(self, values: dict, changed: str, outcome: Outcome, action: str) -> None:
+        """One user action: wall time until every request it causes is answered (the faithfulness check, which
+        the page runs after the views, is sent but not waited for in the action's time)."""
+        from app.dash_http import triggered_by
+
+        started, counted = time.perf_counter(), 0.0
+        level = [(spec, changed) for spec in triggered_by(self.specs, changed)]
+        try:
+            while level:
+                futures = [self._pool.submit(self._post, spec, dict(values), prop) for spec, prop in level]
+                level = []
+                for future in futures:
+                    spec, response = future.result()
+                    outcome.requests += 1
+                    if response.status_code not in (200, 204):
+                        outcome.errors.append(f"{action}: HTTP {response.status_code} from {spec['output'][:60]}")
+                        continue
+                    if b"Something went wrong" in response.data:
+                        outcome.errors.append(f"{action}: the page showed an error ({spec['output'][:60]})")
+                    if any(part in spec["output"] for part in SKIP):
+                        continue
+                    counted = time.perf_counter() - started
+                    for component, props in (response.get_json() or {}).get("response", {}).items():
+                        for name, new_value in props.items():
+                            values[f"{component}.{name}"] = new_value
+                            level += [
+                                (s, f"{component}.{name}") for s in triggered_by(self.specs, f"{component}.{name}")
+                            ]
+        except OSError as error:  # requests' ConnectionError is an OSError
+            outcome.errors.append(f"{action}: {type(error).__name__}: {str(error)[:120]}")
+            return
+        outcome.actions.append((action, counted))
 
 
 def simulated_user(url: str, text: str, seed: int, changes: int, think: tuple[float, float]) -> Outcome:
     """One user: analyse ``text``, then ``changes`` control changes with think time (runs in its own process)."""
-    from app.dash_http import HttpClient, dependencies
-
     rng = random.Random(seed)
-    client = HttpClient(url, timeout=120)
-    specs = dependencies(client)
+    browser = Browser(url)
     values = initial_values()
     outcome = Outcome()
     values["text-input.value"] = text
     values["analyse-button.n_clicks"] = 1
-    _act(client, specs, values, "analyse-button.n_clicks", outcome, "analyse")
+    browser.act(values, "analyse-button.n_clicks", outcome, "analyse")
     start = seed % len(CHANGES)
     for step in range(changes):
         time.sleep(rng.uniform(*think))
         changed, value = CHANGES[(start + step) % len(CHANGES)]
         values[changed] = value
-        _act(client, specs, values, changed, outcome, "control change")
+        browser.act(values, changed, outcome, "control change")
     return outcome
 
 
@@ -185,6 +225,16 @@ class Stack:
             time.sleep(0.2 if ok else 0.5)
         raise RuntimeError(f"the server was not ready after {timeout:.0f} s")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the web workers have used so far."""
+        import psutil
+
+        total = 0.0
+        for pid in self.web_workers():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += sum(psutil.Process(pid).cpu_times()[:2])
+        return total
+
     def stop(self) -> None:
         for process in (self.web, self.worker):
             if process is not None and process.poll() is None:
@@ -222,8 +272,6 @@ def fault_kill_web_worker(stack: Stack, long_text: str) -> dict:
     got, whether its retry was served, and whether the other users saw errors."""
     import psutil
 
-    from app.dash_http import HttpClient, dependencies
-
     background = threading.Thread(
         target=lambda: result.__setitem__("others", run_users(stack.url, held_out_texts(FAULT_USERS + 40)[40:],
                                                               changes=5, think=(0.5, 1.5))),
@@ -231,13 +279,12 @@ def fault_kill_web_worker(stack: Stack, long_text: str) -> dict:
     result: dict = {}
     background.start()
     time.sleep(3)
-    client = HttpClient(stack.url)
-    specs = dependencies(client)
+    browser = Browser(stack.url)
     values = initial_values() | {"text-input.value": long_text, "analyse-button.n_clicks": 1}
     outcome = Outcome()
     workers = [psutil.Process(pid) for pid in stack.web_workers()]
     before = {w.pid: sum(w.cpu_times()[:2]) for w in workers}
-    request = threading.Thread(target=_act, args=(client, specs, values, "analyse-button.n_clicks", outcome, "analyse"))
+    request = threading.Thread(target=browser.act, args=(values, "analyse-button.n_clicks", outcome, "analyse"))
     request.start()
     time.sleep(0.6)
     busiest = max(workers, key=lambda w: sum(w.cpu_times()[:2]) - before[w.pid])
@@ -246,9 +293,8 @@ def fault_kill_web_worker(stack: Stack, long_text: str) -> dict:
     result["killed_request"] = outcome.errors[0] if outcome.errors else "answered (the killed worker was not it)"
     retry = Outcome()
     started = time.perf_counter()
-    _act(HttpClient(stack.url), specs, initial_values() | {"text-input.value": long_text,
-                                                           "analyse-button.n_clicks": 1},
-         "analyse-button.n_clicks", retry, "analyse")  # fmt: skip
+    values = initial_values() | {"text-input.value": long_text, "analyse-button.n_clicks": 1}
+    Browser(stack.url).act(values, "analyse-button.n_clicks", retry, "analyse")
     result["retry"] = "served" if not retry.errors else retry.errors[0]
     result["retry_seconds"] = time.perf_counter() - started
     background.join(timeout=300)
@@ -271,12 +317,13 @@ def fault_restart_redis(stack: Stack) -> dict:
     stack.cache.start()
     background.join(timeout=300)
     outcomes = result.get("outcomes", [])
-    hits, misses = redis_hits(stack.cache)  # counters of the restarted server: it is used again
+    import redis as client
+
+    stored = client.Redis.from_url(stack.cache.url()).dbsize()  # the restarted (empty) server is written again
     return {
         "errors": [e for o in outcomes for e in o.errors],
         "actions": sum(len(o.actions) for o in outcomes),
-        "hits_after_restart": hits,
-        "misses_after_restart": misses,
+        "stored_after_restart": stored,
     }
 
 
@@ -330,12 +377,17 @@ def bench_team() -> None:
         stack.start_worker()
         _row("start: every web worker ready", f"{stack.wait_ready():.1f} s", "report")
         texts = held_out_texts(USERS + 1)
+        cpu0 = stack.cpu_seconds()
         single = run_users(stack.url, texts[:1], changes=CHANGES_PER_USER, think=THINK_SECONDS)
+        cpu1 = stack.cpu_seconds()
+        _row("one user: web workers' CPU for the session", f"{cpu1 - cpu0:.1f} s", "report")
         hits0, misses0 = redis_hits(stack.cache)
         started = time.perf_counter()
         many = run_users(stack.url, texts[1:], changes=CHANGES_PER_USER, think=THINK_SECONDS)
         elapsed = time.perf_counter() - started
+        cpu2 = stack.cpu_seconds()
         hits, misses = redis_hits(stack.cache)
+        _row(f"{USERS} users: web workers' CPU", f"{cpu2 - cpu1:.0f} s in {elapsed:.0f} s", "report")
         errors = [error for outcome in single + many for error in outcome.errors]
         requests = sum(outcome.requests for outcome in many)
         _row(f"{USERS} users x (analyse + {CHANGES_PER_USER} changes): requests", f"{requests} in {elapsed:.0f} s",
@@ -365,9 +417,8 @@ def bench_team() -> None:
         restarted = fault_restart_redis(stack)
         _row("  restart Redis under load: errors", f"{len(restarted['errors'])} in {restarted['actions']} actions",
              "0", not restarted["errors"])  # fmt: skip
-        _row("  ... shared cache used again after restart (hits, misses)",
-             f"{restarted['hits_after_restart']}, {restarted['misses_after_restart']}", "hits > 0",
-             restarted["hits_after_restart"] > 0)  # fmt: skip
+        _row("  ... entries written to the restarted Redis", f"{restarted['stored_after_restart']}", "> 0",
+             restarted["stored_after_restart"] > 0)  # fmt: skip
         lost = fault_kill_celery_worker(stack)
         _row("  kill -9 the Celery worker mid-job: reported failed after", f"{lost['seconds']:.1f} s",
              f"<= {LOST_JOB_BOUND:.0f} s", lost["seconds"] <= LOST_JOB_BOUND)  # fmt: skip

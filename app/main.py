@@ -21,7 +21,7 @@ from app.loading import PairRegistry
 from app.metrics import install_metrics
 from app.server_config import ServerConfig
 from app.services import EXTENSION_KEY, SERVER_CONFIG_KEY, AnalysisService, example_items
-from app.shared_cache import SharedCache
+from app.shared_cache import DiskCache, SharedCache
 from app.urlstate import from_query
 from attention.config import PairConfig, load_config
 from attention.errors import AttentionFlowsError
@@ -75,7 +75,7 @@ def create_app(
             server_config = config
         else:
             server_config = ServerConfig.single(config if isinstance(config, PairConfig) else load_config(config))
-        shared = SharedCache.connect(server_config.cache)
+        shared = SharedCache.connect(server_config.cache) or local_shared_cache(settings)
         builders = {
             name: build_service or functools.partial(_load_and_warm, pair_config, settings, shared=shared)
             for name, pair_config in server_config.pairs.items()
@@ -159,13 +159,22 @@ def create_app(
         lines = [first]
         if len(registry.names) > 1:
             lines += [f"pair {name}: {state}" for name, state in registry.status().items()]
-        shared = next(iter(s.shared for s in registry.ready_services() if s.shared is not None), None)
+        services = registry.ready_services()
+        shared = next((s.shared for s in services if isinstance(s.shared, SharedCache)), None)
         if shared is not None:
             shared.ping()  # this worker's own view, now (0.5 s at most)
             lines.append(f"shared cache: {shared.state}")
         return "\n".join(lines), code, {"Content-Type": "text/plain; charset=utf-8"}
 
     return dash_app
+
+
+def local_shared_cache(settings: Settings | None) -> DiskCache:
+    """The one-machine shared cache (no Redis): ``<data home>/cache/shared``, bounded by ``cache_mb``."""
+    from attention.settings import load_settings
+
+    settings = settings or load_settings()
+    return DiskCache(settings.cache_dir / "shared", budget=settings.cache_mb * 2**20)
 
 
 def models_in(search: str) -> str | None:
@@ -202,7 +211,9 @@ def _page_for(
     )
 
 
-def _load_and_warm(config: PairConfig, settings: Settings | None, shared: SharedCache | None = None) -> AnalysisService:
+def _load_and_warm(
+    config: PairConfig, settings: Settings | None, shared: SharedCache | DiskCache | None = None
+) -> AnalysisService:
     """Load the pair, then compute every view of the first example: the page opens on it, so its first draw
     is served from the cache."""
     from app.options import ViewOptions

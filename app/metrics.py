@@ -58,7 +58,9 @@ def install_metrics(dash_app, registry: PairRegistry) -> None:
                 )
             held = sum(cache.held for cache in caches)
             yield GaugeMetricFamily("attention_flows_cache_bytes", "Bytes the caches hold", value=held)
-            shared = next((s.shared for s in services if s.shared is not None), None)
+            from app.shared_cache import SharedCache
+
+            shared = next((s.shared for s in services if isinstance(s.shared, SharedCache)), None)
             if shared is not None:
                 up = shared.ping()  # checked at scrape time (0.5 s at most)
                 yield GaugeMetricFamily("attention_flows_shared_cache_up", "1 while Redis answers", value=up)

@@ -19,7 +19,16 @@ from flask import current_app
 from app.cache import ByteLRU
 from app.fold import Fold, choose_fold
 from app.options import CLASS_METHODS, FOLD_ABOVE, PREDICTED, OptionError, ViewOptions
-from app.shared_cache import SharedCache, decode_runs, encode_runs, pair_fingerprint, runs_key
+from app.shared_cache import (
+    DiskCache,
+    SharedCache,
+    decode_relevance,
+    decode_runs,
+    encode_relevance,
+    encode_runs,
+    pair_fingerprint,
+    shared_key,
+)
 from attention import (
     AttentionGraph,
     AttentionRun,
@@ -117,10 +126,10 @@ class AnalysisService:
         examples: list[str] | None = None,
         golds: dict[str, str] | None = None,
         cache_bytes: int | None = None,
-        shared: SharedCache | None = None,
+        shared: SharedCache | DiskCache | None = None,
     ) -> None:
         self.pair = pair
-        self.shared = shared  # the team server's Redis cache of runs (app.shared_cache), or None
+        self.shared = shared  # Redis (team server) or a disk cache shared by this machine's processes, or None
         self.examples = examples or []
         self.golds = golds or {}  # held-out example -> its gold label
         budget = cache_bytes if cache_bytes is not None else load_settings().cache_mb * 2**20
@@ -178,19 +187,18 @@ class AnalysisService:
         """Both models' runs on the input (cached; recomputed on a miss)."""
 
         def compute() -> PairRuns:
-            key = runs_key(self.fingerprint, analysis.text, analysis.text_pair) if self.shared else ""
-            if self.shared is not None and (stored := self.shared.get(key)) is not None:
-                try:
-                    return decode_runs(stored)
-                except (ValueError, TypeError, KeyError):  # not ours or damaged: recompute and overwrite it
-                    pass
             with self._forward_lock:
-                runs = extract_pair(self.pair, analysis.text, analysis.text_pair)
-            if self.shared is not None:
-                self.shared.put(key, encode_runs(runs))
-            return runs
+                return extract_pair(self.pair, analysis.text, analysis.text_pair)
 
-        return self.cache.get_or_compute(("runs", self._key(analysis)), compute)
+        shared = functools.partial(self._shared, "runs", analysis, (), compute, encode_runs, decode_runs)
+        return self.cache.get_or_compute(("runs", self._key(analysis)), shared)
+
+    def _shared(self, kind: str, analysis: Analysis, parts: tuple, compute: Callable[[], T], encode, decode) -> T:
+        """``compute()`` through the shared cache (:mod:`app.shared_cache`: Redis, or this machine's disk) if any."""
+        if self.shared is None:
+            return compute()
+        key = shared_key(kind, self.fingerprint, analysis.text, analysis.text_pair, *parts)
+        return self.shared.memo(key, compute, encode, decode)
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -390,7 +398,10 @@ class AnalysisService:
             with self._forward_lock:
                 return class_relevance(loaded, analysis.text, analysis.text_pair, target=_target(target))
 
-        return self._memo("explained", analysis, (model, target), compute)
+        shared = functools.partial(
+            self._shared, "relevance", analysis, (model, target), compute, encode_relevance, decode_relevance
+        )
+        return self._memo("explained", analysis, (model, target), shared)
 
     def relevance(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
         """``layer, token_idx, token, pretrained, finetuned, difference`` at ``options.level`` for
@@ -513,12 +524,39 @@ class AnalysisService:
             rows = correlations({k: v for k, v in methods.items() if k != "graph"}, references, words)
             return _deepest(rows), references, words
 
-        rows, references, words = self._memo("faithfulness", analysis, (options.target,), fixed)
+        shared = functools.partial(
+            self._shared, "faithfulness", analysis, (options.target,), fixed, encode_faithfulness, decode_faithfulness
+        )
+        rows, references, words = self._memo("faithfulness", analysis, (options.target,), shared)
         settings = self._graph_settings(options)
         del settings["heads"]
         graph = relevance(self.runs(analysis).finetuned, "graph", level="word", **settings)[-1:]
         table = pd.concat([rows, _deepest(correlations({"graph": graph}, references, words))], ignore_index=True)
         return table.pivot(index="method", columns="reference", values="spearman").reset_index()
+
+
+def encode_faithfulness(fixed: tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray]) -> bytes:
+    """The faithfulness check's costly part (rows, references ``{name: [word]}``, ``words`` mask) as bytes."""
+    from app.shared_cache import encode_arrays
+
+    rows, references, words = fixed
+    header = {"method": rows["method"].tolist(), "reference": rows["reference"].tolist(), "index": rows.index.tolist()}
+    arrays = {"layer": rows["layer"].to_numpy(), "spearman": rows["spearman"].to_numpy(), "words": np.asarray(words),
+              **{f"reference:{name}": np.asarray(values) for name, values in references.items()}}  # fmt: skip
+    return encode_arrays(header, arrays)
+
+
+def decode_faithfulness(data: bytes) -> tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray]:
+    from app.shared_cache import decode_arrays
+
+    header, arrays = decode_arrays(data)
+    rows = pd.DataFrame(
+        {"method": header["method"], "layer": arrays["layer"], "reference": header["reference"],
+         "spearman": arrays["spearman"]},
+        index=header["index"],
+    )  # fmt: skip
+    references = {name.split(":", 1)[1]: values for name, values in arrays.items() if name.startswith("reference:")}
+    return rows, references, arrays["words"]
 
 
 def _deepest(rows: pd.DataFrame) -> pd.DataFrame:

@@ -4,13 +4,16 @@ A team server's requests land on any gunicorn worker (and, behind a proxy, any m
 each worker would run the two forward passes again for a user's follow-up requests. What is stored is exactly
 the :class:`attention.PairRuns` of an input — float32 weights ``[layer, head, query, key]`` of both models plus
 their token facts — so a hit is bit-identical to a recomputation (no lossy float16: a view must not change with
-the worker that drew it). Everything derived (graphs, flows, relevance) is cheap next to the forward passes and
-stays in the worker's cache. ``attention-flows bench team`` measures the sizes and the hit ratio.
+the worker that drew it). What is derived from the runs alone (graphs, flows, rollout) is cheap next to the forward
+passes and stays in the worker's cache. ``attention-flows bench team`` measures the sizes and the hit ratio.
 
-The cache is bounded three ways: entries above ``entry_mb`` are not stored, each entry expires after
-``ttl_seconds``, and the Redis server's own ``maxmemory`` with ``allkeys-lru`` bounds the total (see
-docs/deploy.md). Redis unreachable: requests fall back to the worker's own cache, the state says so in
-``/healthz`` and ``/metrics``, and the connection is retried every :data:`RETRY_SECONDS`; nothing crashes.
+Besides the runs it holds the two other per-input results that cost forward or backward passes: each model's
+class relevance (gradients) and the faithfulness check's blank-out part (one forward pass per word), so a follow-up
+request on another worker recomputes none of them. The cache is bounded three ways: entries above ``entry_mb`` are
+not stored, each entry expires after ``ttl_seconds``, and the Redis server's own ``maxmemory`` with
+``allkeys-lru`` bounds the total (see docs/deploy.md). Redis unreachable: requests fall back to the worker's own
+cache, the state says so in ``/healthz`` and ``/metrics``, and the connection is retried every
+:data:`RETRY_SECONDS`; nothing crashes.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ import struct
 import threading
 import time
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 
 from app.server_config import CacheSection
-from attention import AttentionRun, PairRuns
+from attention import AttentionRun, ClassRelevance, PairRuns
 
 log = logging.getLogger("attention_flows.app")
 RETRY_SECONDS = 5.0
@@ -34,53 +38,74 @@ TIMEOUT_SECONDS = 0.5  # a Redis that does not answer in this time counts as unr
 FORMAT = b"AFR1"  # magic + version of the encoding below
 
 
+def encode_arrays(header: object, arrays: dict[str, np.ndarray]) -> bytes:
+    """``header`` (anything JSON can hold) and named arrays as bytes: magic, a JSON part (the header and each
+    array's dtype and shape), then the arrays' raw bytes in C order. No pickle: what comes back from Redis is only
+    ever parsed as data, and floats come back bit-identical."""
+    layout = [[name, array.dtype.str, list(array.shape)] for name, array in arrays.items()]
+    head = json.dumps({"header": header, "arrays": layout}, separators=(",", ":")).encode()
+    blobs = b"".join(np.ascontiguousarray(array).tobytes() for array in arrays.values())
+    return FORMAT + struct.pack("<I", len(head)) + head + blobs
+
+
+def decode_arrays(data: bytes) -> tuple[object, dict[str, np.ndarray]]:
+    """The inverse of :func:`encode_arrays` (arrays read-only, sharing ``data``); ValueError for anything else."""
+    if data[:4] != FORMAT:
+        raise ValueError("not data this cache wrote")
+    (length,) = struct.unpack("<I", data[4:8])
+    meta = json.loads(data[8 : 8 + length])
+    offset, arrays = 8 + length, {}
+    for name, dtype, shape in meta["arrays"]:
+        count = int(np.prod(shape))
+        array = np.frombuffer(data, dtype=np.dtype(dtype), count=count, offset=offset).reshape(shape)
+        offset += array.nbytes
+        arrays[name] = array
+    if offset != len(data):
+        raise ValueError("trailing bytes after the arrays")
+    return meta["header"], arrays
+
+
+def _facts(record: object, skip: tuple[str, ...]) -> dict:
+    return {f.name: getattr(record, f.name) for f in fields(record) if f.name not in skip}
+
+
+def _tuples(facts: dict) -> dict:
+    return {name: tuple(value) if isinstance(value, list) else value for name, value in facts.items()}
+
+
 def encode_runs(runs: PairRuns) -> bytes:
-    """``runs`` as bytes: magic, a JSON header (every field but the weights, and their shapes), then both models'
-    float32 weights in C order. No pickle: what comes back from Redis is only ever parsed as data."""
-    header, blobs = [], []
-    for run in (runs.pretrained, runs.finetuned):
-        facts = {f.name: getattr(run, f.name) for f in fields(run) if f.name != "weights"}
-        weights = np.ascontiguousarray(run.weights, dtype=np.float32)
-        header.append({**facts, "shape": list(weights.shape)})
-        blobs.append(weights.tobytes())
-    head = json.dumps(header, separators=(",", ":")).encode()
-    return FORMAT + struct.pack("<I", len(head)) + head + b"".join(blobs)
+    """Both models' runs: their facts and float32 weights ``[layer, head, query, key]``."""
+    header = [_facts(run, ("weights",)) for run in (runs.pretrained, runs.finetuned)]
+    return encode_arrays(header, {"pretrained": runs.pretrained.weights, "finetuned": runs.finetuned.weights})
 
 
 def decode_runs(data: bytes) -> PairRuns:
-    """The inverse of :func:`encode_runs`; ValueError for anything that is not its output."""
-    if data[:4] != FORMAT:
-        raise ValueError("not an encoded pair of runs")
-    (length,) = struct.unpack("<I", data[4:8])
-    header = json.loads(data[8 : 8 + length])
-    offset = 8 + length
-    runs = []
-    for facts in header:
-        shape = tuple(facts.pop("shape"))
-        count = int(np.prod(shape))
-        weights = np.frombuffer(data, dtype=np.float32, count=count, offset=offset).reshape(shape)
-        offset += 4 * count
-        weights.flags.writeable = False
-        for name, value in facts.items():
-            if isinstance(value, list):
-                facts[name] = tuple(value)
-        runs.append(AttentionRun(weights=weights, **facts))
-    if offset != len(data):
-        raise ValueError("an encoded pair of runs with trailing bytes")
-    return PairRuns(*runs)
+    header, arrays = decode_arrays(data)
+    return PairRuns(*(AttentionRun(weights=arrays[role], **_tuples(facts))
+                      for facts, role in zip(header, ("pretrained", "finetuned"), strict=True)))  # fmt: skip
 
 
-def runs_key(fingerprint: str, text: str, text_pair: str | None) -> str:
-    """The Redis key of an input's runs for a pair (``fingerprint``: :func:`pair_fingerprint`)."""
-    digest = hashlib.sha256(json.dumps([text, text_pair]).encode()).hexdigest()[:32]
-    return f"attention-flows:runs:{fingerprint}:{digest}"
+def encode_relevance(explained: ClassRelevance) -> bytes:
+    """One model's class relevance: its facts, ``scores [layer, token]`` and ``input_x_gradient [token]``."""
+    arrays = {"scores": explained.scores, "input_x_gradient": explained.input_x_gradient}
+    return encode_arrays(_facts(explained, tuple(arrays)), arrays)
+
+
+def decode_relevance(data: bytes) -> ClassRelevance:
+    header, arrays = decode_arrays(data)
+    return ClassRelevance(**_tuples(header), **arrays)
+
+
+def shared_key(kind: str, fingerprint: str, text: str, text_pair: str | None, *parts: object) -> str:
+    """The Redis key of ``kind`` (``runs``, ``relevance``, ``faithfulness``) for an input and ``parts`` (model,
+    target…) of a pair (``fingerprint``: :func:`pair_fingerprint`)."""
+    digest = hashlib.sha256(json.dumps([text, text_pair, *map(str, parts)]).encode()).hexdigest()[:32]
+    return f"attention-flows:{kind}:{fingerprint}:{digest}"
 
 
 def pair_fingerprint(name: str, model_dirs: tuple[str, ...], version: str) -> str:
     """What makes two workers' runs interchangeable: the pair's name, its model folders with their weights' sizes
     and modification times, and the code version (a re-prepared twin or a new release never reads old entries)."""
-    from pathlib import Path
-
     parts = [name, version]
     for folder in model_dirs:
         weights = sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.bin"))
@@ -88,7 +113,61 @@ def pair_fingerprint(name: str, model_dirs: tuple[str, ...], version: str) -> st
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-class SharedCache:
+class _Memo:
+    """What both shared caches offer the service: ``get`` / ``put`` of bytes and :meth:`memo` on top."""
+
+    def get(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def put(self, key: str, value: bytes) -> bool:
+        raise NotImplementedError
+
+    def memo(self, key: str, compute, encode, decode):
+        """``decode(stored)`` when the cache has ``key``, else ``compute()``, stored as ``encode(value)``. Damaged
+        or foreign data is recomputed and overwritten."""
+        stored = self.get(key)
+        if stored is not None:
+            try:
+                return decode(stored)
+            except (ValueError, TypeError, KeyError):
+                log.warning("shared cache entry %s could not be read: recomputed", key)
+        value = compute()
+        self.put(key, encode(value))
+        return value
+
+
+class DiskCache(_Memo):
+    """The one-machine shared cache (no Redis configured): a byte-bounded diskcache folder that every process of
+    this machine reads — gunicorn workers and the child processes that run background jobs — so a job or another
+    worker never repeats the forward passes of an input that one of them has run. Least recently used entries go
+    first once ``budget`` bytes are stored."""
+
+    def __init__(self, folder: Path, *, budget: int, entry_bytes: int = 16 * 2**20) -> None:
+        import diskcache
+
+        self.folder = Path(folder)
+        self.entry_bytes = entry_bytes
+        self._cache = diskcache.Cache(str(folder), size_limit=budget, eviction_policy="least-recently-used")
+        self.hits = self.misses = self.stores = self.skipped = 0
+
+    def get(self, key: str) -> bytes | None:
+        value = self._cache.get(key)
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
+
+    def put(self, key: str, value: bytes) -> bool:
+        if len(value) > self.entry_bytes:
+            self.skipped += 1
+            return False
+        self._cache.set(key, value)
+        self.stores += 1
+        return True
+
+
+class SharedCache(_Memo):
     """A Redis connection that never raises: :meth:`get` / :meth:`put` answer None / False while Redis is down,
     and try again after :data:`RETRY_SECONDS`. Counters are read by ``/metrics``."""
 

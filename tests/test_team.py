@@ -218,6 +218,17 @@ def test_a_second_worker_reads_the_runs_from_redis_and_survives_redis_going_away
         read = second.runs(analysis)  # another worker: no forward pass
         assert (second.shared.hits, second.shared.stores) == (1, 0)
         assert np.array_equal(computed.finetuned.weights, read.finetuned.weights)
+        from app.options import ViewOptions
+
+        options = ViewOptions()
+        mine = first.faithfulness(analysis, options)
+        hits = second.shared.hits
+        theirs = second.faithfulness(analysis, options)  # the blank-out part is read, not recomputed
+        assert second.shared.hits == hits + 1 and second.shared.stores == 0
+        assert mine.equals(theirs)
+        assert np.array_equal(first.explained(analysis, "finetuned", "predicted").scores,
+                              second.explained(analysis, "finetuned", "predicted").scores)  # fmt: skip
+        assert second.shared.hits == hits + 2 and second.shared.stores == 0  # class relevance: read too
 
         redis.stop()
         started = time.perf_counter()

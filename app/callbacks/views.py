@@ -14,6 +14,7 @@ from app.layout.views import faithfulness_table
 from app.options import CANVAS_WIDTH_RANGE
 from app.render import matrix_caption, render
 from app.render import network as render_network
+from app.services import Analysis
 
 CONTROLS = {
     "mode": Input(ids.MODE, "value"),
@@ -230,11 +231,18 @@ declare_clientside(
     },
     # a new sentence's check takes ~1 s (10 s at 137 words): never show the last sentence's table as if current
     running=[(Output(ids.FAITHFULNESS, "className"), "faithfulness updating", "faithfulness")],
+    # one forward pass per word: a background job (app.jobs), so no web worker waits for it; a newer request for
+    # it stops the older job
+    background=True,
+    interval=400,
 )
 @guarded
 def update_faithfulness(_drawn, analysis_data, **controls):
     """This input's faithfulness check (fine-tuned model); a sentence instead when it has no classification head."""
-    service = service_for(analysis_data)
+    from app.callbacks.jobs import job_registry
+
+    analysis = Analysis.from_store(analysis_data)
+    service = job_registry().get(analysis.models if analysis else None)
     if not service.pair.finetuned.is_classifier:
         message = html.Div(f"{service.pair.finetuned.name} has no classification head: no faithfulness check.")
         return message, "faithfulness"
