@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import struct
 import threading
 import time
@@ -36,6 +37,9 @@ log = logging.getLogger("attention_flows.app")
 RETRY_SECONDS = 5.0
 TIMEOUT_SECONDS = 0.5  # a Redis that does not answer in this time counts as unreachable
 FORMAT = b"AFR1"  # magic + version of the encoding below
+WAIT_FOR_OTHER_SECONDS = 20.0  # how long a worker waits for another one computing the same entry
+POLL_SECONDS = 0.02
+CLAIM_SECONDS = 60  # a claim expires by itself if its holder dies
 
 
 def encode_arrays(header: object, arrays: dict[str, np.ndarray]) -> bytes:
@@ -122,17 +126,37 @@ class _Memo:
     def put(self, key: str, value: bytes) -> bool:
         raise NotImplementedError
 
+    def claim(self, key: str) -> bool:
+        """Try to become the one process computing ``key`` (True); False when another one already is."""
+        return True
+
+    def release(self, key: str) -> None:
+        """Give up the claim on ``key`` (its value is stored, or computing it failed)."""
+
     def memo(self, key: str, compute, encode, decode):
-        """``decode(stored)`` when the cache has ``key``, else ``compute()``, stored as ``encode(value)``. Damaged
-        or foreign data is recomputed and overwritten."""
-        stored = self.get(key)
-        if stored is not None:
-            try:
-                return decode(stored)
-            except (ValueError, TypeError, KeyError):
-                log.warning("shared cache entry %s could not be read: recomputed", key)
-        value = compute()
-        self.put(key, encode(value))
+        """``decode(stored)`` when the cache has ``key``, else ``compute()``, stored as ``encode(value)``.
+
+        The views of one input are requested in parallel and land on different workers: the first to miss claims
+        the key and computes; the others wait for its value (up to :data:`WAIT_FOR_OTHER_SECONDS`, then compute
+        themselves), so the forward and backward passes of an input run once, not once per worker. Damaged or
+        foreign data is recomputed and overwritten."""
+        deadline = time.monotonic() + WAIT_FOR_OTHER_SECONDS
+        while True:
+            stored = self.get(key)
+            if stored is not None:
+                try:
+                    return decode(stored)
+                except (ValueError, TypeError, KeyError):
+                    log.warning("shared cache entry %s could not be read: recomputed", key)
+                    break
+            if self.claim(key) or time.monotonic() > deadline:
+                break
+            time.sleep(POLL_SECONDS)
+        try:
+            value = compute()
+            self.put(key, encode(value))
+        finally:
+            self.release(key)
         return value
 
 
@@ -165,6 +189,12 @@ class DiskCache(_Memo):
         self._cache.set(key, value)
         self.stores += 1
         return True
+
+    def claim(self, key: str) -> bool:
+        return bool(self._cache.add(f"claim:{key}", os.getpid(), expire=CLAIM_SECONDS))
+
+    def release(self, key: str) -> None:
+        self._cache.delete(f"claim:{key}")
 
 
 class SharedCache(_Memo):
@@ -261,6 +291,23 @@ class SharedCache(_Memo):
         self.stores += 1
         self.bytes_written += len(value)
         return True
+
+    def claim(self, key: str) -> bool:
+        if not self.up and not self._should_try():
+            return True  # Redis is away: compute here
+        try:
+            return bool(self._client.set(f"{key}:claim", os.getpid(), nx=True, ex=CLAIM_SECONDS))
+        except self._errors as error:
+            self._failed(error)
+            return True
+
+    def release(self, key: str) -> None:
+        if not self.up:
+            return
+        try:
+            self._client.delete(f"{key}:claim")
+        except self._errors as error:
+            self._failed(error)
 
     def ping(self) -> bool:
         """Check the connection now (``/healthz`` on a team server); updates :attr:`state`."""

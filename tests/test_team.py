@@ -299,3 +299,29 @@ def _post_analyse(url: str, text: str) -> dict:
     response = call(HttpClient(url), f"{ids.ANALYSIS}.data", values, f"{ids.ANALYSE}.n_clicks")
     assert response.status_code == 200, response.data[:500]
     return response.get_json()
+
+
+def test_workers_missing_the_same_entry_at_once_compute_it_once(tmp_path):
+    """The views of one input arrive together on different workers: one computes, the others wait for it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.server_config import CacheSection
+    from app.shared_cache import DiskCache
+
+    calls = []
+
+    def slow() -> bytes:
+        calls.append(1)
+        time.sleep(0.5)
+        return b"value"
+
+    with redis_server(tmp_path / "redis") as redis:
+        caches = {
+            "redis": [SharedCache.connect(CacheSection(redis=redis.url())) for _ in range(4)],
+            "disk": [DiskCache(tmp_path / "disk", budget=2**24) for _ in range(4)],
+        }
+        for kind, workers in caches.items():
+            calls.clear()
+            with ThreadPoolExecutor(4) as pool:
+                values = list(pool.map(lambda c: c.memo(f"key-{kind}", slow, lambda v: v, lambda b: b), workers))
+            assert values == [b"value"] * 4 and len(calls) == 1, kind
