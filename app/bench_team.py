@@ -150,6 +150,7 @@ def simulated_user(url: str, text: str, seed: int, changes: int, think: tuple[fl
     outcome = Outcome()
     values["text-input.value"] = text
     values["analyse-button.n_clicks"] = 1
+    time.sleep(rng.uniform(*think))  # users think before their first action too: they do not all click at once
     browser.act(values, "analyse-button.n_clicks", outcome, "analyse")
     start = seed % len(CHANGES)
     for step in range(changes):
@@ -377,6 +378,9 @@ def bench_team() -> None:
         stack.start_worker()
         _row("start: every web worker ready", f"{stack.wait_ready():.1f} s", "report")
         texts = held_out_texts(USERS + 1)
+        # warm every worker (lazy imports, first draws) with other sentences, so the one-user figures are not a
+        # cold start's
+        run_users(stack.url, held_out_texts(USERS + 1 + WEB_WORKERS)[-WEB_WORKERS:], changes=3, think=(0.2, 0.5))
         cpu0 = stack.cpu_seconds()
         single = run_users(stack.url, texts[:1], changes=CHANGES_PER_USER, think=THINK_SECONDS)
         cpu1 = stack.cpu_seconds()
