@@ -236,6 +236,17 @@ class Stack:
                 total += sum(psutil.Process(pid).cpu_times()[:2])
         return total
 
+    def job_cpu_seconds(self) -> float:
+        """CPU time the Celery worker (and its children) has used so far."""
+        import psutil
+
+        if self.worker is None:
+            return 0.0
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(self.worker.pid)
+            return sum(sum(p.cpu_times()[:2]) for p in (root, *root.children(recursive=True)))
+        return 0.0
+
     def stop(self) -> None:
         for process in (self.web, self.worker):
             if process is not None and process.poll() is None:
@@ -381,7 +392,7 @@ def bench_team() -> None:
         # warm every worker (lazy imports, first draws) with other sentences, so the one-user figures are not a
         # cold start's
         run_users(stack.url, held_out_texts(USERS + 1 + WEB_WORKERS)[-WEB_WORKERS:], changes=3, think=(0.2, 0.5))
-        cpu0 = stack.cpu_seconds()
+        cpu0, jobs0 = stack.cpu_seconds(), stack.job_cpu_seconds()
         single = run_users(stack.url, texts[:1], changes=CHANGES_PER_USER, think=THINK_SECONDS)
         cpu1 = stack.cpu_seconds()
         _row("one user: web workers' CPU for the session", f"{cpu1 - cpu0:.1f} s", "report")
@@ -389,9 +400,10 @@ def bench_team() -> None:
         started = time.perf_counter()
         many = run_users(stack.url, texts[1:], changes=CHANGES_PER_USER, think=THINK_SECONDS)
         elapsed = time.perf_counter() - started
-        cpu2 = stack.cpu_seconds()
+        cpu2, jobs2 = stack.cpu_seconds(), stack.job_cpu_seconds()
         hits, misses = redis_hits(stack.cache)
-        _row(f"{USERS} users: web workers' CPU", f"{cpu2 - cpu1:.0f} s in {elapsed:.0f} s", "report")
+        _row(f"{USERS} users: CPU of web workers, Celery worker",
+             f"{cpu2 - cpu1:.0f} s, {jobs2 - jobs0:.0f} s in {elapsed:.0f} s", "report")  # fmt: skip
         errors = [error for outcome in single + many for error in outcome.errors]
         requests = sum(outcome.requests for outcome in many)
         _row(f"{USERS} users x (analyse + {CHANGES_PER_USER} changes): requests", f"{requests} in {elapsed:.0f} s",
