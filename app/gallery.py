@@ -37,7 +37,7 @@ def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> No
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            if urllib.request.urlopen(f"{url}/healthz", timeout=1).read() == b"ok":
+            if urllib.request.urlopen(f"{url}/healthz", timeout=1).read().startswith(b"ok"):
                 return
         except (urllib.error.URLError, OSError):
             if process.poll() is not None:

@@ -186,12 +186,18 @@ def resolve_model_dir(spec: ModelSpec, *, config_file: Path | None = None, setti
     if spec.prepared:
         folder = settings.models_dir / spec.prepared
         if not (folder / "config.json").is_file():
+            named = config_file is not None and config_file.stem != "default"
             raise ModelLoadError(
                 f"The fine-tuned model '{spec.prepared}' has not been made yet (looked in {folder}).",
-                "Run: attention-flows prepare",
+                "Run: attention-flows prepare" + (f" --config {_config_argument(config_file)}" if named else ""),
             )
         return folder
     return _hub_snapshot(spec)
+
+
+def _config_argument(config_file: Path) -> str:
+    """How to name ``config_file`` on the command line: its name when it is a shipped config, else its path."""
+    return config_file.stem if config_file.parent == configs_dir() else str(config_file)
 
 
 def _hub_snapshot(spec: ModelSpec) -> Path:

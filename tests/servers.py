@@ -36,7 +36,7 @@ def serving(
             deadline = time.time() + timeout
             while True:
                 try:
-                    if urllib.request.urlopen(f"{url}/healthz", timeout=1).read() == b"ok":
+                    if urllib.request.urlopen(f"{url}/healthz", timeout=1).read().startswith(b"ok"):
                         break
                 except urllib.error.HTTPError as error:  # 503 while the models load; 500 if they failed
                     if error.code == 503 and not wait_for_models:

@@ -323,5 +323,6 @@ def test_workers_missing_the_same_entry_at_once_compute_it_once(tmp_path):
         for kind, workers in caches.items():
             calls.clear()
             with ThreadPoolExecutor(4) as pool:
-                values = list(pool.map(lambda c: c.memo(f"key-{kind}", slow, lambda v: v, lambda b: b), workers))
+                key = f"key-{kind}"
+                values = list(pool.map(lambda c, key=key: c.memo(key, slow, lambda v: v, lambda b: b), workers))
             assert values == [b"value"] * 4 and len(calls) == 1, kind
