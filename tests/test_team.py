@@ -326,3 +326,18 @@ def test_workers_missing_the_same_entry_at_once_compute_it_once(tmp_path):
                 key = f"key-{kind}"
                 values = list(pool.map(lambda c, key=key: c.memo(key, slow, lambda v: v, lambda b: b), workers))
             assert values == [b"value"] * 4 and len(calls) == 1, kind
+
+
+def test_metrics_report_pairs_and_job_outcomes(team_app):
+    from app.callbacks.jobs import show_faithfulness_job
+    from app.loading import service_of
+
+    service_of(team_app)  # the default pair, loaded (at most one pair stays loaded here)
+    with team_app.server.test_request_context():
+        _figure, style, status = show_faithfulness_job({"error": "There is no text."})
+        assert status == "Failed: There is no text." and style == {"display": "none"}
+    client = team_app.server.test_client()
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'attention_flows_jobs_total{job="faithfulness",outcome="failed"} 1.0' in text
+    assert "attention_flows_pairs_loaded 1.0" in text  # max_loaded_pairs = 1
+    assert "attention_flows_models_ready 1.0" in text

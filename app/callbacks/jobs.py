@@ -132,7 +132,8 @@ def show_faithfulness_job(result):
         return no_update, {"display": "none"}, "Failed: no sentence gave a correlation."
     record("faithfulness", "done")
     sentences = int(table["n"].max())
-    return make_faithfulness(table, model=str(result.get("model", ""))), {}, f"Done: {sentences} sentences."
+    # the model in the status line, not the title: the card is half the page wide
+    return make_faithfulness(table), {}, f"Done: {sentences} sentences, {result.get('model', 'fine-tuned model')}."
 
 
 @declare(
