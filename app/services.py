@@ -338,6 +338,12 @@ class AnalysisService:
         key = (options.level, options.layers, self.trace_sources(analysis, options), *settings.values())
         return self._memo("graphs", analysis, (*key, fold.key if fold else None), compute)
 
+    def never_folds(self, analysis: Analysis, options: ViewOptions) -> bool:
+        """True when the input is short enough at ``options.level`` and hiding to be drawn whole whatever the
+        fold's other options (top-k, relevance, tracing) are."""
+        options = self.checked(analysis, options)
+        return int((~self.hidden(analysis, options)).sum()) <= FOLD_ABOVE
+
     def fold(self, analysis: Analysis, options: ViewOptions) -> Fold | None:
         """How a long input is folded at ``options.level`` (:mod:`app.fold`), or None when it is drawn whole: the
         ``top_k`` positions by the current relevance (fine-tuned model, else pre-trained; deepest layer) kept, with

@@ -217,3 +217,50 @@ def test_sentence_pair_input_is_analysed_with_both_segments(tiny_app):
         options, _ = analyse.token_choices(stored, "token")
     labels = [o["label"].split()[0] for o in options]
     assert labels.count("[SEP]") == 2 and labels[-2:] == ["good", "[SEP]"]
+
+
+FOLD_ONLY_CHANGES = {
+    "method": "rollout", "target": "good", "top_k": 20, "tau": 0.2, "alpha": 0.9, "sinks": False,
+    "sources": (1,), "layers": (2, 2), "heads": (0,), "aggregation": "max",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("view", sorted(views.FOLD_ONLY))
+def test_a_view_left_as_is_after_a_fold_only_change_would_be_drawn_the_same(tiny_app, view):
+    """What makes skipping those redraws safe: for an input that never folds, each control the view reads only
+    through the fold changes nothing in its figure."""
+    import json
+    from dataclasses import replace
+
+    from app.figures.theme import Canvas
+    from app.loading import service_of
+    from app.options import ViewOptions
+    from app.render import render
+
+    service = service_of(tiny_app)
+    analysis = service.analyse("a fine , moving film", "with a second part")
+    assert service.never_folds(analysis, ViewOptions())
+    selected = (2, None)
+
+    def drawn(options: ViewOptions) -> str:
+        return json.dumps(render(view, service, analysis, options, selected, Canvas()), sort_keys=True, default=str)
+
+    before = drawn(ViewOptions())
+    for name in views.FOLD_ONLY[view]:
+        changed = replace(ViewOptions(), **{name: FOLD_ONLY_CHANGES[name]})
+        assert drawn(changed) == before, f"{view} changes with {name}: it must not be in FOLD_ONLY"
+
+
+def test_a_fold_only_change_sends_nothing_for_a_short_input_and_redraws_a_long_one(tiny_app):
+    from app.loading import service_of
+
+    service = service_of(tiny_app)
+    short = service.analyse("a fine , moving film").to_store()
+    long = service.analyse(" ".join(["film"] * 50)).to_store()  # 52 tokens: folds above 40
+    client = tiny_app.server.test_client()
+    for analysis, redrawn in ((short, False), (long, True)):
+        values = {f"{ids.ANALYSIS}.data": analysis, f"{ids.METHOD}.value": "rollout", f"{ids.TOP_K}.value": 30,
+                  f"{ids.TARGET}.value": "predicted", f"{ids.TAU}.value": 0.05}  # fmt: skip
+        response = call(client, f"{ids.SANKEY}.figure", values, f"{ids.METHOD}.value")
+        sent = (response.get_json() or {}).get("response", {}) if response.status_code == 200 else {}
+        assert (ids.SANKEY in sent) is redrawn, response.data[:300]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dash import Input, Output, Patch, State, html
-from dash.exceptions import PreventUpdate
+from dash import Input, Output, Patch, State, ctx, html, no_update
+from dash.exceptions import MissingCallbackContextException, PreventUpdate
 
 from app import ids
 from app.callbacks.common import guarded, require_analysis, selected_head, service_for, view_options
@@ -30,6 +30,33 @@ CONTROLS = {
     "top_k": Input(ids.TOP_K, "value"),
 }
 RELEVANCE = {"method": Input(ids.METHOD, "value"), "target": Input(ids.TARGET, "value")}
+
+
+# Controls a view reads only through the fold of a long input (app/fold.py: which tokens a long input keeps). An
+# input that never folds at its level and hiding draws the same figure whatever they are, so a change of one of
+# them leaves that view as it is instead of redrawing it (tests/test_callbacks.py checks each pair renders equal).
+FOLD_ONLY: dict[str, frozenset[str]] = {
+    "sankey": frozenset({"method", "target", "top_k"}),
+    "network": frozenset({"method", "target", "top_k"}),
+    "matrix": frozenset({"method", "target", "top_k", "tau", "alpha", "sinks", "sources", "layers"}),
+    "thumbnails": frozenset({"method", "target", "top_k", "tau", "alpha", "sinks", "sources", "layers", "heads",
+                             "aggregation"}),
+}  # fmt: skip
+_CONTROL_NAMES = {dep.component_id: name for name, dep in {**CONTROLS, **RELEVANCE}.items()}
+
+
+def unchanged_view(view: str, analysis_data, controls: dict) -> bool:
+    """True when only controls ``view`` reads through the fold changed (:data:`FOLD_ONLY`) and this input never
+    folds: the drawn figure is still exact, nothing to send."""
+    try:
+        triggered = {item["prop_id"].rsplit(".", 1)[0] for item in ctx.triggered or []}
+    except MissingCallbackContextException:  # called directly (tests, scripts): always draw
+        return False
+    names = {_CONTROL_NAMES.get(component) for component in triggered}
+    if not names or None in names or not names <= FOLD_ONLY[view]:
+        return False
+    analysis = Analysis.from_store(analysis_data)
+    return analysis is not None and service_for(analysis_data).never_folds(analysis, view_options(**controls))
 
 
 def _draw(view: str, analysis_data, selected, canvas: Canvas | None = None, **controls):
@@ -64,6 +91,8 @@ def canvas_of(data: dict | None) -> Canvas:
 )
 @guarded
 def update_sankey(analysis_data, selected, **controls):
+    if unchanged_view("sankey", analysis_data, controls):
+        return no_update
     return _draw("sankey", analysis_data, selected, **controls)
 
 
@@ -78,6 +107,8 @@ def update_sankey(analysis_data, selected, **controls):
 )
 @guarded
 def update_network(analysis_data, **controls):
+    if unchanged_view("network", analysis_data, controls):
+        return no_update
     return _draw("network", analysis_data, None, **controls)
 
 
@@ -158,6 +189,8 @@ def update_head_grid(analysis_data, selected, **controls):
 )
 @guarded
 def update_matrix(analysis_data, selected, **controls):
+    if unchanged_view("matrix", analysis_data, controls):
+        return no_update, no_update
     service = service_for(analysis_data)
     options = view_options(**controls)
     head = selected_head(selected, service)
@@ -176,6 +209,8 @@ def update_matrix(analysis_data, selected, **controls):
 )
 @guarded
 def update_thumbnails(analysis_data, selected, **controls):
+    if unchanged_view("thumbnails", analysis_data, controls):
+        return no_update
     return _draw("thumbnails", analysis_data, selected, **controls)
 
 
