@@ -43,6 +43,33 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def initial_values(num_layers: int = 6, num_heads: int = 12) -> dict[str, object]:
+    """The page's control values when it opens (the default options), before any analysis."""
+    return {
+        "analysis-store.data": None,
+        "text-pair-input.value": "",
+        "mode-radio.value": "comparison",
+        "layer-range-slider.value": [1, num_layers],
+        "heads-dropdown.value": list(range(num_heads)),
+        "tau-slider.value": 0.05,
+        "alpha-slider.value": 0.5,
+        "aggregation-radio.value": "mean",
+        "level-radio.value": "token",
+        "trace-from-dropdown.value": [],
+        "hide-checklist.value": [],
+        "head-metric-dropdown.value": "js_divergence",
+        "relevance-method-dropdown.value": "class_relevance",
+        "target-class-dropdown.value": "predicted",
+        "sinks-checklist.value": ["sinks"],
+        "renormalize-checklist.value": [],
+        "selected-head-store.data": {"layer": num_layers, "head": None},
+        "top-k-dropdown.value": 30,
+        "word-query-dropdown.value": None,
+        "network-arrangement-radio.value": "rings",
+        "url.search": "",
+    }
+
+
 def long_sentences(service, count: int, tokens: int = 64) -> list[str]:
     """``count`` distinct inputs of at most ``tokens`` tokens, built from held-out sentences."""
     pool = list(service.examples) or ["a gorgeous , witty , seductive movie ."]
@@ -204,28 +231,7 @@ def measure_controls(dash_app, rounds: int = 3) -> None:
     totals, requests, afterwards, largest = [], [], [], 0
     for text in texts:
         analysis = service.analyse(text)
-        values = {
-            "analysis-store.data": analysis.to_store(),
-            "mode-radio.value": "comparison",
-            "layer-range-slider.value": [1, service.num_layers],
-            "heads-dropdown.value": list(range(12)),
-            "tau-slider.value": 0.05,
-            "alpha-slider.value": 0.5,
-            "aggregation-radio.value": "mean",
-            "level-radio.value": "token",
-            "trace-from-dropdown.value": [],
-            "hide-checklist.value": [],
-            "head-metric-dropdown.value": "js_divergence",
-            "relevance-method-dropdown.value": "class_relevance",
-            "target-class-dropdown.value": "predicted",
-            "sinks-checklist.value": ["sinks"],
-            "renormalize-checklist.value": [],
-            "selected-head-store.data": {"layer": service.num_layers, "head": None},
-            "top-k-dropdown.value": 30,
-            "word-query-dropdown.value": None,
-            "network-arrangement-radio.value": "rings",
-            "url.search": "",
-        }
+        values = initial_values(service.num_layers, service.num_heads) | {"analysis-store.data": analysis.to_store()}
         for changed, value in CHANGES:
             values[changed] = value
             total = after = 0.0

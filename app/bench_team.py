@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.bench import CHANGES, CHROMIUM, _row
+from app.bench import CHANGES, CHROMIUM, _row, initial_values
 from app.localredis import LocalRedis, free_port
 
 USERS = 20
@@ -42,33 +42,6 @@ THINK_SECONDS = (1.0, 3.0)
 FAULT_USERS = 6
 LOST_JOB_BOUND = 40.0  # seconds from killing the Celery worker to the page saying the job failed
 SKIP = ("faithfulness-panel",)
-
-
-def initial_values(num_layers: int = 6, num_heads: int = 12) -> dict[str, object]:
-    """The page's control values when it opens (the default options), before any analysis."""
-    return {
-        "analysis-store.data": None,
-        "text-pair-input.value": "",
-        "mode-radio.value": "comparison",
-        "layer-range-slider.value": [1, num_layers],
-        "heads-dropdown.value": list(range(num_heads)),
-        "tau-slider.value": 0.05,
-        "alpha-slider.value": 0.5,
-        "aggregation-radio.value": "mean",
-        "level-radio.value": "token",
-        "trace-from-dropdown.value": [],
-        "hide-checklist.value": [],
-        "head-metric-dropdown.value": "js_divergence",
-        "relevance-method-dropdown.value": "class_relevance",
-        "target-class-dropdown.value": "predicted",
-        "sinks-checklist.value": ["sinks"],
-        "renormalize-checklist.value": [],
-        "selected-head-store.data": {"layer": num_layers, "head": None},
-        "top-k-dropdown.value": 30,
-        "word-query-dropdown.value": None,
-        "network-arrangement-radio.value": "rings",
-        "url.search": "",
-    }
 
 
 @dataclass
