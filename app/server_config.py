@@ -71,14 +71,24 @@ class ServerConfig(_Strict):
     def single(cls, pair: str | Path | PairConfig = "default", **sections) -> ServerConfig:
         """A server of one pair (``serve --config``), Redis and broker from the environment."""
         config = pair if isinstance(pair, PairConfig) else load_config(pair)
-        return cls(pairs={config.name: config}, **_sections_from_env(sections))
+        try:
+            return cls(pairs={config.name: config}, **_sections_from_env(sections))
+        except ValidationError as err:
+            raise ConfigError(
+                f"Invalid --redis / --broker (or {ENV_REDIS} / {ENV_BROKER}): {format_validation_error(err)}.",
+                "Give a redis://HOST:PORT/DB URL.",
+            ) from err
 
     def with_overrides(self, *, redis: str | None = None, broker: str | None = None) -> ServerConfig:
         """This config with the command line's ``--redis`` / ``--broker`` (when given)."""
-        cache = self.cache.model_copy(update={"redis": redis}) if redis is not None else self.cache
-        jobs = self.jobs.model_copy(update={"broker": broker}) if broker is not None else self.jobs
-        return self.model_copy(update={"cache": CacheSection.model_validate(cache.model_dump()),
-                                       "jobs": JobsSection.model_validate(jobs.model_dump())})  # fmt: skip
+        cache = self.cache.model_dump() | ({"redis": redis} if redis is not None else {})
+        jobs = self.jobs.model_dump() | ({"broker": broker} if broker is not None else {})
+        try:
+            sections = {"cache": CacheSection.model_validate(cache), "jobs": JobsSection.model_validate(jobs)}
+        except ValidationError as err:
+            problem = f"Invalid --redis / --broker: {format_validation_error(err)}."
+            raise ConfigError(problem, "Give a redis://HOST:PORT/DB URL.") from err
+        return self.model_copy(update=sections)
 
     def pair(self, name: object) -> PairConfig:
         """The configured pair called ``name`` (what the page sent); a :class:`ConfigError` otherwise."""

@@ -78,6 +78,20 @@ def test_unknown_config_is_one_readable_line():
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("worker",), "A worker needs a broker. Pass --broker redis://HOST:PORT/DB"),
+        (("serve", "--server-config", "/no/such/server.toml"), "Server config /no/such/server.toml does not exist."),
+        (("serve", "--broker", "http://x"), "'broker' must be a redis:// URL"),
+    ],
+)
+def test_team_options_that_cannot_work_are_one_readable_line(args, message, tmp_path):
+    done = _cli(*args, env={"ATTENTION_FLOWS_HOME": str(tmp_path)}, timeout=60)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-500:]
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
 def test_prepare_a_second_seed_and_run_faithfulness_on_it(small_recipe, tmp_path):
     config, env = small_recipe
     made = _cli("prepare", "--config", str(config), "--seed", "7", env=env)
