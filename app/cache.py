@@ -69,6 +69,24 @@ def release_freed_memory() -> None:
         trim(0)
 
 
+def fresh_locks_after_fork(owner: object, *names: str) -> None:
+    """Give ``owner`` new, unheld locks ``names`` in a forked child process. Background jobs run in children forked
+    from a web worker (Dash's diskcache manager); a lock another thread held at the fork would stay held in the
+    child forever, and its job with it. Holds ``owner`` weakly (an unloaded pair is freed)."""
+    import os
+    import weakref
+
+    ref = weakref.ref(owner)
+
+    def renew() -> None:
+        alive = ref()
+        if alive is not None:
+            for name in names:
+                setattr(alive, name, threading.Lock())
+
+    os.register_at_fork(after_in_child=renew)
+
+
 class ByteLRU:
     """Thread-safe memo owned by one service instance, holding at most ``budget`` bytes (least recently used
     evicted first). A value larger than the whole budget is computed and returned, never stored."""
@@ -78,6 +96,7 @@ class ByteLRU:
         self._items: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
         self._held = 0
         self._lock = threading.Lock()
+        fresh_locks_after_fork(self, "_lock")
         self.hits = self.misses = self.evictions = 0  # for /metrics
 
     @property

@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from app.cache import fresh_locks_after_fork
 from app.services import EXTENSION_KEY, AnalysisService
 from attention.errors import AttentionFlowsError
 from attention.models import collector_paused
@@ -126,6 +127,7 @@ class PairRegistry:
         self._after_ready = after_ready
         self._loaders: OrderedDict[str, ServiceLoader] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()
+        fresh_locks_after_fork(self, "_lock")
         self.loads = self.unloads = 0  # for /metrics
 
     @classmethod

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from flask import current_app
 
-from app.cache import ByteLRU
+from app.cache import ByteLRU, fresh_locks_after_fork
 from app.fold import Fold, choose_fold
 from app.options import CLASS_METHODS, FOLD_ABOVE, PREDICTED, OptionError, ViewOptions
 from app.shared_cache import (
@@ -135,6 +135,7 @@ class AnalysisService:
         budget = cache_bytes if cache_bytes is not None else load_settings().cache_mb * 2**20
         self.cache = ByteLRU(budget)
         self._forward_lock = threading.Lock()
+        fresh_locks_after_fork(self, "_forward_lock")
 
     @classmethod
     def from_config(cls, config: str | PairConfig = "default", settings: Settings | None = None) -> AnalysisService:

@@ -212,6 +212,9 @@ class SharedCache(_Memo):
             url, socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS, health_check_interval=30
         )
         self._lock = threading.Lock()
+        from app.cache import fresh_locks_after_fork
+
+        fresh_locks_after_fork(self, "_lock")
         self._down_since: float | None = None
         self._last_try = 0.0
         self.hits = self.misses = self.stores = self.skipped = self.errors = 0

@@ -114,7 +114,11 @@ def test_dashboard_end_to_end(page):
     # The sentence view opens on the class relevance of the predicted class, and says the bare encoder has none.
     assert "class relevance" in _wait_title(page, "sentence-graph", "class 'negative'")
     assert any("no classification head" in t for t in _texts(page, "sentence-graph"))
-    assert "Spearman" in page.locator("#faithfulness-panel").text_content()
+    page.wait_for_function(  # a background job: this sentence's check arrives a moment after the view
+        "() => { const p = document.getElementById('faithfulness-panel');"
+        " return p.textContent.includes('Spearman') && !p.classList.contains('updating'); }",
+        timeout=60_000,
+    )
 
     # 3. Move the layer slider: the lower handle two steps right.
     page.focus("#layer-range-slider .dash-slider-thumb-1")

@@ -341,3 +341,32 @@ def test_metrics_report_pairs_and_job_outcomes(team_app):
     assert 'attention_flows_jobs_total{job="faithfulness",outcome="failed"} 1.0' in text
     assert "attention_flows_pairs_loaded 1.0" in text  # max_loaded_pairs = 1
     assert "attention_flows_models_ready 1.0" in text
+
+
+def test_a_forked_job_process_does_not_inherit_a_lock_another_thread_held(tiny_app):
+    """Diskcache jobs are forked from a web worker: a lock held by another request's thread at that moment must not
+    stay held in the job forever."""
+    import os
+    import threading
+
+    from app.loading import service_of
+
+    service = service_of(tiny_app)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with service._forward_lock, service.cache._lock:
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the job process
+        got = service._forward_lock.acquire(timeout=2) and service.cache._lock.acquire(timeout=2)
+        os._exit(0 if got else 1)
+    _, status = os.waitpid(pid, 0)
+    release.set()
+    thread.join()
+    assert os.waitstatus_to_exitcode(status) == 0
