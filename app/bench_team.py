@@ -51,6 +51,7 @@ class Outcome:
     actions: list[tuple[str, float]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     requests: int = 0
+    cpu_seconds: float = 0.0  # the simulated browser's own CPU (on the same 2 cores as the server)
 
 
 class Browser:
@@ -117,6 +118,7 @@ class Browser:
 
 def simulated_user(url: str, text: str, seed: int, changes: int, think: tuple[float, float]) -> Outcome:
     """One user: analyse ``text``, then ``changes`` control changes with think time (runs in its own process)."""
+    started = time.process_time()
     rng = random.Random(seed)
     browser = Browser(url)
     values = initial_values()
@@ -131,6 +133,7 @@ def simulated_user(url: str, text: str, seed: int, changes: int, think: tuple[fl
         changed, value = CHANGES[(start + step) % len(CHANGES)]
         values[changed] = value
         browser.act(values, changed, outcome, "control change")
+    outcome.cpu_seconds = time.process_time() - started
     return outcome
 
 
@@ -375,8 +378,9 @@ def bench_team() -> None:
         elapsed = time.perf_counter() - started
         cpu2, jobs2 = stack.cpu_seconds(), stack.job_cpu_seconds()
         hits, misses = redis_hits(stack.cache)
-        _row(f"{USERS} users: CPU of web workers, Celery worker",
-             f"{cpu2 - cpu1:.0f} s, {jobs2 - jobs0:.0f} s in {elapsed:.0f} s", "report")  # fmt: skip
+        clients = sum(outcome.cpu_seconds for outcome in many)
+        _row(f"{USERS} users: CPU of web workers, Celery worker, browsers",
+             f"{cpu2 - cpu1:.0f} s, {jobs2 - jobs0:.0f} s, {clients:.0f} s in {elapsed:.0f} s", "report")  # fmt: skip
         errors = [error for outcome in single + many for error in outcome.errors]
         requests = sum(outcome.requests for outcome in many)
         _row(f"{USERS} users x (analyse + {CHANGES_PER_USER} changes): requests", f"{requests} in {elapsed:.0f} s",

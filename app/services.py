@@ -22,8 +22,10 @@ from app.options import CLASS_METHODS, FOLD_ABOVE, PREDICTED, OptionError, ViewO
 from app.shared_cache import (
     DiskCache,
     SharedCache,
+    decode_frames,
     decode_relevance,
     decode_runs,
+    encode_frames,
     encode_relevance,
     encode_runs,
     pair_fingerprint,
@@ -337,7 +339,10 @@ class AnalysisService:
 
         settings = self._graph_settings(options)
         key = (options.level, options.layers, self.trace_sources(analysis, options), *settings.values())
-        return self._memo("graphs", analysis, (*key, fold.key if fold else None), compute)
+        key = (*key, fold.key if fold else None)
+        # the Sankey and the network ask for the same graphs at once, usually on two workers: computed once
+        shared = functools.partial(self._shared, "graphs", analysis, key, compute, encode_graphs, decode_graphs)
+        return self._memo("graphs", analysis, key, shared)
 
     def never_folds(self, analysis: Analysis, options: ViewOptions) -> bool:
         """True when the input is short enough at ``options.level`` and hiding to be drawn whole whatever the
@@ -540,6 +545,15 @@ class AnalysisService:
         graph = relevance(self.runs(analysis).finetuned, "graph", level="word", **settings)[-1:]
         table = pd.concat([rows, _deepest(correlations({"graph": graph}, references, words))], ignore_index=True)
         return table.pivot(index="method", columns="reference", values="spearman").reset_index()
+
+
+def encode_graphs(graphs: GraphComparison) -> bytes:
+    """A graph comparison (three tidy frames) for the shared cache."""
+    return encode_frames({"edges": graphs.edges, "nodes": graphs.nodes, "layers": graphs.layers})
+
+
+def decode_graphs(data: bytes) -> GraphComparison:
+    return GraphComparison(**decode_frames(data))
 
 
 def encode_faithfulness(fixed: tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray]) -> bytes:

@@ -29,6 +29,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from app.server_config import CacheSection
 from attention import AttentionRun, ClassRelevance, PairRuns
@@ -98,6 +99,57 @@ def encode_relevance(explained: ClassRelevance) -> bytes:
 def decode_relevance(data: bytes) -> ClassRelevance:
     header, arrays = decode_arrays(data)
     return ClassRelevance(**_tuples(header), **arrays)
+
+
+def encode_frames(frames: dict[str, pd.DataFrame]) -> bytes:
+    """Named DataFrames with a RangeIndex: numeric and bool columns as raw arrays, categorical ones as codes plus
+    their categories, strings (and tuples of numbers) in the JSON header; dtypes are kept so a decoded frame equals
+    the original exactly (``pandas.testing.assert_frame_equal``)."""
+    header: dict = {}
+    arrays: dict[str, np.ndarray] = {}
+    for name, frame in frames.items():
+        if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or frame.index.step != 1:
+            raise ValueError(f"frame {name} has no plain RangeIndex")
+        columns = []
+        for number, column in enumerate(frame.columns):
+            series, key = frame[column], f"{name}/{number}"
+            if isinstance(series.dtype, pd.CategoricalDtype):
+                categories = series.dtype.categories
+                columns.append([column, "category", categories.tolist(), str(categories.dtype), series.dtype.ordered])
+                arrays[key] = series.cat.codes.to_numpy()
+            elif series.dtype == object:
+                values = [list(v) if isinstance(v, tuple) else v for v in series.tolist()]
+                columns.append([column, "tuples" if all(isinstance(v, tuple) for v in series) else "object", values])
+            elif pd.api.types.is_string_dtype(series.dtype):
+                columns.append([column, "string", series.tolist(), str(series.dtype)])
+            else:
+                columns.append([column, "array"])
+                arrays[key] = series.to_numpy()
+        header[name] = {"rows": len(frame), "columns": columns}
+    return encode_arrays(header, arrays)
+
+
+def decode_frames(data: bytes) -> dict[str, pd.DataFrame]:
+    """The inverse of :func:`encode_frames`."""
+    header, arrays = decode_arrays(data)
+    frames = {}
+    for name, meta in header.items():
+        columns = {}
+        for number, (column, kind, *rest) in enumerate(meta["columns"]):
+            key = f"{name}/{number}"
+            if kind == "category":
+                categories, categories_dtype, ordered = rest
+                dtype = pd.CategoricalDtype(pd.Index(categories, dtype=categories_dtype), ordered=ordered)
+                columns[column] = pd.Categorical.from_codes(arrays[key], dtype=dtype)
+            elif kind in ("tuples", "object"):
+                values = [tuple(v) if kind == "tuples" else v for v in rest[0]]
+                columns[column] = pd.Series(values, dtype=object)
+            elif kind == "string":
+                columns[column] = pd.Series(rest[0], dtype=rest[1])
+            else:
+                columns[column] = arrays[key]
+        frames[name] = pd.DataFrame(columns, index=pd.RangeIndex(meta["rows"]))
+    return frames
 
 
 def shared_key(kind: str, fingerprint: str, text: str, text_pair: str | None, *parts: object) -> str:

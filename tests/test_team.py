@@ -370,3 +370,24 @@ def test_a_forked_job_process_does_not_inherit_a_lock_another_thread_held(tiny_a
     release.set()
     thread.join()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_graph_comparisons_come_back_from_the_shared_cache_exactly(tiny_app):
+    import pandas as pd
+
+    from app.loading import service_of
+    from app.options import ViewOptions
+    from app.services import decode_graphs, encode_graphs
+
+    service = service_of(tiny_app)
+    cases = [
+        (service.analyse("a fine , moving film"), ViewOptions()),
+        (service.analyse("a fine , moving film", "and a pair"), ViewOptions(level="word", sinks=False)),
+        (service.analyse(" ".join(["film"] * 50)), ViewOptions(tau=0.0)),  # folded: 52 tokens
+        (service.analyse("a fine film"), ViewOptions(sources=(2,), heads=(1,), tau=0.9)),  # few or no edges
+    ]
+    for analysis, options in cases:
+        graphs = service.graphs(analysis, options)
+        back = decode_graphs(encode_graphs(graphs))
+        for name in ("edges", "nodes", "layers"):
+            pd.testing.assert_frame_equal(getattr(graphs, name), getattr(back, name), check_exact=True)
