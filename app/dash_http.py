@@ -77,7 +77,6 @@ class HttpResponse:
     def __init__(self, response) -> None:
         self.status_code = response.status_code
         self.data = response.content
-        self.elapsed = response.elapsed.total_seconds()
 
     def get_json(self):
         import orjson  # Dash's own fast JSON (the app extra): 20 simulated users parse megabytes of figures

@@ -20,7 +20,7 @@ from app.layout import build_layout
 from app.loading import PairRegistry
 from app.metrics import install_metrics
 from app.server_config import ServerConfig
-from app.services import EXTENSION_KEY, SERVER_CONFIG_KEY, AnalysisService, example_items
+from app.services import EXTENSION_KEY, AnalysisService, example_items
 from app.shared_cache import DiskCache, SharedCache
 from app.urlstate import from_query
 from attention.config import PairConfig, load_config
@@ -96,7 +96,6 @@ def create_app(
     )
     dash_app.server.extensions[EXTENSION_KEY] = registry
     dash_app.server.extensions[JOBS_KEY] = JobBook(server_config.jobs.broker)
-    dash_app.server.extensions[SERVER_CONFIG_KEY] = server_config
     protect(dash_app, auth or AuthConfig.from_environ())
     install_metrics(dash_app, registry)
 

@@ -79,17 +79,6 @@ class ServerConfig(_Strict):
                 "Give a redis://HOST:PORT/DB URL.",
             ) from err
 
-    def with_overrides(self, *, redis: str | None = None, broker: str | None = None) -> ServerConfig:
-        """This config with the command line's ``--redis`` / ``--broker`` (when given)."""
-        cache = self.cache.model_dump() | ({"redis": redis} if redis is not None else {})
-        jobs = self.jobs.model_dump() | ({"broker": broker} if broker is not None else {})
-        try:
-            sections = {"cache": CacheSection.model_validate(cache), "jobs": JobsSection.model_validate(jobs)}
-        except ValidationError as err:
-            problem = f"Invalid --redis / --broker: {format_validation_error(err)}."
-            raise ConfigError(problem, "Give a redis://HOST:PORT/DB URL.") from err
-        return self.model_copy(update=sections)
-
     def pair(self, name: object) -> PairConfig:
         """The configured pair called ``name`` (what the page sent); a :class:`ConfigError` otherwise."""
         if not isinstance(name, str) or name not in self.pairs:

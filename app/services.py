@@ -62,7 +62,6 @@ from attention.tokens import word_all
 
 T = TypeVar("T")
 EXTENSION_KEY = "attention_flows"  # the app's PairRegistry in flask's extensions
-SERVER_CONFIG_KEY = "attention_flows_server"  # its ServerConfig
 MAX_TEXT_CHARS = 5000
 
 
@@ -622,8 +621,3 @@ def current_service(analysis: Analysis | str | None = None) -> AnalysisService:
 def default_pair_name() -> str:
     """The name of the pair a page without ``?models=`` opens."""
     return current_app.extensions[EXTENSION_KEY].default
-
-
-def current_server_config():
-    """The :class:`app.server_config.ServerConfig` of the app handling the current request."""
-    return current_app.extensions[SERVER_CONFIG_KEY]

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from app.cache import fresh_locks_after_fork
 from app.server_config import CacheSection
 from attention import AttentionRun, ClassRelevance, PairRuns
 
@@ -264,8 +265,6 @@ class SharedCache(_Memo):
             url, socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS, health_check_interval=30
         )
         self._lock = threading.Lock()
-        from app.cache import fresh_locks_after_fork
-
         fresh_locks_after_fork(self, "_lock")
         self._down_since: float | None = None
         self._last_try = 0.0

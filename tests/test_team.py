@@ -54,7 +54,7 @@ def server_toml(tiny_config, second_config, tmp_path_factory) -> Path:
 def team_app(server_toml, tmp_path_factory):
     from app.main import create_app
 
-    config = load_server_config(server_toml).with_overrides(broker="")
+    config = load_server_config(server_toml)
     config = config.model_copy(
         update={"jobs": config.jobs.model_copy(update={"folder": str(tmp_path_factory.mktemp("jobs"))})}
     )
@@ -391,3 +391,27 @@ def test_graph_comparisons_come_back_from_the_shared_cache_exactly(tiny_app):
         back = decode_graphs(encode_graphs(graphs))
         for name in ("edges", "nodes", "layers"):
             pd.testing.assert_frame_equal(getattr(graphs, name), getattr(back, name), check_exact=True)
+
+
+@pytest.mark.parametrize(
+    ("texts", "view", "message"),
+    [
+        ("", "sankey", "Failed: There is no text to export."),
+        ("a fine film\n" + " ".join(["film"] * 80), "sankey", "Failed: Line 2: The input is 82 tokens long"),
+        ("\n".join(["a film"] * 101), "sankey", "Failed: 101 texts are more than 100."),
+        ("a fine film", "../../etc", "Failed: Unknown view or format."),
+    ],
+)
+def test_a_batch_export_that_cannot_be_made_is_one_line_and_sends_nothing(tiny_app, texts, view, message):
+    from dash import no_update
+
+    from app.callbacks.jobs import EXPORT_CONTROLS, export_job
+
+    controls = {"mode": "comparison", "layers": [1, 2], "heads": [0, 1], "tau": 0.05, "alpha": 0.5,
+                "aggregation": "mean", "level": "token", "sources": [], "hide": [], "sinks": ["sinks"], "top_k": 30,
+                "method": "class_relevance", "target": "predicted", "metric": "js_divergence",
+                "arrangement": "rings", "renormalize": []}  # fmt: skip
+    with tiny_app.server.test_request_context():
+        download, status = export_job(lambda _: None, 1, texts, view, "svg", None, None,
+                                      *(controls[name] for name in EXPORT_CONTROLS))  # fmt: skip
+    assert download is no_update and status.startswith(message), status

@@ -99,8 +99,7 @@ def faithfulness_job(set_progress, clicks, count, analysis_data, target, tau, al
             set_progress((str(done[0]), str(len(texts)), f"{done[0]} of {len(texts)} sentences"))
 
         set_progress(("0", str(len(texts)), f"0 of {len(texts)} sentences"))
-        target_name = None if options.target == "predicted" else options.target
-        table = faithfulness(service.pair.finetuned, texts, target=target_name or "predicted", progress=step,
+        table = faithfulness(service.pair.finetuned, texts, target=options.target, progress=step,
                              tau=options.tau, alpha=options.alpha)  # fmt: skip
         return {"records": table.to_dict("records"), "model": service.pair.finetuned.name, "pair": service.name}
     except AttentionFlowsError as error:
@@ -188,16 +187,17 @@ def export_job(set_progress, clicks, texts, view, fmt, analysis_data, selected, 
             for number, text in enumerate(lines, start=1):
                 set_progress((str(number - 1), str(len(lines)), f"{number - 1} of {len(lines)} exported"))
                 job = Job(analysis=Analysis(text), view=view, options=options, selected=head, export=export)
-                data, side = export_bytes(service, job)
+                try:
+                    data, side = export_bytes(service, job)
+                except AttentionFlowsError as error:  # say which line: a batch of 100 is otherwise a hunt
+                    raise OptionError(f"Line {number}: {error.problem}", error.fix) from error
                 stem = f"{number:03d}-{file_stem(view, side.options, text)}"
                 archive.writestr(f"{stem}.{fmt}", data)
                 archive.writestr(f"{stem}.json", side.to_json())
         set_progress((str(len(lines)), str(len(lines)), f"{len(lines)} of {len(lines)} exported"))
         name = f"attention-flows-{view}-{len(lines)}-texts.zip"
         return dcc.send_bytes(buffer.getvalue(), name), f"Done: {len(lines)} figures in {name}."
-    except AttentionFlowsError as error:
-        return no_update, f"Failed: {error}"
-    except ValueError as error:
+    except (AttentionFlowsError, ValueError) as error:  # nothing is sent: no zip with some figures missing
         return no_update, f"Failed: {error}"
 
 
