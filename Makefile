@@ -53,6 +53,7 @@ bench: setup chromium redis
 	$(BIN)/attention-flows bench dashboard
 	$(BIN)/attention-flows bench export
 	$(BIN)/attention-flows bench team
+	$(BIN)/attention-flows bench corpus
 
 # Screenshots of every view (normal, long, pair) for docs/gallery.md and the README.
 gallery: setup chromium

@@ -200,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--no-sinks", action="store_true", help="the graph traces through [CLS] / [SEP] too")
     export.add_argument("--renormalize", action="store_true", help="renormalise matrix rows after --hide")
 
+    from app.corpus_cli import add_corpus_parser
+
+    add_corpus_parser(commands, _whole)
+
     bench = commands.add_parser("bench", help="run a benchmark and print figures against their targets")
     bench.add_argument(
         "which",
@@ -218,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
             "export",
             "memory",
             "team",
+            "corpus",
             "engine",
         ),
     )
@@ -487,6 +492,10 @@ def cmd_bench(args) -> int:
         from app.bench_team import bench_team
 
         bench_team()
+    elif args.which == "corpus":
+        from app.bench_corpus import bench_corpus
+
+        bench_corpus()
     elif args.which in ("dashboard", "export", "memory"):
         from app import bench
 
@@ -498,6 +507,12 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_corpus(args) -> int:
+    from app.corpus_cli import cmd_corpus as run
+
+    return run(args)
+
+
 COMMANDS = {
     "info": cmd_info,
     "prepare": cmd_prepare,
@@ -507,6 +522,7 @@ COMMANDS = {
     "users": cmd_users,
     "export": cmd_export,
     "bench": cmd_bench,
+    "corpus": cmd_corpus,
 }
 
 if __name__ == "__main__":

@@ -124,6 +124,11 @@ HELP: dict[str, tuple[str, str]] = {
         "the pairs a team may open.",
         "deploy#several-model-pairs",
     ),
+    "corpus": (
+        "What fine-tuning changed over a whole corpus: each head's and layer's mean change with its spread, a word "
+        "query, a head map, and every example, linked to its single-example page.",
+        "corpus#the-corpus-page",
+    ),
     "jobs": (
         "Work that takes longer than a view: it runs in the background, shows its progress and can be cancelled; "
         "the page stays usable meanwhile.",

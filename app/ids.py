@@ -9,6 +9,7 @@ PREDICTION = "prediction-panel"
 ERROR = "error-banner"
 ANALYSIS = "analysis-store"  # small key: text, text pair, pair name; never tensors
 SELECTED_HEAD = "selected-head-store"  # {"layer": int, "head": int | None}
+CORPUS_LINK = "corpus-link"  # the header's link to the corpus page (same pair and options)
 URL = "url"  # dcc.Location: the page's state lives in its query string (app/urlstate.py)
 CANVAS = "canvas-store"  # {"width": px of the wide cards}, measured by assets/canvas.js
 

@@ -130,6 +130,7 @@ def create_app(
 
     dash_app.layout = layout
     register_all(dash_app)
+    _mount_corpus_page(dash_app, server_config, registry.default, settings)
 
     @dash_app.server.teardown_request
     def release_memory(_error: BaseException | None) -> None:
@@ -166,6 +167,16 @@ def create_app(
         return "\n".join(lines), code, {"Content-Type": "text/plain; charset=utf-8"}
 
     return dash_app
+
+
+def _mount_corpus_page(dash_app: Dash, server_config: ServerConfig, default: str, settings: Settings | None) -> None:
+    """The corpus page at /corpus/ (corpora under the ``corpora`` setting, default ``<data home>/corpora``)."""
+    from app.corpus_page import mount_corpus_page
+    from attention.settings import load_settings
+
+    settings = settings or load_settings()
+    names = {key: pair.name for key, pair in server_config.pairs.items()}
+    mount_corpus_page(dash_app, pair_config_names=names, default_models=default, root=settings.corpora_dir)
 
 
 def local_shared_cache(settings: Settings | None) -> DiskCache:

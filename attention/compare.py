@@ -42,19 +42,17 @@ def _check_same_input(run_pre: AttentionRun, run_ft: AttentionRun) -> None:
         )
 
 
-def head_stats(run: AttentionRun) -> pd.DataFrame:
-    """One model's head behaviours (Clark et al., 2019), one row per (layer, head).
-
-    Columns: ``entropy`` (mean row entropy, bits) and the mean share of attention ``to_cls``, ``to_sep``,
-    ``to_punct``, ``to_self``, ``to_prev``, ``to_next``.
-    """
+def head_stat_arrays(run: AttentionRun) -> dict[str, np.ndarray]:
+    """One model's head behaviours (Clark et al., 2019), each ``[layer, head]`` float64: ``entropy`` (mean row
+    entropy, bits) and the mean share of attention ``to_cls``, ``to_sep``, ``to_punct``, ``to_self``, ``to_prev``,
+    ``to_next``."""
     w = run.weights
     cls_mask = np.zeros(run.num_tokens, dtype=bool)
     if run.cls_index is not None:
         cls_mask[run.cls_index] = True
     sep_mask = np.zeros(run.num_tokens, dtype=bool)
     sep_mask[list(run.sep_indices)] = True
-    columns = {
+    return {
         "entropy": entropy_bits(w).mean(axis=-1),
         "to_cls": attention_shares(w, cls_mask),
         "to_sep": attention_shares(w, sep_mask),
@@ -63,8 +61,25 @@ def head_stats(run: AttentionRun) -> pd.DataFrame:
         "to_prev": diagonal_share(w, -1),
         "to_next": diagonal_share(w, 1),
     }
-    layer, head = np.indices(w.shape[:2]).reshape(2, -1)
+
+
+def head_stats(run: AttentionRun) -> pd.DataFrame:
+    """:func:`head_stat_arrays` as one row per (layer, head)."""
+    columns = head_stat_arrays(run)
+    layer, head = np.indices(run.weights.shape[:2]).reshape(2, -1)
     return pd.DataFrame({"layer": layer + 1, "head": head, **{k: v.reshape(-1) for k, v in columns.items()}})
+
+
+def head_change_arrays(p: np.ndarray, q: np.ndarray) -> dict[str, np.ndarray]:
+    """How each head changed between two ``[layer, head, query, key]`` weights of one input, each ``[layer, head]``:
+    ``js_divergence`` (bits, mean over query rows, smoothed), ``cosine`` (flattened maps), ``tv_distance`` (mean
+    over rows). One layer at a time: float64 temporaries of a whole 500-token run would be ~150 MB each."""
+    pairs = list(zip(p, q, strict=True))
+    return {
+        "js_divergence": np.stack([js_divergence(a, b).mean(axis=-1) for a, b in pairs]),
+        "cosine": np.stack([cosine_similarity(a, b) for a, b in pairs]),
+        "tv_distance": np.stack([total_variation(a, b).mean(axis=-1) for a, b in pairs]),
+    }
 
 
 def compare_heads(run_pre: AttentionRun, run_ft: AttentionRun) -> pd.DataFrame:
@@ -72,15 +87,7 @@ def compare_heads(run_pre: AttentionRun, run_ft: AttentionRun) -> pd.DataFrame:
     ``tv_distance`` (mean over rows), each model's :func:`head_stats` with suffixes, and ``change_rank``
     (1 = largest JS divergence)."""
     _check_same_input(run_pre, run_ft)
-    p, q = run_pre.weights, run_ft.weights
-    # one layer at a time: float64 temporaries of a whole 500-token run would be ~150 MB each
-    frame = pd.DataFrame(
-        {
-            "js_divergence": np.concatenate([js_divergence(a, b).mean(axis=-1) for a, b in zip(p, q, strict=True)]),
-            "cosine": np.concatenate([cosine_similarity(a, b) for a, b in zip(p, q, strict=True)]),
-            "tv_distance": np.concatenate([total_variation(a, b).mean(axis=-1) for a, b in zip(p, q, strict=True)]),
-        }
-    )
+    frame = pd.DataFrame({k: v.reshape(-1) for k, v in head_change_arrays(run_pre.weights, run_ft.weights).items()})
     stats = [
         head_stats(run).drop(columns=["layer", "head"]).add_suffix(f"_{m}")
         for run, m in zip((run_pre, run_ft), MODELS, strict=True)

@@ -246,12 +246,26 @@ def extract(model: LoadedModel, text: str, text_pair: str | None = None) -> Atte
             "Load it with attn_implementation='eager'; architectures that cannot return attentions are unsupported.",
         )
     weights = torch.stack(output.attentions)[:, 0].float().numpy()  # [layer, head, query, key]
-    facts = token_facts(model, encoding)
-    run = AttentionRun(
+    probabilities = torch.softmax(output.logits[0].float(), dim=-1).tolist() if model.is_classifier else None
+    return run_of(model, text, text_pair, weights, token_facts(model, encoding), probabilities)
+
+
+def run_of(
+    model: LoadedModel,
+    text: str,
+    text_pair: str | None,
+    weights: np.ndarray,
+    facts: TokenFacts,
+    probabilities: list[float] | np.ndarray | None = None,
+) -> AttentionRun:
+    """The :class:`AttentionRun` of ``model`` on one input from its ``weights`` ``[layer, head, query, key]``
+    (made read-only), token facts and, for a classifier, class probabilities (the label is their argmax)."""
+    label = None if probabilities is None else model.labels[int(np.argmax(probabilities))]
+    return AttentionRun(
         model_name=model.name,
         text=text,
         text_pair=text_pair,
-        weights=_frozen(weights),
+        weights=_frozen(np.asarray(weights, dtype=np.float32)),
         tokens=facts.tokens,
         special=facts.special,
         segments=facts.segments,
@@ -259,11 +273,9 @@ def extract(model: LoadedModel, text: str, text_pair: str | None = None) -> Atte
         cls_index=facts.cls_index,
         sep_indices=facts.sep_indices,
         labels=model.labels,
+        label=label,
+        probabilities=None if probabilities is None else tuple(float(p) for p in probabilities),
     )
-    if model.is_classifier:
-        probabilities = torch.softmax(output.logits[0].float(), dim=-1).tolist()
-        run = replace(run, probabilities=tuple(probabilities), label=model.labels[int(np.argmax(probabilities))])
-    return run
 
 
 def predict(model: LoadedModel, text: str, text_pair: str | None = None) -> Prediction:

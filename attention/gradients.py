@@ -99,14 +99,8 @@ def class_relevance(
     embedding_gradient, attention_gradients = gradients[0], gradients[1:]
     facts = token_facts(model, encoding)
     cls_row = facts.cls_index if facts.cls_index is not None else 0
-    n = embeddings.shape[1]
-    joint = np.eye(n)
-    scores = np.empty((len(attention_gradients), n))
-    for layer, (attn, grad) in enumerate(zip(output.attentions, attention_gradients, strict=True)):
-        weighted = (grad[0] * attn[0].detach()).clamp(min=0).mean(dim=0).double().numpy()  # [query, key]
-        joint = joint + weighted @ joint
-        scores[layer] = joint[cls_row]
-    saliency = (embeddings.detach()[0] * embedding_gradient[0]).norm(dim=-1).double().numpy()
+    scores = gradient_rollout([a[0] for a in output.attentions], [g[0] for g in attention_gradients], cls_row)
+    saliency = input_x_gradient(embeddings.detach()[0], embedding_gradient[0])
     return ClassRelevance(
         tokens=facts.tokens,
         special=facts.special,
@@ -118,6 +112,25 @@ def class_relevance(
         scores=scores,
         input_x_gradient=saliency,
     )
+
+
+def gradient_rollout(attentions: list, gradients: list, cls_row: int) -> np.ndarray:
+    """``[layer, token]``: the classification token's row of ``R`` after each layer (``R_0 = I``,
+    ``R_l = R_{l-1} + Ā_l · R_{l-1}``, ``Ā_l = mean_h (∂y_t/∂A_l ⊙ A_l)⁺``), from each layer's attention and its
+    gradient, torch tensors ``[head, query, key]`` of one input."""
+    n = attentions[0].shape[-1]
+    joint = np.eye(n)
+    scores = np.empty((len(attentions), n))
+    for layer, (attn, grad) in enumerate(zip(attentions, gradients, strict=True)):
+        weighted = (grad * attn.detach()).clamp(min=0).mean(dim=0).double().numpy()  # [query, key]
+        joint = joint + weighted @ joint
+        scores[layer] = joint[cls_row]
+    return scores
+
+
+def input_x_gradient(embeddings, gradient) -> np.ndarray:
+    """``[token]``: ``‖e ⊙ ∂y_t/∂e‖₂`` over the hidden size, from torch tensors ``[token, hidden]`` of one input."""
+    return (embeddings * gradient).norm(dim=-1).double().numpy()
 
 
 def blank_out(

@@ -6,6 +6,7 @@ setting                         environment variable                   default
 ``torch_threads``               ``ATTENTION_FLOWS_TORCH_THREADS``      1
 ``home`` (models, caches)       ``ATTENTION_FLOWS_HOME``               the user data directory
 ``cache_mb`` (per process)      ``ATTENTION_FLOWS_CACHE_MB``           1024
+``corpora`` (corpus folders)    ``ATTENTION_FLOWS_CORPORA``            ``<home>/corpora``
 ==============================  =====================================  ===========================
 
 One torch thread is the default on purpose: on a 2-core machine two threads make every forward pass ~30x
@@ -37,11 +38,18 @@ class Settings(BaseModel):
     # The dashboard's analysis cache, per worker process: 1 GB each lets 2 workers and the models fit in 24 GB with
     # room to spare; one analysis larger than this is computed and shown, never cached.
     cache_mb: int = Field(default=1024, ge=16, le=1_000_000)
+    # Where `corpus run` writes by default and the corpus page looks (None: <home>/corpora).
+    corpora: Path | None = None
 
     @property
     def models_dir(self) -> Path:
         """Where ``attention-flows prepare`` writes fine-tuned models."""
         return self.home / "models"
+
+    @property
+    def corpora_dir(self) -> Path:
+        """Where corpora live: ``corpus run``'s default ``--out`` parent and the corpus page's list."""
+        return (self.corpora or self.home / "corpora").expanduser()
 
     @property
     def cache_dir(self) -> Path:

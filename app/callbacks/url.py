@@ -138,3 +138,20 @@ declare_clientside(
     State(ids.TEXT_PAIR, "value"),
     prevent_initial_call=True,
 )
+
+
+# The header's corpus link carries the page's pair and options (not its text): the corpus page's examples open
+# with them.
+declare_clientside(
+    """function (search, href) {
+        const query = new URLSearchParams(search || "");
+        query.delete("text");
+        query.delete("pair");
+        const current = new URLSearchParams((href || "").split("?")[1] || "");
+        if (!query.has("models") && current.has("models")) { query.set("models", current.get("models")); }
+        return "/corpus/?" + query.toString();
+    }""",
+    Output(ids.CORPUS_LINK, "href"),
+    Input(ids.URL, "search"),
+    State(ids.CORPUS_LINK, "href"),
+)

@@ -59,6 +59,13 @@ def build_layout(
                         className="subtitle",
                     ),
                     pair_picker(pair_name, pair_names),
+                    html.A(
+                        "Corpus →",
+                        href=f"/corpus/?models={pair_name}",
+                        id=ids.CORPUS_LINK,
+                        className="small-button corpus-link",
+                        title="What fine-tuning changed over a whole corpus (attention-flows corpus run)",
+                    ),
                 ],
                 className="page-header",
             ),

@@ -1,0 +1,169 @@
+"""The corpus page's figures, from the corpus queries' frames (:mod:`attention.corpus.query`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from app.figures.theme import (
+    DIVERGING,
+    MODEL_COLOURS,
+    MODEL_LABELS,
+    NEUTRAL_SCALE,
+    Figure,
+    empty_figure,
+    figure,
+    layout,
+    symmetric_range,
+)
+
+METRIC_LABELS = {
+    "js_divergence": "JS divergence (bits)",
+    "cosine": "cosine similarity",
+    "tv_distance": "total-variation distance",
+}
+
+
+def _grid(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """``frame``'s ``column`` as ``[layer, head]`` (layer 1 in row 0)."""
+    layers, heads = int(frame["layer"].max()), int(frame["head"].max()) + 1
+    grid = np.full((layers, heads), np.nan)
+    grid[frame["layer"].to_numpy() - 1, frame["head"].to_numpy()] = frame[column].to_numpy()
+    return grid
+
+
+def make_head_change_grid(ranking: pd.DataFrame, metric: str, examples: int) -> Figure:
+    """Layers × heads, each cell the mean over the corpus of the head's change (``metric`` between the two models'
+    maps of one input); the hover gives p10 / p50 / p90 and n."""
+    if ranking.empty:
+        return empty_figure("No examples in this corpus yet.")
+    mean = _grid(ranking, "mean")
+    spread = np.stack([_grid(ranking, c) for c in ("p10", "p50", "p90", "n")], axis=-1)
+    colours = {"colorscale": NEUTRAL_SCALE}
+    hover = (
+        "mean %{z:.4f}<br>p10 %{customdata[0]:.4f} · p50 %{customdata[1]:.4f} · p90 %{customdata[2]:.4f}"
+        "<br>n = %{customdata[3]} examples"
+    )
+    title = f"Each head's {METRIC_LABELS[metric]}, mean over {examples:,} examples"
+    return _layer_head_map(mean, spread, colours, f"mean {METRIC_LABELS[metric]}", hover, title)
+
+
+def _layer_head_map(z: np.ndarray, customdata: np.ndarray, colours: dict, unit: str, hover: str, title: str) -> Figure:
+    """A layers × heads heatmap (layer 1 on top) with its colour bar titled ``unit``."""
+    trace = {
+        "type": "heatmap",
+        "z": z.tolist(),
+        "x": list(range(z.shape[1])),
+        "y": list(range(1, z.shape[0] + 1)),
+        "customdata": customdata.tolist(),
+        **colours,
+        "colorbar": {"title": {"text": unit, "side": "right"}},
+        "hovertemplate": f"layer %{{y}}, head %{{x}}<br>{hover}<extra></extra>",
+    }
+    return figure(
+        [trace],
+        layout(
+            title,
+            height=360,
+            xaxis={"title": {"text": "head"}, "dtick": 1},
+            yaxis={"title": {"text": "layer"}, "dtick": 1, "autorange": "reversed"},
+        ),
+    )
+
+
+def make_layer_change(frame: pd.DataFrame, metric: str) -> Figure:
+    """Per layer, the corpus mean of the layer's head-mean change, with its 95 % interval (error bars)."""
+    if frame.empty:
+        return empty_figure("No examples in this corpus yet.")
+    trace = {
+        "type": "scatter",
+        "mode": "markers+lines",
+        "x": frame["layer"].tolist(),
+        "y": frame["mean"].tolist(),
+        "error_y": {
+            "type": "data",
+            "symmetric": False,
+            "array": (frame["ci_high"] - frame["mean"]).tolist(),
+            "arrayminus": (frame["mean"] - frame["ci_low"]).tolist(),
+            "color": "#555",
+        },
+        "customdata": frame[["ci_low", "ci_high", "n"]].to_numpy().tolist(),
+        "hovertemplate": (
+            "layer %{x}: mean %{y:.4f}<br>95 % interval %{customdata[0]:.4f} – %{customdata[1]:.4f}"
+            "<br>n = %{customdata[2]} examples<extra></extra>"
+        ),
+        "marker": {"color": "#333", "size": 8},
+        "line": {"color": "#999", "width": 1},
+        "name": "mean with 95 % interval",
+    }
+    return figure(
+        [trace],
+        layout(
+            f"Head-mean {METRIC_LABELS[metric]} per layer: mean, 95 % interval",
+            height=360,
+            xaxis={"title": {"text": "layer"}, "dtick": 1},
+            yaxis={"title": {"text": f"{METRIC_LABELS[metric]}"}, "rangemode": "tozero"},
+        ),
+    )
+
+
+def make_word_difference(frame: pd.DataFrame, word: str) -> Figure:
+    """Layers × heads: how much more (vermillion) or less (blue) attention [CLS] pays to ``word`` after fine-tuning,
+    mean over its occurrences; the hover gives each model's value."""
+    difference = _grid(frame, "difference")
+    both = np.stack([_grid(frame, "pretrained"), _grid(frame, "finetuned")], axis=-1)
+    bound = symmetric_range(difference)
+    occurrences = int(frame["occurrences"].iloc[0])
+    colours = {"colorscale": DIVERGING, "zmid": 0.0, "zmin": -bound, "zmax": bound}
+    hover = "pre-trained %{customdata[0]:.4f} · fine-tuned %{customdata[1]:.4f}<br>difference %{z:+.4f}"
+    title = f"[CLS] → '{word}': fine-tuned − pre-trained, mean of {occurrences:,} occurrences"
+    unit = f"{MODEL_LABELS['difference']}<br>attention from [CLS]"
+    return _layer_head_map(difference, both, colours, unit, hover, title)
+
+
+def make_corpus_head_map(frame: pd.DataFrame, stress: float, examples: int) -> Figure:
+    """Every head of both models placed so that heads attending alike over the corpus sit together (classical MDS
+    of their mean Hellinger distance); a line joins each head's two positions, point size grows with its change."""
+    traces = []
+    pre = frame[frame["model"] == "pretrained"].reset_index(drop=True)
+    ft = frame[frame["model"] == "finetuned"].reset_index(drop=True)
+    xs, ys = [], []
+    for a, b in zip(pre.itertuples(), ft.itertuples(), strict=True):
+        xs += [a.x, b.x, None]
+        ys += [a.y, b.y, None]
+    traces.append({"type": "scatter", "mode": "lines", "x": xs, "y": ys, "hoverinfo": "skip",
+                   "line": {"color": "#CCCCCC", "width": 1}, "name": "same head in both models"})  # fmt: skip
+    change = frame["mean_change"].fillna(0.0)
+    scale = 22.0 / max(float(change.max()), 1e-12)
+    for model, part in (("pretrained", pre), ("finetuned", ft)):
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "x": part["x"].tolist(),
+                "y": part["y"].tolist(),
+                "customdata": part[["layer", "head", "mean_change"]].to_numpy().tolist(),
+                "marker": {
+                    "color": MODEL_COLOURS[model],
+                    "size": (5 + scale * part["mean_change"].fillna(0)).tolist(),
+                    "line": {"width": 0.5, "color": "white"},
+                },
+                "name": f"{MODEL_LABELS[model]} heads",
+                "hovertemplate": (
+                    f"{MODEL_LABELS[model]} L%{{customdata[0]}} H%{{customdata[1]}}"
+                    "<br>mean change %{customdata[2]:.4f}<extra></extra>"
+                ),
+            }
+        )
+    warning = ": read neighbours only" if stress > 0.2 else ""
+    return figure(
+        traces,
+        layout(
+            f"Heads that attend alike sit together ({examples:,} examples; stress {stress:.2f}{warning})",
+            height=360,
+            xaxis={"visible": False},
+            yaxis={"visible": False, "scaleanchor": "x"},
+            legend={"orientation": "h", "y": -0.05},
+            hovermode="closest",
+        ),
+    )

@@ -1,0 +1,152 @@
+"""Batched forward (and, for the classifier, backward) passes of both models over a chunk of a corpus, turned into
+the corpus tables (:mod:`attention.corpus.schema`).
+
+Inputs are padded into batches of similar length with an attention mask; every per-example figure is computed on
+the example's own (unpadded) tokens, with the same functions the single-example engine uses, so a corpus row
+equals what the dashboard shows for that input (tests/test_corpus.py checks sampled rows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from attention.errors import InputTextError
+from attention.extract import AttentionRun, TokenFacts, clean_texts, encode, run_of, token_facts
+from attention.gradients import gradient_rollout, input_x_gradient
+from attention.models import LoadedModel, ModelPair
+
+MODELS = ("pretrained", "finetuned")
+HEAD_STATS = ("entropy", "to_cls", "to_sep", "to_punct", "to_self")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One input both tokenizers split the same way: its example id and row, token facts and length."""
+
+    example_id: int
+    text: str
+    text_pair: str | None
+    label: str | None
+    encoding: object  # the pre-trained tokenizer's BatchEncoding (one input, torch tensors)
+    length: int
+    facts: TokenFacts
+
+
+@dataclass(frozen=True)
+class ModelPass:
+    """One model on one batch: ``attentions`` ``[layer, batch, head, query, key]`` (padded), and for a classifier
+    ``probabilities`` ``[batch, class]``, the gradient rollout ``relevance`` per example ``[layer, token]`` and
+    ``input_x_gradient`` per example ``[token]`` (unpadded); ``mask`` ``[batch, position]``, 1 on real tokens."""
+
+    attentions: np.ndarray
+    mask: np.ndarray
+    probabilities: np.ndarray | None
+    relevance: list[np.ndarray] | None
+    input_x_gradient: list[np.ndarray] | None
+
+
+def encode_rows(pair: ModelPair, rows: pd.DataFrame) -> tuple[list[Encoded], list[dict]]:
+    """Tokenize each row with both models' tokenizers: the inputs to run, and the rows skipped with the reason
+    (empty text, longer than a model accepts, tokenizers that disagree) — never truncated."""
+    encoded, skipped = [], []
+    for row in rows.itertuples(index=False):
+        try:
+            text, text_pair = clean_texts(row.text, row.text_pair)
+            encodings = [encode(model, text, text_pair) for model in (pair.pretrained, pair.finetuned)]
+        except InputTextError as error:
+            skipped.append({"example_id": int(row.example_id), "reason": error.problem})
+            continue
+        ids = [e["input_ids"][0].tolist() for e in encodings]
+        if ids[0] != ids[1]:
+            skipped.append({"example_id": int(row.example_id), "reason": "the two tokenizers split it differently"})
+            continue
+        facts = token_facts(pair.pretrained, encodings[0])
+        encoded.append(Encoded(int(row.example_id), text, text_pair, row.label, encodings[0], len(ids[0]), facts))
+    return encoded, skipped
+
+
+ATTENTION_CELLS = 16 * 128 * 128  # per batch: inputs × padded length², bounds a batch's attention maps (memory)
+
+
+def batches(encoded: list[Encoded], batch_size: int, cells: int = ATTENTION_CELLS) -> list[list[Encoded]]:
+    """Inputs of similar length together (less padding): at most ``batch_size`` per batch, and fewer for long
+    inputs, so that inputs × longest length² stays within ``cells`` (a 512-token input runs alone: its attention
+    and gradients are ~75 MB per model and layer stack instead of 16 times that)."""
+    ordered = sorted(encoded, key=lambda e: (e.length, e.example_id))
+    out: list[list[Encoded]] = []
+    for item in ordered:  # ascending length: the newest item is the batch's longest
+        if out and len(out[-1]) < batch_size and (len(out[-1]) + 1) * item.length**2 <= cells:
+            out[-1].append(item)
+        else:
+            out.append([item])
+    return out
+
+
+def padded(model: LoadedModel, batch: list[Encoded]):
+    features = [{key: value[0].tolist() for key, value in item.encoding.items()} for item in batch]
+    return model.tokenizer.pad(features, padding=True, return_tensors="pt")
+
+
+def _real(mask_row) -> np.ndarray:
+    return np.flatnonzero(mask_row.numpy())
+
+
+def run_model(model: LoadedModel, batch: list[Encoded], *, explain: bool) -> ModelPass:
+    """``model`` on ``batch``; with ``explain`` (a classifier) one backward pass too, for each example's predicted
+    class (examples of a batch do not interact, so the gradient of the sum is each example's own)."""
+    import torch
+
+    inputs = padded(model, batch)
+    masks = inputs["attention_mask"]
+    network = model.model
+    if not explain:
+        with torch.inference_mode():
+            output = network(**inputs, output_attentions=True)
+        probabilities = torch.softmax(output.logits.float(), dim=-1).numpy() if model.is_classifier else None
+        return ModelPass(torch.stack(output.attentions).float().numpy(), masks.numpy(), probabilities, None, None)
+    with torch.enable_grad():
+        embeddings = network.get_input_embeddings()(inputs["input_ids"]).detach().requires_grad_(True)
+        rest = {k: v for k, v in inputs.items() if k != "input_ids"}
+        output = network(inputs_embeds=embeddings, output_attentions=True, **rest)
+        probabilities = torch.softmax(output.logits.detach().float(), dim=-1)
+        predicted = probabilities.argmax(dim=-1)
+        chosen = output.logits.gather(1, predicted[:, None]).sum()
+        gradients = torch.autograd.grad(chosen, [embeddings, *output.attentions])
+    embedding_gradient, attention_gradients = gradients[0], gradients[1:]
+    relevances, saliencies = [], []
+    for i, item in enumerate(batch):
+        real = _real(masks[i])
+        cls_row = item.facts.cls_index or 0
+        block = slice(real[0], real[-1] + 1) if real[-1] - real[0] + 1 == real.size else torch.as_tensor(real)
+
+        def own(tensor, i=i, block=block):  # [head, query, key] of example i, its real tokens only
+            return tensor[i][:, block][:, :, block]
+
+        relevances.append(
+            gradient_rollout([own(a) for a in output.attentions], [own(g) for g in attention_gradients], cls_row)
+        )
+        saliencies.append(input_x_gradient(embeddings.detach()[i][block], embedding_gradient[i][block]))
+    attentions = torch.stack([a.detach() for a in output.attentions]).float().numpy()
+    return ModelPass(attentions, masks.numpy(), probabilities.numpy(), relevances, saliencies)
+
+
+def example_run(model: LoadedModel, item: Encoded, weights: np.ndarray, probabilities) -> AttentionRun:
+    """The :class:`AttentionRun` of one example, from its unpadded ``weights`` ``[layer, head, query, key]``."""
+    return run_of(model, item.text, item.text_pair, weights, item.facts, probabilities)
+
+
+def gold_label(label: str | None, labels: tuple[str, ...]) -> str | None:
+    """The class a gold ``label`` names: a class name, or an index into ``labels`` (``"1"`` → ``labels[1]``)."""
+    if label is None or not labels:
+        return None
+    if label in labels:
+        return label
+    text = label.strip()
+    if text.lstrip("-").isdigit() and 0 <= int(text) < len(labels):
+        return labels[int(text)]
+    if text.endswith(".0") and text[:-2].isdigit() and int(text[:-2]) < len(labels):  # ints read back as floats
+        return labels[int(text[:-2])]
+    return None

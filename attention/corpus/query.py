@@ -1,0 +1,224 @@
+"""Questions about a whole corpus, each answered as a DataFrame (the CLI prints them, the page draws them).
+
+Every figure is a mean over the corpus's examples (or a word's occurrences) of a per-example figure defined in
+docs/corpus.md; ``n`` says over how many.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from attention.corpus.source import CorpusError
+from attention.corpus.store import chunk_files, read_manifest, read_table
+from attention.corpus.tables import TABLES, decode_cls_attention
+
+HEAD_METRICS = ("js_divergence", "cosine", "tv_distance")
+WORD_MEASURES = ("rollout", "cls_attention", "relevance")
+EXAMPLE_KINDS = ("most_changed", "wrong", "disagree", "head")
+Z95 = 1.959963984540054  # normal quantile of a two-sided 95 % interval
+
+
+def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise CorpusError(f"Unknown {what} '{value}'.", f"Use one of: {', '.join(allowed)}.")
+
+
+def head_ranking(folder: Path, metric: str = "js_divergence") -> pd.DataFrame:
+    """Heads by their mean change over the corpus: ``layer, head, mean, p10, p50, p90, n`` (``metric`` per example
+    and head; largest mean first — for ``cosine``, which falls as a head changes, the smallest first)."""
+    _check(metric, HEAD_METRICS, "metric")
+    heads = read_table(folder, "heads", ["layer", "head", metric])
+    grouped = heads.groupby(["layer", "head"])[metric]
+    out = grouped.agg(mean="mean", n="size").reset_index()
+    quantiles = grouped.quantile([0.1, 0.5, 0.9]).unstack()
+    out[["p10", "p50", "p90"]] = quantiles.to_numpy()
+    out = out[["layer", "head", "mean", "p10", "p50", "p90", "n"]]
+    return out.sort_values("mean", ascending=metric == "cosine", ignore_index=True)
+
+
+def layer_change(folder: Path, metric: str = "js_divergence") -> pd.DataFrame:
+    """Per layer, the mean over examples of the layer's head-mean ``metric`` with a 95 % interval of that mean
+    (normal approximation, ``mean ± 1.96 · sd / √n``): ``layer, mean, ci_low, ci_high, sd, n``."""
+    _check(metric, HEAD_METRICS, "metric")
+    layers = read_table(folder, "layers", ["layer", metric])
+    out = layers.groupby("layer")[metric].agg(mean="mean", sd="std", n="size").reset_index()
+    half = Z95 * out["sd"].fillna(0.0) / np.sqrt(out["n"])
+    out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
+    return out[["layer", "mean", "ci_low", "ci_high", "sd", "n"]]
+
+
+def _word_rows(folder: Path, columns: list[str], word: str | None = None) -> pd.DataFrame:
+    """Tokens of non-special words (all, or those spelled ``word``, any case), with ``columns`` (filtered while
+    reading: a word's rows are a small part of a large corpus)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    where = ~ds.field("special")
+    if word is not None:
+        where = where & (pc.utf8_lower(ds.field("word")) == word.strip().lower())
+    return read_table(folder, "tokens", ["example_id", "word_idx", "word", "special", *columns], where=where)
+
+
+def word_query(folder: Path, word: str) -> pd.DataFrame:
+    """Which layers and heads attend most to ``word`` (DeRose et al.'s word query) from the classification token:
+    per (layer, head), the mean over the word's occurrences of the attention [CLS] pays to it (a word's pieces
+    summed) in each model, and the difference: ``layer, head, pretrained, finetuned, difference, occurrences``,
+    largest fine-tuned attention first."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise CorpusError(f"{folder} is not a corpus.", "Run: attention-flows corpus run --out DIR")
+    shape = manifest["pair"]["num_layers"], manifest["pair"]["num_heads"]
+    rows = _word_rows(folder, ["cls_attention_pretrained", "cls_attention_finetuned"], word)
+    if rows.empty:
+        raise CorpusError(f"'{word}' does not occur in this corpus (special tokens aside).", "Try another word.")
+    means, occurrences = {}, 0
+    for model in ("pretrained", "finetuned"):
+        per_token = decode_cls_attention(rows[f"cls_attention_{model}"], *shape)
+        keys = rows[["example_id", "word_idx"]].to_numpy()
+        _, occurrence = np.unique(keys, axis=0, return_inverse=True)
+        per_word = np.zeros((occurrence.max() + 1, *shape))
+        np.add.at(per_word, occurrence.reshape(-1), per_token)  # a word's pieces summed
+        means[model], occurrences = per_word.mean(axis=0), per_word.shape[0]
+    layer, head = np.indices(shape).reshape(2, -1)
+    out = pd.DataFrame(
+        {
+            "layer": layer + 1,
+            "head": head,
+            "pretrained": means["pretrained"].reshape(-1),
+            "finetuned": means["finetuned"].reshape(-1),
+        }
+    )
+    out["difference"] = out["finetuned"] - out["pretrained"]
+    out["occurrences"] = occurrences
+    return out.sort_values("finetuned", ascending=False, ignore_index=True)
+
+
+def word_changes(folder: Path, measure: str = "rollout", *, min_count: int = 5) -> pd.DataFrame:
+    """Words whose ``measure`` grew most after fine-tuning: per word (any case; pieces summed per occurrence) the
+    mean over its occurrences in each model and the change, ``word, count, pretrained, finetuned, change``, words
+    seen fewer than ``min_count`` times left out. ``rollout``: [CLS] rollout after the last layer;
+    ``cls_attention``: attention from [CLS], mean over layers and heads; ``relevance``: class relevance, defined
+    for a model with a classification head only (NaN otherwise; then sorted by the fine-tuned value)."""
+    _check(measure, WORD_MEASURES, "measure")
+    if measure == "cls_attention":
+        manifest = read_manifest(folder)
+        shape = manifest["pair"]["num_layers"], manifest["pair"]["num_heads"]
+        rows = _word_rows(folder, ["cls_attention_pretrained", "cls_attention_finetuned"])
+        for model in ("pretrained", "finetuned"):
+            rows[model] = decode_cls_attention(rows.pop(f"cls_attention_{model}"), *shape).mean(axis=(1, 2))
+    else:
+        rows = _word_rows(folder, [f"{measure}_pretrained", f"{measure}_finetuned"])
+        rows = rows.rename(columns={f"{measure}_pretrained": "pretrained", f"{measure}_finetuned": "finetuned"})
+    occurrence = rows.groupby(["example_id", "word_idx"], sort=False)
+    per_occurrence = occurrence[["pretrained", "finetuned"]].sum(min_count=1)  # NaN stays NaN (no head)
+    per_occurrence["word"] = occurrence["word"].first().str.lower()
+    out = per_occurrence.groupby("word").agg(
+        count=("word", "size"), pretrained=("pretrained", "mean"), finetuned=("finetuned", "mean")
+    )
+    out = out[out["count"] >= min_count].reset_index()
+    out["change"] = out["finetuned"] - out["pretrained"]
+    by = "finetuned" if out["change"].isna().all() else "change"
+    return out.sort_values(by, ascending=False, ignore_index=True)
+
+
+def head_map(folder: Path) -> tuple[pd.DataFrame, float, int]:
+    """Every head of both models in 2-D (classical MDS, as the single-example map) of its mean Hellinger distance to
+    every other head over the corpus's first examples (:data:`attention.corpus.tables.HEAD_MAP_EXAMPLES`): the
+    frame ``model, layer, head, x, y, mean_change``, Kruskal's stress-1 of the embedding (0 = distances kept
+    exactly; above ~0.2 the picture distorts them), and the number of examples averaged."""
+    from attention.metrics import classical_mds
+
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise CorpusError(f"{folder} is not a corpus.", "Run: attention-flows corpus run --out DIR")
+    layers, heads = manifest["pair"]["num_layers"], manifest["pair"]["num_heads"]
+    parts = read_table(folder, "head_distances")
+    if parts.empty:
+        raise CorpusError("This corpus has no head distances yet.", "Run corpus run on it to the end.")
+    size = 2 * layers * heads
+    total = np.zeros((size, size))
+    np.add.at(total, (parts["head_a"].to_numpy(), parts["head_b"].to_numpy()), parts["distance_sum"].to_numpy())
+    count = _distance_examples(parts, size)
+    distances = total / max(count, 1)
+    coords = classical_mds(distances)
+    embedded = np.sqrt(((coords[:, None, :] - coords[None, :, :]) ** 2).sum(axis=-1))
+    stress = float(np.sqrt(((distances - embedded) ** 2).sum() / max((distances**2).sum(), 1e-12)))
+    layer, head = np.indices((layers, heads)).reshape(2, -1)
+    change = head_ranking(folder).set_index(["layer", "head"])["mean"]
+    mean_change = change.reindex(list(zip(layer + 1, head, strict=True))).to_numpy()
+    frame = pd.DataFrame(
+        {
+            "model": np.repeat(["pretrained", "finetuned"], layers * heads),
+            "layer": np.tile(layer + 1, 2),
+            "head": np.tile(head, 2),
+            "x": coords[:, 0],
+            "y": coords[:, 1],
+            "mean_change": np.tile(mean_change, 2),
+        }
+    )
+    return frame, stress, count
+
+
+def _distance_examples(parts: pd.DataFrame, size: int) -> int:
+    """Examples summed over all chunks: each chunk writes ``size²`` rows with its own count."""
+    return int(parts["examples"].to_numpy()[:: size * size].sum())
+
+
+def find_examples(
+    folder: Path, kind: str = "most_changed", *, layer: int | None = None, head: int | None = None, top: int = 20
+) -> pd.DataFrame:
+    """Examples to look at: ``most_changed`` (largest mean JS divergence over heads), ``wrong`` (the fine-tuned
+    model's class is not the gold label), ``disagree`` (the two models' classes differ: both need a head), ``head``
+    (where head ``layer``/``head`` changed most). ``top`` rows; ``score`` is what they are sorted by."""
+    _check(kind, EXAMPLE_KINDS, "kind of examples")
+    examples = read_table(folder, "examples")
+    if kind == "head":
+        if layer is None or head is None:
+            raise CorpusError("Finding where a head changed most needs its layer and head.", "Give --layer and --head.")
+        heads = read_table(folder, "heads", ["example_id", "layer", "head", "js_divergence"])
+        chosen = heads[(heads["layer"] == layer) & (heads["head"] == head)]
+        if chosen.empty:
+            raise CorpusError(f"This corpus has no head L{layer} H{head}.", "Layers are 1-based, heads 0-based.")
+        examples = examples.merge(chosen[["example_id", "js_divergence"]], on="example_id")
+        examples["score"] = examples.pop("js_divergence")
+    elif kind == "wrong":
+        if examples["correct_finetuned"].isna().all():
+            raise CorpusError("This corpus has no gold labels.", "Run it with --label-col.")
+        examples = examples[examples["correct_finetuned"] == False]  # noqa: E712 (nullable column)
+        examples["score"] = [max(p) for p in examples["probabilities_finetuned"]]  # confidently wrong first
+    elif kind == "disagree":
+        if examples["predicted_pretrained"].isna().all():
+            raise CorpusError(
+                "The pre-trained model has no classification head, so the two models' classes cannot disagree.",
+                "Ask for 'wrong' (the fine-tuned model against the gold labels) instead.",
+            )
+        examples = examples[examples["predicted_pretrained"] != examples["predicted_finetuned"]].copy()
+        examples["score"] = examples["mean_change"]
+    else:
+        examples["score"] = examples["mean_change"]
+    return examples.sort_values("score", ascending=False, ignore_index=True).head(top)
+
+
+def sql(folder: Path, query: str) -> pd.DataFrame:
+    """Run DuckDB SQL over the corpus: its tables are views named as :data:`attention.corpus.tables.TABLES`."""
+    import duckdb
+
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise CorpusError(f"{folder} is not a corpus.", "Run: attention-flows corpus run --out DIR")
+    connection = duckdb.connect()
+    try:
+        for name in TABLES:
+            files = [str(f) for f in chunk_files(Path(folder), name, manifest)]
+            if files:
+                listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+                connection.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
+        try:
+            return connection.execute(query).df()
+        except duckdb.Error as error:
+            raise CorpusError(f"The query failed: {str(error).splitlines()[0]}", "Check the SQL.") from error
+    finally:
+        connection.close()

@@ -1,0 +1,434 @@
+"""Corpus runs and queries: resumable runs (Ctrl-C, kill -9, a corrupt chunk), rows equal to the single-example
+engine, queries on a hand-made corpus, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attention.corpus import (
+    CorpusError,
+    corpus_source,
+    find_examples,
+    head_ranking,
+    layer_change,
+    read_manifest,
+    read_table,
+    run_corpus,
+    sql,
+    word_changes,
+    word_query,
+)
+from attention.corpus.store import write_chunk, write_manifest
+from attention.corpus.tables import TABLES, ChunkTables
+
+WORDS = [
+    "a",
+    "fine",
+    "moving",
+    "film",
+    "about",
+    "nothing",
+    "and",
+    "everything",
+    "with",
+    "a",
+    "plot",
+    "that",
+    "never",
+    "quite",
+    "lands",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tiny_config):
+    from attention import load_pair
+
+    return load_pair(tiny_config)
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory) -> Path:
+    """600 short labelled rows, one empty and one far longer than any model accepts."""
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(WORDS, size=rng.integers(3, 12))) for _ in range(600)]
+    texts[3] = "   "
+    texts[7] = " ".join(["film"] * 700)
+    frame = pd.DataFrame({"review": texts, "stars": rng.integers(0, 2, size=600)})
+    path = tmp_path_factory.mktemp("data") / "reviews.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _tables(folder: Path) -> dict[str, pd.DataFrame]:
+    return {name: read_table(folder, name) for name in TABLES}
+
+
+def _assert_same_corpus(a: Path, b: Path) -> None:
+    for name in TABLES:
+        pd.testing.assert_frame_equal(read_table(a, name), read_table(b, name), check_exact=False, rtol=1e-5)
+
+
+def test_rows_equal_the_single_example_engine(tiny_pair, data_file, tmp_path):
+    from attention.compare import compare_heads
+    from attention.extract import extract_pair
+    from attention.gradients import class_relevance
+    from attention.methods import relevance
+
+    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=40)
+    run_corpus(tiny_pair, source, tmp_path, chunk_size=16, batch_size=8, progress=False)
+    examples, heads, tokens = (read_table(tmp_path, t) for t in ("examples", "heads", "tokens"))
+    for example_id in (0, 9, 22, 39):  # in different batches of different padded lengths
+        row = examples[examples["example_id"] == example_id].iloc[0]
+        runs = extract_pair(tiny_pair, row.text)
+        expected = compare_heads(runs.pretrained, runs.finetuned)
+        got = heads[heads["example_id"] == example_id].reset_index(drop=True)
+        for column in ("js_divergence", "cosine", "entropy_pretrained", "to_cls_finetuned", "to_punct_pretrained"):
+            np.testing.assert_allclose(got[column], expected[column], rtol=1e-4, atol=1e-6)
+        assert row.predicted_finetuned == runs.finetuned.label
+        np.testing.assert_allclose(row.probabilities_finetuned, runs.finetuned.probabilities, atol=1e-6)
+        mine = tokens[tokens["example_id"] == example_id]
+        assert tuple(mine["token"]) == runs.pretrained.tokens
+        explained = class_relevance(tiny_pair.finetuned, row.text)
+        np.testing.assert_allclose(mine["relevance_finetuned"], explained.scores[-1], rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(mine["rollout_pretrained"], relevance(runs.pretrained, "rollout")[-1], atol=1e-6)
+        assert mine["relevance_pretrained"].isna().all()  # no classification head: not defined
+
+
+@pytest.mark.slow
+def test_default_pair_rows_equal_the_single_example_engine(default_pair, tmp_path):
+    from attention.compare import compare_heads
+    from attention.extract import extract_pair
+
+    source = corpus_source(None, config=default_pair.config, limit=24)
+    run_corpus(default_pair, source, tmp_path, chunk_size=12, batch_size=8, progress=False)
+    heads = read_table(tmp_path, "heads")
+    examples = read_table(tmp_path, "examples")
+    for example_id in (2, 17):
+        text = examples.loc[examples["example_id"] == example_id, "text"].iloc[0]
+        runs = extract_pair(default_pair, text)
+        expected = compare_heads(runs.pretrained, runs.finetuned)["js_divergence"]
+        got = heads.loc[heads["example_id"] == example_id, "js_divergence"]
+        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-6)
+    assert examples["gold"].notna().all() and examples["correct_finetuned"].mean() > 0.6
+
+
+def test_skipped_rows_are_counted_with_their_reason(tiny_pair, data_file, tmp_path):
+    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", limit=20)
+    summary = run_corpus(tiny_pair, source, tmp_path, chunk_size=8, progress=False)
+    skipped = read_table(tmp_path, "skipped").set_index("example_id")["reason"]
+    assert set(skipped.index) == {3, 7}
+    assert "empty" in skipped[3].lower()
+    assert "tokens long" in skipped[7]
+    assert summary.examples == 18 and summary.skipped == 2
+    assert 7 not in set(read_table(tmp_path, "examples")["example_id"])  # never truncated
+
+
+def test_a_missing_column_lists_the_columns(tiny_pair, data_file):
+    with pytest.raises(CorpusError, match=r"no column 'text'.*Its columns are: review, stars"):
+        corpus_source(data_file, config=tiny_pair.config)
+
+
+def test_another_pair_in_the_same_folder_is_refused(tiny_pair, data_file, tmp_path):
+    from dataclasses import replace
+
+    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", limit=4)
+    run_corpus(tiny_pair, source, tmp_path, chunk_size=4, progress=False)
+    other = replace(tiny_pair, config=tiny_pair.config.model_copy(update={"name": "another"}))
+    with pytest.raises(CorpusError, match="another model pair"):
+        run_corpus(other, source, tmp_path, chunk_size=4, progress=False)
+    changed = corpus_source(data_file, config=tiny_pair.config, text_col="review", limit=5)
+    with pytest.raises(CorpusError, match="another data"):
+        run_corpus(tiny_pair, changed, tmp_path, chunk_size=4, progress=False)
+
+
+def test_a_corrupt_chunk_is_computed_again(tiny_pair, data_file, tmp_path):
+    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=30)
+    reference, damaged = tmp_path / "reference", tmp_path / "damaged"
+    run_corpus(tiny_pair, source, reference, chunk_size=10, progress=False)
+    run_corpus(tiny_pair, source, damaged, chunk_size=10, progress=False)
+    with (damaged / "heads" / "chunk-00001.parquet").open("r+b") as handle:
+        handle.seek(100)
+        handle.write(b"garbage")
+    (damaged / "tokens" / "chunk-00002.parquet").unlink()
+    summary = run_corpus(tiny_pair, source, damaged, chunk_size=10, progress=False)
+    assert sorted(summary.recomputed) == [1, 2] and summary.computed == 2 and summary.reused == 1
+    _assert_same_corpus(reference, damaged)
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "ATTENTION_FLOWS_TORCH_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "corpus", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)  # fmt: skip
+
+
+def _wait_for_chunks(folder: Path, at_least: int, process: subprocess.Popen, timeout: float = 120) -> int:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        manifest = read_manifest(folder) if (folder / "manifest.json").is_file() else None
+        if manifest and len(manifest["chunks"]) >= at_least:
+            return len(manifest["chunks"])
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    raise AssertionError("no chunk was written in time")
+
+
+def test_interrupted_runs_resume_without_duplicates(tiny_pair, tiny_config, data_file, tmp_path):
+    """Ctrl-C, then kill -9, then a rerun to the end: the same tables as one uninterrupted run, no row twice."""
+    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars")
+    reference = tmp_path / "reference"
+    run_corpus(tiny_pair, source, reference, chunk_size=5, progress=False)
+    folder = tmp_path / "interrupted"
+    command = ["run", "--config", str(tiny_config), "--data", str(data_file), "--text-col", "review", "--label-col",
+               "stars", "--chunk-size", "5", "--workers", "0", "--out", str(folder)]  # fmt: skip
+
+    first = _cli(*command)
+    done = _wait_for_chunks(folder, 3, first)
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130, err
+    assert "rerun the same command" in err
+    second = _cli(*command)
+    _wait_for_chunks(folder, done + 5, second)
+    second.kill()  # kill -9: the chunk in flight is lost, never half-recorded
+    second.wait(timeout=30)
+    assert len(read_manifest(folder)["chunks"]) < 120, "the run finished before it could be killed"
+    third = _cli(*command)
+    out, err = third.communicate(timeout=300)
+    assert third.returncode == 0, err
+    assert "already done" in out
+    tables = _tables(folder)
+    assert not tables["examples"]["example_id"].duplicated().any()
+    assert not tables["tokens"][["example_id", "position"]].duplicated().any()
+    assert len(tables["examples"]) + len(tables["skipped"]) == 600
+    _assert_same_corpus(reference, folder)
+
+
+def test_process_pool_gives_the_same_corpus(tiny_pair, data_file, tmp_path):
+    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", limit=24)
+    run_corpus(tiny_pair, source, tmp_path / "here", chunk_size=6, progress=False)
+    run_corpus(tiny_pair, source, tmp_path / "pool", chunk_size=6, workers=2, progress=False)
+    _assert_same_corpus(tmp_path / "here", tmp_path / "pool")
+
+
+# --- queries on a hand-made corpus --------------------------------------------------------------------------------
+
+
+def _cls_bytes(values: np.ndarray) -> bytes:
+    return np.asarray(values, dtype=np.float16).tobytes()
+
+
+@pytest.fixture(scope="module")
+def hand_made(tmp_path_factory) -> Path:
+    """Two examples over a pair of 2 layers x 2 heads, every value chosen by hand.
+
+    Example 0: [CLS] good movie [SEP] ("movie" in two pieces: "mo", "##vie"); example 1: [CLS] movie bad [SEP].
+    """
+    folder = tmp_path_factory.mktemp("hand-made")
+    zeros = np.zeros((2, 2))
+    tokens = pd.DataFrame(
+        {
+            "example_id": [0, 0, 0, 0, 0, 1, 1, 1, 1],
+            "position": [0, 1, 2, 3, 4, 0, 1, 2, 3],
+            "token": ["[CLS]", "good", "mo", "##vie", "[SEP]", "[CLS]", "movie", "bad", "[SEP]"],
+            "word_idx": [0, 1, 2, 2, 3, 0, 1, 2, 3],
+            "word": ["[CLS]", "good", "movie", "movie", "[SEP]", "[CLS]", "movie", "bad", "[SEP]"],
+            "special": [True, False, False, False, True, True, False, False, True],
+            "segment": [0] * 9,
+            "relevance_pretrained": [np.nan] * 9,
+            "input_x_gradient_pretrained": [np.nan] * 9,
+            "rollout_pretrained": [0.5, 0.1, 0.1, 0.1, 0.2, 0.5, 0.2, 0.1, 0.2],
+            "relevance_finetuned": [1.0, 0.3, 0.1, 0.1, 0.0, 1.0, 0.2, 0.6, 0.0],
+            "input_x_gradient_finetuned": [0.0] * 9,
+            "rollout_finetuned": [0.4, 0.3, 0.05, 0.05, 0.2, 0.4, 0.1, 0.3, 0.2],
+            "cls_attention_pretrained": [_cls_bytes(zeros)] * 9,
+            "cls_attention_finetuned": [
+                _cls_bytes(zeros),
+                _cls_bytes(zeros),
+                _cls_bytes([[0.25, 0.0], [0.0, 0.5]]),  # "mo"
+                _cls_bytes([[0.25, 0.0], [0.0, 0.25]]),  # "##vie": the word gets 0.5 and 0.75
+                _cls_bytes(zeros),
+                _cls_bytes(zeros),
+                _cls_bytes([[0.0, 0.0], [0.0, 0.25]]),  # "movie" in example 1
+                _cls_bytes(zeros),
+                _cls_bytes(zeros),
+            ],
+        }
+    )
+    heads = pd.DataFrame(
+        {
+            "example_id": np.repeat([0, 1], 4),
+            "layer": [1, 1, 2, 2] * 2,
+            "head": [0, 1, 0, 1] * 2,
+            "js_divergence": [0.0, 0.1, 0.2, 0.4, 0.0, 0.5, 0.2, 0.0],
+            "cosine": [1.0] * 8,
+            "tv_distance": [0.0] * 8,
+            **{f"{s}_{m}": [0.0] * 8 for m in ("pretrained", "finetuned")
+               for s in ("entropy", "to_cls", "to_sep", "to_punct", "to_self")},
+        }
+    )  # fmt: skip
+    layers = heads.groupby(["example_id", "layer"], as_index=False)[["js_divergence", "cosine", "tv_distance"]].mean()
+    examples = pd.DataFrame(
+        {
+            "example_id": [0, 1],
+            "text": ["good movie", "movie bad"],
+            "text_pair": [None, None],
+            "label": ["1", "0"],
+            "gold": ["good", "bad"],
+            "n_tokens": [5, 4],
+            "mean_change": [0.175, 0.175],
+            "predicted_pretrained": [None, None],
+            "predicted_finetuned": ["good", "good"],
+            "probabilities_pretrained": [None, None],
+            "probabilities_finetuned": [[0.2, 0.8], [0.4, 0.6]],
+            "correct_finetuned": [True, False],
+        }
+    )
+    distances = pd.DataFrame(columns=["head_a", "head_b", "distance_sum", "examples"])
+    chunk = ChunkTables(examples, layers, heads, tokens, pd.DataFrame(columns=["example_id", "reason"]), distances)
+    manifest = {"pair": {"num_layers": 2, "num_heads": 2}, "chunks": {"0": write_chunk(folder, 0, chunk)}}
+    write_manifest(folder, manifest)
+    return folder
+
+
+def test_word_query_sums_pieces_and_averages_occurrences(hand_made):
+    answer = word_query(hand_made, "Movie").set_index(["layer", "head"])
+    # occurrence 1: pieces summed -> L1H0 0.5, L2H1 0.75; occurrence 2: L2H1 0.25 -> means 0.25 and 0.5
+    assert answer.loc[(1, 0), "finetuned"] == pytest.approx(0.25)
+    assert answer.loc[(2, 1), "finetuned"] == pytest.approx(0.5)
+    assert answer.loc[(2, 1), "difference"] == pytest.approx(0.5)
+    assert (answer["occurrences"] == 2).all()
+    assert answer.index[0] == (2, 1)  # most attention first
+    with pytest.raises(CorpusError, match="does not occur"):
+        word_query(hand_made, "[CLS]")  # special tokens are not words of the text
+
+
+def test_word_changes_and_relevance(hand_made):
+    grown = word_changes(hand_made, "rollout", min_count=1).set_index("word")
+    assert grown.loc["good", "change"] == pytest.approx(0.2)
+    assert grown.loc["movie", "count"] == 2
+    assert grown.loc["movie", "pretrained"] == pytest.approx((0.2 + 0.2) / 2)
+    assert set(grown.index[:2]) == {"bad", "good"}  # both 0.1 -> 0.3; movie 0.2 -> 0.25
+    assert list(word_changes(hand_made, "rollout", min_count=2)["word"]) == ["movie"]
+    relevance = word_changes(hand_made, "relevance", min_count=1)
+    assert relevance["pretrained"].isna().all()
+    assert list(relevance["word"]) == ["bad", "good", "movie"]  # by the fine-tuned value: 0.6, 0.3, 0.2
+
+
+def test_head_ranking_layers_and_examples(hand_made):
+    ranking = head_ranking(hand_made)
+    assert [tuple(r) for r in ranking[["layer", "head"]].to_numpy()] == [(1, 1), (2, 0), (2, 1), (1, 0)]
+    top = ranking.set_index(["layer", "head"])  # L1H1: 0.1 and 0.5; L2H1: 0.4 and 0.0
+    assert top.loc[(1, 1), "mean"] == pytest.approx(0.3) and top.loc[(2, 1), "p90"] == pytest.approx(0.36)
+    assert top.loc[(1, 1), "p10"] == pytest.approx(0.14) and (top["n"] == 2).all()
+    layers = layer_change(hand_made).set_index("layer")
+    assert layers.loc[1, "mean"] == pytest.approx(0.15)  # example means 0.05 and 0.25
+    half = 1.959964 * np.std([0.05, 0.25], ddof=1) / np.sqrt(2)
+    assert layers.loc[1, "ci_high"] - layers.loc[1, "mean"] == pytest.approx(half, rel=1e-5)
+    wrong = find_examples(hand_made, "wrong")
+    assert list(wrong["example_id"]) == [1]
+    changed = find_examples(hand_made, "head", layer=2, head=1)
+    assert list(changed["example_id"]) == [0, 1]
+    with pytest.raises(CorpusError, match="no classification head"):
+        find_examples(hand_made, "disagree")
+    assert sql(hand_made, "select count(*) as n from tokens where not special")["n"].iloc[0] == 5
+    with pytest.raises(CorpusError, match="The query failed"):
+        sql(hand_made, "select nope from examples")
+
+
+def test_cli_run_and_query(tiny_config, data_file, tmp_path):
+    run = _cli("run", "--config", str(tiny_config), "--data", str(data_file), "--text-col", "review", "--limit",
+               "12", "--out", str(tmp_path), "--workers", "0")  # fmt: skip
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert "done: 10 examples (2 skipped" in out
+    query = _cli("query", str(tmp_path), "heads", "--top", "3", "--csv", str(tmp_path / "heads.csv"))
+    out, err = query.communicate(timeout=60)
+    assert query.returncode == 0, err
+    assert out.splitlines()[0].split() == ["layer", "head", "mean", "p10", "p50", "p90", "n"]
+    assert len(pd.read_csv(tmp_path / "heads.csv")) == 4  # 2 layers x 2 heads
+    missing = _cli("run", "--config", str(tiny_config), "--data", str(data_file), "--out", str(tmp_path / "x"))
+    _, err = missing.communicate(timeout=60)
+    assert missing.returncode == 2
+    assert err.strip().splitlines() == ["attention-flows: error: " + str(data_file) + " has no column 'text' "
+                                        "(--text-col). Its columns are: review, stars."]  # fmt: skip
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["pair"]["name"] == "tiny" and manifest["code_version"]
+
+
+def test_long_inputs_are_batched_fewer_at_a_time():
+    from attention.corpus.batch import ATTENTION_CELLS, Encoded, batches
+
+    lengths = [12] * 40 + [300, 512, 200, 90]
+    encoded = [Encoded(i, "", None, None, None, n, None) for i, n in enumerate(lengths)]
+    grouped = batches(encoded, 16)
+    assert sorted(e.example_id for b in grouped for e in b) == list(range(len(lengths)))  # each input once
+    assert all((len(b) <= 16 and len(b) * max(e.length for e in b) ** 2 <= ATTENTION_CELLS) or len(b) == 1
+               for b in grouped)  # fmt: skip
+    # by length: 16 + 16 short ones, then 8 short ones with the 90 (9 · 90² fits), 200 and 300 together
+    # (2 · 300² fits, 3 · 300² would not), 512 alone
+    assert [[e.length for e in b][-2:] for b in grouped] == [[12, 12], [12, 12], [12, 90], [200, 300], [512]]
+    assert [len(b) for b in grouped] == [16, 16, 9, 2, 1]
+
+
+def test_two_runs_on_one_folder_at_once_are_refused(tiny_pair, data_file, tmp_path):
+    from attention.corpus.run import exclusive
+
+    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", limit=4)
+    with exclusive(tmp_path), pytest.raises(CorpusError, match="Another run is computing"):
+        run_corpus(tiny_pair, source, tmp_path, progress=False)
+    summary = run_corpus(tiny_pair, source, tmp_path, progress=False)  # free again afterwards
+    assert (summary.examples, summary.skipped) == (3, 1)  # row 3 is blank
+
+
+def test_chunks_run_on_celery_workers(tiny_pair, tiny_config, data_file, tmp_path):
+    """`corpus run --broker`: two real Celery workers (redis-server as broker) compute the chunks; the corpus
+    equals a local run's. With no worker left, the run stops with a message naming the command that starts one."""
+    from app.jobs import QUEUE
+    from tests.servers import redis_server
+
+    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=60)
+    run_corpus(tiny_pair, source, tmp_path / "local", chunk_size=10, progress=False)
+    with redis_server(tmp_path / "redis") as redis:
+        broker = redis.url(1)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "ATTENTION_FLOWS_TORCH_THREADS": "1"}
+        workers = []
+        for name in ("one", "two"):
+            log = (tmp_path / f"worker-{name}.log").open("w")
+            workers.append(subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "worker", "--config", str(tiny_config), "--broker", broker, "--name",
+                 f"{name}@localhost"], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            ))  # fmt: skip
+        try:
+            run = _cli("run", "--config", str(tiny_config), "--data", str(data_file), "--text-col", "review",
+                       "--label-col", "stars", "--limit", "60", "--chunk-size", "10", "--broker", broker,
+                       "--out", str(tmp_path / "celery"))  # fmt: skip
+            out, err = run.communicate(timeout=300)
+            assert run.returncode == 0, err
+            assert "6 chunks computed" in out
+            logs = [(tmp_path / f"worker-{name}.log").read_text() for name in ("one", "two")]
+            assert all("corpus_chunk" in log and "succeeded" in log for log in logs), logs  # both took chunks
+            _assert_same_corpus(tmp_path / "local", tmp_path / "celery")
+
+            for worker in workers:  # every worker gone: the run stops with a message, not forever
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=10)
+            more = corpus_source(data_file, config=tiny_pair.config, text_col="review", limit=100)
+            with pytest.raises(CorpusError, match="No Celery worker took or finished a chunk for 3 s"):
+                run_corpus(tiny_pair, more, tmp_path / "stalled", chunk_size=10, progress=False,
+                           celery=(broker, QUEUE), timeouts=(60.0, 3.0))  # fmt: skip
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=10)
