@@ -99,19 +99,22 @@ def _catalog(app: Dash) -> CorpusCatalog:
     return app.server.extensions[CATALOG_KEY]
 
 
-def mount_corpus_page(main: Dash, *, pair_config_names: dict[str, str], default_models: str, root: Path) -> Dash:
-    """Serve the corpus page at ``/corpus/`` on ``main``'s server."""
+def mount_corpus_page(
+    server, *, pair_config_names: dict[str, str], default_models: str, root: Path, assets_folder: str
+) -> Dash:
+    """Serve the corpus page at ``/corpus/`` on the Flask ``server``. Mount it before the dashboard's own Dash app
+    is made: Dash takes the last app made in a process as ``dash.get_app()``, which background jobs use."""
     corpus_app = Dash(
         __name__,
-        server=main.server,
+        server=server,
         url_base_pathname="/corpus/",
         title="Attention Flows · corpus",
-        assets_folder=main.config.assets_folder,
+        assets_folder=assets_folder,
         update_title=None,
         suppress_callback_exceptions=True,  # a pair without corpora gets a page without the views
         on_error=_report_unexpected_error,
     )
-    main.server.extensions[CATALOG_KEY] = CorpusCatalog(root, pair_config_names)
+    server.extensions[CATALOG_KEY] = CorpusCatalog(root, pair_config_names)
     corpus_app.layout = lambda: corpus_layout(corpus_app, default_models)
     _register(corpus_app, default_models)
     return corpus_app

@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dash import Dash, html
-from flask import has_request_context, request
+from flask import Flask, has_request_context, request
 
 from app.auth import AuthConfig, protect
 from app.cache import release_freed_memory
@@ -86,8 +86,11 @@ def create_app(
     pages = functools.lru_cache(maxsize=len(server_config.pairs))(
         functools.partial(_page_for, server_config, settings, service)
     )
+    server = Flask(__name__)
+    _mount_corpus_page(server, server_config, registry.default, settings)  # first: see mount_corpus_page
     dash_app = Dash(
         __name__,
+        server=server,
         title="Attention Flows",
         assets_folder=str(assets_dir()),
         on_error=report_unexpected_error,
@@ -130,7 +133,6 @@ def create_app(
 
     dash_app.layout = layout
     register_all(dash_app)
-    _mount_corpus_page(dash_app, server_config, registry.default, settings)
 
     @dash_app.server.teardown_request
     def release_memory(_error: BaseException | None) -> None:
@@ -139,8 +141,13 @@ def create_app(
         release_freed_memory()
 
     @dash_app.server.route("/docs/<name>")
-    def docs(name: str) -> tuple[str, int]:
-        """docs/<name>.md as a page, one anchor per section (the "?" help links point here)."""
+    def docs(name: str):
+        """docs/<name>.md as a page, one anchor per section (the "?" help links point here); docs/<name>.png, the
+        images those pages show."""
+        if re.fullmatch(r"[a-z_-]+\.png", name) and (docs_dir() / name).is_file():
+            from flask import send_file
+
+            return send_file(docs_dir() / name, mimetype="image/png")
         path = docs_dir() / f"{name}.md"
         if not re.fullmatch(r"[a-z_-]+", name) or not path.is_file():
             return "No such document.", 404
@@ -169,14 +176,15 @@ def create_app(
     return dash_app
 
 
-def _mount_corpus_page(dash_app: Dash, server_config: ServerConfig, default: str, settings: Settings | None) -> None:
+def _mount_corpus_page(server: Flask, server_config: ServerConfig, default: str, settings: Settings | None) -> None:
     """The corpus page at /corpus/ (corpora under the ``corpora`` setting, default ``<data home>/corpora``)."""
     from app.corpus_page import mount_corpus_page
     from attention.settings import load_settings
 
     settings = settings or load_settings()
     names = {key: pair.name for key, pair in server_config.pairs.items()}
-    mount_corpus_page(dash_app, pair_config_names=names, default_models=default, root=settings.corpora_dir)
+    mount_corpus_page(server, pair_config_names=names, default_models=default, root=settings.corpora_dir,
+                      assets_folder=str(assets_dir()))  # fmt: skip
 
 
 def local_shared_cache(settings: Settings | None) -> DiskCache:

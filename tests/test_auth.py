@@ -10,7 +10,8 @@ import pytest
 from app.auth import AuthConfig, AuthError, UsersFile, check_binding
 from app.cli import main
 
-ROUTES = ["/", "/_dash-layout", "/_dash-dependencies", "/docs/method", "/?text=a+fine+film"]
+ROUTES = ["/", "/_dash-layout", "/_dash-dependencies", "/docs/method", "/?text=a+fine+film", "/corpus/",
+          "/corpus/_dash-layout", "/corpus/_dash-dependencies"]  # fmt: skip
 
 
 def _basic(name: str, password: str) -> dict:
@@ -50,8 +51,9 @@ def test_every_route_but_healthz_needs_the_right_password(tiny_config, tmp_path)
         assert client.get(route).status_code == 401, route
         assert client.get(route, headers=_basic("ada", "wrong password!")).status_code == 401, route
         assert client.get(route, headers=_basic("ada", "correct horse battery")).status_code == 200, route
-    update = client.post("/_dash-update-component", json={"output": "x.children", "inputs": []})
-    assert update.status_code == 401  # callbacks too
+    for prefix in ("", "/corpus"):
+        update = client.post(f"{prefix}/_dash-update-component", json={"output": "x.children", "inputs": []})
+        assert update.status_code == 401  # callbacks too
     assert client.get("/healthz").status_code in (200, 503)  # the load balancer's probe stays open
     assert client.get("/assets/style.css").status_code == 200  # styles hold no data
 

@@ -74,6 +74,15 @@ def test_the_page_lists_the_pairs_corpora_and_refuses_other_names(client):
     assert "There is no model pair called" in _layout(client, "?models=..%2Fsecret")
 
 
+def test_the_corpus_docs_show_their_screenshot(client):
+    page = client.get("/docs/corpus").get_data(as_text=True)
+    assert 'src="corpus-page.png"' in page and 'id="the-corpus-page"' in page
+    image = client.get("/docs/corpus-page.png")
+    assert image.status_code == 200 and image.mimetype == "image/png" and image.data[:4] == b"\x89PNG"
+    for outside in ("/docs/..%2Fpyproject.png", "/docs/Screenshot.PNG", "/docs/nothing.png"):
+        assert client.get(outside).mimetype != "image/png", outside  # only docs/<lowercase name>.png that exists
+
+
 def test_a_pair_without_corpora_says_how_to_make_one(tiny_config, tmp_path):
     from app.main import create_app
 
@@ -193,7 +202,7 @@ def test_the_corpus_page_in_chromium(default_pair, tmp_path):
         page.mouse.click(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.95)  # head 0 or 1, layer 6
         page.wait_for_function("() => document.getElementById('corpus-selected-head').textContent.includes('L6')")
         page.click("text=where the selected head changed most")
-        page.wait_for_selector(".ag-header-cell-text:has-text('L6 H')", timeout=30_000)
+        page.wait_for_selector(".ag-header-cell-text:has-text('L6H')", timeout=30_000)
         page.wait_for_selector(".ag-row .corpus-open", timeout=30_000)
         time.sleep(0.5)
         page.screenshot(path=str(ARTIFACTS / "corpus.png"), full_page=True)
