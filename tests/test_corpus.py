@@ -150,6 +150,11 @@ def test_another_pair_in_the_same_folder_is_refused(tiny_pair, data_file, tmp_pa
     changed = corpus_source(data_file, config=tiny_pair.config, text_col="review", limit=5)
     with pytest.raises(CorpusError, match="another data"):
         run_corpus(tiny_pair, changed, tmp_path, chunk_size=4, progress=False)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "thesis.tex").write_text("mine")
+    with pytest.raises(CorpusError, match="is not empty and holds no corpus"):
+        run_corpus(tiny_pair, source, tmp_path / "elsewhere", chunk_size=4, progress=False)
+    assert [p.name for p in (tmp_path / "elsewhere").iterdir()] == ["thesis.tex"]  # left as it was
 
 
 def test_a_corrupt_chunk_is_computed_again(tiny_pair, data_file, tmp_path):

@@ -165,6 +165,9 @@ def run_corpus(
     with no worker taking or finishing one). Ctrl-C stops after recording the chunks already written:
     rerunning resumes. Another run on the same folder at the same time is refused."""
     folder = Path(folder)
+    if folder.is_dir() and read_manifest(folder) is None and any(e.name != ".lock" for e in folder.iterdir()):
+        # never scatter tables (or a lock) into someone's folder
+        raise CorpusError(f"{folder} is not empty and holds no corpus.", "Give a new or empty --out folder.")
     with exclusive(folder):
         return _run_locked(pair, source, folder, chunk_size, batch_size, workers, settings, progress, celery,
                            timeouts)  # fmt: skip
