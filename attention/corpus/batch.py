@@ -90,8 +90,11 @@ def padded(model: LoadedModel, batch: list[Encoded]):
     return model.tokenizer.pad(features, padding=True, return_tensors="pt")
 
 
-def _real(mask_row) -> np.ndarray:
-    return np.flatnonzero(mask_row.numpy())
+def own_positions(mask_row) -> slice | np.ndarray:
+    """An example's real (unpadded) positions from its attention-mask row: a slice when they are contiguous (a view,
+    no copy: right padding), else their indices."""
+    real = np.flatnonzero(np.asarray(mask_row))
+    return slice(int(real[0]), int(real[-1]) + 1) if real[-1] - real[0] + 1 == real.size else real
 
 
 def run_model(model: LoadedModel, batch: list[Encoded], *, explain: bool) -> ModelPass:
@@ -118,9 +121,9 @@ def run_model(model: LoadedModel, batch: list[Encoded], *, explain: bool) -> Mod
     embedding_gradient, attention_gradients = gradients[0], gradients[1:]
     relevances, saliencies = [], []
     for i, item in enumerate(batch):
-        real = _real(masks[i])
+        positions = own_positions(masks[i].numpy())
         cls_row = item.facts.cls_index or 0
-        block = slice(real[0], real[-1] + 1) if real[-1] - real[0] + 1 == real.size else torch.as_tensor(real)
+        block = positions if isinstance(positions, slice) else torch.as_tensor(positions)
 
         def own(tensor, i=i, block=block):  # [head, query, key] of example i, its real tokens only
             return tensor[i][:, block][:, :, block]

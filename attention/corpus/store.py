@@ -143,8 +143,14 @@ def read_table(folder: Path, name: str, columns: list[str] | None = None, where=
         return schema.empty_table().to_pandas()[columns] if columns else schema.empty_table().to_pandas()
     import pyarrow.dataset as ds
 
-    dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
-    return dataset.to_table(columns=columns, filter=where).to_pandas()
+    try:
+        dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
+        return dataset.to_table(columns=columns, filter=where).to_pandas()
+    except (OSError, pa.ArrowException) as error:  # a file changed or truncated since it was recorded
+        raise CorpusError(
+            f"A {name} file of the corpus in {folder} cannot be read ({str(error).splitlines()[0][:120]}).",
+            "Rerun the same corpus run command: it checks every chunk and recomputes the damaged ones.",
+        ) from error
 
 
 def list_corpora(root: Path, pair_name: str | None = None) -> list[tuple[str, dict]]:

@@ -18,6 +18,7 @@ from attention.corpus.batch import (
     encode_rows,
     example_run,
     gold_label,
+    own_positions,
     run_model,
 )
 from attention.methods import relevance
@@ -55,8 +56,7 @@ def _example_rows(pair: ModelPair, item: Encoded, passes: dict[str, ModelPass], 
     runs = {}
     for model_name, model in zip(MODELS, (pair.pretrained, pair.finetuned), strict=True):
         done = passes[model_name]
-        real = np.flatnonzero(done.mask[index])
-        block = slice(real[0], real[-1] + 1) if real[-1] - real[0] + 1 == real.size else real
+        block = own_positions(done.mask[index])
         weights = done.attentions[:, index][:, :, block][:, :, :, block]
         probabilities = None if done.probabilities is None else done.probabilities[index]
         runs[model_name] = example_run(model, item, np.ascontiguousarray(weights), probabilities)
