@@ -166,7 +166,7 @@ def test_a_corrupt_chunk_is_computed_again(tiny_pair, data_file, tmp_path):
         handle.seek(100)
         handle.write(b"garbage")
     (damaged / "tokens" / "chunk-00002.parquet").unlink()
-    with pytest.raises(CorpusError, match="cannot be read.*Rerun the same corpus run command"):
+    with pytest.raises(CorpusError, match=r"cannot be read.*Rerun the same corpus run command"):
         read_table(damaged, "tokens")  # a query says so in one line before the rerun mends it
     summary = run_corpus(tiny_pair, source, damaged, chunk_size=10, progress=False)
     assert sorted(summary.recomputed) == [1, 2] and summary.computed == 2 and summary.reused == 1
