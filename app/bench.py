@@ -235,7 +235,7 @@ def measure_controls(dash_app, rounds: int = 3) -> None:
         for changed, value in CHANGES:
             values[changed] = value
             total = after = 0.0
-            for spec, elapsed, response in cascade(client, specs, values, changed, skip=("faithfulness-panel",)):
+            for spec, elapsed, response in cascade(client, specs, values, changed):
                 if "faithfulness-panel" in spec["output"]:  # runs after the views are drawn
                     after += elapsed
                     continue
@@ -372,10 +372,10 @@ def bench_memory(inputs: int = 12, tokens: int = 500) -> None:
     loading the models."""
     import gc
 
-    from app.cache import release_freed_memory
     from app.options import ViewOptions
     from app.render import RENDERERS, render
     from app.services import AnalysisService
+    from attention.memory import release_freed_memory
     from attention.settings import load_settings
 
     settings = load_settings()

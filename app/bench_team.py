@@ -85,15 +85,17 @@ class Browser:
     def act(self, values: dict, changed: str, outcome: Outcome, action: str) -> None:
         """One user action: wall time until every request it causes is answered (the faithfulness check, which
         the page runs after the views, is sent but not waited for in the action's time)."""
-        from app.dash_http import triggered_by
+        from app.dash_http import next_round, updated
 
         started, counted = time.perf_counter(), 0.0
-        level = [(spec, changed) for spec in triggered_by(self.specs, changed)]
+        level = next_round([(changed, frozenset())], self.specs)
         try:
             while level:
-                futures = [self._pool.submit(self._post, spec, dict(values), prop) for spec, prop in level]
-                level = []
-                for future in futures:
+                futures = [
+                    (self._pool.submit(self._post, spec, dict(values), prop), chain) for spec, prop, chain in level
+                ]
+                answered = []
+                for future, chain in futures:
                     spec, response = future.result()
                     outcome.requests += 1
                     if response.status_code not in (200, 204):
@@ -101,15 +103,10 @@ class Browser:
                         continue
                     if b"Something went wrong" in response.data:
                         outcome.errors.append(f"{action}: the page showed an error ({spec['output'][:60]})")
-                    if any(part in spec["output"] for part in SKIP):
-                        continue
-                    counted = time.perf_counter() - started
-                    for component, props in (response.get_json() or {}).get("response", {}).items():
-                        for name, new_value in props.items():
-                            values[f"{component}.{name}"] = new_value
-                            level += [
-                                (s, f"{component}.{name}") for s in triggered_by(self.specs, f"{component}.{name}")
-                            ]
+                    if not any(part in spec["output"] for part in SKIP):  # what runs after the views: not timed
+                        counted = time.perf_counter() - started
+                    answered.append((spec, response, chain))
+                level = next_round(updated(answered, values), self.specs)
         except OSError as error:  # requests' ConnectionError is an OSError
             outcome.errors.append(f"{action}: {type(error).__name__}: {str(error)[:120]}")
             return

@@ -3,10 +3,7 @@ megabytes, a short one's a few hundred kilobytes. Sizes are counted with :func:`
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
-import functools
 import sys
 import threading
 from collections import OrderedDict
@@ -15,6 +12,8 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+
+from attention.memory import release_freed_memory
 
 T = TypeVar("T")
 SAMPLE_ABOVE = 64  # items: longer containers are sized from an even sample of this many
@@ -32,9 +31,10 @@ def size_of(value: object, _seen: set[int] | None = None) -> int:
     if isinstance(value, np.ndarray):
         base = value.base if isinstance(value.base, np.ndarray) else None
         return value.nbytes if base is None else size_of(base, seen)
-    if isinstance(value, pd.DataFrame | pd.Series):
-        usage = value.memory_usage(index=True, deep=False)
-        return int(usage.sum() if isinstance(usage, pd.Series) else usage)
+    if isinstance(value, pd.DataFrame):  # what memory_usage(deep=False) says, at a sixth of its cost
+        return int(sum(column.array.nbytes for _, column in value.items()) + value.index.nbytes)
+    if isinstance(value, pd.Series):
+        return int(value.array.nbytes + value.index.nbytes)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return sys.getsizeof(value) + sum(size_of(getattr(value, f.name), seen) for f in dataclasses.fields(value))
     if isinstance(value, dict):
@@ -48,25 +48,6 @@ def size_of(value: object, _seen: set[int] | None = None) -> int:
         sample = items[:: len(items) // SAMPLE_ABOVE][:SAMPLE_ABOVE]
         return sys.getsizeof(value) + sum(size_of(item, seen) for item in sample) * len(items) // len(sample)
     return sys.getsizeof(value)
-
-
-@functools.cache
-def _malloc_trim():
-    """glibc's ``malloc_trim``, or None elsewhere."""
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        return None
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed by evicted entries back to the operating system. Without it glibc keeps large freed
-    blocks in the heap (its mmap threshold grows after the first big free), and a worker's RSS stays ~400 MB above
-    what it holds after a few long inputs (``attention-flows bench memory``)."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def fresh_locks_after_fork(owner: object, *names: str) -> None:

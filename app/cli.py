@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(worker)
     _add_team(worker)
     worker.add_argument("--name", default="", help="the worker's name in Celery (default: celery@<host>)")
+    worker.add_argument("--nice", type=int, default=10, choices=range(20), metavar="0-19",
+                        help="the worker's CPU priority below the web workers' on a shared machine (default 10; "
+                        "0 on a machine of its own)")  # fmt: skip
 
     users = commands.add_parser("users", help="manage the sign-in users file of a team server")
     users.add_argument("action", choices=("add", "remove", "list"))
@@ -223,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
             "memory",
             "team",
             "corpus",
+            "corpus-memory",
             "engine",
         ),
     )
@@ -465,6 +469,7 @@ def cmd_worker(args) -> int:
                "--queues", "attention-flows", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]  # fmt: skip
     if args.name:
         command += ["--hostname", args.name]
+    os.nice(args.nice)  # kept across exec: jobs wait for the web workers' requests, never the other way round
     os.execv(sys.executable, command)
     return 0
 
@@ -496,6 +501,10 @@ def cmd_bench(args) -> int:
         from app.bench_corpus import bench_corpus
 
         bench_corpus()
+    elif args.which == "corpus-memory":
+        from app.bench_corpus import bench_corpus_memory
+
+        bench_corpus_memory()
     elif args.which in ("dashboard", "export", "memory"):
         from app import bench
 

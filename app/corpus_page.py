@@ -270,9 +270,9 @@ def choice_row(radio_id: str, choices: dict[str, str], note: str, note_id: str |
     )
 
 
-def examples_grid(corpus: str, view: str) -> html.Div:
+def examples_grid(corpus: str, view: str, *, pairs: bool = False) -> html.Div:
     """The example table of ``view`` (``all``, ``wrong`` or ``head-L-H``): rows fetched page by page from the
-    server (sorted and filtered there)."""
+    server (sorted and filtered there); with ``pairs``, a column for each example's second sentence."""
     text, number = {"filterOptions": TEXT_FILTERS}, {"filterOptions": NUMBER_FILTERS}
     columns = [
         {"field": "example_id", "headerName": "#", "width": 80, "filter": "agNumberColumnFilter",
@@ -280,6 +280,8 @@ def examples_grid(corpus: str, view: str) -> html.Div:
         {"field": "open", "headerName": "", "valueFormatter": {"function": "'open ↗'"}, "cellClass": "corpus-open",
          "width": 80, "sortable": False, "headerTooltip": "open the example in the single-example page (new tab)"},
         {"field": "text", "flex": 3, "filter": "agTextColumnFilter", "filterParams": text, "tooltipField": "text"},
+        *([{"field": "text_pair", "headerName": "second sentence", "flex": 2, "filter": "agTextColumnFilter",
+            "filterParams": text, "tooltipField": "text_pair"}] if pairs else []),
         {"field": "gold", "width": 100, "filter": "agTextColumnFilter", "filterParams": text},
         {"field": "predicted_finetuned", "headerName": "predicted", "width": 120,
          "headerTooltip": "the fine-tuned model's class",
@@ -384,7 +386,7 @@ def example_rows(table: pd.DataFrame, request: dict, *, models: str, options: st
         query |= {"text": text} | ({"pair": pair} if pair else {})
         links.append(f"/?{urlencode(query)}{'&' + options if options else ''}")
     block["open"] = links
-    block = block.drop(columns=["text_pair"]).astype(object).where(block.drop(columns=["text_pair"]).notna(), None)
+    block = block.astype(object).where(block.notna(), None)
     return {"rowData": block.to_dict("records"), "rowCount": len(rows)}
 
 
@@ -491,7 +493,8 @@ def _register(app: Dash, default_models: str) -> None:
                 message = "This corpus has no gold labels: run it with --label-col to see where the model is wrong."
                 return html.Div(message, className="muted"), label
         view = f"head-{picked[0]}-{picked[1]}" if kind == "head" else ("wrong" if kind == "wrong" else "all")
-        return examples_grid(entry.name, view), label
+        examples = _catalog(app).memo(entry, "examples", lambda: view_table(entry.path, "all"), "all")
+        return examples_grid(entry.name, view, pairs=bool(examples["text_pair"].notna().any())), label
 
     @app.callback(
         Output("corpus-heads", "figure", allow_duplicate=True),

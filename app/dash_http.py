@@ -62,12 +62,13 @@ def call(client, output: str, values: dict[str, object], changed: str | None = N
     return client.post("/_dash-update-component", json=request_body(spec, values, changed))
 
 
-def triggered_by(specs: list[dict], changed: str) -> list[dict]:
-    """Callbacks that have ``changed`` as an input (pattern-matching callbacks, and clientside ones, which the
-    browser runs itself, are skipped)."""
+def triggered_by(specs: list[dict], changed: str, predecessors: frozenset = frozenset()) -> list[dict]:
+    """Callbacks that have ``changed`` as an input (pattern-matching callbacks, clientside ones, which the browser
+    runs itself, and ``predecessors``, the outputs of the callbacks whose chain changed it, are skipped)."""
     return [
         s for s in specs
         if changed in _dep_ids(s["inputs"]) and "{" not in s["output"] and not s.get("clientside_function")
+        and s["output"] not in predecessors
     ]  # fmt: skip
 
 
@@ -103,22 +104,43 @@ class HttpClient:
         return HttpResponse(self.session.post(self.base_url + path, json=json, timeout=self.timeout, **kwargs))
 
 
-def cascade(client, specs: list[dict], values: dict[str, object], changed: str, *, skip: tuple[str, ...] = ()):
+def cascade(client, specs: list[dict], values: dict[str, object], changed: str):
     """Run every callback ``changed`` triggers, then those their outputs trigger, one after another (the page runs
-    independent ones in parallel). ``values`` is updated in place with what they return. Callbacks whose output
-    contains one of ``skip`` are run but reported apart. Yields ``(spec, seconds, response)`` per request."""
-    pending = [changed]
-    while pending:
-        prop = pending.pop(0)
-        for spec in triggered_by(specs, prop):
+    independent ones in parallel), as Dash's renderer does: a callback triggered by several outputs of one round
+    runs once, and never again in a chain it started (its own outputs, e.g. the URL state callback writing the URL
+    it reads). ``values`` is updated in place with what they return. Yields ``(spec, seconds, response)`` per
+    request."""
+    level = next_round([(changed, frozenset())], specs)
+    while level:
+        answered = []
+        for spec, prop, chain in level:
             start = time.perf_counter()
             response = client.post("/_dash-update-component", json=request_body(spec, values, prop))
             elapsed = time.perf_counter() - start
             yield spec, elapsed, response
-            if response.status_code != 200 or any(part in spec["output"] for part in skip):
-                continue
-            # as the page does: every property a callback returns triggers the callbacks that read it
-            for component, props in (response.get_json() or {}).get("response", {}).items():
-                for name, new_value in props.items():
-                    values[f"{component}.{name}"] = new_value
-                    pending.append(f"{component}.{name}")
+            if response.status_code == 200:
+                answered.append((spec, response, chain))
+        level = next_round(updated(answered, values), specs)
+
+
+def updated(answered: list, values: dict[str, object]) -> list[tuple[str, frozenset]]:
+    """Store what each ``(spec, response, chain)`` returned in ``values``; the changed properties, each with the
+    chain of callbacks that led to it."""
+    changed = []
+    for spec, response, chain in answered:
+        for component, props in (response.get_json() or {}).get("response", {}).items():
+            for name, new_value in props.items():
+                values[f"{component}.{name}"] = new_value
+                changed.append((f"{component}.{name}", chain | {spec["output"]}))
+    return changed
+
+
+def next_round(changed: list[tuple[str, frozenset]], specs: list[dict]) -> list[tuple[dict, str, frozenset]]:
+    """The callbacks the ``(property, chain)`` changes trigger, each once: ``(spec, property, chain)``."""
+    level, seen = [], set()
+    for prop, chain in changed:
+        for spec in triggered_by(specs, prop, chain):
+            if spec["output"] not in seen:
+                seen.add(spec["output"])
+                level.append((spec, prop, chain))
+    return level

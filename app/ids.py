@@ -32,6 +32,7 @@ SINKS = "sinks-checklist"
 RENORMALIZE = "renormalize-checklist"
 TOP_K = "top-k-dropdown"
 FAITHFULNESS = "faithfulness-panel"
+FAITHFULNESS_INPUTS = "faithfulness-inputs-store"  # what the check was last asked for: rerun only on a change
 SELECTION_LABEL = "selected-head-label"
 
 # Views

@@ -110,9 +110,28 @@ def heartbeat_key(job_id: str) -> str:
     return f"attention-flows:heartbeat:{job_id}"
 
 
+JOB_NICE = 10  # a job process's CPU priority below the web workers' (as ``attention-flows worker --nice``)
+
+
+def _below_web_workers(job_fn):
+    """``job_fn``, run at :data:`JOB_NICE` in its own process: a job never slows the page's requests."""
+
+    def run(*args):
+        import os
+
+        os.nice(JOB_NICE)
+        return job_fn(*args)
+
+    return run
+
+
 class LostJobsDiskcacheManager(DiskcacheManager):
     """Dash's diskcache manager, but a job whose process died without a result is reported, not dropped (a job
-    the user cancelled is marked when it is stopped, so it is not reported)."""
+    the user cancelled is marked when it is stopped, so it is not reported), and jobs run below the web workers'
+    CPU priority."""
+
+    def call_job_fn(self, key, job_fn, args, context):
+        return super().call_job_fn(key, _below_web_workers(job_fn), args, context)
 
     def terminate_job(self, job):
         if job is not None:

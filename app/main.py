@@ -14,7 +14,6 @@ from dash import Dash, html
 from flask import Flask, has_request_context, request
 
 from app.auth import AuthConfig, protect
-from app.cache import release_freed_memory
 from app.help import render_doc
 from app.layout import build_layout
 from app.loading import PairRegistry
@@ -25,6 +24,7 @@ from app.shared_cache import DiskCache, SharedCache
 from app.urlstate import from_query
 from attention.config import PairConfig, load_config
 from attention.errors import AttentionFlowsError
+from attention.memory import release_freed_memory
 from attention.models import pair_shape
 from attention.settings import Settings
 
@@ -136,8 +136,9 @@ def create_app(
 
     @dash_app.server.teardown_request
     def release_memory(_error: BaseException | None) -> None:
-        """After each request, hand what it freed back to the OS (0.2 ms; see :func:`app.cache.release_freed_memory`):
-        a worker's RSS then follows its byte-bounded cache instead of its largest past request."""
+        """After each request, hand what it freed back to the OS (0.2 ms; see
+        :func:`attention.memory.release_freed_memory`): a worker's RSS then follows its byte-bounded cache instead of
+        its largest past request."""
         release_freed_memory()
 
     @dash_app.server.route("/docs/<name>")

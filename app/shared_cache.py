@@ -38,7 +38,7 @@ from attention import AttentionRun, ClassRelevance, PairRuns
 log = logging.getLogger("attention_flows.app")
 RETRY_SECONDS = 5.0
 TIMEOUT_SECONDS = 0.5  # a Redis that does not answer in this time counts as unreachable
-FORMAT = b"AFR1"  # magic + version of the encoding below
+FORMAT = b"AFR2"  # magic + version of the encoding below (in every key: old entries are never read)
 WAIT_FOR_OTHER_SECONDS = 20.0  # how long a worker waits for another one computing the same entry
 POLL_SECONDS = 0.02
 CLAIM_SECONDS = 60  # a claim expires by itself if its holder dies
@@ -118,9 +118,10 @@ def encode_frames(frames: dict[str, pd.DataFrame]) -> bytes:
                 categories = series.dtype.categories
                 columns.append([column, "category", categories.tolist(), str(categories.dtype), series.dtype.ordered])
                 arrays[key] = series.cat.codes.to_numpy()
+            elif series.dtype == object and all(isinstance(v, tuple) or _is_nan(v) for v in series):
+                columns.append([column, "tuples", [list(v) if isinstance(v, tuple) else None for v in series]])
             elif series.dtype == object:
-                values = [list(v) if isinstance(v, tuple) else v for v in series.tolist()]
-                columns.append([column, "tuples" if all(isinstance(v, tuple) for v in series) else "object", values])
+                columns.append([column, "object", series.tolist()])
             elif pd.api.types.is_string_dtype(series.dtype):
                 columns.append([column, "string", series.tolist(), str(series.dtype)])
             else:
@@ -128,6 +129,10 @@ def encode_frames(frames: dict[str, pd.DataFrame]) -> bytes:
                 arrays[key] = series.to_numpy()
         header[name] = {"rows": len(frame), "columns": columns}
     return encode_arrays(header, arrays)
+
+
+def _is_nan(value) -> bool:
+    return isinstance(value, float) and value != value
 
 
 def decode_frames(data: bytes) -> dict[str, pd.DataFrame]:
@@ -142,9 +147,10 @@ def decode_frames(data: bytes) -> dict[str, pd.DataFrame]:
                 categories, categories_dtype, ordered = rest
                 dtype = pd.CategoricalDtype(pd.Index(categories, dtype=categories_dtype), ordered=ordered)
                 columns[column] = pd.Categorical.from_codes(arrays[key], dtype=dtype)
-            elif kind in ("tuples", "object"):
-                values = [tuple(v) if kind == "tuples" else v for v in rest[0]]
-                columns[column] = pd.Series(values, dtype=object)
+            elif kind == "tuples":  # tuples of numbers, NaN where a row has none
+                columns[column] = pd.Series([np.nan if v is None else tuple(v) for v in rest[0]], dtype=object)
+            elif kind == "object":
+                columns[column] = pd.Series(rest[0], dtype=object)
             elif kind == "string":
                 columns[column] = pd.Series(rest[0], dtype=rest[1])
             else:
@@ -157,7 +163,7 @@ def shared_key(kind: str, fingerprint: str, text: str, text_pair: str | None, *p
     """The Redis key of ``kind`` (``runs``, ``relevance``, ``faithfulness``) for an input and ``parts`` (model,
     target…) of a pair (``fingerprint``: :func:`pair_fingerprint`)."""
     digest = hashlib.sha256(json.dumps([text, text_pair, *map(str, parts)]).encode()).hexdigest()[:32]
-    return f"attention-flows:{kind}:{fingerprint}:{digest}"
+    return f"attention-flows:{FORMAT.decode()}:{kind}:{fingerprint}:{digest}"
 
 
 def pair_fingerprint(name: str, model_dirs: tuple[str, ...], version: str) -> str:

@@ -98,18 +98,30 @@ def compare_heads(run_pre: AttentionRun, run_ft: AttentionRun) -> pd.DataFrame:
     return frame
 
 
-def _edge_sets(graph: AttentionGraph) -> dict[int, set[tuple[int, int]]]:
-    """Per layer, the (query, key) attention edges that pass τ (residual and sink edges left out)."""
-    sets: dict[int, set[tuple[int, int]]] = {layer: set() for layer in range(graph.layers[0], graph.layers[1] + 1)}
-    attention = graph.edges[graph.edges["kind"] == "attention"]
-    for layer, query, key in attention[["layer", "query_idx", "key_idx"]].itertuples(index=False):
-        sets[int(layer)].add((int(query), int(key)))
-    return sets
+def _layer_overlap(graph_pre: AttentionGraph, graph_ft: AttentionGraph) -> pd.DataFrame:
+    """Per layer of the range: the attention edges (residual and sink edges left out) each graph draws, those both
+    draw, and their Jaccard index (1 where neither draws any)."""
+    first, last = graph_pre.layers
+    width = len(graph_pre.nodes) + len(graph_ft.nodes)  # above any token index
 
+    def codes(graph: AttentionGraph) -> np.ndarray:
+        attention = graph.edges["kind"].to_numpy(object) == "attention"
+        layer, query, key = (graph.edges[c].to_numpy(np.int64)[attention] for c in ("layer", "query_idx", "key_idx"))
+        return np.unique((layer * width + query) * width + key)
 
-def _jaccard(a: set, b: set) -> float:
-    union = a | b
-    return 1.0 if not union else len(a & b) / len(union)
+    code_pre, code_ft = codes(graph_pre), codes(graph_ft)
+    shared = np.intersect1d(code_pre, code_ft, assume_unique=True)
+    counts = [np.bincount(c // (width * width), minlength=last + 1)[first:] for c in (code_pre, code_ft, shared)]
+    union = counts[0] + counts[1] - counts[2]
+    return pd.DataFrame(
+        {
+            "layer": np.arange(first, last + 1),
+            "edges_pretrained": counts[0],
+            "edges_finetuned": counts[1],
+            "edges_shared": counts[2],
+            "edge_jaccard": np.where(union > 0, counts[2] / np.maximum(union, 1), 1.0),
+        }
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,19 +146,21 @@ class GraphComparison:
 
 
 def _strengths(
-    weights: np.ndarray, graph: AttentionGraph, edges: pd.DataFrame, groups: Sequence[int] | None
+    weights: np.ndarray, graph: AttentionGraph, edges: dict[str, np.ndarray], groups: Sequence[int] | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per edge of ``edges``: the head-mean weight, the max over heads and whether it passes the graph's τ (its
-    threshold rule), from ``weights`` ``[layer, head, query, key]`` — whether or not the graph reached the edge. At
-    word level (``groups``; or folded, where a group need not be contiguous) each is the largest over its tokens'
-    edges, as :func:`attention.graph.word_graph` merges them."""
-    mean, strongest = np.full(len(edges), np.nan), np.full(len(edges), np.nan)
+    """Per edge of ``edges`` (columns as arrays): the head-mean weight, the max over heads and whether it passes the
+    graph's τ (its threshold rule), from ``weights`` ``[layer, head, query, key]`` — whether or not the graph reached
+    the edge. At word level (``groups``; or folded, where a group need not be contiguous) each is the largest over
+    its tokens' edges, as :func:`attention.graph.word_graph` merges them."""
+    layer_of, queries_of, keys_of = edges["layer"], edges["query_idx"], edges["key_idx"]
+    mean, strongest = np.full(layer_of.size, np.nan), np.full(layer_of.size, np.nan)
     starts = order = None
     if groups is not None:
         order = np.argsort(np.asarray(groups), kind="stable")  # each group's tokens side by side, for reduceat
         grouped = np.asarray(groups)[order]
         starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
-    for layer, rows in edges.groupby("layer").indices.items():
+    for layer in np.unique(layer_of).tolist():
+        rows = np.flatnonzero(layer_of == layer)
         selected = np.asarray(weights[int(layer) - 1])[list(graph.heads)].astype(np.float64)
         maps = [selected.mean(axis=0), selected.max(axis=0)]
         if starts is not None:
@@ -154,10 +168,53 @@ def _strengths(
                 np.maximum.reduceat(np.maximum.reduceat(m[order][:, order], starts, axis=0), starts, axis=1)
                 for m in maps
             ]
-        queries, keys = edges["query_idx"].to_numpy()[rows], edges["key_idx"].to_numpy()[rows]
+        queries, keys = queries_of[rows], keys_of[rows]
         mean[rows], strongest[rows] = maps[0][queries, keys], maps[1][queries, keys]
     passes = (mean if graph.threshold == "mean" else strongest) >= graph.tau
     return mean, strongest, passes
+
+
+def _edge_union(pre: pd.DataFrame, ft: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Every edge of either graph (key ``layer, query_idx, key_idx, kind``), layer descending then query, key and
+    kind ascending, with each model's ``weight``, ``weight_max``, ``heads`` and ``flow`` (NaN where its graph has no
+    such edge), as columns: an outer join on integer codes of the keys (a pandas merge of frames costs ~10× more)."""
+    kinds = sorted(set(pre["kind"].tolist()) | set(ft["kind"].tolist()))
+    top = int(np.concatenate([pre["layer"].to_numpy(), ft["layer"].to_numpy(), [0]]).max())
+    width = 1 + int(max(frame[c].to_numpy().max(initial=0) for frame in (pre, ft) for c in ("query_idx", "key_idx")))
+
+    def codes(frame: pd.DataFrame) -> np.ndarray:  # sorts as layer descending, query, key, kind ascending
+        kind = np.searchsorted(kinds, frame["kind"].to_numpy(object).astype(str))
+        layer, query, key = (frame[c].to_numpy(np.int64) for c in ("layer", "query_idx", "key_idx"))
+        return (((top - layer) * width + query) * width + key) * len(kinds) + kind
+
+    code_pre, code_ft = codes(pre), codes(ft)
+    union = np.union1d(code_pre, code_ft)
+    rows = []
+    for frame, code in ((pre, code_pre), (ft, code_ft)):
+        row = np.full(union.size, -1)
+        row[np.searchsorted(union, code)] = np.arange(len(frame))
+        rows.append(row)
+    rest, kind = np.divmod(union, len(kinds))
+    rest, key = np.divmod(rest, width)
+    rest, query = np.divmod(rest, width)
+    columns: dict[str, np.ndarray] = {"layer": top - rest, "query_idx": query, "key_idx": key,
+                                  "kind": np.asarray(kinds, dtype=object)[kind]}  # fmt: skip
+    for name in ("query_token", "key_token"):
+        columns[name] = _taken(ft, rows[1], name, None)
+        columns[name][rows[0] >= 0] = pre[name].to_numpy(object)[rows[0][rows[0] >= 0]]
+    for frame, row, model in ((pre, rows[0], "pretrained"), (ft, rows[1], "finetuned")):
+        for name in ("weight", "weight_max", "heads", "flow"):
+            columns[f"{name}_{model}"] = _taken(frame, row, name, np.nan)
+    return columns
+
+
+def _taken(frame: pd.DataFrame, rows: np.ndarray, column: str, missing) -> np.ndarray:
+    """``frame[column]`` at ``rows``, ``missing`` where a row is -1 (floats stay floats, the rest objects)."""
+    values = frame[column].to_numpy()
+    dtype = np.float64 if values.dtype.kind == "f" else object
+    out = np.full(rows.size, missing, dtype=dtype)
+    out[rows >= 0] = values[rows[rows >= 0]]
+    return out
 
 
 def compare_graphs(
@@ -173,27 +230,18 @@ def compare_graphs(
     Without ``weights``, the status says which graphs draw the edge."""
     if graph_pre.layers != graph_ft.layers or len(graph_pre.nodes) != len(graph_ft.nodes):
         raise ValueError("compare graphs built over the same layer range and tokens")
-    keys = ["layer", "query_idx", "key_idx", "kind"]
-    per_model = ["weight", "weight_max", "heads", "flow"]
-    left, right = (
-        graph.edges[[*keys, "query_token", "key_token", *per_model]].rename(columns={c: f"{c}_{m}" for c in per_model})
-        for graph, m in zip((graph_pre, graph_ft), MODELS, strict=True)
-    )
-    edges = left.merge(right, on=keys, how="outer", suffixes=("", "_ft"))
-    edges["query_token"] = edges["query_token"].fillna(edges.pop("query_token_ft"))
-    edges["key_token"] = edges["key_token"].fillna(edges.pop("key_token_ft"))
-    edges = edges.sort_values(keys, ascending=[False, True, True, True], ignore_index=True)
-    in_pre = edges["in_graph_pretrained"] = edges["flow_pretrained"].notna()
-    in_ft = edges["in_graph_finetuned"] = edges["flow_finetuned"].notna()
+    edges = _edge_union(graph_pre.edges, graph_ft.edges)
+    in_pre = edges["in_graph_pretrained"] = ~np.isnan(edges["flow_pretrained"])
+    in_ft = edges["in_graph_finetuned"] = ~np.isnan(edges["flow_finetuned"])
     status = np.where(in_pre & in_ft, "shared", np.where(in_pre, "pretrained_only", "finetuned_only"))
-    attention = (edges["kind"] == "attention").to_numpy()
+    attention = edges["kind"] == "attention"
     if weights is not None:
         passes = []
         for model, graph, model_weights in zip(MODELS, (graph_pre, graph_ft), weights, strict=True):
             mean, strongest, passing = _strengths(model_weights, graph, edges, groups)
-            missing = edges[f"weight_{model}"].isna().to_numpy()
-            edges.loc[missing & attention, f"weight_{model}"] = mean[missing & attention]
-            edges.loc[missing & attention, f"weight_max_{model}"] = strongest[missing & attention]
+            fill = np.isnan(edges[f"weight_{model}"]) & attention
+            edges[f"weight_{model}"][fill] = mean[fill]
+            edges[f"weight_max_{model}"][fill] = strongest[fill]
             passes.append(passing)
         status = np.where(
             attention,
@@ -201,27 +249,16 @@ def compare_graphs(
             status,
         )
     edges["status"] = pd.Categorical(np.where(attention, status, "shared"), categories=EDGE_STATUSES)
+    edges = pd.DataFrame(edges)
 
-    nodes = graph_pre.nodes[["depth", "token_idx", "token", "sink"]].copy()
+    nodes = {c: graph_pre.nodes[c].to_numpy() for c in ("depth", "token_idx", "token", "sink")}
     for graph, model in zip((graph_pre, graph_ft), MODELS, strict=True):
-        nodes[f"mass_{model}"] = graph.nodes["mass"].to_numpy()
-        nodes[f"absorbed_{model}"] = graph.nodes["absorbed"].to_numpy()
-        nodes[f"reached_{model}"] = graph.nodes["reached"].to_numpy()
+        for column in ("mass", "absorbed", "reached"):
+            nodes[f"{column}_{model}"] = graph.nodes[column].to_numpy()
     nodes["mass_change"] = nodes["mass_finetuned"] - nodes["mass_pretrained"]
+    nodes = pd.DataFrame(nodes)
 
-    sets_pre, sets_ft = _edge_sets(graph_pre), _edge_sets(graph_ft)
-    layers = pd.DataFrame(
-        [
-            {
-                "layer": layer,
-                "edges_pretrained": len(sets_pre[layer]),
-                "edges_finetuned": len(sets_ft[layer]),
-                "edges_shared": len(sets_pre[layer] & sets_ft[layer]),
-                "edge_jaccard": _jaccard(sets_pre[layer], sets_ft[layer]),
-            }
-            for layer in sorted(sets_pre)
-        ]
-    )
+    layers = _layer_overlap(graph_pre, graph_ft)
     return GraphComparison(edges=edges, nodes=nodes, layers=layers)
 
 

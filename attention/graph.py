@@ -261,18 +261,19 @@ def _layer_edges(
 
 
 def _edge_frame(parts: list[dict], labels: np.ndarray) -> pd.DataFrame:
-    """One frame from the per-layer edge arrays, built once (a frame per layer and a concat cost more)."""
+    """One frame from the per-layer edge arrays, sorted (layer descending, then query, key and kind), built once
+    (a frame per layer, a concat and a sort of the frame cost more)."""
     columns = {key: np.concatenate([p[key] for p in parts]) for key in parts[0] if key != "heads"}
-    columns["heads"] = [h for p in parts for h in p["heads"]]
-    frame = pd.DataFrame(columns)
-    frame["query_token"] = labels[frame["query_idx"].to_numpy()]
-    frame["key_token"] = labels[frame["key_idx"].to_numpy()]
+    heads = [h for p in parts for h in p["heads"]]
+    order = np.lexsort((columns["kind"].astype(str), columns["key_idx"], columns["query_idx"], -columns["layer"]))
+    frame = {key: values[order] for key, values in columns.items()}
+    frame["heads"] = [heads[i] for i in order.tolist()]
+    frame["query_token"] = labels[frame["query_idx"]]
+    frame["key_token"] = labels[frame["key_idx"]]
     frame["multiplicity"] = frame["multiplicity"].astype(np.int64)
-    frame["weight"] = frame["weight"].astype(np.float64)
-    frame["weight_max"] = frame["weight_max"].astype(np.float64)
-    frame["flow"] = frame["flow"].astype(np.float64)
-    order = ["layer", "query_idx", "key_idx", "kind"]
-    return frame.sort_values(order, ascending=[False, True, True, True], ignore_index=True)
+    for name in ("weight", "weight_max", "flow"):
+        frame[name] = frame[name].astype(np.float64)
+    return pd.DataFrame(frame)
 
 
 def graph_relevance(
@@ -299,6 +300,45 @@ def graph_relevance(
     return out
 
 
+def _merge_edges(edges: pd.DataFrame) -> pd.DataFrame:
+    """Edges with equal ``layer, query_idx, key_idx, kind`` merged (in order of first appearance): ``weight``,
+    ``weight_max`` and ``multiplicity`` the largest (NaN ignored), ``heads`` the sorted union, ``flow`` the sum."""
+    kinds, kind = np.unique(edges["kind"].to_numpy(object).astype(str), return_inverse=True)
+    layer, query, key = (edges[c].to_numpy(np.int64) for c in ("layer", "query_idx", "key_idx"))
+    width = int(max(query.max(initial=0), key.max(initial=0))) + 1
+    code = ((layer * width + query) * width + key) * len(kinds) + kind
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    rank = np.empty(first.size, dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(first.size)
+    group, count = rank[inverse], first.size
+    leader = np.sort(first)  # each merged edge's first row
+
+    def largest(column: str) -> np.ndarray:
+        values = edges[column].to_numpy()
+        out = np.full(count, np.nan) if values.dtype.kind == "f" else np.full(count, np.iinfo(np.int64).min)
+        (np.fmax if values.dtype.kind == "f" else np.maximum).at(out, group, values)
+        return out
+
+    flow = np.zeros(count)
+    np.add.at(flow, group, edges["flow"].to_numpy(np.float64))
+    heads: list[set] = [set() for _ in range(count)]
+    for g, members in zip(group.tolist(), edges["heads"].tolist(), strict=True):
+        heads[g].update(members)
+    return pd.DataFrame(
+        {
+            "layer": layer[leader],
+            "query_idx": query[leader],
+            "key_idx": key[leader],
+            "kind": kinds.astype(object)[kind[leader]],
+            "weight": largest("weight"),
+            "weight_max": largest("weight_max"),
+            "heads": [tuple(sorted(h)) for h in heads],
+            "multiplicity": largest("multiplicity"),
+            "flow": flow,
+        }
+    )
+
+
 def word_graph(graph: AttentionGraph, groups: Sequence[int], words: Sequence[str]) -> AttentionGraph:
     """The graph with each word's pieces merged, as a view of the token-level result: masses, absorbed shares and
     edge flows add up over pieces (they are shares of one unit); a merged edge's ``weight`` / ``weight_max`` are
@@ -315,17 +355,7 @@ def word_graph(graph: AttentionGraph, groups: Sequence[int], words: Sequence[str
     edges = graph.edges.assign(
         query_idx=groups[graph.edges["query_idx"].to_numpy()], key_idx=groups[graph.edges["key_idx"].to_numpy()]
     )
-    merged = (
-        edges.groupby(["layer", "query_idx", "key_idx", "kind"], sort=False)
-        .agg(
-            weight=("weight", "max"),
-            weight_max=("weight_max", "max"),
-            heads=("heads", lambda hs: tuple(sorted(set().union(*hs)))),
-            multiplicity=("multiplicity", "max"),
-            flow=("flow", "sum"),
-        )
-        .reset_index()
-    )
+    merged = _merge_edges(edges)
     merged["query_token"] = labels[merged["query_idx"].to_numpy()]
     merged["key_token"] = labels[merged["key_idx"].to_numpy()]
     return AttentionGraph(

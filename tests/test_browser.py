@@ -481,4 +481,12 @@ def test_the_faithfulness_check_never_shows_the_previous_sentence_as_current(pag
     )
     assert "faithfulness updating" in page.evaluate("() => window.panelClasses")  # marked while it was computed
     assert "updating" not in (page.get_attribute("#faithfulness-panel", "class") or "")
+    # moving the layer slider redraws the views, not the check (it reads neither layers nor heads): no new job
+    page.evaluate("() => { window.panelClasses = []; }")
+    page.focus("#layer-range-slider .dash-slider-thumb-1")
+    page.keyboard.press("ArrowRight")
+    assert "layers 2–6" in _wait_title(page, "sankey-graph", "layers 2–6")
+    page.wait_for_timeout(1500)
+    assert "faithfulness updating" not in page.evaluate("() => window.panelClasses")
+    assert "class 'positive'" in page.locator("#faithfulness-panel").text_content()
     assert page.console_errors == []

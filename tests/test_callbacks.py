@@ -2,6 +2,7 @@
 
 import plotly.graph_objects as go
 import pytest
+from dash import no_update
 
 from app import ids
 from app.callbacks import analyse, selection, views
@@ -73,10 +74,15 @@ def test_class_relevance_callbacks_name_the_class_and_the_model_without_head(con
     )
     assert "class 'good'" in plotly_figure(sentence).layout.title.text
     assert "no classification head" in plotly_figure(influence).layout.title.subtitle.text
-    table, mark = views.update_faithfulness(
-        _drawn=None, analysis_data=TEXT, target="predicted", tau=0.05, alpha=0.5, aggregation="mean", sinks=["sinks"]
-    )
+    controls = {"target": "predicted", "tau": 0.05, "alpha": 0.5, "aggregation": "mean", "sinks": ["sinks"]}
+    asked, mark = views.ask_faithfulness(None, analysis_data=TEXT, previous=None, **controls)
+    assert asked == {"analysis_data": TEXT, **controls} and mark is no_update
+    table, mark = views.update_faithfulness(asked)
     assert "Spearman" in str(table) and mark == "faithfulness"  # the answer clears "updating"
+    # the views redrawn for a control the check does not read (layers, heads, level…): no new job, and
+    # "updating" cleared; a control it reads: a new job
+    assert views.ask_faithfulness(None, analysis_data=TEXT, previous=asked, **controls) == (no_update, "faithfulness")
+    assert views.ask_faithfulness(None, analysis_data=TEXT, previous=asked, **controls | {"tau": 0.1})[0]["tau"] == 0.1
 
 
 def test_unknown_target_class_is_one_sentence_in_the_page(tiny_app):
@@ -112,10 +118,10 @@ def test_the_first_views_do_not_wait_for_the_token_choice(tiny_app):
     assert f"{ids.SANKEY}.figure" in computed_on_load
     for spec in on_load:
         inputs = {f"{i['id']}.{i['property']}" for i in spec["inputs"]}
-        if ids.FAITHFULNESS in spec["output"]:  # by design: after the sentence view, never before it
-            assert inputs & computed_on_load == {f"{ids.SENTENCE}.figure"}
-            continue
         assert not inputs & computed_on_load, spec["output"]
+    # the faithfulness check is asked for after the sentence view is drawn, never before it
+    (ask,) = [spec for spec in specs if spec["output"].startswith(f"..{ids.FAITHFULNESS_INPUTS}.data")]
+    assert [f"{i['id']}.{i['property']}" for i in ask["inputs"]] == [f"{ids.SENTENCE}.figure"]
 
 
 def test_prediction_panel_names_the_label(context):
@@ -264,3 +270,22 @@ def test_a_fold_only_change_sends_nothing_for_a_short_input_and_redraws_a_long_o
         response = call(client, f"{ids.SANKEY}.figure", values, f"{ids.METHOD}.value")
         sent = (response.get_json() or {}).get("response", {}) if response.status_code == 200 else {}
         assert (ids.SANKEY in sent) is redrawn, response.data[:300]
+
+
+def test_the_http_driver_runs_callbacks_as_the_renderer_does(tiny_app):
+    """The benches and tests drive callbacks over HTTP as Dash's renderer does: a callback triggered twice in one
+    round runs once, and the URL callback is not run again by the URL it wrote (the renderer prunes a callback
+    from a chain it started)."""
+    from app.bench import initial_values
+    from app.dash_http import cascade, dependencies
+    from app.loading import service_of
+
+    service = service_of(tiny_app)
+    client = tiny_app.server.test_client()
+    values = initial_values(service.num_layers, service.num_heads)
+    values[f"{ids.ANALYSIS}.data"] = service.analyse("a fine , moving film").to_store()
+    values[f"{ids.TAU}.value"] = 0.1
+    ran = [spec["output"] for spec, _, response in cascade(client, dependencies(client), values, f"{ids.TAU}.value")]
+    assert len(ran) == len(set(ran)) and any(ids.SANKEY in output for output in ran)
+    assert sum(f"{ids.URL}.search" in output for output in ran) == 1
+    assert values[f"{ids.URL}.search"].count("tau=0.1") == 1

@@ -3,6 +3,7 @@ fallback, and background jobs — with real redis-server, gunicorn and Celery pr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from app import ids
@@ -202,6 +204,40 @@ def test_encoded_runs_come_back_bit_identical(tiny_app):
         decode_runs(b"XXXX" + data[4:])
 
 
+def test_graphs_from_the_shared_cache_draw_the_same_sankey(tiny_app, monkeypatch):
+    """Edge columns holding head tuples where a model has the edge and NaN where it has none come back as such:
+    a Sankey drawn from another worker's graphs names the same heads (it said '–' when they came back as lists)."""
+    import plotly.io as pio
+
+    from app import render
+    from app.figures.theme import Canvas
+    from app.loading import service_of
+    from app.options import ViewOptions
+    from app.services import Analysis, decode_graphs, encode_graphs
+
+    service = service_of(tiny_app)
+    analysis = Analysis("a fine , moving film about nothing and everything")
+    options = service.checked(analysis, ViewOptions(tau=0.05))
+    graphs = service.graphs(analysis, options)
+    graphs = dataclasses.replace(graphs, edges=graphs.edges.copy())  # the service's own stays as it is
+    # as the default pair's union of graphs has (the tiny pair's two graphs share every edge): NaN where the
+    # fine-tuned model has no such edge
+    graphs.edges.loc[graphs.edges.index[-3:], ["heads_finetuned", "weight_finetuned", "flow_finetuned"]] = np.nan
+    heads = graphs.edges["heads_finetuned"]
+    assert heads.isna().any() and heads.map(lambda v: isinstance(v, tuple) and len(v) > 0).any()
+    back = decode_graphs(encode_graphs(graphs))
+    for before, after in ((graphs.edges, back.edges), (graphs.nodes, back.nodes), (graphs.layers, back.layers)):
+        pd.testing.assert_frame_equal(before, after)
+    assert back.edges["heads_finetuned"].dropna().map(type).eq(tuple).all()
+    assert back.edges["heads_pretrained"].dropna().map(type).eq(tuple).all()
+    monkeypatch.setattr(service, "graphs", lambda *_: graphs)  # the worker that computed them
+    drawn = render.sankey(service, analysis, options, (1, 0), Canvas())
+    hovers = "\n".join(drawn["data"][0]["link"]["customdata"])
+    assert "heads ≥ τ: pre-trained" in hovers and "; fine-tuned 0" in hovers  # heads named, as drawn here
+    monkeypatch.setattr(service, "graphs", lambda *_: back)  # another worker: the graphs from the shared cache
+    assert pio.to_json(render.sankey(service, analysis, options, (1, 0), Canvas())) == pio.to_json(drawn)
+
+
 def test_a_second_worker_reads_the_runs_from_redis_and_survives_redis_going_away(tiny_app, tmp_path):
     from app.loading import service_of
     from app.server_config import CacheSection
@@ -261,7 +297,7 @@ def test_gunicorn_workers_share_analyses_in_redis_and_report_it(tiny_config, tmp
                 assert body["response"][ids.ANALYSIS]["data"]["text"] == "a film both workers see"
             import redis as redis_client
 
-            keys = redis_client.Redis.from_url(redis.url()).keys("attention-flows:runs:*")
+            keys = redis_client.Redis.from_url(redis.url()).keys("attention-flows:*:runs:*")
             assert len(keys) >= 1  # stored once per input, whichever worker computed it first
             redis.stop()
             body = _post_analyse(url, "redis went away")  # served anyway
@@ -415,3 +451,21 @@ def test_a_batch_export_that_cannot_be_made_is_one_line_and_sends_nothing(tiny_a
         download, status = export_job(lambda _: None, 1, texts, view, "svg", None, None,
                                       *(controls[name] for name in EXPORT_CONTROLS))  # fmt: skip
     assert download is no_update and status.startswith(message), status
+
+
+def test_background_jobs_run_below_the_web_workers_priority(tmp_path):
+    """A job's process (the one-machine manager forks one per job) runs at a lower CPU priority than the web
+    worker that started it, so a faithfulness check never slows the page's own requests."""
+    import diskcache
+
+    from app.jobs import JOB_NICE, LostJobsDiskcacheManager
+
+    manager = LostJobsDiskcacheManager(diskcache.Cache(str(tmp_path / "jobs")))
+    seen = tmp_path / "priority"
+
+    def job(key, progress_key, args, context):
+        seen.write_text(str(os.getpriority(os.PRIO_PROCESS, 0)))
+
+    pid = manager.call_job_fn("key", job, (), {})
+    os.waitpid(pid, 0)
+    assert int(seen.read_text()) == min(os.getpriority(os.PRIO_PROCESS, 0) + JOB_NICE, 19)

@@ -255,15 +255,34 @@ declare_clientside(
 )
 
 
+FAITHFULNESS_CONTROLS = ("tau", "alpha", "aggregation", "sinks")  # with the input and target: all the check reads
+
+
 @declare(
-    Output(ids.FAITHFULNESS, "children"),
-    Output(ids.FAITHFULNESS, "className"),
+    Output(ids.FAITHFULNESS_INPUTS, "data"),
+    Output(ids.FAITHFULNESS, "className", allow_duplicate=True),
     inputs={
         "_drawn": Input(ids.SENTENCE, "figure"),  # after the sentence view: never delays the decisive view
         "analysis_data": State(ids.ANALYSIS, "data"),
         "target": State(ids.TARGET, "value"),
-        **{k: State(CONTROLS[k].component_id, "value") for k in ("tau", "alpha", "aggregation", "sinks")},
+        **{k: State(CONTROLS[k].component_id, "value") for k in FAITHFULNESS_CONTROLS},
+        "previous": State(ids.FAITHFULNESS_INPUTS, "data"),
     },
+    prevent_initial_call=True,  # the sentence view is drawn on load, and that asks
+)
+def ask_faithfulness(_drawn, analysis_data, previous, **controls):
+    """What the faithfulness check is asked for once the sentence view is drawn: a new job only when the input, the
+    target or a control the check reads changed (a change of layers, heads or level redraws the views, not the
+    check). Unchanged, the table shown is current: "updating" (set when an analysis starts) is cleared."""
+    asked = {"analysis_data": analysis_data, **controls}
+    return (no_update, "faithfulness") if asked == previous else (asked, no_update)
+
+
+@declare(
+    Output(ids.FAITHFULNESS, "children"),
+    Output(ids.FAITHFULNESS, "className"),
+    Input(ids.FAITHFULNESS_INPUTS, "data"),
+    prevent_initial_call=True,
     # a new sentence's check takes ~1 s (10 s at 137 words): never show the last sentence's table as if current
     running=[(Output(ids.FAITHFULNESS, "className"), "faithfulness updating", "faithfulness")],
     # one forward pass per word: a background job (app.jobs), so no web worker waits for it; a newer request for
@@ -272,10 +291,14 @@ declare_clientside(
     interval=400,
 )
 @guarded
-def update_faithfulness(_drawn, analysis_data, **controls):
-    """This input's faithfulness check (fine-tuned model); a sentence instead when it has no classification head."""
+def update_faithfulness(asked):
+    """This input's faithfulness check (fine-tuned model) for ``asked`` (:func:`ask_faithfulness`); a sentence
+    instead when the model has no classification head."""
     from app.callbacks.jobs import job_registry
 
+    asked = dict(asked or {})
+    analysis_data = asked.pop("analysis_data", None)
+    controls = {k: asked.get(k) for k in ("target", *FAITHFULNESS_CONTROLS)}
     analysis = Analysis.from_store(analysis_data)
     service = job_registry().get(analysis.models if analysis else None)
     if not service.pair.finetuned.is_classifier:

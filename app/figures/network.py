@@ -78,12 +78,22 @@ def line_segments(edges: pd.DataFrame, placed: dict) -> tuple[np.ndarray, np.nda
     ``layer − 1`` to the query at ``layer``; edges with an end not placed (hidden) are left out."""
     if edges.empty:
         return np.zeros(0), np.zeros(0)
+    layers, queries, keys = (edges[c].to_numpy() for c in ("layer", "query_idx", "key_idx"))
+    return _segments(_grid(placed), layers, queries, keys)
+
+
+def _grid(placed: dict) -> np.ndarray:
+    """``[depth, position, 2]``: the ``(x, y)`` of each placed node, NaN where none is."""
     depth = max(d for d, _ in placed) + 1
     width = max(p for _, p in placed) + 1
     grid = np.full((depth, width, 2), np.nan)
     for (d, p), xy in placed.items():
         grid[d, p] = xy
-    layers, queries, keys = (edges[c].to_numpy() for c in ("layer", "query_idx", "key_idx"))
+    return grid
+
+
+def _segments(grid: np.ndarray, layers, queries, keys) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`line_segments` of edges given as arrays, on a :func:`_grid` of the placed nodes."""
     start, end = grid[layers - 1, keys], grid[layers, queries]  # [edge, 2]
     keep = ~(np.isnan(start).any(axis=1) | np.isnan(end).any(axis=1))
     points = np.stack([start[keep], end[keep], np.full((keep.sum(), 2), np.nan)], axis=1).reshape(-1, 2)
@@ -123,26 +133,31 @@ def make_network(
     positions = [p for p in range(len(tokens)) if p not in set(hidden)]
     placed = node_positions(positions, range(first - 1, last + 1), arrangement=arrangement, first_depth=first - 1)
 
-    shown = shown[["layer", "query_idx", "key_idx", "status", "kind", "value"]]  # only what is drawn: cheap slices
+    grid = _grid(placed)
+    layer, query, key, kind, value = (shown[c].to_numpy() for c in ("layer", "query_idx", "key_idx", "kind", "value"))
+    status = shown["status"].to_numpy()
     traces = []
-    for (status, kind), group in shown.groupby(["status", "kind"], sort=True):
+    for status_name, kind_name in _edge_groups(shown["status"], kind):
         colour = (
-            SINK_COLOUR if kind == "sink" else (STATUS_COLOURS[status] if mode == "comparison" else MODEL_COLOURS[mode])
+            SINK_COLOUR
+            if kind_name == "sink"
+            else (STATUS_COLOURS[status_name] if mode == "comparison" else MODEL_COLOURS[mode])
         )
+        group = (status == status_name) & (kind == kind_name)
         low = 0.0
         for high, width in WIDTHS:
-            bucket = group[(group["value"] >= low) & (group["value"] < high)]
+            bucket = group & (value >= low) & (value < high)
             low = high
-            if bucket.empty:
+            if not bucket.any():
                 continue
-            xs, ys = line_segments(bucket, placed)
+            xs, ys = _segments(grid, layer[bucket], query[bucket], key[bucket])
             traces.append(
                 {
                     "type": "scatter",
                     "mode": "lines",
                     "x": xs,
                     "y": ys,
-                    "line": {"color": rgba(colour, 0.35 if kind == "residual" else 0.6), "width": width},
+                    "line": {"color": rgba(colour, 0.35 if kind_name == "residual" else 0.6), "width": width},
                     "hoverinfo": "skip",
                     "showlegend": False,
                 }
@@ -160,7 +175,7 @@ def make_network(
             "name": "highlight",
         }
     )
-    traces.append(_node_trace(nodes, placed, tokens, models, mode, last))
+    traces.append(_node_trace(nodes, placed, tokens, models, mode))
     traces += legend_traces(mode)
     room = math.pi * (canvas.width - 120) * 0.45 if arrangement == "rings" else 18 * len(positions)  # px
     every = max(1, math.ceil(len(positions) * canvas.font_px * 2.6 / max(room, 1)))
@@ -188,39 +203,64 @@ def make_network(
     )
 
 
-def _node_trace(nodes: pd.DataFrame, placed: dict, tokens, models, mode: str, last: int) -> dict:
+def _edge_groups(status: pd.Series, kind: np.ndarray) -> list[tuple[str, str]]:
+    """The ``(status, kind)`` pairs present, in the order the traces are drawn (status in its categories' order,
+    then kind alphabetically): later traces are drawn on top."""
+    values = status.to_numpy()
+    rank = {c: i for i, c in enumerate(status.cat.categories)} if isinstance(status.dtype, pd.CategoricalDtype) else {}
+    present = set(zip(values.tolist(), kind.tolist(), strict=True))
+    return sorted(present, key=lambda pair: (rank.get(pair[0], pair[0]), pair[1]))
+
+
+def _node_trace(nodes: pd.DataFrame, placed: dict, tokens, models, mode: str) -> dict:
     """One marker per token and depth: grey and small where no trace reaches it, else sized by its share of the
     traced mass (mean over the shown models) and coloured by which traces reach it (khaki: a sink)."""
-    where = pd.DataFrame(
-        [(d, p, x, y) for (d, p), (x, y) in placed.items()], columns=["depth", "token_idx", "x", "y"]
-    ).merge(nodes, on=["depth", "token_idx"], how="left")
-    mass = where[[f"mass_{m}" for m in models]].mean(axis=1).fillna(0.0).clip(lower=0.0).to_numpy()
-    reach = where[[f"reached_{m}" for m in models]].fillna(False).astype(bool).to_numpy()
+    depth = np.fromiter((d for d, _ in placed), dtype=np.int64, count=len(placed))
+    position = np.fromiter((p for _, p in placed), dtype=np.int64, count=len(placed))
+    xy = np.array(list(placed.values()), dtype=float).reshape(-1, 2)
+    node_depth, node_token = nodes["depth"].to_numpy(), nodes["token_idx"].to_numpy()
+    row = np.full((max(depth.max(initial=0), node_depth.max(initial=0)) + 1,
+                   max(position.max(initial=0), node_token.max(initial=0)) + 1), -1)  # fmt: skip
+    row[node_depth, node_token] = np.arange(len(nodes))
+    found = row[depth, position]  # the node row of each placed token, -1 where the graphs have none
+    has = found >= 0
+
+    def column(name: str, missing) -> np.ndarray:
+        values = nodes[name].to_numpy()
+        out = np.full(len(found), missing, dtype=float if isinstance(missing, float) else bool)
+        out[has] = values[found[has]]
+        return out
+
+    masses = np.stack([column(f"mass_{m}", np.nan) for m in models], axis=1)  # [placed, model]
+    counted = (~np.isnan(masses)).sum(axis=1)
+    total = np.where(np.isnan(masses), 0.0, masses).sum(axis=1)
+    mass = np.clip(np.where(counted > 0, total / np.maximum(counted, 1), 0.0), 0.0, None)
+    reach = np.stack([column(f"reached_{m}", False) for m in models], axis=1)
     if mode == "comparison":
         status = np.where(reach.all(axis=1), "shared", np.where(reach[:, 0], "pretrained_only", "finetuned_only"))
         colours = np.array([STATUS_COLOURS[s] for s in status], dtype=object)
     else:
-        colours = np.full(len(where), MODEL_COLOURS[mode], dtype=object)
-    colours[where["sink"].fillna(False).astype(bool).to_numpy()] = SINK_COLOUR
+        colours = np.full(len(found), MODEL_COLOURS[mode], dtype=object)
+    colours[column("sink", False)] = SINK_COLOUR
     reached = reach.any(axis=1)
     colours[~reached] = NEUTRAL
     shares = [
         "; ".join(
             f"{MODEL_LABELS[m]} {100 * v:.1f} %" if v == v else f"{MODEL_LABELS[m]} –"
-            for m, v in zip(models, row, strict=True)
+            for m, v in zip(models, values, strict=True)
         )
-        for row in where[[f"mass_{m}" for m in models]].to_numpy()
+        for values in masses.tolist()
     ]
     hovers = [
         f"<b>{tokens[p]}</b> (#{p}), {'input' if d == 0 else f'after layer {d}'}<br>share of the traced mass: {share}"
-        for d, p, share in zip(where["depth"], where["token_idx"], shares, strict=True)
+        for d, p, share in zip(depth.tolist(), position.tolist(), shares, strict=True)
     ]
     return {
         "type": "scatter",
         "mode": "markers",
-        "x": where["x"].to_numpy(),
-        "y": where["y"].to_numpy(),
-        "customdata": where[["depth", "token_idx"]].to_numpy().tolist(),
+        "x": xy[:, 0],
+        "y": xy[:, 1],
+        "customdata": np.stack([depth, position], axis=1).tolist(),
         "hovertext": hovers,
         "hovertemplate": "%{hovertext}<extra></extra>",
         "marker": {

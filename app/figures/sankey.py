@@ -65,13 +65,26 @@ def _models(mode: str) -> tuple[str, ...]:
 
 
 def visible_edges(edges: pd.DataFrame, mode: str, hidden: Sequence[int]) -> pd.DataFrame:
-    """Edges of the shown model(s)' graphs, without hidden tokens; ``value`` = the flow drawn (comparison: the mean of
-    both models' flows, an edge one trace does not reach counting 0)."""
-    shown = edges if mode == "comparison" else edges[edges[f"in_graph_{mode}"]]
-    shown = shown[~shown["query_idx"].isin(hidden) & ~shown["key_idx"].isin(hidden)].copy()
-    flows = shown[[f"flow_{m}" for m in _models(mode)]].fillna(0.0)
-    shown["value"] = flows.mean(axis=1)
-    return shown[shown["value"] > 0]
+    """Edges of the shown model(s)' graphs, without hidden tokens, with the columns the graph views draw from
+    (``layer, query_idx, key_idx, kind, status`` and per shown model ``flow_*``, ``weight_*``, ``heads_*``); ``value``
+    = the flow drawn (comparison: the mean of both models' flows, an edge one trace does not reach counting 0)."""
+    models = _models(mode)
+    keep = (
+        np.ones(len(edges), dtype=bool) if mode == "comparison" else edges[f"in_graph_{mode}"].to_numpy(bool, copy=True)
+    )
+    if len(hidden):
+        keep &= ~np.isin(edges["query_idx"].to_numpy(), hidden) & ~np.isin(edges["key_idx"].to_numpy(), hidden)
+    value = np.nan_to_num(np.stack([edges[f"flow_{m}"].to_numpy(float) for m in models], axis=1), nan=0.0).mean(axis=1)
+    rows = np.flatnonzero(keep & (value > 0))
+    columns = [
+        "layer",
+        "query_idx",
+        "key_idx",
+        "kind",
+        *(f"{c}_{m}" for c in ("flow", "weight", "heads") for m in models),
+    ]
+    shown = {c: edges[c].to_numpy()[rows] for c in columns}
+    return pd.DataFrame({**shown, "status": edges["status"].array.take(rows), "value": value[rows]})
 
 
 def drawn_graph(
@@ -137,13 +150,23 @@ def make_sankey(
         return empty_figure(shown)
 
     models = _models(mode)
-    mass = nodes[[f"mass_{m}" for m in models]].fillna(0.0).mean(axis=1)
-    absorbed = nodes[[f"absorbed_{m}" for m in models]].fillna(0.0).mean(axis=1)
-    drawn = nodes[((mass > 0) | (absorbed > 0)) & ~nodes["token_idx"].isin(hidden)]
-    linked = set(zip(shown["layer"] - 1, shown["key_idx"], strict=True)) | set(
-        zip(shown["layer"], shown["query_idx"], strict=True)
+    node_columns = [
+        "depth",
+        "token_idx",
+        "sink",
+        *(f"{c}_{m}" for c in ("mass", "absorbed", "reached") for m in models),
+    ]
+    mass, absorbed = (
+        np.nan_to_num(np.stack([nodes[f"{c}_{m}"].to_numpy(float) for m in models], axis=1), nan=0.0).mean(axis=1)
+        for c in ("mass", "absorbed")
     )
-    facts = {(int(r.depth), int(r.token_idx)): r for r in drawn.itertuples(index=False)}
+    keep = ((mass > 0) | (absorbed > 0)) & ~np.isin(nodes["token_idx"].to_numpy(), hidden)
+    drawn = _records(nodes, node_columns, np.flatnonzero(keep))
+    layer, query, key = (shown[c].to_numpy() for c in ("layer", "query_idx", "key_idx"))
+    linked = set(zip((layer - 1).tolist(), key.tolist(), strict=True)) | set(
+        zip(layer.tolist(), query.tolist(), strict=True)
+    )
+    facts = {(int(r.depth), int(r.token_idx)): r for r in drawn}
     columns: dict[int, list[int]] = {
         depth: sorted(t for (d, t) in facts if d == depth and (d, t) in linked) for depth in range(first - 1, last + 1)
     }
@@ -170,8 +193,11 @@ def make_sankey(
                 f"<b>{tokens[token]}</b> (#{token}{segment}), {where}<br>{role}share of the traced mass: {shares}"
             )
 
+    edge_columns = ["layer", "query_idx", "key_idx", "kind", "status", "value",
+                    *(f"{c}_{m}" for c in ("flow", "weight", "heads") for m in models)]  # fmt: skip
     link_source, link_target, values, link_colours, link_hovers = [], [], [], [], []
-    for edge in shown.itertuples(index=False):
+    heads_text: dict = {}  # the same few head lists recur on many edges: joined once
+    for edge in _records(shown, edge_columns):
         key, query = (edge.layer - 1, edge.key_idx), (edge.layer, edge.query_idx)
         if key not in index or query not in index:
             continue
@@ -186,7 +212,7 @@ def make_sankey(
         link_target.append(index[query])
         values.append(float(edge.value))
         link_colours.append(rgba(colour, opacity))
-        link_hovers.append(_link_hover(edge, tokens, models, mode))
+        link_hovers.append(_link_hover(edge, tokens, models, mode, heads_text))
 
     margins = 100  # px: the layout's top and bottom margins
     ys, plot_px = _stacked_layout(columns, index, link_source, link_target, values)
@@ -283,12 +309,30 @@ def node_colour(row, mode: str) -> str:
     return STATUS_COLOURS["shared" if all(reached) else ("pretrained_only" if reached[0] else "finetuned_only")]
 
 
+def _joined(value, known: dict) -> str:
+    """``0, 3, 5`` for the heads of an edge column value, ``–`` for none (``known``: those already joined)."""
+    heads = _heads(value)
+    if heads not in known:
+        known[heads] = ", ".join(map(str, heads)) or "–"
+    return known[heads]
+
+
 def _heads(value) -> tuple[int, ...]:
     """Heads of an edge column value: a tuple, or NaN where the model has no such edge."""
     return value if isinstance(value, tuple) else ()
 
 
-def _link_hover(edge, tokens: Sequence[str], models: tuple[str, ...], mode: str) -> str:
+def _records(frame: pd.DataFrame, columns: list[str], rows: np.ndarray | None = None) -> list:
+    """``columns`` of ``frame`` (at ``rows``, default all) as named tuples, read column by column as Python lists:
+    selecting several columns at once or iterating Arrow-backed strings row by row costs more than the figure."""
+    from collections import namedtuple
+
+    row = namedtuple("Row", columns)
+    values = [frame[c].to_numpy() if rows is None else frame[c].to_numpy()[rows] for c in columns]
+    return list(map(row._make, zip(*(v.tolist() for v in values), strict=True)))
+
+
+def _link_hover(edge, tokens: Sequence[str], models: tuple[str, ...], mode: str, heads_text: dict) -> str:
     query, key = tokens[edge.query_idx], tokens[edge.key_idx]
 
     def carried(model: str) -> str:
@@ -300,9 +344,7 @@ def _link_hover(edge, tokens: Sequence[str], models: tuple[str, ...], mode: str)
     if edge.kind == "residual":
         return f"layer {edge.layer}: <b>{query}</b> keeps its residual share<br>{shares}"
     weights = ", ".join(f"{MODEL_LABELS[m]} {_number(getattr(edge, f'weight_{m}'))}" for m in models)
-    heads = "; ".join(
-        f"{MODEL_LABELS[m]} {', '.join(map(str, _heads(getattr(edge, f'heads_{m}')))) or '–'}" for m in models
-    )
+    heads = "; ".join(f"{MODEL_LABELS[m]} {_joined(getattr(edge, f'heads_{m}'), heads_text)}" for m in models)
     status = f"{STATUS_LABELS[edge.status]}<br>" if mode == "comparison" and edge.kind == "attention" else ""
     what = "attends to the sink" if edge.kind == "sink" else "attends to"
     return (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +40,9 @@ NEUTRAL_SCALE = "Viridis"
 FONT = "Inter, Helvetica, Arial, sans-serif"
 
 
+@functools.lru_cache(maxsize=256)
 def rgba(hex_colour: str, alpha: float) -> str:
-    """``#RRGGBB`` -> ``rgba(r, g, b, alpha)``."""
+    """``#RRGGBB`` -> ``rgba(r, g, b, alpha)`` (a few colours, drawn thousands of times: remembered)."""
     r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r}, {g}, {b}, {alpha:.2f})"
 
