@@ -174,9 +174,12 @@ def test_a_corrupt_chunk_is_computed_again(tiny_pair, data_file, tmp_path):
 
 
 def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    """``attention-flows corpus ARGS`` in a child process that takes Ctrl-C as a terminal's would (a test run started
+    in the background by a shell inherits SIGINT ignored)."""
     env = {**os.environ, "ATTENTION_FLOWS_TORCH_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "app.cli", "corpus", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)  # fmt: skip
 
 
 def _wait_for_chunks(folder: Path, at_least: int, process: subprocess.Popen, timeout: float = 120) -> int:
