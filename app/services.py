@@ -46,7 +46,7 @@ from attention import (
     compare_graphs,
     compare_heads,
     compare_relevance,
-    extract_pair,
+    extract,
     graph_for,
     head_embedding,
     load_pair,
@@ -56,6 +56,7 @@ from attention import (
 from attention.config import PairConfig
 from attention.errors import InputTextError
 from attention.evaluation import correlations, sentence_scores
+from attention.gradients import extract_and_explain
 from attention.graph import word_graph
 from attention.methods import default_sources, relevance, token_positions
 from attention.tokens import word_all
@@ -170,8 +171,9 @@ class AnalysisService:
         """The classes the class methods can explain (the fine-tuned model's labels)."""
         return next((m.labels for m in (self.pair.finetuned, self.pair.pretrained) if m.is_classifier), ())
 
-    def analyse(self, text: str | None, text_pair: str | None = None) -> Analysis:
-        """Validate and run both models (raises :class:`InputTextError` with a readable message)."""
+    def analyse(self, text: str | None, text_pair: str | None = None, *, explain: bool = False) -> Analysis:
+        """Validate and run both models (raises :class:`InputTextError` with a readable message); ``explain``: see
+        :meth:`runs`."""
         if not isinstance(text, str | None) or not isinstance(text_pair, str | None):
             raise OptionError("The page sent an input that is not text.", "Type the text again and press Analyse.")
         text = (text or "").strip()
@@ -182,18 +184,36 @@ class AnalysisService:
                 f"{self.pair.pretrained.max_length} tokens).",
             )
         analysis = Analysis(text=text, text_pair=(text_pair or "").strip() or None, models=self.name)
-        self.runs(analysis)
+        self.runs(analysis, explain=explain)
         return analysis
 
-    def runs(self, analysis: Analysis) -> PairRuns:
-        """Both models' runs on the input (cached; recomputed on a miss)."""
+    def runs(self, analysis: Analysis, *, explain: bool = False) -> PairRuns:
+        """Both models' runs on the input (cached; recomputed on a miss). With ``explain``, a classifier's class
+        relevance for its predicted class (the default view) comes from the same forward pass and is cached too:
+        one forward pass fewer than the run and :meth:`explained` apart; without, no backward pass is run."""
 
         def compute() -> PairRuns:
+            runs, explained = {}, {}
             with self._forward_lock:
-                return extract_pair(self.pair, analysis.text, analysis.text_pair)
+                for model, loaded in self.models().items():
+                    if explain and loaded.is_classifier:
+                        runs[model], explained[model] = extract_and_explain(loaded, analysis.text, analysis.text_pair)
+                    else:
+                        runs[model] = extract(loaded, analysis.text, analysis.text_pair)
+            for model, value in explained.items():
+                self._keep_explained(analysis, model, value)
+            return PairRuns(runs["pretrained"], runs["finetuned"])
 
         shared = functools.partial(self._shared, "runs", analysis, (), compute, encode_runs, decode_runs)
         return self.cache.get_or_compute(("runs", self._key(analysis)), shared)
+
+    def _keep_explained(self, analysis: Analysis, model: str, explained: ClassRelevance) -> None:
+        """Cache a class relevance for the predicted class computed along with a run (here and, if any, in the
+        shared cache), so the default view does not run the model again."""
+        self._memo("explained", analysis, (model, PREDICTED), lambda: explained)
+        if self.shared is not None:
+            key = shared_key("relevance", self.fingerprint, analysis.text, analysis.text_pair, model, PREDICTED)
+            self.shared.put(key, encode_relevance(explained))
 
     def _shared(self, kind: str, analysis: Analysis, parts: tuple, compute: Callable[[], T], encode, decode) -> T:
         """``compute()`` through the shared cache (:mod:`app.shared_cache`: Redis, or this machine's disk) if any."""

@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "ClassRelevance": "attention.gradients",
     "class_relevance": "attention.gradients",
     "blank_out": "attention.gradients",
+    "extract_and_explain": "attention.gradients",
     "faithfulness": "attention.evaluation",
     "TargetClassError": "attention.errors",
     "PairConfig": "attention.config",
@@ -116,6 +117,7 @@ __all__ = [
     "compare_relevance",
     "drop_tokens",
     "extract",
+    "extract_and_explain",
     "extract_pair",
     "faithfulness",
     "graph_for",
@@ -166,7 +168,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the names
     from attention.evaluation import faithfulness
     from attention.extract import AttentionRun, PairRuns, Prediction, extract, extract_pair, predict
     from attention.flow import attention_flow, max_flow_values
-    from attention.gradients import ClassRelevance, blank_out, class_relevance
+    from attention.gradients import ClassRelevance, blank_out, class_relevance, extract_and_explain
     from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU, AttentionGraph, attention_graph
     from attention.methods import merge_scores, relevance
     from attention.models import LoadedModel, ModelPair, check_comparable, load_model, load_pair

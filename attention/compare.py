@@ -74,12 +74,13 @@ def head_change_arrays(p: np.ndarray, q: np.ndarray) -> dict[str, np.ndarray]:
     """How each head changed between two ``[layer, head, query, key]`` weights of one input, each ``[layer, head]``:
     ``js_divergence`` (bits, mean over query rows, smoothed), ``cosine`` (flattened maps), ``tv_distance`` (mean
     over rows). One layer at a time: float64 temporaries of a whole 500-token run would be ~150 MB each."""
-    pairs = list(zip(p, q, strict=True))
-    return {
-        "js_divergence": np.stack([js_divergence(a, b).mean(axis=-1) for a, b in pairs]),
-        "cosine": np.stack([cosine_similarity(a, b) for a, b in pairs]),
-        "tv_distance": np.stack([total_variation(a, b).mean(axis=-1) for a, b in pairs]),
-    }
+    js, cosine, tv = [], [], []
+    for a, b in zip(p, q, strict=True):
+        a, b = a.astype(np.float64), b.astype(np.float64)  # once per layer, not once per measure
+        js.append(js_divergence(a, b).mean(axis=-1))
+        cosine.append(cosine_similarity(a, b))
+        tv.append(total_variation(a, b).mean(axis=-1))
+    return {"js_divergence": np.stack(js), "cosine": np.stack(cosine), "tv_distance": np.stack(tv)}
 
 
 def compare_heads(run_pre: AttentionRun, run_ft: AttentionRun) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import pandas as pd
 from attention.errors import InputTextError, NoAttentionsError, NotAClassifierError
 from attention.models import LoadedModel, ModelPair
 from attention.schema import ATTENTION_COLUMNS, validate_frame
+from attention.shortcut import first_position_only
 from attention.tokens import display_token, is_punctuation, join_pieces, word_groups
 from attention.transforms import drop_tokens, merge_groups
 
@@ -238,7 +239,7 @@ def extract(model: LoadedModel, text: str, text_pair: str | None = None) -> Atte
 
     text, text_pair = clean_texts(text, text_pair)
     encoding = encode(model, text, text_pair)
-    with torch.inference_mode():
+    with torch.inference_mode(), first_position_only():
         output = model.model(**encoding, output_attentions=True)
     if not output.attentions:
         raise NoAttentionsError(

@@ -82,6 +82,7 @@ class LoadedModel:
     num_layers: int
     num_heads: int
     max_length: int
+    first_position_hook: bool = False  # attention.shortcut: the last layer can run at position 0 only
 
     @property
     def architecture(self) -> str:
@@ -171,6 +172,9 @@ def _load_model(
             "Point the config at a folder with config.json, weights and tokenizer files (models are never downloaded).",
         ) from err
     model.eval()
+    from attention.shortcut import install_first_position_hook
+
+    hooked = install_first_position_hook(model, tokenizer)
     num_labels = getattr(hf_config, "num_labels", 0) if is_classifier else 0
     model_labels = tuple(hf_config.id2label[i] for i in range(num_labels)) if is_classifier else ()
     if labels and is_classifier:
@@ -190,6 +194,7 @@ def _load_model(
         num_layers=int(hf_config.num_hidden_layers),
         num_heads=int(hf_config.num_attention_heads),
         max_length=_max_length(tokenizer, hf_config),
+        first_position_hook=hooked,
     )
 
 

@@ -93,7 +93,9 @@ def test_rows_equal_the_single_example_engine(tiny_pair, data_file, tmp_path):
         runs = extract_pair(tiny_pair, row.text)
         expected = compare_heads(runs.pretrained, runs.finetuned)
         got = heads[heads["example_id"] == example_id].reset_index(drop=True)
-        for column in ("js_divergence", "cosine", "entropy_pretrained", "to_cls_finetuned", "to_punct_pretrained"):
+        columns = ("js_divergence", "cosine", "tv_distance", "entropy_pretrained", "to_cls_finetuned",
+                   "to_sep_pretrained", "to_punct_pretrained", "to_self_finetuned")  # fmt: skip
+        for column in columns:
             np.testing.assert_allclose(got[column], expected[column], rtol=1e-4, atol=1e-6)
         assert row.predicted_finetuned == runs.finetuned.label
         np.testing.assert_allclose(row.probabilities_finetuned, runs.finetuned.probabilities, atol=1e-6)
@@ -103,6 +105,45 @@ def test_rows_equal_the_single_example_engine(tiny_pair, data_file, tmp_path):
         np.testing.assert_allclose(mine["relevance_finetuned"], explained.scores[-1], rtol=1e-4, atol=1e-7)
         np.testing.assert_allclose(mine["rollout_pretrained"], relevance(runs.pretrained, "rollout")[-1], atol=1e-6)
         assert mine["relevance_pretrained"].isna().all()  # no classification head: not defined
+
+
+@pytest.mark.parametrize("cells", [None, 1])
+def test_batched_head_figures_equal_the_per_example_functions(tiny_pair, data_file, cells, monkeypatch):
+    """The corpus computes head figures for a whole padded batch (or, for long inputs, a few examples at a time:
+    ``cells=1``); each example's equal the single-example functions on its own tokens, to float64 rounding —
+    including a left-padded batch."""
+    from attention.corpus import figures
+
+    if cells is not None:
+        monkeypatch.setattr(figures, "FIGURE_CELLS", cells)
+    from attention.compare import head_change_arrays, head_stat_arrays
+    from attention.corpus.batch import batches, encode_rows, run_model
+    from attention.corpus.figures import batch_head_figures
+    from attention.corpus.tables import _runs
+
+    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=12)
+    encoded, _ = encode_rows(tiny_pair, source.frame)
+    batch = max(batches(encoded, 8), key=lambda b: b[-1].length - b[0].length)  # the most padding
+    assert batch[-1].length > batch[0].length
+    models = {"pretrained": tiny_pair.pretrained, "finetuned": tiny_pair.finetuned}
+    passes = {name: run_model(model, batch, explain=model.is_classifier) for name, model in models.items()}
+    runs = _runs(tiny_pair, batch, passes)
+    for side in ("right", "left"):
+        pre, ft, mask = passes["pretrained"].attentions, passes["finetuned"].attentions, passes["pretrained"].mask
+        if side == "left":  # each example's block moved to the end of its padded row
+            shifts = mask.shape[1] - mask.sum(axis=1)
+            pre, ft = (np.stack([np.roll(a[:, i], s, axis=(-2, -1)) for i, s in enumerate(shifts)], axis=1)
+                       for a in (pre, ft))  # fmt: skip
+            mask = np.stack([np.roll(m, s) for m, s in zip(mask, shifts, strict=True)])
+        change, stats = batch_head_figures(pre, ft, mask, runs)
+        for i in range(len(batch)):
+            expected = head_change_arrays(runs["pretrained"][i].weights, runs["finetuned"][i].weights)
+            for name, values in expected.items():
+                np.testing.assert_allclose(change[name][i], values, rtol=1e-12, atol=1e-14)
+            for model in ("pretrained", "finetuned"):
+                expected = head_stat_arrays(runs[model][i])
+                for name, values in stats[model].items():
+                    np.testing.assert_allclose(values[i], expected[name], rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.slow
@@ -374,6 +415,7 @@ def test_cli_run_and_query(tiny_config, data_file, tmp_path):
                                         "(--text-col). Its columns are: review, stars."]  # fmt: skip
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["pair"]["name"] == "tiny" and manifest["code_version"]
+    assert manifest["source"]["description"].endswith("(text: review, no labels)")  # never "label: None"
 
 
 def test_long_inputs_are_batched_fewer_at_a_time():

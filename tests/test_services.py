@@ -80,13 +80,31 @@ def test_runs_are_computed_once_per_input(service, monkeypatch):
     from app import services
 
     calls = []
-    real = services.extract_pair
-    monkeypatch.setattr(services, "extract_pair", lambda *a: calls.append(a) or real(*a))
+    real = services.extract
+    monkeypatch.setattr(services, "extract", lambda *a: calls.append(a) or real(*a))
     fresh = Analysis("a new sentence for the cache")
     service.runs(fresh)
     service.graphs(fresh, ViewOptions())
     service.relevance(fresh, ViewOptions(method="flow"))
-    assert len(calls) == 1
+    assert len(calls) == 2  # once per model
+
+
+def test_the_default_view_s_class_relevance_comes_from_the_analysis_pass(service, monkeypatch):
+    """Analysing for class relevance of the predicted class runs the classifier once (forward and backward) and
+    caches both its run and its relevance, equal to separate calls; the view then runs no model."""
+    from app import services
+    from app.render import render
+    from attention import class_relevance, extract
+
+    analysis = service.analyse("a quiet , tender and funny film", explain=True)
+    calls = []
+    monkeypatch.setattr(services, "class_relevance", lambda *a, **k: calls.append(a))
+    render("sentence", service, analysis, ViewOptions())
+    assert calls == []
+    finetuned = service.pair.finetuned
+    explained = service.explained(analysis, "finetuned", "predicted")
+    np.testing.assert_array_equal(explained.scores, class_relevance(finetuned, analysis.text).scores)
+    np.testing.assert_array_equal(service.runs(analysis).finetuned.weights, extract(finetuned, analysis.text).weights)
 
 
 def test_overlong_paste_is_refused_before_tokenizing(service):

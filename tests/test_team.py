@@ -469,3 +469,23 @@ def test_background_jobs_run_below_the_web_workers_priority(tmp_path):
     pid = manager.call_job_fn("key", job, (), {})
     os.waitpid(pid, 0)
     assert int(seen.read_text()) == min(os.getpriority(os.PRIO_PROCESS, 0) + JOB_NICE, 19)
+
+
+def test_an_analysis_shares_its_class_relevance_with_the_other_workers(tiny_app, tmp_path, monkeypatch):
+    """The relevance computed along with an analysis's runs is put in the shared cache: another worker's default
+    view reads it there and runs no model."""
+    from app import services
+    from app.loading import service_of
+    from app.services import AnalysisService
+    from app.shared_cache import DiskCache
+
+    pair = service_of(tiny_app).pair
+    shared = DiskCache(tmp_path / "shared", budget=2**26)
+    first = AnalysisService(pair, shared=shared)
+    analysis = first.analyse("a warm and clever film", explain=True)
+    other = AnalysisService(pair, shared=DiskCache(tmp_path / "shared", budget=2**26))
+    monkeypatch.setattr(services, "class_relevance", lambda *a, **k: pytest.fail("ran the model again"))
+    monkeypatch.setattr(services, "extract", lambda *a, **k: pytest.fail("ran the model again"))
+    explained = other.explained(analysis, "finetuned", "predicted")
+    np.testing.assert_array_equal(explained.scores, first.explained(analysis, "finetuned", "predicted").scores)
+    assert other.runs(analysis).finetuned.label == first.runs(analysis).finetuned.label

@@ -7,6 +7,7 @@ from dash import Input, Output, State, ctx, html, no_update
 from app import ids
 from app.callbacks.common import guarded, require_analysis, service_for, view_options
 from app.callbacks.registry import declare
+from app.options import CLASS_METHODS, PREDICTED
 
 
 def prediction_panel(labels, probabilities, label, gold: str | None = None) -> list:
@@ -50,16 +51,20 @@ def prediction_panel(labels, probabilities, label, gold: str | None = None) -> l
     State(ids.TEXT, "value"),
     State(ids.TEXT_PAIR, "value"),
     State(ids.ANALYSIS, "data"),
+    State(ids.METHOD, "value"),
+    State(ids.TARGET, "value"),
     prevent_initial_call=True,
 )
 @guarded
-def analyse(_clicks, example, text, text_pair, current=None):
-    """Run both models on the text (or the picked example); the views follow from the new analysis."""
+def analyse(_clicks, example, text, text_pair, current=None, method=None, target=None):
+    """Run both models on the text (or the picked example); the views follow from the new analysis. When the
+    page shows class relevance for the predicted class (the default), it comes from the same forward pass."""
     if ctx.triggered_id == ids.EXAMPLES:
         if not example:
             return no_update, no_update, no_update
         text = example
-    analysis = service_for(current).analyse(text, text_pair)  # with the page's model pair
+    explain = method in CLASS_METHODS and target == PREDICTED
+    analysis = service_for(current).analyse(text, text_pair, explain=explain)  # with the page's model pair
     return analysis.to_store(), text, ""
 
 

@@ -2,8 +2,10 @@
 the corpus tables (:mod:`attention.corpus.schema`).
 
 Inputs are padded into batches of similar length with an attention mask; every per-example figure is computed on
-the example's own (unpadded) tokens, with the same functions the single-example engine uses, so a corpus row
-equals what the dashboard shows for that input (tests/test_corpus.py checks sampled rows).
+the example's own (unpadded) tokens — with the single-example engine's functions, or for the per-head figures
+batched with padding zeroed (:mod:`attention.corpus.figures`) — so a corpus row equals what the dashboard shows
+for that input (tests/test_corpus.py checks sampled rows). Passes cut the last layer to position 0
+(:mod:`attention.shortcut`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from attention.errors import InputTextError
 from attention.extract import AttentionRun, TokenFacts, clean_texts, encode, run_of, token_facts
 from attention.gradients import gradient_rollout, input_x_gradient
 from attention.models import LoadedModel, ModelPair
+from attention.shortcut import first_position_only
 
 MODELS = ("pretrained", "finetuned")
 HEAD_STATS = ("entropy", "to_cls", "to_sep", "to_punct", "to_self")
@@ -106,11 +109,11 @@ def run_model(model: LoadedModel, batch: list[Encoded], *, explain: bool) -> Mod
     masks = inputs["attention_mask"]
     network = model.model
     if not explain:
-        with torch.inference_mode():
+        with torch.inference_mode(), first_position_only():
             output = network(**inputs, output_attentions=True)
         probabilities = torch.softmax(output.logits.float(), dim=-1).numpy() if model.is_classifier else None
         return ModelPass(torch.stack(output.attentions).float().numpy(), masks.numpy(), probabilities, None, None)
-    with torch.enable_grad():
+    with torch.enable_grad(), first_position_only():
         embeddings = network.get_input_embeddings()(inputs["input_ids"]).detach().requires_grad_(True)
         rest = {k: v for k, v in inputs.items() if k != "input_ids"}
         output = network(inputs_embeds=embeddings, output_attentions=True, **rest)

@@ -116,5 +116,7 @@ def corpus_source(
             read_data_file(Path(data)), text_col=text_col, pair_col=pair_col, label_col=label_col, limit=limit,
             where=str(data),
         )  # fmt: skip
-        description = f"{Path(data).resolve()} (text: {text_col}, pair: {pair_col}, label: {label_col})"
+        columns = [f"text: {text_col}", *([f"second sentence: {pair_col}"] if pair_col else [])]
+        columns.append(f"label: {label_col}" if label_col else "no labels")
+        description = f"{Path(data).resolve()} ({', '.join(columns)})"
     return CorpusSource(description=description, frame=frame, fingerprint=fingerprint(frame))

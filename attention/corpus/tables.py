@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from attention.compare import head_change_arrays, head_stat_arrays
 from attention.corpus.batch import (
     HEAD_STATS,
     MODELS,
@@ -21,6 +20,8 @@ from attention.corpus.batch import (
     own_positions,
     run_model,
 )
+from attention.corpus.figures import batch_head_figures
+from attention.extract import AttentionRun
 from attention.methods import relevance
 from attention.metrics import hellinger_distances
 from attention.models import ModelPair
@@ -51,19 +52,33 @@ def decode_cls_attention(blobs, num_layers: int, num_heads: int) -> np.ndarray:
     return np.frombuffer(joined, dtype=CLS_ATTENTION_DTYPE).astype(np.float32).reshape(-1, num_layers, num_heads)
 
 
-def _example_rows(pair: ModelPair, item: Encoded, passes: dict[str, ModelPass], index: int):
-    """The rows of one example in each table (dicts of columns)."""
-    runs = {}
+def _runs(pair: ModelPair, batch: list[Encoded], passes: dict[str, ModelPass]) -> dict[str, list[AttentionRun]]:
+    """Each model's :class:`AttentionRun` of every example of a batch, on its own (unpadded) tokens."""
+    runs: dict[str, list[AttentionRun]] = {}
     for model_name, model in zip(MODELS, (pair.pretrained, pair.finetuned), strict=True):
         done = passes[model_name]
-        block = own_positions(done.mask[index])
-        weights = done.attentions[:, index][:, :, block][:, :, :, block]
-        probabilities = None if done.probabilities is None else done.probabilities[index]
-        runs[model_name] = example_run(model, item, np.ascontiguousarray(weights), probabilities)
+        runs[model_name] = []
+        for index, item in enumerate(batch):
+            block = own_positions(done.mask[index])
+            weights = done.attentions[:, index][:, :, block][:, :, :, block]
+            probabilities = None if done.probabilities is None else done.probabilities[index]
+            runs[model_name].append(example_run(model, item, np.ascontiguousarray(weights), probabilities))
+    return runs
+
+
+def _example_rows(
+    pair: ModelPair,
+    item: Encoded,
+    passes: dict[str, ModelPass],
+    index: int,
+    runs: dict[str, AttentionRun],
+    change: dict[str, np.ndarray],
+    stats: dict[str, dict[str, np.ndarray]],
+):
+    """The rows of one example in each table (dicts of columns), from its runs and its head figures (``change``
+    and each model's ``stats``, ``[layer, head]`` each, :func:`attention.corpus.figures.batch_head_figures`)."""
     pre, ft = runs["pretrained"], runs["finetuned"]
     num_layers, num_heads, n = pre.weights.shape[0], pre.weights.shape[1], pre.num_tokens
-    change = head_change_arrays(pre.weights, ft.weights)  # [layer, head] each
-    stats = {m: head_stat_arrays(runs[m]) for m in MODELS}
     layer, head = np.indices((num_layers, num_heads)).reshape(2, -1)
     heads = {"example_id": np.full(layer.size, item.example_id), "layer": layer + 1, "head": head}
     heads |= {name: values.reshape(-1).astype(np.float32) for name, values in change.items()}
@@ -152,8 +167,20 @@ def chunk_tables(
             name: run_model(model, batch, explain=model.is_classifier)
             for name, model in zip(MODELS, (pair.pretrained, pair.finetuned), strict=True)
         }
+        runs = _runs(pair, batch, passes)
+        change, stats = batch_head_figures(
+            passes["pretrained"].attentions, passes["finetuned"].attentions, passes["pretrained"].mask, runs
+        )
         for index, item in enumerate(batch):
-            example, layer_rows, head_rows, token_rows, distances = _example_rows(pair, item, passes, index)
+            example, layer_rows, head_rows, token_rows, distances = _example_rows(
+                pair,
+                item,
+                passes,
+                index,
+                {name: model_runs[index] for name, model_runs in runs.items()},
+                {name: values[index] for name, values in change.items()},
+                {model: {name: values[index] for name, values in named.items()} for model, named in stats.items()},
+            )
             if distances is not None:
                 distance_total = distances if distance_total is None else distance_total + distances
                 distance_count += 1
