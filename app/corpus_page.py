@@ -270,9 +270,10 @@ def choice_row(radio_id: str, choices: dict[str, str], note: str, note_id: str |
     )
 
 
-def examples_grid(corpus: str, view: str, *, pairs: bool = False) -> html.Div:
+def examples_grid(corpus: str, view: str, *, pairs: bool = False, labelled: bool = True) -> html.Div:
     """The example table of ``view`` (``all``, ``wrong`` or ``head-L-H``): rows fetched page by page from the
-    server (sorted and filtered there); with ``pairs``, a column for each example's second sentence."""
+    server (sorted and filtered there); with ``pairs``, a column for each example's second sentence; without
+    ``labelled`` (no example has a gold label), no gold and correct columns (they would be empty)."""
     text, number = {"filterOptions": TEXT_FILTERS}, {"filterOptions": NUMBER_FILTERS}
     columns = [
         {"field": "example_id", "headerName": "#", "width": 80, "filter": "agNumberColumnFilter",
@@ -282,7 +283,7 @@ def examples_grid(corpus: str, view: str, *, pairs: bool = False) -> html.Div:
         {"field": "text", "flex": 3, "filter": "agTextColumnFilter", "filterParams": text, "tooltipField": "text"},
         *([{"field": "text_pair", "headerName": "second sentence", "flex": 2, "filter": "agTextColumnFilter",
             "filterParams": text, "tooltipField": "text_pair"}] if pairs else []),
-        {"field": "gold", "width": 100, "filter": "agTextColumnFilter", "filterParams": text},
+        *([{"field": "gold", "width": 100, "filter": "agTextColumnFilter", "filterParams": text}] if labelled else []),
         {"field": "predicted_finetuned", "headerName": "predicted", "width": 120,
          "headerTooltip": "the fine-tuned model's class",
          "filter": "agTextColumnFilter", "filterParams": text},
@@ -293,8 +294,8 @@ def examples_grid(corpus: str, view: str, *, pairs: bool = False) -> html.Div:
          "headerTooltip": "mean JS divergence (bits) over the example's heads, between the two models",
          "filter": "agNumberColumnFilter", "filterParams": number,
          "valueFormatter": {"function": "d3.format('.4f')(params.value)"}},
-        {"field": "correct", "width": 100, "filter": "agTextColumnFilter", "filterParams": text,
-         "headerTooltip": "is the fine-tuned model's class the gold label? (empty: no label)"},
+        *([{"field": "correct", "width": 100, "filter": "agTextColumnFilter", "filterParams": text,
+            "headerTooltip": "is the fine-tuned model's class the gold label? (empty: no label)"}] if labelled else []),
         *([{"field": "head_change", "headerName": f"L{view.split('-')[1]}H{view.split('-')[2]} change", "width": 150,
             "filter": "agNumberColumnFilter", "filterParams": number, "sort": "desc",
             "valueFormatter": {"function": "d3.format('.4f')(params.value)"},
@@ -494,7 +495,8 @@ def _register(app: Dash, default_models: str) -> None:
                 return html.Div(message, className="muted"), label
         view = f"head-{picked[0]}-{picked[1]}" if kind == "head" else ("wrong" if kind == "wrong" else "all")
         examples = _catalog(app).memo(entry, "examples", lambda: view_table(entry.path, "all"), "all")
-        return examples_grid(entry.name, view, pairs=bool(examples["text_pair"].notna().any())), label
+        pairs, labelled = bool(examples["text_pair"].notna().any()), bool(examples["gold"].notna().any())
+        return examples_grid(entry.name, view, pairs=pairs, labelled=labelled), label
 
     @app.callback(
         Output("corpus-heads", "figure", allow_duplicate=True),

@@ -241,14 +241,19 @@ def extract(model: LoadedModel, text: str, text_pair: str | None = None) -> Atte
     encoding = encode(model, text, text_pair)
     with torch.inference_mode(), first_position_only():
         output = model.model(**encoding, output_attentions=True)
+    check_attentions(model, output)
+    weights = torch.stack(output.attentions)[:, 0].float().numpy()  # [layer, head, query, key]
+    probabilities = torch.softmax(output.logits[0].float(), dim=-1).tolist() if model.is_classifier else None
+    return run_of(model, text, text_pair, weights, token_facts(model, encoding), probabilities)
+
+
+def check_attentions(model: LoadedModel, output) -> None:
+    """:class:`NoAttentionsError` when a pass returned no attention weights (a kernel other than eager)."""
     if not output.attentions:
         raise NoAttentionsError(
             f"Model '{model.name}' returned no attention weights.",
             "Load it with attn_implementation='eager'; architectures that cannot return attentions are unsupported.",
         )
-    weights = torch.stack(output.attentions)[:, 0].float().numpy()  # [layer, head, query, key]
-    probabilities = torch.softmax(output.logits[0].float(), dim=-1).tolist() if model.is_classifier else None
-    return run_of(model, text, text_pair, weights, token_facts(model, encoding), probabilities)
 
 
 def run_of(

@@ -4,12 +4,15 @@ input tokens drive a classifier's decision for one class.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from attention.errors import NotAClassifierError, TargetClassError
-from attention.extract import AttentionRun, clean_texts, encode, run_of, token_facts
+from attention.extract import AttentionRun, check_attentions, clean_texts, encode, run_of, token_facts
 from attention.methods import merge_scores
 from attention.models import LoadedModel
 from attention.shortcut import first_position_only
@@ -83,7 +86,7 @@ def class_relevance(
     One forward and one backward pass. Raises :class:`NotAClassifierError` for a model without a head and
     :class:`TargetClassError` for an unknown class.
     """
-    return extract_and_explain(model, text, text_pair, target=target)[1]
+    return _explained_pass(model, text, text_pair, target)[0]
 
 
 def extract_and_explain(
@@ -91,17 +94,49 @@ def extract_and_explain(
 ) -> tuple[AttentionRun, ClassRelevance]:
     """:func:`~attention.extract.extract` and :func:`class_relevance` of a classifier from one forward pass (the
     attention weights the backward pass needs are the run's): what a dashboard analysis needs, for about two
-    thirds of the two calls' cost. The run equals :func:`~attention.extract.extract`'s."""
+    thirds of the two calls' cost. The run equals :func:`~attention.extract.extract`'s (the same ``input_ids``
+    pass)."""
+    explained, output, facts, probabilities = _explained_pass(model, text, text_pair, target)
+    text, text_pair = clean_texts(text, text_pair)
+    weights = np.stack([a.detach()[0].float().numpy() for a in output.attentions])  # [layer, head, query, key]
+    return run_of(model, text, text_pair, weights, facts, probabilities), explained
+
+
+@contextmanager
+def input_embeddings_kept(network) -> Iterator[list]:
+    """While active, the word embeddings ``[batch, token, hidden]`` of this thread's passes of ``network`` become
+    leaves that require grad, appended to the yielded list: a pass from ``input_ids`` (so with the model's own
+    position ids — RoBERTa numbers positions after pad tokens, which a pass from ``inputs_embeds`` cannot) that
+    still gives ``∂y/∂e``. Passes of other threads are left alone."""
+    owner, kept = threading.get_ident(), []
+
+    def keep(_module, _args, output):
+        if threading.get_ident() != owner:
+            return None
+        leaf = output.detach().requires_grad_(True)
+        kept.append(leaf)
+        return leaf
+
+    handle = network.get_input_embeddings().register_forward_hook(keep)
+    try:
+        yield kept
+    finally:
+        handle.remove()
+
+
+def _explained_pass(model: LoadedModel, text: str, text_pair: str | None, target: str | int | None):
+    """One forward and one backward pass of a classifier: ``(ClassRelevance, the model output, token facts, class
+    probabilities)``."""
     import torch
 
     require_classifier(model)
     text, text_pair = clean_texts(text, text_pair)
     encoding = encode(model, text, text_pair)
     network = model.model
-    with torch.enable_grad(), first_position_only():
-        embeddings = network.get_input_embeddings()(encoding["input_ids"]).detach().requires_grad_(True)
-        inputs = {k: v for k, v in encoding.items() if k != "input_ids"}
-        output = network(inputs_embeds=embeddings, output_attentions=True, **inputs)
+    with torch.enable_grad(), first_position_only(), input_embeddings_kept(network) as kept:
+        output = network(**encoding, output_attentions=True)
+        check_attentions(model, output)
+        embeddings = kept[0]
         logits = output.logits[0]
         probabilities = torch.softmax(logits.detach().float(), dim=-1).numpy()
         index = target_index(model, target, probabilities)
@@ -122,8 +157,7 @@ def extract_and_explain(
         scores=scores,
         input_x_gradient=saliency,
     )
-    weights = torch.stack([a.detach() for a in output.attentions])[:, 0].float().numpy()  # [layer, head, q, k]
-    return run_of(model, text, text_pair, weights, facts, probabilities), explained
+    return explained, output, facts, probabilities
 
 
 def gradient_rollout(attentions: list, gradients: list, cls_row: int) -> np.ndarray:

@@ -118,7 +118,7 @@ def test_batched_head_figures_equal_the_per_example_functions(tiny_pair, data_fi
         monkeypatch.setattr(figures, "FIGURE_CELLS", cells)
     from attention.compare import head_change_arrays, head_stat_arrays
     from attention.corpus.batch import batches, encode_rows, run_model
-    from attention.corpus.figures import batch_head_figures
+    from attention.corpus.figures import batch_head_figures, head_figures
     from attention.corpus.tables import _runs
 
     source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=12)
@@ -136,6 +136,10 @@ def test_batched_head_figures_equal_the_per_example_functions(tiny_pair, data_fi
                        for a in (pre, ft))  # fmt: skip
             mask = np.stack([np.roll(m, s) for m, s in zip(mask, shifts, strict=True)])
         change, stats = batch_head_figures(pre, ft, mask, runs)
+        if side == "left":  # only one model left-padded: its positions do not line up with the other's
+            mixed = head_figures(pre, passes["finetuned"].attentions, (mask, passes["finetuned"].mask), runs)
+            for name in figures.CHANGE:
+                np.testing.assert_allclose(mixed[0][name], change[name], rtol=1e-12, atol=1e-14)
         for i in range(len(batch)):
             expected = head_change_arrays(runs["pretrained"][i].weights, runs["finetuned"][i].weights)
             for name, values in expected.items():
@@ -529,3 +533,6 @@ def test_sentence_pair_corpus_from_the_cli_equals_the_single_example_engine(tiny
     headers = [c.get("headerName") for c in examples_grid("corpus", "all", pairs=True).columnDefs]
     assert "second sentence" in headers
     assert "second sentence" not in [c.get("headerName") for c in examples_grid("corpus", "all").columnDefs]
+    fields = [c["field"] for c in examples_grid("corpus", "all", labelled=False).columnDefs]
+    assert "gold" not in fields and "correct" not in fields and "predicted_finetuned" in fields  # no empty columns
+    assert {"gold", "correct"} <= {c["field"] for c in examples_grid("corpus", "all").columnDefs}

@@ -17,7 +17,7 @@ import pandas as pd
 
 from attention.errors import InputTextError
 from attention.extract import AttentionRun, TokenFacts, clean_texts, encode, run_of, token_facts
-from attention.gradients import gradient_rollout, input_x_gradient
+from attention.gradients import gradient_rollout, input_embeddings_kept, input_x_gradient
 from attention.models import LoadedModel, ModelPair
 from attention.shortcut import first_position_only
 
@@ -113,10 +113,9 @@ def run_model(model: LoadedModel, batch: list[Encoded], *, explain: bool) -> Mod
             output = network(**inputs, output_attentions=True)
         probabilities = torch.softmax(output.logits.float(), dim=-1).numpy() if model.is_classifier else None
         return ModelPass(torch.stack(output.attentions).float().numpy(), masks.numpy(), probabilities, None, None)
-    with torch.enable_grad(), first_position_only():
-        embeddings = network.get_input_embeddings()(inputs["input_ids"]).detach().requires_grad_(True)
-        rest = {k: v for k, v in inputs.items() if k != "input_ids"}
-        output = network(inputs_embeds=embeddings, output_attentions=True, **rest)
+    with torch.enable_grad(), first_position_only(), input_embeddings_kept(network) as kept:
+        output = network(**inputs, output_attentions=True)  # from input_ids: the model's own position ids
+        embeddings = kept[0]
         probabilities = torch.softmax(output.logits.detach().float(), dim=-1)
         predicted = probabilities.argmax(dim=-1)
         chosen = output.logits.gather(1, predicted[:, None]).sum()

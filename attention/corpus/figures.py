@@ -38,6 +38,35 @@ def _key_masks(runs: list[AttentionRun], masks: np.ndarray) -> dict[str, np.ndar
     return out
 
 
+def head_figures(
+    pretrained: np.ndarray,
+    finetuned: np.ndarray,
+    masks: tuple[np.ndarray, np.ndarray],
+    runs: dict[str, list[AttentionRun]],
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+    """:func:`batch_head_figures` when both models' padded positions line up (``masks``, one ``[batch,
+    position]`` per model, equal); otherwise — tokenizers that pad on different sides — each example's own
+    unpadded runs with the single-example functions. Same results either way."""
+    if np.array_equal(masks[0], masks[1]):
+        return batch_head_figures(pretrained, finetuned, masks[0], runs)
+    return per_example_figures(runs)
+
+
+def per_example_figures(
+    runs: dict[str, list[AttentionRun]],
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+    """The figures of :func:`batch_head_figures` from each example's unpadded runs, one example at a time."""
+    from attention.compare import head_change_arrays, head_stat_arrays
+
+    pairs = list(zip(runs["pretrained"], runs["finetuned"], strict=True))
+    changes = [head_change_arrays(pre.weights, ft.weights) for pre, ft in pairs]
+    stats = {model: [head_stat_arrays(run) for run in model_runs] for model, model_runs in runs.items()}
+    return (
+        {name: np.stack([c[name] for c in changes]) for name in CHANGE},
+        {model: {name: np.stack([s[name] for s in named]) for name in STATS} for model, named in stats.items()},
+    )
+
+
 def batch_head_figures(
     pretrained: np.ndarray, finetuned: np.ndarray, masks: np.ndarray, runs: dict[str, list[AttentionRun]]
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:

@@ -20,7 +20,7 @@ from attention.corpus.batch import (
     own_positions,
     run_model,
 )
-from attention.corpus.figures import batch_head_figures
+from attention.corpus.figures import head_figures
 from attention.extract import AttentionRun
 from attention.methods import relevance
 from attention.metrics import hellinger_distances
@@ -168,9 +168,8 @@ def chunk_tables(
             for name, model in zip(MODELS, (pair.pretrained, pair.finetuned), strict=True)
         }
         runs = _runs(pair, batch, passes)
-        change, stats = batch_head_figures(
-            passes["pretrained"].attentions, passes["finetuned"].attentions, passes["pretrained"].mask, runs
-        )
+        pre, ft = passes["pretrained"], passes["finetuned"]
+        change, stats = head_figures(pre.attentions, ft.attentions, (pre.mask, ft.mask), runs)
         for index, item in enumerate(batch):
             example, layer_rows, head_rows, token_rows, distances = _example_rows(
                 pair,
