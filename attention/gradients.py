@@ -86,7 +86,7 @@ def class_relevance(
     One forward and one backward pass. Raises :class:`NotAClassifierError` for a model without a head and
     :class:`TargetClassError` for an unknown class.
     """
-    return _explained_pass(model, text, text_pair, target)[0]
+    return _explained_pass(model, *clean_texts(text, text_pair), target)[0]
 
 
 def extract_and_explain(
@@ -96,8 +96,8 @@ def extract_and_explain(
     attention weights the backward pass needs are the run's): what a dashboard analysis needs, for about two
     thirds of the two calls' cost. The run equals :func:`~attention.extract.extract`'s (the same ``input_ids``
     pass)."""
-    explained, output, facts, probabilities = _explained_pass(model, text, text_pair, target)
     text, text_pair = clean_texts(text, text_pair)
+    explained, output, facts, probabilities = _explained_pass(model, text, text_pair, target)
     weights = np.stack([a.detach()[0].float().numpy() for a in output.attentions])  # [layer, head, query, key]
     return run_of(model, text, text_pair, weights, facts, probabilities), explained
 
@@ -125,12 +125,11 @@ def input_embeddings_kept(network) -> Iterator[list]:
 
 
 def _explained_pass(model: LoadedModel, text: str, text_pair: str | None, target: str | int | None):
-    """One forward and one backward pass of a classifier: ``(ClassRelevance, the model output, token facts, class
-    probabilities)``."""
+    """One forward and one backward pass of a classifier on cleaned texts (:func:`clean_texts`):
+    ``(ClassRelevance, the model output, token facts, class probabilities)``."""
     import torch
 
     require_classifier(model)
-    text, text_pair = clean_texts(text, text_pair)
     encoding = encode(model, text, text_pair)
     network = model.model
     with torch.enable_grad(), first_position_only(), input_embeddings_kept(network) as kept:

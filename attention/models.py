@@ -13,6 +13,7 @@ from pathlib import Path
 from attention.config import PairConfig, load_config, resolve_model_dir
 from attention.errors import IncompatibleModelsError, ModelLoadError
 from attention.settings import Settings, configure_torch, load_settings
+from attention.shortcut import install_first_position_hook
 
 # Never reach a model hub: every model is read from a local folder.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -172,8 +173,6 @@ def _load_model(
             "Point the config at a folder with config.json, weights and tokenizer files (models are never downloaded).",
         ) from err
     model.eval()
-    from attention.shortcut import install_first_position_hook
-
     hooked = install_first_position_hook(model, tokenizer)
     num_labels = getattr(hf_config, "num_labels", 0) if is_classifier else 0
     model_labels = tuple(hf_config.id2label[i] for i in range(num_labels)) if is_classifier else ()

@@ -60,8 +60,8 @@ def install_first_position_hook(network, tokenizer) -> bool:
     if target is None:
         return False
     handle = target.register_forward_pre_hook(_keep_first_position)
-    probe = tokenizer("the probe", "checks the shortcut", return_tensors="pt")
     try:
+        probe = tokenizer("the probe", "checks the shortcut", return_tensors="pt")
         with torch.inference_mode():
             full = network(**probe, output_attentions=True)
             with first_position_only():

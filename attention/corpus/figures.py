@@ -12,18 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from attention.extract import AttentionRun
-from attention.metrics import SMOOTHING
+from attention.metrics import SMOOTHING, entropy_bits_of
 
 CHANGE = ("js_divergence", "cosine", "tv_distance")
 STATS = ("entropy", "to_cls", "to_sep", "to_punct", "to_self")
 FIGURE_CELLS = 2**20  # attention weights per float64 temporary of one layer (8 MB; ~10 of them live at once)
-
-
-def _entropy_rows(rows):
-    """Shannon entropy in bits of each row of a float64 tensor ``[batch, head, query, key] -> [batch, head,
-    query]`` (zeros contribute 0: a zero times the finite log of the smallest normal number)."""
-    logs = rows.clamp_min(np.finfo(np.float64).tiny).log_()
-    return logs.mul_(rows).sum(dim=-1) / -np.log(2.0)
 
 
 def _key_masks(runs: list[AttentionRun], masks: np.ndarray) -> dict[str, np.ndarray]:
@@ -124,12 +117,12 @@ def _figures(pretrained, finetuned, masks, runs):
         change["cosine"].append(torch.where(norms > 0, dots / norms.where(norms > 0, torch.ones_like(norms)), 0.0))
         uniform = (SMOOTHING / n)[:, :, None, None] * block  # smoothing as metrics.smooth, own tokens only
         ps, qs = p.mul(1.0 - SMOOTHING).add_(uniform), q.mul(1.0 - SMOOTHING).add_(uniform)
-        js_rows = 0.5 * (_entropy_rows(ps) + _entropy_rows(qs))
-        js_rows = _entropy_rows(ps.add_(qs).mul_(0.5)).sub_(js_rows)  # H(m) − ½(H(p) + H(q)); 0 on padded rows
+        js_rows = 0.5 * (entropy_bits_of(ps) + entropy_bits_of(qs))
+        js_rows = entropy_bits_of(ps.add_(qs).mul_(0.5)).sub_(js_rows)  # H(m) − ½(H(p) + H(q)); 0 on padded rows
         change["js_divergence"].append(js_rows.sum(dim=-1) / n)
         for model, w in maps.items():
             model_stats = stats[model]
-            model_stats["entropy"].append(_entropy_rows(w).sum(dim=-1) / n)
+            model_stats["entropy"].append(entropy_bits_of(w).sum(dim=-1) / n)
             received = w.sum(dim=-2)  # [batch, head, key]: attention each key gets, summed over own queries
             for name in ("to_cls", "to_sep", "to_punct"):
                 target = torch.from_numpy(keys[model][name])[:, None, :]
