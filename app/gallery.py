@@ -63,7 +63,33 @@ def analyse_in_page(page, text: str | None, pair: str | None = None) -> None:
     page.wait_for_function(  # this input's faithfulness check follows the views (10 s at 137 words)
         "() => !document.getElementById('faithfulness-panel').classList.contains('updating')", timeout=180_000
     )
-    time.sleep(1.5)
+    wait_until_settled(page)
+
+
+SETTLED_JS = """(ids) => ids.map(id => {  // every view's visible text and where it is, to the pixel
+    const root = document.getElementById(id);
+    if (!root) return id;
+    return [...root.querySelectorAll('svg text')].map(t => {
+        const r = t.getBoundingClientRect();
+        return t.textContent + '@' + Math.round(r.left) + ',' + Math.round(r.top);
+    }).join('|');
+}).join('#')"""
+
+
+def wait_until_settled(page, *, quiet: float = 1.2, timeout: float = 60.0) -> None:
+    """Wait until no view's text has moved or changed for ``quiet`` seconds: a view drawn late (a busy server) and
+    plotly's transitions (a Sankey fades its old nodes out over 0.5 s) are over before anything is measured."""
+    views = list(VIEWS.values())
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = page.evaluate(SETTLED_JS, views)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the views were still changing after {timeout:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
