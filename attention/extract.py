@@ -84,17 +84,16 @@ class AttentionRun:
 
     def words(self) -> tuple[str, ...]:
         """Display string of each word (group), in group order, without merging any weights."""
-        groups = np.asarray(self.groups)
-        count = int(groups.max()) + 1
-        return tuple(join_pieces([self.tokens[i] for i in np.flatnonzero(groups == g)]) for g in range(count))
+        pieces: dict[int, list[str]] = {}
+        for token, group in zip(self.tokens, self.groups, strict=True):
+            pieces.setdefault(int(group), []).append(token)
+        return tuple(join_pieces(pieces.get(g, [])) for g in range(max(pieces) + 1))
 
     def at_word_level(self) -> AttentionRun:
         """Sub-word pieces merged into words (attention to a word sums its pieces, from a word averages them)."""
         if self.level == "word":
             return self
-        groups = np.asarray(self.groups)
-        words = [join_pieces([self.tokens[i] for i in np.flatnonzero(groups == g)]) for g in range(groups.max() + 1)]
-        return replace(self.merged(groups, words), level="word")
+        return replace(self.merged(np.asarray(self.groups), list(self.words())), level="word")
 
     def merged(self, groups: np.ndarray | list[int], labels: list[str] | tuple[str, ...]) -> AttentionRun:
         """Tokens merged into groups (``groups[i]`` in ``0..g-1``, not necessarily contiguous, e.g. a long input's

@@ -107,11 +107,34 @@ def test_rows_equal_the_single_example_engine(tiny_pair, data_file, tmp_path):
         assert mine["relevance_pretrained"].isna().all()  # no classification head: not defined
 
 
+def test_one_encoding_serves_both_models_only_when_their_tokenizers_match(tiny_pair):
+    """Corpus runs tokenize once when both tokenizers are the same fast tokenizer with the same padding side;
+    a different normalizer (casing) or padding side means each model tokenizes for itself."""
+    import copy
+
+    from transformers import AutoTokenizer
+
+    from attention.corpus.batch import same_tokenizer
+
+    first = tiny_pair.pretrained.tokenizer
+    assert same_tokenizer(first, tiny_pair.finetuned.tokenizer)
+    assert same_tokenizer(first, AutoTokenizer.from_pretrained(tiny_pair.pretrained.path))
+    cased = AutoTokenizer.from_pretrained(tiny_pair.pretrained.path, do_lower_case=False)
+    assert cased("Film")["input_ids"] != first("Film")["input_ids"]
+    assert not same_tokenizer(first, cased)
+    left = copy.deepcopy(first)
+    left.padding_side = "left"
+    assert not same_tokenizer(first, left)
+
+
+FLOAT32_FIGURES = 2e-6  # bits or shares: float32 sums of up to n² terms of a few bits each
+
+
 @pytest.mark.parametrize("cells", [None, 1])
 def test_batched_head_figures_equal_the_per_example_functions(tiny_pair, data_file, cells, monkeypatch):
     """The corpus computes head figures for a whole padded batch (or, for long inputs, a few examples at a time:
-    ``cells=1``); each example's equal the single-example functions on its own tokens, to float64 rounding —
-    including a left-padded batch."""
+    ``cells=1``); each example's equal the single-example functions on its own tokens, to float32 rounding (the
+    batch computes in float32; the tables store float32) — including a left-padded batch."""
     from attention.corpus import figures
 
     if cells is not None:
@@ -139,15 +162,15 @@ def test_batched_head_figures_equal_the_per_example_functions(tiny_pair, data_fi
         if side == "left":  # only one model left-padded: its positions do not line up with the other's
             mixed = head_figures(pre, passes["finetuned"].attentions, (mask, passes["finetuned"].mask), runs)
             for name in figures.CHANGE:
-                np.testing.assert_allclose(mixed[0][name], change[name], rtol=1e-12, atol=1e-14)
+                np.testing.assert_allclose(mixed[0][name], change[name], rtol=0, atol=FLOAT32_FIGURES)
         for i in range(len(batch)):
             expected = head_change_arrays(runs["pretrained"][i].weights, runs["finetuned"][i].weights)
             for name, values in expected.items():
-                np.testing.assert_allclose(change[name][i], values, rtol=1e-12, atol=1e-14)
+                np.testing.assert_allclose(change[name][i], values, rtol=0, atol=FLOAT32_FIGURES)
             for model in ("pretrained", "finetuned"):
                 expected = head_stat_arrays(runs[model][i])
                 for name, values in stats[model].items():
-                    np.testing.assert_allclose(values[i], expected[name], rtol=1e-12, atol=1e-14)
+                    np.testing.assert_allclose(values[i], expected[name], rtol=0, atol=FLOAT32_FIGURES)
 
 
 @pytest.mark.slow

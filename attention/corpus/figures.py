@@ -3,8 +3,14 @@
 The single-example engine computes them per input (:func:`attention.compare.head_change_arrays`,
 :func:`attention.compare.head_stat_arrays`); a corpus run computed them the same way per example, which cost a fifth
 of a run in small numpy calls. Here the same formulas run on a whole batch: padded query rows and keys are zeroed, so
-each sum covers exactly an example's own tokens and each mean divides by its own length ``n``. Results equal the
-per-example functions to float64 rounding (tests/test_corpus.py compares them on mixed-length batches).
+each sum covers exactly an example's own tokens and each mean divides by its own length ``n``.
+
+Arithmetic is float32, as the attention weights themselves and the corpus tables that store these figures: float64
+cost a third more time and changed no stored value beyond float32 rounding. JS divergence is summed as
+``½ KL(p‖m) + ½ KL(q‖m)`` (small terms when p ≈ q) rather than ``H(m) − ½(H(p) + H(q))`` (a difference of two
+entropies of a few bits, which float32 would round to ~1e-6). Results equal the single-example functions (float64)
+within 2e-6 absolute — entropy, in bits, is the loosest; JS divergence within 1e-7 — tests/test_corpus.py compares
+them on mixed-length batches.
 """
 
 from __future__ import annotations
@@ -12,15 +18,16 @@ from __future__ import annotations
 import numpy as np
 
 from attention.extract import AttentionRun
-from attention.metrics import SMOOTHING, entropy_bits_of
+from attention.metrics import SMOOTHING
 
 CHANGE = ("js_divergence", "cosine", "tv_distance")
 STATS = ("entropy", "to_cls", "to_sep", "to_punct", "to_self")
-FIGURE_CELLS = 2**20  # attention weights per float64 temporary of one layer (8 MB; ~10 of them live at once)
+FIGURE_CELLS = 2**20  # attention weights per float32 temporary of one layer (4 MB; ~10 of them live at once)
+_LN2 = float(np.log(2.0))
 
 
 def _key_masks(runs: list[AttentionRun], masks: np.ndarray) -> dict[str, np.ndarray]:
-    """``[batch, position]`` float64 masks of each example's [CLS], [SEP] and punctuation keys, in padded positions."""
+    """``[batch, position]`` 0/1 masks of each example's [CLS], [SEP] and punctuation keys, in padded positions."""
     out = {name: np.zeros(masks.shape) for name in ("to_cls", "to_sep", "to_punct")}
     for i, run in enumerate(runs):
         real = np.flatnonzero(masks[i])
@@ -63,7 +70,7 @@ def per_example_figures(
 def batch_head_figures(
     pretrained: np.ndarray, finetuned: np.ndarray, masks: np.ndarray, runs: dict[str, list[AttentionRun]]
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
-    """How each head changed and each model's head statistics, for every example of a batch.
+    """How each head changed and each model's head statistics, for every example of a batch (float32 arithmetic).
 
     Args:
         pretrained, finetuned: padded attention ``[layer, batch, head, position, position]`` (float32).
@@ -77,7 +84,7 @@ def batch_head_figures(
     """
     heads, positions = pretrained.shape[2], pretrained.shape[-1]
     step = max(1, FIGURE_CELLS // (heads * positions * positions))
-    if step < pretrained.shape[1]:  # long inputs: a few examples at a time (bounded float64 temporaries)
+    if step < pretrained.shape[1]:  # long inputs: a few examples at a time (bounded temporaries)
         parts = [
             batch_head_figures(
                 pretrained[:, i : i + step],
@@ -96,39 +103,43 @@ def batch_head_figures(
 
 
 def _figures(pretrained, finetuned, masks, runs):
-    """:func:`batch_head_figures` of examples whose float64 maps fit :data:`FIGURE_CELLS`."""
+    """:func:`batch_head_figures` of examples whose maps fit :data:`FIGURE_CELLS`, in float32 (see the module)."""
     import torch
 
-    real = torch.as_tensor(np.asarray(masks), dtype=torch.float64)  # [batch, position]
+    real = torch.as_tensor(np.asarray(masks), dtype=torch.float32)  # [batch, position]
     n = real.sum(dim=1)[:, None]  # [batch, 1]: divides sums over rows → means over own rows
     block = real[:, None, :, None] * real[:, None, None, :]  # [batch, 1, query, key]
-    keys = {model: _key_masks(model_runs, np.asarray(masks)) for model, model_runs in runs.items()}
-    layers = pretrained.shape[0]
+    outside = 1.0 - block
+    keys = {  # [batch, 1, key] each
+        model: {name: torch.from_numpy(mask).float()[:, None] for name, mask in _key_masks(model_runs, masks).items()}
+        for model, model_runs in runs.items()
+    }
     change = {name: [] for name in CHANGE}
     stats = {model: {name: [] for name in STATS} for model in runs}
-    for layer in range(layers):
-        maps = {}
-        for model, weights in (("pretrained", pretrained), ("finetuned", finetuned)):
-            maps[model] = torch.from_numpy(np.ascontiguousarray(weights[layer])).double().mul_(block)
+    for layer in range(pretrained.shape[0]):
+        maps = {
+            model: torch.from_numpy(np.ascontiguousarray(weights[layer], dtype=np.float32)).mul(block)
+            for model, weights in (("pretrained", pretrained), ("finetuned", finetuned))
+        }
         p, q = maps["pretrained"], maps["finetuned"]  # [batch, head, query, key], zero off the own block
-        change["tv_distance"].append(0.5 * (p - q).abs_().sum(dim=(-2, -1)) / n)
-        norms = (p * p).sum(dim=(-2, -1)).sqrt_() * (q * q).sum(dim=(-2, -1)).sqrt_()
-        dots = (p * q).sum(dim=(-2, -1))
+        change["tv_distance"].append(0.5 * torch.linalg.vector_norm(p - q, ord=1, dim=(-2, -1)) / n)
+        flat_p, flat_q = p.flatten(-2), q.flatten(-2)  # [batch, head, query · key]
+        norms = torch.linalg.vector_norm(flat_p, dim=-1) * torch.linalg.vector_norm(flat_q, dim=-1)
+        dots = torch.linalg.vecdot(flat_p, flat_q)
         change["cosine"].append(torch.where(norms > 0, dots / norms.where(norms > 0, torch.ones_like(norms)), 0.0))
         uniform = (SMOOTHING / n)[:, :, None, None] * block  # smoothing as metrics.smooth, own tokens only
         ps, qs = p.mul(1.0 - SMOOTHING).add_(uniform), q.mul(1.0 - SMOOTHING).add_(uniform)
-        js_rows = 0.5 * (entropy_bits_of(ps) + entropy_bits_of(qs))
-        js_rows = entropy_bits_of(ps.add_(qs).mul_(0.5)).sub_(js_rows)  # H(m) − ½(H(p) + H(q)); 0 on padded rows
-        change["js_divergence"].append(js_rows.sum(dim=-1) / n)
+        m = (ps + qs).mul_(0.5).add_(outside)  # 1 off the block: 0 · log(0 / 1) = 0 there
+        kl = torch.xlogy(ps, ps / m).sum(dim=-1).add_(torch.xlogy(qs, qs / m).sum(dim=-1))  # KL(p‖m) + KL(q‖m), nats
+        change["js_divergence"].append(kl.sum(dim=-1).mul_(0.5 / _LN2) / n)
         for model, w in maps.items():
             model_stats = stats[model]
-            model_stats["entropy"].append(entropy_bits_of(w).sum(dim=-1) / n)
+            model_stats["entropy"].append(torch.special.entr(w).sum(dim=(-2, -1)).div_(_LN2) / n)
             received = w.sum(dim=-2)  # [batch, head, key]: attention each key gets, summed over own queries
             for name in ("to_cls", "to_sep", "to_punct"):
-                target = torch.from_numpy(keys[model][name])[:, None, :]
-                model_stats[name].append((received * target).sum(dim=-1) / n)
+                model_stats[name].append((received * keys[model][name]).sum(dim=-1) / n)
             model_stats["to_self"].append(torch.diagonal(w, dim1=-2, dim2=-1).sum(dim=-1) / n)
-    stack = lambda values: torch.stack(values, dim=1).numpy()  # noqa: E731 — [batch, layer, head]
+    stack = lambda values: torch.stack(values, dim=1).double().numpy()  # noqa: E731 — [batch, layer, head]
     return (
         {name: stack(values) for name, values in change.items()},
         {model: {name: stack(values) for name, values in named.items()} for model, named in stats.items()},
