@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from attention.config import PairConfig, load_config, resolve_model_dir
@@ -101,6 +102,27 @@ class ModelPair:
     config: PairConfig
     pretrained: LoadedModel
     finetuned: LoadedModel
+
+    @cached_property
+    def shared_tokenizer(self) -> bool:
+        """Whether one encoding serves both models (:func:`same_tokenizer`; worked out once per pair)."""
+        return same_tokenizer(self.pretrained.tokenizer, self.finetuned.tokenizer)
+
+
+def same_tokenizer(first, second) -> bool:
+    """Whether two tokenizers split every input alike, so one encoding serves both models: the same fast
+    tokenizer (normalizer, pre-tokenizer, vocabulary and post-processor, compared as their serialized JSON) with the
+    same padding side. Slow tokenizers are never assumed alike."""
+    if first is second:
+        return True
+    backends = [getattr(t, "backend_tokenizer", None) for t in (first, second)]
+    if any(b is None for b in backends) or first.padding_side != second.padding_side:
+        return False
+    if type(first) is not type(second):
+        return False
+    # padding and truncation in the JSON are call-time state (a previous call's settings), not how text is split
+    splits = [{k: v for k, v in json.loads(b.to_str()).items() if k not in ("padding", "truncation")} for b in backends]
+    return splits[0] == splits[1]
 
 
 def _is_classifier_config(hf_config: object) -> bool:

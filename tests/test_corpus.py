@@ -114,10 +114,10 @@ def test_one_encoding_serves_both_models_only_when_their_tokenizers_match(tiny_p
 
     from transformers import AutoTokenizer
 
-    from attention.corpus.batch import same_tokenizer
+    from attention.models import same_tokenizer
 
     first = tiny_pair.pretrained.tokenizer
-    assert same_tokenizer(first, tiny_pair.finetuned.tokenizer)
+    assert tiny_pair.shared_tokenizer and same_tokenizer(first, tiny_pair.finetuned.tokenizer)
     assert same_tokenizer(first, AutoTokenizer.from_pretrained(tiny_pair.pretrained.path))
     cased = AutoTokenizer.from_pretrained(tiny_pair.pretrained.path, do_lower_case=False)
     assert cased("Film")["input_ids"] != first("Film")["input_ids"]

@@ -10,7 +10,6 @@ for that input (tests/test_corpus.py checks sampled rows). Passes cut the last l
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +55,7 @@ def encode_rows(pair: ModelPair, rows: pd.DataFrame) -> tuple[list[Encoded], lis
     """Tokenize each row with both models' tokenizers: the inputs to run, and the rows skipped with the reason
     (empty text, longer than a model accepts, tokenizers that disagree) — never truncated."""
     encoded, skipped = [], []
-    shared = same_tokenizer(pair.pretrained.tokenizer, pair.finetuned.tokenizer)
+    shared = pair.shared_tokenizer
     for row in rows.itertuples(index=False):
         try:
             text, text_pair = clean_texts(row.text, row.text_pair)
@@ -73,22 +72,6 @@ def encode_rows(pair: ModelPair, rows: pd.DataFrame) -> tuple[list[Encoded], lis
         facts = token_facts(pair.pretrained, encodings[0])
         encoded.append(Encoded(int(row.example_id), text, text_pair, row.label, encodings[0], len(ids[0]), facts))
     return encoded, skipped
-
-
-def same_tokenizer(first, second) -> bool:
-    """Whether two tokenizers split every input alike, so one encoding serves both models: the same fast
-    tokenizer (normalizer, pre-tokenizer, vocabulary and post-processor, compared as their serialized JSON) with the
-    same padding side. Slow tokenizers are never assumed alike."""
-    if first is second:
-        return True
-    backends = [getattr(t, "backend_tokenizer", None) for t in (first, second)]
-    if any(b is None for b in backends) or first.padding_side != second.padding_side:
-        return False
-    if type(first) is not type(second):
-        return False
-    # padding and truncation in the JSON are call-time state (a previous call's settings), not how text is split
-    splits = [{k: v for k, v in json.loads(b.to_str()).items() if k not in ("padding", "truncation")} for b in backends]
-    return splits[0] == splits[1]
 
 
 ATTENTION_CELLS = 16 * 128 * 128  # per batch: inputs × padded length², bounds a batch's attention maps (memory)
