@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from app import ids
 from app.bench import CHROMIUM, VIEW_DRAWN_SELECTORS, _free_port
 from app.options import VIEWS
 
@@ -66,25 +67,28 @@ def analyse_in_page(page, text: str | None, pair: str | None = None) -> None:
     wait_until_settled(page)
 
 
-SETTLED_JS = """(ids) => ids.map(id => {  // every view's visible text and where it is, to the pixel
-    const root = document.getElementById(id);
-    if (!root) return id;
-    return [...root.querySelectorAll('svg text')].map(t => {
-        const r = t.getBoundingClientRect();
-        return t.textContent + '@' + Math.round(r.left) + ',' + Math.round(r.top);
-    }).join('|');
-}).join('#')"""
+SETTLED_JS = """(ids) => {  // every view's visible text and where it is, to the pixel; null while Dash is loading
+    if (document.querySelector('[data-dash-is-loading="true"]')) return null;
+    return ids.map(id => {
+        const root = document.getElementById(id);
+        if (!root) return 'missing ' + id;
+        return [...root.querySelectorAll('svg text')].map(t => {
+            const r = t.getBoundingClientRect();
+            return t.textContent + '@' + Math.round(r.left) + ',' + Math.round(r.top);
+        }).join('|');
+    }).join('#');
+}"""
 
 
 def wait_until_settled(page, *, quiet: float = 1.2, timeout: float = 60.0) -> None:
     """Wait until no view's text has moved or changed for ``quiet`` seconds: a view drawn late (a busy server) and
     plotly's transitions (a Sankey fades its old nodes out over 0.5 s) are over before anything is measured."""
-    views = list(VIEWS.values())
+    views = list(ids.VIEWS.values())  # element ids of the view graphs
     deadline = time.monotonic() + timeout
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
         now = page.evaluate(SETTLED_JS, views)
-        if now != last:
+        if now is None or now != last:  # a callback in flight, or a view drawn or moved since the last look
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet:
             return

@@ -131,7 +131,14 @@ class LostJobsDiskcacheManager(DiskcacheManager):
     CPU priority."""
 
     def call_job_fn(self, key, job_fn, args, context):
-        return super().call_job_fn(key, _below_web_workers(job_fn), args, context)
+        # Fork only while no other thread is compiling with numba (the max-flow kernel's warm-up, a first "flow"
+        # request): a child forked then would inherit numba's compiler lock held by a thread it does not have, and
+        # hang at its first numba call (the flow row of a faithfulness check) with the page showing it "updating".
+        # Holding the lock across the fork makes the child's only thread its owner (an RLock: re-entered freely).
+        from numba.core.compiler_lock import global_compiler_lock
+
+        with global_compiler_lock:
+            return super().call_job_fn(key, _below_web_workers(job_fn), args, context)
 
     def terminate_job(self, job):
         if job is not None:

@@ -110,15 +110,16 @@ class ModelPair:
 
 
 def same_tokenizer(first, second) -> bool:
-    """Whether two tokenizers split every input alike, so one encoding serves both models: the same fast
-    tokenizer (normalizer, pre-tokenizer, vocabulary and post-processor, compared as their serialized JSON) with the
-    same padding side. Slow tokenizers are never assumed alike."""
+    """Whether two tokenizers split every input alike, so one encoding serves both models: fast tokenizers of one
+    class whose backends (normalizer, pre-tokenizer, vocabulary, added tokens, post-processor) serialize to the same
+    JSON and that agree on ``split_special_tokens`` (kept outside the backend). Slow tokenizers are never assumed
+    alike. Padding is not compared: each model pads with its own tokenizer."""
     if first is second:
         return True
     backends = [getattr(t, "backend_tokenizer", None) for t in (first, second)]
-    if any(b is None for b in backends) or first.padding_side != second.padding_side:
+    if any(b is None for b in backends) or type(first) is not type(second):
         return False
-    if type(first) is not type(second):
+    if getattr(first, "split_special_tokens", False) != getattr(second, "split_special_tokens", False):
         return False
     # padding and truncation in the JSON are call-time state (a previous call's settings), not how text is split
     splits = [{k: v for k, v in json.loads(b.to_str()).items() if k not in ("padding", "truncation")} for b in backends]

@@ -108,26 +108,28 @@ def test_rows_equal_the_single_example_engine(tiny_pair, data_file, tmp_path):
 
 
 def test_one_encoding_serves_both_models_only_when_their_tokenizers_match(tiny_pair):
-    """Corpus runs tokenize once when both tokenizers are the same fast tokenizer with the same padding side;
-    a different normalizer (casing) or padding side means each model tokenizes for itself."""
-    import copy
-
+    """Corpus runs tokenize once when both models use the same fast tokenizer; a different normalizer (casing) or
+    ``split_special_tokens`` (a literal "[SEP]" in the text splits into pieces) means each model tokenizes for
+    itself."""
     from transformers import AutoTokenizer
 
     from attention.models import same_tokenizer
 
     first = tiny_pair.pretrained.tokenizer
     assert tiny_pair.shared_tokenizer and same_tokenizer(first, tiny_pair.finetuned.tokenizer)
-    assert same_tokenizer(first, AutoTokenizer.from_pretrained(tiny_pair.pretrained.path))
+    assert same_tokenizer(first, AutoTokenizer.from_pretrained(tiny_pair.pretrained.path, padding_side="left"))
     cased = AutoTokenizer.from_pretrained(tiny_pair.pretrained.path, do_lower_case=False)
     assert cased("Film")["input_ids"] != first("Film")["input_ids"]
     assert not same_tokenizer(first, cased)
-    left = copy.deepcopy(first)
-    left.padding_side = "left"
-    assert not same_tokenizer(first, left)
+    split = AutoTokenizer.from_pretrained(tiny_pair.pretrained.path, split_special_tokens=True)
+    assert split("a [SEP]")["input_ids"] != first("a [SEP]")["input_ids"]
+    assert not same_tokenizer(first, split)
 
 
-FLOAT32_FIGURES = 2e-6  # bits or shares: float32 sums of up to n² terms of a few bits each
+# float32 batch vs float64 single-example figures, from the largest differences measured here ×5: entropy in bits
+# (a sum of a few bits), shares and cosine (sums near 1), JS divergence (small terms, near 0 for these models)
+FLOAT32_ATOL = {"entropy": 2e-6, "js_divergence": 1e-7, "tv_distance": 1e-7}
+FLOAT32_SHARES = 1e-6
 
 
 @pytest.mark.parametrize("cells", [None, 1])
@@ -162,15 +164,43 @@ def test_batched_head_figures_equal_the_per_example_functions(tiny_pair, data_fi
         if side == "left":  # only one model left-padded: its positions do not line up with the other's
             mixed = head_figures(pre, passes["finetuned"].attentions, (mask, passes["finetuned"].mask), runs)
             for name in figures.CHANGE:
-                np.testing.assert_allclose(mixed[0][name], change[name], rtol=0, atol=FLOAT32_FIGURES)
+                np.testing.assert_allclose(mixed[0][name], change[name], rtol=0, atol=FLOAT32_ATOL.get(name, 2e-6))
         for i in range(len(batch)):
             expected = head_change_arrays(runs["pretrained"][i].weights, runs["finetuned"][i].weights)
             for name, values in expected.items():
-                np.testing.assert_allclose(change[name][i], values, rtol=0, atol=FLOAT32_FIGURES)
+                np.testing.assert_allclose(change[name][i], values, rtol=0, atol=FLOAT32_ATOL.get(name, FLOAT32_SHARES))
             for model in ("pretrained", "finetuned"):
                 expected = head_stat_arrays(runs[model][i])
                 for name, values in stats[model].items():
-                    np.testing.assert_allclose(values[i], expected[name], rtol=0, atol=FLOAT32_FIGURES)
+                    tolerance = FLOAT32_ATOL.get(name, FLOAT32_SHARES)
+                    np.testing.assert_allclose(values[i], expected[name], rtol=0, atol=tolerance)
+
+
+def test_batched_change_figures_hold_where_the_two_models_differ_a_lot(tiny_pair, data_file):
+    """The tiny models' maps are close (JS divergence ~1e-5 bits), so the batch is also checked against maps that
+    differ a lot: random peaked rows over each example's own keys in place of the fine-tuned maps (JS divergence
+    ~0.1–0.5 bits), held to 1e-5 relative."""
+    from attention.compare import head_change_arrays
+    from attention.corpus.batch import batches, encode_rows, run_model
+    from attention.corpus.figures import batch_head_figures
+    from attention.corpus.tables import _runs
+
+    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=12)
+    encoded, _ = encode_rows(tiny_pair, source.frame)
+    batch = max(batches(encoded, 8), key=lambda b: b[-1].length - b[0].length)
+    models = {"pretrained": tiny_pair.pretrained, "finetuned": tiny_pair.finetuned}
+    passes = {name: run_model(model, batch, explain=model.is_classifier) for name, model in models.items()}
+    runs = _runs(tiny_pair, batch, passes)
+    pre, mask = passes["pretrained"].attentions, passes["pretrained"].mask
+    peaked = np.random.default_rng(0).random(pre.shape) ** 6 * mask[None, :, None, None, :]
+    sharp = (peaked / peaked.sum(axis=-1, keepdims=True)).astype(np.float32)
+    change, _ = batch_head_figures(pre, sharp, mask, runs)
+    for i in range(len(batch)):
+        own = np.flatnonzero(mask[i])
+        expected = head_change_arrays(pre[:, i][:, :, own][:, :, :, own], sharp[:, i][:, :, own][:, :, :, own])
+        assert expected["js_divergence"].max() > 0.05  # really different maps
+        for name, values in expected.items():
+            np.testing.assert_allclose(change[name][i], values, rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.slow

@@ -471,6 +471,47 @@ def test_background_jobs_run_below_the_web_workers_priority(tmp_path):
     assert int(seen.read_text()) == min(os.getpriority(os.PRIO_PROCESS, 0) + JOB_NICE, 19)
 
 
+def test_a_job_started_while_another_thread_compiles_with_numba_finishes(tmp_path):
+    """A job forked while another thread of the web worker compiles a numba kernel (the max-flow warm-up runs a few
+    seconds after start-up) must not inherit numba's compiler lock held: its own first numba call would wait
+    forever. (Seen in CI: a faithfulness check "updating" for a minute.)"""
+    import threading
+    import time
+
+    import diskcache
+    import numba
+    from numba.core.compiler_lock import global_compiler_lock
+
+    from app.jobs import LostJobsDiskcacheManager
+
+    manager = LostJobsDiskcacheManager(diskcache.Cache(str(tmp_path / "jobs")))
+    done = tmp_path / "done"
+    holding = threading.Event()
+
+    def compiling() -> None:  # what a compile in another thread does: hold the global compiler lock a while
+        with global_compiler_lock:
+            holding.set()
+            time.sleep(1.5)
+
+    def job(key, progress_key, args, context):
+        add_one = numba.njit(lambda x: x + 1)  # a new kernel: compiling it takes the compiler lock
+        done.write_text(str(add_one(41)))
+
+    other = threading.Thread(target=compiling)
+    other.start()
+    holding.wait(5)
+    pid = manager.call_job_fn("key", job, (), {})
+    other.join()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
+        time.sleep(0.1)
+    finished = done.exists()
+    if not finished:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert finished and done.read_text() == "42"
+
+
 def test_an_analysis_shares_its_class_relevance_with_the_other_workers(tiny_app, tmp_path, monkeypatch):
     """The relevance computed along with an analysis's runs is put in the shared cache: another worker's default
     view reads it there and runs no model."""

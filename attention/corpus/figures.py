@@ -5,12 +5,12 @@ The single-example engine computes them per input (:func:`attention.compare.head
 of a run in small numpy calls. Here the same formulas run on a whole batch: padded query rows and keys are zeroed, so
 each sum covers exactly an example's own tokens and each mean divides by its own length ``n``.
 
-Arithmetic is float32, as the attention weights themselves and the corpus tables that store these figures: float64
-cost a third more time and changed no stored value beyond float32 rounding. JS divergence is summed as
-``½ KL(p‖m) + ½ KL(q‖m)`` (small terms when p ≈ q) rather than ``H(m) − ½(H(p) + H(q))`` (a difference of two
-entropies of a few bits, which float32 would round to ~1e-6). Results equal the single-example functions (float64)
-within 2e-6 absolute — entropy, in bits, is the loosest; JS divergence within 1e-7 — tests/test_corpus.py compares
-them on mixed-length batches.
+Arithmetic is float32, as the attention weights themselves and the ``heads`` table that stores these figures:
+float64 cost a third more time. JS divergence is summed as ``½ KL(p‖m) + ½ KL(q‖m)`` (small terms when p ≈ q)
+rather than ``H(m) − ½(H(p) + H(q))`` (a difference of two entropies of a few bits, which float32 would round to
+~1e-6). On the default pair's 400 first held-out sentences the largest difference from the single-example
+functions (float64) was 1.1e-6 bits for entropy, 4e-7 for cosine, 1e-7 for total variation and 7e-8 bits for JS
+divergence; tests/test_corpus.py holds each figure to the single-example one on mixed-length batches.
 """
 
 from __future__ import annotations
