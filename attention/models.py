@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -71,6 +72,18 @@ def _incompatible(name_a: str, name_b: str, problems: list[str]) -> Incompatible
     )
 
 
+def folder_sha256(folder: Path) -> str:
+    """sha256 over a model folder's config and weights files: the revision a corpus was computed with."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.suffix in (".json", ".safetensors", ".bin", ".txt", ".model"):
+            digest.update(path.name.encode())
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
     """A model in eval mode with its tokenizer and the facts the engine needs about it."""
@@ -89,6 +102,12 @@ class LoadedModel:
     @property
     def architecture(self) -> str:
         return type(self.model).__name__
+
+    @cached_property
+    def files_sha256(self) -> str:
+        """:func:`folder_sha256` of this model's folder, worked out at first use and kept with the loaded model:
+        the revision a corpus run's manifest records."""
+        return folder_sha256(Path(self.path))
 
     @property
     def shape(self) -> ModelShape:

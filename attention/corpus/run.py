@@ -3,7 +3,6 @@ in this process, resumable (:mod:`attention.corpus.store`)."""
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -46,25 +45,13 @@ class RunSummary:
     seconds: float = 0.0
 
 
-def _file_digest(folder: Path) -> str:
-    """sha256 over a model folder's config and weights files: the revision a corpus was computed with."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.iterdir()):
-        if path.suffix in (".json", ".safetensors", ".bin", ".txt", ".model"):
-            digest.update(path.name.encode())
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
-
-
 def pair_identity(pair: ModelPair) -> dict:
     """The pair as a manifest records it: names, paths, revisions (file digests), labels, shape and recipe."""
     config = pair.config
     return {
         "name": config.name,
-        "pretrained": {"name": pair.pretrained.name, "sha256": _file_digest(Path(pair.pretrained.path))},
-        "finetuned": {"name": pair.finetuned.name, "sha256": _file_digest(Path(pair.finetuned.path))},
+        "pretrained": {"name": pair.pretrained.name, "sha256": pair.pretrained.files_sha256},
+        "finetuned": {"name": pair.finetuned.name, "sha256": pair.finetuned.files_sha256},
         "labels": list(pair.finetuned.labels),
         "num_layers": pair.pretrained.num_layers,
         "num_heads": pair.pretrained.num_heads,
