@@ -255,6 +255,25 @@ def test_another_pair_in_the_same_folder_is_refused(tiny_pair, data_file, tmp_pa
     assert [p.name for p in (tmp_path / "elsewhere").iterdir()] == ["thesis.tex"]  # left as it was
 
 
+def test_the_manifest_records_each_models_file_digest(tiny_pair, data_file, tmp_path):
+    """The manifest's revision of each model is the sha256 of its folder's config, vocabulary and weights; a changed
+    file changes it."""
+    import shutil
+
+    from attention.models import folder_sha256
+
+    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", limit=4)
+    run_corpus(tiny_pair, source, tmp_path / "corpus", chunk_size=4, progress=False)
+    recorded = read_manifest(tmp_path / "corpus")["pair"]
+    for name in ("pretrained", "finetuned"):
+        model = getattr(tiny_pair, name)
+        assert recorded[name]["sha256"] == model.files_sha256 == folder_sha256(Path(model.path))
+    copy = Path(shutil.copytree(tiny_pair.pretrained.path, tmp_path / "copy"))
+    assert folder_sha256(copy) == recorded["pretrained"]["sha256"]
+    (copy / "config.json").write_text((copy / "config.json").read_text().replace("}", ' , "note": 1}', 1))
+    assert folder_sha256(copy) != recorded["pretrained"]["sha256"]
+
+
 def test_a_corrupt_chunk_is_computed_again(tiny_pair, data_file, tmp_path):
     source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=30)
     reference, damaged = tmp_path / "reference", tmp_path / "damaged"
