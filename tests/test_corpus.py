@@ -128,8 +128,11 @@ def test_one_encoding_serves_both_models_only_when_their_tokenizers_match(tiny_p
 
 # float32 batch vs float64 single-example figures, from the largest differences measured here ×5: entropy in bits
 # (a sum of a few bits), shares and cosine (sums near 1), JS divergence (small terms, near 0 for these models)
-FLOAT32_ATOL = {"entropy": 2e-6, "js_divergence": 1e-7, "tv_distance": 1e-7}
-FLOAT32_SHARES = 1e-6
+FLOAT32_ATOL = {"entropy": 2e-6, "js_divergence": 1e-7, "tv_distance": 1e-7}  # others (shares, cosine): 1e-6
+
+
+def _float32_atol(name: str) -> float:
+    return FLOAT32_ATOL.get(name, 1e-6)
 
 
 @pytest.mark.parametrize("cells", [None, 1])
@@ -164,16 +167,15 @@ def test_batched_head_figures_equal_the_per_example_functions(tiny_pair, data_fi
         if side == "left":  # only one model left-padded: its positions do not line up with the other's
             mixed = head_figures(pre, passes["finetuned"].attentions, (mask, passes["finetuned"].mask), runs)
             for name in figures.CHANGE:
-                np.testing.assert_allclose(mixed[0][name], change[name], rtol=0, atol=FLOAT32_ATOL.get(name, 2e-6))
+                np.testing.assert_allclose(mixed[0][name], change[name], rtol=0, atol=_float32_atol(name))
         for i in range(len(batch)):
             expected = head_change_arrays(runs["pretrained"][i].weights, runs["finetuned"][i].weights)
             for name, values in expected.items():
-                np.testing.assert_allclose(change[name][i], values, rtol=0, atol=FLOAT32_ATOL.get(name, FLOAT32_SHARES))
+                np.testing.assert_allclose(change[name][i], values, rtol=0, atol=_float32_atol(name))
             for model in ("pretrained", "finetuned"):
                 expected = head_stat_arrays(runs[model][i])
                 for name, values in stats[model].items():
-                    tolerance = FLOAT32_ATOL.get(name, FLOAT32_SHARES)
-                    np.testing.assert_allclose(values[i], expected[name], rtol=0, atol=tolerance)
+                    np.testing.assert_allclose(values[i], expected[name], rtol=0, atol=_float32_atol(name))
 
 
 def test_batched_change_figures_hold_where_the_two_models_differ_a_lot(tiny_pair, data_file):

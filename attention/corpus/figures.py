@@ -27,8 +27,9 @@ _LN2 = float(np.log(2.0))
 
 
 def _key_masks(runs: list[AttentionRun], masks: np.ndarray) -> dict[str, np.ndarray]:
-    """``[batch, position]`` 0/1 masks of each example's [CLS], [SEP] and punctuation keys, in padded positions."""
-    out = {name: np.zeros(masks.shape) for name in ("to_cls", "to_sep", "to_punct")}
+    """``[batch, position]`` float32 0/1 masks of each example's [CLS], [SEP] and punctuation keys, in padded
+    positions."""
+    out = {name: np.zeros(masks.shape, dtype=np.float32) for name in ("to_cls", "to_sep", "to_punct")}
     for i, run in enumerate(runs):
         real = np.flatnonzero(masks[i])
         if run.cls_index is not None:
@@ -111,7 +112,7 @@ def _figures(pretrained, finetuned, masks, runs):
     block = real[:, None, :, None] * real[:, None, None, :]  # [batch, 1, query, key]
     outside = 1.0 - block
     keys = {  # [batch, 1, key] each
-        model: {name: torch.from_numpy(mask).float()[:, None] for name, mask in _key_masks(model_runs, masks).items()}
+        model: {name: torch.from_numpy(mask)[:, None] for name, mask in _key_masks(model_runs, masks).items()}
         for model, model_runs in runs.items()
     }
     change = {name: [] for name in CHANGE}
