@@ -2,7 +2,8 @@
 
 1. **throughput** of ``corpus run`` (in this process, writing Parquet) on held-out sentences against bare batched
    forward passes of both models on the same texts, in the same run (best of 2 rounds each). Target ≥ 0.6×. Also
-   reported against forward passes plus the one backward pass the stored class relevance needs;
+   reported against forward passes plus the one backward pass the stored class relevance needs; and the largest
+   difference of the batched float32 head figures from the single-example float64 functions;
 2. **memory**: peak RSS of ``corpus run`` (a child process) on IMDb reviews (rows over 512 tokens are skipped, as
    any run skips them) at two sizes; target: the larger within 1.5× of the smaller. The issue's full sizes, 1,000
    and 25,000 reviews, are ``attention-flows bench corpus-memory`` (~30 min);
@@ -71,6 +72,40 @@ def throughput(pair) -> None:
     _row("  corpus run (all tables, Parquet written)", f"{rate:.1f} ex/s", "report")
     _row("  corpus run / bare forward passes", f"{rate / rate_bare:.2f}x", ">= 0.6x", rate / rate_bare >= 0.6)
     _row("  corpus run / forward + backward passes", f"{rate / rate_both:.2f}x", "report")
+
+
+def precision(pair) -> None:
+    """Largest difference, over the held-out sentences of :func:`throughput`, between each head figure of the
+    batched float32 computation (:mod:`attention.corpus.figures`, as a run computes it) and the single-example
+    float64 functions on the same attention weights."""
+    import numpy as np
+
+    from attention.compare import head_change_arrays, head_stat_arrays
+    from attention.corpus import corpus_source
+    from attention.corpus.batch import MODELS, batches, encode_rows, run_model
+    from attention.corpus.figures import CHANGE, STATS, batch_head_figures
+    from attention.corpus.tables import _runs
+
+    source = corpus_source(None, config=pair.config, limit=THROUGHPUT_TEXTS)
+    encoded, _ = encode_rows(pair, source.frame)
+    worst = dict.fromkeys((*CHANGE, *STATS), 0.0)
+    for batch in batches(encoded, 16):
+        models = dict(zip(MODELS, (pair.pretrained, pair.finetuned), strict=True))
+        passes = {name: run_model(model, batch, explain=model.is_classifier) for name, model in models.items()}
+        runs = _runs(pair, batch, passes)
+        pre, ft = passes["pretrained"], passes["finetuned"]
+        change, stats = batch_head_figures(pre.attentions, ft.attentions, pre.mask, runs)
+        for i in range(len(batch)):
+            expected = head_change_arrays(runs["pretrained"][i].weights, runs["finetuned"][i].weights)
+            for name in CHANGE:
+                worst[name] = max(worst[name], float(np.abs(change[name][i] - expected[name]).max()))
+            for model in MODELS:
+                expected = head_stat_arrays(runs[model][i])
+                for name in STATS:
+                    worst[name] = max(worst[name], float(np.abs(stats[model][name][i] - expected[name]).max()))
+    print(f"batched float32 head figures vs the single-example float64 functions ({len(encoded)} held-out sentences)")
+    for name, value in worst.items():
+        _row(f"  largest difference, {name}", f"{value:.1e}", "report")
 
 
 def _imdb_file(folder: Path, rows: int, tokens: int | None = None) -> Path:
@@ -253,6 +288,7 @@ def bench_corpus() -> None:
     configure_torch(load_settings())
     pair = load_pair("default")
     throughput(pair)
+    precision(pair)
     memory()
     folder = Path(tempfile.mkdtemp(prefix="attention-flows-corpus-bench-"))
     try:

@@ -143,8 +143,8 @@ def _explained_pass(model: LoadedModel, text: str, text_pair: str | None, target
     embedding_gradient, attention_gradients = gradients[0], gradients[1:]
     facts = token_facts(model, encoding)
     cls_row = facts.cls_index if facts.cls_index is not None else 0
-    scores = gradient_rollout([a[0] for a in output.attentions], [g[0] for g in attention_gradients], cls_row)
-    saliency = input_x_gradient(embeddings.detach()[0], embedding_gradient[0])
+    scores = gradient_rollout(output.attentions, attention_gradients, cls_row)[0]
+    saliency = input_x_gradient(embeddings.detach(), embedding_gradient)[0]
     explained = ClassRelevance(
         tokens=facts.tokens,
         special=facts.special,
@@ -159,22 +159,30 @@ def _explained_pass(model: LoadedModel, text: str, text_pair: str | None, target
     return explained, output, facts, probabilities
 
 
-def gradient_rollout(attentions: list, gradients: list, cls_row: int) -> np.ndarray:
-    """``[layer, token]``: the classification token's row of ``R`` after each layer (``R_0 = I``,
+def gradient_rollout(attentions: list, gradients: list, cls_rows, mask=None) -> np.ndarray:
+    """``[batch, layer, position]``: each input's classification-token row of ``R`` after each layer (``R_0 = I``,
     ``R_l = R_{l-1} + Ā_l · R_{l-1}``, ``Ā_l = mean_h (∂y_t/∂A_l ⊙ A_l)⁺``), from each layer's attention and its
-    gradient, torch tensors ``[head, query, key]`` of one input."""
-    n = attentions[0].shape[-1]
-    joint = np.eye(n)
-    scores = np.empty((len(attentions), n))
+    gradient, torch tensors ``[batch, head, query, key]``; ``cls_rows`` ``[batch]``. For padded batches, ``mask``
+    ``[batch, position]`` (1 on real tokens) keeps each input's rule on its own tokens: ``Ā_l`` is zero off the
+    real block, so an input's row on its real positions equals its unpadded run's, and is 0 on padding."""
+    batch, n = attentions[0].shape[0], attentions[0].shape[-1]
+    inputs = np.arange(batch)
+    rows = np.broadcast_to(np.asarray(cls_rows), (batch,))
+    real = None if mask is None else np.asarray(mask, dtype=np.float64)
+    joint = np.broadcast_to(np.eye(n), (batch, n, n))
+    scores = np.empty((batch, len(attentions), n))
     for layer, (attn, grad) in enumerate(zip(attentions, gradients, strict=True)):
-        weighted = (grad * attn.detach()).clamp(min=0).mean(dim=0).double().numpy()  # [query, key]
+        weighted = (grad * attn.detach()).clamp(min=0).mean(dim=1).double().numpy()  # [batch, query, key]
+        if real is not None:
+            weighted *= real[:, :, None] * real[:, None, :]
         joint = joint + weighted @ joint
-        scores[layer] = joint[cls_row]
+        scores[:, layer] = joint[inputs, rows]
     return scores
 
 
 def input_x_gradient(embeddings, gradient) -> np.ndarray:
-    """``[token]``: ``‖e ⊙ ∂y_t/∂e‖₂`` over the hidden size, from torch tensors ``[token, hidden]`` of one input."""
+    """``[batch, position]``: ``‖e ⊙ ∂y_t/∂e‖₂`` over the hidden size, from torch tensors ``[batch, position, hidden]``
+    (0 on padding, whose gradient is 0)."""
     return (embeddings * gradient).norm(dim=-1).double().numpy()
 
 

@@ -107,6 +107,27 @@ def test_rows_equal_the_single_example_engine(tiny_pair, data_file, tmp_path):
         assert mine["relevance_pretrained"].isna().all()  # no classification head: not defined
 
 
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_batched_class_relevance_equals_each_examples_own_pass(tiny_pair, data_file, side, monkeypatch):
+    """The corpus works out class relevance (every layer) and input x gradient for a whole padded batch at once;
+    each example's equal a single-example pass of the classifier on its own tokens — also when the tokenizer
+    would pad on the left (BERT numbers positions from the first, so the batch is always padded on the right)."""
+    from attention.corpus.batch import batches, encode_rows, run_model
+    from attention.gradients import class_relevance
+
+    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=12)
+    encoded, _ = encode_rows(tiny_pair, source.frame)
+    batch = max(batches(encoded, 8), key=lambda b: b[-1].length - b[0].length)  # the most padding
+    assert batch[-1].length > batch[0].length
+    monkeypatch.setattr(tiny_pair.finetuned.tokenizer, "padding_side", side)
+    explained = run_model(tiny_pair.finetuned, batch, explain=True)
+    assert explained.mask[0, 0] == 1 and explained.mask[0, -1] == 0  # the shortest example is padded on the right
+    for i, item in enumerate(batch):
+        single = class_relevance(tiny_pair.finetuned, item.text, item.text_pair)
+        np.testing.assert_allclose(explained.relevance[i], single.scores, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(explained.input_x_gradient[i], single.input_x_gradient, rtol=1e-4, atol=1e-7)
+
+
 def test_one_encoding_serves_both_models_only_when_their_tokenizers_match(tiny_pair):
     """Corpus runs tokenize once when both models use the same fast tokenizer; a different normalizer (casing) or
     ``split_special_tokens`` (a literal "[SEP]" in the text splits into pieces) means each model tokenizes for
@@ -209,6 +230,7 @@ def test_batched_change_figures_hold_where_the_two_models_differ_a_lot(tiny_pair
 def test_default_pair_rows_equal_the_single_example_engine(default_pair, tmp_path):
     from attention.compare import compare_heads
     from attention.extract import extract_pair
+    from attention.metrics import hellinger_distances
 
     source = corpus_source(None, config=default_pair.config, limit=24)
     run_corpus(default_pair, source, tmp_path, chunk_size=12, batch_size=8, progress=False)
@@ -221,6 +243,17 @@ def test_default_pair_rows_equal_the_single_example_engine(default_pair, tmp_pat
         got = heads.loc[heads["example_id"] == example_id, "js_divergence"]
         np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-6)
     assert examples["gold"].notna().all() and examples["correct_finetuned"].mean() > 0.6
+    distances = read_table(tmp_path, "head_distances")
+    assert distances.groupby(["head_a", "head_b"])["examples"].sum().eq(24).all()
+    summed = distances.groupby(["head_a", "head_b"])["distance_sum"].sum().unstack().to_numpy()
+    expected = 0.0
+    for text in examples["text"]:
+        runs = extract_pair(default_pair, text)
+        maps = np.concatenate([runs.pretrained.weights, runs.finetuned.weights])
+        expected = expected + hellinger_distances(maps.reshape(-1, *maps.shape[-2:]))
+    # a head fine-tuning barely moved is ~0.003 from its pre-trained self (d = sqrt(1 - affinity)): there the
+    # passes' float32 rounding (~1e-6 in a batch vs alone) moves d by ~2e-5 per example; other pairs are ~0.1–1
+    np.testing.assert_allclose(summed, expected, rtol=1e-5, atol=24 * 5e-5)
 
 
 def test_skipped_rows_are_counted_with_their_reason(tiny_pair, data_file, tmp_path):

@@ -27,6 +27,7 @@ def _reference(model, text: str, target: int):
         captured["embeddings"] = output
 
     handle = network.get_input_embeddings().register_forward_hook(keep_embeddings)
+    network.requires_grad_(True)  # loaded frozen; the weights' grad makes the embeddings' output require grad
     try:
         with torch.enable_grad():
             output = network(**encoding, output_attentions=True)
@@ -35,6 +36,7 @@ def _reference(model, text: str, target: int):
             output.logits[0, target].backward()
     finally:
         handle.remove()
+        network.requires_grad_(False)
     n = encoding["input_ids"].shape[1]
     relevance = np.eye(n)
     rows = []

@@ -92,8 +92,10 @@ def batches(encoded: list[Encoded], batch_size: int, cells: int = ATTENTION_CELL
 
 
 def padded(model: LoadedModel, batch: list[Encoded]):
+    """``batch`` padded on the right, whatever the tokenizer's default: models with absolute position ids (BERT)
+    number positions from the first, so left padding would give each example other positions than its own pass."""
     features = [{key: value[0].tolist() for key, value in item.encoding.items()} for item in batch]
-    return model.tokenizer.pad(features, padding=True, return_tensors="pt")
+    return model.tokenizer.pad(features, padding=True, padding_side="right", return_tensors="pt")
 
 
 def own_positions(mask_row) -> slice | np.ndarray:
@@ -124,19 +126,13 @@ def run_model(model: LoadedModel, batch: list[Encoded], *, explain: bool) -> Mod
         chosen = output.logits.gather(1, predicted[:, None]).sum()
         gradients = torch.autograd.grad(chosen, [embeddings, *output.attentions])
     embedding_gradient, attention_gradients = gradients[0], gradients[1:]
-    relevances, saliencies = [], []
-    for i, item in enumerate(batch):
-        positions = own_positions(masks[i].numpy())
-        cls_row = item.facts.cls_index or 0
-        block = positions if isinstance(positions, slice) else torch.as_tensor(positions)
-
-        def own(tensor, i=i, block=block):  # [head, query, key] of example i, its real tokens only
-            return tensor[i][:, block][:, :, block]
-
-        relevances.append(
-            gradient_rollout([own(a) for a in output.attentions], [own(g) for g in attention_gradients], cls_row)
-        )
-        saliencies.append(input_x_gradient(embeddings.detach()[i][block], embedding_gradient[i][block]))
+    blocks = [own_positions(row) for row in masks.numpy()]
+    positions = np.arange(masks.shape[1])
+    cls_rows = [positions[block][item.facts.cls_index or 0] for item, block in zip(batch, blocks, strict=True)]
+    relevance = gradient_rollout(output.attentions, attention_gradients, cls_rows, masks.numpy())
+    saliency = input_x_gradient(embeddings.detach(), embedding_gradient)
+    relevances = [relevance[i][:, block] for i, block in enumerate(blocks)]
+    saliencies = [saliency[i][block] for i, block in enumerate(blocks)]
     attentions = torch.stack([a.detach() for a in output.attentions]).float().numpy()
     return ModelPass(attentions, masks.numpy(), probabilities.numpy(), relevances, saliencies)
 
