@@ -69,3 +69,30 @@ def rollout(weights: np.ndarray, *, residual: bool = True, heads: Sequence[int] 
     for layer in range(1, maps.shape[0]):
         np.matmul(maps[layer], joint[layer - 1], out=joint[layer])
     return joint
+
+
+def top_rollout_rows(weights: np.ndarray, sources: Sequence[int], mask: np.ndarray) -> np.ndarray:
+    """Row ``sources[b]`` of the top layer's :func:`rollout` ``R_L`` for every input of a padded batch, without
+    the full matrix products: ``e_s · Â_L ⋯ Â_1``, one vector-matrix product per layer.
+
+    Args:
+        weights: padded attention ``[layer, batch, head, position, position]``.
+        sources: each input's source position (its [CLS]), in padded positions ``[batch]``.
+        mask: ``[batch, position]``, 1 on an input's own tokens.
+
+    Returns:
+        ``[batch, position]`` float64: each input's row over its own tokens (equal to its unpadded rollout's), 0 on
+        padding. Keys off an input's own tokens are zeroed, so its row never leaves them.
+    """
+    keys = np.asarray(mask, dtype=np.float64)[None, :, None, :]  # [1, batch, 1, key]
+    averaged = np.add.reduce(weights, axis=2, dtype=np.float64)  # [layer, batch, query, key]
+    averaged /= weights.shape[2]
+    averaged *= keys
+    diagonal = np.arange(averaged.shape[-1])
+    averaged[:, :, diagonal, diagonal] += 1.0
+    averaged /= averaged.sum(axis=-1, keepdims=True)
+    row = np.zeros(averaged.shape[1:3])
+    row[np.arange(row.shape[0]), np.asarray(sources)] = 1.0
+    for layer in reversed(range(averaged.shape[0])):
+        row = np.einsum("bq,bqk->bk", row, averaged[layer])
+    return row

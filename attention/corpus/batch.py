@@ -19,6 +19,7 @@ from attention.errors import InputTextError
 from attention.extract import AttentionRun, TokenFacts, clean_texts, encode, run_of, token_facts
 from attention.gradients import gradient_rollout, input_embeddings_kept, input_x_gradient
 from attention.models import LoadedModel, ModelPair
+from attention.rollout import top_rollout_rows
 from attention.shortcut import first_position_only
 
 MODELS = ("pretrained", "finetuned")
@@ -42,13 +43,15 @@ class Encoded:
 class ModelPass:
     """One model on one batch: ``attentions`` ``[layer, batch, head, query, key]`` (padded), and for a classifier
     ``probabilities`` ``[batch, class]``, the gradient rollout ``relevance`` per example ``[layer, token]`` and
-    ``input_x_gradient`` per example ``[token]`` (unpadded); ``mask`` ``[batch, position]``, 1 on real tokens."""
+    ``input_x_gradient`` per example ``[token]`` (unpadded); ``mask`` ``[batch, position]``, 1 on real tokens;
+    ``rollout`` per example ``[token]``: its [CLS] row of the top layer's attention rollout (unpadded)."""
 
     attentions: np.ndarray
     mask: np.ndarray
     probabilities: np.ndarray | None
     relevance: list[np.ndarray] | None
     input_x_gradient: list[np.ndarray] | None
+    rollout: list[np.ndarray]
 
 
 def encode_rows(pair: ModelPair, rows: pd.DataFrame) -> tuple[list[Encoded], list[dict]]:
@@ -112,12 +115,21 @@ def run_model(model: LoadedModel, batch: list[Encoded], *, explain: bool) -> Mod
 
     inputs = padded(model, batch)
     masks = inputs["attention_mask"]
+    blocks = [own_positions(row) for row in masks.numpy()]
+    positions = np.arange(masks.shape[1])
+    cls_rows = [positions[block][item.facts.cls_index or 0] for item, block in zip(batch, blocks, strict=True)]
     network = model.model
+
+    def rollout_rows(attentions: np.ndarray) -> list[np.ndarray]:
+        rows = top_rollout_rows(attentions, cls_rows, masks.numpy())
+        return [rows[i][block] for i, block in enumerate(blocks)]
+
     if not explain:
         with torch.inference_mode(), first_position_only():
             output = network(**inputs, output_attentions=True)
         probabilities = torch.softmax(output.logits.float(), dim=-1).numpy() if model.is_classifier else None
-        return ModelPass(torch.stack(output.attentions).float().numpy(), masks.numpy(), probabilities, None, None)
+        attentions = torch.stack(output.attentions).float().numpy()
+        return ModelPass(attentions, masks.numpy(), probabilities, None, None, rollout_rows(attentions))
     with torch.enable_grad(), first_position_only(), input_embeddings_kept(network) as kept:
         output = network(**inputs, output_attentions=True)  # from input_ids: the model's own position ids
         embeddings = kept[0]
@@ -126,15 +138,12 @@ def run_model(model: LoadedModel, batch: list[Encoded], *, explain: bool) -> Mod
         chosen = output.logits.gather(1, predicted[:, None]).sum()
         gradients = torch.autograd.grad(chosen, [embeddings, *output.attentions])
     embedding_gradient, attention_gradients = gradients[0], gradients[1:]
-    blocks = [own_positions(row) for row in masks.numpy()]
-    positions = np.arange(masks.shape[1])
-    cls_rows = [positions[block][item.facts.cls_index or 0] for item, block in zip(batch, blocks, strict=True)]
     relevance = gradient_rollout(output.attentions, attention_gradients, cls_rows, masks.numpy())
     saliency = input_x_gradient(embeddings.detach(), embedding_gradient)
     relevances = [relevance[i][:, block] for i, block in enumerate(blocks)]
     saliencies = [saliency[i][block] for i, block in enumerate(blocks)]
     attentions = torch.stack([a.detach() for a in output.attentions]).float().numpy()
-    return ModelPass(attentions, masks.numpy(), probabilities.numpy(), relevances, saliencies)
+    return ModelPass(attentions, masks.numpy(), probabilities.numpy(), relevances, saliencies, rollout_rows(attentions))
 
 
 def example_run(model: LoadedModel, item: Encoded, weights: np.ndarray, probabilities) -> AttentionRun:

@@ -22,7 +22,6 @@ from attention.corpus.batch import (
 )
 from attention.corpus.figures import head_figures
 from attention.extract import AttentionRun
-from attention.methods import relevance
 from attention.metrics import hellinger_distances
 from attention.models import ModelPair
 
@@ -108,7 +107,7 @@ def _example_rows(
         tokens[f"input_x_gradient_{model_name}"] = (
             done.input_x_gradient[index] if done.input_x_gradient is not None else np.full(n, np.nan)
         )
-        tokens[f"rollout_{model_name}"] = relevance(run, "rollout")[-1]
+        tokens[f"rollout_{model_name}"] = done.rollout[index]
         from_cls = run.weights[:, :, cls, :].astype(CLS_ATTENTION_DTYPE)  # [layer, head, token]
         tokens[f"cls_attention_{model_name}"] = [np.ascontiguousarray(from_cls[:, :, t]).tobytes() for t in range(n)]
     gold = gold_label(item.label, pair.finetuned.labels)
