@@ -143,7 +143,9 @@ def test_pair_with_different_vocabulary_is_refused(tiny_models, tmp_path):
 def test_shape_from_config_json_matches_the_loaded_model(tiny_models, name):
     from attention.models import read_shape
 
-    assert read_shape(tiny_models[name]) == load_model(tiny_models[name]).shape
+    loaded = load_model(tiny_models[name])
+    assert read_shape(tiny_models[name]) == loaded.shape
+    assert not any(weight.requires_grad for weight in loaded.model.parameters())  # loaded frozen (README)
 
 
 def test_unreadable_config_json_is_reported(tmp_path):
