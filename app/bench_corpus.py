@@ -35,21 +35,28 @@ QUERY_EXAMPLES = 25_000
 
 
 def _bare_passes(pair, frame: pd.DataFrame, *, backward: bool) -> float:
-    """Seconds for the batched forward passes of both models (and, with ``backward``, the classifier's backward
-    pass), with the run's own batching."""
+    """Seconds for the batched forward passes of both models, with the run's own batching; with ``backward``, the
+    classifier's pass is the run's instead: cut to position 0 in the last layer, then one backward pass to the word
+    embeddings and every layer's attention — the passes alone, none of the figures computed from them."""
     import torch
 
-    from attention.corpus.batch import batches, encode_rows, padded, run_model
+    from attention.corpus.batch import batches, encode_rows, padded
+    from attention.gradients import input_embeddings_kept
+    from attention.shortcut import first_position_only
 
     encoded, _ = encode_rows(pair, frame)
     started = time.perf_counter()
     for batch in batches(encoded, 16):
         for model in (pair.pretrained, pair.finetuned):
+            inputs = padded(model, batch)
             if backward and model.is_classifier:
-                run_model(model, batch, explain=True)
+                with torch.enable_grad(), first_position_only(), input_embeddings_kept(model.model) as kept:
+                    output = model.model(**inputs, output_attentions=True)
+                    chosen = output.logits.max(dim=-1).values.sum()
+                    torch.autograd.grad(chosen, [kept[0], *output.attentions])
                 continue
             with torch.inference_mode():
-                model.model(**padded(model, batch), output_attentions=True)
+                model.model(**inputs, output_attentions=True)
     return time.perf_counter() - started
 
 
@@ -78,7 +85,7 @@ def throughput(pair) -> None:
 def precision(pair) -> None:
     """Largest difference, over the held-out sentences of :func:`throughput`, between each head figure of the
     batched float32 computation (:mod:`attention.corpus.figures`, as a run computes it) and the single-example
-    float64 functions on the same attention weights."""
+    float64 functions on the same attention weights (~13 s: the passes again, and the float64 functions)."""
     import numpy as np
 
     from attention.compare import head_change_arrays, head_stat_arrays

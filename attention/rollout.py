@@ -82,7 +82,8 @@ def top_rollout_rows(weights: np.ndarray, sources: Sequence[int], mask: np.ndarr
 
     Returns:
         ``[batch, position]`` float64: each input's row over its own tokens (equal to its unpadded rollout's), 0 on
-        padding. Keys off an input's own tokens are zeroed, so its row never leaves them.
+        padding. Keys off an input's own tokens are zeroed, so its row never leaves them; padded query rows are
+        never read, but must be finite (a masked encoder's are: it attends from them to real keys).
     """
     keys = np.asarray(mask, dtype=np.float64)[None, :, None, :]  # [1, batch, 1, key]
     averaged = np.add.reduce(weights, axis=2, dtype=np.float64)  # [layer, batch, query, key]

@@ -226,6 +226,37 @@ def test_batched_change_figures_hold_where_the_two_models_differ_a_lot(tiny_pair
             np.testing.assert_allclose(change[name][i], values, rtol=1e-5, atol=1e-8)
 
 
+def test_batched_figures_stay_finite_where_attention_is_exactly_zero(tiny_pair, data_file):
+    """A head that puts all its weight on one key (every other weight of its rows exactly 0, as a softmax that
+    underflows gives): entropy and JS divergence keep 0 · log 0 = 0 — entropy 0 bits, the change figures equal the
+    single-example functions."""
+    from attention.compare import head_change_arrays
+    from attention.corpus.batch import batches, encode_rows, run_model
+    from attention.corpus.figures import batch_head_figures
+    from attention.corpus.tables import _runs
+
+    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=12)
+    encoded, _ = encode_rows(tiny_pair, source.frame)
+    batch = max(batches(encoded, 8), key=lambda b: b[-1].length - b[0].length)
+    models = {"pretrained": tiny_pair.pretrained, "finetuned": tiny_pair.finetuned}
+    passes = {name: run_model(model, batch, explain=model.is_classifier) for name, model in models.items()}
+    runs = _runs(tiny_pair, batch, passes)
+    pre, mask = passes["pretrained"].attentions, passes["pretrained"].mask
+    lengths = mask.sum(axis=1)
+    onehot = np.zeros_like(pre)  # [layer, batch, head, query, key]: each row on key (query + 1) mod own length
+    for i, n in enumerate(lengths):
+        onehot[:, i, :, np.arange(n), (np.arange(n) + 1) % n] = 1.0
+    for a, b in ((pre, onehot), (onehot, onehot)):
+        change, stats = batch_head_figures(a, b, mask, runs)
+        assert all(np.isfinite(values).all() for values in change.values())
+        for i, n in enumerate(lengths):
+            own_a, own_b = (x[:, i, :, :n, :n] for x in (a, b))
+            for name, values in head_change_arrays(own_a, own_b).items():
+                np.testing.assert_allclose(change[name][i], values, rtol=1e-5, atol=1e-6)
+        assert all(np.isfinite(values).all() for named in stats.values() for values in named.values())
+        np.testing.assert_allclose(stats["finetuned"]["entropy"], 0.0, atol=1e-6)  # one key per row: 0 bits
+
+
 @pytest.mark.slow
 def test_default_pair_rows_equal_the_single_example_engine(default_pair, tmp_path):
     from attention.compare import compare_heads

@@ -133,3 +133,23 @@ def test_blank_out_of_a_word_masks_all_its_pieces(classifier):
     expected = _probability(classifier, ids, 0) - _probability(classifier, blanked, 0)
     assert words[4] == pytest.approx(expected, abs=1e-6)  # word 4: [CLS] is word 0
     assert np.isnan(words[0]) and np.isnan(words[-1])
+
+
+def test_gradient_rollout_of_a_padded_batch_equals_each_inputs_own():
+    """Batched class relevance on a padded batch: each input's rows equal the rule on its own block alone, even when
+    the padded entries of the attention and of its gradient are not zero (the mask drops them), and are 0 on
+    padding."""
+    from attention.gradients import gradient_rollout
+
+    generator = torch.Generator().manual_seed(0)
+    lengths, positions, layers = [4, 7, 6], 7, 3
+    mask = (np.arange(positions)[None] < np.array(lengths)[:, None]).astype(np.int64)
+    attentions = [torch.rand(3, 2, positions, positions, generator=generator) for _ in range(layers)]
+    gradients = [torch.randn(3, 2, positions, positions, generator=generator) for _ in range(layers)]
+    sources = [0, 2, 5]
+    batched = gradient_rollout(attentions, gradients, sources, mask)
+    for i, (n, source) in enumerate(zip(lengths, sources, strict=True)):
+        own = [a[i : i + 1, :, :n, :n] for a in attentions]
+        own_gradients = [g[i : i + 1, :, :n, :n] for g in gradients]
+        np.testing.assert_allclose(batched[i, :, :n], gradient_rollout(own, own_gradients, source)[0], rtol=1e-12)
+        assert np.all(batched[i, :, n:] == 0.0)

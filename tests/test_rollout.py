@@ -53,16 +53,17 @@ def test_residual_maps_add_identity_then_renormalize():
 
 def test_top_rollout_rows_of_a_padded_batch_equal_each_inputs_own_rollout():
     """The corpus's batched [CLS] rows (one vector-matrix product per layer) equal the full rollout's row of each
-    input's own maps; padded query rows, which are not zero (as a model's are), change nothing."""
+    input's own maps; padded query rows, which are not zero (as a model's are), change nothing, and weight on padded
+    keys (none in a model's masked attention) is dropped: rollout of the own block renormalises the same way."""
     from attention.rollout import top_rollout_rows
 
     rng = np.random.default_rng(3)
     lengths, positions = [5, 9, 7], 9
     mask = (np.arange(positions)[None] < np.array(lengths)[:, None]).astype(np.int64)
     raw = rng.random((4, len(lengths), 3, positions, positions)) ** 4  # [layer, batch, head, query, key]
-    weights = raw * mask[None, :, None, None, :]  # a model's masked attention: no weight on padded keys
+    weights = raw * (mask[None, :, None, None, :] + 0.2)  # some weight on padded keys: the function drops it
     weights /= weights.sum(axis=-1, keepdims=True)
-    assert weights[:, 0, :, 6:, :5].min() > 0  # padded query rows attend to the input's keys
+    assert weights[:, 0, :, 6:, :5].min() > 0 and weights[:, 0, :, :5, 6:].min() > 0
     sources = [0, 3, 6]
     rows = top_rollout_rows(weights, sources, mask)
     for i, (n, source) in enumerate(zip(lengths, sources, strict=True)):

@@ -1,11 +1,11 @@
 """Batched forward (and, for the classifier, backward) passes of both models over a chunk of a corpus, turned into
 the corpus tables (:mod:`attention.corpus.schema`).
 
-Inputs are padded into batches of similar length with an attention mask; every per-example figure is computed on
-the example's own (unpadded) tokens — with the single-example engine's functions, or for the per-head figures
-batched with padding zeroed (:mod:`attention.corpus.figures`) — so a corpus row equals what the dashboard shows
-for that input (tests/test_corpus.py checks sampled rows). Passes cut the last layer to position 0
-(:mod:`attention.shortcut`).
+Inputs are padded (on the right) into batches of similar length with an attention mask; every per-example figure
+is computed on the example's own (unpadded) tokens — for the whole batch with padding zeroed (the per-head figures,
+:mod:`attention.corpus.figures`; class relevance and input × gradient; the [CLS] rollout row) or with the
+single-example engine's functions — so a corpus row equals what the dashboard shows for that input
+(tests/test_corpus.py checks sampled rows). Passes cut the last layer to position 0 (:mod:`attention.shortcut`).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def padded(model: LoadedModel, batch: list[Encoded]):
 
 def own_positions(mask_row) -> slice | np.ndarray:
     """An example's real (unpadded) positions from its attention-mask row: a slice when they are contiguous (a view,
-    no copy: right padding), else their indices."""
+    no copy: always, for the right-padded batches of :func:`padded`), else their indices (masks from elsewhere)."""
     real = np.flatnonzero(np.asarray(mask_row))
     return slice(int(real[0]), int(real[-1]) + 1) if real[-1] - real[0] + 1 == real.size else real
 

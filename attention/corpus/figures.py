@@ -49,8 +49,9 @@ def head_figures(
     runs: dict[str, list[AttentionRun]],
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
     """:func:`batch_head_figures` when both models' padded positions line up (``masks``, one ``[batch,
-    position]`` per model, equal); otherwise — tokenizers that pad on different sides — each example's own
-    unpadded runs with the single-example functions. Same results either way."""
+    position]`` per model, equal: always for a run's right-padded batches of equal token ids); otherwise (masks
+    from elsewhere, e.g. left padding) each example's own unpadded runs with the single-example functions. Same
+    results either way."""
     if np.array_equal(masks[0], masks[1]):
         return batch_head_figures(pretrained, finetuned, masks[0], runs)
     return per_example_figures(runs)
@@ -131,7 +132,9 @@ def _figures(pretrained, finetuned, masks, runs):
         norms = torch.linalg.vector_norm(flat_p, dim=-1) * torch.linalg.vector_norm(flat_q, dim=-1)
         dots = torch.linalg.vecdot(flat_p, flat_q)
         change["cosine"].append(torch.where(norms > 0, dots / norms.where(norms > 0, torch.ones_like(norms)), 0.0))
-        uniform = (SMOOTHING / n)[:, :, None, None] * block  # smoothing as metrics.smooth, own tokens only
+        # smoothing as metrics.smooth, own tokens only. It also keeps every weight of the block above 0, so the
+        # logarithms below never see log 0 (this needs SMOOTHING > 0)
+        uniform = (SMOOTHING / n)[:, :, None, None] * block
         ps, qs = p.mul(1.0 - SMOOTHING).add_(uniform), q.mul(1.0 - SMOOTHING).add_(uniform)
         m = (ps + qs).mul_(0.5).add_(outside)  # 1 off the block, where p = q = 0: each term is 0 · log(1) there
         kl = (ps * ((ps + outside) / m).log_()).sum(dim=-1).add_((qs * ((qs + outside) / m).log_()).sum(dim=-1))
