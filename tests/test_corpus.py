@@ -79,6 +79,27 @@ def _assert_same_corpus(a: Path, b: Path) -> None:
         pd.testing.assert_frame_equal(read_table(a, name), read_table(b, name), check_exact=False, rtol=1e-5)
 
 
+def _most_padded_batch(pair, data_file: Path) -> list:
+    """The batch of the first 12 rows (batches of 8) with the most padding: its examples' lengths differ."""
+    from attention.corpus.batch import batches, encode_rows
+
+    source = corpus_source(data_file, config=pair.config, text_col="review", label_col="stars", limit=12)
+    encoded, _ = encode_rows(pair, source.frame)
+    batch = max(batches(encoded, 8), key=lambda b: b[-1].length - b[0].length)
+    assert batch[-1].length > batch[0].length
+    return batch
+
+
+def _batch_passes(pair, batch: list) -> tuple[dict, dict]:
+    """Both models' passes over ``batch`` as a run makes them, and each example's unpadded runs."""
+    from attention.corpus.batch import run_model
+    from attention.corpus.tables import _runs
+
+    models = {"pretrained": pair.pretrained, "finetuned": pair.finetuned}
+    passes = {name: run_model(model, batch, explain=model.is_classifier) for name, model in models.items()}
+    return passes, _runs(pair, batch, passes)
+
+
 def test_rows_equal_the_single_example_engine(tiny_pair, data_file, tmp_path):
     from attention.compare import compare_heads
     from attention.extract import extract_pair
@@ -112,13 +133,10 @@ def test_batched_class_relevance_equals_each_examples_own_pass(tiny_pair, data_f
     """The corpus works out class relevance (every layer) and input x gradient for a whole padded batch at once;
     each example's equal a single-example pass of the classifier on its own tokens — also when the tokenizer
     would pad on the left (BERT numbers positions from the first, so the batch is always padded on the right)."""
-    from attention.corpus.batch import batches, encode_rows, run_model
+    from attention.corpus.batch import run_model
     from attention.gradients import class_relevance
 
-    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=12)
-    encoded, _ = encode_rows(tiny_pair, source.frame)
-    batch = max(batches(encoded, 8), key=lambda b: b[-1].length - b[0].length)  # the most padding
-    assert batch[-1].length > batch[0].length
+    batch = _most_padded_batch(tiny_pair, data_file)
     monkeypatch.setattr(tiny_pair.finetuned.tokenizer, "padding_side", side)
     explained = run_model(tiny_pair.finetuned, batch, explain=True)
     assert explained.mask[0, 0] == 1 and explained.mask[0, -1] == 0  # the shortest example is padded on the right
@@ -166,17 +184,10 @@ def test_batched_head_figures_equal_the_per_example_functions(tiny_pair, data_fi
     if cells is not None:
         monkeypatch.setattr(figures, "FIGURE_CELLS", cells)
     from attention.compare import head_change_arrays, head_stat_arrays
-    from attention.corpus.batch import batches, encode_rows, run_model
     from attention.corpus.figures import batch_head_figures, head_figures
-    from attention.corpus.tables import _runs
 
-    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=12)
-    encoded, _ = encode_rows(tiny_pair, source.frame)
-    batch = max(batches(encoded, 8), key=lambda b: b[-1].length - b[0].length)  # the most padding
-    assert batch[-1].length > batch[0].length
-    models = {"pretrained": tiny_pair.pretrained, "finetuned": tiny_pair.finetuned}
-    passes = {name: run_model(model, batch, explain=model.is_classifier) for name, model in models.items()}
-    runs = _runs(tiny_pair, batch, passes)
+    batch = _most_padded_batch(tiny_pair, data_file)
+    passes, runs = _batch_passes(tiny_pair, batch)
     for side in ("right", "left"):
         pre, ft, mask = passes["pretrained"].attentions, passes["finetuned"].attentions, passes["pretrained"].mask
         if side == "left":  # each example's block moved to the end of its padded row
@@ -204,16 +215,10 @@ def test_batched_change_figures_hold_where_the_two_models_differ_a_lot(tiny_pair
     differ a lot: random peaked rows over each example's own keys in place of the fine-tuned maps (JS divergence
     ~0.1–0.5 bits), held to 1e-5 relative."""
     from attention.compare import head_change_arrays
-    from attention.corpus.batch import batches, encode_rows, run_model
     from attention.corpus.figures import batch_head_figures
-    from attention.corpus.tables import _runs
 
-    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=12)
-    encoded, _ = encode_rows(tiny_pair, source.frame)
-    batch = max(batches(encoded, 8), key=lambda b: b[-1].length - b[0].length)
-    models = {"pretrained": tiny_pair.pretrained, "finetuned": tiny_pair.finetuned}
-    passes = {name: run_model(model, batch, explain=model.is_classifier) for name, model in models.items()}
-    runs = _runs(tiny_pair, batch, passes)
+    batch = _most_padded_batch(tiny_pair, data_file)
+    passes, runs = _batch_passes(tiny_pair, batch)
     pre, mask = passes["pretrained"].attentions, passes["pretrained"].mask
     peaked = np.random.default_rng(0).random(pre.shape) ** 6 * mask[None, :, None, None, :]
     sharp = (peaked / peaked.sum(axis=-1, keepdims=True)).astype(np.float32)
@@ -231,16 +236,10 @@ def test_batched_figures_stay_finite_where_attention_is_exactly_zero(tiny_pair, 
     underflows gives): entropy and JS divergence keep 0 · log 0 = 0 — entropy 0 bits, the change figures equal the
     single-example functions."""
     from attention.compare import head_change_arrays
-    from attention.corpus.batch import batches, encode_rows, run_model
     from attention.corpus.figures import batch_head_figures
-    from attention.corpus.tables import _runs
 
-    source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=12)
-    encoded, _ = encode_rows(tiny_pair, source.frame)
-    batch = max(batches(encoded, 8), key=lambda b: b[-1].length - b[0].length)
-    models = {"pretrained": tiny_pair.pretrained, "finetuned": tiny_pair.finetuned}
-    passes = {name: run_model(model, batch, explain=model.is_classifier) for name, model in models.items()}
-    runs = _runs(tiny_pair, batch, passes)
+    batch = _most_padded_batch(tiny_pair, data_file)
+    passes, runs = _batch_passes(tiny_pair, batch)
     pre, mask = passes["pretrained"].attentions, passes["pretrained"].mask
     lengths = mask.sum(axis=1)
     onehot = np.zeros_like(pre)  # [layer, batch, head, query, key]: each row on key (query + 1) mod own length
