@@ -40,9 +40,7 @@ def _bare_passes(pair, frame: pd.DataFrame, *, backward: bool) -> float:
     embeddings and every layer's attention — the passes alone, none of the figures computed from them."""
     import torch
 
-    from attention.corpus.batch import batches, encode_rows, padded
-    from attention.gradients import input_embeddings_kept
-    from attention.shortcut import first_position_only
+    from attention.corpus.batch import batches, encode_rows, forward_backward, padded
 
     encoded, _ = encode_rows(pair, frame)
     started = time.perf_counter()
@@ -50,10 +48,7 @@ def _bare_passes(pair, frame: pd.DataFrame, *, backward: bool) -> float:
         for model in (pair.pretrained, pair.finetuned):
             inputs = padded(model, batch)
             if backward and model.is_classifier:
-                with torch.enable_grad(), first_position_only(), input_embeddings_kept(model.model) as kept:
-                    output = model.model(**inputs, output_attentions=True)
-                    chosen = output.logits.max(dim=-1).values.sum()
-                    torch.autograd.grad(chosen, [kept[0], *output.attentions])
+                forward_backward(model, inputs)
                 continue
             with torch.inference_mode():
                 model.model(**inputs, output_attentions=True)

@@ -108,42 +108,47 @@ def own_positions(mask_row) -> slice | np.ndarray:
     return slice(int(real[0]), int(real[-1]) + 1) if real[-1] - real[0] + 1 == real.size else real
 
 
+def forward_backward(model: LoadedModel, inputs) -> tuple[object, object, tuple]:
+    """A classifier's pass as a run makes it: forward from ``input_ids`` (the model's own position ids; last layer
+    cut to position 0) with the word embeddings kept as leaves, then one backward pass of each example's predicted
+    class logit (examples of a batch do not interact, so the gradient of the sum is each example's own).
+    ``(output, embeddings [batch, position, hidden], gradients (∂/∂embeddings, ∂/∂attention of each layer))``."""
+    import torch
+
+    with torch.enable_grad(), first_position_only(), input_embeddings_kept(model.model) as kept:
+        output = model.model(**inputs, output_attentions=True)
+        chosen = output.logits.max(dim=-1).values.sum()  # each example's predicted class
+        return output, kept[0], torch.autograd.grad(chosen, [kept[0], *output.attentions])
+
+
 def run_model(model: LoadedModel, batch: list[Encoded], *, explain: bool) -> ModelPass:
-    """``model`` on ``batch``; with ``explain`` (a classifier) one backward pass too, for each example's predicted
-    class (examples of a batch do not interact, so the gradient of the sum is each example's own)."""
+    """``model`` on ``batch``; with ``explain`` (a classifier) one backward pass too (:func:`forward_backward`)."""
     import torch
 
     inputs = padded(model, batch)
-    masks = inputs["attention_mask"]
-    blocks = [own_positions(row) for row in masks.numpy()]
-    positions = np.arange(masks.shape[1])
+    mask = inputs["attention_mask"].numpy()
+    blocks = [own_positions(row) for row in mask]
+    positions = np.arange(mask.shape[1])
     cls_rows = [positions[block][item.facts.cls_index or 0] for item, block in zip(batch, blocks, strict=True)]
-    network = model.model
 
     def rollout_rows(attentions: np.ndarray) -> list[np.ndarray]:
-        rows = top_rollout_rows(attentions, cls_rows, masks.numpy())
+        rows = top_rollout_rows(attentions, cls_rows, mask)
         return [rows[i][block] for i, block in enumerate(blocks)]
 
     if not explain:
         with torch.inference_mode(), first_position_only():
-            output = network(**inputs, output_attentions=True)
+            output = model.model(**inputs, output_attentions=True)
         probabilities = torch.softmax(output.logits.float(), dim=-1).numpy() if model.is_classifier else None
         attentions = torch.stack(output.attentions).float().numpy()
-        return ModelPass(attentions, masks.numpy(), probabilities, None, None, rollout_rows(attentions))
-    with torch.enable_grad(), first_position_only(), input_embeddings_kept(network) as kept:
-        output = network(**inputs, output_attentions=True)  # from input_ids: the model's own position ids
-        embeddings = kept[0]
-        probabilities = torch.softmax(output.logits.detach().float(), dim=-1)
-        predicted = probabilities.argmax(dim=-1)
-        chosen = output.logits.gather(1, predicted[:, None]).sum()
-        gradients = torch.autograd.grad(chosen, [embeddings, *output.attentions])
-    embedding_gradient, attention_gradients = gradients[0], gradients[1:]
-    relevance = gradient_rollout(output.attentions, attention_gradients, cls_rows, masks.numpy())
-    saliency = input_x_gradient(embeddings.detach(), embedding_gradient)
+        return ModelPass(attentions, mask, probabilities, None, None, rollout_rows(attentions))
+    output, embeddings, gradients = forward_backward(model, inputs)
+    probabilities = torch.softmax(output.logits.detach().float(), dim=-1).numpy()
+    relevance = gradient_rollout(output.attentions, gradients[1:], cls_rows, mask)
+    saliency = input_x_gradient(embeddings.detach(), gradients[0])
     relevances = [relevance[i][:, block] for i, block in enumerate(blocks)]
     saliencies = [saliency[i][block] for i, block in enumerate(blocks)]
     attentions = torch.stack([a.detach() for a in output.attentions]).float().numpy()
-    return ModelPass(attentions, masks.numpy(), probabilities.numpy(), relevances, saliencies, rollout_rows(attentions))
+    return ModelPass(attentions, mask, probabilities, relevances, saliencies, rollout_rows(attentions))
 
 
 def example_run(model: LoadedModel, item: Encoded, weights: np.ndarray, probabilities) -> AttentionRun:

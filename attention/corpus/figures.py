@@ -20,13 +20,12 @@ from __future__ import annotations
 import numpy as np
 
 from attention.extract import AttentionRun
-from attention.metrics import SMOOTHING
+from attention.metrics import SMOOTHING, entropy_bits_of
 
 CHANGE = ("js_divergence", "cosine", "tv_distance")
 STATS = ("entropy", "to_cls", "to_sep", "to_punct", "to_self")
 FIGURE_CELLS = 2**20  # attention weights per float32 temporary of one layer (4 MB; ~10 of them live at once)
 _LN2 = float(np.log(2.0))
-_TINY = float(np.finfo(np.float32).tiny)  # p · log p with p clamped to it is 0 (not NaN) for p = 0
 
 
 def _key_masks(runs: list[AttentionRun], masks: np.ndarray) -> dict[str, np.ndarray]:
@@ -141,8 +140,7 @@ def _figures(pretrained, finetuned, masks, runs):
         change["js_divergence"].append(kl.sum(dim=-1).mul_(0.5 / _LN2) / n)
         for model, w in maps.items():
             model_stats = stats[model]
-            entropy = (w * w.clamp(min=_TINY).log_()).sum(dim=(-2, -1)).div_(-_LN2)  # 0 · log 0 = 0
-            model_stats["entropy"].append(entropy / n)
+            model_stats["entropy"].append(entropy_bits_of(w, dim=(-2, -1)) / n)  # float32; 0 · log 0 = 0
             received = w.sum(dim=-2)  # [batch, head, key]: attention each key gets, summed over own queries
             for name in ("to_cls", "to_sep", "to_punct"):
                 model_stats[name].append((received * keys[model][name]).sum(dim=-1) / n)
