@@ -18,6 +18,7 @@ from app.help import render_doc
 from app.layout import build_layout
 from app.loading import PairRegistry
 from app.metrics import install_metrics
+from app.request_checks import install_request_checks
 from app.server_config import ServerConfig
 from app.services import EXTENSION_KEY, AnalysisService, example_items
 from app.shared_cache import DiskCache, SharedCache
@@ -87,7 +88,7 @@ def create_app(
         functools.partial(_page_for, server_config, settings, service)
     )
     server = Flask(__name__)
-    _mount_corpus_page(server, server_config, registry.default, settings)  # first: see mount_corpus_page
+    corpus_app = _mount_corpus_page(server, server_config, registry.default, settings)  # first: see mount_corpus_page
     dash_app = Dash(
         __name__,
         server=server,
@@ -99,7 +100,8 @@ def create_app(
     )
     dash_app.server.extensions[EXTENSION_KEY] = registry
     dash_app.server.extensions[JOBS_KEY] = JobBook(server_config.jobs.broker)
-    protect(dash_app, auth or AuthConfig.from_environ())
+    install_request_checks(server, (corpus_app, dash_app))
+    protect(dash_app, auth or AuthConfig.from_environ())  # sign-in runs before every other check
     install_metrics(dash_app, registry)
 
     def layout() -> html.Div:
@@ -177,15 +179,15 @@ def create_app(
     return dash_app
 
 
-def _mount_corpus_page(server: Flask, server_config: ServerConfig, default: str, settings: Settings | None) -> None:
+def _mount_corpus_page(server: Flask, server_config: ServerConfig, default: str, settings: Settings | None) -> Dash:
     """The corpus page at /corpus/ (corpora under the ``corpora`` setting, default ``<data home>/corpora``)."""
     from app.corpus_page import mount_corpus_page
     from attention.settings import load_settings
 
     settings = settings or load_settings()
     names = {key: pair.name for key, pair in server_config.pairs.items()}
-    mount_corpus_page(server, pair_config_names=names, default_models=default, root=settings.corpora_dir,
-                      assets_folder=str(assets_dir()))  # fmt: skip
+    return mount_corpus_page(server, pair_config_names=names, default_models=default, root=settings.corpora_dir,
+                             assets_folder=str(assets_dir()))  # fmt: skip
 
 
 def local_shared_cache(settings: Settings | None) -> DiskCache:

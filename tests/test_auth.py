@@ -46,7 +46,8 @@ def test_every_route_but_healthz_needs_the_right_password(tiny_config, tmp_path)
 
     users = UsersFile(tmp_path / "users.json")
     users.add("ada", "correct horse battery")
-    client = _loaded(create_app(tiny_config, auth=AuthConfig(users_file=users.path))).server.test_client()
+    dash_app = _loaded(create_app(tiny_config, auth=AuthConfig(users_file=users.path)))
+    client = dash_app.server.test_client(use_cookies=False)  # each request on its own (no remembered sign-in)
     for route in ROUTES:
         assert client.get(route).status_code == 401, route
         assert client.get(route, headers=_basic("ada", "wrong password!")).status_code == 401, route

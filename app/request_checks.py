@@ -1,0 +1,66 @@
+"""Requests Dash would answer with HTTP 500 and a traceback in the log get a 4xx and one sentence instead.
+
+- A callback request (``POST <prefix>_dash-update-component``) whose body is not Dash's shape — not a JSON object,
+  no ``output`` naming a callback of that page, ``inputs`` / ``state`` not lists of the callback's length — gets 400.
+- A script path (``/_dash-component-suites/…``) that names no registered file (traversal attempts, typos, old
+  fingerprints) gets 404.
+
+Sign-in (:mod:`app.auth`) runs first: an anonymous request gets 401 whatever its body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from dash import Dash
+from flask import Flask, Response, request
+
+CALLBACK_ROUTE = "_dash-update-component"
+
+
+def install_request_checks(server: Flask, dash_apps: Iterable[Dash]) -> None:
+    """Check callback bodies for each of ``dash_apps`` (all mounted on ``server``) and answer unknown scripts with 404.
+
+    Install after the Dash apps are made: their own ``before_request`` hook fills ``callback_map`` first."""
+    from dash.exceptions import DependencyException
+
+    routes = {f"{app.config.requests_pathname_prefix}{CALLBACK_ROUTE}": app for app in dash_apps}
+
+    def check_callback_body() -> Response | None:
+        dash_app = routes.get(request.path)
+        if dash_app is None or request.method != "POST":
+            return None
+        problem = callback_body_problem(request.get_json(silent=True), dash_app.callback_map)
+        return None if problem is None else _plain(f"Bad callback request: {problem}.", 400)
+
+    def no_such_script(_error: DependencyException) -> Response:
+        return _plain("No such script or style.", 404)
+
+    server.before_request(check_callback_body)
+    server.register_error_handler(DependencyException, no_such_script)
+
+
+def callback_body_problem(body: object, callback_map: dict) -> str | None:
+    """What is wrong with a callback request ``body`` for the callbacks in ``callback_map``, or None."""
+    if not isinstance(body, dict):
+        return "the body is not a JSON object"
+    output = body.get("output")
+    if not isinstance(output, str) or output not in callback_map:
+        return "'output' names no callback of this page"
+    spec = callback_map[output]
+    for key, expected in (("inputs", spec.get("inputs", [])), ("state", spec.get("state", []))):
+        given = body.get(key, [])
+        if not isinstance(given, list) or len(given) != len(expected):
+            return f"'{key}' must be a list of {len(expected)} items"
+        if not all(isinstance(item, dict | list) for item in given):
+            return f"every item of '{key}' must be an object or a list"
+    if not isinstance(body.get("outputs", []), dict | list):
+        return "'outputs' must be an object or a list"
+    changed = body.get("changedPropIds", [])
+    if not isinstance(changed, list) or not all(isinstance(item, str) for item in changed):
+        return "'changedPropIds' must be a list of strings"
+    return None
+
+
+def _plain(text: str, status: int) -> Response:
+    return Response(text + "\n", status, mimetype="text/plain")
