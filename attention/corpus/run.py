@@ -3,6 +3,7 @@ in this process, resumable (:mod:`attention.corpus.store`)."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -79,10 +80,12 @@ def chunk_rows(frame: pd.DataFrame, index: int, chunk_size: int) -> pd.DataFrame
 _WORKER: dict = {}  # the pair a pool process loaded once (per process, never shared between processes)
 
 
-def _init_worker(config: PairConfig, settings: Settings | None) -> None:
+def _init_worker(config: PairConfig, settings: Settings | None, parent_pid: int) -> None:
     from attention.models import load_pair
+    from attention.processes import die_with_parent
     from attention.settings import configure_torch, load_settings
 
+    die_with_parent(parent_pid)  # a SIGKILLed `corpus run` leaves no worker holding its models
     settings = settings or load_settings()
     configure_torch(settings)
     _WORKER["pair"] = load_pair(config, settings=settings)
@@ -220,7 +223,7 @@ def _run_pool(folder, frame, pending, chunk_size, batch_size, workers, config, s
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # never fork a process that holds torch threads
-    start = {"mp_context": context, "initializer": _init_worker, "initargs": (config, settings)}
+    start = {"mp_context": context, "initializer": _init_worker, "initargs": (config, settings, os.getpid())}
     with ProcessPoolExecutor(workers, **start) as pool:
         queue = list(pending)
         running: dict[Future, int] = {}
