@@ -1,0 +1,24 @@
+"""Context mixing: what each token's representation is really made of, layer by layer (contribution maps), and
+each input token's signed part of a class logit (DecompX). See docs/method.md §"Context mixing"."""
+
+from attention.mixing.contributions import (
+    INCLUDES_RESIDUAL,
+    MEASURE_NAMES,
+    MEASURES,
+    MIXING_MEASURES,
+    Contributions,
+    contributions,
+    contributions_for,
+)
+from attention.mixing.layers import UnsupportedArchitectureError
+
+__all__ = [
+    "INCLUDES_RESIDUAL",
+    "MEASURES",
+    "MEASURE_NAMES",
+    "MIXING_MEASURES",
+    "Contributions",
+    "UnsupportedArchitectureError",
+    "contributions",
+    "contributions_for",
+]

@@ -1,0 +1,141 @@
+"""How much each token's representation is made of every other token's, layer by layer: context-mixing
+contribution maps (:func:`contributions`), the measure-agnostic input of every graph method.
+
+A :class:`Contributions` holds ``maps`` ``[layer, query, key]`` (float32, rows non-negative and summing to 1) and,
+where a measure is defined per head, ``head_maps`` ``[layer, head, query, key]`` (each head's vector norms,
+unnormalised). :meth:`Contributions.as_run` presents the maps as an :class:`~attention.extract.AttentionRun` with
+one "head" per layer, so rollout, flow, the attention graph and every view take them as they take attention; the
+measures that already contain the residual connection (:data:`INCLUDES_RESIDUAL`) are rolled out without an added
+identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from attention.extract import AttentionRun, TokenFacts, clean_texts, encode, run_of, token_facts
+from attention.models import LoadedModel
+
+Measure = Literal["raw_attention", "attention_norm", "norm_residual", "globenc", "alti", "value_zeroing"]
+MEASURES: tuple[str, ...] = ("raw_attention", "attention_norm", "norm_residual", "globenc", "alti", "value_zeroing")
+MIXING_MEASURES: tuple[str, ...] = MEASURES[1:]
+INCLUDES_RESIDUAL: frozenset[str] = frozenset({"norm_residual", "globenc", "alti", "value_zeroing"})
+MEASURE_NAMES: dict[str, str] = {
+    "raw_attention": "raw attention",
+    "attention_norm": "attention norm",
+    "norm_residual": "norm + residual + LayerNorm",
+    "globenc": "GlobEnc",
+    "alti": "ALTI",
+    "value_zeroing": "value zeroing",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Contributions:
+    """One model's context-mixing maps for one input under one ``measure``.
+
+    ``maps``: read-only float32 ``[layer, query, key]``, every row non-negative and summing to 1: the share of
+    token ``query``'s output of the layer that comes from token ``key``'s input to it. ``head_maps``: float32
+    ``[layer, head, query, key]`` each head's part (vector norms, not normalised), or None."""
+
+    model_name: str
+    text: str
+    text_pair: str | None
+    measure: str
+    maps: np.ndarray
+    head_maps: np.ndarray | None
+    facts: TokenFacts
+    probabilities: tuple[float, ...] | None = None
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return self.facts.tokens
+
+    @property
+    def includes_residual(self) -> bool:
+        """Whether the maps already hold the residual connection (then rolled out without an added identity)."""
+        return self.measure in INCLUDES_RESIDUAL
+
+    @property
+    def num_layers(self) -> int:
+        return self.maps.shape[0]
+
+    def head_shares(self) -> np.ndarray | None:
+        """``[layer, head]``: each head's share of its layer's mixing (its part's norms summed over every query and
+        key, over the sum for all heads), or None for a measure without per-head parts."""
+        if self.head_maps is None:
+            return None
+        totals = self.head_maps.sum(axis=(-2, -1), dtype=np.float64)
+        return totals / totals.sum(axis=1, keepdims=True)
+
+    def as_run(self, model: LoadedModel) -> AttentionRun:
+        """The maps as an :class:`AttentionRun` (``weights`` ``[layer, 1, query, key]``) with this input's tokens."""
+        return run_of(model, self.text, self.text_pair, self.maps[:, None], self.facts, self.probabilities)
+
+
+def contributions(
+    model: LoadedModel, text: str, text_pair: str | None = None, *, measure: Measure = "alti"
+) -> Contributions:
+    """``model``'s :class:`Contributions` under ``measure`` for one input (one pass, layer by layer)."""
+    return contributions_for(model, text, text_pair, measures=(measure,))[measure]
+
+
+def contributions_for(
+    model: LoadedModel, text: str, text_pair: str | None = None, *, measures: tuple[str, ...] = MIXING_MEASURES
+) -> dict[str, Contributions]:
+    """:class:`Contributions` for each of ``measures``, from one traced pass of ``model`` (cheaper than one call per
+    measure)."""
+    import torch
+
+    from attention.mixing.layers import trace_layers
+
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown:
+        raise ValueError(f"measure must be one of {', '.join(MEASURES)}; got {unknown[0]!r}")
+    text, text_pair = clean_texts(text, text_pair)
+    encoding = encode(model, text, text_pair)
+    facts = token_facts(model, encoding)
+    layers = trace_layers(model, encoding)
+    probabilities = None
+    if model.is_classifier:
+        probabilities = _probabilities(model, encoding)
+    out = {}
+    with torch.inference_mode():
+        for measure in measures:
+            maps, heads = zip(*(measure_layer(measure, layer) for layer in layers), strict=True)
+            out[measure] = Contributions(
+                model_name=model.name, text=text, text_pair=text_pair, measure=measure,
+                maps=_frozen(torch.stack(maps)), head_maps=None if heads[0] is None else _frozen(torch.stack(heads)),
+                facts=facts, probabilities=probabilities,
+            )  # fmt: skip
+    return out
+
+
+def measure_layer(measure: str, layer):
+    """``(map [n, n], head_maps [h, n, n] or None)`` of one :class:`~attention.mixing.layers.LayerTensors`."""
+    from attention.mixing import norms
+    from attention.mixing.value_zeroing import value_zeroing
+
+    if measure == "raw_attention":
+        return layer.alpha.mean(dim=0), layer.alpha
+    if measure == "value_zeroing":
+        return value_zeroing(layer), None
+    return {"attention_norm": norms.attention_norm, "norm_residual": norms.norm_residual, "globenc": norms.globenc,
+            "alti": norms.alti}[measure](layer)  # fmt: skip
+
+
+def _probabilities(model: LoadedModel, encoding) -> tuple[float, ...]:
+    import torch
+
+    with torch.inference_mode():
+        logits = model.model(**encoding).logits[0].float()
+    return tuple(torch.softmax(logits, dim=-1).tolist())
+
+
+def _frozen(tensor) -> np.ndarray:
+    array = np.ascontiguousarray(tensor.float().numpy(), dtype=np.float32)
+    array.flags.writeable = False
+    return array
