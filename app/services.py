@@ -56,6 +56,7 @@ from attention import (
 from attention.config import PairConfig
 from attention.errors import InputTextError
 from attention.evaluation import correlations, sentence_scores
+from attention.extract import check_length
 from attention.gradients import extract_and_explain
 from attention.graph import word_graph
 from attention.methods import default_sources, relevance, token_positions
@@ -63,7 +64,6 @@ from attention.tokens import word_all
 
 T = TypeVar("T")
 EXTENSION_KEY = "attention_flows"  # the app's PairRegistry in flask's extensions
-MAX_TEXT_CHARS = 5000
 
 
 @dataclass(frozen=True)
@@ -176,14 +176,9 @@ class AnalysisService:
         :meth:`runs`."""
         if not isinstance(text, str | None) or not isinstance(text_pair, str | None):
             raise OptionError("The page sent an input that is not text.", "Type the text again and press Analyse.")
-        text = (text or "").strip()
-        if len(text) + len(text_pair or "") > MAX_TEXT_CHARS:
-            raise InputTextError(
-                f"The text is {len(text) + len(text_pair or '')} characters long.",
-                f"Paste at most {MAX_TEXT_CHARS} characters (the model reads at most "
-                f"{self.pair.pretrained.max_length} tokens).",
-            )
-        analysis = Analysis(text=text, text_pair=(text_pair or "").strip() or None, models=self.name)
+        text, text_pair = (text or "").strip(), (text_pair or "").strip() or None
+        check_length(text, text_pair)
+        analysis = Analysis(text=text, text_pair=text_pair, models=self.name)
         self.runs(analysis, explain=explain)
         return analysis
 

@@ -159,29 +159,96 @@ class Prediction:
     labels: tuple[str, ...]
 
 
+MAX_TEXT_CHARS = 5000
+"""The longest input in characters, text and second segment together: the one limit of the dashboard, the export
+and corpus runs, checked before tokenising (the models read at most 512 tokens, a few thousand characters, and
+tokenising a megabyte only to refuse it takes seconds)."""
+
+
+def check_length(text: str, text_pair: str | None = None) -> None:
+    """:class:`InputTextError` when ``text`` and ``text_pair`` together are longer than :data:`MAX_TEXT_CHARS`."""
+    size = len(text) + len(text_pair or "")
+    if size > MAX_TEXT_CHARS:
+        what = "The text and its second segment are" if text_pair else "The text is"
+        raise InputTextError(
+            f"{what} {size:,} characters long; at most {MAX_TEXT_CHARS:,} are analysed.",
+            f"Shorten it by {size - MAX_TEXT_CHARS:,} characters or more (texts are never truncated silently).",
+        )
+
+
 def _clean(text: str | None, what: str) -> str:
-    if text is None or not str(text).strip():
+    stripped = "" if text is None else str(text).strip()
+    if not stripped:
         raise InputTextError(f"The {what} is empty.", "Type a sentence to analyse.")
-    return str(text).strip()
+    return stripped
 
 
 def clean_texts(text: str | None, text_pair: str | None) -> tuple[str, str | None]:
-    """The text stripped (refused when empty) and the optional second segment (None when blank)."""
+    """The text stripped (refused when empty) and the optional second segment (None when blank); refused when
+    together longer than :data:`MAX_TEXT_CHARS`, before any tokenising."""
     pair = str(text_pair).strip() if text_pair is not None and str(text_pair).strip() else None
-    return _clean(text, "text"), pair
+    text = _clean(text, "text")
+    check_length(text, pair)
+    return text, pair
 
 
 def encode(model: LoadedModel, text: str, text_pair: str | None):
-    """The tokenizer's tensors for one input; longer than the model accepts is refused, never truncated."""
+    """The tokenizer's tensors for one input. Special-token strings in the text (``[CLS]``, ``<s>``, ``<mask>``)
+    are read as the text they are, never as special tokens (``split_special_tokens`` per call: the tokenizer's own
+    setting is left alone). Refused with an :class:`InputTextError`, never truncated: longer than
+    :data:`MAX_TEXT_CHARS` (before tokenising) or than the model accepts, a text or second segment with no token,
+    or a piece of text the tokenizer still reads as a special token other than unknown."""
+    check_length(text, text_pair)
     tokenizer = model.tokenizer
-    encoding = tokenizer(text, text_pair, return_tensors="pt", truncation=False, verbose=False)
+    encoding = tokenizer(
+        text, text_pair, return_tensors="pt", truncation=False, verbose=False, split_special_tokens=True
+    )
     length = int(encoding["input_ids"].shape[1])
     if length > model.max_length:
         raise InputTextError(
             f"The input is {length} tokens long; model '{model.name}' accepts at most {model.max_length}.",
             f"Shorten the text by about {length - model.max_length} tokens (texts are never truncated silently).",
         )
+    _check_text_tokens(model, encoding, text, text_pair)
     return encoding
+
+
+def _text_tokens(model: LoadedModel, encoding, text: str, text_pair: str | None) -> list[tuple[int, int]]:
+    """``(segment, id)`` of every token read from the text (0) or the second segment (1), none the tokenizer
+    added. Slow tokenizers have no alignment, so there each segment is tokenised again on its own."""
+    tokenizer = model.tokenizer
+    try:
+        sequence_ids = encoding.sequence_ids(0)
+    except (ValueError, AttributeError):
+        segments = [text] if text_pair is None else [text, text_pair]
+        pieces = [tokenizer(s, add_special_tokens=False, split_special_tokens=True)["input_ids"] for s in segments]
+        return [(segment, int(i)) for segment, ids in enumerate(pieces) for i in ids]
+    ids = encoding["input_ids"][0].tolist()
+    return [(int(s), int(i)) for s, i in zip(sequence_ids, ids, strict=True) if s is not None]
+
+
+def _check_text_tokens(model: LoadedModel, encoding, text: str, text_pair: str | None) -> None:
+    """:class:`InputTextError` when the text or second segment has no token (only characters the tokenizer drops),
+    or when a piece of it is read as a special token (other than unknown) despite ``split_special_tokens``: e.g. a
+    SentencePiece vocabulary that holds ``<pad>`` as a piece."""
+    tokens = _text_tokens(model, encoding, text, text_pair)
+    found = {segment for segment, _ in tokens}
+    for segment, what in enumerate(["text"] if text_pair is None else ["text", "second segment"]):
+        if segment not in found:
+            raise InputTextError(
+                f"The {what} is empty once tokenised: model '{model.name}' drops every character of it "
+                "(zero-width, control and NUL characters are not read).",
+                "Type a sentence with letters, digits or punctuation.",
+            )
+    tokenizer = model.tokenizer
+    reserved = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    special = next((i for _, i in tokens if i in reserved), None)
+    if special is not None:
+        token = tokenizer.convert_ids_to_tokens(special)
+        raise InputTextError(
+            f"Model '{model.name}' reads {token!r} in the text as its special token, not as text.",
+            f"Write it another way (e.g. with a space inside: '{token[:1]} {token[1:]}').",
+        )
 
 
 def _segments(sequence_ids: list[int | None]) -> list[int]:

@@ -56,7 +56,8 @@ class ModelPass:
 
 def encode_rows(pair: ModelPair, rows: pd.DataFrame) -> tuple[list[Encoded], list[dict]]:
     """Tokenize each row with both models' tokenizers: the inputs to run, and the rows skipped with the reason
-    (empty text, longer than a model accepts, tokenizers that disagree) — never truncated."""
+    (empty text, over :data:`~attention.extract.MAX_TEXT_CHARS` characters, checked before tokenising, no token once
+    tokenised, longer than a model accepts, tokenizers that disagree) — never truncated."""
     encoded, skipped = [], []
     shared = pair.shared_tokenizer
     for row in rows.itertuples(index=False):
