@@ -77,17 +77,26 @@ _EXPORTS: dict[str, str] = {
     "load_settings": "attention.settings",
     "drop_tokens": "attention.transforms",
     "merge_groups": "attention.transforms",
+    "MEASURES": "attention.mixing.contributions",
+    "MIXING_MEASURES": "attention.mixing.contributions",
+    "Contributions": "attention.mixing.contributions",
+    "contributions": "attention.mixing.contributions",
+    "contributions_for": "attention.mixing.contributions",
+    "UnsupportedArchitectureError": "attention.mixing.layers",
 }
 
 __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_TAU",
     "EDGE_STATUSES",
+    "MEASURES",
+    "MIXING_MEASURES",
     "AttentionFlowsError",
     "AttentionGraph",
     "AttentionRun",
     "ClassRelevance",
     "ConfigError",
+    "Contributions",
     "GraphComparison",
     "IncompatibleModelsError",
     "InputTextError",
@@ -103,6 +112,7 @@ __all__ = [
     "PrepareResult",
     "Settings",
     "TargetClassError",
+    "UnsupportedArchitectureError",
     "attention_flow",
     "attention_graph",
     "attention_matrices",
@@ -115,6 +125,8 @@ __all__ = [
     "compare_heads",
     "compare_layers",
     "compare_relevance",
+    "contributions",
+    "contributions_for",
     "drop_tokens",
     "extract",
     "extract_and_explain",
@@ -171,6 +183,14 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the names
     from attention.gradients import ClassRelevance, blank_out, class_relevance, extract_and_explain
     from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU, AttentionGraph, attention_graph
     from attention.methods import merge_scores, relevance
+    from attention.mixing.contributions import (
+        MEASURES,
+        MIXING_MEASURES,
+        Contributions,
+        contributions,
+        contributions_for,
+    )
+    from attention.mixing.layers import UnsupportedArchitectureError
     from attention.models import LoadedModel, ModelPair, check_comparable, load_model, load_pair
     from attention.prepare import PrepareResult, prepare_finetuned
     from attention.rollout import residual_maps, rollout

@@ -28,6 +28,7 @@ from attention.metrics import (
     js_divergence,
     total_variation,
 )
+from attention.mixing.contributions import Contributions
 from attention.schema import MATRIX_COLUMNS, validate_frame
 
 MODELS = ("pretrained", "finetuned")
@@ -263,9 +264,17 @@ def compare_graphs(
     return GraphComparison(edges=edges, nodes=nodes, layers=layers)
 
 
-def graph_for(run: AttentionRun, *, sinks: bool = True, **options) -> AttentionGraph:
+def graph_for(run: AttentionRun | Contributions, *, sinks: bool = True, **options) -> AttentionGraph:
     """:func:`attention_graph` of a run's own token-level weights, tracing from its classification token unless
-    ``sources`` is given; with ``sinks`` the run's special tokens absorb the attention they receive."""
+    ``sources`` is given; with ``sinks`` the run's special tokens absorb the attention they receive. Over
+    :class:`~attention.mixing.Contributions` the graph is drawn on the contribution maps (one per layer: ``heads``
+    must be None), with ``alpha`` 0 for a measure that already holds the residual connection."""
+    if isinstance(run, Contributions):
+        if options.get("heads") is not None:
+            raise ValueError(f"heads select attention heads; the {run.measure} maps are one per layer")
+        if run.includes_residual:
+            options["alpha"] = 0.0
+        run = run.as_run()
     if options.get("sources") is None:
         options["sources"] = default_sources(run)
     return attention_graph(run.weights, tokens=run.tokens, sinks=sink_tokens(run) if sinks else (), **options)

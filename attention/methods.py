@@ -12,6 +12,7 @@ import numpy as np
 
 from attention.extract import AttentionRun
 from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU, graph_relevance, head_subset, layer_range
+from attention.mixing.contributions import Contributions
 from attention.rollout import head_average, rollout
 
 AttentionMethod = Literal["raw_attention", "rollout", "flow", "graph"]
@@ -56,7 +57,7 @@ def sink_tokens(run: AttentionRun) -> tuple[int, ...]:
 
 
 def relevance(
-    run: AttentionRun,
+    run: AttentionRun | Contributions,
     method: AttentionMethod,
     *,
     source: int | Sequence[int] | None = None,
@@ -77,9 +78,21 @@ def relevance(
     edges at or above ``tau``, attention into special tokens absorbed when ``sinks``). Several sources: mean of
     their rows. ``source`` positions are at ``level`` (a word stands for its pieces); the word level sums the
     token-level result over each word's pieces.
+
+    ``run`` may be :class:`~attention.mixing.Contributions`: the same methods over its contribution maps instead
+    of the attention weights (``raw_attention`` is then the map's row). A measure that already holds the residual
+    connection (ALTI, GlobEnc, ...) is rolled out and traced without an added identity: ``alpha`` is 0 for it
+    whatever is passed. ``heads`` applies to attention only (a map is one per layer).
     """
     if level not in ("token", "word"):
         raise ValueError(f"level must be token or word, got {level!r}")
+    residual = True
+    if isinstance(run, Contributions):
+        if heads is not None:
+            raise ValueError(f"heads select attention heads; the {run.measure} maps are one per layer")
+        residual = not run.includes_residual
+        alpha = alpha if residual else 0.0
+        run = run.as_run()
     sources = (
         default_sources(run)
         if source is None
@@ -92,11 +105,11 @@ def relevance(
     if method == "raw_attention":
         rows = head_average(run.weights, chosen)[:, sources, :].mean(axis=1)
     elif method == "rollout":
-        rows = rollout(run.weights, heads=chosen)[:, sources, :].mean(axis=1)
+        rows = rollout(run.weights, heads=chosen, residual=residual)[:, sources, :].mean(axis=1)
     elif method == "flow":
         from attention.flow import attention_flow  # numba: imported on first use, not with the package
 
-        flow = attention_flow(run.weights, sources=sources, heads=chosen, layers=(first, last))
+        flow = attention_flow(run.weights, sources=sources, heads=chosen, layers=(first, last), residual=residual)
         rows = np.nan_to_num(flow[:, sources, :]).mean(axis=1)
     elif method == "graph":
         rows = graph_relevance(

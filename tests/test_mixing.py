@@ -203,3 +203,36 @@ def test_an_architecture_the_measures_cannot_decompose_is_named(tiny_models, tmp
 def test_an_unknown_measure_is_refused(tiny):
     with pytest.raises(ValueError, match="measure must be one of raw_attention"):
         contributions(tiny["bert"], TEXT, measure="saliency")
+
+
+# --- every graph method over a measure --------------------------------------------------------------------------
+
+
+def test_graph_methods_over_raw_attention_maps_equal_those_over_the_run(tiny):
+    from attention.extract import extract
+    from attention.methods import relevance
+
+    model = tiny["bert-classifier"]
+    run, maps = extract(model, TEXT), contributions(model, TEXT, measure="raw_attention")
+    for method in ("raw_attention", "rollout", "flow", "graph"):
+        np.testing.assert_allclose(relevance(maps, method), relevance(run, method), atol=1e-6, err_msg=method)
+
+
+def test_a_measure_with_the_residual_is_rolled_out_without_an_added_identity(tiny):
+    from attention.methods import relevance
+
+    result = contributions(tiny["bert-classifier"], TEXT, measure="alti")
+    maps = result.maps.astype(np.float64)
+    expected = [maps[0]]
+    for layer in maps[1:]:
+        expected.append(layer @ expected[-1])
+    cls = result.facts.cls_index
+    rolled = relevance(result, "rollout")
+    np.testing.assert_allclose(rolled, np.stack(expected)[:, cls], atol=1e-6)
+    # the attention graph at tau = 0 without sinks is exactly that rollout, whatever alpha is passed
+    for alpha in (0.0, 0.5, 0.9):
+        np.testing.assert_allclose(relevance(result, "graph", tau=0.0, sinks=False, alpha=alpha), rolled, atol=1e-6)
+    flow = relevance(result, "flow")
+    assert np.isfinite(flow).all() and (flow >= -1e-9).all()
+    with pytest.raises(ValueError, match="alti maps are one per layer"):
+        relevance(result, "rollout", heads=[0])

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from attention.extract import AttentionRun, TokenFacts, clean_texts, encode, run_of, token_facts
+from attention.extract import AttentionRun, TokenFacts, clean_texts, encode, token_facts
 from attention.models import LoadedModel
 
 Measure = Literal["raw_attention", "attention_norm", "norm_residual", "globenc", "alti", "value_zeroing"]
@@ -48,6 +48,7 @@ class Contributions:
     maps: np.ndarray
     head_maps: np.ndarray | None
     facts: TokenFacts
+    labels: tuple[str, ...] = ()
     probabilities: tuple[float, ...] | None = None
 
     @property
@@ -71,9 +72,17 @@ class Contributions:
         totals = self.head_maps.sum(axis=(-2, -1), dtype=np.float64)
         return totals / totals.sum(axis=1, keepdims=True)
 
-    def as_run(self, model: LoadedModel) -> AttentionRun:
-        """The maps as an :class:`AttentionRun` (``weights`` ``[layer, 1, query, key]``) with this input's tokens."""
-        return run_of(model, self.text, self.text_pair, self.maps[:, None], self.facts, self.probabilities)
+    def as_run(self) -> AttentionRun:
+        """The maps as an :class:`AttentionRun` (``weights`` ``[layer, 1, query, key]``: one "head", the layer's
+        mixing) with this input's tokens, so every graph method and view takes them as it takes attention."""
+        weights = self.maps[:, None]
+        label = None if self.probabilities is None else self.labels[int(np.argmax(self.probabilities))]
+        return AttentionRun(
+            model_name=self.model_name, text=self.text, text_pair=self.text_pair, weights=weights,
+            tokens=self.facts.tokens, special=self.facts.special, segments=self.facts.segments,
+            groups=self.facts.groups, cls_index=self.facts.cls_index, sep_indices=self.facts.sep_indices,
+            labels=self.labels, label=label, probabilities=self.probabilities,
+        )  # fmt: skip
 
 
 def contributions(
@@ -109,7 +118,7 @@ def contributions_for(
             out[measure] = Contributions(
                 model_name=model.name, text=text, text_pair=text_pair, measure=measure,
                 maps=_frozen(torch.stack(maps)), head_maps=None if heads[0] is None else _frozen(torch.stack(heads)),
-                facts=facts, probabilities=probabilities,
+                facts=facts, labels=model.labels, probabilities=probabilities,
             )  # fmt: skip
     return out
 
