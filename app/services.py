@@ -547,7 +547,7 @@ class AnalysisService:
                     model, analysis.text, analysis.text_pair, target=explained.target_index, run=run,
                     explained=explained,
                 )  # fmt: skip
-            rows = correlations({k: v for k, v in methods.items() if k != "graph"}, references, words)
+            rows = correlations({k: v for k, v in methods.items() if k[1] != "graph"}, references, words)
             return _deepest(rows), references, words
 
         shared = functools.partial(
@@ -557,7 +557,8 @@ class AnalysisService:
         settings = self._graph_settings(options)
         del settings["heads"]
         graph = relevance(self.runs(analysis).finetuned, "graph", level="word", **settings)[-1:]
-        table = pd.concat([rows, _deepest(correlations({"graph": graph}, references, words))], ignore_index=True)
+        graph_rows = _deepest(correlations({("raw_attention", "graph"): graph}, references, words))
+        table = pd.concat([rows, graph_rows], ignore_index=True)
         return table.pivot(index="method", columns="reference", values="spearman").reset_index()
 
 
@@ -575,7 +576,8 @@ def encode_faithfulness(fixed: tuple[pd.DataFrame, dict[str, np.ndarray], np.nda
     from app.shared_cache import encode_arrays
 
     rows, references, words = fixed
-    header = {"method": rows["method"].tolist(), "reference": rows["reference"].tolist(), "index": rows.index.tolist()}
+    header = {"measure": rows["measure"].tolist(), "method": rows["method"].tolist(),
+              "reference": rows["reference"].tolist(), "index": rows.index.tolist()}  # fmt: skip
     arrays = {"layer": rows["layer"].to_numpy(), "spearman": rows["spearman"].to_numpy(), "words": np.asarray(words),
               **{f"reference:{name}": np.asarray(values) for name, values in references.items()}}  # fmt: skip
     return encode_arrays(header, arrays)
@@ -586,8 +588,8 @@ def decode_faithfulness(data: bytes) -> tuple[pd.DataFrame, dict[str, np.ndarray
 
     header, arrays = decode_arrays(data)
     rows = pd.DataFrame(
-        {"method": header["method"], "layer": arrays["layer"], "reference": header["reference"],
-         "spearman": arrays["spearman"]},
+        {"measure": header["measure"], "method": header["method"], "layer": arrays["layer"],
+         "reference": header["reference"], "spearman": arrays["spearman"]},
         index=header["index"],
     )  # fmt: skip
     references = {name.split(":", 1)[1]: values for name, values in arrays.items() if name.startswith("reference:")}
@@ -595,8 +597,8 @@ def decode_faithfulness(data: bytes) -> tuple[pd.DataFrame, dict[str, np.ndarray
 
 
 def _deepest(rows: pd.DataFrame) -> pd.DataFrame:
-    """Each (method, reference)'s row at its deepest layer."""
-    deepest = rows.groupby(["method", "reference"])["layer"].transform("max")
+    """Each (measure, method, reference)'s row at its deepest layer."""
+    deepest = rows.groupby(["measure", "method", "reference"])["layer"].transform("max")
     return rows[rows["layer"] == deepest]
 
 

@@ -1,5 +1,11 @@
 """How faithful each relevance method is: Spearman correlation with blank-out and input-gradient importance over
-the words of each sentence (Abnar & Zuidema 2020, their Table 1 protocol), then mean ± std over sentences.
+the words of each sentence (Abnar & Zuidema 2020, their Table 1 protocol), then mean ± std over sentences. Every
+graph method (the layer's row, rollout, flow, the attention graph) over every measure (raw attention or a
+context-mixing measure), and the class-specific methods (class relevance, DecompX, input × gradient).
+
+Blank-out is signed (a word whose removal *raises* the class's probability scores below 0); the graph methods and
+class relevance are never negative, so besides signed blank-out they are also compared with its magnitude
+(``blank_out_magnitude``), which shows where a signed method's advantage comes from.
 """
 
 from __future__ import annotations
@@ -11,20 +17,18 @@ import pandas as pd
 
 from attention.extract import AttentionRun, extract
 from attention.gradients import ClassRelevance, blank_out, class_relevance, require_classifier
-from attention.methods import relevance
+from attention.methods import merge_scores, relevance
+from attention.mixing.contributions import MEASURES
 from attention.models import LoadedModel
 from attention.tokens import word_all
 
-FAITHFULNESS_METHODS: tuple[str, ...] = (
-    "raw_attention",
-    "rollout",
-    "flow",
-    "graph",
-    "class_relevance",
-    "input_x_gradient",
-)
-REFERENCES: tuple[str, ...] = ("blank_out", "input_gradient")
-FAITHFULNESS_COLUMNS = ("method", "layer", "reference", "spearman_mean", "spearman_std", "n")
+GRAPH_METHODS: tuple[str, ...] = ("raw_attention", "rollout", "flow", "graph")
+CLASS_METHODS: tuple[str, ...] = ("class_relevance", "decompx", "input_x_gradient")
+FAITHFULNESS_METHODS: tuple[str, ...] = (*GRAPH_METHODS, *CLASS_METHODS)
+NO_MEASURE = "none"  # the measure column of class-specific methods (they read gradients or the logit, no map)
+REFERENCES: tuple[str, ...] = ("blank_out", "blank_out_magnitude", "input_gradient")
+FAITHFULNESS_COLUMNS = ("measure", "method", "layer", "reference", "spearman_mean", "spearman_std", "n")
+Key = tuple[str, str]  # (measure, method)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -50,41 +54,55 @@ def sentence_scores(
     target: str | int | None = None,
     run: AttentionRun | None = None,
     explained: ClassRelevance | None = None,
+    measures: tuple[str, ...] = ("raw_attention",),
+    decompx: bool = False,
     **graph,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+) -> tuple[dict[Key, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     """Every method's word scores for one sentence, traced from the classification token.
 
     ``run`` / ``explained``: this model's :func:`extract` and :func:`class_relevance` of the same input and
-    target, when the caller has them (the dashboard's cache); computed otherwise.
-    Returns ``(methods, references, words)``: ``methods[name]`` is ``[layer, word]`` (``input_x_gradient``:
-    ``[1, word]``), ``references[name]`` is ``[word]``, ``words`` the bool mask of real (non-special) words."""
+    target, when the caller has them (the dashboard's cache); computed otherwise. ``measures``: the graph methods
+    over each of these (``raw_attention``: the weights, as the paper; any :data:`attention.mixing.MEASURES`).
+    ``decompx``: DecompX's signed logit parts too.
+    Returns ``(methods, references, words)``: ``methods[(measure, method)]`` is ``[layer, word]``
+    (``input_x_gradient``: ``[1, word]``; class-specific methods have measure :data:`NO_MEASURE`),
+    ``references[name]`` is ``[word]``, ``words`` the bool mask of real (non-special) words."""
+    from attention.mixing import contributions_for
+
     require_classifier(model)
     run = run if run is not None else extract(model, text, text_pair)
     explained = explained if explained is not None else class_relevance(model, text, text_pair, target=target)
-    groups = run.groups
-    methods = {
-        name: relevance(run, name, level="word", **(graph if name == "graph" else {}))
-        for name in ("raw_attention", "rollout", "flow", "graph")
+    maps: dict[str, AttentionRun | object] = {"raw_attention": run} if "raw_attention" in measures else {}
+    mixing = tuple(m for m in measures if m != "raw_attention")
+    if mixing:
+        maps.update(contributions_for(model, text, text_pair, measures=mixing))
+    methods: dict[Key, np.ndarray] = {
+        (measure, name): relevance(source, name, level="word", **(graph if name == "graph" else {}))
+        for measure, source in maps.items()
+        for name in GRAPH_METHODS
     }
     scores, saliency = explained.at_word_level()
-    methods["class_relevance"] = scores
-    methods["input_x_gradient"] = saliency[None, :]
-    references = {
-        "blank_out": blank_out(model, text, text_pair, target=explained.target_index, level="word"),
-        "input_gradient": saliency,
-    }
-    return methods, references, ~word_all(run.special, groups)
+    methods[(NO_MEASURE, "class_relevance")] = scores
+    if decompx:
+        from attention.mixing.decompx import decompx as decompose
+
+        parts = decompose(model, text, text_pair, target=explained.target_index)
+        methods[(NO_MEASURE, "decompx")] = merge_scores(parts.scores, run.groups)
+    methods[(NO_MEASURE, "input_x_gradient")] = saliency[None, :]
+    blank = blank_out(model, text, text_pair, target=explained.target_index, level="word")
+    references = {"blank_out": blank, "blank_out_magnitude": np.abs(blank), "input_gradient": saliency}
+    return methods, references, ~word_all(run.special, run.groups)
 
 
-def correlations(methods: dict[str, np.ndarray], references: dict[str, np.ndarray], words: np.ndarray) -> pd.DataFrame:
-    """One sentence's ``method, layer, reference, spearman`` rows from :func:`sentence_scores`' output."""
+def correlations(methods: dict[Key, np.ndarray], references: dict[str, np.ndarray], words: np.ndarray) -> pd.DataFrame:
+    """One sentence's ``measure, method, layer, reference, spearman`` rows from :func:`sentence_scores`' output."""
     rows = [
-        (name, 0 if name == "input_x_gradient" else index + 1, reference, spearman(row[words], truth[words]))
-        for name, scores in methods.items()
+        (measure, name, 0 if name == "input_x_gradient" else index + 1, reference, spearman(row[words], truth[words]))
+        for (measure, name), scores in methods.items()
         for index, row in enumerate(scores)
         for reference, truth in references.items()
     ]
-    return pd.DataFrame(rows, columns=["method", "layer", "reference", "spearman"])
+    return pd.DataFrame(rows, columns=["measure", "method", "layer", "reference", "spearman"])
 
 
 def faithfulness(
@@ -93,31 +111,39 @@ def faithfulness(
     *,
     target: str | int | None = "predicted",
     progress: Callable[[int], None] | None = None,
+    measures: tuple[str, ...] = ("raw_attention",),
+    decompx: bool = False,
     **graph,
 ) -> pd.DataFrame:
-    """Per method, layer and reference: mean and std over sentences of the Spearman correlation over each
+    """Per measure, method, layer and reference: mean and std over sentences of the Spearman correlation over each
     sentence's words (special tokens excluded). Columns :data:`FAITHFULNESS_COLUMNS`; ``layer`` 0 is
     ``input_x_gradient`` (the embeddings). ``n`` counts sentences with a defined correlation. ``progress`` is called
-    with 1 after each sentence. ``graph`` passes ``tau``, ``alpha``, ``sinks``… to the attention graph."""
+    with 1 after each sentence. ``measures`` and ``decompx`` as :func:`sentence_scores`; ``graph`` passes ``tau``,
+    ``alpha``, ``sinks``… to the attention graph."""
     require_classifier(model)
     frames = []
     for item in texts:
         text, text_pair = (item, None) if isinstance(item, str) else item
-        frames.append(correlations(*sentence_scores(model, text, text_pair, target=target, **graph)))
+        scores = sentence_scores(model, text, text_pair, target=target, measures=measures, decompx=decompx, **graph)
+        frames.append(correlations(*scores))
         if progress is not None:
             progress(1)
     frame = pd.concat(frames, ignore_index=True)
     table = (
-        frame.groupby(["method", "layer", "reference"], sort=False)["spearman"]
+        frame.groupby(["measure", "method", "layer", "reference"], sort=False)["spearman"]
         .agg(spearman_mean="mean", spearman_std="std", n="count")
         .reset_index()
     )
-    order = {m: i for i, m in enumerate(FAITHFULNESS_METHODS)}
-    table = table.sort_values(["reference", "method", "layer"], key=lambda c: c.map(order) if c.name == "method" else c)
+    methods = {m: i for i, m in enumerate(FAITHFULNESS_METHODS)}
+    kinds = {m: i for i, m in enumerate((*MEASURES, NO_MEASURE))}
+    ranks = {"method": methods, "measure": kinds}
+    table = table.sort_values(
+        ["reference", "measure", "method", "layer"], key=lambda c: c.map(ranks[c.name]) if c.name in ranks else c
+    )
     return table.reset_index(drop=True)[list(FAITHFULNESS_COLUMNS)]
 
 
 def top_layer(table: pd.DataFrame) -> pd.DataFrame:
-    """The row of each (method, reference) at its deepest layer (``input_x_gradient``: its only row)."""
-    deepest = table.groupby(["method", "reference"], sort=False)["layer"].transform("max")
+    """The row of each (measure, method, reference) at its deepest layer (``input_x_gradient``: its only row)."""
+    deepest = table.groupby(["measure", "method", "reference"], sort=False)["layer"].transform("max")
     return table[table["layer"] == deepest].reset_index(drop=True)

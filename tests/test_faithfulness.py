@@ -34,15 +34,32 @@ def test_faithfulness_table_has_every_method_layer_and_reference(classifier):
     table = faithfulness(classifier, TEXTS, progress=ticks.append)
     assert tuple(table.columns) == FAITHFULNESS_COLUMNS
     assert len(ticks) == len(TEXTS)
-    assert set(table["method"]) == set(FAITHFULNESS_METHODS)
-    assert set(table["reference"]) == set(REFERENCES) == {"blank_out", "input_gradient"}
+    assert set(table["method"]) == set(FAITHFULNESS_METHODS) - {"decompx"}
+    assert set(table["measure"]) == {"raw_attention", "none"}
+    assert set(table["reference"]) == set(REFERENCES) == {"blank_out", "blank_out_magnitude", "input_gradient"}
     layered = table[table["method"] != "input_x_gradient"]
     assert set(layered["layer"]) == {1, 2}
     assert set(table.loc[table["method"] == "input_x_gradient", "layer"]) == {0}
     assert table["n"].max() == len(TEXTS)
     same = table[(table["method"] == "input_x_gradient") & (table["reference"] == "input_gradient")]
     assert same["spearman_mean"].item() == pytest.approx(1.0)  # a method against itself
-    assert len(top_layer(table)) == 2 * len(FAITHFULNESS_METHODS)
+    assert len(top_layer(table)) == 3 * (len(FAITHFULNESS_METHODS) - 1)
+    signed, magnitude = (table[(table["reference"] == r) & (table["method"] == "rollout")] for r in REFERENCES[:2])
+    assert not np.allclose(signed["spearman_mean"], magnitude["spearman_mean"])  # |blank-out| ranks differently
+
+
+def test_faithfulness_covers_every_measure_and_method(classifier):
+    from attention.mixing import MEASURES
+
+    table = faithfulness(classifier, TEXTS[:2], measures=MEASURES)
+    graph = table[table["measure"] != "none"]
+    assert set(graph["measure"]) == set(MEASURES)
+    for measure in MEASURES:
+        assert set(graph.loc[graph["measure"] == measure, "method"]) == {"raw_attention", "rollout", "flow", "graph"}
+    assert set(table.loc[table["measure"] == "none", "method"]) == {"class_relevance", "input_x_gradient"}
+    raw = table[(table["measure"] == "raw_attention") & (table["method"] == "rollout")]["spearman_mean"].to_numpy()
+    alti = table[(table["measure"] == "alti") & (table["method"] == "rollout")]["spearman_mean"].to_numpy()
+    assert raw.shape == alti.shape and not np.allclose(raw, alti)
 
 
 def test_sentence_scores_are_per_word_without_special_tokens(classifier):
