@@ -368,6 +368,13 @@ def bench_load(runs: int = 5) -> None:
         _row(_LOAD_VARIANTS[variant], f"{statistics.median(samples):.2f} s", "report")
 
 
+def bench_mixing() -> None:
+    """The context-mixing measures' cost, memory and faithfulness (:mod:`attention.bench_mixing`)."""
+    from attention.bench_mixing import bench_mixing as run
+
+    run()
+
+
 BENCHES = {"flow": bench_flow, "rollout": bench_rollout, "extract": bench_extract, "compare": bench_compare}
 EXTRA = {
     "graph": bench_graph,
@@ -376,6 +383,7 @@ EXTRA = {
     "relevance": bench_relevance,
     "faithfulness": bench_faithfulness,
     "seeds": bench_seeds,
+    "mixing": bench_mixing,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -206,6 +207,7 @@ def _card_text(record: dict) -> str:
 
 
 def _save_atomically(model: Any, tokenizer: Any, record: dict, out_dir: Path) -> None:
+    """Write the model folder under a temporary name, then rename it into place (never a half-written model)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
@@ -213,9 +215,21 @@ def _save_atomically(model: Any, tokenizer: Any, record: dict, out_dir: Path) ->
         tokenizer.save_pretrained(staging)
         (staging / CARD_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
         (staging / "README.md").write_text(_card_text(record), encoding="utf-8")
+        _follow_umask(staging)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _follow_umask(folder: Path) -> None:
+    """Give ``folder`` and everything in it the modes a plain ``mkdir`` / ``open`` would: mkdtemp makes 0700 and
+    safetensors writes 0600, so a prepared model would otherwise be private while the rest of the data home is not."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)

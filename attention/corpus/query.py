@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from attention.corpus.schema import SCHEMAS
 from attention.corpus.source import CorpusError
 from attention.corpus.store import chunk_files, read_manifest, read_table
 from attention.corpus.tables import TABLES, decode_cls_attention
@@ -26,10 +27,47 @@ def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
         raise CorpusError(f"Unknown {what} '{value}'.", f"Use one of: {', '.join(allowed)}.")
 
 
+def corpus_manifest(folder: Path) -> dict:
+    """The manifest of the corpus in ``folder``, which must hold at least one example: a folder that is no corpus, or
+    a corpus whose every row was skipped (or is not computed yet), is a :class:`CorpusError` saying what to do."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise CorpusError(f"{folder} is not a corpus.", "Run: attention-flows corpus run --out DIR")
+    if not any(chunk["rows"]["examples"] for chunk in manifest["chunks"].values()):
+        skipped = sum(chunk["rows"]["skipped"] for chunk in manifest["chunks"].values())
+        if skipped:
+            why, fix = f"all {skipped:,} of its rows were skipped", f"See why: corpus query {folder} skipped"
+        elif not manifest.get("source", {}).get("rows"):
+            why, fix = "its data has no rows", "Run corpus run on a data file with rows, into a new --out folder."
+        else:
+            why, fix = "no chunk of it is computed yet", "Rerun the corpus run that made it: it resumes."
+        raise CorpusError(f"The corpus in {folder} has no examples to ask about ({why}).", fix)
+    return manifest
+
+
+def skipped_rows(folder: Path) -> pd.DataFrame:
+    """The rows a run did not compute, with why: ``example_id, reason`` (empty when none was skipped)."""
+    if read_manifest(folder) is None:
+        raise CorpusError(f"{folder} is not a corpus.", "Run: attention-flows corpus run --out DIR")
+    return read_table(folder, "skipped").sort_values("example_id", ignore_index=True)
+
+
+def label_counts(folder: Path) -> pd.DataFrame:
+    """The gold labels as given and the class each names: ``label, gold, examples`` (most examples first). A label
+    whose ``gold`` is null names no class of the fine-tuned model (the run warned of it); examples without a label
+    are left out."""
+    corpus_manifest(folder)
+    examples = read_table(folder, "examples", ["label", "gold"]).dropna(subset=["label"])
+    counts = examples.groupby(["label", "gold"], dropna=False).size().rename("examples").reset_index()
+    counts = counts.astype(object).where(counts.notna(), None)
+    return counts.sort_values(["examples", "label"], ascending=[False, True], ignore_index=True)
+
+
 def head_ranking(folder: Path, metric: str = "js_divergence") -> pd.DataFrame:
     """Heads by their mean change over the corpus: ``layer, head, mean, p10, p50, p90, n`` (``metric`` per example
     and head; largest mean first — for ``cosine``, which falls as a head changes, the smallest first)."""
     _check(metric, HEAD_METRICS, "metric")
+    corpus_manifest(folder)
     heads = read_table(folder, "heads", ["layer", "head", metric])
     grouped = heads.groupby(["layer", "head"])[metric]
     out = grouped.agg(mean="mean", n="size").reset_index()
@@ -43,6 +81,7 @@ def layer_change(folder: Path, metric: str = "js_divergence") -> pd.DataFrame:
     """Per layer, the mean over examples of the layer's head-mean ``metric`` with a 95 % interval of that mean
     (normal approximation, ``mean ± 1.96 · sd / √n``): ``layer, mean, ci_low, ci_high, sd, n``."""
     _check(metric, HEAD_METRICS, "metric")
+    corpus_manifest(folder)
     layers = read_table(folder, "layers", ["layer", metric])
     out = layers.groupby("layer")[metric].agg(mean="mean", sd="std", n="size").reset_index()
     half = Z95 * out["sd"].fillna(0.0) / np.sqrt(out["n"])
@@ -67,9 +106,7 @@ def word_query(folder: Path, word: str) -> pd.DataFrame:
     per (layer, head), the mean over the word's occurrences of the attention [CLS] pays to it (a word's pieces
     summed) in each model, and the difference: ``layer, head, pretrained, finetuned, difference, occurrences``,
     largest fine-tuned attention first."""
-    manifest = read_manifest(folder)
-    if manifest is None:
-        raise CorpusError(f"{folder} is not a corpus.", "Run: attention-flows corpus run --out DIR")
+    manifest = corpus_manifest(folder)
     shape = manifest["pair"]["num_layers"], manifest["pair"]["num_heads"]
     rows = _word_rows(folder, ["cls_attention_pretrained", "cls_attention_finetuned"], word)
     if rows.empty:
@@ -103,8 +140,8 @@ def word_changes(folder: Path, measure: str = "rollout", *, min_count: int = 5) 
     ``cls_attention``: attention from [CLS], mean over layers and heads; ``relevance``: class relevance, defined
     for a model with a classification head only (NaN otherwise; then sorted by the fine-tuned value)."""
     _check(measure, WORD_MEASURES, "measure")
+    manifest = corpus_manifest(folder)
     if measure == "cls_attention":
-        manifest = read_manifest(folder)
         shape = manifest["pair"]["num_layers"], manifest["pair"]["num_heads"]
         rows = _word_rows(folder, ["cls_attention_pretrained", "cls_attention_finetuned"])
         for model in ("pretrained", "finetuned"):
@@ -131,9 +168,7 @@ def head_map(folder: Path) -> tuple[pd.DataFrame, float, int]:
     exactly; above ~0.2 the picture distorts them), and the number of examples averaged."""
     from attention.metrics import classical_mds
 
-    manifest = read_manifest(folder)
-    if manifest is None:
-        raise CorpusError(f"{folder} is not a corpus.", "Run: attention-flows corpus run --out DIR")
+    manifest = corpus_manifest(folder)
     layers, heads = manifest["pair"]["num_layers"], manifest["pair"]["num_heads"]
     parts = read_table(folder, "head_distances")
     if parts.empty:
@@ -174,6 +209,7 @@ def find_examples(
     model's class is not the gold label), ``disagree`` (the two models' classes differ: both need a head), ``head``
     (where head ``layer``/``head`` changed most). ``top`` rows; ``score`` is what they are sorted by."""
     _check(kind, EXAMPLE_KINDS, "kind of examples")
+    corpus_manifest(folder)
     examples = read_table(folder, "examples")
     if kind == "head":
         if layer is None or head is None:
@@ -203,7 +239,8 @@ def find_examples(
 
 
 def sql(folder: Path, query: str) -> pd.DataFrame:
-    """Run DuckDB SQL over the corpus: its tables are views named as :data:`attention.corpus.tables.TABLES`."""
+    """Run DuckDB SQL over the corpus: its tables are views named as :data:`attention.corpus.tables.TABLES` (a table
+    with no rows, such as ``skipped`` when nothing was skipped, is an empty view of its schema)."""
     import duckdb
 
     manifest = read_manifest(folder)
@@ -216,6 +253,8 @@ def sql(folder: Path, query: str) -> pd.DataFrame:
             if files:
                 listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
                 connection.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
+            else:
+                connection.register(name, SCHEMAS[name].empty_table())
         try:
             return connection.execute(query).df()
         except duckdb.Error as error:

@@ -132,20 +132,31 @@ def chunk_files(folder: Path, name: str, manifest: dict | None = None) -> list[P
     ]
 
 
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """``table`` as a DataFrame whose nulls stay None: a string or boolean column with nulls is an object column
+    (pandas would read a null string back as NaN, which counts as true)."""
+    frame = table.to_pandas()
+    for name in table.column_names:
+        column = table.column(name)
+        if column.null_count and (pa.types.is_string(column.type) or pa.types.is_boolean(column.type)):
+            frame[name] = pd.Series(column.to_pylist(), dtype=object, index=frame.index)
+    return frame
+
+
 def read_table(folder: Path, name: str, columns: list[str] | None = None, where=None) -> pd.DataFrame:
     """Table ``name`` of the corpus in ``folder`` (only ``columns`` when given; only rows matching the pyarrow
-    expression ``where``), over every recorded chunk."""
+    expression ``where``), over every recorded chunk; nulls are None (:func:`to_frame`)."""
     if name not in SCHEMAS:
         raise CorpusError(f"A corpus has no table '{name}'.", f"Tables: {', '.join(SCHEMAS)}.")
     files = chunk_files(Path(folder), name)
     schema = SCHEMAS[name]
     if not files:
-        return schema.empty_table().to_pandas()[columns] if columns else schema.empty_table().to_pandas()
+        return to_frame(schema.empty_table().select(columns) if columns else schema.empty_table())
     import pyarrow.dataset as ds
 
     try:
         dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
-        return dataset.to_table(columns=columns, filter=where).to_pandas()
+        return to_frame(dataset.to_table(columns=columns, filter=where))
     except (OSError, pa.ArrowException) as error:  # a file changed or truncated since it was recorded
         raise CorpusError(
             f"A {name} file of the corpus in {folder} cannot be read ({str(error).splitlines()[0][:120]}).",

@@ -21,6 +21,7 @@ from attention.corpus.batch import (
     run_model,
 )
 from attention.corpus.figures import head_figures
+from attention.corpus.source import refused_rows
 from attention.extract import AttentionRun
 from attention.metrics import hellinger_distances
 from attention.models import ModelPair
@@ -49,6 +50,18 @@ def decode_cls_attention(blobs, num_layers: int, num_heads: int) -> np.ndarray:
     """``[token, layer, head]`` float32 from tokens' ``cls_attention_*`` bytes (a sequence of them)."""
     joined = b"".join(blobs)
     return np.frombuffer(joined, dtype=CLS_ATTENTION_DTYPE).astype(np.float32).reshape(-1, num_layers, num_heads)
+
+
+def unknown_labels(rows: pd.DataFrame, labels: tuple[str, ...]) -> pd.DataFrame:
+    """``example_id, label`` of the rows of ``rows`` (``example_id, text, text_pair, label``) whose label is a string
+    that names none of the fine-tuned model's ``labels`` (a class name or an index, :func:`gold_label`): they run
+    with no gold label, and a run lists them. Empty for a model without classes (its labels name nothing)."""
+    found = [
+        {"example_id": int(row.example_id), "label": row.label}
+        for row in rows.itertuples(index=False)
+        if labels and isinstance(row.label, str) and gold_label(row.label, labels) is None
+    ]
+    return pd.DataFrame(found, columns=["example_id", "label"])
 
 
 def _runs(pair: ModelPair, batch: list[Encoded], passes: dict[str, ModelPass]) -> dict[str, list[AttentionRun]]:
@@ -157,8 +170,11 @@ def _frame(parts: list[dict]) -> pd.DataFrame:
 def chunk_tables(
     pair: ModelPair, rows: pd.DataFrame, *, batch_size: int, progress: Callable[[int], None] | None = None
 ) -> ChunkTables:
-    """Every table of ``rows`` (``example_id, text, text_pair, label``), sorted by ``example_id``."""
-    encoded, skipped = encode_rows(pair, rows)
+    """Every table of ``rows`` (``example_id, text, text_pair, label``), sorted by ``example_id``; rows not run as
+    given (:func:`refused_rows`) and rows the tokenizers refuse are in ``skipped`` with the reason."""
+    refused = refused_rows(rows)
+    encoded, skipped = encode_rows(pair, rows[~rows["example_id"].isin(refused["example_id"])])
+    skipped = [*refused.to_dict("records"), *skipped]
     examples, layers, heads, tokens = [], [], [], []
     distance_total, distance_count = None, 0
     for batch in batches(encoded, batch_size):

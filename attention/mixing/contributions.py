@@ -86,14 +86,25 @@ class Contributions:
 
 
 def contributions(
-    model: LoadedModel, text: str, text_pair: str | None = None, *, measure: Measure = "alti"
+    model: LoadedModel,
+    text: str,
+    text_pair: str | None = None,
+    *,
+    measure: Measure = "alti",
+    probabilities: tuple[float, ...] | None = None,
 ) -> Contributions:
-    """``model``'s :class:`Contributions` under ``measure`` for one input (one pass, layer by layer)."""
-    return contributions_for(model, text, text_pair, measures=(measure,))[measure]
+    """``model``'s :class:`Contributions` under ``measure`` for one input (one pass, layer by layer).
+    ``probabilities``: the classifier's, when the caller has them (kept for :meth:`Contributions.as_run`)."""
+    return contributions_for(model, text, text_pair, measures=(measure,), probabilities=probabilities)[measure]
 
 
 def contributions_for(
-    model: LoadedModel, text: str, text_pair: str | None = None, *, measures: tuple[str, ...] = MIXING_MEASURES
+    model: LoadedModel,
+    text: str,
+    text_pair: str | None = None,
+    *,
+    measures: tuple[str, ...] = MIXING_MEASURES,
+    probabilities: tuple[float, ...] | None = None,
 ) -> dict[str, Contributions]:
     """:class:`Contributions` for each of ``measures``, from one traced pass of ``model`` (cheaper than one call per
     measure)."""
@@ -108,9 +119,6 @@ def contributions_for(
     encoding = encode(model, text, text_pair)
     facts = token_facts(model, encoding)
     layers = trace_layers(model, encoding)
-    probabilities = None
-    if model.is_classifier:
-        probabilities = _probabilities(model, encoding)
     out = {}
     with torch.inference_mode():
         for measure in measures:
@@ -134,14 +142,6 @@ def measure_layer(measure: str, layer):
         return value_zeroing(layer), None
     return {"attention_norm": norms.attention_norm, "norm_residual": norms.norm_residual, "globenc": norms.globenc,
             "alti": norms.alti}[measure](layer)  # fmt: skip
-
-
-def _probabilities(model: LoadedModel, encoding) -> tuple[float, ...]:
-    import torch
-
-    with torch.inference_mode():
-        logits = model.model(**encoding).logits[0].float()
-    return tuple(torch.softmax(logits, dim=-1).tolist())
 
 
 def _frozen(tensor) -> np.ndarray:

@@ -158,8 +158,8 @@ def layer_tensors(block: Block, x) -> LayerTensors:
     alpha = torch.softmax(query @ key.transpose(1, 2) * size**-0.5, dim=-1)  # [h, query, key]
     w_out = block.output.weight.view(d, h, size)  # W_O^h: [d_out, h, size]
     f = torch.einsum("hns,dhs->hnd", value, w_out)  # f^h(x_j) = (x_j W_V^h + b_V^h) W_O^h
-    mixed = torch.einsum("hij,hjd->id", alpha, f)
-    r1 = x + mixed + block.output.bias
+    context = (alpha @ value).transpose(0, 1).reshape(n, d)  # as the model computes it: Σ_j α v, then W_O
+    r1 = x + block.output(context)
     z = block.norm1(r1)
     r2 = z + block.ffn_out(block.activation(block.ffn_in(z)))
     y = block.norm2(r2)
