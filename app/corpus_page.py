@@ -9,6 +9,9 @@ lists.
 
 from __future__ import annotations
 
+import math
+import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -29,6 +32,20 @@ PAGE_ROWS = 100  # rows per block the grid asks for
 WORDS_SHOWN = 50  # words in the "gained most" table
 TEXT_FILTERS = ["contains", "notContains", "equals", "startsWith"]
 NUMBER_FILTERS = ["equals", "greaterThan", "lessThan"]
+FILTER_TYPES = {"text": TEXT_FILTERS, "number": NUMBER_FILTERS}
+# the example table's columns, each with its filter's kind: the grid's column definitions and the checks of the
+# grid's requests both read this (every column but "open" sorts and filters)
+COLUMN_FILTERS = {
+    "example_id": "number", "text": "text", "text_pair": "text", "gold": "text", "predicted_finetuned": "text",
+    "confidence": "number", "mean_change": "number", "correct": "text", "head_change": "number", "n_tokens": "number",
+}  # fmt: skip
+MAX_GRID_ROWS = 1000  # rows one grid request may ask for (the grid asks PAGE_ROWS at a time)
+MAX_FILTER_CHARS = 1000  # a text filter's length
+RELOAD = "Reload the page; if it happens again, tell the server's admin."
+
+
+class GridRequestError(AttentionFlowsError):
+    """A request of the example table (its ``getRowsRequest``, its id, the page's context) that is malformed."""
 
 
 @dataclass(frozen=True)
@@ -52,10 +69,44 @@ class CorpusCatalog:
     """The corpora of each pair under ``root`` and a byte-bounded memo of what the page reads from them (keyed by
     the manifest's modification time, so a corpus still being computed is read afresh)."""
 
-    def __init__(self, root: Path, pair_config_names: dict[str, str], budget: int = 256 * 2**20) -> None:
+    def __init__(
+        self,
+        root: Path,
+        pair_config_names: dict[str, str],
+        budget: int = 256 * 2**20,
+        pair_config_files: dict[str, Path] | None = None,
+    ) -> None:
+        from attention.corpus.source import shipped_configs
+
         self.root = Path(root)
         self.pair_config_names = pair_config_names
+        self.pair_config_files = pair_config_files or {}
         self.cache = ByteLRU(budget)
+        self.shipped = shipped_configs()  # config name -> its file name under configs/
+        self.aliases = {
+            stem: key
+            for key, name in pair_config_names.items()
+            if (stem := self.shipped.get(name)) is not None and stem not in pair_config_names
+        }
+
+    def resolve(self, models: object) -> str | None:
+        """The pair a URL's ``models`` names: a pair's name, or the file name of its config under configs/
+        (``default``, as ``--config`` takes it); None for anything else."""
+        if not isinstance(models, str):
+            return None
+        return models if models in self.pair_config_names else self.aliases.get(models)
+
+    def run_command(self, models: str) -> str:
+        """A ``corpus run`` command that computes a corpus of pair ``models``: its config by file name when it is
+        one of configs/ (no ``--config`` for ``default``), else by path."""
+        from attention.resources import configs_dir
+
+        path = self.pair_config_files.get(models)
+        if path is not None and Path(path).parent.resolve() != configs_dir().resolve():
+            config = str(path)
+        else:
+            config = Path(path).stem if path is not None else self.shipped.get(self.pair_config_names[models], models)
+        return "attention-flows corpus run" + ("" if config == "default" else f" --config {shlex.quote(config)}")
 
     def entries(self, models: str) -> list[CorpusEntry]:
         from attention.corpus.store import list_corpora
@@ -100,10 +151,18 @@ def _catalog(app: Dash) -> CorpusCatalog:
 
 
 def mount_corpus_page(
-    server, *, pair_config_names: dict[str, str], default_models: str, root: Path, assets_folder: str
+    server,
+    *,
+    pair_config_names: dict[str, str],
+    default_models: str,
+    root: Path,
+    assets_folder: str,
+    pair_config_files: dict[str, Path] | None = None,
 ) -> Dash:
     """Serve the corpus page at ``/corpus/`` on the Flask ``server``. Mount it before the dashboard's own Dash app
-    is made: Dash takes the last app made in a process as ``dash.get_app()``, which background jobs use."""
+    is made: Dash takes the last app made in a process as ``dash.get_app()``, which background jobs use.
+    ``pair_config_files`` (each pair's config file, when known) lets the page's hint name a config outside
+    configs/ by its path."""
     corpus_app = Dash(
         __name__,
         server=server,
@@ -114,7 +173,7 @@ def mount_corpus_page(
         suppress_callback_exceptions=True,  # a pair without corpora gets a page without the views
         on_error=_report_unexpected_error,
     )
-    server.extensions[CATALOG_KEY] = CorpusCatalog(root, pair_config_names)
+    server.extensions[CATALOG_KEY] = CorpusCatalog(root, pair_config_names, pair_config_files=pair_config_files)
     corpus_app.layout = lambda: corpus_layout(corpus_app, default_models)
     _register(corpus_app, default_models)
     return corpus_app
@@ -128,14 +187,15 @@ def _query_of_page() -> dict[str, str]:
 
 
 def corpus_layout(app: Dash, default_models: str) -> html.Div:
-    """The page for the pair and corpus its URL names (``?models=NAME&corpus=FOLDER``); other URL parts are the
-    single-example page's options, carried to the examples it links to."""
+    """The page for the pair and corpus its URL names (``?models=NAME&corpus=FOLDER``; NAME is a pair's name or
+    its config's file name); other URL parts are the single-example page's options, carried to the examples it
+    links to."""
     query = _query_of_page()
     catalog = _catalog(app)
-    models = query.pop("models", default_models)
-    error, entry = "", None
-    if models not in catalog.pair_config_names:
-        error, models = f"There is no model pair called {models!r} on this server.", default_models
+    asked = query.pop("models", default_models)
+    error, entry, models = "", None, catalog.resolve(asked)
+    if models is None:
+        error, models = f"There is no model pair called {asked!r} on this server.", default_models
     try:
         entry = catalog.check(models, query.pop("corpus", None))
     except AttentionFlowsError as problem:
@@ -153,8 +213,7 @@ def corpus_layout(app: Dash, default_models: str) -> html.Div:
         className="page-header",
     )
     if not entries:
-        command = "attention-flows corpus run" + ("" if models == "default" else f" --config {models}")
-        message = f"Pair '{models}' has no corpus yet. Compute one with: {command}"
+        message = f"Pair '{models}' has no corpus yet. Compute one with: {catalog.run_command(models)}"
         return html.Div([header, html.Div(error or message, className="error-banner", id="corpus-error")],
                         className="page corpus-page")  # fmt: skip
     chosen = entry or entries[0]
@@ -274,36 +333,33 @@ def examples_grid(corpus: str, view: str, *, pairs: bool = False, labelled: bool
     """The example table of ``view`` (``all``, ``wrong`` or ``head-L-H``): rows fetched page by page from the
     server (sorted and filtered there); with ``pairs``, a column for each example's second sentence; without
     ``labelled`` (no example has a gold label), no gold and correct columns (they would be empty)."""
-    text, number = {"filterOptions": TEXT_FILTERS}, {"filterOptions": NUMBER_FILTERS}
     columns = [
-        {"field": "example_id", "headerName": "#", "width": 80, "filter": "agNumberColumnFilter",
-         "filterParams": number},
+        {"field": "example_id", "headerName": "#", "width": 80},
         {"field": "open", "headerName": "", "valueFormatter": {"function": "'open ↗'"}, "cellClass": "corpus-open",
          "width": 80, "sortable": False, "headerTooltip": "open the example in the single-example page (new tab)"},
-        {"field": "text", "flex": 3, "filter": "agTextColumnFilter", "filterParams": text, "tooltipField": "text"},
-        *([{"field": "text_pair", "headerName": "second sentence", "flex": 2, "filter": "agTextColumnFilter",
-            "filterParams": text, "tooltipField": "text_pair"}] if pairs else []),
-        *([{"field": "gold", "width": 100, "filter": "agTextColumnFilter", "filterParams": text}] if labelled else []),
+        {"field": "text", "flex": 3, "tooltipField": "text"},
+        *([{"field": "text_pair", "headerName": "second sentence", "flex": 2, "tooltipField": "text_pair"}]
+          if pairs else []),
+        *([{"field": "gold", "width": 100}] if labelled else []),
         {"field": "predicted_finetuned", "headerName": "predicted", "width": 120,
-         "headerTooltip": "the fine-tuned model's class",
-         "filter": "agTextColumnFilter", "filterParams": text},
+         "headerTooltip": "the fine-tuned model's class"},
         {"field": "confidence", "headerName": "probability", "width": 120,
-         "headerTooltip": "the fine-tuned model's probability of its class", "filter": "agNumberColumnFilter",
-         "filterParams": number, "valueFormatter": {"function": "d3.format('.3f')(params.value)"}},
+         "headerTooltip": "the fine-tuned model's probability of its class",
+         "valueFormatter": {"function": "d3.format('.3f')(params.value)"}},
         {"field": "mean_change", "headerName": "change", "width": 110,
          "headerTooltip": "mean JS divergence (bits) over the example's heads, between the two models",
-         "filter": "agNumberColumnFilter", "filterParams": number,
          "valueFormatter": {"function": "d3.format('.4f')(params.value)"}},
-        *([{"field": "correct", "width": 100, "filter": "agTextColumnFilter", "filterParams": text,
+        *([{"field": "correct", "width": 100,
             "headerTooltip": "is the fine-tuned model's class the gold label? (empty: no label)"}] if labelled else []),
         *([{"field": "head_change", "headerName": f"L{view.split('-')[1]}H{view.split('-')[2]} change", "width": 150,
-            "filter": "agNumberColumnFilter", "filterParams": number, "sort": "desc",
-            "valueFormatter": {"function": "d3.format('.4f')(params.value)"},
+            "sort": "desc", "valueFormatter": {"function": "d3.format('.4f')(params.value)"},
             "headerTooltip": "this head's JS divergence (bits) between the two models on the example"}]
           if view.startswith("head-") else []),
-        {"field": "n_tokens", "headerName": "tokens", "width": 105, "filter": "agNumberColumnFilter",
-         "filterParams": number},
+        {"field": "n_tokens", "headerName": "tokens", "width": 105},
     ]  # fmt: skip
+    for column in columns:  # the filters the server applies (example_rows), one condition or two
+        if (kind := COLUMN_FILTERS.get(column["field"])) is not None:
+            column |= {"filter": f"ag{kind.title()}ColumnFilter", "filterParams": {"filterOptions": FILTER_TYPES[kind]}}
     return dag.AgGrid(
         id={"type": "corpus-examples", "corpus": corpus, "view": view},
         columnDefs=columns,
@@ -347,48 +403,154 @@ def words_grid(frame: pd.DataFrame, measure: str) -> dag.AgGrid:
                       defaultColDef={"sortable": True, "resizable": True}, style={"height": "300px"})  # fmt: skip
 
 
-def _filtered(examples: pd.DataFrame, filters: dict | None) -> pd.DataFrame:
-    """Apply the grid's filter model (only the filter types the columns offer)."""
-    for column, spec in (filters or {}).items():
-        if column not in examples.columns or not isinstance(spec, dict):
-            continue
-        kind, value = spec.get("type"), spec.get("filter")
+def _condition(values: pd.Series, kind: str, column: str, condition: object) -> pd.Series:
+    """Where one filter condition of the grid (``{filterType, type, filter}``) holds, checked: it comes from the
+    browser."""
+    if not isinstance(condition, dict) or condition.get("filterType") != kind:
+        raise GridRequestError(f"The filter of column '{column}' is not a {kind} filter.", RELOAD)
+    operation, value = condition.get("type"), condition.get("filter")
+    if operation not in FILTER_TYPES[kind]:
+        raise GridRequestError(
+            f"The filter of column '{column}' asks for {operation!r}.", f"Use one of: {', '.join(FILTER_TYPES[kind])}."
+        )
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise GridRequestError(f"The filter of column '{column}' is {value!r}, not a number.", "Type a number.")
+        numbers = pd.to_numeric(values, errors="coerce")  # a missing value (None) matches no number
+        return {"equals": numbers == value, "greaterThan": numbers > value, "lessThan": numbers < value}[operation]
+    if not isinstance(value, str) or len(value) > MAX_FILTER_CHARS:
+        shown = f"{len(value):,} characters long" if isinstance(value, str) else f"{value!r}, not text"
+        raise GridRequestError(
+            f"The filter of column '{column}' is {shown}.", f"Type a text of at most {MAX_FILTER_CHARS:,} characters."
+        )
+    text, needle = values.fillna("").astype(str).str.lower(), value.lower()
+    return {
+        "contains": text.str.contains(needle, regex=False),
+        "notContains": ~text.str.contains(needle, regex=False),
+        "equals": text == needle,
+        "startsWith": text.str.startswith(needle),
+    }[operation]
+
+
+def _filtered(examples: pd.DataFrame, filters: object) -> pd.DataFrame:
+    """Apply the grid's filter model: per column, one condition or two joined by ``AND`` / ``OR`` (the filters the
+    column offers, :data:`COLUMN_FILTERS`); anything else is a :class:`GridRequestError`."""
+    if filters is None:
+        return examples
+    if not isinstance(filters, dict):
+        raise GridRequestError("The example table's filters are not an object of columns.", RELOAD)
+    for column, spec in filters.items():
+        kind = COLUMN_FILTERS.get(column)
+        if kind is None or column not in examples.columns:
+            raise GridRequestError(f"The example table has no column {column!r} to filter.", RELOAD)
         values = examples[column]
-        if spec.get("filterType") == "number":
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                continue
-            keep = {"equals": values == value, "greaterThan": values > value, "lessThan": values < value}.get(kind)
+        if isinstance(spec, dict) and "conditions" in spec:
+            conditions, operator = spec.get("conditions"), spec.get("operator")
+            if not isinstance(conditions, list) or not 1 <= len(conditions) <= 2 or operator not in ("AND", "OR"):
+                raise GridRequestError(
+                    f"The filter of column '{column}' must join one or two conditions with AND or OR.", RELOAD
+                )
+            masks = [_condition(values, kind, column, condition) for condition in conditions]
+            keep = masks[0] if len(masks) == 1 else (masks[0] & masks[1] if operator == "AND" else masks[0] | masks[1])
         else:
-            text, needle = values.fillna("").str.lower(), str(value or "").lower()
-            keep = {
-                "contains": text.str.contains(needle, regex=False),
-                "notContains": ~text.str.contains(needle, regex=False),
-                "equals": text == needle,
-                "startsWith": text.str.startswith(needle),
-            }.get(kind)
-        if keep is not None:
-            examples = examples[keep]
+            keep = _condition(values, kind, column, spec)
+        examples = examples[keep]
     return examples
 
 
-def example_rows(table: pd.DataFrame, request: dict, *, models: str, options: str, default_models: str) -> dict:
-    """One block of the example table for the grid's ``getRowsRequest``: filtered, sorted, sliced."""
+def _row_range(request: dict) -> tuple[int, int]:
+    """``(startRow, endRow)`` of a grid request: whole numbers, ``0 ≤ start ≤ end``, at most
+    :data:`MAX_GRID_ROWS` rows."""
+    start, end = request.get("startRow", 0), request.get("endRow", PAGE_ROWS)
+    for name, value in (("startRow", start), ("endRow", end)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise GridRequestError(f"The example table asked for rows with {name} {value!r}, not a whole number.",
+                                   RELOAD)  # fmt: skip
+    if not 0 <= start <= end:
+        raise GridRequestError(f"The example table asked for rows {start} to {end}.",
+                               "The first row must be from 0 and at most the last. " + RELOAD)  # fmt: skip
+    if end - start > MAX_GRID_ROWS:
+        raise GridRequestError(f"The example table asked for {end - start:,} rows at once; at most "
+                               f"{MAX_GRID_ROWS:,} are sent.", "Scroll through the table instead.")  # fmt: skip
+    return start, end
+
+
+def _sort_order(sort_model: object, columns) -> list[tuple[str, bool]]:
+    """``(column, ascending)`` pairs of the grid's sort model, checked."""
+    if sort_model is None:
+        return []
+    if not isinstance(sort_model, list):
+        raise GridRequestError("The example table's sort order is not a list.", RELOAD)
+    order = []
+    for item in sort_model:
+        column = item.get("colId") if isinstance(item, dict) else None
+        if column not in COLUMN_FILTERS or column not in columns:
+            raise GridRequestError(f"The example table cannot be sorted by {column!r}.", "Sort by one of its columns.")
+        if item.get("sort") not in ("asc", "desc"):
+            raise GridRequestError(f"The sort of column '{column}' is {item.get('sort')!r}.", "Use 'asc' or 'desc'.")
+        order.append((column, item["sort"] == "asc"))
+    return order
+
+
+def example_rows(table: pd.DataFrame, request: object, *, models: str, options: str, default_models: str) -> dict:
+    """One block of the example table for the grid's ``getRowsRequest``: filtered, sorted, sliced; a malformed
+    request is a :class:`GridRequestError` saying which part."""
+    if not isinstance(request, dict):
+        raise GridRequestError("The example table's request is not an object.", RELOAD)
+    start, end = _row_range(request)
     rows = _filtered(table, request.get("filterModel"))
-    for order in reversed(request.get("sortModel") or []):
-        if order.get("colId") in rows.columns:
-            rows = rows.sort_values(order["colId"], ascending=order.get("sort") != "desc", kind="stable")
-    start, end = int(request.get("startRow", 0)), int(request.get("endRow", PAGE_ROWS))
+    for column, ascending in reversed(_sort_order(request.get("sortModel"), rows.columns)):
+        rows = rows.sort_values(column, ascending=ascending, kind="stable")
     block = rows.iloc[start:end].copy()
     links = []
     for text, pair in zip(block["text"], block["text_pair"], strict=True):
         query = {"models": models} if models != default_models else {}
-        query |= {"text": text} | ({"pair": pair} if pair else {})
+        query |= {"text": text} | ({"pair": pair} if isinstance(pair, str) and pair else {})
         links.append(f"/?{urlencode(query)}{'&' + options if options else ''}")
     block["open"] = links
     block = block.astype(object).where(block.notna(), None)
     return {"rowData": block.to_dict("records"), "rowCount": len(rows)}
+
+
+def check_view(view: object, num_layers: int, num_heads: int) -> str:
+    """``view`` of the example table when it names one of a corpus of that shape: ``all``, ``wrong`` or
+    ``head-L-H`` (layer 1-based, head 0-based; returned in that spelling); else a :class:`GridRequestError`."""
+    if view in ("all", "wrong"):
+        return view
+    match = re.fullmatch(r"head-(\d{1,4})-(\d{1,4})", view) if isinstance(view, str) else None
+    if match and 1 <= int(match[1]) <= num_layers and 0 <= int(match[2]) < num_heads:
+        return f"head-{int(match[1])}-{int(match[2])}"
+    raise GridRequestError(
+        f"The example table has no view {view!r}.",
+        f"Views: all, wrong, head-L-H (layer L from 1 to {num_layers}, head H from 0 to {num_heads - 1}).",
+    )
+
+
+def corpus_entry(catalog: CorpusCatalog, context: object, corpus: object) -> tuple[CorpusEntry, str, str]:
+    """The corpus a callback names (``corpus``, of the pair in the page's ``context`` store) with the pair and the
+    page's options: ``(entry, models, options)``; anything the browser made up is an error with a message."""
+    models = catalog.resolve(context.get("models")) if isinstance(context, dict) else None
+    options = context.get("options", "") if isinstance(context, dict) else None
+    if models is None or not isinstance(options, str):
+        raise GridRequestError("The page's pair and options are missing or unknown to this server.", RELOAD)
+    if not isinstance(corpus, str):
+        raise GridRequestError(f"The page names no corpus ({corpus!r}).", "Pick a corpus from the list.")
+    entry = catalog.check(models, corpus)
+    if entry is None:
+        raise AttentionFlowsError("This pair has no corpus.", f"Compute one with: {catalog.run_command(models)}")
+    return entry, models, options
+
+
+def grid_rows(catalog: CorpusCatalog, request: object, context: object, grid_id: object, default_models: str) -> dict:
+    """The block of examples a grid (id ``{type, corpus, view}``) asks for with ``request``, every part checked
+    (:func:`corpus_entry`, :func:`check_view`, :func:`example_rows`)."""
+    if not isinstance(grid_id, dict):
+        raise GridRequestError("The example table's id is not an object.", RELOAD)
+    entry, models, options = corpus_entry(catalog, context, grid_id.get("corpus"))
+    pair = entry.manifest["pair"]
+    view = check_view(grid_id.get("view"), pair["num_layers"], pair["num_heads"])
+    table = catalog.memo(entry, "examples", lambda: view_table(entry.path, view), view)
+    return example_rows(table, request, models=models, options=options, default_models=default_models)
 
 
 def _examples_table(folder: Path) -> pd.DataFrame:
@@ -422,15 +584,13 @@ def view_table(folder: Path, view: str) -> pd.DataFrame:
 
 
 def _register(app: Dash, default_models: str) -> None:
-    from dash import MATCH
+    from dash import MATCH, set_props
 
     from attention.corpus import head_map, head_ranking, layer_change, word_changes, word_query
+    from attention.corpus.query import label_counts
 
     def entry_of(context: dict, corpus: str) -> CorpusEntry:
-        entry = _catalog(app).check(context["models"], corpus)
-        if entry is None:
-            raise AttentionFlowsError("This pair has no corpus.", "Compute one with: attention-flows corpus run")
-        return entry
+        return corpus_entry(_catalog(app), context, corpus)[0]
 
     @app.callback(
         Output("corpus-heads", "figure"),
@@ -452,13 +612,17 @@ def _register(app: Dash, default_models: str) -> None:
             ranking = catalog.memo(entry, "ranking", lambda: head_ranking(entry.path, metric), metric)
             layers = catalog.memo(entry, "layers", lambda: layer_change(entry.path, metric), metric)
             mapped, stress, count = catalog.memo(entry, "map", lambda: head_map(entry.path))
+            labels = catalog.memo(entry, "labels", lambda: label_counts(entry.path))
         except AttentionFlowsError as error:
             blank = empty_figure(str(error))
             return blank, blank, blank, "", str(error)
         skipped = sum(chunk["rows"]["skipped"] for chunk in entry.manifest["chunks"].values())
         source = entry.manifest["source"]
-        summary = (f"{entry.examples:,} examples of {source['rows']:,} rows ({skipped:,} skipped: empty or too long)"
-                   f" · {source['description']}")  # fmt: skip
+        unknown = int(labels.loc[labels["gold"].isna(), "examples"].sum())
+        summary = (f"{entry.examples:,} examples of {source['rows']:,} rows ({skipped:,} skipped: empty, too long or "
+                   f"not text)"
+                   + (f" · {unknown:,} with a label that names no class (no gold label)" if unknown else "")
+                   + f" · {source['description']}")  # fmt: skip
         heads = make_head_change_grid(ranking, metric, entry.examples)
         heads["layout"]["shapes"] = outline(clicked)
         return (
@@ -488,6 +652,12 @@ def _register(app: Dash, default_models: str) -> None:
         )
         if kind == "head" and picked is None:
             return html.Div("Click a cell of the head grid above to pick the head.", className="muted"), label
+        if kind == "head":
+            try:
+                check_view(f"head-{picked[0]}-{picked[1]}", entry.manifest["pair"]["num_layers"],
+                           entry.manifest["pair"]["num_heads"])  # fmt: skip
+            except GridRequestError as error:
+                return html.Div(str(error), className="muted"), label
         if kind == "wrong":
             examples = _catalog(app).memo(entry, "examples", lambda: view_table(entry.path, "all"), "all")
             if examples["correct"].isna().all():
@@ -554,13 +724,14 @@ def _register(app: Dash, default_models: str) -> None:
         prevent_initial_call=True,
     )
     def rows(request, context, grid_id):
-        if not request:
+        """A block of the example table; a malformed request gets an empty block and says why in the banner."""
+        if request is None:
             return no_update
-        entry = entry_of(context, grid_id["corpus"])
-        view = grid_id["view"]
-        table = _catalog(app).memo(entry, "examples", lambda: view_table(entry.path, view), view)
-        return example_rows(table, request, models=context["models"], options=context["options"],
-                            default_models=default_models)  # fmt: skip
+        try:
+            return grid_rows(_catalog(app), request, context, grid_id, default_models)
+        except AttentionFlowsError as error:
+            set_props("corpus-error", {"children": str(error), "className": "error-banner"})
+            return {"rowData": [], "rowCount": 0}
 
     # a click on 'open ↗' opens the example's single-example page in a new tab (a plain value, never HTML: texts
     # are user data)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,22 +50,37 @@ def read_data_file(path: Path) -> pd.DataFrame:
         raise CorpusError(f"The data file {path} does not exist.", "Check --data (a .csv, .jsonl or .parquet file).")
     suffix = path.suffix.lower()
     try:
-        if suffix == ".csv":  # every cell a string: no NA guessing, no numbers
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        if suffix == ".csv":
+            return _read_csv(path)
         if suffix == ".jsonl":
             return _read_jsonl(path)
         if suffix == ".parquet":
             return pq.read_table(path).to_pandas(types_mapper=pd.ArrowDtype)  # Arrow values, converted per column
     except (ValueError, OSError, UnicodeDecodeError, pa.ArrowException) as error:
-        raise CorpusError(f"{path} could not be read as {suffix[1:]}: {error}", "Check the file's format.") from error
+        said = " ".join(str(error).split())  # one line, whatever the reader's message
+        raise CorpusError(f"{path} could not be read as {suffix[1:]}: {said}.", "Check the file's format.") from error
     raise CorpusError(f"{path} is a {suffix or 'file without suffix'}.", f"Use one of {', '.join(FORMATS)}.")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """Every cell a string: no NA guessing, no numbers, and no first column taken for an index when a row has more
+    fields than the header (pandas would shift that row's values into other columns)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, index_col=False)
+        except pd.errors.ParserWarning:
+            raise CorpusError(
+                f"A row of {path} has more fields than its header.",
+                'Quote the texts that hold a comma ("a fine, moving film"), or fix the header.',
+            ) from None
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
     """One JSON object per line (blank lines left out); anything else is a :class:`CorpusError` naming the line."""
     example = 'Write one JSON object per line, e.g. {"text": "a fine film", "label": 1}.'
     records = []
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:  # a byte-order mark is not part of line 1
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
