@@ -14,9 +14,15 @@ from dash import html
 
 HELP: dict[str, tuple[str, str]] = {
     # controls
+    "measure": (
+        "What the graph, rollout, flow, the matrices and the token scores are drawn over: raw attention weights "
+        "(the paper's), or a context-mixing measure saying how much of a token's representation each token makes "
+        "(ALTI and others: residual, LayerNorm and vector sizes included).",
+        "section-6",
+    ),
     "method": (
-        "What the sentence view and the token scores show. Class relevance (gradient × attention) is the most "
-        "faithful here; the others follow attention only.",
+        "What the sentence view and the token scores show. Class relevance and DecompX explain a class; the "
+        "graph methods follow the measure chosen in 'Graph over'.",
         "section-4",
     ),
     "target": (
@@ -38,7 +44,8 @@ HELP: dict[str, tuple[str, str]] = {
         "section-1",
     ),
     "alpha": (
-        "The share of its mass a token keeps as itself one layer down (the residual). 0.5 is rollout's choice.",
+        "The share of its mass a token keeps as itself one layer down (the residual). 0.5 is rollout's choice. "
+        "Measures that hold the residual already (ALTI, GlobEnc, …) use none.",
         "section-1",
     ),
     "sinks": (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
-from attention.defaults import DEFAULT_ALPHA, DEFAULT_TAU
+from attention.defaults import DEFAULT_ALPHA, DEFAULT_MEASURE, DEFAULT_TAU, MEASURE_LABELS, RESIDUAL_MEASURES
 from attention.errors import AttentionFlowsError
 
 VIEWS: dict[str, str] = {
@@ -40,17 +40,21 @@ HEAD_METRICS: dict[str, str] = {
     "to_self": "attention to the token itself",
     "to_prev": "attention to the previous token",
     "to_next": "attention to the next token",
+    "contribution_share": "contribution share of the layer's mixing",
 }
 PAIR_METRICS = ("js_divergence", "tv_distance", "cosine")
 METHODS: dict[str, str] = {
     "class_relevance": "class relevance (gradient × attention)",
+    "decompx": "DecompX (signed part of the class logit)",
     "input_x_gradient": "input × gradient",
     "graph": "attention graph (mass reaching the inputs)",
     "rollout": "attention rollout",
     "flow": "attention flow (max-flow)",
     "raw_attention": "raw attention (head mean)",
 }
-CLASS_METHODS = ("class_relevance", "input_x_gradient")  # need a classification head and a target class
+CLASS_METHODS = ("class_relevance", "decompx", "input_x_gradient")  # need a classification head and a target class
+GRAPH_METHODS = ("graph", "rollout", "flow", "raw_attention")  # over the chosen measure (MEASURES)
+MEASURES: dict[str, str] = MEASURE_LABELS  # what the graph methods and views are drawn over (attention.defaults)
 PREDICTED = "predicted"
 TRACE_ALL = "all"  # "trace from every token (mean)" in the page and on the command line
 
@@ -191,7 +195,8 @@ class ViewOptions:
     class methods explain (a label, or ``"predicted"``); ``sinks`` makes the graph absorb attention into special
     tokens. ``top_k`` folds long inputs (:data:`FOLD_ABOVE`; 0 = never). ``word`` is the word query's
     position at ``level`` (the head grid then shows the attention it receives); ``arrangement`` lays out the network
-    view. Ranges that depend on the model
+    view. ``measure`` is what the graph methods and views are drawn over (:data:`MEASURES`: raw attention, or a
+    context-mixing measure). Ranges that depend on the model
     and the input are checked by :meth:`checked`.
     """
 
@@ -213,6 +218,17 @@ class ViewOptions:
     top_k: int = 30
     word: int | None = None
     arrangement: str = "rings"
+    measure: str = DEFAULT_MEASURE
+
+    @property
+    def graph_alpha(self) -> float:
+        """The residual share the graph uses: ``alpha``, or 0 for a measure that already holds the residual."""
+        return 0.0 if self.measure in RESIDUAL_MEASURES else self.alpha
+
+    @property
+    def graph_heads(self) -> tuple[int, ...] | None:
+        """The heads the graph averages: ``heads`` over raw attention; None over a measure (one map per layer)."""
+        return self.heads if self.measure == "raw_attention" else None
 
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, MODES)
@@ -242,6 +258,7 @@ class ViewOptions:
             check_int("sources", source, 0)
         check_int("top_k", self.top_k, *TOP_K_RANGE)
         check_choice("arrangement", self.arrangement, ARRANGEMENTS)
+        check_choice("measure", self.measure, MEASURES)
         if self.word is not None:
             check_int("word", self.word, 0)
 
@@ -281,6 +298,7 @@ class ViewOptions:
             top_k=30 if values.get("top_k") is None else check_int("top_k", values["top_k"], *TOP_K_RANGE),
             word=None if values.get("word") is None else check_int("word", values["word"], 0),
             arrangement=_text(values, "arrangement", "rings"),
+            measure=_text(values, "measure", DEFAULT_MEASURE),
         )
 
     def checked(self, num_layers: int, num_heads: int, num_positions: int) -> ViewOptions:

@@ -15,8 +15,9 @@ from app.figures.network import make_network
 from app.figures.theme import Canvas, Figure
 from app.figures.thumbnails import make_thumbnails
 from app.fold import fold_scores
-from app.options import CLASS_METHODS, ViewOptions
+from app.options import CLASS_METHODS, MEASURES, ViewOptions
 from app.services import Analysis, AnalysisService
+from attention.defaults import RESIDUAL_MEASURES
 from attention.tokens import word_all
 
 Selected = tuple[int, int | None]
@@ -49,6 +50,8 @@ def _graph_inputs(service: AnalysisService, analysis: Analysis, options: ViewOpt
         "tau": options.tau,
         "hidden": tuple(sorted(set(hidden.tolist()))),
         "source_names": service.source_names(analysis, options),
+        "measure": MEASURES[options.measure],
+        "residual_in_maps": options.measure in RESIDUAL_MEASURES,
     }
 
 
@@ -58,7 +61,7 @@ def sankey(
     options = service.checked(analysis, options)
     drawn = _graph_inputs(service, analysis, options)
     return make_sankey(
-        drawn.pop("edges"), drawn.pop("nodes"), selected=selected, alpha=options.alpha, canvas=canvas, **drawn
+        drawn.pop("edges"), drawn.pop("nodes"), selected=selected, alpha=options.graph_alpha, canvas=canvas, **drawn
     )
 
 
@@ -106,7 +109,9 @@ def heads(
 
 def matrix_caption(options: ViewOptions, selected: Selected, num_heads: int) -> str:
     layer, head = selected
-    if head is not None:
+    if head is None and options.measure != "raw_attention":
+        caption = f"layer {layer}, {MEASURES[options.measure]} contributions (one map per layer, every head)"
+    elif head is not None:
         caption = f"layer {layer}, head {head}"
     else:
         chosen = (
@@ -131,6 +136,7 @@ def matrix(
         tokens=tokens,
         mode=options.mode,
         caption=matrix_caption(options, selected, service.num_heads),
+        what="Attention" if selected[1] is not None or options.measure == "raw_attention" else "Contribution",
         other=len(tokens) - 1 if folded else None,
         canvas=canvas,
         segment_start=service.segment_start(analysis, options),

@@ -54,12 +54,14 @@ from attention import (
     relevance_frame,
 )
 from attention.config import PairConfig
+from attention.defaults import RESIDUAL_MEASURES
 from attention.errors import InputTextError
 from attention.evaluation import correlations, sentence_scores
 from attention.extract import check_length
 from attention.gradients import extract_and_explain
 from attention.graph import word_graph
-from attention.methods import default_sources, relevance, token_positions
+from attention.methods import default_sources, merge_scores, relevance, token_positions
+from attention.mixing import contributions, contributions_for
 from attention.tokens import word_all
 
 T = TypeVar("T")
@@ -202,6 +204,45 @@ class AnalysisService:
         shared = functools.partial(self._shared, "runs", analysis, (), compute, encode_runs, decode_runs)
         return self.cache.get_or_compute(("runs", self._key(analysis)), shared)
 
+    def measure_runs(self, analysis: Analysis, measure: str) -> PairRuns:
+        """What the graph views are drawn over: :meth:`runs` for raw attention, else both models' contribution
+        maps under ``measure`` as runs (``weights`` ``[layer, 1, query, key]``: one map per layer)."""
+        if measure == "raw_attention":
+            return self.runs(analysis)
+        runs = self.runs(analysis)
+
+        def compute() -> PairRuns:
+            with self._forward_lock:
+                maps = [
+                    contributions(loaded, analysis.text, analysis.text_pair, measure=measure,
+                                  probabilities=run.probabilities).as_run()
+                    for loaded, run in zip(self.models().values(), _both(runs), strict=True)
+                ]  # fmt: skip
+            return PairRuns(*maps)
+
+        shared = functools.partial(self._shared, "maps", analysis, (measure,), compute, encode_runs, decode_runs)
+        return self._memo("maps", analysis, (measure,), shared)
+
+    def contribution_shares(self, analysis: Analysis) -> pd.DataFrame:
+        """``layer, head, contribution_share_pretrained, contribution_share_finetuned``: each head's share of its
+        layer's mixing, from the heads' parts after the first LayerNorm (``‖g1_i(α^h_ij f^h(x_j))‖`` summed over
+        query and key, over all heads'; Kobayashi et al. 2021), whatever measure the graph views use."""
+
+        def compute() -> pd.DataFrame:
+            with self._forward_lock:
+                shares = [
+                    contributions_for(loaded, analysis.text, analysis.text_pair, measures=("norm_residual",))[
+                        "norm_residual"
+                    ].head_shares()
+                    for loaded in self.models().values()
+                ]
+            layer, head = np.indices(shares[0].shape).reshape(2, -1)
+            return pd.DataFrame({"layer": layer + 1, "head": head,
+                                 **{f"contribution_share_{m}": v.reshape(-1) for m, v in zip(
+                                     ("pretrained", "finetuned"), shares, strict=True)}})  # fmt: skip
+
+        return self._memo("contribution_shares", analysis, (), compute)
+
     def _keep_explained(self, analysis: Analysis, model: str, explained: ClassRelevance) -> None:
         """Cache a class relevance for the predicted class computed along with a run (here and, if any, in the
         shared cache), so the default view does not run the model again."""
@@ -312,23 +353,25 @@ class AnalysisService:
         """The attention-graph settings shared by the Sankey and the graph relevance."""
         return {
             "tau": options.tau,
-            "alpha": options.alpha,
-            "heads": options.heads,
+            "alpha": options.graph_alpha,
+            "heads": options.graph_heads,
             "sinks": options.sinks,
             "threshold": options.aggregation,
+            "measure": options.measure,
         }
 
     def model_graphs(self, analysis: Analysis, options: ViewOptions) -> tuple[AttentionGraph, AttentionGraph]:
-        """Both models' attention graphs (pre-trained, fine-tuned) on their token-level weights."""
+        """Both models' graphs (pre-trained, fine-tuned) over ``options.measure``'s token-level maps."""
         options = self.checked(analysis, options)
         settings = self._graph_settings(options)
+        measure = settings.pop("measure")
+        runs = self.measure_runs(analysis, measure)
         settings["layers"] = options.layers
         settings["sources"] = self.trace_sources(analysis, options)
-        runs = self.runs(analysis)
         return self._memo(
             "model_graphs",
             analysis,
-            tuple(settings.values()),
+            (measure, *settings.values()),
             lambda: (graph_for(runs.pretrained, **settings), graph_for(runs.finetuned, **settings)),
         )
 
@@ -341,7 +384,7 @@ class AnalysisService:
 
         def compute() -> GraphComparison:
             graphs = self.model_graphs(analysis, options)
-            runs = self.runs(analysis)
+            runs = self.measure_runs(analysis, options.measure)
             weights = (runs.pretrained.weights, runs.finetuned.weights)
             groups, labels = (np.asarray(run.groups), run.words()) if options.level == "word" else (None, None)
             if fold is not None:
@@ -392,9 +435,13 @@ class AnalysisService:
         return self._memo("fold", analysis, (options,), compute)
 
     def heads(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
-        """Per-head comparison on the full token-level maps (level and hiding do not apply to head metrics)."""
+        """Per-head comparison on the full token-level maps (level and hiding do not apply to head metrics); with the
+        ``contribution_share`` metric, each head's :meth:`contribution_shares` too."""
         runs = self.runs(analysis)
-        return self._memo("heads", analysis, (), lambda: compare_heads(*_both(runs)))
+        frame = self._memo("heads", analysis, (), lambda: compare_heads(*_both(runs)))
+        if options.metric == "contribution_share":
+            frame = frame.merge(self.contribution_shares(analysis), on=["layer", "head"])
+        return frame
 
     def received(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
         """The word query: per layer and head, the attention ``options.word`` (a position at ``options.level``)
@@ -440,6 +487,7 @@ class AnalysisService:
             frame = self._memo("class_relevance", analysis, key, lambda: self._class_frame(analysis, options))
         else:
             settings = self._graph_settings(options)
+            maps = self.measure_runs(analysis, settings.pop("measure"))
             settings |= {"layers": options.layers, "level": options.level}
             sources = self.trace_sources(analysis, options)
             settings["source"] = (
@@ -448,14 +496,32 @@ class AnalysisService:
             if options.method != "graph":
                 for unused in ("tau", "alpha", "sinks", "threshold"):
                     del settings[unused]
-            key = (options.method, *(tuple(v) if isinstance(v, list) else v for v in settings.values()))
+            if options.measure in RESIDUAL_MEASURES and options.method in ("rollout", "flow"):
+                settings["residual"] = False  # the maps hold the residual connection already
+            key = (options.method, options.measure,
+                   *(tuple(v) if isinstance(v, list) else v for v in settings.values()))  # fmt: skip
             frame = self._memo(
-                "relevance", analysis, key, lambda: compare_relevance(*_both(runs), options.method, **settings)
+                "relevance", analysis, key, lambda: compare_relevance(*_both(maps), options.method, **settings)
             )
         hidden = np.flatnonzero(self.hidden(analysis, options))
         if hidden.size == len(self.labels(analysis, options.level)):
             raise InputTextError("Every token of this input is hidden.", "Untick a 'Hide' choice.")
         return frame[~frame["token_idx"].isin(hidden)].reset_index(drop=True) if hidden.size else frame
+
+    def decomposed(self, analysis: Analysis, model: str, target: str):
+        """DecompX of one model for ``target`` (:func:`attention.mixing.decompx.decompx`); None without a
+        classification head."""
+        loaded = self.models()[model]
+        if not loaded.is_classifier:
+            return None
+
+        def compute():
+            from attention.mixing.decompx import decompx
+
+            with self._forward_lock:
+                return decompx(loaded, analysis.text, analysis.text_pair, target=_target(target))
+
+        return self._memo("decompx", analysis, (model, target), compute)
 
     def _class_frame(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
         run = self.runs(analysis).pretrained
@@ -464,21 +530,24 @@ class AnalysisService:
         rows = 1 if options.method == "input_x_gradient" else self.num_layers
         scores = {}
         for model in ("pretrained", "finetuned"):
-            explained = self.explained(analysis, model, options.target)
             values = np.full((rows, count), np.nan)
-            if explained is not None:
-                layered, saliency = (
-                    explained.at_word_level()
-                    if options.level == "word"
-                    else (
-                        explained.scores,
-                        explained.input_x_gradient,
+            if options.method == "decompx":
+                parts = self.decomposed(analysis, model, options.target)
+                if parts is not None:
+                    layered = np.asarray(parts.scores, dtype=np.float64)
+                    values = merge_scores(layered, run.groups) if options.level == "word" else layered
+            else:
+                explained = self.explained(analysis, model, options.target)
+                if explained is not None:
+                    layered, saliency = (
+                        explained.at_word_level()
+                        if options.level == "word"
+                        else (explained.scores, explained.input_x_gradient)
                     )
-                )
-                values = saliency[None, :] if options.method == "input_x_gradient" else layered.copy()
-                if options.method == "class_relevance":
-                    values[: first - 1] = np.nan
-                    values[last:] = np.nan
+                    values = saliency[None, :] if options.method == "input_x_gradient" else layered.copy()
+            if options.method != "input_x_gradient":
+                values[: first - 1] = np.nan
+                values[last:] = np.nan
             scores[model] = values
         frame = relevance_frame(scores["pretrained"], scores["finetuned"], shown_labels(run, options.level))
         if options.method == "input_x_gradient":
@@ -495,9 +564,14 @@ class AnalysisService:
 
     def matrices(self, analysis: Analysis, options: ViewOptions, layer: int, head: int | None) -> pd.DataFrame:
         """One layer's matrices (:func:`attention.attention_matrices`) as drawn: that layer alone is merged into
-        words and has hidden tokens removed (nothing of the whole run is copied or cached for it)."""
+        words and has hidden tokens removed (nothing of the whole run is copied or cached for it). A selected
+        ``head`` shows that head's attention; without one, over a context-mixing measure, the layer's contribution
+        map (one per layer), else the mean or max of the chosen heads."""
         options = self.checked(analysis, options)
         heads = (head,) if head is not None else options.heads
+        measure = "raw_attention" if head is not None else options.measure
+        if measure != "raw_attention":
+            heads = None
         fold = self.fold(analysis, options)
         folded = fold.without(self.hidden(analysis, options)) if fold is not None else None
 
@@ -507,10 +581,10 @@ class AnalysisService:
                 run = matrix_run(one_layer, options.level, options.hide, options.renormalize)
                 return run.merged(*folded) if folded is not None else run
 
-            runs = self.runs(analysis).map(drawn)
+            runs = self.measure_runs(analysis, measure).map(drawn)
             return attention_matrices(*_both(runs), 1, heads=heads, aggregation=options.aggregation)
 
-        key = (options.level, options.hide, options.renormalize, layer, heads, options.aggregation)
+        key = (measure, options.level, options.hide, options.renormalize, layer, heads, options.aggregation)
         return self._memo("matrices", analysis, (*key, fold.key if fold else None), compute)
 
     def thumbnails(self, analysis: Analysis, options: ViewOptions) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
@@ -545,7 +619,7 @@ class AnalysisService:
             with self._forward_lock:
                 methods, references, words = sentence_scores(
                     model, analysis.text, analysis.text_pair, target=explained.target_index, run=run,
-                    explained=explained,
+                    explained=explained, decompx=True,
                 )  # fmt: skip
             rows = correlations({k: v for k, v in methods.items() if k[1] != "graph"}, references, words)
             return _deepest(rows), references, words
@@ -556,8 +630,9 @@ class AnalysisService:
         rows, references, words = self._memo("faithfulness", analysis, (options.target,), shared)
         settings = self._graph_settings(options)
         del settings["heads"]
-        graph = relevance(self.runs(analysis).finetuned, "graph", level="word", **settings)[-1:]
-        graph_rows = _deepest(correlations({("raw_attention", "graph"): graph}, references, words))
+        maps = self.measure_runs(analysis, settings.pop("measure"))
+        graph = relevance(maps.finetuned, "graph", level="word", **settings)[-1:]
+        graph_rows = _deepest(correlations({(options.measure, "graph"): graph}, references, words))
         table = pd.concat([rows, graph_rows], ignore_index=True)
         return table.pivot(index="method", columns="reference", values="spearman").reset_index()
 

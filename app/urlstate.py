@@ -132,4 +132,5 @@ def control_values(options: ViewOptions, *, num_layers: int, num_heads: int) -> 
         "word": options.word,
         "arrangement": options.arrangement,
         "renormalize": ["renormalize"] if options.renormalize else [],
+        "measure": options.measure,
     }

@@ -68,6 +68,7 @@ def relevance(
     sinks: bool = True,
     threshold: Literal["mean", "max"] = "mean",
     level: Level = "token",
+    residual: bool | None = None,
 ) -> np.ndarray:
     """How much each input token matters to ``source`` after every layer: ``[layer, token]`` (or ``[layer, word]``
     with ``level="word"``), float64, NaN rows outside ``layers``.
@@ -82,17 +83,19 @@ def relevance(
     ``run`` may be :class:`~attention.mixing.Contributions`: the same methods over its contribution maps instead
     of the attention weights (``raw_attention`` is then the map's row). A measure that already holds the residual
     connection (ALTI, GlobEnc, ...) is rolled out and traced without an added identity: ``alpha`` is 0 for it
-    whatever is passed. ``heads`` applies to attention only (a map is one per layer).
+    whatever is passed. ``heads`` applies to attention only (a map is one per layer). ``residual`` overrides
+    whether rollout and flow add the identity (default: yes for attention, no for a measure that holds it; pass
+    False for such maps given as an :class:`AttentionRun`, e.g. :meth:`Contributions.as_run`).
     """
     if level not in ("token", "word"):
         raise ValueError(f"level must be token or word, got {level!r}")
-    residual = True
     if isinstance(run, Contributions):
         if heads is not None:
             raise ValueError(f"heads select attention heads; the {run.measure} maps are one per layer")
-        residual = not run.includes_residual
+        residual = not run.includes_residual if residual is None else residual
         alpha = alpha if residual else 0.0
         run = run.as_run()
+    residual = True if residual is None else residual
     sources = (
         default_sources(run)
         if source is None

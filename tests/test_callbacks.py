@@ -227,7 +227,7 @@ def test_sentence_pair_input_is_analysed_with_both_segments(tiny_app):
 
 FOLD_ONLY_CHANGES = {
     "method": "rollout", "target": "good", "top_k": 20, "tau": 0.2, "alpha": 0.9, "sinks": False,
-    "sources": (1,), "layers": (2, 2), "heads": (0,), "aggregation": "max",
+    "sources": (1,), "layers": (2, 2), "heads": (0,), "aggregation": "max", "measure": "globenc",
 }  # fmt: skip
 
 

@@ -79,7 +79,7 @@ def test_a_long_input_is_folded_in_the_sankey_matrix_and_token_scores(service):
         a = whole.groupby("depth")[f"mass_{model}"].sum()
         b = folded.groupby("depth")[f"mass_{model}"].sum()
         np.testing.assert_allclose(a, b, atol=1e-6)
-    everything = ViewOptions(method="rollout", top_k=10, tau=0.0)  # the tiny model's attention is flat: τ = 0
+    everything = ViewOptions(method="rollout", top_k=10, tau=0.0, measure="raw_attention")  # flat attention: τ = 0
     sankey = plotly_figure(render("sankey", service, LONG, everything))
     assert any(label.startswith("other (") for label in sankey.data[0].node.label)
     influence = plotly_figure(render("influence", service, LONG, options))

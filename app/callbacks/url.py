@@ -33,6 +33,7 @@ CONTROL_IDS = {
     "sinks": ids.SINKS,
     "metric": ids.METRIC,
     "method": ids.METHOD,
+    "measure": ids.MEASURE,
     "target": ids.TARGET,
     "top_k": ids.TOP_K,
     "word": ids.WORD,

@@ -10,11 +10,13 @@ from app.callbacks.common import guarded, require_analysis, selected_head, servi
 from app.callbacks.registry import declare, declare_clientside
 from app.figures.heatmaps import top_heads
 from app.figures.theme import Canvas
+from app.layout.controls import alpha_note
 from app.layout.views import faithfulness_table
 from app.options import CANVAS_WIDTH_RANGE
 from app.render import matrix_caption, render
 from app.render import network as render_network
 from app.services import Analysis
+from attention.defaults import RESIDUAL_MEASURES
 
 CONTROLS = {
     "mode": Input(ids.MODE, "value"),
@@ -28,6 +30,7 @@ CONTROLS = {
     "hide": Input(ids.HIDE, "value"),
     "sinks": Input(ids.SINKS, "value"),
     "top_k": Input(ids.TOP_K, "value"),
+    "measure": Input(ids.MEASURE, "value"),
 }
 RELEVANCE = {"method": Input(ids.METHOD, "value"), "target": Input(ids.TARGET, "value")}
 
@@ -40,7 +43,7 @@ FOLD_ONLY: dict[str, frozenset[str]] = {
     "network": frozenset({"method", "target", "top_k"}),
     "matrix": frozenset({"method", "target", "top_k", "tau", "alpha", "sinks", "sources", "layers"}),
     "thumbnails": frozenset({"method", "target", "top_k", "tau", "alpha", "sinks", "sources", "layers", "heads",
-                             "aggregation"}),
+                             "aggregation", "measure"}),
 }  # fmt: skip
 _CONTROL_NAMES = {dep.component_id: name for name, dep in {**CONTROLS, **RELEVANCE}.items()}
 
@@ -308,3 +311,11 @@ def update_faithfulness(asked):
     options = view_options(**controls)
     table = faithfulness_table(service.faithfulness(analysis, options), service.class_target(analysis, options))
     return table, "faithfulness"
+
+
+@declare(Output(ids.ALPHA, "disabled"), Output(ids.ALPHA_NOTE, "children"), Input(ids.MEASURE, "value"))
+@guarded
+def note_alpha(measure):
+    """The residual share α is off (and says why) for a measure that already holds the residual connection."""
+    options = view_options(measure=measure)
+    return options.measure in RESIDUAL_MEASURES, alpha_note(options.measure)

@@ -257,6 +257,7 @@ def make_matrix(
     tokens: Sequence[str],
     mode: str = "comparison",
     caption: str = "",
+    what: str = "Attention",
     other: int | None = None,
     canvas: Canvas | None = None,
     segment_start: int | None = None,
@@ -298,13 +299,14 @@ def make_matrix(
                 "z": z.round(4),  # hover shows 3 decimals; full float64 digits would double the payload
                 "x": names,
                 "y": names,
-                "hovertemplate": "%{y} → %{x}<br>weight %{z:.3f}<extra>" + MODEL_LABELS[panel] + "</extra>",
+                "hovertemplate": "%{y} → %{x}<br>" + ("weight" if what == "Attention" else "share")
+                + " %{z:.3f}<extra>" + MODEL_LABELS[panel] + "</extra>",
             }
         )
     fig = _panel_figure(
         panels,
         traces,
-        title=f"Attention matrix {caption}".strip(),
+        title=f"{what} matrix {caption}".strip(),
         height=max(360, 15 * n + 190),
         peak=peak,
         xaxis={

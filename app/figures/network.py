@@ -115,8 +115,11 @@ def make_network(
     highlight: tuple[int, int] | None = None,
     canvas: Canvas | None = None,
     segments: Sequence[int] | None = None,
+    measure: str = "raw attention (the paper's)",
+    residual_in_maps: bool = False,
 ) -> Figure:
-    """The network of a :class:`~attention.compare.GraphComparison` (``edges``, ``nodes``): a dot per token and
+    """The network of a :class:`~attention.compare.GraphComparison` (``edges``, ``nodes``) over ``measure``
+    (named in the title and legend; ``residual_in_maps`` is accepted for symmetry with the Sankey): a dot per token and
     depth (grey where no trace reaches it; otherwise sized by its share of the traced mass and coloured by which
     traces reach it), a line per drawn edge coloured as in the Sankey. ``highlight`` = (depth, token) draws the
     paths through that token in black (the page sets it on hover). Labels are thinned to one in k when the
@@ -176,14 +179,15 @@ def make_network(
         }
     )
     traces.append(_node_trace(nodes, placed, tokens, models, mode))
-    traces += legend_traces(mode)
+    traces += legend_traces(mode, measure)
     room = math.pi * (canvas.width - 120) * 0.45 if arrangement == "rings" else 18 * len(positions)  # px
     every = max(1, math.ceil(len(positions) * canvas.font_px * 2.6 / max(room, 1)))
     annotations = _labels(positions[::every], tokens, placed, arrangement, first - 1)
     where = f"rings: input outside, after layer {last} inside" if arrangement == "rings" else "columns"
     shapes = _segment_dividers(positions, segments, arrangement, first - 1, last)
     thinned = f"; 1 label in {every}" if every > 1 else ""
-    title = f"Attention network from {name} ({where}; τ = {tau:g}{thinned}). Hover a token to see its paths."
+    kind = "Attention network" if measure.startswith("raw attention") else f"Contribution network ({measure})"
+    title = f"{kind} from {name} ({where}; τ = {tau:g}{thinned}). Hover a token to see its paths."
     axis = {"visible": False, "fixedrange": False}
     square = {"scaleanchor": "x", "scaleratio": 1} if arrangement == "rings" else {}
     return figure(

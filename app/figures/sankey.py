@@ -131,8 +131,13 @@ def make_sankey(
     source_names: str = "",
     canvas: Canvas | None = None,
     segments: Sequence[int] | None = None,
+    measure: str = "raw attention (the paper's)",
+    residual_in_maps: bool = False,
 ) -> Figure:
     """Sankey of a :class:`~attention.compare.GraphComparison` (``edges``, ``nodes`` frames, token or word level).
+
+    ``measure`` names what the graph is drawn over (raw attention, or a context-mixing measure such as ALTI:
+    title and legend say so); ``residual_in_maps``: the measure holds the residual, so no residual share α.
 
     One column per depth ``first-1 .. last``; a link per drawn edge ``(l, query -> key)`` from the key at depth
     ``l-1`` to the query at depth ``l``, as wide as the share of the traced mass it carries. Sinks (grey) hold the
@@ -254,16 +259,15 @@ def make_sankey(
         }
         for depth in range(first - 1, last + 1)
     ]
-    title = (
-        f"Attention graph from {name}: share of its mass on each edge, layers {first}–{last} "
-        f"(τ = {tau:g}, residual α = {alpha:g})"
-    )
+    over = "residual in the maps" if residual_in_maps else f"residual α = {alpha:g}"
+    kind = "Attention graph" if measure.startswith("raw attention") else f"Contribution graph ({measure})"
+    title = f"{kind} from {name}: share of its mass on each edge, layers {first}–{last} (τ = {tau:g}, {over})"
     if mode != "comparison":
         title += f", {MODEL_LABELS[mode]}"
     if narrow:
         title += "; columns: after layer n"
     return figure(
-        [sankey, *legend_traces(mode)],
+        [sankey, *legend_traces(mode, measure)],
         layout(
             title,
             height=height,
@@ -277,10 +281,15 @@ def make_sankey(
     )
 
 
-def legend_traces(mode: str) -> list[dict]:
+def legend_traces(mode: str, measure: str = "raw attention (the paper's)") -> list[dict]:
     """The legend of the graph views (links have no legend of their own: one empty marker trace per colour):
-    squares for where the attention is (links), circles for which traces reach a token (nodes)."""
-    legend = dict(STATUS_LABELS) if mode == "comparison" else {mode: f"{MODEL_LABELS[mode]} attention ≥ τ"}
+    squares for where the attention (or the ``measure``'s contribution) is (links), circles for which traces
+    reach a token (nodes)."""
+    what = "attention" if measure.startswith("raw attention") else f"{measure} contribution"
+    if mode == "comparison":
+        legend = {key: label.replace("attention", what) for key, label in STATUS_LABELS.items()}
+    else:
+        legend = {mode: f"{MODEL_LABELS[mode]} {what} ≥ τ"}
     legend["sink"] = "absorbed by [CLS] / [SEP] (sink)"
     entries = [
         _legend_entry(label, SINK_COLOUR if key == "sink" else STATUS_COLOURS.get(key) or MODEL_COLOURS[mode])

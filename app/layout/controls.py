@@ -13,6 +13,7 @@ from app.options import (
     HEAD_METRICS,
     HIDE_KINDS,
     LEVELS,
+    MEASURES,
     METHODS,
     MODES,
     PREDICTED,
@@ -21,6 +22,7 @@ from app.options import (
 )
 from app.services import Analysis
 from app.urlstate import control_values
+from attention.defaults import RESIDUAL_MEASURES
 
 
 def _field(label: str, control, hint: str = "", *, help_key: str | None = None) -> html.Div:
@@ -126,6 +128,16 @@ def control_panel(
     return html.Div(
         [
             _field(
+                "Graph over",
+                dcc.Dropdown(
+                    id=ids.MEASURE,
+                    value=values["measure"],
+                    clearable=False,
+                    options=[{"label": label, "value": key} for key, label in MEASURES.items()],
+                ),
+                help_key="measure",
+            ),
+            _field(
                 "Relevance method",
                 dcc.Dropdown(
                     id=ids.METHOD,
@@ -187,14 +199,20 @@ def control_panel(
             ),
             _field(
                 "Residual share α",
-                dcc.Slider(
-                    id=ids.ALPHA,
-                    min=0.0,
-                    max=1.0,
-                    step=0.1,
-                    value=values["alpha"],
-                    marks={0: "0", 0.5: "0.5", 1: "1"},
-                    tooltip={"placement": "bottom"},
+                html.Div(
+                    [
+                        dcc.Slider(
+                            id=ids.ALPHA,
+                            min=0.0,
+                            max=1.0,
+                            step=0.1,
+                            value=values["alpha"],
+                            marks={0: "0", 0.5: "0.5", 1: "1"},
+                            tooltip={"placement": "bottom"},
+                            disabled=values["measure"] in RESIDUAL_MEASURES,
+                        ),
+                        html.Small(alpha_note(values["measure"]), id=ids.ALPHA_NOTE, className="hint"),
+                    ]
                 ),
                 help_key="alpha",
             ),
@@ -287,3 +305,10 @@ def word_query_row(word: int | None = None, word_options: list[dict] | None = No
         ],
         className="word-query",
     )
+
+
+def alpha_note(measure: str) -> str:
+    """Why the residual share α is off: the measure's maps already hold the residual connection."""
+    if measure in RESIDUAL_MEASURES:
+        return f"Not used: {MEASURES[measure]} already holds the residual (α = 0)."
+    return ""

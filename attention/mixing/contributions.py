@@ -16,21 +16,15 @@ from typing import Literal
 
 import numpy as np
 
+from attention.defaults import MEASURE_LABELS, RESIDUAL_MEASURES
 from attention.extract import AttentionRun, TokenFacts, clean_texts, encode, token_facts
 from attention.models import LoadedModel
 
 Measure = Literal["raw_attention", "attention_norm", "norm_residual", "globenc", "alti", "value_zeroing"]
-MEASURES: tuple[str, ...] = ("raw_attention", "attention_norm", "norm_residual", "globenc", "alti", "value_zeroing")
+MEASURES: tuple[str, ...] = tuple(MEASURE_LABELS)
 MIXING_MEASURES: tuple[str, ...] = MEASURES[1:]
-INCLUDES_RESIDUAL: frozenset[str] = frozenset({"norm_residual", "globenc", "alti", "value_zeroing"})
-MEASURE_NAMES: dict[str, str] = {
-    "raw_attention": "raw attention",
-    "attention_norm": "attention norm",
-    "norm_residual": "norm + residual + LayerNorm",
-    "globenc": "GlobEnc",
-    "alti": "ALTI",
-    "value_zeroing": "value zeroing",
-}
+INCLUDES_RESIDUAL: frozenset[str] = RESIDUAL_MEASURES
+MEASURE_NAMES: dict[str, str] = MEASURE_LABELS
 
 
 @dataclass(frozen=True, eq=False)
