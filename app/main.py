@@ -186,8 +186,9 @@ def _mount_corpus_page(server: Flask, server_config: ServerConfig, default: str,
 
     settings = settings or load_settings()
     names = {key: pair.name for key, pair in server_config.pairs.items()}
+    files = {key: pair.source_path for key, pair in server_config.pairs.items() if pair.source_path}
     return mount_corpus_page(server, pair_config_names=names, default_models=default, root=settings.corpora_dir,
-                             assets_folder=str(assets_dir()))  # fmt: skip
+                             assets_folder=str(assets_dir()), pair_config_files=files)  # fmt: skip
 
 
 def local_shared_cache(settings: Settings | None) -> DiskCache:

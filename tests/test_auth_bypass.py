@@ -388,3 +388,17 @@ def test_every_worker_shares_one_session_key(monkeypatch):
     assert len(made) == 64 and made != AuthConfig().to_environ()["ATTENTION_FLOWS_SECRET_KEY"]
     monkeypatch.setenv("ATTENTION_FLOWS_SECRET_KEY", made)
     assert AuthConfig().to_environ()["ATTENTION_FLOWS_SECRET_KEY"] == made
+
+
+def test_a_pattern_matching_id_of_the_wrong_shape_gets_400(guarded_app, specs):
+    client = _signed_in(guarded_app)
+    grid = next(s for s in specs["/corpus"] if "getRowsResponse" in s["output"])
+    good = {"type": "corpus-examples", "corpus": "x", "view": "examples"}
+    for wrong in ({"type": "corpus-examples", "corpus": "x"}, ["corpus-examples"], "corpus-examples"):
+        body = {"output": grid["output"], "outputs": {"id": wrong, "property": "getRowsResponse"},
+                "inputs": [{"id": good, "property": "getRowsRequest", "value": {}}],
+                "state": [{"id": "corpus-context", "property": "data", "value": None},
+                          {"id": wrong, "property": "id", "value": wrong}], "changedPropIds": []}  # fmt: skip
+        response = client.post("/corpus/_dash-update-component", json=body)
+        assert response.status_code == 400, (wrong, response.status_code)
+        assert "does not match" in response.get_data(as_text=True)
