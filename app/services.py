@@ -607,9 +607,11 @@ class AnalysisService:
 
     def faithfulness(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
         """This input's Spearman correlations (words, fine-tuned model) of each method at the deepest layer with
-        blank-out and input × gradient: ``method, blank_out, input_gradient``. The costly parts (blank-out, flow)
-        are cached per target and reuse the run and class relevance the views computed; the attention graph's row
-        follows the current τ, α and sinks. Raises :class:`NotAClassifierError` without a head."""
+        blank-out and input × gradient: ``measure, method, blank_out, blank_out_magnitude, input_gradient`` (layer
+        row, rollout and flow over raw attention; the attention graph over the current measure, as the Sankey
+        draws it). The costly parts (blank-out, flow) are cached per target and reuse the run and class relevance
+        the views computed; the attention graph's row follows the current τ, α and sinks. Raises
+        :class:`NotAClassifierError` without a head."""
         options = self.checked(analysis, options)
         model = self.pair.finetuned
 
@@ -634,7 +636,7 @@ class AnalysisService:
         graph = relevance(maps.finetuned, "graph", level="word", **settings)[-1:]
         graph_rows = _deepest(correlations({(options.measure, "graph"): graph}, references, words))
         table = pd.concat([rows, graph_rows], ignore_index=True)
-        return table.pivot(index="method", columns="reference", values="spearman").reset_index()
+        return table.pivot(index=["measure", "method"], columns="reference", values="spearman").reset_index()
 
 
 def encode_graphs(graphs: GraphComparison) -> bytes:

@@ -6,6 +6,7 @@ in docs/method.md §"Context mixing" and docs/faithfulness.md).
 2. Peak memory (RSS high-water mark of a fresh process) for a 512-token input, per measure and DecompX.
 3. Faithfulness on held-out sentences: Spearman with blank-out of every measure × graph method, class relevance and
    DecompX (fine-tuned model, deepest layer), next to the raw-attention graph's.
+4. What fine-tuning changed by contributions vs by weights, next to the seed gap (needs the seed-7 twin).
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ def bench_cost(sentences: int = 10) -> None:
                 costs[measure].append(timed(lambda t=text: decompx(pair.finetuned, t), repeats=1)[0])
             else:
                 costs[measure].append(
-                    sum(timed(lambda m=m, t=text, k=measure: contributions(m, t, measure=k), repeats=1)[0]
-                        for m in _models(pair))
+                    sum(
+                        timed(lambda m=m, t=text, k=measure: contributions(m, t, measure=k), repeats=1)[0]
+                        for m in _models(pair)
+                    )
                 )
     base = statistics.median(forward)
     _row("forward pass + attention, both models", f"{base * 1000:.0f} ms", "report")
@@ -145,3 +148,79 @@ def bench_mixing() -> None:
     bench_cost()
     bench_memory()
     bench_faithfulness()
+    bench_changes()
+
+
+def _row_js(first, second) -> float:
+    """Mean over query rows of the Jensen-Shannon divergence (bits) between two ``[query, key]`` row-stochastic maps."""
+    import numpy as np
+
+    p, q = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    m = (p + q) / 2
+
+    def kl(a, b):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(a > 0, a * np.log2(a / b), 0.0).sum(axis=-1)
+
+    return float((kl(p, m) / 2 + kl(q, m) / 2).mean())
+
+
+def bench_changes(sentences: int = 100, seed: int = 7, measure: str = "alti") -> None:
+    """What fine-tuning changed by contributions vs by attention weights, each next to the seed gap (fine-tuned,
+    seed 13 → seed ``seed``): per layer, the mean JS divergence between the two models' maps (rows), and per head
+    the change of its contribution share. Needs ``attention-flows prepare --seed 7``."""
+    import numpy as np
+    import pandas as pd
+
+    from attention.methods import relevance
+    from attention.mixing import contributions_for
+    from attention.models import load_model
+    from attention.settings import load_settings
+
+    pair, texts = _held_out(sentences)
+    folder = load_settings().models_dir / f"{pair.config.finetuned.prepared}-seed{seed}"
+    if not (folder / "config.json").is_file():
+        print(f"no second twin at {folder}: run `attention-flows prepare --seed {seed}` first")
+        return
+    other = load_model(folder, name=f"seed {seed}")
+    measures = ("raw_attention", measure, "norm_residual")
+    rows, shares, cls_rows = [], [], []
+    for index, text in enumerate(texts):
+        maps = [contributions_for(m, text, measures=measures) for m in (pair.pretrained, pair.finetuned, other)]
+        for name in measures[:2]:
+            for layer in range(maps[0][name].num_layers):
+                change = _row_js(maps[0][name].maps[layer], maps[1][name].maps[layer])
+                noise = _row_js(maps[1][name].maps[layer], maps[2][name].maps[layer])
+                rows.append((index, name, layer + 1, change, noise))
+            top = [relevance(m[name], "rollout")[-1] for m in maps]
+            cls_rows.append((index, name, 0.5 * np.abs(top[0] - top[1]).sum(), 0.5 * np.abs(top[1] - top[2]).sum()))
+        share = [m["norm_residual"].head_shares() for m in maps]
+        shares.append((share[1] - share[0], share[2] - share[1]))
+    frame = pd.DataFrame(rows, columns=["sentence", "measure", "layer", "change", "seed_gap"])
+    print(f"\nwhat fine-tuning changed, by weights and by {measure}; {len(texts)} held-out sentences, seed gap = "
+          f"fine-tuned (13) vs fine-tuned ({seed})")  # fmt: skip
+    print(f"| layer | weights: change | seed gap | ratio | {measure}: change | seed gap | ratio |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    mean = frame.groupby(["measure", "layer"])[["change", "seed_gap"]].mean()
+    for layer in sorted(frame["layer"].unique()):
+        cells = []
+        for name in measures[:2]:
+            change, gap = mean.loc[(name, layer)]
+            cells.append(f"{change:.4f} | {gap:.4f} | {change / gap:.1f}×")
+        print(f"| {layer} | " + " | ".join(cells) + " |")
+    tops = pd.DataFrame(cls_rows, columns=["sentence", "measure", "change", "seed_gap"])
+    tops = tops.groupby("measure")[["change", "seed_gap"]].mean()
+    print("\n[CLS] rollout row after the top layer, total variation between the models (mean):")
+    for name in measures[:2]:
+        change, gap = tops.loc[name]
+        print(f"  {name}: change {change:.3f}, seed gap {gap:.3f}, ratio {change / gap:.1f}×")
+    change = np.mean([c for c, _ in shares], axis=0)  # [layer, head], fine-tuned − pre-trained
+    gap = np.mean([np.abs(g) for _, g in shares], axis=0)
+    order = np.argsort(-np.abs(change), axis=None)[:8]
+    print("\nheads whose contribution share changed most (mean over sentences; seed gap = mean |Δ| between seeds):")
+    print("| layer | head | share change | seed gap | ratio |")
+    print("|---:|---:|---:|---:|---:|")
+    for flat in order:
+        layer, head = np.unravel_index(flat, change.shape)
+        ratio = abs(change[layer, head]) / gap[layer, head]
+        print(f"| {layer + 1} | {head} | {change[layer, head]:+.4f} | {gap[layer, head]:.4f} | {ratio:.1f}× |")

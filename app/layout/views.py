@@ -72,14 +72,19 @@ def faithfulness_panel() -> html.Div:
 
 
 def faithfulness_table(table, target: str | None) -> list:
-    """This input's Spearman correlations (``method, blank_out, input_gradient`` frame) as a small table."""
-    from app.options import METHODS
+    """This input's Spearman correlations (``measure, method, blank_out, input_gradient`` frame) as a small
+    table; a graph method's row names the measure it ran over."""
+    from app.options import GRAPH_METHODS, MEASURES, METHODS
+
+    def name(measure: str, method: str) -> str:
+        label = METHODS.get(method, method)
+        return f"{label} over {MEASURES[measure]}" if method in GRAPH_METHODS and measure in MEASURES else label
 
     header = html.Tr([html.Th("method"), html.Th("ρ with blank-out"), html.Th("ρ with input × gradient")])
     body = [
         html.Tr(
             [
-                html.Td(METHODS.get(row.method, row.method)),
+                html.Td(name(row.measure, row.method)),
                 html.Td(_rho(row.blank_out)),
                 html.Td(_rho(row.input_gradient)),
             ]
