@@ -83,6 +83,8 @@ _EXPORTS: dict[str, str] = {
     "contributions": "attention.mixing.contributions",
     "contributions_for": "attention.mixing.contributions",
     "UnsupportedArchitectureError": "attention.mixing.layers",
+    "DecompX": "attention.mixing.decompx",
+    "decompx": "attention.mixing.decompx",
 }
 
 __all__ = [
@@ -97,6 +99,7 @@ __all__ = [
     "ClassRelevance",
     "ConfigError",
     "Contributions",
+    "DecompX",
     "GraphComparison",
     "IncompatibleModelsError",
     "InputTextError",
@@ -127,6 +130,7 @@ __all__ = [
     "compare_relevance",
     "contributions",
     "contributions_for",
+    "decompx",
     "drop_tokens",
     "extract",
     "extract_and_explain",
@@ -190,6 +194,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the names
         contributions,
         contributions_for,
     )
+    from attention.mixing.decompx import DecompX, decompx
     from attention.mixing.layers import UnsupportedArchitectureError
     from attention.models import LoadedModel, ModelPair, check_comparable, load_model, load_pair
     from attention.prepare import PrepareResult, prepare_finetuned

@@ -1,12 +1,13 @@
 """DecompX (Modarressi et al., ACL 2023): each input token's signed part of a classifier's logits, carried through
 every layer and the classification head (:func:`decompx`).
 
-Every representation is written as a sum of ``n + 1`` parts: one per input token ``j`` and one *bias part*. They
-start at the first layer's input ``x0`` (:func:`~attention.mixing.layers.first_layer_input`):
-``part_j(x0_i) = δ_ij x0_i``, bias part 0. ``x0`` is the sum of word, position and segment embeddings after the
-embedding LayerNorm (and ALBERT's / ELECTRA's projection), so a token's position and segment embeddings count as
-that token's. Each layer then maps parts to parts linearly, at the attention ``α``, the LayerNorm ``σ`` and the
-activation slopes ``θ`` of the model's own pass (paper §3.1–3.3; notation of :mod:`attention.mixing.layers`)::
+Every representation is written as a sum of ``n + 1`` parts: one per input position ``j`` (special tokens included)
+and one *bias part*. They start at the first layer's input ``x0``
+(:func:`~attention.mixing.layers.first_layer_input`): ``part_j(x0_i) = δ_ij x0_i``, bias part 0. ``x0`` is the sum
+of word, position and segment embeddings after the embedding LayerNorm (and ALBERT's / ELECTRA's projection), so a
+token's position and segment embeddings count as that token's. Each layer then maps parts to parts linearly, at the
+attention ``α``, the LayerNorm ``σ`` and the activation slopes ``θ`` of the model's own pass (paper §3.1–3.3;
+notation of :mod:`attention.mixing.layers`)::
 
     part(r1_i) = part(x_i) + Σ_h Σ_k α^h_ik part(x_k) W_V^h W_O^h        bias part + Σ_h b_V^h W_O^h + b_O
     part(z_i)  = γ1 ⊙ (part(r1_i) − mean part(r1_i)) / σ1_i                bias part + β1
@@ -30,17 +31,17 @@ Two exact algorithms give the same numbers to float rounding:
 - ``"backward"`` (default): the decomposition is linear in the input parts, so token ``j``'s part of a readout is
   ``g_j · x0_j``, with ``g`` the gradient of the readout of the linear network (its transpose, by hand), from one
   backward sweep per readout (each class at the last layer, the target at every earlier one) plus one forward sweep
-  of the bias part alone: a few forward passes' work at any length.
+  of the bias part alone: with the traced pass, about 7 forward passes of the default 6-layer model.
 - ``"forward"``: the paper's form. It carries the ``[n + 1, n, d]`` parts through the layers in chunks of parts
   (independent once ``α``, ``σ``, ``θ`` are fixed), a chunk's largest tensor at most :data:`CHUNK_VALUES` floats:
   about ``n + 1`` forward passes' work. :func:`forward_parts` gives each token's part of every tensor this way.
 
-Deviations from the paper's reference code (``mohsenfayyaz/DecompX``): biases stay in their own part, never spread
-over tokens (its default ``bias_decomp_type="absdot"`` spreads each bias over the tokens in proportion to
-``|part · bias|``; its ``"biastoken"`` option keeps a bias part as here); ``b_V`` is bias in every layer (it counts
-the first layer's ``b_V`` in the value vectors, so it reaches tokens through ``α``); the exact slope at a zero
-pre-activation where it divides by ``u + 1e-12``; rows before the last layer as above (it reads the head after
-the last layer only).
+Deviations from the paper and its reference code (``mohsenfayyaz/DecompX``): biases stay in their own part, never
+spread over tokens (the paper's default, §3.1 "AbsDot", code ``bias_decomp_type="absdot"``, spreads each bias over
+the tokens in proportion to ``|part · bias|``; the code's ``"biastoken"`` option keeps a bias part as here); ``b_V``
+is bias in every layer (it counts the first layer's ``b_V`` in the value vectors, so it reaches tokens through
+``α``); the exact slope at a zero pre-activation where it divides by ``u + 1e-12``; rows before the last layer as
+above (it reads the head after the last layer only).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from attention.shortcut import first_position_only
 
 Method = Literal["backward", "forward"]
 METHODS: tuple[str, ...] = ("backward", "forward")
-CHUNK_VALUES = 16_000_000  # floats in the "forward" method's largest tensor per chunk of parts (64 MB in float32)
+CHUNK_VALUES = 4_000_000  # floats in the "forward" method's largest tensor per chunk of parts (16 MB in float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -265,6 +266,7 @@ def forward_parts(linear: Linearised, start: int, stop: int | None = None) -> It
         out = layer_forward(parts, layer, theta, offset, bias)
         yield out
         parts = out.y
+        del out
 
 
 def layer_forward(parts, layer: LayerTensors, theta, offset, bias: int | None) -> LayerParts:
@@ -272,11 +274,11 @@ def layer_forward(parts, layer: LayerTensors, theta, offset, bias: int | None) -
     import torch
 
     block = layer.block
-    c, n, d = parts.shape
+    c, n, _ = parts.shape
     heads = block.num_heads
     value = (parts @ block.value.weight.T).view(c, n, heads, -1)
-    mixed = torch.einsum("hik,ckhs->cihs", layer.alpha, value).reshape(c, n, -1)
-    r1 = parts + mixed @ block.output.weight.T
+    r1 = parts + torch.einsum("hik,ckhs->cihs", layer.alpha, value).reshape(c, n, -1) @ block.output.weight.T
+    del value  # every temporary is dropped as soon as it is used: a chunk's peak is a few [c, n, m] tensors
     if bias is not None:
         value_bias = block.value.bias if block.value.bias is not None else r1.new_zeros(block.value.out_features)
         r1[bias] += block.output(value_bias)  # Σ_h b_V^h W_O^h + b_O
@@ -287,7 +289,9 @@ def layer_forward(parts, layer: LayerTensors, theta, offset, bias: int | None) -
     pre *= theta
     if bias is not None:
         pre[bias] += offset
-    r2 = z + pre @ block.ffn_out.weight.T
+    r2 = pre @ block.ffn_out.weight.T
+    del pre
+    r2 += z
     if bias is not None and block.ffn_out.bias is not None:
         r2[bias] += block.ffn_out.bias
     return LayerParts(r1, z, r2, _norm_forward(r2, block.norm2, layer.sigma2, bias))
@@ -329,6 +333,7 @@ def forward_readouts(linear: Linearised) -> tuple[object, object]:
         bias = n - start if stop > n else None
         for layer, parts in enumerate(forward_parts(linear, start, stop)):
             out[layer, :, start:stop] = _head_forward(parts.y[:, 0], linear, layer, bias).T
+            del parts  # before the next layer is computed
     return out[..., :n], out[..., n]
 
 
