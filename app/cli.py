@@ -6,7 +6,9 @@ Errors the user can fix are printed as one readable line (exit status 2), never 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from app.options import (
@@ -236,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args) or 0
+        # commands that may start the export browser exit cleanly on SIGTERM (serve --workers N: gunicorn does)
+        with _exit_cleanly_on_terminate() if args.command in BROWSER_COMMANDS else contextlib.nullcontext():
+            return COMMANDS[args.command](args) or 0
     except AttentionFlowsError as error:
         print(f"attention-flows: error: {error}", file=sys.stderr)
         return 2
@@ -313,21 +317,31 @@ def cmd_prepare(args) -> int:
 def cmd_faithfulness(args) -> int:
     from tqdm import tqdm
 
-    from attention import load_pair
+    from app.export import check_target
+    from attention import load_config, load_pair
     from attention.data import load_labelled, split_labelled
     from attention.evaluation import faithfulness, top_layer
     from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU
 
-    for path in (args.out, args.plot):
-        if path is not None and not path.parent.expanduser().is_dir():
-            raise AttentionFlowsError(f"Folder {path.parent} does not exist.", "Create it first.")
-    if args.plot is not None and args.plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+    # Everything the run needs is checked before the models load and the minutes of work start.
+    if args.out is not None and args.out.suffix.lower() != ".csv":
+        raise AttentionFlowsError(f"--out {args.out} does not end in .csv.", "The table is CSV: name it *.csv.")
+    if args.plot is not None and args.plot.suffix.lower() not in tuple(f".{fmt}" for fmt in FORMATS):
         raise AttentionFlowsError(f"--plot {args.plot} has no .png, .svg or .pdf suffix.", "Name the plot file.")
-    pair = load_pair(args.config)
-    if pair.config.prepare is None:
-        raise AttentionFlowsError(f"Config '{pair.config.name}' has no held-out data.", "Use a config with [prepare].")
-    held_out = split_labelled(load_labelled(pair.config.prepare), pair.config.prepare).held_out
+    for path in (args.out, args.plot):
+        if path is not None:
+            check_target(path)
+    config = load_config(args.config)
+    if config.prepare is None:
+        raise AttentionFlowsError(f"Config '{config.name}' has no held-out data.", "Use a config with [prepare].")
+    held_out = split_labelled(load_labelled(config.prepare), config.prepare).held_out
+    if args.n > len(held_out):
+        raise AttentionFlowsError(
+            f"Option 'n' is {args.n:,}; pair '{config.name}' has {len(held_out):,} held-out sentences.",
+            f"Give --n {len(held_out)} or fewer.",
+        )
     texts = held_out["text"].tolist()[: args.n]
+    pair = load_pair(config)
     tau = DEFAULT_TAU if args.tau is None else args.tau
     alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
     with tqdm(total=len(texts), desc="faithfulness", unit="sentence") as bar:
@@ -380,11 +394,24 @@ def cmd_users(args) -> int:
         users.remove(args.name)
         print(f"removed {args.name} from {users.path}")
         return 0
+    unread = AuthError(
+        "No password could be read: the input ended (stdin closed or empty) before one was given.",
+        f"Type it at a terminal, or pipe it in: printf '%s\\n' PASSWORD | attention-flows users add {args.name} "
+        "--password-stdin",
+    )
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
+        line = sys.stdin.readline()
+        if not line:
+            raise unread
+        password = line.rstrip("\n")
     else:
-        password = getpass.getpass(f"password for {args.name}: ")
-        if getpass.getpass("again: ") != password:
+        try:
+            password = getpass.getpass(f"password for {args.name}: ")
+            again = getpass.getpass("again: ")
+        except EOFError:
+            print(file=sys.stderr)  # end the prompt's line
+            raise unread from None
+        if again != password:
             raise AuthError("The two passwords differ.", "Run the command again.")
     users.add(args.name, password)
     print(f"added {args.name} to {users.path} (serve with --users {users.path})")
@@ -414,21 +441,7 @@ def cmd_serve(args) -> int:
         if importlib.util.find_spec("gunicorn") is None:
             raise AttentionFlowsError("--workers needs gunicorn.", "Install it with: pip install '.[server]'")
         os.environ["ATTENTION_FLOWS_CONFIG"] = str(args.config)
-        os.execv(
-            sys.executable,
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                str(args.workers),
-                "--bind",
-                f"{args.host}:{args.port}",
-                "--timeout",
-                "120",
-                "app.wsgi:server",
-            ],
-        )
+        os.execv(sys.executable, _gunicorn_command(args.host, args.port, args.workers))
     from app.main import create_app
 
     _log_to_terminal()
@@ -439,6 +452,42 @@ def cmd_serve(args) -> int:
     )
     dash_app.run(host=args.host, port=args.port, debug=False)
     return 0
+
+
+def _gunicorn_command(host: str, port: int, workers: int) -> list[str]:
+    """The command ``serve --workers N`` runs. gunicorn 25.1+ opens a control socket at one fixed path per user
+    (``~/.gunicorn/gunicorn.ctl``), shared by every server that user starts; nothing here uses it, so it is off."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"{host}:{port}",
+               "--timeout", "120"]  # fmt: skip
+    if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):
+        command.append("--no-control-socket")
+    return [*command, "app.wsgi:server"]
+
+
+@contextlib.contextmanager
+def _exit_cleanly_on_terminate() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP are a normal exit (``SystemExit``), so exit handlers run: kaleido's
+    closes the export browser and removes its temporary folders, which the default action (die at once) leaves in
+    TMPDIR. A second signal kills at once, as before; signals the caller ignores (nohup) stay ignored."""
+    import signal
+    import threading
+
+    def stop(signum, _frame):
+        signal.signal(signum, signal.SIG_DFL)
+        raise SystemExit(128 + signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) == signal.SIG_DFL:
+                previous[signum] = signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _team_environment(args):
@@ -522,6 +571,7 @@ def cmd_corpus(args) -> int:
     return run(args)
 
 
+BROWSER_COMMANDS = ("serve", "export", "faithfulness")
 COMMANDS = {
     "info": cmd_info,
     "prepare": cmd_prepare,

@@ -8,6 +8,7 @@ from app.export.files import (
     export_figure,
     render_bytes,
     start_export_server,
+    stop_export_server,
     write_atomically,
 )
 from app.export.sidecar import Sidecar, SidecarError, read_sidecar, resolve_pair
@@ -22,5 +23,6 @@ __all__ = [
     "render_bytes",
     "resolve_pair",
     "start_export_server",
+    "stop_export_server",
     "write_atomically",
 ]

@@ -1,14 +1,17 @@
 """Figure files: render through kaleido (Chromium) in a publication theme, check what came back, write atomically.
 
 One kaleido browser is kept alive per process (:func:`start_export_server`), so every export after the first
-costs well under a second. Files are written to a temporary file next to the target and renamed, so a failed
-export never leaves a half-written file. Sizes and formats are :class:`app.options.ExportOptions`.
+costs well under a second; it closes (and kaleido removes its temporary folders) when the process exits, and a
+forked child starts its own instead of waiting forever on its parent's. Files are written to a temporary file
+next to the target and renamed, so a failed export never leaves a half-written file. Sizes and formats are
+:class:`app.options.ExportOptions`.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -101,6 +104,26 @@ def start_export_server() -> None:
     ):
         raise _chromium_missing()
     kaleido.start_sync_server(silence_warnings=True)
+
+
+def stop_export_server() -> None:
+    """Close this process's kaleido browser and remove its temporary folders, if it started one. Exit handlers do
+    this at a normal exit; a process that ends with ``os._exit`` (a multiprocessing child) must call it."""
+    kaleido = sys.modules.get("kaleido")
+    if kaleido is not None:
+        kaleido.stop_sync_server(silence_warnings=True)
+
+
+def _forget_parents_browser() -> None:
+    """In a forked child: the parent's kaleido server looks running, but its thread and browser stayed in the
+    parent, so an export would wait forever on a queue nobody reads. Mark it stopped (without touching the
+    parent's browser or folders); the child's first export starts a browser of its own."""
+    server = getattr(sys.modules.get("kaleido"), "_global_server", None)
+    if getattr(server, "_initialized", False):
+        server._initialized = False
+
+
+os.register_at_fork(after_in_child=_forget_parents_browser)
 
 
 def check_drawn(data: bytes, fmt: str) -> bytes:

@@ -18,7 +18,7 @@ from pathlib import Path
 from app.export.files import ExportError, check_target, render_bytes, write_atomically
 from app.export.sidecar import Sidecar, make_sidecar, read_sidecar, resolve_pair
 from app.figures.theme import Canvas
-from app.options import ExportOptions, ViewOptions, check_selected_head
+from app.options import FORMATS, ExportOptions, ViewOptions, check_selected_head
 from app.render import render
 from app.services import Analysis, AnalysisService
 from attention.errors import AttentionFlowsError
@@ -153,13 +153,14 @@ def run_export(args) -> int:
             raise ExportError("--from-sidecar needs --out.", "Give the file to write.")
         check_target(args.out)
         sidecar = read_sidecar(args.from_sidecar)
+        export = _sidecar_export(sidecar.export, output_format(args.out, args.fmt, sidecar.export.fmt))
         pair = resolve_pair(sidecar, args.config)  # None: the installed pair the sidecar names
         job = Job(
             Analysis(sidecar.text, sidecar.text_pair),
             sidecar.view,
             sidecar.options,
             sidecar.selected,
-            sidecar.export,
+            export,
             args.out,
         )
         _check_shape(pair, job.options, job.selected)
@@ -173,7 +174,8 @@ def run_export(args) -> int:
     if args.text is not None:
         if not args.out:
             raise ExportError("--text needs --out.", "Give the file to write, e.g. --out figure.pdf.")
-        export = _export_options(args, args.fmt or args.out.suffix)
+        export = _export_options(args, output_format(args.out, args.fmt, check=False))
+        output_format(args.out, export.fmt)  # after the size checks: a bad size is named first
         check_target(args.out)
         _check_shape(config, options, selected)
         service = AnalysisService.from_config(config)
@@ -203,6 +205,34 @@ def run_export(args) -> int:
             tqdm.write(f"line {number}: {error}", file=sys.stderr)
     print(f"wrote {len(analyses) - failures} of {len(analyses)} figures to {args.out_dir}")
     return 1 if failures else 0
+
+
+def output_format(out: Path, fmt: str | None, default: str | None = None, *, check: bool = True) -> str:
+    """The format written to ``out``: ``fmt`` (``--format``), else the file's suffix, else ``default`` (a
+    sidecar's). A suffix that names another format than the one written is refused (SVG bytes in ``o.png``);
+    ``check=False`` leaves that check for later."""
+    suffix = out.suffix.lower().lstrip(".")
+    if not fmt and suffix and suffix not in FORMATS:
+        raise ExportError(
+            f"--out {out} ends in .{suffix}, which is not a format the exporter writes.",
+            "End the file name in .png, .svg or .pdf.",
+        )
+    chosen = fmt or suffix or default
+    if not chosen:
+        raise ExportError(f"--out {out} has no suffix to tell the format.", "End it in .png, .svg or .pdf.")
+    if check and suffix and suffix != chosen:
+        raise ExportError(
+            f"--out {out} ends in .{suffix}, but the figure would be {chosen.upper()}.",
+            f"Name the file {out.with_suffix('.' + chosen).name}, or leave out --format.",
+        )
+    return chosen
+
+
+def _sidecar_export(recorded: ExportOptions, fmt: str) -> ExportOptions:
+    """The sidecar's size and preset in ``fmt``; a figure redrawn in another format takes that format's PNG scale."""
+    if fmt == recorded.fmt:
+        return recorded
+    return ExportOptions.create(fmt, preset=recorded.preset, width=recorded.width, height=recorded.height)
 
 
 def _export_options(args, fmt: str) -> ExportOptions:

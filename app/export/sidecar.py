@@ -19,10 +19,10 @@ from app.options import VIEWS, ExportOptions, OptionError, ViewOptions, check_ch
 from attention import __version__
 from attention.config import PairConfig, available_configs, load_config
 from attention.errors import AttentionFlowsError
+from attention.extract import MAX_TEXT_CHARS
 
 SIDECAR_VERSION = 2
 MAX_SIDECAR_BYTES = 1_000_000
-MAX_TEXT_CHARS = 5000
 
 
 class SidecarError(AttentionFlowsError):
@@ -87,8 +87,18 @@ def read_sidecar(path: Path) -> Sidecar:
         raise
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise SidecarError(f"Cannot read sidecar {path}: {err}.", "Pass a JSON file written by an export.") from None
+    except RecursionError:  # Python's parser recurses once per level: a sidecar is four levels deep
+        raise SidecarError(
+            f"Cannot read sidecar {path}: its JSON nests deeper than Python can parse.",
+            "Pass a JSON file written by an export.",
+        ) from None
     try:
         return _parse(data)
+    except RecursionError:  # a value nested just below the parser's limit, seen again in an error message
+        raise SidecarError(
+            f"Sidecar {path} is not valid: a value nests far deeper than any option.",
+            "Pass a JSON file written by an export.",
+        ) from None
     except (OptionError, KeyError, TypeError, AttributeError, ValueError) as err:
         detail = str(err) if isinstance(err, OptionError) else f"missing or malformed {err}"
         raise SidecarError(f"Sidecar {path} is not valid: {detail}", "Pass a JSON file written by an export.") from None
@@ -108,10 +118,13 @@ def _parse(data: dict) -> Sidecar:
     if digest is not None and (not isinstance(digest, str) or len(digest) != 64):
         raise OptionError(f"pair.config_sha256 {digest!r} is not a SHA-256.", "")
     text, text_pair = data["text"], data.get("text_pair")
-    if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT_CHARS:
-        raise OptionError("text is empty, not text, or too long.", "")
+    if not isinstance(text, str) or not text.strip():
+        raise OptionError("text is empty or not text.", "")
     if text_pair is not None and not isinstance(text_pair, str):
         raise OptionError("text_pair is not text.", "")
+    size = len(text) + len(text_pair or "")
+    if size > MAX_TEXT_CHARS:
+        raise OptionError(f"text is {size:,} characters long; at most {MAX_TEXT_CHARS:,} are analysed.", "")
     export = data["export"] if version >= 2 else {k: data[k] for k in ("format", "width", "height", "scale")}
     selected = data.get("selected_head")
     if selected is not None:
