@@ -18,6 +18,7 @@ from app.options import (
     HEAD_METRICS,
     HIDE_KINDS,
     LEVELS,
+    MEASURES,
     METHODS,
     MODES,
     PREDICTED,
@@ -129,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     faithful.add_argument("--plot", type=Path, help="also export the plot (.png, .svg or .pdf; needs chromium)")
     faithful.add_argument("--tau", type=_number("tau", *TAU_RANGE), help="the attention graph's τ")
     faithful.add_argument("--alpha", type=_number("alpha", *ALPHA_RANGE), help="the attention graph's residual α")
+    faithful.add_argument(
+        "--measures",
+        default="all",
+        help="what the graph methods run over: 'all' (default) or comma-separated, from "
+        + ", ".join(MEASURES),
+    )
+    faithful.add_argument("--no-decompx", action="store_true", help="leave DecompX out (it costs ~7 forward passes)")
 
     serve = commands.add_parser("serve", help="start the dashboard")
     _add_config(serve)
@@ -201,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--hide", type=_checked(_hide), help="comma-separated: " + ",".join(HIDE_KINDS))
     export.add_argument("--metric", choices=tuple(HEAD_METRICS), default="js_divergence", help="head-grid metric")
     export.add_argument("--method", choices=tuple(METHODS), default="class_relevance", help="relevance method")
+    export.add_argument(
+        "--measure", choices=tuple(MEASURES), default=None, help="what the graph views are drawn over (default ALTI)"
+    )
     export.add_argument("--target", default=PREDICTED, help="class the class methods explain (a label or index)")
     export.add_argument("--no-sinks", action="store_true", help="the graph traces through [CLS] / [SEP] too")
     export.add_argument("--renormalize", action="store_true", help="renormalise matrix rows after --hide")
@@ -341,11 +352,13 @@ def cmd_faithfulness(args) -> int:
             f"Give --n {len(held_out)} or fewer.",
         )
     texts = held_out["text"].tolist()[: args.n]
+    measures = _measures(args.measures)
     pair = load_pair(config)
     tau = DEFAULT_TAU if args.tau is None else args.tau
     alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
     with tqdm(total=len(texts), desc="faithfulness", unit="sentence") as bar:
-        table = faithfulness(pair.finetuned, texts, target=args.target, progress=bar.update, tau=tau, alpha=alpha)
+        table = faithfulness(pair.finetuned, texts, target=args.target, progress=bar.update, tau=tau, alpha=alpha,
+                             measures=measures, decompx=not args.no_decompx)  # fmt: skip
     if args.out is not None:
         from app.export import write_atomically
 
@@ -355,10 +368,20 @@ def cmd_faithfulness(args) -> int:
         from app.figures import make_faithfulness
 
         export_figure(make_faithfulness(table, model=pair.finetuned.name), args.plot)
-    summary = top_layer(table).pivot(index="method", columns="reference", values="spearman_mean")
+    summary = top_layer(table).pivot(index=["measure", "method"], columns="reference", values="spearman_mean")
     print(f"{pair.finetuned.name}, {len(texts)} held-out sentences, deepest layer (Spearman, mean over sentences):")
     print(summary.round(3).to_string())
     return 0
+
+
+def _measures(text: str) -> tuple[str, ...]:
+    """``--measures``: 'all', or comma-separated names of :data:`app.options.MEASURES`."""
+    if text.strip() == "all":
+        return tuple(MEASURES)
+    chosen = tuple(m.strip() for m in text.split(",") if m.strip())
+    for measure in chosen or ("",):
+        check_choice("measures", measure, MEASURES)
+    return chosen
 
 
 def _ensure_prepared(config_name: str, allowed: bool) -> None:

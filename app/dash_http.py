@@ -42,9 +42,7 @@ def request_body(spec: dict, values: dict[str, object], changed: str) -> dict:
     """The JSON the page posts to run ``spec`` after ``changed`` changed."""
 
     def fill(deps):
-        return [
-            {"id": d["id"], "property": d["property"], "value": values.get(f"{d['id']}.{d['property']}")} for d in deps
-        ]
+        return [_item(d, values.get(f"{d['id']}.{d['property']}")) for d in deps]
 
     return {
         "output": spec["output"],
@@ -53,6 +51,19 @@ def request_body(spec: dict, values: dict[str, object], changed: str) -> dict:
         "state": fill(spec["state"]),
         "changedPropIds": [changed],
     }
+
+
+def _item(dep: dict, value: object) -> dict | list:
+    """One input or state as the page sends it: a plain id as is; a pattern-matching id as an object (``MATCH``),
+    or, for ``ALL``, the list of the components it matches — none here (the page may have none drawn yet)."""
+    import json
+
+    if not dep["id"].startswith("{"):
+        return {"id": dep["id"], "property": dep["property"], "value": value}
+    pattern = json.loads(dep["id"])
+    if any(v in (["ALL"], ["ALLSMALLER"]) for v in pattern.values()):
+        return []
+    return {"id": pattern, "property": dep["property"], "value": value}
 
 
 def call(client, output: str, values: dict[str, object], changed: str | None = None):

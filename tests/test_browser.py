@@ -146,7 +146,7 @@ def test_dashboard_end_to_end(page):
     assert "pre-trained only" not in _texts(page, "sankey-graph")
     assert len(page.locator("#matrix-graph .hm").all()) >= 1
     page.click("#mode-radio label:has-text('Comparison')")
-    _wait_title(page, "sankey-graph", r"layers 3–6 \(τ = 0.05, residual α = 0.5\)$")
+    _wait_title(page, "sankey-graph", r"layers 3–6 \(τ = 0.05, residual in the maps\)$")
 
     # 6. Word filters: trace from a chosen word, then hide special tokens from every view.
     page.click("#trace-from-dropdown")
@@ -212,7 +212,7 @@ def test_export_button_downloads_the_figure_and_its_sidecar(page, tmp_path):
         download.save_as(target)
         files[target.suffix] = target
     svg = files[".svg"].read_text(encoding="utf-8")
-    assert svg.startswith("<svg") and "[CLS]" in svg and "Attention graph from" in svg
+    assert svg.startswith("<svg") and "[CLS]" in svg and "Contribution graph (ALTI) from" in svg
     sidecar = __import__("json").loads(files[".json"].read_text(encoding="utf-8"))
     assert sidecar["view"] == "sankey" and sidecar["export"]["format"] == "svg"
     assert sidecar["pair"]["name"] == "minilm-sentiment" and len(sidecar["pair"]["config_sha256"]) == 64
@@ -356,7 +356,7 @@ def test_a_link_reproduces_the_view_and_back_and_reload_keep_it(browser, server)
     tab.click("#mode-radio label:has-text('Comparison')")
     tab.wait_for_function("() => !location.search.includes('mode=')", timeout=30_000)
     tab.reload()
-    _wait_title(tab, "sankey-graph", r"τ = 0.1, residual α = 0.5\)$")  # comparison, τ kept
+    _wait_title(tab, "sankey-graph", r"τ = 0.1, residual in the maps\)$")  # comparison, τ kept
     assert tab.is_checked("#mode-radio input[value='comparison']") and tab.is_checked(
         "#level-radio input[value='word']"
     )
@@ -435,11 +435,12 @@ def test_single_column_exports_are_legible_for_a_30_token_sentence(browser, defa
 
 def test_every_sankey_colour_says_what_its_legend_says(page):
     """In the page: the legend names each colour, and every link's hover states the status its colour shows —
-    attention ≥ τ in both models (grey), only in one (that model's colour), absorbed by a sink (khaki)."""
+    the default measure's contribution ≥ τ in both models (grey), only in one (that model's colour), absorbed by
+    a sink (khaki)."""
     page.wait_for_selector("#sankey-graph .sankey", timeout=30_000)
     legend = set(page.locator("#sankey-graph .legendtext").all_text_contents())
     assert {
-        "attention ≥ τ in both models",
+        "ALTI contribution ≥ τ in both models",
         "≥ τ only in the pre-trained model",
         "≥ τ only in the fine-tuned model",
         "token reached by both traces",
@@ -457,7 +458,7 @@ def test_every_sankey_colour_says_what_its_legend_says(page):
     checked = 0
     for colour, hover in links:
         rgb = colour.split("(")[1].rsplit(",", 1)[0]
-        if rgb in said and "attends to" in hover:
+        if rgb in said and "draws on" in hover:
             assert said[rgb] in hover, (colour, hover)
             checked += 1
     assert checked >= 5
@@ -489,4 +490,24 @@ def test_the_faithfulness_check_never_shows_the_previous_sentence_as_current(pag
     page.wait_for_timeout(1500)
     assert "faithfulness updating" not in page.evaluate("() => window.panelClasses")
     assert "class 'positive'" in page.locator("#faithfulness-panel").text_content()
+    assert page.console_errors == []
+
+
+def test_graph_over_switches_the_graph_views_between_contributions_and_raw_attention(page):
+    """The 'Graph over' control: the default is ALTI (α off, and the page says why); raw attention draws the
+    paper's graph with α back on; every graph view's title and the URL name the measure."""
+    assert "Contribution graph (ALTI)" in _title(page, "sankey-graph")
+    assert "residual in the maps" in _title(page, "sankey-graph")
+    assert "already holds the residual" in page.locator("#alpha-note").text_content()
+    page.click("#measure-dropdown")
+    page.locator("[role=option]", has_text="raw attention").first.click()
+    assert "residual α = 0.5" in _wait_title(page, "sankey-graph", "^Attention graph from")
+    _wait_title(page, "network-graph", "^Attention network from")
+    page.wait_for_function("() => document.getElementById('alpha-note').textContent === ''", timeout=30_000)
+    page.wait_for_function("() => location.search.includes('measure=raw_attention')", timeout=30_000)
+    page.click("#measure-dropdown")
+    page.locator("[role=option]", has_text="GlobEnc").first.click()
+    _wait_title(page, "sankey-graph", r"^Contribution graph \(GlobEnc\)")
+    assert "GlobEnc contributions" in _wait_title(page, "matrix-graph", "GlobEnc")
+    assert not page.locator("#error-banner").text_content()
     assert page.console_errors == []

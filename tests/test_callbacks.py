@@ -1,5 +1,6 @@
 """Callbacks called as functions, and over HTTP as the browser calls them (tiny random pair)."""
 
+import numpy as np
 import plotly.graph_objects as go
 import pytest
 from dash import no_update
@@ -289,3 +290,52 @@ def test_the_http_driver_runs_callbacks_as_the_renderer_does(tiny_app):
     assert len(ran) == len(set(ran)) and any(ids.SANKEY in output for output in ran)
     assert sum(f"{ids.URL}.search" in output for output in ran) == 1
     assert values[f"{ids.URL}.search"].count("tau=0.1") == 1
+
+
+def test_alpha_is_off_and_says_why_for_a_measure_that_holds_the_residual():
+    disabled, note = views.note_alpha("alti")
+    assert disabled is True and "ALTI already holds the residual" in note
+    assert views.note_alpha("raw_attention") == (False, "")
+    assert views.note_alpha("attention_norm") == (False, "")  # the norm of αf(x) has no residual: α applies
+
+
+def test_the_graph_views_name_the_measure_they_are_drawn_over(tiny_app):
+    from app.loading import service_of
+    from app.options import ViewOptions
+    from app.render import render
+
+    service = service_of(tiny_app)
+    analysis = service.analyse("a fine , moving film")
+    for measure, title in (("alti", "Contribution graph (ALTI)"), ("raw_attention", "Attention graph")):
+        options = ViewOptions(measure=measure, tau=0.0)
+        sankey = plotly_figure(render("sankey", service, analysis, options))
+        assert sankey.layout.title.text.startswith(title)
+        hovers = " ".join(sankey.data[0].link.customdata)
+        assert ("ALTI share" in hovers) is (measure == "alti") and ("heads ≥ τ" in hovers) is (measure != "alti")
+        network = plotly_figure(render("network", service, analysis, options))
+        assert network.layout.title.text.startswith(title.replace("graph", "network"))
+        legend = {t.name for t in sankey.data[1:]}
+        assert ("ALTI contribution ≥ τ in both models" in legend) is (measure == "alti")
+    matrix = plotly_figure(render("matrix", service, analysis, ViewOptions(measure="globenc")))
+    assert matrix.layout.title.text.startswith("Contribution matrix layer 2, GlobEnc contributions")
+    selected = plotly_figure(render("matrix", service, analysis, ViewOptions(measure="globenc"), (2, 1)))
+    assert selected.layout.title.text.startswith("Attention matrix layer 2, head 1")  # a head is attention
+
+
+def test_the_token_scores_follow_the_measure_and_decompx_is_a_class_method(tiny_app):
+    from app.loading import service_of
+    from app.options import ViewOptions
+
+    service = service_of(tiny_app)
+    analysis = service.analyse("a fine , moving film")
+    raw = service.relevance(analysis, ViewOptions(method="rollout", measure="raw_attention"))
+    alti = service.relevance(analysis, ViewOptions(method="rollout", measure="alti"))
+    assert raw.shape == alti.shape and not np.allclose(raw["finetuned"], alti["finetuned"])
+    decomposed = service.relevance(analysis, ViewOptions(method="decompx"))
+    assert decomposed["pretrained"].isna().all()  # the bare encoder has no class logit to decompose
+    assert decomposed["finetuned"].notna().all()
+    parts = service.decomposed(analysis, "finetuned", "predicted")
+    deepest = decomposed[decomposed["layer"] == decomposed["layer"].max()]["finetuned"].to_numpy()
+    np.testing.assert_allclose(deepest, parts.scores[-1], rtol=1e-6)  # the view shows DecompX's own numbers
+    shares = service.heads(analysis, ViewOptions(metric="contribution_share"))
+    np.testing.assert_allclose(shares.groupby("layer")["contribution_share_finetuned"].sum(), 1.0, atol=1e-9)

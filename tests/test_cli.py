@@ -104,10 +104,14 @@ def test_prepare_a_second_seed_and_run_faithfulness_on_it(small_recipe, tmp_path
 
     _cli("prepare", "--config", str(config), env=env)
     table = tmp_path / "faithfulness.csv"
-    done = _cli("faithfulness", "--config", str(config), "--n", "3", "--out", str(table), env=env)
+    done = _cli("faithfulness", "--config", str(config), "--n", "3", "--out", str(table), "--measures",
+                "raw_attention,alti", env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "class_relevance" in done.stdout and "blank_out" in done.stdout
-    header = table.read_text().splitlines()[0]
-    assert header == "method,layer,reference,spearman_mean,spearman_std,n"
+    assert "class_relevance" in done.stdout and "blank_out" in done.stdout and "decompx" in done.stdout
+    lines = table.read_text().splitlines()
+    assert lines[0] == "measure,method,layer,reference,spearman_mean,spearman_std,n"
+    assert {line.split(",")[0] for line in lines[1:]} == {"raw_attention", "alti", "none"}
+    unknown = _cli("faithfulness", "--config", str(config), "--measures", "alti,saliency", env=env)
+    assert unknown.returncode == 2 and "Option 'measures' is 'saliency'" in unknown.stderr
     bad = _cli("faithfulness", "--config", str(config), "--n", "0", env=env)
     assert bad.returncode == 2 and "Option 'n' is 0; it must be from 1" in bad.stderr and "Traceback" not in bad.stderr

@@ -64,7 +64,8 @@ def test_sidecar_reproduces_the_same_figure(service, tiny_config, tmp_path):
     job = Job(Analysis(TEXT), "sankey", options, (2, 1), export, tmp_path / "flow.svg")
     path = make_one(service, job, with_sidecar=True)
     sidecar = json.loads(path.with_suffix(".json").read_text())
-    assert sidecar["sidecar_version"] == 2 and len(sidecar["pair"]["config_sha256"]) == 64
+    assert sidecar["sidecar_version"] == 3 and len(sidecar["pair"]["config_sha256"]) == 64
+    assert sidecar["options"]["measure"] == "alti"  # the graph views' default measure, named in the sidecar
     assert sidecar["text"] == TEXT and sidecar["options"]["level"] == "word" and sidecar["pair"]["name"] == "tiny"
     assert "config" not in sidecar["pair"]  # a name and a hash, never a path
     again = read_sidecar(path.with_suffix(".json"))
@@ -73,6 +74,21 @@ def test_sidecar_reproduces_the_same_figure(service, tiny_config, tmp_path):
     rebuilt = render(again.view, service, service.analyse(again.text), again.options, again.selected)
     assert to_json_plotly(rebuilt) == to_json_plotly(original)
     assert again.export == export
+
+
+def test_a_sidecar_from_before_measures_reproduces_raw_attention(service, tmp_path):
+    """Version 2 sidecars were drawn over raw attention, the only measure then: read back, they still are."""
+    options = ViewOptions(measure="raw_attention")
+    job = Job(Analysis(TEXT), "sankey", options, None, ExportOptions("svg"), tmp_path / "old.svg")
+    path = make_one(service, job, with_sidecar=True).with_suffix(".json")
+    data = json.loads(path.read_text())
+    data["sidecar_version"] = 2
+    del data["options"]["measure"]
+    path.write_text(json.dumps(data))
+    assert read_sidecar(path).options.measure == "raw_attention"
+    data["sidecar_version"] = 3
+    path.write_text(json.dumps(data))
+    assert read_sidecar(path).options.measure == "alti"  # a current sidecar without it: today's default
 
 
 def test_a_sidecar_naming_a_pair_that_is_not_installed_is_refused_before_loading(service, tmp_path, capsys):

@@ -50,6 +50,7 @@ def options_from_args(args) -> ViewOptions:
         hide=args.hide,
         metric=args.metric,
         method=args.method,
+        measure=args.measure,
         target=args.target,
         sinks=not args.no_sinks,
         renormalize=args.renormalize,

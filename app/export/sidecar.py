@@ -21,7 +21,7 @@ from attention.config import PairConfig, available_configs, load_config
 from attention.errors import AttentionFlowsError
 from attention.extract import MAX_TEXT_CHARS
 
-SIDECAR_VERSION = 2
+SIDECAR_VERSION = 3  # 3: options name the measure the graph views are drawn over
 MAX_SIDECAR_BYTES = 1_000_000
 
 
@@ -77,7 +77,7 @@ def make_sidecar(config: PairConfig, *, text: str, text_pair: str | None, view: 
 
 
 def read_sidecar(path: Path) -> Sidecar:
-    """Parse and validate a sidecar file (version 1 or 2); nothing it names is imported or loaded here."""
+    """Parse and validate a sidecar file (version 1 to 3); nothing it names is imported or loaded here."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_SIDECAR_BYTES:
@@ -104,11 +104,18 @@ def read_sidecar(path: Path) -> Sidecar:
         raise SidecarError(f"Sidecar {path} is not valid: {detail}", "Pass a JSON file written by an export.") from None
 
 
+def _with_measure(options: object, version: int) -> object:
+    """Options of a sidecar older than version 3 were drawn over raw attention (the only measure then)."""
+    if version < 3 and isinstance(options, dict) and "measure" not in options:
+        return {**options, "measure": "raw_attention"}
+    return options
+
+
 def _parse(data: dict) -> Sidecar:
     if not isinstance(data, dict):
         raise TypeError("top level")
     version = data.get("sidecar_version", 1)
-    if version not in (1, SIDECAR_VERSION):
+    if version not in (1, 2, SIDECAR_VERSION):
         raise OptionError(f"version {version!r} is newer than this program reads.", "Upgrade attention-flows.")
     pair = data["pair"]
     name = pair["name"]
@@ -136,7 +143,7 @@ def _parse(data: dict) -> Sidecar:
         text=text,
         text_pair=text_pair,
         view=check_choice("view", data["view"], VIEWS),
-        options=ViewOptions.from_dict(data["options"]),
+        options=ViewOptions.from_dict(_with_measure(data["options"], version)),
         selected=selected,
         export=ExportOptions.create(
             export["format"],

@@ -217,7 +217,7 @@ def make_sankey(
         link_target.append(index[query])
         values.append(float(edge.value))
         link_colours.append(rgba(colour, opacity))
-        link_hovers.append(_link_hover(edge, tokens, models, mode, heads_text))
+        link_hovers.append(_link_hover(edge, tokens, models, mode, heads_text, measure))
 
     margins = 100  # px: the layout's top and bottom margins
     ys, plot_px = _stacked_layout(columns, index, link_source, link_target, values)
@@ -341,8 +341,13 @@ def _records(frame: pd.DataFrame, columns: list[str], rows: np.ndarray | None = 
     return list(map(row._make, zip(*(v.tolist() for v in values), strict=True)))
 
 
-def _link_hover(edge, tokens: Sequence[str], models: tuple[str, ...], mode: str, heads_text: dict) -> str:
+def _link_hover(
+    edge, tokens: Sequence[str], models: tuple[str, ...], mode: str, heads_text: dict, measure: str
+) -> str:
+    """A link's hover: what moves along it, each model's value and share of its trace; over a context-mixing
+    ``measure`` the value is the measure's share (one map per layer: no heads to list)."""
     query, key = tokens[edge.query_idx], tokens[edge.key_idx]
+    raw = measure.startswith("raw attention")
 
     def carried(model: str) -> str:
         flow = getattr(edge, f"flow_{model}")
@@ -354,7 +359,16 @@ def _link_hover(edge, tokens: Sequence[str], models: tuple[str, ...], mode: str,
         return f"layer {edge.layer}: <b>{query}</b> keeps its residual share<br>{shares}"
     weights = ", ".join(f"{MODEL_LABELS[m]} {_number(getattr(edge, f'weight_{m}'))}" for m in models)
     heads = "; ".join(f"{MODEL_LABELS[m]} {_joined(getattr(edge, f'heads_{m}'), heads_text)}" for m in models)
-    status = f"{STATUS_LABELS[edge.status]}<br>" if mode == "comparison" and edge.kind == "attention" else ""
+    status = ""
+    if mode == "comparison" and edge.kind == "attention":
+        status = STATUS_LABELS[edge.status].replace("attention", "attention" if raw else f"{measure} contribution")
+        status += "<br>"
+    if not raw:
+        what = "draws on the sink" if edge.kind == "sink" else "draws on"
+        return (
+            f"layer {edge.layer}: <b>{query}</b> {what} <b>{key}</b><br>{status}{measure} share: {weights}<br>"
+            f"{shares}"
+        )
     what = "attends to the sink" if edge.kind == "sink" else "attends to"
     return (
         f"layer {edge.layer}: <b>{query}</b> {what} <b>{key}</b><br>{status}head-mean attention: {weights}<br>"
