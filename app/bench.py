@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.options import ViewOptions
+
 CHROMIUM = "/usr/bin/chromium"
 # What shows each view has drawn its data (an empty dcc.Graph already has axes): a Plotly trace layer per view.
 VIEW_DRAWN_SELECTORS = (
@@ -58,7 +60,8 @@ def initial_values(num_layers: int = 6, num_heads: int = 12) -> dict[str, object
         "trace-from-dropdown.value": [],
         "hide-checklist.value": [],
         "head-metric-dropdown.value": "js_divergence",
-        "relevance-method-dropdown.value": "class_relevance",
+        "relevance-method-dropdown.value": ViewOptions().method,
+        "measure-dropdown.value": ViewOptions().measure,
         "target-class-dropdown.value": "predicted",
         "sinks-checklist.value": ["sinks"],
         "renormalize-checklist.value": [],
@@ -210,6 +213,9 @@ CHANGES: list[tuple[str, object]] = [
     ("relevance-method-dropdown.value", "flow"),
     ("relevance-method-dropdown.value", "graph"),
     ("relevance-method-dropdown.value", "class_relevance"),
+    ("relevance-method-dropdown.value", "decompx"),
+    ("measure-dropdown.value", "raw_attention"),
+    ("measure-dropdown.value", "alti"),
     ("target-class-dropdown.value", "negative"),
     ("sinks-checklist.value", []),
     ("sinks-checklist.value", ["sinks"]),

@@ -14,6 +14,7 @@ from pathlib import Path
 from app.options import (
     AGGREGATIONS,
     ALPHA_RANGE,
+    DEFAULT_METHOD,
     FORMATS,
     HEAD_METRICS,
     HIDE_KINDS,
@@ -208,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--sources", type=_checked(_sources), help="positions to trace from, or 'all' ([CLS])")
     export.add_argument("--hide", type=_checked(_hide), help="comma-separated: " + ",".join(HIDE_KINDS))
     export.add_argument("--metric", choices=tuple(HEAD_METRICS), default="js_divergence", help="head-grid metric")
-    export.add_argument("--method", choices=tuple(METHODS), default="class_relevance", help="relevance method")
+    export.add_argument("--method", choices=tuple(METHODS), default=DEFAULT_METHOD, help="relevance method")
     export.add_argument(
         "--measure", choices=tuple(MEASURES), default=None, help="what the graph views are drawn over (default ALTI)"
     )

@@ -53,6 +53,9 @@ METHODS: dict[str, str] = {
     "raw_attention": "raw attention (head mean)",
 }
 CLASS_METHODS = ("class_relevance", "decompx", "input_x_gradient")  # need a classification head and a target class
+# The sentence view's default: the most faithful class-specific method on the default pair (docs/faithfulness.md).
+DEFAULT_METHOD = "decompx"
+GRADIENT_METHODS = ("class_relevance", "input_x_gradient")  # from one backward pass (attention.gradients)
 GRAPH_METHODS = ("graph", "rollout", "flow", "raw_attention")  # over the chosen measure (MEASURES)
 MEASURES: dict[str, str] = MEASURE_LABELS  # what the graph methods and views are drawn over (attention.defaults)
 PREDICTED = "predicted"
@@ -210,7 +213,7 @@ class ViewOptions:
     sources: tuple[int, ...] = ()
     hide: tuple[str, ...] = ()
     metric: str = "js_divergence"
-    method: str = "class_relevance"
+    method: str = DEFAULT_METHOD
     target: str = PREDICTED
     sinks: bool = True
     trace_all: bool = False
@@ -290,7 +293,7 @@ class ViewOptions:
             sources=() if trace_all else tuple(sorted({check_int("sources", s, 0) for s in sources})),
             hide=tuple(sorted({check_choice("hide", h, HIDE_KINDS) for h in hide})),
             metric=_text(values, "metric", "js_divergence"),
-            method=_text(values, "method", "class_relevance"),
+            method=_text(values, "method", DEFAULT_METHOD),
             target=_text(values, "target", PREDICTED),
             sinks=check_flag("sinks", values.get("sinks"), default=True),
             trace_all=trace_all,

@@ -182,6 +182,7 @@ def _relevance_view(make: Callable[..., Figure], *, laid_out: bool = False) -> C
             # only the class methods have a target: no backward pass for an attention method's view
             target=service.class_target(analysis, options) if options.method in CLASS_METHODS else None,
             source=service.source_names(analysis, options),
+            measure=None if options.method in CLASS_METHODS else MEASURES[options.measure],
             missing=no_head_messages(service, options),
             **(
                 {"segments": service.segments(analysis, options.level), "canvas": canvas}

@@ -111,8 +111,8 @@ def test_dashboard_end_to_end(page):
     )
     label = page.locator("#prediction-panel .label").text_content()
     assert label == "negative"
-    # The sentence view opens on the class relevance of the predicted class, and says the bare encoder has none.
-    assert "class relevance" in _wait_title(page, "sentence-graph", "class 'negative'")
+    # The sentence view opens on DecompX for the predicted class, and says the bare encoder has none.
+    assert "DecompX" in _wait_title(page, "sentence-graph", "class 'negative'")
     assert any("no classification head" in t for t in _texts(page, "sentence-graph"))
     page.wait_for_function(  # a background job: this sentence's check arrives a moment after the view
         "() => { const p = document.getElementById('faithfulness-panel');"

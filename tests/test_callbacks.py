@@ -339,3 +339,20 @@ def test_the_token_scores_follow_the_measure_and_decompx_is_a_class_method(tiny_
     np.testing.assert_allclose(deepest, parts.scores[-1], rtol=1e-6)  # the view shows DecompX's own numbers
     shares = service.heads(analysis, ViewOptions(metric="contribution_share"))
     np.testing.assert_allclose(shares.groupby("layer")["contribution_share_finetuned"].sum(), 1.0, atol=1e-9)
+
+
+def test_a_signed_method_is_drawn_on_a_scale_around_zero(tiny_app):
+    """DecompX is signed: the token scores' model panels are coloured on a scale symmetric around 0 (a negative
+    part is never clipped to white), and the titles name the measure a graph method ran over."""
+    from app.loading import service_of
+    from app.options import ViewOptions
+    from app.render import render
+
+    service = service_of(tiny_app)
+    analysis = service.analyse("a fine , moving film")
+    influence = plotly_figure(render("influence", service, analysis, ViewOptions(method="decompx")))
+    model = next(t for t in influence.data if t.zmin is not None and t.colorscale[0][1] != t.colorscale[-1][1])
+    assert model.zmin == -model.zmax < 0
+    assert "DecompX" in influence.layout.title.text
+    rollout = plotly_figure(render("influence", service, analysis, ViewOptions(method="rollout", measure="alti")))
+    assert "attention rollout over ALTI of [CLS]" in rollout.layout.title.text

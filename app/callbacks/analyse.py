@@ -7,7 +7,7 @@ from dash import Input, Output, State, ctx, html, no_update
 from app import ids
 from app.callbacks.common import guarded, require_analysis, service_for, view_options
 from app.callbacks.registry import declare
-from app.options import CLASS_METHODS, PREDICTED
+from app.options import GRADIENT_METHODS, PREDICTED
 
 
 def prediction_panel(labels, probabilities, label, gold: str | None = None) -> list:
@@ -58,12 +58,12 @@ def prediction_panel(labels, probabilities, label, gold: str | None = None) -> l
 @guarded
 def analyse(_clicks, example, text, text_pair, current=None, method=None, target=None):
     """Run both models on the text (or the picked example); the views follow from the new analysis. When the
-    page shows class relevance for the predicted class (the default), it comes from the same forward pass."""
+    page shows class relevance or input × gradient for the predicted class, it comes from the same forward pass."""
     if ctx.triggered_id == ids.EXAMPLES:
         if not example:
             return no_update, no_update, no_update
         text = example
-    explain = method in CLASS_METHODS and target == PREDICTED
+    explain = method in GRADIENT_METHODS and target == PREDICTED
     analysis = service_for(current).analyse(text, text_pair, explain=explain)  # with the page's model pair
     return analysis.to_store(), text, ""
 

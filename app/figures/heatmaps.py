@@ -218,9 +218,13 @@ def _panel_figure(
     xaxis: dict,
     yaxis: dict,
     narrow: bool = False,
+    signed: bool = False,
 ) -> Figure:
     """Side-by-side heatmap panels sharing one colour scale for the two models (so they compare) and a
-    diverging one for the difference; each colour bar sits right of its panel."""
+    diverging one for the difference; each colour bar sits right of its panel. ``signed`` model values (a signed
+    method such as DecompX) get a scale symmetric around 0 (``peak`` its bound), never one clipped at 0."""
+    from app.figures.sentence import SIGNED_SCALE
+
     domains = panel_domains(len(panels))
     data, axes, titles = [], {}, []
     for index, (panel, trace, domain) in enumerate(zip(panels, traces, domains, strict=True), start=1):
@@ -232,8 +236,8 @@ def _panel_figure(
                 **trace,
                 "xaxis": axis_ref("x", index),
                 "yaxis": axis_ref("y", index),
-                "colorscale": DIVERGING if diverging else MODEL_SCALES[panel],
-                "zmin": -bound if diverging else 0.0,
+                "colorscale": DIVERGING if diverging else (SIGNED_SCALE if signed else MODEL_SCALES[panel]),
+                "zmin": -bound if diverging or signed else 0.0,
                 "zmax": bound,
                 "showscale": True,  # every panel has its own colour bar (the models are drawn in their own colours)
                 "colorbar": {"x": domain[1] + 0.005, "xanchor": "left", "thickness": 10, "len": 0.75},
@@ -335,6 +339,7 @@ def make_influence(
     source: str = "[CLS]",
     missing: dict[str, str] | None = None,
     segment_start: int | None = None,
+    measure: str | None = None,
 ) -> Figure:
     """Tokens x layers: each token's score after every layer, for each model and the difference (a relevance
     frame: ``layer, token_idx, pretrained, finetuned, difference``; layer 0 = the embeddings, input × gradient).
@@ -351,8 +356,10 @@ def make_influence(
     shown_tokens = [tokens[t] for t in positions]
     counted = relevance[~relevance["token_idx"].isin(list(scale_without))]
     counted = counted if len(counted) else relevance
-    values = counted[[m for m in ("pretrained", "finetuned") if m not in missing]].to_numpy()
-    peak = float(np.nanmax(values)) if values.size and np.isfinite(values).any() else 1.0
+    values = counted[[m for m in ("pretrained", "finetuned") if m not in missing]].to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    signed = bool(finite.size and finite.min() < 0)
+    peak = float(np.abs(finite).max() if signed else finite.max()) if finite.size else 1.0
     labels = np.asarray(shown_tokens, dtype=object)[:, None].repeat(len(layers), axis=1).tolist()
     columns = ["embeddings" if layer == 0 else f"after {layer}" for layer in layers]
     uncoloured = np.isin(positions, list(scale_without))[:, None]  # special / traced tokens: value in the hover
@@ -371,13 +378,14 @@ def make_influence(
                 "hovertemplate": "<b>%{text}</b>, %{x}: %{customdata:.4f}<extra>" + MODEL_LABELS[panel] + "</extra>",
             }
         )
-    title = "Token scores per layer: " + method_phrase(method, target=target, source=source, layer=0)
+    title = "Token scores per layer: " + method_phrase(method, target=target, source=source, layer=0, measure=measure)
     fig = _panel_figure(
         panels,
         traces,
         title=title,
         height=max(340, 15 * len(positions) + 150),
         peak=peak,
+        signed=signed,
         xaxis={"title": {"text": "layer"}, "type": "category"},
         yaxis={**_token_axis(shown_tokens), "autorange": "reversed"},
     )

@@ -48,13 +48,16 @@ def summary_layer(relevance: pd.DataFrame) -> int:
     return int(relevance["layer"].max())
 
 
-def method_phrase(method: str, *, target: str | None, source: str, layer: int) -> str:
-    """What a relevance number means, in words: for the titles of the sentence and influence views."""
+def method_phrase(method: str, *, target: str | None, source: str, layer: int, measure: str | None = None) -> str:
+    """What a relevance number means, in words: for the titles of the sentence and influence views; a graph
+    method names the ``measure`` it ran over."""
     if method in CLASS_METHODS:
         what = METHODS[method]
         cls = f"class '{target}'" if target else "the predicted class"
-        return f"{what} for {cls}" + (f", after layer {layer}" if method == "class_relevance" and layer else "")
-    return f"{METHODS[method]} of {source}" + (f", after layer {layer}" if layer else "")
+        layered = method in ("class_relevance", "decompx") and layer
+        return f"{what} for {cls}" + (f", after layer {layer}" if layered else "")
+    over = f" over {measure}" if measure else ""
+    return f"{METHODS[method]}{over} of {source}" + (f", after layer {layer}" if layer else "")
 
 
 def wrap_tokens(
@@ -101,6 +104,7 @@ def make_sentence(
     missing: dict[str, str] | None = None,
     segments: Sequence[int] | None = None,
     canvas: Canvas | None = None,
+    measure: str | None = None,
 ) -> Figure:
     """The input as wrapped text from a relevance frame (``layer, token_idx, pretrained, finetuned``) at its
     deepest layer: one row of boxes per model per line, plus the difference in comparison mode.
@@ -184,7 +188,7 @@ def make_sentence(
     for start in starts:
         x0, _, line = placed[start]
         annotations.append(_segment_mark(x0, top + line * group - 1, font))
-    title = "Sentence: " + method_phrase(method, target=target, source=source, layer=layer)
+    title = "Sentence: " + method_phrase(method, target=target, source=source, layer=layer, measure=measure)
     margin = {"l": label_width, "r": RIGHT, "t": 46, "b": room}
     return figure(
         traces,
