@@ -366,6 +366,7 @@ class AnalysisService:
         settings = self._graph_settings(options)
         measure = settings.pop("measure")
         runs = self.measure_runs(analysis, measure)
+        settings["residual_in_weights"] = measure in RESIDUAL_MEASURES
         settings["layers"] = options.layers
         settings["sources"] = self.trace_sources(analysis, options)
         return self._memo(
@@ -496,7 +497,7 @@ class AnalysisService:
             if options.method != "graph":
                 for unused in ("tau", "alpha", "sinks", "threshold"):
                     del settings[unused]
-            if options.measure in RESIDUAL_MEASURES and options.method in ("rollout", "flow"):
+            if options.measure in RESIDUAL_MEASURES:
                 settings["residual"] = False  # the maps hold the residual connection already
             key = (options.method, options.measure,
                    *(tuple(v) if isinstance(v, list) else v for v in settings.values()))  # fmt: skip
@@ -632,8 +633,10 @@ class AnalysisService:
         rows, references, words = self._memo("faithfulness", analysis, (options.target,), shared)
         settings = self._graph_settings(options)
         del settings["heads"]
-        maps = self.measure_runs(analysis, settings.pop("measure"))
-        graph = relevance(maps.finetuned, "graph", level="word", **settings)[-1:]
+        measure = settings.pop("measure")
+        maps = self.measure_runs(analysis, measure)
+        residual = measure not in RESIDUAL_MEASURES
+        graph = relevance(maps.finetuned, "graph", level="word", residual=residual, **settings)[-1:]
         graph_rows = _deepest(correlations({(options.measure, "graph"): graph}, references, words))
         table = pd.concat([rows, graph_rows], ignore_index=True)
         return table.pivot(index=["measure", "method"], columns="reference", values="spearman").reset_index()

@@ -268,12 +268,12 @@ def graph_for(run: AttentionRun | Contributions, *, sinks: bool = True, **option
     """:func:`attention_graph` of a run's own token-level weights, tracing from its classification token unless
     ``sources`` is given; with ``sinks`` the run's special tokens absorb the attention they receive. Over
     :class:`~attention.mixing.Contributions` the graph is drawn on the contribution maps (one per layer: ``heads``
-    must be None), with ``alpha`` 0 for a measure that already holds the residual connection."""
+    must be None); a measure that already holds the residual keeps each token's own share as its residual edge
+    (``residual_in_weights``, :func:`attention.graph.pruned_maps`) and ``alpha`` is not used."""
     if isinstance(run, Contributions):
         if options.get("heads") is not None:
             raise ValueError(f"heads select attention heads; the {run.measure} maps are one per layer")
-        if run.includes_residual:
-            options["alpha"] = 0.0
+        options["residual_in_weights"] = run.includes_residual
         run = run.as_run()
     if options.get("sources") is None:
         options["sources"] = default_sources(run)

@@ -109,12 +109,17 @@ def pruned_maps(
     heads: Sequence[int] | None = None,
     sinks: Sequence[int] = (),
     threshold: Threshold = "mean",
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(P, attention, keep)``: the propagation maps ``P_l = α·I + (1−α)·(Ā_l ⊙ keep_l)``, the head mean ``Ā_l``
-    and the bool ``keep_l``, each ``[layer, query, key]`` float64 / bool.
+    residual_in_weights: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(P, attention, keep, own)``: the propagation maps ``P_l = diag(own_l) + (1−α)·(Ā_l ⊙ keep_l)``, the head
+    mean ``Ā_l`` and the bool ``keep_l``, each ``[layer, query, key]`` float64 / bool, and ``own`` ``[layer,
+    token]``: the share each token keeps as itself one layer down (its residual edge).
 
     ``keep_l[i, k]``: ``k`` is no sink and the head mean (``threshold="mean"``) or the strongest selected head
-    (``"max"``) of ``A_l[i, k]`` is at least ``tau``."""
+    (``"max"``) of ``A_l[i, k]`` is at least ``tau``. ``own`` is ``α`` for attention. With ``residual_in_weights``
+    (contribution maps that hold the residual connection, e.g. ALTI) ``α`` is not used: a token keeps what the map
+    says of itself (``own_l = diag Ā_l``, never pruned or absorbed, even for a sink), and only what it takes from
+    *other* tokens is pruned by τ and absorbed by sinks (``Ā_l`` then has a zero diagonal)."""
     weights = np.asarray(weights)
     if weights.ndim != 4:
         raise ValueError(f"weights must be [layer, head, query, key], got shape {weights.shape}")
@@ -124,12 +129,20 @@ def pruned_maps(
     selected = weights[:, chosen]
     attention = np.add.reduce(selected, axis=1, dtype=np.float64) / len(chosen)
     strength = attention if threshold == "mean" else selected.max(axis=1)
+    diagonal = np.arange(weights.shape[-1])
+    if residual_in_weights:
+        own = attention[:, diagonal, diagonal].copy()
+        attention[:, diagonal, diagonal] = 0.0
+        alpha = 0.0
+    else:
+        own = np.full(attention.shape[:2], float(alpha))
     keep = strength >= tau
     keep[..., list(sinks)] = False
+    if residual_in_weights:
+        keep[:, diagonal, diagonal] = False
     maps = (1.0 - alpha) * np.where(keep, attention, 0.0)
-    diagonal = np.arange(weights.shape[-1])
-    maps[:, diagonal, diagonal] += alpha
-    return maps, attention, keep
+    maps[:, diagonal, diagonal] += own
+    return maps, attention, keep, own
 
 
 def attention_graph(
@@ -143,6 +156,7 @@ def attention_graph(
     sinks: Sequence[int] | None = None,
     threshold: Threshold = "mean",
     tokens: Sequence[str] | None = None,
+    residual_in_weights: bool = False,
 ) -> AttentionGraph:
     """Trace one unit of mass from ``sources`` at depth ``last`` down to depth ``first-1``.
 
@@ -156,11 +170,15 @@ def attention_graph(
         sinks: token indices whose incoming attention is absorbed (e.g. [CLS], [SEP]); None for none.
         threshold: ``"mean"`` or ``"max"`` over the selected heads, compared with ``tau``.
         tokens: display strings for the frames; None for ``"#i"``.
+        residual_in_weights: the weights are contribution maps that hold the residual (ALTI, GlobEnc, ...): each
+            token keeps its own diagonal share as its residual edge, ``alpha`` is not used (:func:`pruned_maps`).
     """
     weights = np.asarray(weights)
-    maps, attention, keep = pruned_maps(
-        weights, tau=tau, alpha=alpha, heads=heads, sinks=sinks or (), threshold=threshold
-    )
+    maps, attention, keep, own = pruned_maps(
+        weights, tau=tau, alpha=alpha, heads=heads, sinks=sinks or (), threshold=threshold,
+        residual_in_weights=residual_in_weights,
+    )  # fmt: skip
+    alpha = 0.0 if residual_in_weights else alpha
     num_layers, num_heads, n, _ = weights.shape
     first, last = layer_range(layers, num_layers)
     chosen_heads = head_subset(heads, num_heads)
@@ -186,7 +204,9 @@ def attention_graph(
         absorbed[row, is_sink] = carried[:, is_sink].sum(axis=0)
         pruned[row] = carried[:, ~is_sink][~keep[layer - 1][:, ~is_sink]].sum()
         edge_parts.append(
-            _layer_edges(layer, live, carried, keep[layer - 1], is_sink, alpha, weights[layer - 1], chosen_heads, tau)
+            _layer_edges(
+                layer, live, carried, keep[layer - 1], is_sink, own[layer - 1], weights[layer - 1], chosen_heads, tau
+            )
         )
 
     return AttentionGraph(
@@ -232,13 +252,13 @@ def _layer_edges(
     carried: np.ndarray,
     keep: np.ndarray,
     is_sink: np.ndarray,
-    alpha: float,
+    own: np.ndarray,
     layer_weights: np.ndarray,
     heads: tuple[int, ...],
     tau: float,
 ) -> dict:
-    """One layer's edges as arrays: kept attention edges, residual edges and edges into sinks that carry at least
-    :data:`MIN_EDGE_FLOW`."""
+    """One layer's edges as arrays: kept attention edges, residual edges (each token keeps ``own`` ``[token]`` of
+    its mass) and edges into sinks that carry at least :data:`MIN_EDGE_FLOW`."""
     drawn = (keep | is_sink[None, :]) & (carried >= MIN_EDGE_FLOW)
     query, key = np.nonzero(drawn)
     flow = carried[query, key]
@@ -246,7 +266,7 @@ def _layer_edges(
     selected = layer_weights[list(heads)][:, query, key].astype(np.float64)  # [|S|, edges]
     passing = selected >= tau
     head_ids = np.asarray(heads)
-    residual = np.flatnonzero(alpha * live >= MIN_EDGE_FLOW)
+    residual = np.flatnonzero(own * live >= MIN_EDGE_FLOW)
     return {
         "layer": np.full(query.size + residual.size, layer),
         "query_idx": np.concatenate([query, residual]),
@@ -256,7 +276,7 @@ def _layer_edges(
         "weight_max": np.concatenate([selected.max(axis=0, initial=0.0), np.full(residual.size, np.nan)]),
         "heads": [tuple(head_ids[mask].tolist()) for mask in passing.T] + [()] * residual.size,
         "multiplicity": np.concatenate([passing.sum(axis=0), np.zeros(residual.size, dtype=np.int64)]),
-        "flow": np.concatenate([flow, alpha * live[residual]]),
+        "flow": np.concatenate([flow, own[residual] * live[residual]]),
     }
 
 
@@ -285,11 +305,14 @@ def graph_relevance(
     heads: Sequence[int] | None = None,
     sinks: Sequence[int] = (),
     threshold: Threshold = "mean",
+    residual_in_weights: bool = False,
 ) -> np.ndarray:
     """``[layer, token]``: row ``l`` is the live mass that reaches the *input* tokens when the graph is traced from
     ``sources`` at depth ``l`` through every layer below (mean over sources), i.e. rollout with the pruned maps
-    ``P``. With ``tau=0``, no sinks and ``alpha=0.5`` it equals :func:`attention.rollout` rows."""
-    maps, _, _ = pruned_maps(weights, tau=tau, alpha=alpha, heads=heads, sinks=sinks, threshold=threshold)
+    ``P``. With ``tau=0``, no sinks and ``alpha=0.5`` it equals :func:`attention.rollout` rows (with
+    ``residual_in_weights``, rollout of the maps themselves)."""
+    maps, _, _, _ = pruned_maps(weights, tau=tau, alpha=alpha, heads=heads, sinks=sinks, threshold=threshold,
+                                residual_in_weights=residual_in_weights)  # fmt: skip
     chosen = list(sources)
     joint = maps[0].copy()
     out = np.empty((maps.shape[0], maps.shape[-1]))

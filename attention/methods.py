@@ -82,10 +82,11 @@ def relevance(
 
     ``run`` may be :class:`~attention.mixing.Contributions`: the same methods over its contribution maps instead
     of the attention weights (``raw_attention`` is then the map's row). A measure that already holds the residual
-    connection (ALTI, GlobEnc, ...) is rolled out and traced without an added identity: ``alpha`` is 0 for it
-    whatever is passed. ``heads`` applies to attention only (a map is one per layer). ``residual`` overrides
-    whether rollout and flow add the identity (default: yes for attention, no for a measure that holds it; pass
-    False for such maps given as an :class:`AttentionRun`, e.g. :meth:`Contributions.as_run`).
+    connection (ALTI, GlobEnc, ...) is rolled out without an added identity, and the graph lets each token keep
+    its own diagonal share (never pruned or absorbed): ``alpha`` is not used for it whatever is passed.
+    ``heads`` applies to attention only (a map is one per layer). ``residual`` overrides whether the methods add
+    the identity (default: yes for attention, no for a measure that holds it; pass False for such maps given as an
+    :class:`AttentionRun`, e.g. :meth:`Contributions.as_run`).
     """
     if level not in ("token", "word"):
         raise ValueError(f"level must be token or word, got {level!r}")
@@ -123,6 +124,7 @@ def relevance(
             heads=chosen,
             sinks=sink_tokens(run) if sinks else (),
             threshold=threshold,
+            residual_in_weights=not residual,
         )
     else:
         raise ValueError(f"method must be one of {', '.join(ATTENTION_METHODS)}; got {method!r}")

@@ -142,3 +142,17 @@ def test_word_graph_adds_masses_and_flows_of_pieces():
     assert words.edges["flow"].sum() == pytest.approx(graph.edges["flow"].sum())
     assert words.sources == (1,) and words.sinks == (0,)
     assert set(words.nodes["token"]) == {"[CLS]", "ab", "c", "de"}
+
+
+def test_maps_that_hold_the_residual_keep_each_tokens_own_share_through_a_sink():
+    """Contribution maps (ALTI…) hold the residual: a sink keeps its own diagonal share as its residual edge
+    (never absorbed), only what a token takes from a sink is absorbed; mass is conserved and alpha is not used."""
+    maps = random_attention(3, 1, 5, seed=4, concentration=0.7)
+    graph = attention_graph(maps, tau=0.05, alpha=0.9, sources=[0], sinks=[0, 4], residual_in_weights=True)
+    top = graph.edges[graph.edges["layer"] == 3]
+    own = top[(top["kind"] == "residual") & (top["query_idx"] == 0)]
+    assert own["flow"].item() == pytest.approx(float(maps[2, 0, 0, 0]))  # [CLS] keeps what the map says of itself
+    assert not ((top["kind"] == "sink") & (top["key_idx"] == top["query_idx"])).any()
+    assert graph.mass[0].sum() + graph.absorbed.sum() + graph.pruned.sum() == pytest.approx(1.0)  # conserved
+    plain = attention_graph(maps, tau=0.0, alpha=0.0, sources=[0], residual_in_weights=True)
+    np.testing.assert_allclose(plain.mass[0], (maps[0, 0].T @ maps[1, 0].T @ maps[2, 0].T)[:, 0], atol=1e-9)
