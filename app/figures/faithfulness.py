@@ -42,7 +42,7 @@ def _lines(rows: pd.DataFrame, graph_method: str) -> list[tuple[str, str, pd.Dat
     if len(measures) <= 1:
         return [(METHODS[m], colour, rows[rows["method"] == m]) for m, colour in METHOD_COLOURS.items()
                 if (rows["method"] == m).any()]  # fmt: skip
-    lines = [(f"{METHODS[graph_method]} over {MEASURES[m]}", MEASURE_COLOURS[m],
+    lines = [(f"{graph_method.replace('_', ' ')} over {MEASURES[m]}", MEASURE_COLOURS[m],
               rows[(rows["measure"] == m) & (rows["method"] == graph_method)]) for m in measures]  # fmt: skip
     for method in ("class_relevance", "decompx", "input_x_gradient"):
         if (rows["method"] == method).any():
