@@ -49,6 +49,7 @@ lint: setup
 
 bench: setup chromium redis
 	$(BIN)/attention-flows bench engine
+	$(BIN)/attention-flows bench mixing
 	$(BIN)/attention-flows bench load
 	$(BIN)/attention-flows bench dashboard
 	$(BIN)/attention-flows bench export

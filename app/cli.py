@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
             "relevance",
             "faithfulness",
             "seeds",
+            "mixing",
             "dashboard",
             "export",
             "memory",
