@@ -284,6 +284,19 @@ def bench_faithfulness(sentences: int = 200) -> None:
     print(per_layer.round(3).to_string())
 
 
+def seed_twin(pair, seed: int):
+    """The default pair's fine-tuned twin made with another ``seed`` (``attention-flows prepare --seed``), loaded;
+    None, after saying how to make it, when it does not exist."""
+    from attention.models import load_model
+    from attention.settings import load_settings
+
+    folder = load_settings().models_dir / f"{pair.config.finetuned.prepared}-seed{seed}"
+    if not (folder / "config.json").is_file():
+        print(f"no second twin at {folder}: run `attention-flows prepare --seed {seed}` first")
+        return None
+    return load_model(folder, name=f"seed {seed}")
+
+
 def bench_seeds(sentences: int = 100, seed: int = 7) -> None:
     """Per-layer change pre-trained -> fine-tuned next to fine-tuned (seed 13) -> fine-tuned (another seed), on the
     same held-out sentences: which changes exceed seed noise. Needs ``attention-flows prepare --seed 7``."""
@@ -291,15 +304,11 @@ def bench_seeds(sentences: int = 100, seed: int = 7) -> None:
 
     from attention.compare import compare_layers
     from attention.extract import extract
-    from attention.models import load_model
-    from attention.settings import load_settings
 
     pair, texts = _held_out(sentences)
-    folder = load_settings().models_dir / f"{pair.config.finetuned.prepared}-seed{seed}"
-    if not (folder / "config.json").is_file():
-        print(f"no second twin at {folder}: run `attention-flows prepare --seed {seed}` first")
+    other = seed_twin(pair, seed)
+    if other is None:
         return
-    other = load_model(folder, name=f"seed {seed}")
     frames = {"pre-trained -> fine-tuned": [], f"fine-tuned (13) -> fine-tuned ({seed})": []}
     for text in texts:
         pre, ft, ft2 = extract(pair.pretrained, text), extract(pair.finetuned, text), extract(other, text)

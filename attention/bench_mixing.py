@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from attention.bench import _held_out, _row, timed
+from attention.bench import _held_out, _row, seed_twin, timed
 
 FAITHFULNESS_SENTENCES = 200
 MEMORY_TOKENS = 512
@@ -174,15 +174,11 @@ def bench_changes(sentences: int = 100, seed: int = 7, measure: str = "alti") ->
 
     from attention.methods import relevance
     from attention.mixing import contributions_for
-    from attention.models import load_model
-    from attention.settings import load_settings
 
     pair, texts = _held_out(sentences)
-    folder = load_settings().models_dir / f"{pair.config.finetuned.prepared}-seed{seed}"
-    if not (folder / "config.json").is_file():
-        print(f"no second twin at {folder}: run `attention-flows prepare --seed {seed}` first")
+    other = seed_twin(pair, seed)
+    if other is None:
         return
-    other = load_model(folder, name=f"seed {seed}")
     measures = ("raw_attention", measure, "norm_residual")
     rows, shares, cls_rows = [], [], []
     for index, text in enumerate(texts):

@@ -22,6 +22,7 @@ from app.cli import main
 from app.dash_http import HttpClient, dependencies
 from app.options import DEFAULT_PNG_SCALE, ExportOptions
 from tests.servers import serving
+from tests.test_bad_input import BASE
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = "a fine , moving film"
@@ -220,21 +221,7 @@ def test_a_prepared_model_folder_has_the_modes_of_the_umask(tiny_models, tmp_pat
 
 # --- nothing left behind: the export browser's temporary folders, gunicorn's control socket -------------------------
 
-CONTROLS = {
-    f"{ids.ANALYSIS}.data": {"text": TEXT, "text_pair": None},
-    f"{ids.MODE}.value": "comparison",
-    f"{ids.LAYERS}.value": [1, 2],
-    f"{ids.HEADS}.value": [0, 1],
-    f"{ids.TAU}.value": 0.05,
-    f"{ids.ALPHA}.value": 0.5,
-    f"{ids.AGGREGATION}.value": "mean",
-    f"{ids.LEVEL}.value": "token",
-    f"{ids.SOURCES}.value": [],
-    f"{ids.HIDE}.value": [],
-    f"{ids.SINKS}.value": ["sinks"],
-    f"{ids.METHOD}.value": "rollout",
-    f"{ids.TARGET}.value": "predicted",
-}
+CONTROLS = {**BASE, f"{ids.ANALYSIS}.data": {"text": TEXT, "text_pair": None}}  # the fuzz suite's page state
 
 
 def _export_request(client, view: str = "heads", fmt: str = "svg") -> dict:
