@@ -17,7 +17,15 @@ from attention.methods import merge_scores
 from attention.models import LoadedModel
 from attention.shortcut import first_position_only
 
-BLANK_OUT_BATCH = 64  # blanked copies per forward pass: bounds memory for long inputs
+BLANK_OUT_BATCH = 64  # blanked copies per forward pass at most
+BLANK_OUT_ATTENTION_BYTES = 96 * 2**20  # ... and fewer for long inputs: one layer's attention scores of a batch
+
+
+def blank_out_batch(num_heads: int, num_tokens: int) -> int:
+    """Blanked copies per forward pass: :data:`BLANK_OUT_BATCH`, or fewer so that one layer's float32 attention
+    scores ``[batch, head, n, n]`` stay within :data:`BLANK_OUT_ATTENTION_BYTES` (a 484-token input: 8 copies,
+    ~90 MB, instead of 64 copies, ~720 MB per tensor and a 2.6 GB peak)."""
+    return max(1, min(BLANK_OUT_BATCH, BLANK_OUT_ATTENTION_BYTES // (4 * num_heads * num_tokens * num_tokens)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,7 +204,7 @@ def blank_out(
 ) -> np.ndarray:
     """Drop in the target class's probability when one token (``level="word"``: all pieces of one word) alone is
     replaced by the mask token: ``[token]`` (or ``[word]``) float64, NaN for special tokens. Positive = the token
-    supported the class. All replacements run batched (:data:`BLANK_OUT_BATCH` at a time)."""
+    supported the class. All replacements run batched (:func:`blank_out_batch` at a time)."""
     import torch
 
     require_classifier(model)
@@ -222,8 +230,9 @@ def blank_out(
         base = torch.softmax(model.model(**encoding).logits[0].float(), dim=-1).numpy()
         index = target_index(model, target, base)
         drops = np.full(int(units.max()) + 1, np.nan)
-        for start in range(0, len(blanked_units), BLANK_OUT_BATCH):
-            chunk = blanked_units[start : start + BLANK_OUT_BATCH]
+        step = blank_out_batch(model.num_heads, int(ids.shape[1]))
+        for start in range(0, len(blanked_units), step):
+            chunk = blanked_units[start : start + step]
             batch = ids.repeat(len(chunk), 1)
             for row, unit in enumerate(chunk):
                 batch[row, torch.as_tensor(units == unit)] = mask_id

@@ -153,3 +153,13 @@ def test_gradient_rollout_of_a_padded_batch_equals_each_inputs_own():
         own_gradients = [g[i : i + 1, :, :n, :n] for g in gradients]
         np.testing.assert_allclose(batched[i, :, :n], gradient_rollout(own, own_gradients, source)[0], rtol=1e-12)
         assert np.all(batched[i, :, n:] == 0.0)
+
+
+def test_blank_out_batches_fewer_copies_of_a_long_input():
+    """The batch of blanked copies shrinks with the input so one layer's attention scores stay bounded."""
+    from attention.gradients import BLANK_OUT_ATTENTION_BYTES, BLANK_OUT_BATCH, blank_out_batch
+
+    assert blank_out_batch(12, 40) == BLANK_OUT_BATCH
+    long = blank_out_batch(12, 484)
+    assert long < BLANK_OUT_BATCH and 4 * 12 * 484 * 484 * long <= BLANK_OUT_ATTENTION_BYTES
+    assert blank_out_batch(12, 10_000) == 1
