@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 QUERIES = ("heads", "layers", "word", "words", "examples", "sql", "skipped", "labels")
@@ -62,6 +64,30 @@ def default_folder(pair_name: str, data: Path | None) -> Path:
     return load_settings().corpora_dir / f"{pair_name}-{what}"
 
 
+def check_corpus_folder(folder: Path) -> Path:
+    """Refuse an output folder a run could not use, before the models load: a file, a folder with other things in
+    it than a corpus, or a place that cannot be written (probed with a file, as exports are)."""
+    from attention.corpus.source import CorpusError
+    from attention.corpus.store import MANIFEST
+
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise CorpusError(f"--out {folder} is a file, not a folder.", "Give a folder for the corpus tables.")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
+        raise CorpusError(
+            f"--out {folder} already holds files that are not a corpus.", "Give an empty or a new folder."
+        )
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".probe.", dir=existing)
+    except OSError as error:
+        problem = f"{existing} is not writable ({error.strerror})."
+        raise CorpusError(problem, "Choose a folder you can write to.") from None
+    os.close(handle)
+    os.unlink(probe)
+    return folder
+
+
 def cmd_corpus(args: argparse.Namespace) -> int:
     return _run(args) if args.action == "run" else _query(args)
 
@@ -78,7 +104,7 @@ def _run(args) -> int:
         args.data, config=config, text_col=args.text_col, pair_col=args.pair_col, label_col=args.label_col,
         limit=args.limit,
     )  # fmt: skip
-    folder = args.out or default_folder(config.name, args.data)
+    folder = check_corpus_folder(args.out or default_folder(config.name, args.data))
     settings = load_settings()
     configure_torch(settings)
     pair = load_pair(config, settings=settings)

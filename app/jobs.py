@@ -118,9 +118,14 @@ def _below_web_workers(job_fn):
 
     def run(*args):
         import os
+        import sys
 
         os.nice(JOB_NICE)
-        return job_fn(*args)
+        try:
+            return job_fn(*args)
+        finally:  # the job's process ends with os._exit (no exit handlers): close an exporter it started here
+            if "app.export.files" in sys.modules:
+                sys.modules["app.export.files"].stop_export_server()
 
     return run
 

@@ -620,3 +620,28 @@ def test_a_head_outside_the_corpus_gets_a_message_in_the_example_card(page_app):
     assert response.status_code == 200
     shown = json.dumps(response.get_json()["response"]["corpus-grid"]["children"])
     assert "The example table has no view 'head-99-99'." in shown
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("file", "is a file, not a folder. Give a folder for the corpus tables."),
+        ("busy", "already holds files that are not a corpus. Give an empty or a new folder."),
+        ("/proc/corpus", "/proc is not writable"),
+    ],
+)
+def test_an_output_folder_a_run_cannot_use_is_refused_before_the_models_load(
+    tiny_config, tmp_path, capsys, monkeypatch, out, message
+):
+    import attention
+
+    data = tmp_path / "reviews.csv"
+    data.write_text("text\na fine film\n")
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    monkeypatch.setattr(attention, "load_pair", lambda *a, **k: pytest.fail("the models were loaded"))
+    target = out if out.startswith("/") else str(tmp_path / out)
+    status, _, err = _cli(capsys, "run", "--config", str(tiny_config), "--data", str(data), "--out", target)
+    assert status == 2 and message in _one_error_line(err)
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
