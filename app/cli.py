@@ -344,6 +344,7 @@ def cmd_faithfulness(args) -> int:
     for path in (args.out, args.plot):
         if path is not None:
             check_target(path)
+    measures = _measures(args.measures)
     config = load_config(args.config)
     if config.prepare is None:
         raise AttentionFlowsError(f"Config '{config.name}' has no held-out data.", "Use a config with [prepare].")
@@ -354,7 +355,6 @@ def cmd_faithfulness(args) -> int:
             f"Give --n {len(held_out)} or fewer.",
         )
     texts = held_out["text"].tolist()[: args.n]
-    measures = _measures(args.measures)
     pair = load_pair(config)
     tau = DEFAULT_TAU if args.tau is None else args.tau
     alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha

@@ -23,7 +23,7 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 
 def test_pool_workers_die_within_5_s_of_a_sigkilled_corpus_run(tiny_config, tmp_path):
-    texts = [f"a fine film number {i} , moving and warm" for i in range(3000)]
+    texts = [f"a fine film number {i} moving and warm" for i in range(3000)]
     data = tmp_path / "reviews.csv"
     data.write_text("review\n" + "\n".join(texts) + "\n", encoding="utf-8")
     folder = tmp_path / "corpus"

@@ -217,7 +217,7 @@ def test_graphs_from_the_shared_cache_draw_the_same_sankey(tiny_app, monkeypatch
 
     service = service_of(tiny_app)
     analysis = Analysis("a fine , moving film about nothing and everything")
-    options = service.checked(analysis, ViewOptions(tau=0.05))
+    options = service.checked(analysis, ViewOptions(tau=0.05, measure="raw_attention"))  # per-head edges
     graphs = service.graphs(analysis, options)
     graphs = dataclasses.replace(graphs, edges=graphs.edges.copy())  # the service's own stays as it is
     # as the default pair's union of graphs has (the tiny pair's two graphs share every edge): NaN where the
@@ -259,12 +259,12 @@ def test_a_second_worker_reads_the_runs_from_redis_and_survives_redis_going_away
         options = ViewOptions()
         mine = first.faithfulness(analysis, options)
         hits = second.shared.hits
-        theirs = second.faithfulness(analysis, options)  # the blank-out part is read, not recomputed
-        assert second.shared.hits == hits + 1 and second.shared.stores == 0
+        theirs = second.faithfulness(analysis, options)  # the blank-out part and the ALTI maps: read, not recomputed
+        assert second.shared.hits == hits + 2 and second.shared.stores == 0
         assert mine.equals(theirs)
         assert np.array_equal(first.explained(analysis, "finetuned", "predicted").scores,
                               second.explained(analysis, "finetuned", "predicted").scores)  # fmt: skip
-        assert second.shared.hits == hits + 2 and second.shared.stores == 0  # class relevance: read too
+        assert second.shared.hits == hits + 3 and second.shared.stores == 0  # class relevance: read too
 
         redis.stop()
         started = time.perf_counter()
@@ -446,7 +446,7 @@ def test_a_batch_export_that_cannot_be_made_is_one_line_and_sends_nothing(tiny_a
     controls = {"mode": "comparison", "layers": [1, 2], "heads": [0, 1], "tau": 0.05, "alpha": 0.5,
                 "aggregation": "mean", "level": "token", "sources": [], "hide": [], "sinks": ["sinks"], "top_k": 30,
                 "method": "class_relevance", "target": "predicted", "metric": "js_divergence",
-                "arrangement": "rings", "renormalize": []}  # fmt: skip
+                "arrangement": "rings", "renormalize": [], "measure": "alti"}  # fmt: skip
     with tiny_app.server.test_request_context():
         download, status = export_job(lambda _: None, 1, texts, view, "svg", None, None,
                                       *(controls[name] for name in EXPORT_CONTROLS))  # fmt: skip
