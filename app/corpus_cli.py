@@ -11,9 +11,9 @@ from pathlib import Path
 
 QUERIES = ("heads", "layers", "word", "words", "examples", "sql", "skipped", "labels")
 NO_ARGUMENT = {  # questions that take no argument, and the fix when one is given
-    "heads": "Choose the measure with --metric (js_divergence, cosine, tv_distance).",
-    "layers": "Choose the measure with --metric (js_divergence, cosine, tv_distance).",
-    "words": "Choose the measure with --measure (rollout, cls_attention, relevance).",
+    "heads": "Choose the measure with --metric (js_divergence, cosine, tv_distance, contribution_share).",
+    "layers": "Choose the measure with --metric (js_divergence, cosine, tv_distance, contribution_share).",
+    "words": "Choose the measure with --measure (rollout, cls_attention, relevance, mixing_rollout).",
     "skipped": "Drop it: the question lists every skipped row.",
     "labels": "Drop it: the question lists every label.",
 }
@@ -48,8 +48,14 @@ def add_corpus_parser(commands, whole) -> None:
     query.add_argument("folder", type=Path, help="the corpus folder (--out of corpus run)")
     query.add_argument("question", choices=QUERIES, help="what to ask")
     query.add_argument("argument", nargs="?", help="the word (word), the kind (examples) or the SQL (sql); no other")
-    query.add_argument("--metric", default="js_divergence", help="heads / layers: js_divergence, cosine, tv_distance")
-    query.add_argument("--measure", default="rollout", help="words: rollout, cls_attention or relevance")
+    query.add_argument(
+        "--metric",
+        default="js_divergence",
+        help="heads / layers: js_divergence, cosine, tv_distance, contribution_share",
+    )
+    query.add_argument(
+        "--measure", default="rollout", help="words: rollout, cls_attention, relevance or mixing_rollout"
+    )
     query.add_argument("--min-count", type=whole("min-count", 1), default=5, help="words: fewest occurrences")
     query.add_argument("--layer", type=whole("layer", 1), help="examples head: the head's layer (1-based)")
     query.add_argument("--head", type=whole("head", 0), help="examples head: the head (0-based)")

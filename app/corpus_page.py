@@ -27,7 +27,7 @@ from app.help import help_icon
 from attention.errors import AttentionFlowsError
 
 CATALOG_KEY = "attention_flows_corpora"
-CHANGE_METRICS = ("js_divergence", "tv_distance", "cosine")
+CHANGE_METRICS = ("js_divergence", "tv_distance", "cosine", "contribution_share")  # the head grid's choices
 PAGE_ROWS = 100  # rows per block the grid asks for
 WORDS_SHOWN = 50  # words in the "gained most" table
 TEXT_FILTERS = ["contains", "notContains", "equals", "startsWith"]
@@ -236,6 +236,7 @@ def corpus_layout(app: Dash, default_models: str) -> html.Div:
                         ("js_divergence", "JS divergence"),
                         ("tv_distance", "total variation"),
                         ("cosine", "cosine"),
+                        ("contribution_share", "contribution share (fine-tuned − pre-trained)"),
                     )
                 ],
                 value="js_divergence",
@@ -280,6 +281,7 @@ def corpus_layout(app: Dash, default_models: str) -> html.Div:
                         "corpus-word-measure",
                         {
                             "rollout": "[CLS] rollout",
+                            "mixing_rollout": f"[CLS] contribution rollout ({_rollout_measure(chosen)})",
                             "cls_attention": "attention from [CLS]",
                             "relevance": "class relevance (fine-tuned only)",
                         },
@@ -311,6 +313,14 @@ def corpus_layout(app: Dash, default_models: str) -> html.Div:
         ],
         className="page corpus-page",
     )
+
+
+def _rollout_measure(entry: CorpusEntry) -> str:
+    """The name of the measure of a corpus's [CLS] contribution rows, as its manifest records it."""
+    from attention.defaults import MEASURE_LABELS
+
+    measure = entry.manifest.get("mixing", {}).get("mixing_rollout")
+    return MEASURE_LABELS.get(measure, measure or "context mixing")
 
 
 def choice_row(radio_id: str, choices: dict[str, str], note: str, note_id: str | None = None) -> html.Div:
@@ -388,9 +398,15 @@ def outline(clicked: dict | None) -> list[dict]:
 
 
 def words_grid(frame: pd.DataFrame, measure: str) -> dag.AgGrid:
-    """The words whose ``measure`` grew most (a small table, sorted in the browser)."""
+    """The words whose ``measure`` grew most (a small table, sorted in the browser); the [CLS] contribution
+    rollout's headers name its measure (the frame's ``measure`` column)."""
+    from attention.defaults import MEASURE_LABELS
+
     number = {"valueFormatter": {"function": "d3.format('.4f')(params.value)"}, "width": 140}
     what = {"rollout": "[CLS] rollout", "cls_attention": "attention from [CLS]", "relevance": "class relevance"}
+    if measure == "mixing_rollout":
+        named = str(frame["measure"].iloc[0]) if "measure" in frame and len(frame) else None
+        what[measure] = f"[CLS] {MEASURE_LABELS.get(named, 'contribution')} rollout"
     columns = [
         {"field": "word", "flex": 1},
         {"field": "count", "width": 90},

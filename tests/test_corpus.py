@@ -28,7 +28,7 @@ from attention.corpus import (
     word_changes,
     word_query,
 )
-from attention.corpus.store import write_chunk, write_manifest
+from attention.corpus.store import FORMAT, write_chunk, write_manifest
 from attention.corpus.tables import TABLES, ChunkTables
 
 WORDS = [
@@ -443,6 +443,8 @@ def hand_made(tmp_path_factory) -> Path:
             "relevance_finetuned": [1.0, 0.3, 0.1, 0.1, 0.0, 1.0, 0.2, 0.6, 0.0],
             "input_x_gradient_finetuned": [0.0] * 9,
             "rollout_finetuned": [0.4, 0.3, 0.05, 0.05, 0.2, 0.4, 0.1, 0.3, 0.2],
+            "mixing_rollout_pretrained": [0.4, 0.1, 0.1, 0.1, 0.3, 0.4, 0.2, 0.2, 0.2],
+            "mixing_rollout_finetuned": [0.3, 0.4, 0.05, 0.05, 0.2, 0.3, 0.1, 0.45, 0.15],
             "cls_attention_pretrained": [_cls_bytes(zeros)] * 9,
             "cls_attention_finetuned": [
                 _cls_bytes(zeros),
@@ -467,6 +469,10 @@ def hand_made(tmp_path_factory) -> Path:
             "tv_distance": [0.0] * 8,
             **{f"{s}_{m}": [0.0] * 8 for m in ("pretrained", "finetuned")
                for s in ("entropy", "to_cls", "to_sep", "to_punct", "to_self")},
+            # each layer's shares sum to 1; fine-tuned − pre-trained: example 0 +0.2 −0.2 −0.1 +0.1,
+            # example 1 +0.05 −0.05 −0.2 +0.2
+            "contribution_share_pretrained": [0.5, 0.5, 0.6, 0.4, 0.4, 0.6, 0.5, 0.5],
+            "contribution_share_finetuned": [0.7, 0.3, 0.5, 0.5, 0.45, 0.55, 0.3, 0.7],
         }
     )  # fmt: skip
     layers = heads.groupby(["example_id", "layer"], as_index=False)[["js_divergence", "cosine", "tv_distance"]].mean()
@@ -488,7 +494,8 @@ def hand_made(tmp_path_factory) -> Path:
     )
     distances = pd.DataFrame(columns=["head_a", "head_b", "distance_sum", "examples"])
     chunk = ChunkTables(examples, layers, heads, tokens, pd.DataFrame(columns=["example_id", "reason"]), distances)
-    manifest = {"pair": {"num_layers": 2, "num_heads": 2}, "chunks": {"0": write_chunk(folder, 0, chunk)}}
+    manifest = {"format": FORMAT, "mixing": {"contribution_share": "norm_residual", "mixing_rollout": "globenc"},
+                "pair": {"num_layers": 2, "num_heads": 2}, "chunks": {"0": write_chunk(folder, 0, chunk)}}  # fmt: skip
     write_manifest(folder, manifest)
     return folder
 
@@ -515,6 +522,27 @@ def test_word_changes_and_relevance(hand_made):
     relevance = word_changes(hand_made, "relevance", min_count=1)
     assert relevance["pretrained"].isna().all()
     assert list(relevance["word"]) == ["bad", "good", "movie"]  # by the fine-tuned value: 0.6, 0.3, 0.2
+
+
+def test_words_whose_contribution_rollout_grew_name_the_corpus_measure(hand_made):
+    grown = word_changes(hand_made, "mixing_rollout", min_count=1)
+    assert list(grown["word"]) == ["good", "bad", "movie"]  # +0.3, +0.25, −0.1
+    assert grown.set_index("word").loc["movie", "finetuned"] == pytest.approx(0.1)  # pieces summed
+    assert (grown["measure"] == "globenc").all()  # the manifest's, not this version's default
+
+
+def test_ranking_by_contribution_change_orders_heads_by_the_mean_difference(hand_made):
+    ranking = head_ranking(hand_made, "contribution_share")
+    assert [tuple(r) for r in ranking[["layer", "head"]].to_numpy()] == [(2, 1), (1, 0), (1, 1), (2, 0)]
+    top = ranking.set_index(["layer", "head"])
+    assert top["mean"].to_numpy() == pytest.approx([0.15, 0.125, -0.125, -0.15])
+    assert top.loc[(1, 0), "pretrained"] == pytest.approx(0.45) and top.loc[(1, 0), "finetuned"] == pytest.approx(0.575)
+    assert top.loc[(2, 1), "p10"] == pytest.approx(0.11) and top.loc[(2, 1), "p90"] == pytest.approx(0.19)
+    half = 1.959964 * np.std([0.1, 0.2], ddof=1) / np.sqrt(2)
+    assert top.loc[(2, 1), "ci_high"] - top.loc[(2, 1), "mean"] == pytest.approx(half, rel=1e-5)
+    assert (top["measure"] == "norm_residual").all() and (top["n"] == 2).all()
+    moved = layer_change(hand_made, "contribution_share").set_index("layer")  # ½ Σ_h |Δ share| per example
+    assert moved["mean"].to_numpy() == pytest.approx([(0.2 + 0.05) / 2, (0.1 + 0.2) / 2])
 
 
 def test_head_ranking_layers_and_examples(hand_made):
@@ -547,7 +575,7 @@ def test_cli_run_and_query(tiny_config, data_file, tmp_path):
     query = _cli("query", str(tmp_path), "heads", "--top", "3", "--csv", str(tmp_path / "heads.csv"))
     out, err = query.communicate(timeout=60)
     assert query.returncode == 0, err
-    assert out.splitlines()[0].split() == ["layer", "head", "mean", "p10", "p50", "p90", "n"]
+    assert out.splitlines()[0].split() == ["layer", "head", "mean", "p10", "p50", "p90", "ci_low", "ci_high", "n"]
     assert len(pd.read_csv(tmp_path / "heads.csv")) == 4  # 2 layers x 2 heads
     missing = _cli("run", "--config", str(tiny_config), "--data", str(data_file), "--out", str(tmp_path / "x"))
     _, err = missing.communicate(timeout=60)

@@ -111,6 +111,65 @@ def test_the_views_are_drawn_with_their_units(client):
     assert "has no corpus called 'nope'" in bad["corpus-error"]["children"]
 
 
+def test_the_head_grid_ranks_heads_by_contribution_change(client, corpora):
+    """The change measure offers each head's contribution share (fine-tuned − pre-trained): the grid is its mean
+    per head on a diverging scale, the layer view the share of mixing moved between heads; the words that gained
+    can be ranked by the [CLS] contribution rollout, named by its measure."""
+    import numpy as np
+
+    from attention.corpus import head_ranking, layer_change, word_changes
+    from attention.corpus.mixing import ROLLOUT_MEASURE
+    from attention.defaults import MEASURE_LABELS
+
+    page = _layout(client)
+    assert '"value":"contribution_share"' in page and "contribution share (fine-tuned − pre-trained)" in page
+    assert '"value":"mixing_rollout"' in page
+    assert f"[CLS] contribution rollout ({MEASURE_LABELS[ROLLOUT_MEASURE]})" in page
+    values = {"corpus-select.value": "tiny-reviews", "corpus-metric.value": "contribution_share",
+              "corpus-context.data": {"models": "tiny", "options": ""}}  # fmt: skip
+    drawn = _call(client, "corpus-heads.figure", values, "corpus-metric.value")
+    assert drawn["corpus-error"]["children"] == ""
+    heads = drawn["corpus-heads"]["figure"]
+    trace = heads["data"][0]
+    title = heads["layout"]["title"]["text"]
+    assert "contribution share" in title and "(norm + residual + LayerNorm)" in title and "30 examples" in title
+    assert trace["zmid"] == 0.0 and trace["zmin"] == -trace["zmax"]  # signed: a diverging scale
+    assert "pre-trained" in trace["hovertemplate"] and "95 % interval" in trace["hovertemplate"]
+    ranking = head_ranking(corpora / "tiny-reviews", "contribution_share")
+    expected = np.full((2, 2), np.nan)
+    expected[ranking["layer"] - 1, ranking["head"]] = ranking["mean"]
+    np.testing.assert_allclose(trace["z"], expected, rtol=1e-12)
+    assert np.abs(expected).max() > 0  # fine-tuning moved some share
+    layers = drawn["corpus-layers"]["figure"]
+    assert "share of mixing moved between heads" in layers["layout"]["yaxis"]["title"]["text"]
+    moved = layer_change(corpora / "tiny-reviews", "contribution_share")
+    np.testing.assert_allclose(layers["data"][0]["y"], moved["mean"])
+    words = _call(client, "corpus-words.children", values | {"corpus-word-measure.value": "mixing_rollout"},
+                  "corpus-word-measure.value")["corpus-words"]["children"]["props"]  # fmt: skip
+    headers = [column.get("headerName") for column in words["columnDefs"]]
+    assert f"fine-tuned [CLS] {MEASURE_LABELS[ROLLOUT_MEASURE]} rollout" in headers
+    expected_words = word_changes(corpora / "tiny-reviews", "mixing_rollout")
+    assert [row["word"] for row in words["rowData"]] == list(expected_words["word"][:50])
+
+
+def test_a_corpus_of_the_older_format_says_to_compute_it_again(tiny_config, corpora, tmp_path):
+    import json
+    import shutil
+
+    from app.main import create_app
+
+    shutil.copytree(corpora / "tiny-reviews", tmp_path / "old")
+    manifest = json.loads((tmp_path / "old" / "manifest.json").read_text())
+    manifest.pop("mixing")
+    (tmp_path / "old" / "manifest.json").write_text(json.dumps(manifest | {"format": 1}))
+    old = create_app(tiny_config, settings=Settings(corpora=tmp_path)).server.test_client()
+    values = {"corpus-select.value": "old", "corpus-metric.value": "contribution_share",
+              "corpus-context.data": {"models": "tiny", "options": ""}}  # fmt: skip
+    drawn = _call(old, "corpus-heads.figure", values, "corpus-select.value")
+    assert "another format (1 there; this version reads format 2)" in drawn["corpus-error"]["children"]
+    assert "delete the folder and rerun the corpus run command" in drawn["corpus-error"]["children"]
+
+
 def test_example_views_and_words_that_gained(client, corpora):
     from app.corpus_page import view_table
     from attention.corpus import read_table

@@ -16,12 +16,16 @@ from app.figures.theme import (
     layout,
     symmetric_range,
 )
+from attention.defaults import MEASURE_LABELS
 
 METRIC_LABELS = {
     "js_divergence": "JS divergence (bits)",
     "cosine": "cosine similarity",
     "tv_distance": "total-variation distance",
+    "contribution_share": "contribution share",
 }
+SIGNED_METRICS = ("contribution_share",)  # fine-tuned − pre-trained per head: a diverging scale around 0
+LAYER_LABELS = METRIC_LABELS | {"contribution_share": "share of mixing moved between heads (½ Σ|Δ share|)"}
 
 
 def _grid(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -34,9 +38,13 @@ def _grid(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 def make_head_change_grid(ranking: pd.DataFrame, metric: str, examples: int) -> Figure:
     """Layers × heads, each cell the mean over the corpus of the head's change (``metric`` between the two models'
-    maps of one input); the hover gives p10 / p50 / p90 and n."""
+    maps of one input); the hover gives p10 / p50 / p90 and n. A signed metric (``contribution_share``: fine-tuned
+    − pre-trained share of the layer's mixing, :func:`attention.corpus.head_ranking`) is drawn on a diverging
+    scale around 0, its hover with both models' mean shares and the 95 % interval."""
     if ranking.empty:
         return empty_figure("No examples in this corpus yet.")
+    if metric in SIGNED_METRICS:
+        return _signed_head_grid(ranking, metric, examples)
     mean = _grid(ranking, "mean")
     spread = np.stack([_grid(ranking, c) for c in ("p10", "p50", "p90", "n")], axis=-1)
     colours = {"colorscale": NEUTRAL_SCALE}
@@ -46,6 +54,26 @@ def make_head_change_grid(ranking: pd.DataFrame, metric: str, examples: int) -> 
     )
     title = f"Each head's {METRIC_LABELS[metric]}, mean over {examples:,} examples"
     return _layer_head_map(mean, spread, colours, f"mean {METRIC_LABELS[metric]}", hover, title)
+
+
+def _signed_head_grid(ranking: pd.DataFrame, metric: str, examples: int) -> Figure:
+    """:func:`make_head_change_grid` of a signed per-head change, fine-tuned − pre-trained."""
+    difference = _grid(ranking, "mean")
+    columns = ("pretrained", "finetuned", "p10", "p50", "p90", "ci_low", "ci_high", "n")
+    details = np.stack([_grid(ranking, c) for c in columns], axis=-1)
+    bound = symmetric_range(difference)
+    colours = {"colorscale": DIVERGING, "zmid": 0.0, "zmin": -bound, "zmax": bound}
+    measure = str(ranking["measure"].iloc[0])
+    named = MEASURE_LABELS.get(measure, measure)
+    hover = (
+        "pre-trained %{customdata[0]:.4f} → fine-tuned %{customdata[1]:.4f}<br>difference: mean %{z:+.4f}, 95 % "
+        "interval %{customdata[5]:+.4f} – %{customdata[6]:+.4f}<br>p10 %{customdata[2]:+.4f} · p50 "
+        "%{customdata[3]:+.4f} · p90 %{customdata[4]:+.4f}<br>n = %{customdata[7]} examples"
+    )
+    title = (f"Each head's {METRIC_LABELS[metric]} of its layer's mixing ({named}), {MODEL_LABELS['difference']}, "
+             f"mean over {examples:,} examples")  # fmt: skip
+    unit = f"{MODEL_LABELS['difference']}<br>{METRIC_LABELS[metric]}"
+    return _layer_head_map(difference, details, colours, unit, hover, title)
 
 
 def _layer_head_map(z: np.ndarray, customdata: np.ndarray, colours: dict, unit: str, hover: str, title: str) -> Figure:
@@ -72,9 +100,11 @@ def _layer_head_map(z: np.ndarray, customdata: np.ndarray, colours: dict, unit: 
 
 
 def make_layer_change(frame: pd.DataFrame, metric: str) -> Figure:
-    """Per layer, the corpus mean of the layer's head-mean change, with its 95 % interval (error bars)."""
+    """Per layer, the corpus mean of the layer's head-mean change, with its 95 % interval (error bars); for
+    ``contribution_share``, the share of the layer's mixing that moved between its heads."""
     if frame.empty:
         return empty_figure("No examples in this corpus yet.")
+    what = LAYER_LABELS[metric].capitalize() if metric in SIGNED_METRICS else f"Head-mean {METRIC_LABELS[metric]}"
     trace = {
         "type": "scatter",
         "mode": "markers+lines",
@@ -99,10 +129,10 @@ def make_layer_change(frame: pd.DataFrame, metric: str) -> Figure:
     return figure(
         [trace],
         layout(
-            f"Head-mean {METRIC_LABELS[metric]} per layer: mean, 95 % interval",
+            f"{what} per layer: mean, 95 % interval",
             height=360,
             xaxis={"title": {"text": "layer"}, "dtick": 1},
-            yaxis={"title": {"text": f"{METRIC_LABELS[metric]}"}, "rangemode": "tozero"},
+            yaxis={"title": {"text": LAYER_LABELS[metric]}, "rangemode": "tozero"},
         ),
     )
 

@@ -6,6 +6,8 @@ is computed on the example's own (unpadded) tokens — for the whole batch with 
 :mod:`attention.corpus.figures`; class relevance and input × gradient; the [CLS] rollout row) or with the
 single-example engine's functions — so a corpus row equals what the dashboard shows for that input
 (tests/test_corpus.py checks sampled rows). Passes cut the last layer to position 0 (:mod:`attention.shortcut`).
+Each pass also keeps its layers' inputs, from which the context-mixing figures are worked out for the batch
+(:mod:`attention.corpus.mixing`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from attention.corpus.mixing import BatchMixing, batch_mixing, kept_tensors
 from attention.errors import InputTextError
 from attention.extract import AttentionRun, TokenFacts, clean_texts, encode, run_of, token_facts
 from attention.gradients import gradient_rollout, input_embeddings_kept, input_x_gradient
@@ -44,7 +47,9 @@ class ModelPass:
     """One model on one batch: ``attentions`` ``[layer, batch, head, query, key]`` (padded), and for a classifier
     ``probabilities`` ``[batch, class]``, the gradient rollout ``relevance`` per example ``[layer, token]`` and
     ``input_x_gradient`` per example ``[token]`` (unpadded); ``mask`` ``[batch, position]``, 1 on real tokens;
-    ``rollout`` per example ``[token]``: its [CLS] row of the top layer's attention rollout (unpadded)."""
+    ``rollout`` per example ``[token]``: its [CLS] row of the top layer's attention rollout (unpadded);
+    ``mixing``: each head's contribution share ``[batch, layer, head]`` and each example's [CLS] contribution row
+    (:mod:`attention.corpus.mixing`)."""
 
     attentions: np.ndarray
     mask: np.ndarray
@@ -52,6 +57,7 @@ class ModelPass:
     relevance: list[np.ndarray] | None
     input_x_gradient: list[np.ndarray] | None
     rollout: list[np.ndarray]
+    mixing: BatchMixing
 
 
 def encode_rows(pair: ModelPair, rows: pd.DataFrame) -> tuple[list[Encoded], list[dict]]:
@@ -137,19 +143,22 @@ def run_model(model: LoadedModel, batch: list[Encoded], *, explain: bool) -> Mod
         return [rows[i][block] for i, block in enumerate(blocks)]
 
     if not explain:
-        with torch.inference_mode(), first_position_only():
+        with torch.inference_mode(), first_position_only(), kept_tensors(model) as kept:
             output = model.model(**inputs, output_attentions=True)
         probabilities = torch.softmax(output.logits.float(), dim=-1).numpy() if model.is_classifier else None
         attentions = torch.stack(output.attentions).float().numpy()
-        return ModelPass(attentions, mask, probabilities, None, None, rollout_rows(attentions))
-    output, embeddings, gradients = forward_backward(model, inputs)
+        mixing = batch_mixing(model, batch, kept, attentions, mask)
+        return ModelPass(attentions, mask, probabilities, None, None, rollout_rows(attentions), mixing)
+    with kept_tensors(model) as kept:
+        output, embeddings, gradients = forward_backward(model, inputs)
     probabilities = torch.softmax(output.logits.detach().float(), dim=-1).numpy()
     relevance = gradient_rollout(output.attentions, gradients[1:], cls_rows, mask)
     saliency = input_x_gradient(embeddings.detach(), gradients[0])
     relevances = [relevance[i][:, block] for i, block in enumerate(blocks)]
     saliencies = [saliency[i][block] for i, block in enumerate(blocks)]
     attentions = torch.stack([a.detach() for a in output.attentions]).float().numpy()
-    return ModelPass(attentions, mask, probabilities, relevances, saliencies, rollout_rows(attentions))
+    mixing = batch_mixing(model, batch, kept, attentions, mask)
+    return ModelPass(attentions, mask, probabilities, relevances, saliencies, rollout_rows(attentions), mixing)
 
 
 def example_run(model: LoadedModel, item: Encoded, weights: np.ndarray, probabilities) -> AttentionRun:

@@ -16,8 +16,10 @@ from attention.corpus.source import CorpusError
 from attention.corpus.store import chunk_files, read_manifest, read_table
 from attention.corpus.tables import TABLES, decode_cls_attention
 
-HEAD_METRICS = ("js_divergence", "cosine", "tv_distance")
-WORD_MEASURES = ("rollout", "cls_attention", "relevance")
+CHANGE_METRICS = ("js_divergence", "cosine", "tv_distance")  # between the two models' attention maps of an input
+SHARE = "contribution_share"  # fine-tuned − pre-trained contribution share of a head (attention.corpus.mixing)
+HEAD_METRICS = (*CHANGE_METRICS, SHARE)
+WORD_MEASURES = ("rollout", "mixing_rollout", "cls_attention", "relevance")
 EXAMPLE_KINDS = ("most_changed", "wrong", "disagree", "head")
 Z95 = 1.959963984540054  # normal quantile of a two-sided 95 % interval
 
@@ -63,30 +65,66 @@ def label_counts(folder: Path) -> pd.DataFrame:
     return counts.sort_values(["examples", "label"], ascending=[False, True], ignore_index=True)
 
 
+def mixing_measures(folder: Path) -> dict[str, str]:
+    """The measures of the corpus's context-mixing columns, as its manifest records them: ``contribution_share``
+    (the per-head shares' measure, ``norm_residual``) and ``mixing_rollout`` (the [CLS] contribution rows')."""
+    return dict(corpus_manifest(folder)["mixing"])
+
+
+def _with_interval(out: pd.DataFrame) -> pd.DataFrame:
+    """``ci_low``, ``ci_high``: the 95 % interval of each row's ``mean`` from its ``sd`` and ``n`` (normal
+    approximation, ``mean ± 1.96 · sd / √n``)."""
+    half = Z95 * out["sd"].fillna(0.0) / np.sqrt(out["n"])
+    out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
+    return out
+
+
 def head_ranking(folder: Path, metric: str = "js_divergence") -> pd.DataFrame:
-    """Heads by their mean change over the corpus: ``layer, head, mean, p10, p50, p90, n`` (``metric`` per example
-    and head; largest mean first — for ``cosine``, which falls as a head changes, the smallest first)."""
+    """Heads by their mean change over the corpus: ``layer, head, mean, p10, p50, p90, ci_low, ci_high, n``
+    (``metric`` per example and head; p10–p90 its spread over the examples, ci the 95 % interval of the mean).
+    Largest mean first — for ``cosine``, which falls as a head changes, the smallest first.
+
+    ``contribution_share``: each example's fine-tuned − pre-trained contribution share of the head (its share of
+    its layer's mixing; docs/corpus.md), the heads fine-tuning gave most of their layer's mixing first and those it
+    took most from last; with each model's mean share (``pretrained``, ``finetuned``) and the share's
+    ``measure``."""
     _check(metric, HEAD_METRICS, "metric")
-    corpus_manifest(folder)
-    heads = read_table(folder, "heads", ["layer", "head", metric])
+    manifest = corpus_manifest(folder)
+    if metric == SHARE:
+        models = [f"{SHARE}_pretrained", f"{SHARE}_finetuned"]
+        heads = read_table(folder, "heads", ["layer", "head", *models])
+        heads[metric] = heads[models[1]].astype(np.float64) - heads[models[0]].astype(np.float64)
+    else:
+        heads = read_table(folder, "heads", ["layer", "head", metric])
     grouped = heads.groupby(["layer", "head"])[metric]
-    out = grouped.agg(mean="mean", n="size").reset_index()
+    out = grouped.agg(mean="mean", sd="std", n="size").reset_index()
     quantiles = grouped.quantile([0.1, 0.5, 0.9]).unstack()
     out[["p10", "p50", "p90"]] = quantiles.to_numpy()
-    out = out[["layer", "head", "mean", "p10", "p50", "p90", "n"]]
+    out = _with_interval(out)[["layer", "head", "mean", "p10", "p50", "p90", "ci_low", "ci_high", "n"]]
+    if metric == SHARE:
+        means = heads.groupby(["layer", "head"])[models].mean().to_numpy()
+        out["pretrained"], out["finetuned"], out["measure"] = means[:, 0], means[:, 1], manifest["mixing"][SHARE]
     return out.sort_values("mean", ascending=metric == "cosine", ignore_index=True)
 
 
 def layer_change(folder: Path, metric: str = "js_divergence") -> pd.DataFrame:
     """Per layer, the mean over examples of the layer's head-mean ``metric`` with a 95 % interval of that mean
-    (normal approximation, ``mean ± 1.96 · sd / √n``): ``layer, mean, ci_low, ci_high, sd, n``."""
+    (normal approximation, ``mean ± 1.96 · sd / √n``): ``layer, mean, ci_low, ci_high, sd, n``.
+
+    ``contribution_share``: a layer's heads' shares sum to 1 in each model, so their mean change is 0; the layer's
+    figure is instead the share of its mixing that moved between heads, ``½ Σ_h |Δ share_h|`` (0: the same
+    split, 1: none in common)."""
     _check(metric, HEAD_METRICS, "metric")
     corpus_manifest(folder)
-    layers = read_table(folder, "layers", ["layer", metric])
+    if metric == SHARE:
+        models = [f"{SHARE}_pretrained", f"{SHARE}_finetuned"]
+        heads = read_table(folder, "heads", ["example_id", "layer", *models])
+        heads[metric] = 0.5 * (heads[models[1]].astype(np.float64) - heads[models[0]].astype(np.float64)).abs()
+        layers = heads.groupby(["example_id", "layer"], as_index=False)[metric].sum()
+    else:
+        layers = read_table(folder, "layers", ["layer", metric])
     out = layers.groupby("layer")[metric].agg(mean="mean", sd="std", n="size").reset_index()
-    half = Z95 * out["sd"].fillna(0.0) / np.sqrt(out["n"])
-    out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
-    return out[["layer", "mean", "ci_low", "ci_high", "sd", "n"]]
+    return _with_interval(out)[["layer", "mean", "ci_low", "ci_high", "sd", "n"]]
 
 
 def _word_rows(folder: Path, columns: list[str], word: str | None = None) -> pd.DataFrame:
@@ -137,8 +175,10 @@ def word_changes(folder: Path, measure: str = "rollout", *, min_count: int = 5) 
     """Words whose ``measure`` grew most after fine-tuning: per word (any case; pieces summed per occurrence) the
     mean over its occurrences in each model and the change, ``word, count, pretrained, finetuned, change``, words
     seen fewer than ``min_count`` times left out. ``rollout``: [CLS] rollout after the last layer;
-    ``cls_attention``: attention from [CLS], mean over layers and heads; ``relevance``: class relevance, defined
-    for a model with a classification head only (NaN otherwise; then sorted by the fine-tuned value)."""
+    ``mixing_rollout``: the [CLS] contribution row, the same rollout over a context-mixing measure's maps (the
+    frame's ``measure`` column names it, :func:`mixing_measures`); ``cls_attention``: attention from [CLS], mean
+    over layers and heads; ``relevance``: class relevance, defined for a model with a classification head only
+    (NaN otherwise; then sorted by the fine-tuned value)."""
     _check(measure, WORD_MEASURES, "measure")
     manifest = corpus_manifest(folder)
     if measure == "cls_attention":
@@ -157,6 +197,8 @@ def word_changes(folder: Path, measure: str = "rollout", *, min_count: int = 5) 
     )
     out = out[out["count"] >= min_count].reset_index()
     out["change"] = out["finetuned"] - out["pretrained"]
+    if measure == "mixing_rollout":
+        out["measure"] = manifest["mixing"][measure]
     by = "finetuned" if out["change"].isna().all() else "change"
     return out.sort_values(by, ascending=False, ignore_index=True)
 

@@ -40,6 +40,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("cosine", pa.float32()),
             ("tv_distance", pa.float32()),
             *[(f"{s}_{m}", pa.float32()) for m in _MODELS for s in _HEAD_STATS],
+            *[(f"contribution_share_{m}", pa.float32()) for m in _MODELS],
         ]
     ),
     "tokens": pa.schema(
@@ -52,6 +53,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("special", pa.bool_()),
             ("segment", pa.int64()),
             *[(f"{what}_{m}", pa.float64()) for m in _MODELS for what in ("relevance", "input_x_gradient", "rollout")],
+            *[(f"mixing_rollout_{m}", pa.float64()) for m in _MODELS],
             *[(f"cls_attention_{m}", pa.binary()) for m in _MODELS],
         ]
     ),

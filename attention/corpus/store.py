@@ -17,13 +17,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from attention.corpus.mixing import MIXING
 from attention.corpus.schema import SCHEMAS
 from attention.corpus.source import CorpusError
 from attention.corpus.tables import TABLES, ChunkTables
 
 MANIFEST = "manifest.json"
-FORMAT = 1  # bump when a table's schema or meaning changes: older corpora are then refused, not misread
-IDENTITY = ("format", "code_version", "pair", "source", "chunk_size")
+FORMAT = 2  # bump when a table's schema or meaning changes: older corpora are then refused, not misread
+# 2: per-head contribution shares and per-token [CLS] contribution rows, their measures in the manifest's "mixing"
+IDENTITY = ("format", "code_version", "pair", "source", "chunk_size", "mixing")
 
 
 def chunk_name(index: int) -> str:
@@ -76,14 +78,20 @@ def read_manifest(folder: Path) -> dict | None:
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
+    """Write ``manifest`` (atomically). A new one is stamped with the measures of its mixing columns
+    (``"mixing"``: :data:`attention.corpus.mixing.MIXING`), so a query can say which measure they are."""
+    manifest.setdefault("mixing", dict(MIXING))
     _replace_atomically(Path(folder) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
 
 
 def check_identity(folder: Path, existing: dict, wanted: dict) -> None:
-    """Refuse to mix two corpora in one folder: another pair, code version, data or chunk size."""
+    """Refuse to mix two corpora in one folder: another format, pair, code version, data, chunk size or
+    context-mixing measure (``wanted`` without ``"mixing"`` means this version's, :data:`MIXING`)."""
+    wanted = {"mixing": dict(MIXING), **wanted}
     for key in IDENTITY:
         if existing.get(key) != wanted.get(key):
-            what = {"pair": "model pair", "source": "data", "code_version": "code version", "format": "format"}
+            what = {"pair": "model pair", "source": "data", "code_version": "code version", "format": "format",
+                    "mixing": "context-mixing measure"}  # fmt: skip
             raise CorpusError(
                 f"{folder} holds a corpus of another {what.get(key, key.replace('_', ' '))} "
                 f"({_short(existing.get(key))} there, {_short(wanted.get(key))} now).",
@@ -92,6 +100,8 @@ def check_identity(folder: Path, existing: dict, wanted: dict) -> None:
 
 
 def _short(value) -> str:
+    if isinstance(value, dict) and "mixing_rollout" in value:
+        return f"rows of {value['mixing_rollout']}, shares of {value.get('contribution_share')}"
     if isinstance(value, dict):
         return str(value.get("name") or value.get("description") or value)[:80]
     return str(value)[:80]
@@ -120,11 +130,24 @@ def verify_chunks(folder: Path, manifest: dict) -> list[int]:
     return bad
 
 
+def check_format(folder: Path, manifest: dict) -> None:
+    """Refuse to read a corpus written in another format than this version's (:data:`FORMAT`): its tables have
+    other columns or meanings, and would be misread."""
+    if manifest.get("format") != FORMAT:
+        raise CorpusError(
+            f"{folder} holds a corpus of another format ({manifest.get('format')} there; this version reads "
+            f"format {FORMAT}).",
+            "Compute it again: delete the folder and rerun the corpus run command that made it.",
+        )
+
+
 def chunk_files(folder: Path, name: str, manifest: dict | None = None) -> list[Path]:
-    """The files of table ``name`` of every recorded chunk, in chunk order."""
+    """The files of table ``name`` of every recorded chunk, in chunk order (a corpus of another format is a
+    :class:`CorpusError`, :func:`check_format`)."""
     manifest = manifest or read_manifest(folder)
     if manifest is None:
         raise CorpusError(f"{folder} is not a corpus (no {MANIFEST}).", "Run: attention-flows corpus run --out DIR")
+    check_format(folder, manifest)
     return [
         Path(folder) / name / chunk_name(int(key))
         for key in sorted(manifest["chunks"], key=int)

@@ -96,6 +96,9 @@ def _example_rows(
     heads |= {name: values.reshape(-1).astype(np.float32) for name, values in change.items()}
     for model_name in MODELS:
         heads |= {f"{s}_{model_name}": stats[model_name][s].reshape(-1).astype(np.float32) for s in HEAD_STATS}
+    for model_name in MODELS:  # [layer, head]: each layer's heads sum to 1
+        shares = passes[model_name].mixing.shares[index]
+        heads[f"contribution_share_{model_name}"] = shares.reshape(-1).astype(np.float32)
     layers = {
         "example_id": np.full(num_layers, item.example_id),
         "layer": np.arange(1, num_layers + 1),
@@ -121,6 +124,7 @@ def _example_rows(
             done.input_x_gradient[index] if done.input_x_gradient is not None else np.full(n, np.nan)
         )
         tokens[f"rollout_{model_name}"] = done.rollout[index]
+        tokens[f"mixing_rollout_{model_name}"] = done.mixing.rows[index]
         from_cls = run.weights[:, :, cls, :].astype(CLS_ATTENTION_DTYPE)  # [layer, head, token]
         tokens[f"cls_attention_{model_name}"] = [np.ascontiguousarray(from_cls[:, :, t]).tobytes() for t in range(n)]
     gold = gold_label(item.label, pair.finetuned.labels)
