@@ -84,7 +84,9 @@ def bench_cost(sentences: int = 10) -> None:
             extra = median / (base / 2)
             target, verdict = "<= 10 forward passes", extra <= 10
         else:
-            target, verdict = "<= 1 forward pass extra", extra - 1 <= 1  # its own traced pass is one of them
+            # the measure runs its own traced pass (~1 pass: the analysis's pass is not reused for it yet) and
+            # then its own arithmetic, which the issue bounds at one pass
+            target, verdict = "<= 2 passes: its traced pass + <= 1", extra <= 2
         _row(f"{measure}", f"{median * 1000:.0f} ms = {extra:.1f} passes", target, verdict)
 
 
