@@ -51,11 +51,7 @@ def _status(page, status_id: str, text: str, timeout: float = 60_000) -> str:
 
 
 def test_jobs_run_with_progress_and_cancel_in_child_processes(browser, tiny_config, tmp_path):
-    import shutil
-    import tempfile
-
-    temporary = Path(tempfile.mkdtemp(prefix="af-", dir="/tmp"))  # short: Chromium's socket path must fit
-    env = {"ATTENTION_FLOWS_HOME": str(tmp_path / "home"), "TMPDIR": str(temporary)}
+    env = {"ATTENTION_FLOWS_HOME": str(tmp_path / "home")}
     with serving("--config", str(tiny_config), log=tmp_path / "serve.log", env=env) as url:
         context, page = _open(browser, url)
         # faithfulness over the pair's sentences: a plot and "Done"
@@ -66,7 +62,6 @@ def test_jobs_run_with_progress_and_cancel_in_child_processes(browser, tiny_conf
         assert "Faithfulness" in page.locator(f"#{ids.JOB_FAITH_FIGURE} .gtitle").text_content()
 
         # a batch export: one zip, a figure and a sidecar per line, in input order
-        before = set(temporary.iterdir())
         page.fill(f"#{ids.JOB_EXPORT_TEXTS}", "a fine film\na dull film")
         with page.expect_download(timeout=120_000) as download:
             page.click(f"#{ids.JOB_EXPORT_RUN}")
@@ -90,9 +85,6 @@ def test_jobs_run_with_progress_and_cancel_in_child_processes(browser, tiny_conf
         assert "failed" not in (page.locator(f"#{ids.ERROR}").text_content() or "")
         context.close()
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
-    # the jobs' processes end with os._exit: each closed the exporter it started (no kaleido folders left)
-    assert set(temporary.iterdir()) - before == set()
-    shutil.rmtree(temporary, ignore_errors=True)
 
 
 def test_celery_worker_runs_jobs_and_a_killed_worker_is_reported(browser, tiny_config, tmp_path):
