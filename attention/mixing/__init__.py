@@ -2,8 +2,6 @@
 each input token's signed part of a class logit (DecompX). See docs/method.md §"Context mixing"."""
 
 from attention.mixing.contributions import (
-    INCLUDES_RESIDUAL,
-    MEASURE_NAMES,
     MEASURES,
     MIXING_MEASURES,
     Contributions,
@@ -13,9 +11,7 @@ from attention.mixing.contributions import (
 from attention.mixing.layers import UnsupportedArchitectureError
 
 __all__ = [
-    "INCLUDES_RESIDUAL",
     "MEASURES",
-    "MEASURE_NAMES",
     "MIXING_MEASURES",
     "Contributions",
     "UnsupportedArchitectureError",

@@ -5,8 +5,8 @@ A :class:`Contributions` holds ``maps`` ``[layer, query, key]`` (float32, rows n
 where a measure is defined per head, ``head_maps`` ``[layer, head, query, key]`` (each head's vector norms,
 unnormalised). :meth:`Contributions.as_run` presents the maps as an :class:`~attention.extract.AttentionRun` with
 one "head" per layer, so rollout, flow, the attention graph and every view take them as they take attention; the
-measures that already contain the residual connection (:data:`INCLUDES_RESIDUAL`) are rolled out without an added
-identity.
+measures that already contain the residual connection (:data:`attention.defaults.RESIDUAL_MEASURES`) are rolled
+out without an added identity.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from attention.models import LoadedModel
 Measure = Literal["raw_attention", "attention_norm", "norm_residual", "globenc", "alti", "value_zeroing"]
 MEASURES: tuple[str, ...] = tuple(MEASURE_LABELS)
 MIXING_MEASURES: tuple[str, ...] = MEASURES[1:]
-INCLUDES_RESIDUAL: frozenset[str] = RESIDUAL_MEASURES
-MEASURE_NAMES: dict[str, str] = MEASURE_LABELS
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,7 +50,7 @@ class Contributions:
     @property
     def includes_residual(self) -> bool:
         """Whether the maps already hold the residual connection (then rolled out without an added identity)."""
-        return self.measure in INCLUDES_RESIDUAL
+        return self.measure in RESIDUAL_MEASURES
 
     @property
     def num_layers(self) -> int:
