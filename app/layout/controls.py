@@ -44,6 +44,16 @@ def _choice(component_id: str, choices: dict[str, str], value: str) -> dcc.Radio
     )
 
 
+def _menu(component_id: str, choices: dict[str, str], value: str) -> dcc.Dropdown:
+    """A dropdown of ``choices`` (value → label) that always holds one of them."""
+    return dcc.Dropdown(
+        id=component_id,
+        value=value,
+        clearable=False,
+        options=[{"label": label, "value": key} for key, label in choices.items()],
+    )
+
+
 def input_panel(
     examples: list[str],
     analysis: Analysis | None,
@@ -127,26 +137,8 @@ def control_panel(
     values = values or control_values(ViewOptions(), num_layers=num_layers, num_heads=num_heads)
     return html.Div(
         [
-            _field(
-                "Graph over",
-                dcc.Dropdown(
-                    id=ids.MEASURE,
-                    value=values["measure"],
-                    clearable=False,
-                    options=[{"label": label, "value": key} for key, label in MEASURES.items()],
-                ),
-                help_key="measure",
-            ),
-            _field(
-                "Relevance method",
-                dcc.Dropdown(
-                    id=ids.METHOD,
-                    value=values["method"],
-                    clearable=False,
-                    options=[{"label": label, "value": key} for key, label in METHODS.items()],
-                ),
-                help_key="method",
-            ),
+            _field("Graph over", _menu(ids.MEASURE, MEASURES, values["measure"]), help_key="measure"),
+            _field("Relevance method", _menu(ids.METHOD, METHODS, values["method"]), help_key="method"),
             _field(
                 "Explain class",
                 dcc.Dropdown(
