@@ -354,5 +354,7 @@ def test_a_signed_method_is_drawn_on_a_scale_around_zero(tiny_app):
     model = next(t for t in influence.data if t.zmin is not None and t.colorscale[0][1] != t.colorscale[-1][1])
     assert model.zmin == -model.zmax < 0
     assert "DecompX" in influence.layout.title.text
+    sentence = plotly_figure(render("sentence", service, analysis, ViewOptions(method="decompx")))
+    assert any("pushes it down" in (a.text or "") for a in sentence.layout.annotations)  # the bar says the sign
     rollout = plotly_figure(render("influence", service, analysis, ViewOptions(method="rollout", measure="alti")))
     assert "attention rollout over ALTI of [CLS]" in rollout.layout.title.text

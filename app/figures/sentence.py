@@ -184,7 +184,9 @@ def make_sentence(
             x, length, bottom = _bar_place(0 if row != "difference" else 1, bars=bars, narrow=narrow)
             total = height + 46 + room
             traces.append(_colour_bar(row_scale, low, high, x=x, length=length, y=bottom / total, font=font))
-            annotations.append(_colour_bar_title(row, len(present), x=x, shift=bottom + 32 - room, font=font))
+            annotations.append(
+                _colour_bar_title(row, len(present), x=x, shift=bottom + 32 - room, font=font, method=method)
+            )
     for start in starts:
         x0, _, line = placed[start]
         annotations.append(_segment_mark(x0, top + line * group - 1, font))
@@ -239,11 +241,13 @@ def _bar_place(slot: int, *, bars: int, narrow: bool) -> tuple[float, float, flo
     return (0.0 if slot == 0 else 0.55), 0.42, 0.0
 
 
-def _colour_bar_title(row: str, models: int, *, x: float, shift: float, font: float) -> dict:
+def _colour_bar_title(row: str, models: int, *, x: float, shift: float, font: float, method: str = "") -> dict:
     """The title above a colour bar of :func:`_colour_bar` (Plotly's own title overlaps a horizontal bar);
-    ``shift`` is the px from the plot's bottom edge to the title's baseline (negative: below it)."""
+    ``shift`` is the px from the plot's bottom edge to the title's baseline (negative: below it). DecompX's bar
+    says what its sign means."""
+    what = "part of the class logit (< 0: pushes it down)" if method == "decompx" else "score"
     return {
-        "text": ("score (both model rows)" if models == 2 else "score")
+        "text": (f"{what} (both model rows)" if models == 2 else what)
         if row != "difference"
         else "difference: fine-tuned − pre-trained",
         "x": x,
