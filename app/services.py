@@ -619,10 +619,11 @@ class AnalysisService:
         def fixed() -> tuple:
             run = self.runs(analysis).finetuned  # both cached: the views computed them already
             explained = self.explained(analysis, "finetuned", options.target)
-            with self._forward_lock:
+            decomposed = self.decomposed(analysis, "finetuned", options.target)  # the sentence view's, cached
+            with self._forward_lock:  # (taken after the two above: each takes it itself when it computes)
                 methods, references, words = sentence_scores(
                     model, analysis.text, analysis.text_pair, target=explained.target_index, run=run,
-                    explained=explained, decompx=True,
+                    explained=explained, decompx=True, decomposed=decomposed,
                 )  # fmt: skip
             rows = correlations({k: v for k, v in methods.items() if k[1] != "graph"}, references, words)
             return _deepest(rows), references, words

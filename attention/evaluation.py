@@ -56,6 +56,7 @@ def sentence_scores(
     explained: ClassRelevance | None = None,
     measures: tuple[str, ...] = ("raw_attention",),
     decompx: bool = False,
+    decomposed=None,
     **graph,
 ) -> tuple[dict[Key, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     """Every method's word scores for one sentence, traced from the classification token.
@@ -63,7 +64,8 @@ def sentence_scores(
     ``run`` / ``explained``: this model's :func:`extract` and :func:`class_relevance` of the same input and
     target, when the caller has them (the dashboard's cache); computed otherwise. ``measures``: the graph methods
     over each of these (``raw_attention``: the weights, as the paper; any :data:`attention.mixing.MEASURES`).
-    ``decompx``: DecompX's signed logit parts too.
+    ``decompx``: DecompX's signed logit parts too (``decomposed``: this input's
+    :class:`~attention.mixing.decompx.DecompX` for the same target, when the caller has it).
     Returns ``(methods, references, words)``: ``methods[(measure, method)]`` is ``[layer, word]``
     (``input_x_gradient``: ``[1, word]``; class-specific methods have measure :data:`NO_MEASURE`),
     ``references[name]`` is ``[word]``, ``words`` the bool mask of real (non-special) words."""
@@ -86,7 +88,7 @@ def sentence_scores(
     if decompx:
         from attention.mixing.decompx import decompx as decompose
 
-        parts = decompose(model, text, text_pair, target=explained.target_index)
+        parts = decomposed or decompose(model, text, text_pair, target=explained.target_index)
         methods[(NO_MEASURE, "decompx")] = merge_scores(parts.scores, run.groups)
     methods[(NO_MEASURE, "input_x_gradient")] = saliency[None, :]
     blank = blank_out(model, text, text_pair, target=explained.target_index, level="word")
