@@ -45,7 +45,7 @@ redis:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server; }
 
 lint: setup
-	$(BIN)/ruff check attention app tests
+	$(BIN)/ruff check attention app tests benchmarks
 
 bench: setup chromium redis
 	$(BIN)/attention-flows bench engine
@@ -58,7 +58,7 @@ bench: setup chromium redis
 
 # Screenshots of every view (normal, long, pair) for docs/gallery.md and the README.
 gallery: setup chromium
-	$(BIN)/python -m app.gallery --out docs/gallery --readme docs/screenshot.png
+	$(BIN)/python -m benchmarks.gallery --out docs/gallery --readme docs/screenshot.png
 
 clean:
 	rm -rf $(VENV) test-artifacts

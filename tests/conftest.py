@@ -76,7 +76,7 @@ labels = ["bad", "good"]
 @pytest.fixture(scope="session")
 def tiny_app(tiny_config):
     """The dashboard over the tiny pair (models load in well under a second)."""
-    from app.main import create_app
+    from app.team.site import create_app
 
     return create_app(tiny_config)
 

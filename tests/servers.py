@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.localredis import LocalRedis, free_port
+from app.testing.localredis import LocalRedis, free_port
 
 
 @contextlib.contextmanager
@@ -57,7 +57,7 @@ def serving(
 
 @contextlib.contextmanager
 def redis_server(folder: Path) -> Iterator[LocalRedis]:
-    """A fresh Redis for a test (:class:`app.localredis.LocalRedis`), stopped afterwards."""
+    """A fresh Redis for a test (:class:`app.testing.localredis.LocalRedis`), stopped afterwards."""
     import shutil
 
     if shutil.which("redis-server") is None:

@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from app.auth import AuthConfig, AuthError, UsersFile, check_binding
-from app.cli import main
+from app.cli.main import main
+from app.team.auth import AuthConfig, AuthError, UsersFile, check_binding
 
 ROUTES = ["/", "/_dash-layout", "/_dash-dependencies", "/docs/method", "/?text=a+fine+film", "/corpus/",
           "/corpus/_dash-layout", "/corpus/_dash-dependencies"]  # fmt: skip
@@ -42,7 +42,7 @@ def test_the_users_file_keeps_salted_hashes_only(tmp_path):
 
 
 def test_every_route_but_healthz_needs_the_right_password(tiny_config, tmp_path):
-    from app.main import create_app
+    from app.team.site import create_app
 
     users = UsersFile(tmp_path / "users.json")
     users.add("ada", "correct horse battery")
@@ -60,7 +60,7 @@ def test_every_route_but_healthz_needs_the_right_password(tiny_config, tmp_path)
 
 
 def test_the_proxy_header_is_believed_only_from_a_trusted_address(tiny_config):
-    from app.main import create_app
+    from app.team.site import create_app
 
     client = _loaded(create_app(tiny_config, auth=AuthConfig(trusted_proxies=("10.0.0.5",)))).server.test_client()
     trusted, untrusted = {"REMOTE_ADDR": "10.0.0.5"}, {"REMOTE_ADDR": "10.0.0.66"}
@@ -98,7 +98,7 @@ def test_users_command_adds_lists_and_removes(tmp_path, monkeypatch, capsys):
 
 def _loaded(dash_app):
     """The app once its models are loaded (a process must not exit while the loader thread is inside torch)."""
-    from app.loading import service_of
+    from app.service.registry import service_of
 
     service_of(dash_app)
     return dash_app

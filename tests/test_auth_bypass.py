@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from app import ids
-from app.auth import SESSION_COOKIE, AuthConfig, UsersFile
-from app.dash_http import callback_spec, request_body
+from app.dashboard import ids
+from app.team.auth import SESSION_COOKIE, AuthConfig, UsersFile
+from app.testing.dash_http import callback_spec, request_body
 
 PASSWORD = "correct horse battery"
 TEXT = "a fine , moving film"
@@ -27,7 +27,7 @@ RIGHT = _basic("ada", PASSWORD)
 
 
 def _loaded(dash_app):
-    from app.loading import service_of
+    from app.service.registry import service_of
 
     service_of(dash_app)
     return dash_app
@@ -42,7 +42,7 @@ def users_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def guarded_app(tiny_config, users_path):
-    from app.main import create_app
+    from app.team.site import create_app
 
     return _loaded(create_app(tiny_config, auth=AuthConfig(users_file=users_path)))
 
@@ -222,7 +222,7 @@ def test_no_header_form_but_the_right_password_signs_in(guarded_app, case):
 
 
 def test_a_session_cookie_signed_with_another_key_is_refused(guarded_app, tiny_config, users_path):
-    from app.main import create_app
+    from app.team.site import create_app
 
     other = _loaded(create_app(tiny_config, auth=AuthConfig(users_file=users_path)))  # another random key
     stranger = other.server.test_client()
@@ -248,7 +248,7 @@ def test_the_right_credentials_get_every_route_and_the_analysis(guarded_app, sch
 
 
 def test_with_a_trusted_proxy_no_trick_signs_in_from_elsewhere(tiny_config, specs):
-    from app.main import create_app
+    from app.team.site import create_app
 
     proxied = _loaded(create_app(tiny_config, auth=AuthConfig(trusted_proxies=("10.0.0.5",))))
     client = proxied.server.test_client()
@@ -339,7 +339,7 @@ def test_a_signed_in_page_does_not_pay_scrypt_per_request(guarded_app):
 
 
 def test_removing_the_user_or_changing_the_password_ends_the_session(tiny_config, tmp_path):
-    from app.main import create_app
+    from app.team.site import create_app
 
     users = UsersFile(tmp_path / "users.json")
     users.add("ada", PASSWORD)
@@ -356,7 +356,7 @@ def test_removing_the_user_or_changing_the_password_ends_the_session(tiny_config
 
 
 def test_a_session_expires(tiny_config, users_path):
-    from app.main import create_app
+    from app.team.site import create_app
 
     dash_app = _loaded(create_app(tiny_config, auth=AuthConfig(users_file=users_path, session_seconds=1)))
     client = dash_app.server.test_client()

@@ -10,10 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from app import ids
-from app.cli import main
-from app.dash_http import call
-from app.options import ExportOptions, OptionError, ViewOptions, check_selected_head
+from app.cli.main import main
+from app.core.options import ExportOptions, OptionError, ViewOptions, check_selected_head
+from app.dashboard import ids
+from app.testing.dash_http import call
 
 TEXT = "a fine , moving film"
 GOOD = {"text": TEXT, "text_pair": None}
@@ -65,7 +65,7 @@ BAD_EXPORT_FLAGS = [
 @pytest.fixture
 def models_never_load(monkeypatch):
     """Fails a test if the models are loaded: flags must be refused before that."""
-    from app.services import AnalysisService
+    from app.service.analysis import AnalysisService
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("the models were loaded before the flags were checked")

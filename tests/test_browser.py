@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from app import ids
-from app.bench import VIEW_DRAWN_SELECTORS
-from app.gallery import LONG_REVIEW, analyse_in_page
+from app.dashboard import ids
+from benchmarks.dashboard import VIEW_DRAWN_SELECTORS
+from benchmarks.gallery import LONG_REVIEW, analyse_in_page
 from tests.servers import serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -407,9 +407,9 @@ LEGIBLE_JS = """() => {  // every text of an exported SVG: inside the figure, an
 def test_single_column_exports_are_legible_for_a_30_token_sentence(browser, default_pair):
     """Every view exported as SVG at single-column size (3.5 in, 7 pt): no text smaller than 7 pt, none cut at
     the figure's edge, no two texts overlapping — measured on the SVG drawn by Chromium."""
-    from app.export.jobs import Job, export_bytes
-    from app.options import DPI, ExportOptions, ViewOptions
-    from app.services import AnalysisService
+    from app.core.options import DPI, ExportOptions, ViewOptions
+    from app.export.requests import Job, export_bytes
+    from app.service.analysis import AnalysisService
 
     service = AnalysisService(default_pair)
     analysis = service.analyse(THIRTY_TOKENS)

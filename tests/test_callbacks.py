@@ -5,9 +5,9 @@ import plotly.graph_objects as go
 import pytest
 from dash import no_update
 
-from app import ids
-from app.callbacks import analyse, selection, views
-from app.dash_http import call
+from app.dashboard import ids
+from app.dashboard.callbacks import analyse, selection, views
+from app.testing.dash_http import call
 from tests.conftest import plotly_figure
 
 TEXT = {"text": "a fine , moving film", "text_pair": None}
@@ -111,7 +111,7 @@ def test_token_choices_list_tokens_at_the_current_level(context):
 def test_the_first_views_do_not_wait_for_the_token_choice(tiny_app):
     """On page load every view is requested at once: no view may depend on an output that is computed on
     load (Dash would then wait for that callback before asking for the view)."""
-    from app.dash_http import dependencies
+    from app.testing.dash_http import dependencies
 
     specs = dependencies(tiny_app.server.test_client())
     on_load = [spec for spec in specs if not spec["prevent_initial_call"]]
@@ -239,10 +239,10 @@ def test_a_view_left_as_is_after_a_fold_only_change_would_be_drawn_the_same(tiny
     import json
     from dataclasses import replace
 
+    from app.core.options import ViewOptions
     from app.figures.theme import Canvas
-    from app.loading import service_of
-    from app.options import ViewOptions
-    from app.render import render
+    from app.service.registry import service_of
+    from app.views.render import render
 
     service = service_of(tiny_app)
     analysis = service.analyse("a fine , moving film", "with a second part")
@@ -259,7 +259,7 @@ def test_a_view_left_as_is_after_a_fold_only_change_would_be_drawn_the_same(tiny
 
 
 def test_a_fold_only_change_sends_nothing_for_a_short_input_and_redraws_a_long_one(tiny_app):
-    from app.loading import service_of
+    from app.service.registry import service_of
 
     service = service_of(tiny_app)
     short = service.analyse("a fine , moving film").to_store()
@@ -277,9 +277,9 @@ def test_the_http_driver_runs_callbacks_as_the_renderer_does(tiny_app):
     """The benches and tests drive callbacks over HTTP as Dash's renderer does: a callback triggered twice in one
     round runs once, and the URL callback is not run again by the URL it wrote (the renderer prunes a callback
     from a chain it started)."""
-    from app.bench import initial_values
-    from app.dash_http import cascade, dependencies
-    from app.loading import service_of
+    from app.service.registry import service_of
+    from app.testing.dash_http import cascade, dependencies
+    from benchmarks.dashboard import initial_values
 
     service = service_of(tiny_app)
     client = tiny_app.server.test_client()
@@ -300,9 +300,9 @@ def test_alpha_is_off_and_says_why_for_a_measure_that_holds_the_residual():
 
 
 def test_the_graph_views_name_the_measure_they_are_drawn_over(tiny_app):
-    from app.loading import service_of
-    from app.options import ViewOptions
-    from app.render import render
+    from app.core.options import ViewOptions
+    from app.service.registry import service_of
+    from app.views.render import render
 
     service = service_of(tiny_app)
     analysis = service.analyse("a fine , moving film")
@@ -323,8 +323,8 @@ def test_the_graph_views_name_the_measure_they_are_drawn_over(tiny_app):
 
 
 def test_the_token_scores_follow_the_measure_and_decompx_is_a_class_method(tiny_app):
-    from app.loading import service_of
-    from app.options import ViewOptions
+    from app.core.options import ViewOptions
+    from app.service.registry import service_of
 
     service = service_of(tiny_app)
     analysis = service.analyse("a fine , moving film")
@@ -344,9 +344,9 @@ def test_the_token_scores_follow_the_measure_and_decompx_is_a_class_method(tiny_
 def test_a_signed_method_is_drawn_on_a_scale_around_zero(tiny_app):
     """DecompX is signed: the token scores' model panels are coloured on a scale symmetric around 0 (a negative
     part is never clipped to white), and the titles name the measure a graph method ran over."""
-    from app.loading import service_of
-    from app.options import ViewOptions
-    from app.render import render
+    from app.core.options import ViewOptions
+    from app.service.registry import service_of
+    from app.views.render import render
 
     service = service_of(tiny_app)
     analysis = service.analyse("a fine , moving film")

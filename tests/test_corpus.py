@@ -615,7 +615,7 @@ def test_two_runs_on_one_folder_at_once_are_refused(tiny_pair, data_file, tmp_pa
 def test_chunks_run_on_celery_workers(tiny_pair, tiny_config, data_file, tmp_path):
     """`corpus run --broker`: two real Celery workers (redis-server as broker) compute the chunks; the corpus
     equals a local run's. With no worker left, the run stops with a message naming the command that starts one."""
-    from app.jobs import QUEUE
+    from app.team.jobs import QUEUE
     from tests.servers import redis_server
 
     source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=60)
@@ -660,7 +660,7 @@ def test_chunks_run_on_celery_workers(tiny_pair, tiny_config, data_file, tmp_pat
 def test_sentence_pair_corpus_from_the_cli_equals_the_single_example_engine(tiny_pair, tiny_config, tmp_path):
     """A .jsonl of sentence pairs run through the CLI: each example is encoded as a pair (``[CLS] a [SEP] b
     [SEP]``) and its rows equal the single-example engine on the same pair; the page links the pair."""
-    from app.corpus_page import example_rows, examples_grid
+    from app.corpus.page import example_rows, examples_grid
     from attention.compare import compare_heads
     from attention.extract import extract_pair
     from attention.gradients import class_relevance

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.dash_http import request_body
+from app.testing.dash_http import request_body
 from attention.settings import Settings
 
 
@@ -46,7 +46,7 @@ def corpora(tiny_config, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(tiny_config, corpora):
-    from app.main import create_app
+    from app.team.site import create_app
 
     app = create_app(tiny_config, settings=Settings(corpora=corpora))
     return app.server.test_client()
@@ -57,7 +57,7 @@ def _layout(client, search: str = "") -> str:
 
 
 def _call(client, output: str, values: dict, changed: str):
-    from app.dash_http import dependencies
+    from app.testing.dash_http import dependencies
 
     corpus = Prefixed(client)
     spec = next(s for s in dependencies(corpus) if output in s["output"])
@@ -84,7 +84,7 @@ def test_the_corpus_docs_show_their_screenshot(client):
 
 
 def test_a_pair_without_corpora_says_how_to_make_one(tiny_config, tmp_path):
-    from app.main import create_app
+    from app.team.site import create_app
 
     empty = create_app(tiny_config, settings=Settings(corpora=tmp_path)).server.test_client()
     assert "has no corpus yet. Compute one with: attention-flows corpus run" in _layout(empty)
@@ -156,7 +156,7 @@ def test_a_corpus_of_the_older_format_says_to_compute_it_again(tiny_config, corp
     import json
     import shutil
 
-    from app.main import create_app
+    from app.team.site import create_app
 
     shutil.copytree(corpora / "tiny-reviews", tmp_path / "old")
     manifest = json.loads((tmp_path / "old" / "manifest.json").read_text())
@@ -171,7 +171,7 @@ def test_a_corpus_of_the_older_format_says_to_compute_it_again(tiny_config, corp
 
 
 def test_example_views_and_words_that_gained(client, corpora):
-    from app.corpus_page import view_table
+    from app.corpus.page import view_table
     from attention.corpus import read_table
 
     values = {"corpus-select.value": "tiny-reviews", "corpus-examples-kind.value": "all",
@@ -198,7 +198,7 @@ def test_example_views_and_words_that_gained(client, corpora):
 
 
 def test_the_example_table_is_filtered_sorted_and_paged_on_the_server(client, corpora):
-    from app.corpus_page import example_rows
+    from app.corpus.page import example_rows
     from attention.corpus import read_table
 
     table = read_table(corpora / "tiny-reviews", "examples")

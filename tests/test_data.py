@@ -46,7 +46,7 @@ def test_missing_data_package_gives_install_hint():
 
 
 def test_examples_carry_their_held_out_gold_label():
-    from app.services import example_items
+    from app.service.analysis import example_items
     from attention.config import load_config
     from attention.data import labelled_examples
 
@@ -61,7 +61,7 @@ def test_examples_carry_their_held_out_gold_label():
 
 
 def test_the_prediction_panel_shows_the_gold_label_and_whether_it_matches():
-    from app.callbacks.analyse import prediction_panel
+    from app.dashboard.callbacks.analyse import prediction_panel
 
     right = str(prediction_panel(("negative", "positive"), (0.2, 0.8), "positive", "positive"))
     wrong = str(prediction_panel(("negative", "positive"), (0.2, 0.8), "positive", "negative"))

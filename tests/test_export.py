@@ -11,13 +11,13 @@ import xml.etree.ElementTree as ET
 import pytest
 from plotly.io.json import to_json_plotly
 
+from app.core.options import ExportOptions, OptionError, ViewOptions
 from app.export import ExportError, SidecarError, export_figure, read_sidecar, resolve_pair, write_atomically
 from app.export.files import check_drawn, start_export_server
-from app.export.jobs import Job, make_one
-from app.loading import service_of
-from app.options import ExportOptions, OptionError, ViewOptions
-from app.render import render
-from app.services import Analysis
+from app.export.requests import Job, make_one
+from app.service.analysis import Analysis
+from app.service.registry import service_of
+from app.views.render import render
 
 TEXT = "a fine , moving film"
 

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.fold import choose_fold, fold_scores
-from app.options import FOLD_ABOVE, ViewOptions
-from app.render import render
-from app.services import Analysis
+from app.core.fold import choose_fold, fold_scores
+from app.core.options import FOLD_ABOVE, ViewOptions
+from app.service.analysis import Analysis
+from app.views.render import render
 from tests.conftest import plotly_figure
 
 LONG = Analysis(" ".join(["a fine , moving film"] * 12))  # 60 words, 62 tokens with [CLS] / [SEP]
@@ -15,7 +15,7 @@ LONG = Analysis(" ".join(["a fine , moving film"] * 12))  # 60 words, 62 tokens 
 
 @pytest.fixture
 def service(tiny_app):
-    from app.loading import service_of
+    from app.service.registry import service_of
 
     return service_of(tiny_app)
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from app import ids
-from app.cli import main
-from app.dash_http import HttpClient, dependencies
-from app.options import DEFAULT_PNG_SCALE, ExportOptions
+from app.cli.main import main
+from app.core.options import DEFAULT_PNG_SCALE, ExportOptions
+from app.dashboard import ids
+from app.testing.dash_http import HttpClient, dependencies
 from tests.servers import serving
 from tests.test_bad_input import BASE
 
@@ -33,7 +33,7 @@ MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF", "svg": b"<svg"}
 def models_never_load(monkeypatch):
     """Fails a test if a model is loaded: arguments must be refused before that."""
     import attention
-    from app.services import AnalysisService
+    from app.service.analysis import AnalysisService
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("the models were loaded before the arguments were checked")
@@ -286,7 +286,7 @@ def test_a_forked_child_exports_with_a_browser_of_its_own_and_leaves_no_folders(
         import os, signal, sys
         import plotly.graph_objects as go
         from app.export import files
-        from app.options import ExportOptions
+        from app.core.options import ExportOptions
 
         figure, svg = go.Figure(go.Bar(x=[1, 2], y=[3, 4])), ExportOptions.create("svg")
         files.render_bytes(figure, svg)

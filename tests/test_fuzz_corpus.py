@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from app.cli import main
-from app.corpus_page import CATALOG_KEY, MAX_GRID_ROWS, GridRequestError, check_view, grid_rows, view_table
+from app.cli.main import main
+from app.corpus.page import CATALOG_KEY, MAX_GRID_ROWS, GridRequestError, check_view, grid_rows, view_table
 from attention.corpus import corpus_source, read_table, run_corpus
 from attention.corpus.query import sql
 from attention.corpus.source import CorpusSource, load_pair_config
@@ -370,8 +370,8 @@ def _bare_page(monkeypatch, tmp_path: Path, names: dict[str, str], default: str,
 
     monkeypatch.setattr(_get_app, "APP", _get_app.APP)
 
-    from app.corpus_page import mount_corpus_page
-    from app.main import assets_dir
+    from app.corpus.page import mount_corpus_page
+    from app.team.site import assets_dir
 
     server = Flask(__name__)
     mount_corpus_page(server, pair_config_names=names, default_models=default, root=tmp_path,
@@ -445,7 +445,7 @@ def corpora(tiny_pair, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def page_app(tiny_config, corpora):
-    from app.main import create_app
+    from app.team.site import create_app
 
     return create_app(tiny_config, settings=Settings(corpora=corpora))
 
@@ -561,7 +561,7 @@ def test_well_formed_grid_requests_still_work(page_app, corpora):
 
 
 def _grid_over_http(client, request, grid=GRID) -> dict:
-    from app.dash_http import dependencies
+    from app.testing.dash_http import dependencies
 
     corpus = "/corpus"
     spec = next(s for s in dependencies(_Prefixed(client, corpus)) if "getRowsResponse" in s["output"])
@@ -610,7 +610,7 @@ def test_a_malformed_grid_request_over_http_shows_its_message_not_a_generic_one(
 
 
 def test_a_head_outside_the_corpus_gets_a_message_in_the_example_card(page_app):
-    from app.dash_http import dependencies, request_body
+    from app.testing.dash_http import dependencies, request_body
 
     client = page_app.server.test_client()
     spec = next(s for s in dependencies(_Prefixed(client, "/corpus")) if "corpus-grid.children" in s["output"])

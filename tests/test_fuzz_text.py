@@ -14,9 +14,9 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from app import ids
-from app.cli import main
-from app.dash_http import call
+from app.cli.main import main
+from app.dashboard import ids
+from app.testing.dash_http import call
 from attention import extract, load_model
 from attention.errors import InputTextError
 from attention.extract import MAX_TEXT_CHARS, encode
@@ -249,7 +249,7 @@ STORED = [(FIVE_MB, "characters long"), (MILLION_WORDS, "characters long"), ("\u
 @pytest.mark.parametrize("output", [ids.SANKEY, ids.SENTENCE, ids.MATRIX])
 @pytest.mark.parametrize(("text", "words"), STORED, ids=["5 MB", "1M words", "zero-width", "NUL", "control"])
 def test_a_bad_text_put_in_the_pages_store_is_refused_not_drawn(tiny_app, monkeypatch, output, text, words):
-    from app.loading import service_of
+    from app.service.registry import service_of
 
     if "characters" in words:  # over the limit: the tokenizer must never run
         tokenizer = type(service_of(tiny_app).pair.pretrained.tokenizer)
@@ -311,7 +311,7 @@ def test_export_lists_the_bad_lines_of_a_texts_file(tiny_config, tmp_path, capsy
     ids=["text", "text and pair"],
 )
 def test_a_sidecar_over_the_limit_is_refused_before_loading(tmp_path, capsys, monkeypatch, text, pair, words):
-    from app.services import AnalysisService
+    from app.service.analysis import AnalysisService
     from tests.test_bad_input import _sidecar
 
     def refuse(*_args, **_kwargs):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app import ids
+from app.dashboard import ids
 from tests.servers import redis_server, serving
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 

@@ -12,10 +12,10 @@ import threading
 
 import pytest
 
-from app import ids
-from app.dash_http import call
-from app.loading import ModelsNotReadyError, ServiceLoader, service_of
-from app.services import EXTENSION_KEY
+from app.dashboard import ids
+from app.service.analysis import EXTENSION_KEY
+from app.service.registry import ModelsNotReadyError, ServiceLoader, service_of
+from app.testing.dash_http import call
 from attention.errors import AttentionFlowsError, IncompatibleModelsError, ModelLoadError
 
 TEXT_VALUES = {f"{ids.ANALYSE}.n_clicks": 1, f"{ids.TEXT}.value": "a fine , moving film"}
@@ -98,7 +98,7 @@ def test_a_failed_build_resumes_the_collector_and_freezes_nothing(collector_enab
 
 
 def test_page_and_health_are_served_while_the_models_load(tiny_config, tiny_app):
-    from app.main import create_app
+    from app.team.site import create_app
 
     release = threading.Event()
     dash_app = create_app(tiny_config, build_service=_blocked_build(service_of(tiny_app), release))
@@ -129,7 +129,7 @@ def _pair_config(tmp_path, first, second):
 
 def test_models_that_fail_to_load_are_a_message_in_the_page_and_in_healthz(tiny_models, tmp_path):
     """config.json is fine (the page is built) but the weights are not: the failure surfaces in the page."""
-    from app.main import create_app
+    from app.team.site import create_app
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_models["bert-classifier"], broken)
@@ -148,7 +148,7 @@ def test_models_that_fail_to_load_are_a_message_in_the_page_and_in_healthz(tiny_
 
 
 def test_bad_pairs_are_refused_before_anything_loads(tiny_models, tmp_path):
-    from app.main import create_app
+    from app.team.site import create_app
 
     with pytest.raises(IncompatibleModelsError, match="layers: 2 vs 3"):
         create_app(_pair_config(tmp_path, tiny_models["bert"], tiny_models["bert-3-layers"]))
@@ -159,7 +159,7 @@ def test_bad_pairs_are_refused_before_anything_loads(tiny_models, tmp_path):
 def test_the_engine_imports_without_torch_transformers_or_numba():
     """``import attention`` and the dashboard's page modules stay light, so the page is served at once."""
     code = (
-        "import sys, attention, app.main, app.callbacks;"
+        "import sys, attention, app.team.site, app.dashboard.callbacks;"
         "print(sorted(m for m in ('torch', 'transformers', 'numba') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout

@@ -3,9 +3,9 @@ behind sign-in like every route."""
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import ids
-from app.auth import AuthConfig, UsersFile
-from app.dash_http import call
+from app.dashboard import ids
+from app.team.auth import AuthConfig, UsersFile
+from app.testing.dash_http import call
 
 
 def _samples(text: str) -> dict:
@@ -38,7 +38,7 @@ def test_metrics_count_callbacks_and_cache_use(tiny_app):
         assert response.status_code == 200
     body = {"output": "made-up.children", "inputs": [], "changedPropIds": []}
     made_up = client.post("/_dash-update-component", json=body)
-    assert made_up.status_code == 400  # refused before Dash (app/request_checks.py)
+    assert made_up.status_code == 400  # refused before Dash (app/team/request_checks.py)
     page = client.get("/metrics")
     assert page.status_code == 200 and page.mimetype == "text/plain"
     samples = _samples(page.get_data(as_text=True))
@@ -52,7 +52,7 @@ def test_metrics_count_callbacks_and_cache_use(tiny_app):
 
 
 def test_metrics_need_sign_in(tiny_config, tmp_path):
-    from app.main import create_app
+    from app.team.site import create_app
 
     users = UsersFile(tmp_path / "users.json")
     users.add("ada", "correct horse battery")
@@ -62,7 +62,7 @@ def test_metrics_need_sign_in(tiny_config, tmp_path):
 
 def _loaded(dash_app):
     """The app once its models are loaded (a process must not exit while the loader thread is inside torch)."""
-    from app.loading import service_of
+    from app.service.registry import service_of
 
     service_of(dash_app)
     return dash_app

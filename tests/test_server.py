@@ -6,8 +6,8 @@ import urllib.request
 
 import pytest
 
-from app import ids
-from app.dash_http import request_body
+from app.dashboard import ids
+from app.testing.dash_http import request_body
 from tests.servers import serving
 
 
@@ -32,5 +32,5 @@ def test_gunicorn_workers_serve_the_same_answers(tiny_config, tmp_path):
         answers = {json.dumps(_post(f"{base}/_dash-update-component", body), sort_keys=True) for _ in range(6)}
         assert len(answers) == 1  # every worker computed (or cached) the same figure
         assert "sankey" in answers.pop()
-        workers = subprocess.run(["pgrep", "-f", "gunicorn.*app.wsgi:server"], capture_output=True, text=True)
+        workers = subprocess.run(["pgrep", "-f", "gunicorn.*app.team.wsgi:server"], capture_output=True, text=True)
         assert len(workers.stdout.split()) >= 3  # the arbiter and two workers

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from app.options import ViewOptions
-from app.services import Analysis
+from app.core.options import ViewOptions
+from app.service.analysis import Analysis
 from attention.errors import InputTextError
 
 TEXT = Analysis("a fine , moving film")
@@ -12,7 +12,7 @@ TEXT = Analysis("a fine , moving film")
 
 @pytest.fixture
 def service(tiny_app):
-    from app.loading import service_of
+    from app.service.registry import service_of
 
     return service_of(tiny_app)
 
@@ -28,7 +28,7 @@ def test_trace_sources_are_token_positions_that_hiding_never_changes(service):
 
 
 def test_hiding_the_traced_token_is_said_in_the_sankey(service):
-    from app.render import render
+    from app.views.render import render
 
     figure = render("sankey", service, TEXT, ViewOptions(hide=("special",)))
     assert "traced token ([CLS]) is hidden" in figure["layout"]["annotations"][0]["text"]
@@ -63,7 +63,7 @@ def test_every_token_hidden_is_one_clear_sentence(service):
     ],
 )
 def test_choices_that_do_not_exist_are_refused_never_dropped(service, options, message):
-    from app.options import OptionError
+    from app.core.options import OptionError
 
     with pytest.raises(OptionError, match=message):
         service.checked(TEXT, options)
@@ -77,7 +77,7 @@ def test_all_layers_and_all_heads_share_the_default_cache_entries(service):
 
 
 def test_runs_are_computed_once_per_input(service, monkeypatch):
-    from app import services
+    from app.service import analysis as services
 
     calls = []
     real = services.extract
@@ -92,8 +92,8 @@ def test_runs_are_computed_once_per_input(service, monkeypatch):
 def test_the_default_view_s_class_relevance_comes_from_the_analysis_pass(service, monkeypatch):
     """Analysing for class relevance of the predicted class runs the classifier once (forward and backward) and
     caches both its run and its relevance, equal to separate calls; the view then runs no model."""
-    from app import services
-    from app.render import render
+    from app.service import analysis as services
+    from app.views.render import render
     from attention import class_relevance, extract
 
     analysis = service.analyse("a quiet , tender and funny film", explain=True)
@@ -115,7 +115,7 @@ def test_overlong_paste_is_refused_before_tokenizing(service):
 def test_cache_evicts_the_least_recently_used_by_bytes():
     import numpy as np
 
-    from app.cache import ByteLRU
+    from app.service.memo import ByteLRU
 
     cache = ByteLRU(2500)
     cache.get_or_compute("a", lambda: np.zeros(100))  # 800 bytes
@@ -130,7 +130,7 @@ def test_cache_evicts_the_least_recently_used_by_bytes():
 def test_a_value_larger_than_the_budget_is_returned_but_not_stored():
     import numpy as np
 
-    from app.cache import ByteLRU
+    from app.service.memo import ByteLRU
 
     cache = ByteLRU(1000)
     big = cache.get_or_compute("big", lambda: np.zeros(1000))
@@ -141,7 +141,7 @@ def test_size_of_counts_tensors_frames_and_shared_objects_once():
     import numpy as np
     import pandas as pd
 
-    from app.cache import size_of
+    from app.service.memo import size_of
 
     array = np.zeros((10, 10), dtype=np.float32)
     assert size_of(array) == 400 and size_of(array[:5]) == 400  # a view is its base's buffer
@@ -159,7 +159,7 @@ def test_the_service_cache_counts_what_an_analysis_holds(service):
 
 
 def test_view_options_validation_names_the_problem():
-    from app.options import OptionError
+    from app.core.options import OptionError
 
     with pytest.raises(OptionError, match=r"Option 'tau' is 2; it must lie in \[0, 1\]"):
         ViewOptions(tau=2.0)
@@ -172,8 +172,8 @@ def test_view_options_validation_names_the_problem():
 
 
 def test_attention_method_views_never_run_the_backward_pass(service, monkeypatch):
-    from app import services
-    from app.render import render
+    from app.service import analysis as services
+    from app.views.render import render
 
     calls = []
     monkeypatch.setattr(services, "class_relevance", lambda *a, **k: calls.append(a))
@@ -184,7 +184,7 @@ def test_attention_method_views_never_run_the_backward_pass(service, monkeypatch
 
 
 def test_a_sentence_pair_is_marked_in_the_matrix_and_the_token_scores(service):
-    from app.render import render
+    from app.views.render import render
     from tests.conftest import plotly_figure
 
     pair = Analysis("a fine film", "it is good")  # [CLS] a fine film [SEP] | it is good [SEP]
@@ -208,7 +208,7 @@ def test_a_sentence_pair_is_marked_in_the_matrix_and_the_token_scores(service):
 
 def test_the_word_query_is_the_attention_a_word_receives_per_head(service):
     from app.figures.heatmaps import top_heads
-    from app.render import render
+    from app.views.render import render
     from tests.conftest import plotly_figure
 
     runs = service.runs(TEXT)

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app import ids
-from app.dash_http import HttpClient, call
-from app.loading import PairRegistry
-from app.server_config import load_server_config
-from app.shared_cache import SharedCache, decode_runs, encode_runs
+from app.dashboard import ids
+from app.service.registry import PairRegistry
+from app.service.stores import SharedCache, decode_runs, encode_runs
+from app.team.config import load_server_config
+from app.testing.dash_http import HttpClient, call
 from attention.errors import ConfigError
 from tests.servers import free_port, redis_server
 
@@ -54,7 +54,7 @@ def server_toml(tiny_config, second_config, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def team_app(server_toml, tmp_path_factory):
-    from app.main import create_app
+    from app.team.site import create_app
 
     config = load_server_config(server_toml)
     config = config.model_copy(
@@ -106,7 +106,7 @@ def test_the_environment_overrides_the_config_file(tmp_path, monkeypatch):
 
 
 def test_a_worker_keeps_at_most_the_configured_pairs_loaded_and_reloads_on_use(tiny_app):
-    from app.loading import service_of
+    from app.service.registry import service_of
 
     service = service_of(tiny_app)
     built = []
@@ -183,8 +183,8 @@ def test_callbacks_use_the_pair_the_analysis_names_and_refuse_others(team_app):
 
 
 def test_encoded_runs_come_back_bit_identical(tiny_app):
-    from app.loading import service_of
-    from app.services import Analysis
+    from app.service.analysis import Analysis
+    from app.service.registry import service_of
 
     runs = service_of(tiny_app).runs(Analysis("a fine , moving film", "and a pair"))
     data = encode_runs(runs)
@@ -209,11 +209,11 @@ def test_graphs_from_the_shared_cache_draw_the_same_sankey(tiny_app, monkeypatch
     a Sankey drawn from another worker's graphs names the same heads (it said '–' when they came back as lists)."""
     import plotly.io as pio
 
-    from app import render
+    from app.core.options import ViewOptions
     from app.figures.theme import Canvas
-    from app.loading import service_of
-    from app.options import ViewOptions
-    from app.services import Analysis, decode_graphs, encode_graphs
+    from app.service.analysis import Analysis, decode_graphs, encode_graphs
+    from app.service.registry import service_of
+    from app.views import render
 
     service = service_of(tiny_app)
     analysis = Analysis("a fine , moving film about nothing and everything")
@@ -239,9 +239,9 @@ def test_graphs_from_the_shared_cache_draw_the_same_sankey(tiny_app, monkeypatch
 
 
 def test_a_second_worker_reads_the_runs_from_redis_and_survives_redis_going_away(tiny_app, tmp_path):
-    from app.loading import service_of
-    from app.server_config import CacheSection
-    from app.services import Analysis, AnalysisService
+    from app.service.analysis import Analysis, AnalysisService
+    from app.service.registry import service_of
+    from app.team.config import CacheSection
 
     pair = service_of(tiny_app).pair
     with redis_server(tmp_path / "redis") as redis:
@@ -254,7 +254,7 @@ def test_a_second_worker_reads_the_runs_from_redis_and_survives_redis_going_away
         read = second.runs(analysis)  # another worker: no forward pass
         assert (second.shared.hits, second.shared.stores) == (1, 0)
         assert np.array_equal(computed.finetuned.weights, read.finetuned.weights)
-        from app.options import ViewOptions
+        from app.core.options import ViewOptions
 
         options = ViewOptions()
         mine = first.faithfulness(analysis, options)
@@ -341,8 +341,8 @@ def test_workers_missing_the_same_entry_at_once_compute_it_once(tmp_path):
     """The views of one input arrive together on different workers: one computes, the others wait for it."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from app.server_config import CacheSection
-    from app.shared_cache import DiskCache
+    from app.service.stores import DiskCache
+    from app.team.config import CacheSection
 
     calls = []
 
@@ -365,8 +365,8 @@ def test_workers_missing_the_same_entry_at_once_compute_it_once(tmp_path):
 
 
 def test_metrics_report_pairs_and_job_outcomes(team_app):
-    from app.callbacks.jobs import show_faithfulness_job
-    from app.loading import service_of
+    from app.dashboard.callbacks.jobs import show_faithfulness_job
+    from app.service.registry import service_of
 
     service_of(team_app)  # the default pair, loaded (at most one pair stays loaded here)
     with team_app.server.test_request_context():
@@ -385,7 +385,7 @@ def test_a_forked_job_process_does_not_inherit_a_lock_another_thread_held(tiny_a
     import os
     import threading
 
-    from app.loading import service_of
+    from app.service.registry import service_of
 
     service = service_of(tiny_app)
     held, release = threading.Event(), threading.Event()
@@ -411,9 +411,9 @@ def test_a_forked_job_process_does_not_inherit_a_lock_another_thread_held(tiny_a
 def test_graph_comparisons_come_back_from_the_shared_cache_exactly(tiny_app):
     import pandas as pd
 
-    from app.loading import service_of
-    from app.options import ViewOptions
-    from app.services import decode_graphs, encode_graphs
+    from app.core.options import ViewOptions
+    from app.service.analysis import decode_graphs, encode_graphs
+    from app.service.registry import service_of
 
     service = service_of(tiny_app)
     cases = [
@@ -441,7 +441,7 @@ def test_graph_comparisons_come_back_from_the_shared_cache_exactly(tiny_app):
 def test_a_batch_export_that_cannot_be_made_is_one_line_and_sends_nothing(tiny_app, texts, view, message):
     from dash import no_update
 
-    from app.callbacks.jobs import EXPORT_CONTROLS, export_job
+    from app.dashboard.callbacks.jobs import EXPORT_CONTROLS, export_job
 
     controls = {"mode": "comparison", "layers": [1, 2], "heads": [0, 1], "tau": 0.05, "alpha": 0.5,
                 "aggregation": "mean", "level": "token", "sources": [], "hide": [], "sinks": ["sinks"], "top_k": 30,
@@ -458,7 +458,7 @@ def test_background_jobs_run_below_the_web_workers_priority(tmp_path):
     worker that started it, so a faithfulness check never slows the page's own requests."""
     import diskcache
 
-    from app.jobs import JOB_NICE, LostJobsDiskcacheManager
+    from app.team.jobs import JOB_NICE, LostJobsDiskcacheManager
 
     manager = LostJobsDiskcacheManager(diskcache.Cache(str(tmp_path / "jobs")))
     seen = tmp_path / "priority"
@@ -482,7 +482,7 @@ def test_a_job_started_while_another_thread_compiles_with_numba_finishes(tmp_pat
     import numba
     from numba.core.compiler_lock import global_compiler_lock
 
-    from app.jobs import LostJobsDiskcacheManager
+    from app.team.jobs import LostJobsDiskcacheManager
 
     manager = LostJobsDiskcacheManager(diskcache.Cache(str(tmp_path / "jobs")))
     done = tmp_path / "done"
@@ -515,10 +515,10 @@ def test_a_job_started_while_another_thread_compiles_with_numba_finishes(tmp_pat
 def test_an_analysis_shares_its_class_relevance_with_the_other_workers(tiny_app, tmp_path, monkeypatch):
     """The relevance computed along with an analysis's runs is put in the shared cache: another worker's default
     view reads it there and runs no model."""
-    from app import services
-    from app.loading import service_of
-    from app.services import AnalysisService
-    from app.shared_cache import DiskCache
+    from app.service import analysis as services
+    from app.service.analysis import AnalysisService
+    from app.service.registry import service_of
+    from app.service.stores import DiskCache
 
     pair = service_of(tiny_app).pair
     shared = DiskCache(tmp_path / "shared", budget=2**26)

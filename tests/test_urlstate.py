@@ -5,10 +5,10 @@ import urllib.parse
 
 import pytest
 
-from app import ids
-from app.options import OptionError, ViewOptions
-from app.services import Analysis
-from app.urlstate import PageState, control_values, from_query, to_query
+from app.core.options import OptionError, ViewOptions
+from app.core.urlstate import PageState, control_values, from_query, to_query
+from app.dashboard import ids
+from app.service.analysis import Analysis
 
 
 def test_a_state_survives_the_url_and_defaults_are_left_out():
@@ -97,7 +97,7 @@ def test_the_page_opens_in_the_state_of_its_url(tiny_app):
 
 
 def test_the_help_links_open_the_docs_at_their_section(tiny_app):
-    from app.help import HELP
+    from app.dashboard.help import HELP
 
     client = tiny_app.server.test_client()
     for _, anchor in HELP.values():

@@ -1,6 +1,6 @@
 """Static export of any view as PNG / SVG / PDF: the files (:mod:`app.export.files`), the JSON sidecar that makes a
 figure again (:mod:`app.export.sidecar`, its only owner) and export jobs for the command line and the dashboard
-(:mod:`app.export.jobs`)."""
+(:mod:`app.export.requests`)."""
 
 from app.export.files import (
     ExportError,

@@ -4,7 +4,7 @@ One kaleido browser is kept alive per process (:func:`start_export_server`), so 
 costs well under a second; it closes (and kaleido removes its temporary folders) when the process exits, and a
 forked child starts its own instead of waiting forever on its parent's. Files are written to a temporary file
 next to the target and renamed, so a failed export never leaves a half-written file. Sizes and formats are
-:class:`app.options.ExportOptions`.
+:class:`app.core.options.ExportOptions`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from app.core.options import MAX_RENDER_SIDE, ExportOptions
 from app.figures.theme import Figure
-from app.options import MAX_RENDER_SIDE, ExportOptions
 from attention.errors import AttentionFlowsError
 
 _MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF", "svg": b"<svg"}

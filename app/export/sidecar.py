@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.options import VIEWS, ExportOptions, OptionError, ViewOptions, check_choice
+from app.core.options import VIEWS, ExportOptions, OptionError, ViewOptions, check_choice
 from attention import __version__
 from attention.config import PairConfig, available_configs, load_config
 from attention.errors import AttentionFlowsError

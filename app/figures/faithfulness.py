@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from app.core.options import MEASURES, METHODS
 from app.figures.theme import Figure, figure, layout
-from app.options import MEASURES, METHODS
 
 # Okabe-Ito, colour-blind safe; one colour per method, never the two model colours.
 METHOD_COLOURS = {

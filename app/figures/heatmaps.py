@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from app.core.options import HEAD_METRICS, PAIR_METRICS
 from app.figures.sentence import method_phrase
 from app.figures.theme import (
     DIVERGING,
@@ -25,7 +26,6 @@ from app.figures.theme import (
     panel_title,
     symmetric_range,
 )
-from app.options import HEAD_METRICS, PAIR_METRICS
 
 
 def _panels(mode: str) -> list[str]:
@@ -270,7 +270,7 @@ def make_matrix(
 
     Axes are categories ``"<position>:<token>"`` (unique even when a word repeats) shown as the bare token, so
     hovering names both tokens without an n x n array of strings. ``other`` is the position of a long input's
-    folded tokens (:mod:`app.fold`): its row and column do not set the top of the colour scale (its column sums
+    folded tokens (:mod:`app.core.fold`): its row and column do not set the top of the colour scale (its column sums
     many tokens and may exceed it). Key labels are vertical, and thinned to every k-th when the ``canvas`` leaves
     a column narrower than a line of text (every label is in the hover). A dashed line marks ``segment_start``,
     the first token of a pair's second segment."""

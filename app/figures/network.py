@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from app.core.options import ARRANGEMENTS
 from app.figures.sankey import SINK_COLOUR, drawn_graph, legend_traces
 from app.figures.theme import (
     MODEL_COLOURS,
@@ -27,7 +28,6 @@ from app.figures.theme import (
     layout,
     rgba,
 )
-from app.options import ARRANGEMENTS
 
 WIDTHS = ((0.02, 1.0), (0.10, 2.5), (math.inf, 5.0))  # (share below which, line width px)
 HIGHLIGHT = "#111111"

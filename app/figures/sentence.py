@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from app.core.options import CLASS_METHODS, METHODS
 from app.figures.theme import (
     DIVERGING,
     MODEL_LABELS,
@@ -28,7 +29,6 @@ from app.figures.theme import (
     readable_text_colour,
     symmetric_range,
 )
-from app.options import CLASS_METHODS, METHODS
 
 RELEVANCE_SCALE = [[0.0, "#FFFFFF"], [0.5, "#B79FD1"], [1.0, "#4A2377"]]  # white -> purple: neither model's colour
 SIGNED_SCALE = [[0.0, "#1B7837"], [0.5, "#FFFFFF"], [1.0, "#4A2377"]]  # green <- 0 -> purple (input × gradient)

@@ -1,0 +1,1 @@
+"""The ``attention-flows`` command line: one module per command family."""

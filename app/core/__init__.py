@@ -1,0 +1,1 @@
+"""The page's state and options, free of Dash: options, the analysis shown, URL state, folding."""

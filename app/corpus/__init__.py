@@ -1,0 +1,1 @@
+"""The corpus page (/corpus/): what fine-tuning changed over a whole corpus, linked to single examples."""

@@ -1,0 +1,142 @@
+"""Selecting a head by clicking the head grid or the similarity map; highlighted with ``dash.Patch``."""
+
+from __future__ import annotations
+
+from dash import ALL, Input, Output, Patch, State, ctx
+from dash.exceptions import PreventUpdate
+
+from app.core.options import parse_head
+from app.dashboard import ids
+from app.dashboard.callbacks.common import guarded, require_analysis, selected_head, service_for, view_options
+from app.dashboard.callbacks.registry import declare
+from app.dashboard.callbacks.views import CONTROLS, RELEVANCE
+from app.figures.heatmaps import grid_shapes
+from app.figures.scatter import selected_positions, selected_trace_index
+from app.figures.thumbnails import head_at, thumbnail_outline
+
+# Every option that decides which tokens the thumbnail grid draws (a long input keeps its most relevant tokens).
+DRAWN_STATES = {
+    name: State(dep.component_id, dep.component_property) for name, dep in {**CONTROLS, **RELEVANCE}.items()
+} | {"renormalize": State(ids.RENORMALIZE, "value")}
+
+
+@declare(
+    Output(ids.SELECTED_HEAD, "data"),
+    Input(ids.HEAD_GRID, "clickData"),
+    Input(ids.SIMILARITY, "clickData"),
+    Input(ids.CLEAR_HEAD, "n_clicks"),
+    Input({"type": "top-head", "index": ALL}, "n_clicks"),
+    Input(ids.THUMBNAILS, "clickData"),
+    State(ids.SELECTED_HEAD, "data"),
+    State(ids.ANALYSIS, "data"),
+    *DRAWN_STATES.values(),
+    prevent_initial_call=True,
+)
+@guarded
+def select_head(grid_click, similarity_click, _clear, _top_heads, thumbnail_click, current, analysis_data=None,
+                *controls):  # fmt: skip
+    """A click on a head (either view, or a head the word query lists) selects it; 'head mean' keeps the layer
+    and drops the head."""
+    service = service_for(analysis_data)
+    if ctx.triggered_id == ids.CLEAR_HEAD:
+        layer, _ = selected_head(current, service)
+        return {"layer": layer, "head": None}
+    if isinstance(ctx.triggered_id, dict):  # a word-query button: only a real click (they are drawn with 0)
+        if not ctx.triggered or not ctx.triggered[0].get("value"):
+            raise PreventUpdate
+        layer, head = parse_head(str(ctx.triggered_id.get("index")))
+    elif ctx.triggered_id == ids.THUMBNAILS:  # a cell of one head's map: which map it is in
+        point = _first_point(thumbnail_click)
+        drawn = _drawn_tokens(service, analysis_data, controls)
+        if not isinstance(point.get("x"), int | float) or not isinstance(point.get("y"), int | float):
+            raise PreventUpdate
+        layer, head = head_at(point["x"], point["y"], layers=service.num_layers, tokens=drawn)
+    elif ctx.triggered_id == ids.HEAD_GRID:  # heatmap cells: x is the head, y the layer
+        point = _first_point(grid_click)
+        layer, head = point.get("y"), point.get("x")
+    else:  # similarity markers carry [layer, head, change]; the linking lines carry nothing
+        data = _first_point(similarity_click).get("customdata")
+        layer, head = (data[0], data[1]) if isinstance(data, list | tuple) and len(data) >= 2 else (None, None)
+    if layer is None or head is None:
+        raise PreventUpdate
+    layer, head = selected_head({"layer": layer, "head": head}, service)
+    return {"layer": layer, "head": head}
+
+
+def _drawn_tokens(service, analysis_data, controls: tuple) -> int:
+    """How many tokens each map of the thumbnail grid has (as drawn: level, hiding, a long input folded)."""
+    options = view_options(**dict(zip(DRAWN_STATES, controls, strict=True)))
+    return len(service.thumbnails(require_analysis(analysis_data), options)[2])
+
+
+def _first_point(click: object) -> dict:
+    """The first point of a plotly ``clickData``; an empty dict for anything else."""
+    points = click.get("points") if isinstance(click, dict) else None
+    first = points[0] if isinstance(points, list) and points else None
+    return first if isinstance(first, dict) else {}
+
+
+@declare(
+    Output(ids.HEAD_GRID, "figure", allow_duplicate=True),
+    Input(ids.SELECTED_HEAD, "data"),
+    State(ids.MODE, "value"),
+    State(ids.WORD, "value"),
+    State(ids.HEADS, "value"),
+    State(ids.ANALYSIS, "data"),
+    prevent_initial_call=True,
+)
+@guarded
+def outline_selected_head(selected, mode, word, heads, analysis_data=None):
+    """Move the outline in the head grid (each panel of the word query) without redrawing it."""
+    service = service_for(analysis_data)
+    options = view_options(mode=mode, word=word, heads=heads)
+    panels = 3 if options.word is not None and options.mode == "comparison" else 1
+    patch = Patch()
+    patch["layout"]["shapes"] = grid_shapes(
+        selected_head(selected, service),
+        service.num_heads,
+        service.num_layers,
+        panels=panels,
+        shown_heads=options.heads,
+    )
+    return patch
+
+
+@declare(
+    Output(ids.THUMBNAILS, "figure", allow_duplicate=True),
+    Input(ids.SELECTED_HEAD, "data"),
+    State(ids.ANALYSIS, "data"),
+    *DRAWN_STATES.values(),
+    prevent_initial_call=True,
+)
+@guarded
+def frame_selected_thumbnail(selected, analysis_data, *controls):
+    """Move the frame in the thumbnail grid without redrawing it."""
+    service = service_for(analysis_data)
+    drawn = _drawn_tokens(service, analysis_data, controls)
+    patch = Patch()
+    patch["layout"]["shapes"] = thumbnail_outline(
+        selected_head(selected, service), layers=service.num_layers, tokens=drawn
+    )
+    return patch
+
+
+@declare(
+    Output(ids.SIMILARITY, "figure", allow_duplicate=True),
+    Input(ids.SELECTED_HEAD, "data"),
+    State(ids.ANALYSIS, "data"),
+    State(ids.MODE, "value"),
+    prevent_initial_call=True,
+)
+@guarded
+def mark_selected_head(selected, analysis_data, mode):
+    """Move the 'selected head' markers in the similarity map without redrawing it."""
+    service = service_for(analysis_data)
+    options = view_options(mode=mode)
+    embedding = service.embedding(require_analysis(analysis_data), options)
+    xs, ys = selected_positions(embedding, options.mode, selected_head(selected, service))
+    patch = Patch()
+    trace = selected_trace_index(options.mode)
+    patch["data"][trace]["x"] = xs
+    patch["data"][trace]["y"] = ys
+    return patch

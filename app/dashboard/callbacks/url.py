@@ -1,0 +1,158 @@
+"""Keep the page's state in its URL (:mod:`app.core.urlstate`), both ways, in one callback.
+
+The page opens in its URL's state (the layout is built from it, :func:`app.team.site.create_app`). After that, Dash
+allows a callback to read and write the same properties (the URL and the controls) only within one callback, so
+this one does both: when the URL changes (back / forward) it sets the text, the controls and the selected head;
+when any of those changes it writes the URL (one history entry per change). A new input or a new token level also
+clears the token choices (trace from, word query): their numbers refer to the old tokens.
+"""
+
+from __future__ import annotations
+
+from dash import Input, Output, State, ctx, no_update
+
+from app.core.options import OptionError, ViewOptions
+from app.core.urlstate import PageState, control_values, from_query, to_query
+from app.dashboard import ids
+from app.dashboard.callbacks.common import service_for, show_error
+from app.dashboard.callbacks.registry import declare, declare_clientside
+from app.service.analysis import Analysis, default_pair_name
+from attention.errors import AttentionFlowsError
+
+URL = ids.URL
+CONTROL_IDS = {
+    "mode": ids.MODE,
+    "layers": ids.LAYERS,
+    "heads": ids.HEADS,
+    "tau": ids.TAU,
+    "alpha": ids.ALPHA,
+    "aggregation": ids.AGGREGATION,
+    "level": ids.LEVEL,
+    "sources": ids.SOURCES,
+    "hide": ids.HIDE,
+    "sinks": ids.SINKS,
+    "metric": ids.METRIC,
+    "method": ids.METHOD,
+    "measure": ids.MEASURE,
+    "target": ids.TARGET,
+    "top_k": ids.TOP_K,
+    "word": ids.WORD,
+    "arrangement": ids.ARRANGEMENT,
+    "renormalize": ids.RENORMALIZE,
+}
+TOKEN_CHOICES = ("sources", "word")  # positions in the current input, at the current level
+
+
+@declare(
+    output={
+        "search": Output(URL, "search"),
+        "analysis": Output(ids.ANALYSIS, "data", allow_duplicate=True),
+        "text": Output(ids.TEXT, "value", allow_duplicate=True),
+        "text_pair": Output(ids.TEXT_PAIR, "value"),
+        "selected": Output(ids.SELECTED_HEAD, "data", allow_duplicate=True),
+        **{name: Output(component, "value") for name, component in CONTROL_IDS.items()},
+    },
+    inputs={
+        "search": Input(URL, "search"),
+        "analysis_data": Input(ids.ANALYSIS, "data"),
+        "selected": Input(ids.SELECTED_HEAD, "data"),
+        **{name: Input(component, "value") for name, component in CONTROL_IDS.items()},
+    },
+    prevent_initial_call=True,  # the layout opens in the URL's state (app/team/site.py); nothing to wait for on load
+)
+def sync_url(search, analysis_data, selected, **controls):
+    """URL → page on load and back / forward; page → URL on every other change."""
+    unchanged = {"search": no_update, "analysis": no_update, "text": no_update, "text_pair": no_update,
+                 "selected": no_update, **{name: no_update for name in CONTROL_IDS}}  # fmt: skip
+    service = service_for(analysis_data)
+    if ctx.triggered_id == URL:  # back / forward (the page opened in its URL's state already)
+        restored = _restore(search, unchanged, service)
+        current = {"analysis": analysis_data, "selected": selected, **controls}
+        # only what differs: the Location also reports the URL the page opened with, which changes nothing
+        return {
+            key: no_update if key in current and value == current[key] else value for key, value in restored.items()
+        }
+    try:
+        analysis = Analysis.from_store(analysis_data)
+        if ctx.triggered_id in (ids.ANALYSIS, ids.LEVEL):  # new tokens: old positions mean nothing
+            cleared = {name: ([] if name == "sources" else None) for name in TOKEN_CHOICES if controls[name]}
+            unchanged |= cleared
+            controls |= cleared
+        options = ViewOptions.from_controls(**controls)
+        if analysis is not None:
+            options = service.checked(analysis, options)
+        head = selected if isinstance(selected, dict) else None
+        chosen = (head["layer"], head.get("head")) if head else None
+        query = to_query(PageState(analysis, options, chosen), default_models=default_pair_name())
+    except (AttentionFlowsError, ValueError):
+        return unchanged  # the views say what is wrong; the URL keeps the last good state
+    wanted = f"?{query}" if query else ""
+    if wanted != (search or ""):
+        unchanged["search"] = wanted
+    return unchanged
+
+
+def _restore(search: str | None, unchanged: dict, service) -> dict:
+    """The page's state from its URL (back to a bare URL: the page's defaults and first example); a bad link is
+    one message in the page and changes nothing."""
+    if not (search or "").lstrip("?"):
+        if not service.examples:
+            return unchanged
+        first = Analysis(service.examples[0], models=service.name)
+        search = "?" + to_query(PageState(first, ViewOptions()), default_models=default_pair_name())
+    try:
+        state = from_query(search, num_layers=service.num_layers, num_heads=service.num_heads)
+        options = state.options
+        if state.analysis is not None:
+            analysis = service.analyse(state.analysis.text, state.analysis.text_pair)
+            options = service.checked(analysis, options)
+    except (OptionError, AttentionFlowsError) as error:
+        show_error(f"This link could not be opened: {error}")
+        return unchanged
+    restored = {**unchanged, **control_values(options, num_layers=service.num_layers, num_heads=service.num_heads)}
+    if state.analysis is not None:
+        restored |= {
+            "analysis": analysis.to_store(),
+            "text": analysis.text,
+            "text_pair": analysis.text_pair or "",
+        }
+    if state.selected is not None:
+        restored["selected"] = {"layer": state.selected[0], "head": state.selected[1]}
+    return restored
+
+
+# Picking another model pair opens the page on it with the same text (its layers, heads and classes differ, so the
+# options start afresh). The server checks the name against its list when it builds that page.
+declare_clientside(
+    """function (models, text, textPair) {
+        if (!models) { return window.dash_clientside.no_update; }
+        const query = new URLSearchParams();
+        query.set("models", models);
+        if (text) { query.set("text", text); }
+        if (textPair) { query.set("pair", textPair); }
+        window.location.assign("?" + query.toString());
+        return window.dash_clientside.no_update;
+    }""",
+    Output(ids.MODELS, "className"),  # never changed: the page is left
+    Input(ids.MODELS, "value"),
+    State(ids.TEXT, "value"),
+    State(ids.TEXT_PAIR, "value"),
+    prevent_initial_call=True,
+)
+
+
+# The header's corpus link carries the page's pair and options (not its text): the corpus page's examples open
+# with them.
+declare_clientside(
+    """function (search, href) {
+        const query = new URLSearchParams(search || "");
+        query.delete("text");
+        query.delete("pair");
+        const current = new URLSearchParams((href || "").split("?")[1] || "");
+        if (!query.has("models") && current.has("models")) { query.set("models", current.get("models")); }
+        return "/corpus/?" + query.toString();
+    }""",
+    Output(ids.CORPUS_LINK, "href"),
+    Input(ids.URL, "search"),
+    State(ids.CORPUS_LINK, "href"),
+)

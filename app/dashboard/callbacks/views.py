@@ -1,0 +1,321 @@
+"""One callback per view: controls in, figure out (via :mod:`app.views.render`)."""
+
+from __future__ import annotations
+
+from dash import Input, Output, Patch, State, ctx, html, no_update
+from dash.exceptions import MissingCallbackContextException, PreventUpdate
+
+from app.core.options import CANVAS_WIDTH_RANGE
+from app.dashboard import ids
+from app.dashboard.callbacks.common import guarded, require_analysis, selected_head, service_for, view_options
+from app.dashboard.callbacks.registry import declare, declare_clientside
+from app.dashboard.layout.controls import alpha_note
+from app.dashboard.layout.views import faithfulness_table
+from app.figures.heatmaps import top_heads
+from app.figures.theme import Canvas
+from app.service.analysis import Analysis
+from app.views.render import matrix_caption, render
+from app.views.render import network as render_network
+from attention.defaults import RESIDUAL_MEASURES
+
+CONTROLS = {
+    "mode": Input(ids.MODE, "value"),
+    "layers": Input(ids.LAYERS, "value"),
+    "heads": Input(ids.HEADS, "value"),
+    "tau": Input(ids.TAU, "value"),
+    "alpha": Input(ids.ALPHA, "value"),
+    "aggregation": Input(ids.AGGREGATION, "value"),
+    "level": Input(ids.LEVEL, "value"),
+    "sources": Input(ids.SOURCES, "value"),
+    "hide": Input(ids.HIDE, "value"),
+    "sinks": Input(ids.SINKS, "value"),
+    "top_k": Input(ids.TOP_K, "value"),
+    "measure": Input(ids.MEASURE, "value"),
+}
+RELEVANCE = {"method": Input(ids.METHOD, "value"), "target": Input(ids.TARGET, "value")}
+
+
+# Controls a view reads only through the fold of a long input (app/core/fold.py: which tokens a long input keeps). An
+# input that never folds at its level and hiding draws the same figure whatever they are, so a change of one of
+# them leaves that view as it is instead of redrawing it (tests/test_callbacks.py checks each pair renders equal).
+FOLD_ONLY: dict[str, frozenset[str]] = {
+    "sankey": frozenset({"method", "target", "top_k"}),
+    "network": frozenset({"method", "target", "top_k"}),
+    "matrix": frozenset({"method", "target", "top_k", "tau", "alpha", "sinks", "sources", "layers"}),
+    "thumbnails": frozenset({"method", "target", "top_k", "tau", "alpha", "sinks", "sources", "layers", "heads",
+                             "aggregation", "measure"}),
+}  # fmt: skip
+_CONTROL_NAMES = {dep.component_id: name for name, dep in {**CONTROLS, **RELEVANCE}.items()}
+
+
+def unchanged_view(view: str, analysis_data, controls: dict) -> bool:
+    """True when only controls ``view`` reads through the fold changed (:data:`FOLD_ONLY`) and this input never
+    folds: the drawn figure is still exact, nothing to send."""
+    try:
+        triggered = {item["prop_id"].rsplit(".", 1)[0] for item in ctx.triggered or []}
+    except MissingCallbackContextException:  # called directly (tests, scripts): always draw
+        return False
+    names = {_CONTROL_NAMES.get(component) for component in triggered}
+    if not names or None in names or not names <= FOLD_ONLY[view]:
+        return False
+    analysis = Analysis.from_store(analysis_data)
+    return analysis is not None and service_for(analysis_data).never_folds(analysis, view_options(**controls))
+
+
+def _draw(view: str, analysis_data, selected, canvas: Canvas | None = None, **controls):
+    service = service_for(analysis_data)
+    return render(
+        view,
+        service,
+        require_analysis(analysis_data),
+        view_options(**controls),
+        selected_head(selected, service),
+        canvas,
+    )
+
+
+def canvas_of(data: dict | None) -> Canvas:
+    """The canvas a laid-out view is drawn for: the width its card measured in the browser (``assets/canvas.js``),
+    bounded to a sane range; the default width before the page has measured it."""
+    width = (data or {}).get("width")
+    if not isinstance(width, int | float) or not CANVAS_WIDTH_RANGE[0] <= width <= CANVAS_WIDTH_RANGE[1]:
+        return Canvas()
+    return Canvas(width=int(width))
+
+
+@declare(
+    Output(ids.SANKEY, "figure"),
+    inputs={
+        "analysis_data": Input(ids.ANALYSIS, "data"),
+        "selected": Input(ids.SELECTED_HEAD, "data"),
+        **CONTROLS,
+        **RELEVANCE,  # a long input keeps its most relevant tokens
+    },
+)
+@guarded
+def update_sankey(analysis_data, selected, **controls):
+    if unchanged_view("sankey", analysis_data, controls):
+        return no_update
+    return _draw("sankey", analysis_data, selected, **controls)
+
+
+@declare(
+    Output(ids.NETWORK, "figure"),
+    inputs={
+        "analysis_data": Input(ids.ANALYSIS, "data"),
+        "arrangement": Input(ids.ARRANGEMENT, "value"),
+        **CONTROLS,
+        **RELEVANCE,
+    },
+)
+@guarded
+def update_network(analysis_data, **controls):
+    if unchanged_view("network", analysis_data, controls):
+        return no_update
+    return _draw("network", analysis_data, None, **controls)
+
+
+@declare(
+    Output(ids.NETWORK, "figure", allow_duplicate=True),
+    inputs={
+        "hover": Input(ids.NETWORK, "hoverData"),
+        "analysis_data": State(ids.ANALYSIS, "data"),
+        "arrangement": State(ids.ARRANGEMENT, "value"),
+        **{name: State(dep.component_id, dep.component_property) for name, dep in {**CONTROLS, **RELEVANCE}.items()},
+    },
+    prevent_initial_call=True,
+)
+@guarded
+def highlight_paths(hover, analysis_data, **controls):
+    """Hovering a token draws every path through it (only the highlight trace is sent, as a Patch)."""
+    point = (hover or {}).get("points", [{}])[0] if isinstance(hover, dict) else {}
+    where = point.get("customdata")
+    if not (isinstance(where, list) and len(where) == 2 and all(isinstance(v, int) for v in where)):
+        raise PreventUpdate  # an edge or the legend: keep the current highlight
+    service = service_for(analysis_data)
+    analysis = require_analysis(analysis_data)
+    drawn = render_network(service, analysis, view_options(**controls), None, Canvas(), highlight=tuple(where))
+    index = next(i for i, trace in enumerate(drawn["data"]) if trace.get("name") == "highlight")
+    patch = Patch()
+    patch["data"][index]["x"] = drawn["data"][index]["x"].tolist()  # NaN: the lines' breaks (null in JSON)
+    patch["data"][index]["y"] = drawn["data"][index]["y"].tolist()
+    return patch
+
+
+@declare(
+    Output(ids.HEAD_GRID, "figure"),
+    Output(ids.TOP_HEADS, "children"),
+    inputs={
+        "analysis_data": Input(ids.ANALYSIS, "data"),
+        "selected": State(ids.SELECTED_HEAD, "data"),
+        "metric": Input(ids.METRIC, "value"),
+        "word": Input(ids.WORD, "value"),
+        **{k: CONTROLS[k] for k in ("mode", "heads", "level")},
+    },
+)
+@guarded
+def update_head_grid(analysis_data, selected, **controls):
+    """The head grid, or the word query's grids and its top heads (buttons that select a head) when a word is
+    picked."""
+    figure = _draw("heads", analysis_data, selected, **controls)
+    options = view_options(**controls)
+    if options.word is None:
+        return figure, []
+    service = service_for(analysis_data)
+    ranked = top_heads(service.received(require_analysis(analysis_data), options), options.mode)
+    what = "largest change" if options.mode == "comparison" else "most attention"
+    buttons = [
+        html.Button(
+            f"L{row.layer} H{row.head}: {row.value:+.3f}"
+            if options.mode == "comparison"
+            else f"L{row.layer} H{row.head}: {row.value:.3f}",
+            id=ids.top_head(int(row.layer), int(row.head)),
+            n_clicks=0,
+            className="small-button",
+            title="Select this head in every view",
+        )
+        for row in ranked.itertuples(index=False)
+    ]
+    return figure, [html.Span(f"Top heads ({what}):", className="muted"), *buttons]
+
+
+@declare(
+    Output(ids.MATRIX, "figure"),
+    Output(ids.SELECTION_LABEL, "children"),
+    inputs={
+        "analysis_data": Input(ids.ANALYSIS, "data"),
+        "selected": Input(ids.SELECTED_HEAD, "data"),
+        **CONTROLS,  # all of them: a long input keeps its most relevant tokens, by the current relevance
+        **RELEVANCE,
+        "renormalize": Input(ids.RENORMALIZE, "value"),
+    },
+)
+@guarded
+def update_matrix(analysis_data, selected, **controls):
+    if unchanged_view("matrix", analysis_data, controls):
+        return no_update, no_update
+    service = service_for(analysis_data)
+    options = view_options(**controls)
+    head = selected_head(selected, service)
+    return _draw("matrix", analysis_data, selected, **controls), matrix_caption(options, head, service.num_heads)
+
+
+@declare(
+    Output(ids.THUMBNAILS, "figure"),
+    inputs={
+        "analysis_data": Input(ids.ANALYSIS, "data"),
+        "selected": State(ids.SELECTED_HEAD, "data"),
+        **CONTROLS,
+        **RELEVANCE,  # a long input keeps its most relevant tokens
+        "renormalize": Input(ids.RENORMALIZE, "value"),
+    },
+)
+@guarded
+def update_thumbnails(analysis_data, selected, **controls):
+    if unchanged_view("thumbnails", analysis_data, controls):
+        return no_update
+    return _draw("thumbnails", analysis_data, selected, **controls)
+
+
+@declare(
+    Output(ids.INFLUENCE, "figure"),
+    inputs={"analysis_data": Input(ids.ANALYSIS, "data"), **RELEVANCE, **CONTROLS},
+)
+@guarded
+def update_influence(analysis_data, **controls):
+    return _draw("influence", analysis_data, None, **controls)
+
+
+@declare(
+    Output(ids.SENTENCE, "figure"),
+    inputs={"analysis_data": Input(ids.ANALYSIS, "data"), "canvas": Input(ids.CANVAS, "data"), **RELEVANCE, **CONTROLS},
+)
+@guarded
+def update_sentence(analysis_data, canvas, **controls):
+    return _draw("sentence", analysis_data, None, canvas=canvas_of(canvas), **controls)
+
+
+@declare(
+    Output(ids.SIMILARITY, "figure"),
+    inputs={
+        "analysis_data": Input(ids.ANALYSIS, "data"),
+        "selected": State(ids.SELECTED_HEAD, "data"),
+        "mode": CONTROLS["mode"],
+    },
+)
+@guarded
+def update_similarity(analysis_data, selected, **controls):
+    return _draw("similarity", analysis_data, selected, **controls)
+
+
+# A new input marks the check as being computed at once, in the browser; its answer clears the mark. (Dash's
+# `running=` alone is not enough: a check still running for the previous input could clear it.)
+declare_clientside(
+    "function(analysis) { return 'faithfulness updating'; }",
+    Output(ids.FAITHFULNESS, "className", allow_duplicate=True),
+    Input(ids.ANALYSIS, "data"),
+    prevent_initial_call=True,
+)
+
+
+FAITHFULNESS_CONTROLS = ("tau", "alpha", "aggregation", "sinks")  # with the input and target: all the check reads
+
+
+@declare(
+    Output(ids.FAITHFULNESS_INPUTS, "data"),
+    Output(ids.FAITHFULNESS, "className", allow_duplicate=True),
+    inputs={
+        "_drawn": Input(ids.SENTENCE, "figure"),  # after the sentence view: never delays the decisive view
+        "analysis_data": State(ids.ANALYSIS, "data"),
+        "target": State(ids.TARGET, "value"),
+        **{k: State(CONTROLS[k].component_id, "value") for k in FAITHFULNESS_CONTROLS},
+        "previous": State(ids.FAITHFULNESS_INPUTS, "data"),
+    },
+    prevent_initial_call=True,  # the sentence view is drawn on load, and that asks
+)
+def ask_faithfulness(_drawn, analysis_data, previous, **controls):
+    """What the faithfulness check is asked for once the sentence view is drawn: a new job only when the input, the
+    target or a control the check reads changed (a change of layers, heads or level redraws the views, not the
+    check). Unchanged, the table shown is current: "updating" (set when an analysis starts) is cleared."""
+    asked = {"analysis_data": analysis_data, **controls}
+    return (no_update, "faithfulness") if asked == previous else (asked, no_update)
+
+
+@declare(
+    Output(ids.FAITHFULNESS, "children"),
+    Output(ids.FAITHFULNESS, "className"),
+    Input(ids.FAITHFULNESS_INPUTS, "data"),
+    prevent_initial_call=True,
+    # a new sentence's check takes ~1 s (10 s at 137 words): never show the last sentence's table as if current
+    running=[(Output(ids.FAITHFULNESS, "className"), "faithfulness updating", "faithfulness")],
+    # one forward pass per word: a background job (app.team.jobs), so no web worker waits for it; a newer request for
+    # it stops the older job
+    background=True,
+    interval=400,
+)
+@guarded
+def update_faithfulness(asked):
+    """This input's faithfulness check (fine-tuned model) for ``asked`` (:func:`ask_faithfulness`); a sentence
+    instead when the model has no classification head."""
+    from app.dashboard.callbacks.jobs import job_registry
+
+    asked = dict(asked or {})
+    analysis_data = asked.pop("analysis_data", None)
+    controls = {k: asked.get(k) for k in ("target", *FAITHFULNESS_CONTROLS)}
+    analysis = Analysis.from_store(analysis_data)
+    service = job_registry().get(analysis.models if analysis else None)
+    if not service.pair.finetuned.is_classifier:
+        message = html.Div(f"{service.pair.finetuned.name} has no classification head: no faithfulness check.")
+        return message, "faithfulness"
+    analysis = require_analysis(analysis_data)
+    options = view_options(**controls)
+    table = faithfulness_table(service.faithfulness(analysis, options), service.class_target(analysis, options))
+    return table, "faithfulness"
+
+
+@declare(Output(ids.ALPHA, "disabled"), Output(ids.ALPHA_NOTE, "children"), Input(ids.MEASURE, "value"))
+@guarded
+def note_alpha(measure):
+    """The residual share α is off (and says why) for a measure that already holds the residual connection."""
+    options = view_options(measure=measure)
+    return options.measure in RESIDUAL_MEASURES, alpha_note(options.measure)

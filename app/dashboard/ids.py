@@ -1,0 +1,125 @@
+"""Every component id of the dashboard, in one place."""
+
+# Input panel
+TEXT = "text-input"
+TEXT_PAIR = "text-pair-input"
+EXAMPLES = "examples-dropdown"
+ANALYSE = "analyse-button"
+PREDICTION = "prediction-panel"
+ERROR = "error-banner"
+ANALYSIS = "analysis-store"  # small key: text, text pair, pair name; never tensors
+SELECTED_HEAD = "selected-head-store"  # {"layer": int, "head": int | None}
+CORPUS_LINK = "corpus-link"  # the header's link to the corpus page (same pair and options)
+URL = "url"  # dcc.Location: the page's state lives in its query string (app/core/urlstate.py)
+CANVAS = "canvas-store"  # {"width": px of the wide cards}, measured by assets/canvas.js
+
+# Controls
+MODE = "mode-radio"
+LAYERS = "layer-range-slider"
+HEADS = "heads-dropdown"
+TAU = "tau-slider"
+ALPHA = "alpha-slider"
+AGGREGATION = "aggregation-radio"
+LEVEL = "level-radio"
+SOURCES = "trace-from-dropdown"
+HIDE = "hide-checklist"
+METRIC = "head-metric-dropdown"
+WORD = "word-query-dropdown"
+TOP_HEADS = "word-query-top-heads"
+METHOD = "relevance-method-dropdown"
+MEASURE = "measure-dropdown"  # what the graph views and graph methods are drawn over
+ALPHA_NOTE = "alpha-note"  # why α is off for a measure that holds the residual
+TARGET = "target-class-dropdown"
+SINKS = "sinks-checklist"
+RENORMALIZE = "renormalize-checklist"
+TOP_K = "top-k-dropdown"
+FAITHFULNESS = "faithfulness-panel"
+FAITHFULNESS_INPUTS = "faithfulness-inputs-store"  # what the check was last asked for: rerun only on a change
+SELECTION_LABEL = "selected-head-label"
+
+# Views
+SANKEY = "sankey-graph"
+NETWORK = "network-graph"
+ARRANGEMENT = "network-arrangement-radio"
+HEAD_GRID = "head-grid-graph"
+MATRIX = "matrix-graph"
+INFLUENCE = "influence-graph"
+SIMILARITY = "similarity-graph"
+SENTENCE = "sentence-graph"
+THUMBNAILS = "thumbnails-graph"
+
+VIEWS = {
+    "sankey": SANKEY,
+    "network": NETWORK,
+    "heads": HEAD_GRID,
+    "matrix": MATRIX,
+    "influence": INFLUENCE,
+    "similarity": SIMILARITY,
+    "sentence": SENTENCE,
+    "thumbnails": THUMBNAILS,
+}
+
+
+def export_button(view: str) -> dict:
+    """Pattern-matching id of a view's export button."""
+    return {"type": "export-button", "view": view}
+
+
+def export_format(view: str) -> dict:
+    return {"type": "export-format", "view": view}
+
+
+def export_size(view: str) -> dict:
+    return {"type": "export-size", "view": view}
+
+
+def export_sidecar(view: str) -> dict:
+    return {"type": "export-sidecar", "view": view}
+
+
+def export_width(view: str) -> dict:
+    return {"type": "export-width", "view": view}
+
+
+def export_height(view: str) -> dict:
+    return {"type": "export-height", "view": view}
+
+
+def export_scale(view: str) -> dict:
+    return {"type": "export-scale", "view": view}
+
+
+def top_head(layer: int, head: int) -> dict:
+    """Pattern-matching id of a head listed by the word query."""
+    return {"type": "top-head", "index": f"{layer}:{head}"}
+
+
+def card(view: str) -> str:
+    """Id of the card holding a view."""
+    return f"card-{view}"
+
+
+DOWNLOAD = "export-download"
+EXPORT_STATUS = "export-status"  # "Exporting…" while an export runs
+DOWNLOAD_SIDECAR = "export-download-sidecar"
+CLEAR_HEAD = "clear-head-button"
+
+# Model pair picker (a team server with several pairs)
+MODELS = "model-pair-dropdown"
+
+# Background jobs (app/dashboard/callbacks/jobs.py): faithfulness over held-out sentences, batch export
+JOB_FAITH_COUNT = "job-faithfulness-count"
+JOB_FAITH_RUN = "job-faithfulness-run"
+JOB_FAITH_CANCEL = "job-faithfulness-cancel"
+JOB_FAITH_PROGRESS = "job-faithfulness-progress"
+JOB_FAITH_STATUS = "job-faithfulness-status"
+JOB_FAITH_RESULT = "job-faithfulness-result"  # dcc.Store: the table as records, or {"error": …}
+JOB_FAITH_FIGURE = "job-faithfulness-figure"
+JOB_EXPORT_TEXTS = "job-export-texts"
+JOB_EXPORT_VIEW = "job-export-view"
+JOB_EXPORT_FORMAT = "job-export-format"
+JOB_EXPORT_RUN = "job-export-run"
+JOB_EXPORT_CANCEL = "job-export-cancel"
+JOB_EXPORT_PROGRESS = "job-export-progress"
+JOB_EXPORT_STATUS = "job-export-status"
+JOB_EXPORT_DOWNLOAD = "job-export-download"

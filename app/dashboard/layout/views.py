@@ -1,0 +1,126 @@
+"""One card per view: a title row with view-specific controls and the export controls, then the graph."""
+
+from __future__ import annotations
+
+from dash import dcc, html
+
+from app.core.options import DEFAULT_PNG_SCALE, FORMATS, PRESETS, SCALE_RANGE, VIEWS, WIDTH_RANGE
+from app.dashboard import ids
+from app.dashboard.help import help_icon
+
+
+def _number(component_id: dict, placeholder: str, low: float, high: float, **extra) -> dcc.Input:
+    return dcc.Input(
+        id=component_id, type="number", min=low, max=high, placeholder=placeholder, className="export-number", **extra
+    )
+
+
+def export_controls(view: str) -> html.Div:
+    """Format, size preset, sidecar toggle and the Export button of one view."""
+    return html.Div(
+        [
+            dcc.Dropdown(
+                id=ids.export_format(view),
+                value="png",
+                clearable=False,
+                searchable=False,
+                className="export-format",
+                options=[{"label": f.upper(), "value": f} for f in FORMATS],
+            ),
+            dcc.Dropdown(
+                id=ids.export_size(view),
+                value="double",
+                clearable=False,
+                searchable=False,
+                className="export-size",
+                options=[
+                    {"label": preset.short, "value": key, "title": preset.label} for key, preset in PRESETS.items()
+                ],
+            ),
+            dcc.Checklist(
+                id=ids.export_sidecar(view),
+                value=["sidecar"],
+                className="export-sidecar",
+                options=[
+                    {
+                        "label": html.Span(
+                            "JSON",
+                            title="Also download a JSON sidecar: the pair, text and every option, to reproduce it",
+                        ),
+                        "value": "sidecar",
+                    }
+                ],
+            ),
+            html.Details(
+                [
+                    html.Summary("size", title="Custom size in pixels (overrides the preset) and PNG scale"),
+                    _number(ids.export_width(view), "width px", *WIDTH_RANGE),
+                    _number(ids.export_height(view), "height px", *WIDTH_RANGE),
+                    _number(ids.export_scale(view), "PNG scale", *SCALE_RANGE, step=0.125, value=DEFAULT_PNG_SCALE),
+                ],
+                className="export-more",
+            ),
+            html.Button("Export", id=ids.export_button(view), n_clicks=0, className="export-button"),
+        ],
+        className="export-controls",
+    )
+
+
+def faithfulness_panel() -> html.Div:
+    """Where this input's faithfulness check is shown (filled by a callback)."""
+    return html.Div(id=ids.FAITHFULNESS, className="faithfulness")
+
+
+def faithfulness_table(table, target: str | None) -> list:
+    """This input's Spearman correlations (``measure, method, blank_out, input_gradient`` frame) as a small
+    table; a graph method's row names the measure it ran over."""
+    from app.core.options import GRAPH_METHODS, MEASURES, METHODS
+
+    def name(measure: str, method: str) -> str:
+        label = METHODS.get(method, method)
+        return f"{label} over {MEASURES[measure]}" if method in GRAPH_METHODS and measure in MEASURES else label
+
+    header = html.Tr([html.Th("method"), html.Th("ρ with blank-out"), html.Th("ρ with input × gradient")])
+    body = [
+        html.Tr(
+            [
+                html.Td(name(row.measure, row.method)),
+                html.Td(_rho(row.blank_out)),
+                html.Td(_rho(row.input_gradient)),
+            ]
+        )
+        for row in table.itertuples(index=False)
+    ]
+    cls = f"class '{target}'" if target else "the predicted class"
+    return [
+        html.Div(
+            f"Faithfulness on this sentence (fine-tuned model, {cls}, words, deepest layer): Spearman ρ of each "
+            "method with blank-out (drop in the class probability when the word is masked) and with input × "
+            "gradient. docs/faithfulness.md has the same over 200 held-out sentences.",
+            className="hint",
+        ),
+        html.Table([html.Thead(header), html.Tbody(body)], className="faithfulness-table"),
+    ]
+
+
+def _rho(value: float) -> str:
+    return "–" if value != value else f"{value:+.2f}"  # NaN: fewer than 3 words, or a constant score
+
+
+def view_card(view: str, *, extra=None, wide: bool = False, below=None) -> html.Div:
+    """A card titled with the view's name (:data:`app.core.options.VIEWS`) holding its graph, and ``below`` it."""
+    title = VIEWS[view]
+    graph = dcc.Graph(
+        id=ids.VIEWS[view], config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}}, className="view-graph"
+    )
+    return html.Div(
+        [
+            html.Div(
+                [html.H3([title, help_icon(f"view:{view}")]), extra, export_controls(view)], className="card-header"
+            ),
+            dcc.Loading(graph, delay_show=300, type="dot"),
+            below,
+        ],
+        className="panel view-card" + (" wide" if wide else ""),
+        id=ids.card(view),
+    )

@@ -1,5 +1,0 @@
-"""Component factories for the dashboard page (pure: data in, components out)."""
-
-from app.layout.page import build_layout
-
-__all__ = ["build_layout"]

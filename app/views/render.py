@@ -1,0 +1,239 @@
+"""Assemble each view's figure from the service's data and the user's options.
+
+Used by the dashboard callbacks and by the command-line export, so both produce the same figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from app.core.fold import fold_scores
+from app.core.options import CLASS_METHODS, MEASURES, ViewOptions
+from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
+from app.figures.heatmaps import make_word_query
+from app.figures.network import make_network
+from app.figures.theme import Canvas, Figure
+from app.figures.thumbnails import make_thumbnails
+from app.service.analysis import Analysis, AnalysisService
+from attention.defaults import RESIDUAL_MEASURES
+from attention.tokens import word_all
+
+Selected = tuple[int, int | None]
+
+
+def _graph_inputs(service: AnalysisService, analysis: Analysis, options: ViewOptions) -> dict:
+    """What the graph views (Sankey, network) draw: the graphs and the drawn positions (level, a long input
+    folded) of the traced and hidden tokens."""
+    graphs = service.graphs(analysis, options)
+    sources = np.asarray(service.trace_sources(analysis, options))
+    hidden = np.flatnonzero(service.hidden(analysis, options))
+    tokens = service.labels(analysis, options.level)
+    if options.level == "word":
+        sources = np.asarray(service.runs(analysis).pretrained.groups)[sources]
+    segments = np.asarray(service.segments(analysis, options.level))
+    fold = service.fold(analysis, options)
+    if fold is not None:  # drawn positions: a long input's folded tokens are one "other" node
+        sources, hidden, tokens = fold.groups[sources], fold.groups[hidden], fold.labels
+        first = {int(g): int(segments[i]) for i, g in reversed(list(enumerate(fold.groups)))}
+        segments = np.array([first[g] for g in range(len(tokens))])
+        segments[fold.other] = 0  # "other" mixes segments: never marked
+    return {
+        "segments": tuple(segments.tolist()),
+        "edges": graphs.edges,
+        "nodes": graphs.nodes,
+        "tokens": tokens,
+        "sources": tuple(sorted(set(sources.tolist()))),
+        "layers": options.layers or (1, service.num_layers),
+        "mode": options.mode,
+        "tau": options.tau,
+        "hidden": tuple(sorted(set(hidden.tolist()))),
+        "source_names": service.source_names(analysis, options),
+        "measure": MEASURES[options.measure],
+        "residual_in_maps": options.measure in RESIDUAL_MEASURES,
+    }
+
+
+def sankey(
+    service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected, canvas: Canvas
+) -> Figure:
+    options = service.checked(analysis, options)
+    drawn = _graph_inputs(service, analysis, options)
+    return make_sankey(
+        drawn.pop("edges"), drawn.pop("nodes"), selected=selected, alpha=options.graph_alpha, canvas=canvas, **drawn
+    )
+
+
+def network(
+    service: AnalysisService,
+    analysis: Analysis,
+    options: ViewOptions,
+    selected: Selected,
+    canvas: Canvas,
+    highlight: tuple[int, int] | None = None,
+) -> Figure:
+    """The network view; ``highlight`` = (depth, drawn position) draws the paths through that token."""
+    options = service.checked(analysis, options)
+    drawn = _graph_inputs(service, analysis, options)
+    return make_network(
+        drawn.pop("edges"),
+        drawn.pop("nodes"),
+        arrangement=options.arrangement,
+        highlight=highlight,
+        canvas=canvas,
+        **drawn,
+    )
+
+
+def heads(
+    service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected, canvas: Canvas
+) -> Figure:
+    options = service.checked(analysis, options)
+    if options.word is not None:
+        return make_word_query(
+            service.received(analysis, options),
+            word=service.labels(analysis, options.level)[options.word],
+            mode=options.mode,
+            selected=selected,
+            shown_heads=options.heads,
+        )
+    return make_head_grid(
+        service.heads(analysis, options),
+        metric=options.metric,
+        mode=options.mode,
+        selected=selected,
+        shown_heads=options.heads,
+    )
+
+
+def matrix_caption(options: ViewOptions, selected: Selected, num_heads: int) -> str:
+    layer, head = selected
+    if head is None and options.measure != "raw_attention":
+        caption = f"layer {layer}, {MEASURES[options.measure]} contributions (one map per layer, every head)"
+    elif head is not None:
+        caption = f"layer {layer}, head {head}"
+    else:
+        chosen = (
+            "all heads" if options.heads is None or len(options.heads) == num_heads else f"heads {list(options.heads)}"
+        )
+        caption = f"layer {layer}, {options.aggregation} of {chosen}"
+    if options.hide and options.renormalize:
+        caption += ", rows renormalised after hiding"
+    return caption
+
+
+def matrix(
+    service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected | None, canvas: Canvas
+) -> Figure:
+    selected = selected or (service.num_layers, None)  # no selection: the top layer's head mean
+    layer, head = selected
+    frame = service.matrices(analysis, options, layer, head)
+    tokens = service.matrix_tokens(analysis, options)
+    folded = service.fold(analysis, options) is not None
+    return make_matrix(
+        frame,
+        tokens=tokens,
+        mode=options.mode,
+        caption=matrix_caption(options, selected, service.num_heads),
+        what="Attention" if selected[1] is not None or options.measure == "raw_attention" else "Contribution",
+        other=len(tokens) - 1 if folded else None,
+        canvas=canvas,
+        segment_start=service.segment_start(analysis, options),
+    )
+
+
+def no_head_messages(service: AnalysisService, options: ViewOptions) -> dict[str, str]:
+    """For the class methods: a sentence per model that has no classification head (shown instead of its row)."""
+    if options.method not in CLASS_METHODS:
+        return {}
+    return {
+        role: f"{model.name} has no classification head: it has no classes to explain."
+        for role, model in service.models().items()
+        if not model.is_classifier
+    }
+
+
+def _relevance_view(make: Callable[..., Figure], *, laid_out: bool = False) -> Callable[..., Figure]:
+    """A renderer for a view of :meth:`AnalysisService.relevance` (token scores per layer, sentence);
+    ``laid_out`` views place the text themselves (never folded) and get the canvas and the segments; the others
+    fold a long input (:mod:`app.core.fold`): "other" is drawn uncoloured, its summed score in the hover."""
+
+    def view(
+        service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected, canvas: Canvas
+    ) -> Figure:
+        options = service.checked(analysis, options)
+        run = service.runs(analysis).pretrained
+        special = word_all(run.special, run.groups) if options.level == "word" else np.asarray(run.special)
+        scale_without = set(np.flatnonzero(special).tolist())
+        if options.method not in CLASS_METHODS and not options.trace_all and options.sources:
+            scale_without |= set(options.sources)
+        frame, tokens = service.relevance(analysis, options), service.labels(analysis, options.level)
+        fold = None if laid_out else service.fold(analysis, options)
+        if fold is not None:
+            frame, tokens = fold_scores(frame, fold), fold.labels
+            scale_without = {int(fold.groups[i]) for i in scale_without} | {fold.other}
+        return make(
+            frame,
+            tokens=tokens,
+            method=options.method,
+            mode=options.mode,
+            scale_without=sorted(scale_without),
+            # only the class methods have a target: no backward pass for an attention method's view
+            target=service.class_target(analysis, options) if options.method in CLASS_METHODS else None,
+            source=service.source_names(analysis, options),
+            measure=None if options.method in CLASS_METHODS else MEASURES[options.measure],
+            missing=no_head_messages(service, options),
+            **(
+                {"segments": service.segments(analysis, options.level), "canvas": canvas}
+                if laid_out
+                else {"segment_start": service.segment_start(analysis, options)}
+            ),
+        )
+
+    return view
+
+
+influence = _relevance_view(make_influence)
+sentence = _relevance_view(make_sentence, laid_out=True)
+
+
+def similarity(
+    service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected, canvas: Canvas
+) -> Figure:
+    return make_similarity(service.embedding(analysis, options), mode=options.mode, selected=selected)
+
+
+def thumbnails(
+    service: AnalysisService, analysis: Analysis, options: ViewOptions, selected: Selected, canvas: Canvas
+) -> Figure:
+    pretrained, finetuned, _ = service.thumbnails(analysis, options)
+    return make_thumbnails(pretrained, finetuned, mode=options.mode, selected=selected, width=canvas.width)
+
+
+RENDERERS: dict[str, Callable[..., Figure]] = {
+    "sankey": sankey,
+    "network": network,
+    "heads": heads,
+    "matrix": matrix,
+    "influence": influence,
+    "similarity": similarity,
+    "sentence": sentence,
+    "thumbnails": thumbnails,
+}
+
+
+def render(
+    view: str,
+    service: AnalysisService,
+    analysis: Analysis,
+    options: ViewOptions,
+    selected: Selected | None = None,
+    canvas: Canvas | None = None,
+) -> Figure:
+    """The figure of ``view`` (a key of :data:`RENDERERS`) for one analysis; ``selected`` None highlights nothing
+    (the matrix then shows the top layer's head mean); ``canvas`` is the width and text size the views that lay
+    out text are drawn for (default: a wide card in the page)."""
+    if view not in RENDERERS:
+        raise ValueError(f"view must be one of {', '.join(RENDERERS)}, got {view!r}")
+    return RENDERERS[view](service, analysis, options, selected, canvas or Canvas())

@@ -1,0 +1,1 @@
+"""Benchmarks anyone can rerun (``attention-flows bench …``); not shipped in the wheel."""

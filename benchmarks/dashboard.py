@@ -1,0 +1,459 @@
+"""Dashboard and export benchmarks: ``attention-flows bench dashboard`` / ``attention-flows bench export``.
+
+Server times are measured around Flask's test client (Dash dispatch, our code and JSON serialisation; no
+network), on the default pair with one torch thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from app.core.options import ViewOptions
+
+CHROMIUM = "/usr/bin/chromium"
+# What shows each view has drawn its data (an empty dcc.Graph already has axes): a Plotly trace layer per view.
+VIEW_DRAWN_SELECTORS = (
+    "#sankey-graph .sankey",
+    "#network-graph .scatterlayer .js-line",
+    "#head-grid-graph .hm",
+    "#matrix-graph .hm",
+    "#influence-graph .hm",
+    "#similarity-graph .scatterlayer .trace",
+    "#sentence-graph .scatterlayer .trace",
+    "#thumbnails-graph .hm",
+)
+
+
+def _row(name: str, measured: str, target: str, verdict: bool | None = None) -> None:
+    mark = "" if verdict is None else ("  ok" if verdict else "  MISSED")
+    print(f"  {name:<60} {measured:>20}   target {target}{mark}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def initial_values(num_layers: int = 6, num_heads: int = 12) -> dict[str, object]:
+    """The page's control values when it opens (the default options), before any analysis."""
+    return {
+        "analysis-store.data": None,
+        "text-pair-input.value": "",
+        "mode-radio.value": "comparison",
+        "layer-range-slider.value": [1, num_layers],
+        "heads-dropdown.value": list(range(num_heads)),
+        "tau-slider.value": 0.05,
+        "alpha-slider.value": 0.5,
+        "aggregation-radio.value": "mean",
+        "level-radio.value": "token",
+        "trace-from-dropdown.value": [],
+        "hide-checklist.value": [],
+        "head-metric-dropdown.value": "js_divergence",
+        "relevance-method-dropdown.value": ViewOptions().method,
+        "measure-dropdown.value": ViewOptions().measure,
+        "target-class-dropdown.value": "predicted",
+        "sinks-checklist.value": ["sinks"],
+        "renormalize-checklist.value": [],
+        "selected-head-store.data": {"layer": num_layers, "head": None},
+        "top-k-dropdown.value": 30,
+        "word-query-dropdown.value": None,
+        "network-arrangement-radio.value": "rings",
+        "url.search": "",
+    }
+
+
+def long_sentences(service, count: int, tokens: int = 64) -> list[str]:
+    """``count`` distinct inputs of at most ``tokens`` tokens, built from held-out sentences."""
+    pool = list(service.examples) or ["a gorgeous , witty , seductive movie ."]
+    tokenizer = service.pair.pretrained.tokenizer
+    out, i = [], 0
+    while len(out) < count:
+        text = ""
+        while True:
+            candidate = (text + " " + pool[i % len(pool)]).strip()
+            i += 1
+            if len(tokenizer(candidate)["input_ids"]) > tokens:
+                break
+            text = candidate
+        out.append(text or pool[i % len(pool)])
+    return out
+
+
+def measure_start() -> None:
+    """From `attention-flows serve` to a page whose views are all drawn, in a Chromium that is already open (as a
+    user's browser is) and has nothing cached. The page is opened as soon as the server answers, as a user who
+    follows the printed link does."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        page = None
+        if Path(CHROMIUM).exists():
+            from playwright.sync_api import sync_playwright
+
+            playwright = stack.enter_context(sync_playwright())
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            stack.callback(browser.close)
+            page = browser.new_page()
+        port = _free_port()
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-prepare"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        stack.callback(process.wait, timeout=20)
+        stack.callback(process.terminate)
+        _wait_for_status(process, port, {200, 503})
+        _row("serve: process start to page served (models loading)", f"{time.perf_counter() - started:.1f} s", "report")
+        if page is None:
+            _wait_for_status(process, port, {200})
+            _row("serve: process start to models loaded", f"{time.perf_counter() - started:.1f} s", "report")
+            _row("first usable page", "no chromium", "<= 10 s")
+            return
+        page.goto(f"http://127.0.0.1:{port}/")
+        for selector in VIEW_DRAWN_SELECTORS:
+            page.wait_for_selector(selector, state="attached", timeout=60_000)
+        usable = time.perf_counter() - started
+        _row("serve: process start to first usable page (all views drawn)", f"{usable:.1f} s", "<= 10 s", usable <= 10)
+
+
+def _wait_for_status(process: subprocess.Popen, port: int, statuses: set[int]) -> None:
+    """Poll ``/healthz`` until it answers with one of ``statuses`` (200 ready, 503 loading, 500 failed)."""
+    import urllib.error
+    import urllib.request
+
+    while True:
+        try:
+            status = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        except OSError:
+            status = None
+        if status == 500:
+            raise SystemExit("the models failed to load; run `attention-flows serve` to see why")
+        if status in statuses:
+            return
+        if process.poll() is not None:
+            raise SystemExit("the server exited; run `attention-flows serve` to see why")
+        time.sleep(0.05)
+
+
+def measure_analysis(dash_app, repeats: int = 10) -> None:
+    """A new <= 64-token input: both forward passes, graph, comparison, every default figure, JSON."""
+    from plotly.io.json import to_json_plotly  # what Dash sends
+
+    from app.core.options import ViewOptions
+    from app.service.registry import service_of
+    from app.views.render import RENDERERS, render
+
+    service = service_of(dash_app)
+    times, lengths = [], []
+    for text in long_sentences(service, repeats):
+        start = time.perf_counter()
+        analysis = service.analyse(text)
+        for view in RENDERERS:
+            to_json_plotly(render(view, service, analysis, ViewOptions(), (service.num_layers, None)))
+        times.append(time.perf_counter() - start)
+        lengths.append(service.runs(analysis).pretrained.num_tokens)
+    p95 = float(np.percentile(times, 95))
+    _row(
+        f"analyse a new input ({min(lengths)}-{max(lengths)} tokens), median of {repeats}",
+        f"{statistics.median(times):.3f} s",
+        "<= 1 s",
+        statistics.median(times) <= 1,
+    )
+    _row("  p95 / max", f"{p95:.3f} / {max(times):.3f} s", "<= 1 s", max(times) <= 1)
+    checks = []
+    for text in long_sentences(service, repeats):
+        analysis = service.analyse(text)
+        start = time.perf_counter()
+        service.faithfulness(analysis, ViewOptions())
+        checks.append(time.perf_counter() - start)
+    _row("  then this input's faithfulness check (after the views)", f"{statistics.median(checks):.3f} s", "report")
+
+
+CHANGES: list[tuple[str, object]] = [
+    ("word-query-dropdown.value", 3),
+    ("word-query-dropdown.value", None),
+    ("network-arrangement-radio.value", "columns"),
+    ("network-arrangement-radio.value", "rings"),
+    ("top-k-dropdown.value", 20),
+    ("top-k-dropdown.value", 30),
+    ("layer-range-slider.value", [3, 6]),
+    ("layer-range-slider.value", [1, 4]),
+    ("heads-dropdown.value", [0, 2, 5, 7]),
+    ("heads-dropdown.value", list(range(12))),
+    ("tau-slider.value", 0.1),
+    ("tau-slider.value", 0.03),
+    ("alpha-slider.value", 0.8),
+    ("aggregation-radio.value", "max"),
+    ("mode-radio.value", "finetuned"),
+    ("mode-radio.value", "comparison"),
+    ("level-radio.value", "word"),
+    ("level-radio.value", "token"),
+    ("trace-from-dropdown.value", [3]),
+    ("trace-from-dropdown.value", [5, 8]),
+    ("hide-checklist.value", ["special"]),
+    ("hide-checklist.value", ["special", "punctuation"]),
+    ("hide-checklist.value", []),
+    ("head-metric-dropdown.value", "entropy"),
+    ("head-metric-dropdown.value", "to_cls"),
+    ("relevance-method-dropdown.value", "rollout"),
+    ("relevance-method-dropdown.value", "flow"),
+    ("relevance-method-dropdown.value", "graph"),
+    ("relevance-method-dropdown.value", "class_relevance"),
+    ("relevance-method-dropdown.value", "decompx"),
+    ("measure-dropdown.value", "raw_attention"),
+    ("measure-dropdown.value", "alti"),
+    ("target-class-dropdown.value", "negative"),
+    ("sinks-checklist.value", []),
+    ("sinks-checklist.value", ["sinks"]),
+    ("selected-head-store.data", {"layer": 6, "head": 3}),
+    ("selected-head-store.data", {"layer": 2, "head": 9}),
+    ("selected-head-store.data", {"layer": 4, "head": None}),
+]
+
+
+def measure_controls(dash_app, rounds: int = 3) -> None:
+    """Every control change: all callbacks it triggers (and those they trigger), timed and sized."""
+    from app.service.registry import service_of
+    from app.testing.dash_http import cascade, dependencies
+
+    service = service_of(dash_app)
+    client = dash_app.server.test_client()
+    specs = dependencies(client)
+    texts = long_sentences(service, rounds)
+    totals, requests, afterwards, largest = [], [], [], 0
+    for text in texts:
+        analysis = service.analyse(text)
+        values = initial_values(service.num_layers, service.num_heads) | {"analysis-store.data": analysis.to_store()}
+        for changed, value in CHANGES:
+            values[changed] = value
+            total = after = 0.0
+            for spec, elapsed, response in cascade(client, specs, values, changed):
+                if "faithfulness-panel" in spec["output"]:  # runs after the views are drawn
+                    after += elapsed
+                    continue
+                total += elapsed
+                requests.append(elapsed)
+                largest = max(largest, len(response.data))
+            totals.append(total)
+            afterwards.append(after)
+    p95 = float(np.percentile(totals, 95))
+    _row(
+        f"control change, every view it redraws ({len(totals)} changes): p50",
+        f"{statistics.median(totals) * 1000:.0f} ms",
+        "report",
+    )
+    _row("  p95 server time per control change", f"{p95 * 1000:.0f} ms", "<= 150 ms", p95 <= 0.150)
+    _row("  p95 per callback request", f"{np.percentile(requests, 95) * 1000:.0f} ms", "report")
+    _row(
+        "  then the faithfulness check, after the views: p95",
+        f"{np.percentile(afterwards, 95) * 1000:.0f} ms",
+        "report",
+    )
+    _row("  largest response payload", f"{largest / 1024:.0f} KiB", "<= 1 MB", largest <= 1_000_000)
+
+
+def bench_dashboard() -> None:
+    import torch
+
+    from app.service.registry import service_of
+    from app.team.site import create_app
+    from attention.flow import warm_up
+
+    torch.set_num_threads(1)
+    print("dashboard (default pair, 1 torch thread)")
+    measure_start()
+    dash_app = create_app("default")
+    service_of(dash_app)
+    warm_up()  # the server does this a few seconds after loading; do not let it land inside a measurement
+    measure_analysis(dash_app)
+    measure_controls(dash_app)
+
+
+def bench_export(figures: int = 20) -> None:
+    from app.core.options import ViewOptions
+    from app.export import export_figure, start_export_server
+    from app.service.registry import service_of
+    from app.team.site import create_app
+    from app.views.render import render
+
+    print("static export (kaleido + Debian chromium)")
+    dash_app = create_app("default")
+    service = service_of(dash_app)
+    analysis = service.analyse(service.examples[0])
+    start = time.perf_counter()
+    start_export_server()
+    with tempfile.TemporaryDirectory() as folder:
+        figure = render("sankey", service, analysis, ViewOptions())
+        export_figure(figure, Path(folder) / "first.png")
+        _row("first export (starts Chromium)", f"{time.perf_counter() - start:.2f} s", "report")
+        for fmt in ("png", "svg", "pdf"):
+            times = []
+            for view in ("sankey", "heads", "matrix", "influence", "similarity", "sentence"):
+                figure = render(view, service, analysis, ViewOptions())
+                began = time.perf_counter()
+                export_figure(figure, Path(folder) / f"{view}.{fmt}")  # PNG at 300 dpi, the default
+                times.append(time.perf_counter() - began)
+            _row(
+                f"each later {fmt.upper()} export, 6 views: max (median)",
+                f"{max(times):.2f} ({statistics.median(times):.2f}) s",
+                "<= 1 s",
+                max(times) <= 1,
+            )
+        texts = Path(folder) / "texts.txt"
+        texts.write_text("\n".join(long_sentences(service, figures, tokens=40)), encoding="utf-8")
+        out = Path(folder) / "batch"
+        out.mkdir()
+        began = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "export",
+                "--texts",
+                str(texts),
+                "--out-dir",
+                str(out),
+                "--format",
+                "pdf",
+                "--view",
+                "sankey",
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        seconds = time.perf_counter() - began
+        written = len(list(out.glob("*.pdf")))
+        _row(
+            f"batch: `attention-flows export --texts` ({written} PDFs, incl. model load)",
+            f"{seconds:.1f} s",
+            "<= 30 s",
+            seconds <= 30 and written == figures,
+        )
+
+
+def _rss_mb() -> float:
+    """This process's resident memory (MB), from /proc."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _distinct_long_texts(service, count: int, tokens: int) -> list[str]:
+    """``count`` inputs of at most ``tokens`` tokens made of *different* held-out sentences (no two share one)."""
+    from attention.data import load_labelled, split_labelled
+
+    recipe = service.pair.config.prepare
+    pool = split_labelled(load_labelled(recipe), recipe).held_out["text"].tolist()
+    tokenizer = service.pair.pretrained.tokenizer
+    texts, start = [], 0
+    while len(texts) < count and start < len(pool):
+        text, end = pool[start], start + 1
+        while end < len(pool) and len(tokenizer(text + " " + pool[end])["input_ids"]) <= tokens:
+            text, end = text + " " + pool[end], end + 1
+        texts.append(text)
+        start = end
+    return texts
+
+
+class PeakRss:
+    """The highest RSS (MB) of this process while the ``with`` block runs, sampled every 5 ms by a thread: what a
+    request in flight holds on top of what stays between requests."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mb())
+
+
+def bench_memory(inputs: int = 12, tokens: int = 500) -> None:
+    """RSS of one dashboard worker while it serves ``inputs`` distinct long inputs (every view, words and hidden
+    variants too, and the faithfulness check the page runs after the views): *settled* after each request (what
+    the worker keeps: models + cache) must stay under the cache budget (``ATTENTION_FLOWS_CACHE_MB``) + what it held
+    after loading the models; *in flight* adds the working set of the request being served (its tensors before
+    they are cached or freed), sampled every 5 ms."""
+    import gc
+
+    from app.core.options import ViewOptions
+    from app.service.analysis import AnalysisService
+    from app.views.render import RENDERERS, render
+    from attention.memory import release_freed_memory
+    from attention.settings import load_settings
+
+    settings = load_settings()
+    service = AnalysisService.from_config("default", settings)
+    service.analyse("a first short sentence to load everything once .")
+    gc.collect()
+    baseline = _rss_mb()
+    budget = settings.cache_mb
+    print(f"memory (default pair, one worker): cache budget {budget} MB, after loading the models {baseline:.0f} MB")
+    settled, held, in_flight = baseline, 0, baseline
+    variants = [ViewOptions(), ViewOptions(level="word", hide=("special",)), ViewOptions(method="graph")]
+    for number, text in enumerate(_distinct_long_texts(service, inputs, tokens), start=1):
+        with PeakRss() as sampled:
+            analysis = service.analyse(text)
+            for options in variants:
+                for view in RENDERERS:
+                    render(view, service, analysis, options)
+                    release_freed_memory()  # what the server does after each request
+            service.faithfulness(analysis, ViewOptions())
+            release_freed_memory()
+        settled, held = max(settled, _rss_mb()), max(held, service.cache.held / 2**20)
+        in_flight = max(in_flight, sampled.peak)
+        length = service.runs(analysis).pretrained.num_tokens
+        print(
+            f"  input {number:2d} ({length} tokens): RSS settled {_rss_mb():6.0f} MB, in flight up to "
+            f"{sampled.peak:6.0f} MB, cache holds {service.cache.held / 2**20:6.0f} MB in {len(service.cache)} entries"
+        )
+    _row("most the cache held (counted bytes)", f"{held:.0f} MB", f"<= {budget} MB", held <= budget)
+    # what the cache does not count (dict keys, Python objects of the request in flight) is a few tens of MB
+    allowed = budget * 1.05
+    _row(
+        "settled RSS above the loaded worker",
+        f"{settled - baseline:.0f} MB",
+        f"<= {allowed:.0f} MB",
+        settled - baseline <= allowed,
+    )
+    _row("peak RSS in flight (models + cache + the request served)", f"{in_flight:.0f} MB", "reported")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.dashboard")
+    parser.add_argument("which", choices=["dashboard", "export", "memory"])
+    args = parser.parse_args(argv)
+    {"dashboard": bench_dashboard, "export": bench_export, "memory": bench_memory}[args.which]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Screenshots of every view for docs/gallery.md: ``python -m benchmarks.gallery [--out docs/gallery]``.
+
+Starts ``attention-flows serve`` on the default pair, opens the page in Debian's Chromium (1600 px wide) and saves
+each view's card for three inputs: a held-out sentence, a 137-word review, and a sentence pair; plus the README's
+full-page screenshot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from app.core.options import VIEWS
+from app.dashboard import ids
+from benchmarks.dashboard import CHROMIUM, VIEW_DRAWN_SELECTORS, _free_port
+
+LONG_REVIEW = (
+    "i went into this movie expecting very little , and for the first half hour it seemed i was right : the plot is "
+    "thin , the dialogue is clumsy and the lead actor looks bored . but then something changes . the music swells , "
+    "the camera finds the faces of the children , and the story turns into a lovely , moving meditation on memory "
+    "and loss . by the end i was in tears , and i am not ashamed to say that this is one of the most beautiful films "
+    "of the year , flawed , uneven , sometimes silly , but honest and brave in a way that most greedy bastards in "
+    "hollywood never manage ."
+)
+INPUTS = {
+    "normal": (None, None),  # the page's first held-out example
+    "long": (LONG_REVIEW, None),
+    "pair": ("a man is playing a guitar on the stage .", "a person performs music for an audience ."),
+}
+
+
+def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/healthz", timeout=1).read().startswith(b"ok"):
+                return
+        except (urllib.error.URLError, OSError):
+            if process.poll() is not None:
+                raise SystemExit("attention-flows serve exited") from None
+        time.sleep(0.5)
+    raise SystemExit(f"the server was not ready after {timeout:.0f} s")
+
+
+def analyse_in_page(page, text: str | None, pair: str | None = None) -> None:
+    """Analyse ``text`` (and ``pair``) in an open page (None: keep the current input) and wait until every view
+    has drawn it (shared with the browser tests)."""
+    if text is not None:
+        before = page.evaluate("() => document.getElementById('sentence-graph').innerHTML.length")
+        page.fill("#text-input", text)
+        page.fill("#text-pair-input", pair or "")
+        page.click("#analyse-button")
+        page.wait_for_function(
+            "(n) => document.getElementById('sentence-graph').innerHTML.length !== n", arg=before, timeout=120_000
+        )
+    page.wait_for_load_state("networkidle")
+    for selector in VIEW_DRAWN_SELECTORS:
+        page.wait_for_selector(selector, state="attached", timeout=60_000)
+    page.wait_for_function(  # this input's faithfulness check follows the views (10 s at 137 words)
+        "() => !document.getElementById('faithfulness-panel').classList.contains('updating')", timeout=180_000
+    )
+    wait_until_settled(page)
+
+
+SETTLED_JS = """(ids) => {  // every view's visible text and where it is, to the pixel; null while Dash is loading
+    if (document.querySelector('[data-dash-is-loading="true"]')) return null;
+    return ids.map(id => {
+        const root = document.getElementById(id);
+        if (!root) return 'missing ' + id;
+        return [...root.querySelectorAll('svg text')].map(t => {
+            const r = t.getBoundingClientRect();
+            return t.textContent + '@' + Math.round(r.left) + ',' + Math.round(r.top);
+        }).join('|');
+    }).join('#');
+}"""
+
+
+def wait_until_settled(page, *, quiet: float = 1.2, timeout: float = 60.0) -> None:
+    """Wait until no view's text has moved or changed for ``quiet`` seconds: a view drawn late (a busy server) and
+    plotly's transitions (a Sankey fades its old nodes out over 0.5 s) are over before anything is measured."""
+    views = list(ids.VIEWS.values())  # element ids of the view graphs
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = page.evaluate(SETTLED_JS, views)
+        if now is None or now != last:  # a callback in flight, or a view drawn or moved since the last look
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the views were still changing after {timeout:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gallery", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/gallery"), help="folder for the PNGs")
+    parser.add_argument("--readme", type=Path, default=Path("docs/screenshot.png"), help="the README's screenshot")
+    args = parser.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-prepare"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_ready(url, process)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(url)
+            for name, (text, pair) in INPUTS.items():
+                analyse_in_page(page, text, pair)
+                if name == "normal":
+                    page.screenshot(path=str(args.readme), full_page=True)
+                for view in VIEWS:
+                    target = args.out / f"{name}-{view}.png"
+                    page.locator(f"#card-{view}").screenshot(path=str(target))
+                    print(target)
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
