@@ -58,6 +58,11 @@ def split_labelled(frame: pd.DataFrame, recipe: PrepareRecipe) -> Split:
     return Split(train=train, held_out=held_out)
 
 
+def held_out(recipe: PrepareRecipe) -> pd.DataFrame:
+    """The held-out rows of the recipe's data (``text``, ``label``, …): never trained on, the same on every machine."""
+    return split_labelled(load_labelled(recipe), recipe).held_out
+
+
 def example_sentences(recipe: PrepareRecipe, count: int = 12, max_words: int = 28) -> list[str]:
     """Short held-out sentences, both labels alternating, for the dashboard's example list."""
     return [text for text, _ in labelled_examples(recipe, count, max_words)]
@@ -65,8 +70,8 @@ def example_sentences(recipe: PrepareRecipe, count: int = 12, max_words: int = 2
 
 def labelled_examples(recipe: PrepareRecipe, count: int = 12, max_words: int = 28) -> list[tuple[str, int]]:
     """(text, gold label id) of :func:`example_sentences`: short held-out sentences, labels alternating."""
-    held_out = split_labelled(load_labelled(recipe), recipe).held_out
-    short = held_out[held_out["text"].str.split().str.len().between(6, max_words)]
+    rows = held_out(recipe)
+    short = rows[rows["text"].str.split().str.len().between(6, max_words)]
     by_label = [
         list(zip(rows["text"], rows["label"].astype(int), strict=True))
         for _, rows in sorted(short.groupby("label"), key=lambda item: item[0])

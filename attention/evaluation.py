@@ -26,7 +26,7 @@ GRAPH_METHODS: tuple[str, ...] = ("raw_attention", "rollout", "flow", "graph")
 CLASS_METHODS: tuple[str, ...] = ("class_relevance", "decompx", "input_x_gradient")
 FAITHFULNESS_METHODS: tuple[str, ...] = (*GRAPH_METHODS, *CLASS_METHODS)
 NO_MEASURE = "none"  # the measure column of class-specific methods (they read gradients or the logit, no map)
-REFERENCES: tuple[str, ...] = ("blank_out", "blank_out_magnitude", "input_gradient")
+REFERENCES: tuple[str, ...] = ("blank_out", "blank_out_magnitude", "input_x_gradient")
 FAITHFULNESS_COLUMNS = ("measure", "method", "layer", "reference", "spearman_mean", "spearman_std", "n")
 Key = tuple[str, str]  # (measure, method)
 
@@ -92,7 +92,7 @@ def sentence_scores(
         methods[(NO_MEASURE, "decompx")] = merge_scores(parts.scores, run.groups)
     methods[(NO_MEASURE, "input_x_gradient")] = saliency[None, :]
     blank = blank_out(model, text, text_pair, target=explained.target_index, level="word")
-    references = {"blank_out": blank, "blank_out_magnitude": np.abs(blank), "input_gradient": saliency}
+    references = {"blank_out": blank, "blank_out_magnitude": np.abs(blank), "input_x_gradient": saliency}
     return methods, references, ~word_all(run.special, run.groups)
 
 

@@ -154,10 +154,10 @@ def measure_analysis(dash_app, repeats: int = 10) -> None:
     from plotly.io.json import to_json_plotly  # what Dash sends
 
     from app.core.options import ViewOptions
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
     from app.views.render import RENDERERS, render
 
-    service = service_of(dash_app)
+    service = pair_service(server=dash_app.server)
     times, lengths = [], []
     for text in long_sentences(service, repeats):
         start = time.perf_counter()
@@ -227,10 +227,10 @@ CHANGES: list[tuple[str, object]] = [
 
 def measure_controls(dash_app, rounds: int = 3) -> None:
     """Every control change: all callbacks it triggers (and those they trigger), timed and sized."""
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
     from app.testing.dash_http import cascade, dependencies
 
-    service = service_of(dash_app)
+    service = pair_service(server=dash_app.server)
     client = dash_app.server.test_client()
     specs = dependencies(client)
     texts = long_sentences(service, rounds)
@@ -269,7 +269,7 @@ def measure_controls(dash_app, rounds: int = 3) -> None:
 def bench_dashboard() -> None:
     import torch
 
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
     from app.team.site import create_app
     from attention.flow import warm_up
 
@@ -277,7 +277,7 @@ def bench_dashboard() -> None:
     print("dashboard (default pair, 1 torch thread)")
     measure_start()
     dash_app = create_app("default")
-    service_of(dash_app)
+    pair_service(server=dash_app.server)
     warm_up()  # the server does this a few seconds after loading; do not let it land inside a measurement
     measure_analysis(dash_app)
     measure_controls(dash_app)
@@ -286,13 +286,13 @@ def bench_dashboard() -> None:
 def bench_export(figures: int = 20) -> None:
     from app.core.options import ViewOptions
     from app.export import export_figure, start_export_server
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
     from app.team.site import create_app
     from app.views.render import render
 
     print("static export (kaleido + Debian chromium)")
     dash_app = create_app("default")
-    service = service_of(dash_app)
+    service = pair_service(server=dash_app.server)
     analysis = service.analyse(service.examples[0])
     start = time.perf_counter()
     start_export_server()
@@ -357,10 +357,10 @@ def _rss_mb() -> float:
 
 def _distinct_long_texts(service, count: int, tokens: int) -> list[str]:
     """``count`` inputs of at most ``tokens`` tokens made of *different* held-out sentences (no two share one)."""
-    from attention.data import load_labelled, split_labelled
+    from attention.data import held_out
 
     recipe = service.pair.config.prepare
-    pool = split_labelled(load_labelled(recipe), recipe).held_out["text"].tolist()
+    pool = held_out(recipe)["text"].tolist()
     tokenizer = service.pair.pretrained.tokenizer
     texts, start = [], 0
     while len(texts) < count and start < len(pool):

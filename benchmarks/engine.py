@@ -167,15 +167,15 @@ def bench_changes(sentences: int = 100) -> None:
 
     from attention.compare import compare_layers
     from attention.config import load_config
-    from attention.data import load_labelled, split_labelled
+    from attention.data import held_out
     from attention.extract import extract_pair
     from attention.models import load_pair
 
     config = load_config("default")
     pair = load_pair(config)
-    held_out = split_labelled(load_labelled(config.prepare), config.prepare).held_out["text"].head(sentences)
+    held_out_rows = held_out(config.prepare)["text"].head(sentences)
     start = time.perf_counter()
-    frames = [compare_layers(*(lambda r: (r.pretrained, r.finetuned))(extract_pair(pair, t))) for t in held_out]
+    frames = [compare_layers(*(lambda r: (r.pretrained, r.finetuned))(extract_pair(pair, t))) for t in held_out_rows]
     table = (
         pd.concat(frames)
         .groupby("layer")[["js_divergence", "js_divergence_max", "cosine", "tv_distance", "edge_jaccard"]]
@@ -195,12 +195,12 @@ def bench_changes(sentences: int = 100) -> None:
 def _held_out(count: int, *, min_tokens: int = 0, max_tokens: int = 10_000):
     """The default pair, loaded, and up to ``count`` held-out sentences of ``min_tokens..max_tokens`` tokens."""
     from attention.config import load_config
-    from attention.data import load_labelled, split_labelled
+    from attention.data import held_out
     from attention.models import load_pair
 
     config = load_config("default")
     pair = load_pair(config)
-    texts = split_labelled(load_labelled(config.prepare), config.prepare).held_out["text"].tolist()
+    texts = held_out(config.prepare)["text"].tolist()
     tokenizer = pair.finetuned.tokenizer
     chosen = [t for t in texts if min_tokens <= len(tokenizer(t)["input_ids"]) <= max_tokens]
     return pair, chosen[:count]
@@ -278,7 +278,7 @@ def bench_faithfulness(sentences: int = 200) -> None:
     print("|---|---:|---:|---:|")
     for method, rows in top.groupby("method", sort=False):
         cells = {r.reference: f"{r.spearman_mean:+.3f} ± {r.spearman_std:.3f} (n={r.n})" for r in rows.itertuples()}
-        print(f"| {method} | {rows['layer'].iloc[0]} | {cells['blank_out']} | {cells['input_gradient']} |")
+        print(f"| {method} | {rows['layer'].iloc[0]} | {cells['blank_out']} | {cells['input_x_gradient']} |")
     print("\nper layer, Spearman with blank-out (mean):")
     per_layer = table[table["reference"] == "blank_out"].pivot(index="method", columns="layer", values="spearman_mean")
     print(per_layer.round(3).to_string())

@@ -124,7 +124,7 @@ def bench_faithfulness(sentences: int = FAITHFULNESS_SENTENCES) -> None:
     for (measure, method), rows in top.groupby(["measure", "method"], sort=False):
         cells = {r.reference: f"{r.spearman_mean:+.3f} ± {r.spearman_std:.3f}" for r in rows.itertuples()}
         print(f"| {measure} | {method} | {rows['layer'].iloc[0]} | {cells['blank_out']} | "
-              f"{cells['blank_out_magnitude']} | {cells['input_gradient']} |")  # fmt: skip
+              f"{cells['blank_out_magnitude']} | {cells['input_x_gradient']} |")  # fmt: skip
     signed = top[top["reference"] == "blank_out"].set_index(["measure", "method"])["spearman_mean"]
     raw_graph = signed.loc[("raw_attention", "graph")]
     agnostic = signed.drop(index=[k for k in signed.index if k[0] == "none"])

@@ -244,11 +244,11 @@ def redis_hits(redis: LocalRedis) -> tuple[int, int]:
 def held_out_texts(count: int) -> list[str]:
     """Distinct held-out sentences of the default pair (never trained on)."""
     from attention import load_config
-    from attention.data import load_labelled, split_labelled
+    from attention.data import held_out
 
     recipe = load_config("default").prepare
-    held_out = split_labelled(load_labelled(recipe), recipe).held_out
-    short = held_out[held_out["text"].str.split().str.len().between(8, 30)]
+    held_out_rows = held_out(recipe)
+    short = held_out_rows[held_out_rows["text"].str.split().str.len().between(8, 30)]
     return short["text"].tolist()[:count]
 
 

@@ -98,7 +98,7 @@ def test_users_command_adds_lists_and_removes(tmp_path, monkeypatch, capsys):
 
 def _loaded(dash_app):
     """The app once its models are loaded (a process must not exit while the loader thread is inside torch)."""
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
 
-    service_of(dash_app)
+    pair_service(server=dash_app.server)
     return dash_app

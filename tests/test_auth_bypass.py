@@ -27,9 +27,9 @@ RIGHT = _basic("ada", PASSWORD)
 
 
 def _loaded(dash_app):
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
 
-    service_of(dash_app)
+    pair_service(server=dash_app.server)
     return dash_app
 
 

@@ -408,7 +408,7 @@ def test_single_column_exports_are_legible_for_a_30_token_sentence(browser, defa
     """Every view exported as SVG at single-column size (3.5 in, 7 pt): no text smaller than 7 pt, none cut at
     the figure's edge, no two texts overlapping — measured on the SVG drawn by Chromium."""
     from app.core.options import DPI, ExportOptions, ViewOptions
-    from app.export.requests import Job, export_bytes
+    from app.export.requests import FigureRequest, export_bytes
     from app.service.analysis import AnalysisService
 
     service = AnalysisService(default_pair)
@@ -418,7 +418,7 @@ def test_single_column_exports_are_legible_for_a_30_token_sentence(browser, defa
     tab = context.new_page()
     smallest = 7 * DPI / 72 - 0.05
     for view in ids.VIEWS:
-        job = Job(analysis, view, ViewOptions(), None, ExportOptions.create("svg", preset="single"))
+        job = FigureRequest(analysis, view, ViewOptions(), None, ExportOptions.create("svg", preset="single"))
         svg, _ = export_bytes(service, job)
         tab.set_content(f"<html><body style='margin:0'>{svg.decode()}</body></html>")
         texts = tab.evaluate(LEGIBLE_JS)

@@ -241,10 +241,10 @@ def test_a_view_left_as_is_after_a_fold_only_change_would_be_drawn_the_same(tiny
 
     from app.core.options import ViewOptions
     from app.figures.theme import Canvas
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
     from app.views.render import render
 
-    service = service_of(tiny_app)
+    service = pair_service(server=tiny_app.server)
     analysis = service.analyse("a fine , moving film", "with a second part")
     assert service.never_folds(analysis, ViewOptions())
     selected = (2, None)
@@ -259,9 +259,9 @@ def test_a_view_left_as_is_after_a_fold_only_change_would_be_drawn_the_same(tiny
 
 
 def test_a_fold_only_change_sends_nothing_for_a_short_input_and_redraws_a_long_one(tiny_app):
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
 
-    service = service_of(tiny_app)
+    service = pair_service(server=tiny_app.server)
     short = service.analyse("a fine , moving film").to_store()
     long = service.analyse(" ".join(["film"] * 50)).to_store()  # 52 tokens: folds above 40
     client = tiny_app.server.test_client()
@@ -277,11 +277,11 @@ def test_the_http_driver_runs_callbacks_as_the_renderer_does(tiny_app):
     """The benches and tests drive callbacks over HTTP as Dash's renderer does: a callback triggered twice in one
     round runs once, and the URL callback is not run again by the URL it wrote (the renderer prunes a callback
     from a chain it started)."""
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
     from app.testing.dash_http import cascade, dependencies
     from benchmarks.dashboard import initial_values
 
-    service = service_of(tiny_app)
+    service = pair_service(server=tiny_app.server)
     client = tiny_app.server.test_client()
     values = initial_values(service.num_layers, service.num_heads)
     values[f"{ids.ANALYSIS}.data"] = service.analyse("a fine , moving film").to_store()
@@ -301,10 +301,10 @@ def test_alpha_is_off_and_says_why_for_a_measure_that_holds_the_residual():
 
 def test_the_graph_views_name_the_measure_they_are_drawn_over(tiny_app):
     from app.core.options import ViewOptions
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
     from app.views.render import render
 
-    service = service_of(tiny_app)
+    service = pair_service(server=tiny_app.server)
     analysis = service.analyse("a fine , moving film")
     for measure, title in (("alti", "Contribution graph (ALTI)"), ("raw_attention", "Attention graph")):
         options = ViewOptions(measure=measure, tau=0.0)
@@ -324,9 +324,9 @@ def test_the_graph_views_name_the_measure_they_are_drawn_over(tiny_app):
 
 def test_the_token_scores_follow_the_measure_and_decompx_is_a_class_method(tiny_app):
     from app.core.options import ViewOptions
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
 
-    service = service_of(tiny_app)
+    service = pair_service(server=tiny_app.server)
     analysis = service.analyse("a fine , moving film")
     raw = service.relevance(analysis, ViewOptions(method="rollout", measure="raw_attention"))
     alti = service.relevance(analysis, ViewOptions(method="rollout", measure="alti"))
@@ -345,10 +345,10 @@ def test_a_signed_method_is_drawn_on_a_scale_around_zero(tiny_app):
     """DecompX is signed: the token scores' model panels are coloured on a scale symmetric around 0 (a negative
     part is never clipped to white), and the titles name the measure a graph method ran over."""
     from app.core.options import ViewOptions
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
     from app.views.render import render
 
-    service = service_of(tiny_app)
+    service = pair_service(server=tiny_app.server)
     analysis = service.analyse("a fine , moving film")
     influence = plotly_figure(render("influence", service, analysis, ViewOptions(method="decompx")))
     model = next(t for t in influence.data if t.zmin is not None and t.colorscale[0][1] != t.colorscale[-1][1])

@@ -615,7 +615,7 @@ def test_two_runs_on_one_folder_at_once_are_refused(tiny_pair, data_file, tmp_pa
 def test_chunks_run_on_celery_workers(tiny_pair, tiny_config, data_file, tmp_path):
     """`corpus run --broker`: two real Celery workers (redis-server as broker) compute the chunks; the corpus
     equals a local run's. With no worker left, the run stops with a message naming the command that starts one."""
-    from app.team.jobs import QUEUE
+    from app.service.jobbook import QUEUE
     from tests.servers import redis_server
 
     source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=60)

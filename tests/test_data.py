@@ -3,7 +3,7 @@
 import pytest
 
 from attention.config import PrepareRecipe
-from attention.data import example_sentences, load_labelled, split_labelled
+from attention.data import example_sentences, held_out, load_labelled, split_labelled
 from attention.errors import PrepareError
 
 
@@ -34,9 +34,9 @@ def test_growing_train_size_never_touches_held_out_rows():
 
 def test_examples_come_from_held_out_rows_and_alternate_labels():
     recipe = PrepareRecipe()
-    held_out = split_labelled(load_labelled(recipe), recipe).held_out
+    held_out_rows = held_out(recipe)
     examples = example_sentences(recipe, count=6)
-    labels = held_out.set_index("text").loc[examples, "label"].tolist()
+    labels = held_out_rows.set_index("text").loc[examples, "label"].tolist()
     assert len(examples) == 6 and labels[0] != labels[1]
 
 
@@ -46,15 +46,15 @@ def test_missing_data_package_gives_install_hint():
 
 
 def test_examples_carry_their_held_out_gold_label():
-    from app.service.analysis import example_items
+    from app.service.examples import example_items
     from attention.config import load_config
     from attention.data import labelled_examples
 
     recipe = PrepareRecipe()
     labelled = labelled_examples(recipe)
     assert [text for text, _ in labelled] == example_sentences(recipe)
-    held_out = split_labelled(load_labelled(recipe), recipe).held_out.set_index("text")["label"]
-    assert all(held_out[text] == label for text, label in labelled)  # the data's own label, never a guess
+    held_out_rows = held_out(recipe).set_index("text")["label"]
+    assert all(held_out_rows[text] == label for text, label in labelled)  # the data's own label, never a guess
     assert [label for _, label in labelled[:4]] == [0, 1, 0, 1]
     items = example_items(load_config("default"))
     assert {gold for _, gold in items} == {"negative", "positive"}

@@ -11,12 +11,12 @@ import xml.etree.ElementTree as ET
 import pytest
 from plotly.io.json import to_json_plotly
 
+from app.core.analysis import Analysis
 from app.core.options import ExportOptions, OptionError, ViewOptions
 from app.export import ExportError, SidecarError, export_figure, read_sidecar, resolve_pair, write_atomically
 from app.export.files import check_drawn, start_export_server
-from app.export.requests import Job, make_one
-from app.service.analysis import Analysis
-from app.service.registry import service_of
+from app.export.requests import FigureRequest, make_one
+from app.service.registry import pair_service
 from app.views.render import render
 
 TEXT = "a fine , moving film"
@@ -25,7 +25,7 @@ TEXT = "a fine , moving film"
 @pytest.fixture(scope="module")
 def service(tiny_app):
     start_export_server()
-    return service_of(tiny_app)
+    return pair_service(server=tiny_app.server)
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -61,7 +61,7 @@ def test_svg_parses_and_contains_the_token_labels(service, tmp_path):
 def test_sidecar_reproduces_the_same_figure(service, tiny_config, tmp_path):
     options = ViewOptions(layers=(1, 2), heads=(1,), tau=0.1, level="word", hide=("punctuation",))
     export = ExportOptions("svg", preset="single")
-    job = Job(Analysis(TEXT), "sankey", options, (2, 1), export, tmp_path / "flow.svg")
+    job = FigureRequest(Analysis(TEXT), "sankey", options, (2, 1), export, tmp_path / "flow.svg")
     path = make_one(service, job, with_sidecar=True)
     sidecar = json.loads(path.with_suffix(".json").read_text())
     assert sidecar["sidecar_version"] == 3 and len(sidecar["pair"]["config_sha256"]) == 64
@@ -79,7 +79,7 @@ def test_sidecar_reproduces_the_same_figure(service, tiny_config, tmp_path):
 def test_a_sidecar_from_before_measures_reproduces_raw_attention(service, tmp_path):
     """Version 2 sidecars were drawn over raw attention, the only measure then: read back, they still are."""
     options = ViewOptions(measure="raw_attention")
-    job = Job(Analysis(TEXT), "sankey", options, None, ExportOptions("svg"), tmp_path / "old.svg")
+    job = FigureRequest(Analysis(TEXT), "sankey", options, None, ExportOptions("svg"), tmp_path / "old.svg")
     path = make_one(service, job, with_sidecar=True).with_suffix(".json")
     data = json.loads(path.read_text())
     data["sidecar_version"] = 2
@@ -93,7 +93,7 @@ def test_a_sidecar_from_before_measures_reproduces_raw_attention(service, tmp_pa
 
 def test_a_sidecar_naming_a_pair_that_is_not_installed_is_refused_before_loading(service, tmp_path, capsys):
     options = ViewOptions()
-    job = Job(Analysis(TEXT), "heads", options, None, ExportOptions("svg"), tmp_path / "heads.svg")
+    job = FigureRequest(Analysis(TEXT), "heads", options, None, ExportOptions("svg"), tmp_path / "heads.svg")
     side = json.loads(make_one(service, job, with_sidecar=True).with_suffix(".json").read_text())
     (tmp_path / "evil.toml").write_text(
         'name = "tiny"\n[pretrained]\npackage = "this"\n[finetuned]\npackage = "this"\n', encoding="utf-8"
@@ -106,7 +106,7 @@ def test_a_sidecar_naming_a_pair_that_is_not_installed_is_refused_before_loading
 
 
 def test_a_sidecar_whose_pair_changed_is_refused(service, tmp_path):
-    job = Job(Analysis(TEXT), "heads", ViewOptions(), None, ExportOptions("svg"), tmp_path / "heads.svg")
+    job = FigureRequest(Analysis(TEXT), "heads", ViewOptions(), None, ExportOptions("svg"), tmp_path / "heads.svg")
     side = json.loads(make_one(service, job, with_sidecar=True).with_suffix(".json").read_text())
     side["pair"]["name"] = "minilm-sentiment"  # an installed pair, but not the config this figure was made with
     (tmp_path / "changed.json").write_text(json.dumps(side), encoding="utf-8")
@@ -255,7 +255,7 @@ def test_written_files_follow_the_umask_not_mkstemps_private_mode(tmp_path):
 
 
 def test_the_pages_selection_marks_stay_out_of_exported_figures(service, tmp_path):
-    job = Job(Analysis(TEXT), "heads", ViewOptions(), (2, 1), ExportOptions("svg"), tmp_path / "heads.svg")
+    job = FigureRequest(Analysis(TEXT), "heads", ViewOptions(), (2, 1), ExportOptions("svg"), tmp_path / "heads.svg")
     path = make_one(service, job, with_sidecar=True)
     assert 'class="shape-group"' not in path.read_text()  # the grid's selection outline is a layout shape
     assert json.loads(path.with_suffix(".json").read_text())["selected_head"] == {"layer": 2, "head": 1}

@@ -36,12 +36,12 @@ def test_faithfulness_table_has_every_method_layer_and_reference(classifier):
     assert len(ticks) == len(TEXTS)
     assert set(table["method"]) == set(FAITHFULNESS_METHODS) - {"decompx"}
     assert set(table["measure"]) == {"raw_attention", "none"}
-    assert set(table["reference"]) == set(REFERENCES) == {"blank_out", "blank_out_magnitude", "input_gradient"}
+    assert set(table["reference"]) == set(REFERENCES) == {"blank_out", "blank_out_magnitude", "input_x_gradient"}
     layered = table[table["method"] != "input_x_gradient"]
     assert set(layered["layer"]) == {1, 2}
     assert set(table.loc[table["method"] == "input_x_gradient", "layer"]) == {0}
     assert table["n"].max() == len(TEXTS)
-    same = table[(table["method"] == "input_x_gradient") & (table["reference"] == "input_gradient")]
+    same = table[(table["method"] == "input_x_gradient") & (table["reference"] == "input_x_gradient")]
     assert same["spearman_mean"].item() == pytest.approx(1.0)  # a method against itself
     assert len(top_layer(table)) == 3 * (len(FAITHFULNESS_METHODS) - 1)
     signed, magnitude = (table[(table["reference"] == r) & (table["method"] == "rollout")] for r in REFERENCES[:2])

@@ -316,7 +316,7 @@ def test_faithfulness_figure_has_a_line_per_method_with_spread():
             ("class_relevance", 1, "blank_out", 0.3, 0.2, 5),
             ("class_relevance", 2, "blank_out", 0.4, 0.2, 4),
             ("input_x_gradient", 0, "blank_out", 0.05, 0.3, 5),
-            ("rollout", 2, "input_gradient", 0.9, 0.1, 5),
+            ("rollout", 2, "input_x_gradient", 0.9, 0.1, 5),
         ],
         columns=["method", "layer", "reference", "spearman_mean", "spearman_std", "n"],
     )

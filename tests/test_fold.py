@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from app.core.analysis import Analysis
 from app.core.fold import choose_fold, fold_scores
 from app.core.options import FOLD_ABOVE, ViewOptions
-from app.service.analysis import Analysis
 from app.views.render import render
 from tests.conftest import plotly_figure
 
@@ -15,9 +15,9 @@ LONG = Analysis(" ".join(["a fine , moving film"] * 12))  # 60 words, 62 tokens 
 
 @pytest.fixture
 def service(tiny_app):
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
 
-    return service_of(tiny_app)
+    return pair_service(server=tiny_app.server)
 
 
 def test_choose_fold_keeps_the_top_k_and_the_protected_positions_in_order():

@@ -249,10 +249,10 @@ STORED = [(FIVE_MB, "characters long"), (MILLION_WORDS, "characters long"), ("\u
 @pytest.mark.parametrize("output", [ids.SANKEY, ids.SENTENCE, ids.MATRIX])
 @pytest.mark.parametrize(("text", "words"), STORED, ids=["5 MB", "1M words", "zero-width", "NUL", "control"])
 def test_a_bad_text_put_in_the_pages_store_is_refused_not_drawn(tiny_app, monkeypatch, output, text, words):
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
 
     if "characters" in words:  # over the limit: the tokenizer must never run
-        tokenizer = type(service_of(tiny_app).pair.pretrained.tokenizer)
+        tokenizer = type(pair_service(server=tiny_app.server).pair.pretrained.tokenizer)
         monkeypatch.setattr(tokenizer, "__call__", NeverCalled.__call__)
     client = tiny_app.server.test_client()
     values = {**BASE, f"{ids.ANALYSIS}.data": {"text": text, "text_pair": None},

@@ -13,8 +13,7 @@ import threading
 import pytest
 
 from app.dashboard import ids
-from app.service.analysis import EXTENSION_KEY
-from app.service.registry import ModelsNotReadyError, ServiceLoader, service_of
+from app.service.registry import EXTENSION_KEY, ModelsNotReadyError, ServiceLoader, pair_service
 from app.testing.dash_http import call
 from attention.errors import AttentionFlowsError, IncompatibleModelsError, ModelLoadError
 
@@ -30,7 +29,7 @@ def _blocked_build(service, release: threading.Event):
 
 
 def test_loader_waits_then_hands_out_the_service(tiny_app):
-    service, release = service_of(tiny_app), threading.Event()
+    service, release = pair_service(server=tiny_app.server), threading.Event()
     loader = ServiceLoader(_blocked_build(service, release)).start()
     assert loader.status == "loading"
     with pytest.raises(ModelsNotReadyError, match="still loading"):
@@ -101,7 +100,7 @@ def test_page_and_health_are_served_while_the_models_load(tiny_config, tiny_app)
     from app.team.site import create_app
 
     release = threading.Event()
-    dash_app = create_app(tiny_config, build_service=_blocked_build(service_of(tiny_app), release))
+    dash_app = create_app(tiny_config, build_service=_blocked_build(pair_service(server=tiny_app.server), release))
     client = dash_app.server.test_client()
     try:
         assert client.get("/").status_code == 200

@@ -62,7 +62,7 @@ def test_metrics_need_sign_in(tiny_config, tmp_path):
 
 def _loaded(dash_app):
     """The app once its models are loaded (a process must not exit while the loader thread is inside torch)."""
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
 
-    service_of(dash_app)
+    pair_service(server=dash_app.server)
     return dash_app

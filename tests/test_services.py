@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from app.core.analysis import Analysis
 from app.core.options import ViewOptions
-from app.service.analysis import Analysis
 from attention.errors import InputTextError
 
 TEXT = Analysis("a fine , moving film")
@@ -12,9 +12,9 @@ TEXT = Analysis("a fine , moving film")
 
 @pytest.fixture
 def service(tiny_app):
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
 
-    return service_of(tiny_app)
+    return pair_service(server=tiny_app.server)
 
 
 def test_trace_sources_are_token_positions_that_hiding_never_changes(service):

@@ -18,7 +18,7 @@ import pytest
 
 from app.dashboard import ids
 from app.service.registry import PairRegistry
-from app.service.stores import SharedCache, decode_runs, encode_runs
+from app.service.stores import RedisCache, decode_runs, encode_runs
 from app.team.config import load_server_config
 from app.testing.dash_http import HttpClient, call
 from attention.errors import ConfigError
@@ -106,9 +106,9 @@ def test_the_environment_overrides_the_config_file(tmp_path, monkeypatch):
 
 
 def test_a_worker_keeps_at_most_the_configured_pairs_loaded_and_reloads_on_use(tiny_app):
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
 
-    service = service_of(tiny_app)
+    service = pair_service(server=tiny_app.server)
     built = []
 
     def builder(name):
@@ -183,10 +183,10 @@ def test_callbacks_use_the_pair_the_analysis_names_and_refuse_others(team_app):
 
 
 def test_encoded_runs_come_back_bit_identical(tiny_app):
-    from app.service.analysis import Analysis
-    from app.service.registry import service_of
+    from app.core.analysis import Analysis
+    from app.service.registry import pair_service
 
-    runs = service_of(tiny_app).runs(Analysis("a fine , moving film", "and a pair"))
+    runs = pair_service(server=tiny_app.server).runs(Analysis("a fine , moving film", "and a pair"))
     data = encode_runs(runs)
     back = decode_runs(data)
     for before, after in ((runs.pretrained, back.pretrained), (runs.finetuned, back.finetuned)):
@@ -209,13 +209,14 @@ def test_graphs_from_the_shared_cache_draw_the_same_sankey(tiny_app, monkeypatch
     a Sankey drawn from another worker's graphs names the same heads (it said '–' when they came back as lists)."""
     import plotly.io as pio
 
+    from app.core.analysis import Analysis
     from app.core.options import ViewOptions
     from app.figures.theme import Canvas
-    from app.service.analysis import Analysis, decode_graphs, encode_graphs
-    from app.service.registry import service_of
+    from app.service.analysis import decode_graphs, encode_graphs
+    from app.service.registry import pair_service
     from app.views import render
 
-    service = service_of(tiny_app)
+    service = pair_service(server=tiny_app.server)
     analysis = Analysis("a fine , moving film about nothing and everything")
     options = service.checked(analysis, ViewOptions(tau=0.05, measure="raw_attention"))  # per-head edges
     graphs = service.graphs(analysis, options)
@@ -239,15 +240,16 @@ def test_graphs_from_the_shared_cache_draw_the_same_sankey(tiny_app, monkeypatch
 
 
 def test_a_second_worker_reads_the_runs_from_redis_and_survives_redis_going_away(tiny_app, tmp_path):
-    from app.service.analysis import Analysis, AnalysisService
-    from app.service.registry import service_of
+    from app.core.analysis import Analysis
+    from app.service.analysis import AnalysisService
+    from app.service.registry import pair_service
     from app.team.config import CacheSection
 
-    pair = service_of(tiny_app).pair
+    pair = pair_service(server=tiny_app.server).pair
     with redis_server(tmp_path / "redis") as redis:
         section = CacheSection(redis=redis.url())
-        first = AnalysisService(pair, cache_bytes=2**24, shared=SharedCache.connect(section))
-        second = AnalysisService(pair, cache_bytes=2**24, shared=SharedCache.connect(section))
+        first = AnalysisService(pair, cache_bytes=2**24, shared=RedisCache.connect(section))
+        second = AnalysisService(pair, cache_bytes=2**24, shared=RedisCache.connect(section))
         analysis = Analysis("a worker computes this once")
         computed = first.runs(analysis)
         assert (first.shared.misses, first.shared.stores) == (1, 1)
@@ -353,7 +355,7 @@ def test_workers_missing_the_same_entry_at_once_compute_it_once(tmp_path):
 
     with redis_server(tmp_path / "redis") as redis:
         caches = {
-            "redis": [SharedCache.connect(CacheSection(redis=redis.url())) for _ in range(4)],
+            "redis": [RedisCache.connect(CacheSection(redis=redis.url())) for _ in range(4)],
             "disk": [DiskCache(tmp_path / "disk", budget=2**24) for _ in range(4)],
         }
         for kind, workers in caches.items():
@@ -366,9 +368,9 @@ def test_workers_missing_the_same_entry_at_once_compute_it_once(tmp_path):
 
 def test_metrics_report_pairs_and_job_outcomes(team_app):
     from app.dashboard.callbacks.jobs import show_faithfulness_job
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
 
-    service_of(team_app)  # the default pair, loaded (at most one pair stays loaded here)
+    pair_service(server=team_app.server)  # the default pair, loaded (at most one pair stays loaded here)
     with team_app.server.test_request_context():
         _figure, style, status = show_faithfulness_job({"error": "There is no text."})
         assert status == "Failed: There is no text." and style == {"display": "none"}
@@ -385,9 +387,9 @@ def test_a_forked_job_process_does_not_inherit_a_lock_another_thread_held(tiny_a
     import os
     import threading
 
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
 
-    service = service_of(tiny_app)
+    service = pair_service(server=tiny_app.server)
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -413,9 +415,9 @@ def test_graph_comparisons_come_back_from_the_shared_cache_exactly(tiny_app):
 
     from app.core.options import ViewOptions
     from app.service.analysis import decode_graphs, encode_graphs
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
 
-    service = service_of(tiny_app)
+    service = pair_service(server=tiny_app.server)
     cases = [
         (service.analyse("a fine , moving film"), ViewOptions()),
         (service.analyse("a fine , moving film", "and a pair"), ViewOptions(level="word", sinks=False)),
@@ -517,10 +519,10 @@ def test_an_analysis_shares_its_class_relevance_with_the_other_workers(tiny_app,
     view reads it there and runs no model."""
     from app.service import analysis as services
     from app.service.analysis import AnalysisService
-    from app.service.registry import service_of
+    from app.service.registry import pair_service
     from app.service.stores import DiskCache
 
-    pair = service_of(tiny_app).pair
+    pair = pair_service(server=tiny_app.server).pair
     shared = DiskCache(tmp_path / "shared", budget=2**26)
     first = AnalysisService(pair, shared=shared)
     analysis = first.analyse("a warm and clever film", explain=True)

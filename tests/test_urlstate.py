@@ -5,10 +5,10 @@ import urllib.parse
 
 import pytest
 
+from app.core.analysis import Analysis
 from app.core.options import OptionError, ViewOptions
 from app.core.urlstate import PageState, control_values, from_query, to_query
 from app.dashboard import ids
-from app.service.analysis import Analysis
 
 
 def test_a_state_survives_the_url_and_defaults_are_left_out():

@@ -99,7 +99,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def _run(args) -> int:
-    from app.team.jobs import QUEUE
+    from app.service.jobbook import QUEUE
     from attention import load_pair
     from attention.corpus import corpus_source, run_corpus
     from attention.corpus.source import load_pair_config

@@ -332,7 +332,7 @@ def cmd_faithfulness(args) -> int:
 
     from app.export import check_target
     from attention import load_config, load_pair
-    from attention.data import load_labelled, split_labelled
+    from attention.data import held_out
     from attention.evaluation import faithfulness, top_layer
     from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU
 
@@ -348,13 +348,13 @@ def cmd_faithfulness(args) -> int:
     config = load_config(args.config)
     if config.prepare is None:
         raise AttentionFlowsError(f"Config '{config.name}' has no held-out data.", "Use a config with [prepare].")
-    held_out = split_labelled(load_labelled(config.prepare), config.prepare).held_out
-    if args.n > len(held_out):
+    held_out_rows = held_out(config.prepare)
+    if args.n > len(held_out_rows):
         raise AttentionFlowsError(
-            f"Option 'n' is {args.n:,}; pair '{config.name}' has {len(held_out):,} held-out sentences.",
-            f"Give --n {len(held_out)} or fewer.",
+            f"Option 'n' is {args.n:,}; pair '{config.name}' has {len(held_out_rows):,} held-out sentences.",
+            f"Give --n {len(held_out_rows)} or fewer.",
         )
-    texts = held_out["text"].tolist()[: args.n]
+    texts = held_out_rows["text"].tolist()[: args.n]
     pair = load_pair(config)
     tau = DEFAULT_TAU if args.tau is None else args.tau
     alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from urllib.parse import parse_qsl, urlencode
 
+from app.core.analysis import Analysis
 from app.core.options import (
     TRACE_ALL,
     OptionError,
@@ -20,7 +21,6 @@ from app.core.options import (
     parse_numbers,
     parse_range,
 )
-from app.service.analysis import Analysis
 
 DEFAULTS = ViewOptions()
 FLAGS = ("sinks", "renormalize")

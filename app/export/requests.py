@@ -15,18 +15,19 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.core.analysis import Analysis
 from app.core.options import FORMATS, ExportOptions, ViewOptions, check_selected_head
 from app.export.files import ExportError, check_target, render_bytes, write_atomically
 from app.export.sidecar import Sidecar, make_sidecar, read_sidecar, resolve_pair
 from app.figures.theme import Canvas
-from app.service.analysis import Analysis, AnalysisService
+from app.service.analysis import AnalysisService
 from app.views.render import render
 from attention.errors import AttentionFlowsError
 
 
 @dataclass(frozen=True)
-class Job:
-    """One figure to make."""
+class FigureRequest:
+    """One figure to make: a view of an analysis with its options, as a file (``out``) or bytes."""
 
     analysis: Analysis
     view: str
@@ -96,7 +97,7 @@ def file_stem(view: str, options: ViewOptions, text: str) -> str:
     return f"{view}-{options.mode}-{layers}-{words}-{hashlib.sha1(settings).hexdigest()[:8]}"
 
 
-def export_bytes(service: AnalysisService, job: Job) -> tuple[bytes, Sidecar]:
+def export_bytes(service: AnalysisService, job: FigureRequest) -> tuple[bytes, Sidecar]:
     """Analyse, render and export one job: the file's bytes and its sidecar (shared by the CLI and the
     dashboard's Export button)."""
     analysis = service.analyse(job.analysis.text, job.analysis.text_pair)
@@ -125,7 +126,7 @@ def export_bytes(service: AnalysisService, job: Job) -> tuple[bytes, Sidecar]:
     return data, side
 
 
-def make_one(service: AnalysisService, job: Job, *, with_sidecar: bool) -> Path:
+def make_one(service: AnalysisService, job: FigureRequest, *, with_sidecar: bool) -> Path:
     """Export one job to ``job.out`` (and its sidecar next to it), atomically; nothing is written on failure."""
     if job.out is None:
         raise ExportError("No output file given.", "Pass --out.")
@@ -156,7 +157,7 @@ def run_export(args) -> int:
         sidecar = read_sidecar(args.from_sidecar)
         export = _sidecar_export(sidecar.export, output_format(args.out, args.fmt, sidecar.export.fmt))
         pair = resolve_pair(sidecar, args.config)  # None: the installed pair the sidecar names
-        job = Job(
+        job = FigureRequest(
             Analysis(sidecar.text, sidecar.text_pair),
             sidecar.view,
             sidecar.options,
@@ -180,7 +181,7 @@ def run_export(args) -> int:
         check_target(args.out)
         _check_shape(config, options, selected)
         service = AnalysisService.from_config(config)
-        job = Job(Analysis(args.text, args.text_pair), args.view, options, selected, export, args.out)
+        job = FigureRequest(Analysis(args.text, args.text_pair), args.view, options, selected, export, args.out)
         print(make_one(service, job, with_sidecar=args.sidecar))
         return 0
 
@@ -198,7 +199,7 @@ def run_export(args) -> int:
     failures = 0
     for number, analysis in enumerate(tqdm(analyses, desc=f"exporting {args.view}", unit="figure"), start=1):
         out = args.out_dir / f"{number:03d}-{file_stem(args.view, options, analysis.text)}.{args.fmt}"
-        job = Job(analysis, args.view, options, selected, export, out)
+        job = FigureRequest(analysis, args.view, options, selected, export, out)
         try:
             make_one(service, job, with_sidecar=args.sidecar)
         except AttentionFlowsError as error:

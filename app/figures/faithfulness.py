@@ -31,7 +31,7 @@ MEASURE_COLOURS = {
 REFERENCE_LABELS = {
     "blank_out": "blank-out",
     "blank_out_magnitude": "|blank-out|",
-    "input_gradient": "input × gradient",
+    "input_x_gradient": "input × gradient",
 }
 
 

@@ -9,19 +9,20 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TypeVar
 
 import numpy as np
 import pandas as pd
-from flask import current_app
 
+from app.core.analysis import Analysis
 from app.core.fold import Fold, choose_fold
 from app.core.options import CLASS_METHODS, FOLD_ABOVE, PREDICTED, OptionError, ViewOptions
+from app.service.examples import Examples
 from app.service.memo import ByteLRU, fresh_locks_after_fork
 from app.service.stores import (
     DiskCache,
-    SharedCache,
+    RedisCache,
     decode_frames,
     decode_relevance,
     decode_runs,
@@ -65,31 +66,6 @@ from attention.mixing import contributions, contributions_for
 from attention.tokens import word_all
 
 T = TypeVar("T")
-EXTENSION_KEY = "attention_flows"  # the app's PairRegistry in flask's extensions
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """One analysed input: what the browser stores (a few hundred bytes, never tensors). ``models`` is the name of
-    the model pair it was analysed with (None: the server's default pair); the server checks it against its list."""
-
-    text: str
-    text_pair: str | None = None
-    models: str | None = None
-
-    def to_store(self) -> dict:
-        return {"text": self.text, "text_pair": self.text_pair, "models": self.models}
-
-    @classmethod
-    def from_store(cls, data: object) -> Analysis | None:
-        """The analysis the page holds; None when there is none yet. Anything but text is refused."""
-        if not data:
-            return None
-        fields = [data.get(key) if isinstance(data, dict) else None for key in ("text", "text_pair", "models")]
-        if not isinstance(data, dict) or not all(isinstance(value, str | None) for value in fields):
-            raise OptionError("The page sent an input that is not text.", "Reload the page and analyse the text again.")
-        text, pair, models = fields
-        return cls(text=text, text_pair=pair or None, models=models or None) if text else None
 
 
 def hidden_mask(run: AttentionRun, hide: tuple[str, ...], level: str = "token") -> np.ndarray:
@@ -130,7 +106,7 @@ class AnalysisService:
         examples: list[str] | None = None,
         golds: dict[str, str] | None = None,
         cache_bytes: int | None = None,
-        shared: SharedCache | DiskCache | None = None,
+        shared: RedisCache | DiskCache | None = None,
     ) -> None:
         self.pair = pair
         self.shared = shared  # Redis (team server) or a disk cache shared by this machine's processes, or None
@@ -145,13 +121,8 @@ class AnalysisService:
     def from_config(cls, config: str | PairConfig = "default", settings: Settings | None = None) -> AnalysisService:
         settings = settings or load_settings()
         pair = load_pair(config, settings=settings)
-        items = example_items(pair.config)
-        return cls(
-            pair,
-            examples=[text for text, _ in items],
-            golds={text: gold for text, gold in items if gold},
-            cache_bytes=settings.cache_mb * 2**20,
-        )
+        examples = Examples.of(pair.config)
+        return cls(pair, examples=examples.texts, golds=examples.golds, cache_bytes=settings.cache_mb * 2**20)
 
     @property
     def name(self) -> str:
@@ -609,7 +580,7 @@ class AnalysisService:
 
     def faithfulness(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
         """This input's Spearman correlations (words, fine-tuned model) of each method at the deepest layer with
-        blank-out and input × gradient: ``measure, method, blank_out, blank_out_magnitude, input_gradient`` (layer
+        blank-out and input × gradient: ``measure, method, blank_out, blank_out_magnitude, input_x_gradient`` (layer
         row, rollout and flow over raw attention; the attention graph over the current measure, as the Sankey
         draws it). The costly parts (blank-out, flow) are cached per target and reuse the run and class relevance
         the views computed; the attention graph's row follows the current τ, α and sinks. Raises
@@ -690,33 +661,3 @@ def _target(target: str) -> str | None:
 
 def _both(runs: PairRuns) -> tuple[AttentionRun, AttentionRun]:
     return runs.pretrained, runs.finetuned
-
-
-def example_items(config: PairConfig) -> list[tuple[str, str | None]]:
-    """The sentences the page offers with their gold label: the config's ``examples`` (no label), else held-out
-    sentences of its data (the label the twin was never trained on)."""
-    if config.examples:
-        return [(text, None) for text in config.examples]
-    if config.prepare is None:
-        return []
-    from attention.data import labelled_examples
-
-    names = config.task.labels if config.task else ()
-    try:
-        return [(text, names[label] if label < len(names) else str(label)) for text, label in
-                labelled_examples(config.prepare)]  # fmt: skip
-    except Exception:  # examples are a convenience: a missing data package must not stop the dashboard
-        return []
-
-
-def current_service(analysis: Analysis | str | None = None) -> AnalysisService:
-    """The service of the pair ``analysis`` was made with (or named; None: the server's default pair) in the app
-    handling the current request: waits while the models load (see :mod:`app.service.registry`), raises their load error
-    if they failed, and a readable error for a pair this server does not offer."""
-    name = analysis.models if isinstance(analysis, Analysis) else analysis
-    return current_app.extensions[EXTENSION_KEY].get(name)
-
-
-def default_pair_name() -> str:
-    """The name of the pair a page without ``?models=`` opens."""
-    return current_app.extensions[EXTENSION_KEY].default

@@ -13,7 +13,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from app.service.analysis import EXTENSION_KEY, AnalysisService
+from flask import Flask, current_app
+
+from app.core.analysis import Analysis
+from app.service.analysis import AnalysisService
 from app.service.memo import fresh_locks_after_fork
 from attention.errors import AttentionFlowsError
 from attention.models import collector_paused
@@ -21,6 +24,7 @@ from attention.models import collector_paused
 log = logging.getLogger("attention_flows.app")
 
 # A callback that arrives before the models are loaded waits this long before it gives up with a message.
+EXTENSION_KEY = "attention_flows"  # the app's PairRegistry in flask's extensions
 WAIT_SECONDS = 300.0
 
 
@@ -192,6 +196,15 @@ class PairRegistry:
             return self._loaders.get(name)
 
 
-def service_of(dash_app: object, name: str | None = None) -> AnalysisService:
-    """The loaded service of an app made by :func:`app.team.site.create_app` (waits while the models load)."""
-    return dash_app.server.extensions[EXTENSION_KEY].get(name)
+def pair_registry(server: Flask | None = None) -> PairRegistry:
+    """The pair registry of ``server`` (an app made by :func:`app.team.site.create_app`; default: the app handling
+    the current request)."""
+    return (server if server is not None else current_app).extensions[EXTENSION_KEY]
+
+
+def pair_service(pair: Analysis | str | None = None, server: Flask | None = None) -> AnalysisService:
+    """The one way to a pair's service: the pair ``pair`` was analysed with (or names; None: the server's default
+    pair) in :func:`pair_registry`. Waits while the models load, raises their load error if they failed, and a
+    readable error for a pair this server does not offer."""
+    name = pair.models if isinstance(pair, Analysis) else pair
+    return pair_registry(server).get(name)

@@ -38,7 +38,7 @@ from attention import AttentionRun, ClassRelevance, PairRuns
 log = logging.getLogger("attention_flows.app")
 RETRY_SECONDS = 5.0
 TIMEOUT_SECONDS = 0.5  # a Redis that does not answer in this time counts as unreachable
-FORMAT = b"AFR2"  # magic + version of the encoding below (in every key: old entries are never read)
+FORMAT = b"AFR3"  # magic + version of the encoding below (in every key: old entries are never read)
 WAIT_FOR_OTHER_SECONDS = 20.0  # how long a worker waits for another one computing the same entry
 POLL_SECONDS = 0.02
 CLAIM_SECONDS = 60  # a claim expires by itself if its holder dies
@@ -256,7 +256,7 @@ class DiskCache(_Memo):
         self._cache.delete(f"claim:{key}")
 
 
-class SharedCache(_Memo):
+class RedisCache(_Memo):
     """A Redis connection that never raises: :meth:`get` / :meth:`put` answer None / False while Redis is down,
     and try again after :data:`RETRY_SECONDS`. Counters are read by ``/metrics``."""
 
@@ -278,7 +278,7 @@ class SharedCache(_Memo):
         self.bytes_read = self.bytes_written = 0
 
     @classmethod
-    def connect(cls, section: CacheSection) -> SharedCache | None:
+    def connect(cls, section: CacheSection) -> RedisCache | None:
         """The shared cache a server config asks for, or None (no ``redis`` URL)."""
         if not section.redis:
             return None

@@ -29,7 +29,7 @@ def install_metrics(dash_app, registry: PairRegistry) -> None:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-    from app.team.jobs import JOBS_KEY
+    from app.service.jobbook import JOBS_KEY
 
     metrics_registry = CollectorRegistry()
     latency = Histogram(
@@ -58,9 +58,9 @@ def install_metrics(dash_app, registry: PairRegistry) -> None:
                 )
             held = sum(cache.held for cache in caches)
             yield GaugeMetricFamily("attention_flows_cache_bytes", "Bytes the caches hold", value=held)
-            from app.service.stores import SharedCache
+            from app.service.stores import RedisCache
 
-            shared = next((s.shared for s in services if isinstance(s.shared, SharedCache)), None)
+            shared = next((s.shared for s in services if isinstance(s.shared, RedisCache)), None)
             if shared is not None:
                 up = shared.ping()  # checked at scrape time (0.5 s at most)
                 yield GaugeMetricFamily("attention_flows_shared_cache_up", "1 while Redis answers", value=up)

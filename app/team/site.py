@@ -16,9 +16,10 @@ from flask import Flask, has_request_context, request
 from app.core.urlstate import from_query
 from app.dashboard.help import render_doc
 from app.dashboard.layout import build_layout
-from app.service.analysis import EXTENSION_KEY, AnalysisService, example_items
-from app.service.registry import PairRegistry
-from app.service.stores import DiskCache, SharedCache
+from app.service.analysis import AnalysisService
+from app.service.examples import Examples
+from app.service.registry import EXTENSION_KEY, PairRegistry
+from app.service.stores import DiskCache, RedisCache
 from app.team.auth import AuthConfig, protect
 from app.team.config import ServerConfig
 from app.team.prometheus import install_metrics
@@ -66,7 +67,8 @@ def create_app(
     """
     from app.dashboard.callbacks.common import report_unexpected_error
     from app.dashboard.callbacks.registry import register_all
-    from app.team.jobs import JOBS_KEY, JobBook, make_manager
+    from app.service.jobbook import JOBS_KEY, JobBook
+    from app.team.jobs import make_manager
 
     if service is not None:
         server_config = ServerConfig(pairs={service.name: service.pair.config})
@@ -76,7 +78,7 @@ def create_app(
             server_config = config
         else:
             server_config = ServerConfig.single(config if isinstance(config, PairConfig) else load_config(config))
-        shared = SharedCache.connect(server_config.cache) or local_shared_cache(settings)
+        shared = RedisCache.connect(server_config.cache) or local_shared_cache(settings)
         builders = {
             name: build_service or functools.partial(_load_and_warm, pair_config, settings, shared=shared)
             for name, pair_config in server_config.pairs.items()
@@ -123,12 +125,12 @@ def create_app(
             if state.analysis is not None and (state.options.word is not None or state.options.sources):
                 # a dropdown keeps only values among its options: list the tokens the link refers to
                 from app.dashboard.callbacks.analyse import token_options
-                from app.service.analysis import current_service
+                from app.service.registry import pair_service
 
-                pair_service = current_service(name)
-                analysis = pair_service.analyse(state.analysis.text, state.analysis.text_pair)
-                level = pair_service.checked(analysis, state.options).level
-                choices = token_options(pair_service.labels(analysis, level))
+                service = pair_service(name)
+                analysis = service.analyse(state.analysis.text, state.analysis.text_pair)
+                level = service.checked(analysis, state.options).level
+                choices = token_options(service.labels(analysis, level))
             return page(state=state, token_choices=choices)
         except AttentionFlowsError as error:
             return page(error=f"This link could not be opened: {error}")
@@ -170,7 +172,7 @@ def create_app(
         if len(registry.names) > 1:
             lines += [f"pair {name}: {state}" for name, state in registry.status().items()]
         services = registry.ready_services()
-        shared = next((s.shared for s in services if isinstance(s.shared, SharedCache)), None)
+        shared = next((s.shared for s in services if isinstance(s.shared, RedisCache)), None)
         if shared is not None:
             shared.ping()  # this worker's own view, now (0.5 s at most)
             lines.append(f"shared cache: {shared.state}")
@@ -216,8 +218,8 @@ def _page_for(
         shape, examples, golds = service.pair.pretrained.shape, service.examples, service.golds
     else:
         shape = pair_shape(pair_config, settings=settings)
-        items = example_items(pair_config)
-        examples, golds = [text for text, _ in items], {text: gold for text, gold in items if gold}
+        offered = Examples.of(pair_config)
+        examples, golds = offered.texts, offered.golds
     return functools.partial(
         build_layout,
         pair_name=name,
@@ -234,7 +236,7 @@ def _page_for(
 
 
 def _load_and_warm(
-    config: PairConfig, settings: Settings | None, shared: SharedCache | DiskCache | None = None
+    config: PairConfig, settings: Settings | None, shared: RedisCache | DiskCache | None = None
 ) -> AnalysisService:
     """Load the pair, then compute every view of the first example: the page opens on it, so its first draw
     is served from the cache."""
@@ -244,11 +246,11 @@ def _load_and_warm(
     from attention.settings import load_settings
 
     settings = settings or load_settings()
-    items = example_items(config)
+    examples = Examples.of(config)
     service = AnalysisService(
         load_pair(config, settings=settings),
-        examples=[text for text, _ in items],
-        golds={text: gold for text, gold in items if gold},
+        examples=examples.texts,
+        golds=examples.golds,
         cache_bytes=settings.cache_mb * 2**20,
         shared=shared,
     )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from app.core.analysis import Analysis
 from app.core.fold import fold_scores
 from app.core.options import CLASS_METHODS, MEASURES, ViewOptions
 from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
@@ -16,7 +17,7 @@ from app.figures.heatmaps import make_word_query
 from app.figures.network import make_network
 from app.figures.theme import Canvas, Figure
 from app.figures.thumbnails import make_thumbnails
-from app.service.analysis import Analysis, AnalysisService
+from app.service.analysis import AnalysisService
 from attention.defaults import RESIDUAL_MEASURES
 from attention.tokens import word_all
 

@@ -264,15 +264,15 @@ def corpus_source(
     """The inputs of a corpus run: ``data``'s columns, or with no ``data`` the pair's held-out sentences (never
     trained on) with their gold labels. Data without a row is a :class:`CorpusError`."""
     if data is None:
-        from attention.data import load_labelled, split_labelled
+        from attention.data import held_out
 
         if config.prepare is None:
             raise CorpusError(
                 f"Pair '{config.name}' has no [prepare] recipe, so it has no held-out sentences.",
                 "Give a data file with --data and --text-col.",
             )
-        held_out = split_labelled(load_labelled(config.prepare), config.prepare).held_out
-        frame = select_columns(held_out, text_col="text", label_col="label", limit=limit, where="the held-out set")
+        held_out_rows = held_out(config.prepare)
+        frame = select_columns(held_out_rows, text_col="text", label_col="label", limit=limit, where="the held-out set")
         description = f"held-out sentences of pair '{config.name}' ({config.prepare.data_package})"
     else:
         frame = select_columns(

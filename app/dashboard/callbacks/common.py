@@ -9,9 +9,9 @@ import uuid
 from dash import ctx, no_update, set_props
 from dash.exceptions import PreventUpdate
 
+from app.core.analysis import Analysis
 from app.core.options import ViewOptions, check_selected_head
 from app.dashboard import ids
-from app.service.analysis import Analysis
 from attention.errors import AttentionFlowsError
 
 log = logging.getLogger("attention_flows.app")
@@ -46,7 +46,7 @@ def guarded(callback):
 
 def report_unexpected_error(error: Exception) -> None:
     """``Dash(on_error=...)``: log the traceback, show one plain sentence to the user (never Python's text)."""
-    from app.team.jobs import LOST_MESSAGE, record
+    from app.service.jobbook import LOST_MESSAGE, record
 
     if LOST_MESSAGE in str(error):  # a background job whose process or worker died: say so, plainly
         reason = str(error).split(LOST_MESSAGE, 1)[1].split("\n", 1)[0]
@@ -64,9 +64,9 @@ def report_unexpected_error(error: Exception) -> None:
 
 def service_for(analysis_data: dict | None):
     """The service of the model pair the page's analysis names (the server's default pair before any)."""
-    from app.service.analysis import current_service
+    from app.service.registry import pair_service
 
-    return current_service(Analysis.from_store(analysis_data))
+    return pair_service(Analysis.from_store(analysis_data))
 
 
 def require_analysis(data: dict | None) -> Analysis:

@@ -10,7 +10,7 @@ from app.dashboard import ids
 from app.dashboard.callbacks.common import guarded, require_analysis, selected_head, service_for, view_options
 from app.dashboard.callbacks.registry import declare
 from app.dashboard.callbacks.views import CONTROLS
-from app.export.requests import Job, export_bytes, file_stem
+from app.export.requests import FigureRequest, export_bytes, file_stem
 
 
 def _value_for(view: str, grouping: list[dict]) -> object:
@@ -67,7 +67,7 @@ def export_view(clicks, formats, sizes, sidecars, widths, heights, scales, analy
         height=chosen["heights"],
         scale=chosen["scales"] if chosen["formats"] == "png" else None,
     )
-    job = Job(
+    job = FigureRequest(
         analysis=require_analysis(analysis_data),
         view=view,
         options=view_options(**controls),

@@ -14,14 +14,14 @@ from dataclasses import replace
 from dash import Input, Output, State, dcc, no_update
 from dash.exceptions import PreventUpdate
 
+from app.core.analysis import Analysis
 from app.core.options import FORMATS, VIEWS, OptionError
 from app.dashboard import ids
 from app.dashboard.callbacks.common import guarded, view_options
 from app.dashboard.callbacks.registry import declare
 from app.dashboard.callbacks.views import CONTROLS, RELEVANCE
 from app.dashboard.layout.jobs import FAITHFULNESS_COUNTS, MAX_BATCH_TEXTS
-from app.service.analysis import Analysis
-from app.team.jobs import record
+from app.service.jobbook import record
 from attention.errors import AttentionFlowsError
 
 EXPORT_CONTROLS = {
@@ -38,7 +38,7 @@ def job_registry():
     from dash import get_app
     from flask import current_app, has_app_context
 
-    from app.service.analysis import EXTENSION_KEY
+    from app.service.registry import EXTENSION_KEY
 
     server = current_app if has_app_context() else get_app().server
     return server.extensions[EXTENSION_KEY]
@@ -51,9 +51,9 @@ def held_out_texts(service, count: int) -> list[str]:
         if not service.examples:
             raise OptionError(f"The pair '{service.name}' has no held-out sentences.", "Add [prepare] or examples.")
         return list(service.examples[:count])
-    from attention.data import load_labelled, split_labelled
+    from attention.data import held_out
 
-    return split_labelled(load_labelled(recipe), recipe).held_out["text"].tolist()[:count]
+    return held_out(recipe)["text"].tolist()[:count]
 
 
 @declare(
@@ -173,7 +173,7 @@ def export_job(set_progress, clicks, texts, view, fmt, analysis_data, selected, 
             raise OptionError("Unknown view or format.", "Pick them from the lists.")
         from app.core.options import ExportOptions
         from app.dashboard.callbacks.common import selected_head
-        from app.export.requests import Job, export_bytes, file_stem
+        from app.export.requests import FigureRequest, export_bytes, file_stem
 
         analysis = Analysis.from_store(analysis_data)
         service = job_registry().get(analysis.models if analysis else None)
@@ -186,7 +186,7 @@ def export_job(set_progress, clicks, texts, view, fmt, analysis_data, selected, 
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for number, text in enumerate(lines, start=1):
                 set_progress((str(number - 1), str(len(lines)), f"{number - 1} of {len(lines)} exported"))
-                job = Job(analysis=Analysis(text), view=view, options=options, selected=head, export=export)
+                job = FigureRequest(analysis=Analysis(text), view=view, options=options, selected=head, export=export)
                 try:
                     data, side = export_bytes(service, job)
                 except AttentionFlowsError as error:  # say which line: a batch of 100 is otherwise a hunt

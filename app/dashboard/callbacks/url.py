@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dash import Input, Output, State, ctx, no_update
 
+from app.core.analysis import Analysis
 from app.core.options import OptionError, ViewOptions
 from app.core.urlstate import PageState, control_values, from_query, to_query
 from app.dashboard import ids
 from app.dashboard.callbacks.common import service_for, show_error
 from app.dashboard.callbacks.registry import declare, declare_clientside
-from app.service.analysis import Analysis, default_pair_name
+from app.service.registry import pair_registry
 from attention.errors import AttentionFlowsError
 
 URL = ids.URL
@@ -83,7 +84,7 @@ def sync_url(search, analysis_data, selected, **controls):
             options = service.checked(analysis, options)
         head = selected if isinstance(selected, dict) else None
         chosen = (head["layer"], head.get("head")) if head else None
-        query = to_query(PageState(analysis, options, chosen), default_models=default_pair_name())
+        query = to_query(PageState(analysis, options, chosen), default_models=pair_registry().default)
     except (AttentionFlowsError, ValueError):
         return unchanged  # the views say what is wrong; the URL keeps the last good state
     wanted = f"?{query}" if query else ""
@@ -99,7 +100,7 @@ def _restore(search: str | None, unchanged: dict, service) -> dict:
         if not service.examples:
             return unchanged
         first = Analysis(service.examples[0], models=service.name)
-        search = "?" + to_query(PageState(first, ViewOptions()), default_models=default_pair_name())
+        search = "?" + to_query(PageState(first, ViewOptions()), default_models=pair_registry().default)
     try:
         state = from_query(search, num_layers=service.num_layers, num_heads=service.num_heads)
         options = state.options

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dash import Input, Output, Patch, State, ctx, html, no_update
 from dash.exceptions import MissingCallbackContextException, PreventUpdate
 
+from app.core.analysis import Analysis
 from app.core.options import CANVAS_WIDTH_RANGE
 from app.dashboard import ids
 from app.dashboard.callbacks.common import guarded, require_analysis, selected_head, service_for, view_options
@@ -13,7 +14,6 @@ from app.dashboard.layout.controls import alpha_note
 from app.dashboard.layout.views import faithfulness_table
 from app.figures.heatmaps import top_heads
 from app.figures.theme import Canvas
-from app.service.analysis import Analysis
 from app.views.render import matrix_caption, render
 from app.views.render import network as render_network
 from attention.defaults import RESIDUAL_MEASURES

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
+from app.core.analysis import Analysis
 from app.core.options import (
     AGGREGATIONS,
     ARRANGEMENTS,
@@ -21,7 +22,6 @@ from app.core.options import (
 from app.core.urlstate import control_values
 from app.dashboard import ids
 from app.dashboard.help import help_icon
-from app.service.analysis import Analysis
 from attention.defaults import RESIDUAL_MEASURES
 
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from dash import dcc, html
 
+from app.core.analysis import Analysis
 from app.core.options import ViewOptions
 from app.core.urlstate import PageState, control_values
 from app.dashboard import ids
@@ -19,7 +20,6 @@ from app.dashboard.layout.controls import (
 )
 from app.dashboard.layout.jobs import jobs_card
 from app.dashboard.layout.views import faithfulness_panel, view_card
-from app.service.analysis import Analysis
 
 
 def build_layout(

@@ -72,7 +72,7 @@ def faithfulness_panel() -> html.Div:
 
 
 def faithfulness_table(table, target: str | None) -> list:
-    """This input's Spearman correlations (``measure, method, blank_out, input_gradient`` frame) as a small
+    """This input's Spearman correlations (``measure, method, blank_out, input_x_gradient`` frame) as a small
     table; a graph method's row names the measure it ran over."""
     from app.core.options import GRAPH_METHODS, MEASURES, METHODS
 
@@ -86,7 +86,7 @@ def faithfulness_table(table, target: str | None) -> list:
             [
                 html.Td(name(row.measure, row.method)),
                 html.Td(_rho(row.blank_out)),
-                html.Td(_rho(row.input_gradient)),
+                html.Td(_rho(row.input_x_gradient)),
             ]
         )
         for row in table.itertuples(index=False)
