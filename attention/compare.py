@@ -151,7 +151,7 @@ def _strengths(
     weights: np.ndarray, graph: AttentionGraph, edges: dict[str, np.ndarray], groups: Sequence[int] | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per edge of ``edges`` (columns as arrays): the head-mean weight, the max over heads and whether it passes the
-    graph's τ (its threshold rule), from ``weights`` ``[layer, head, query, key]`` — whether or not the graph reached
+    graph's τ (its head aggregation), from ``weights`` ``[layer, head, query, key]`` — whether or not the graph reached
     the edge. At word level (``groups``; or folded, where a group need not be contiguous) each is the largest over
     its tokens' edges, as :func:`attention.graph.word_graph` merges them."""
     layer_of, queries_of, keys_of = edges["layer"], edges["query_idx"], edges["key_idx"]
@@ -172,7 +172,7 @@ def _strengths(
             ]
         queries, keys = queries_of[rows], keys_of[rows]
         mean[rows], strongest[rows] = maps[0][queries, keys], maps[1][queries, keys]
-    passes = (mean if graph.threshold == "mean" else strongest) >= graph.tau
+    passes = (mean if graph.aggregation == "mean" else strongest) >= graph.tau
     return mean, strongest, passes
 
 

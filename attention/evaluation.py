@@ -10,6 +10,7 @@ class relevance are never negative, so besides signed blank-out they are also co
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -18,13 +19,15 @@ import pandas as pd
 from attention.extract import AttentionRun, extract
 from attention.gradients import ClassRelevance, blank_out, class_relevance, require_classifier
 from attention.methods import merge_scores, relevance
+from attention.mixing import contributions_for
 from attention.mixing.contributions import MEASURES
 from attention.models import LoadedModel
+from attention.relevance_methods import RELEVANCE_METHODS, Evidence, method_names, relevance_method
 from attention.tokens import word_all
 
-GRAPH_METHODS: tuple[str, ...] = ("raw_attention", "rollout", "flow", "graph")
-CLASS_METHODS: tuple[str, ...] = ("class_relevance", "decompx", "input_x_gradient")
-FAITHFULNESS_METHODS: tuple[str, ...] = (*GRAPH_METHODS, *CLASS_METHODS)
+GRAPH_METHODS: tuple[str, ...] = method_names("graph")
+CLASS_METHODS: tuple[str, ...] = method_names("class")
+FAITHFULNESS_METHODS: tuple[str, ...] = tuple(RELEVANCE_METHODS)
 NO_MEASURE = "none"  # the measure column of class-specific methods (they read gradients or the logit, no map)
 REFERENCES: tuple[str, ...] = ("blank_out", "blank_out_magnitude", "input_x_gradient")
 FAITHFULNESS_COLUMNS = ("measure", "method", "layer", "reference", "spearman_mean", "spearman_std", "n")
@@ -69,8 +72,6 @@ def sentence_scores(
     Returns ``(methods, references, words)``: ``methods[(measure, method)]`` is ``[layer, word]``
     (``input_x_gradient``: ``[1, word]``; class-specific methods have measure :data:`NO_MEASURE`),
     ``references[name]`` is ``[word]``, ``words`` the bool mask of real (non-special) words."""
-    from attention.mixing import contributions_for
-
     require_classifier(model)
     run = run if run is not None else extract(model, text, text_pair)
     explained = explained if explained is not None else class_relevance(model, text, text_pair, target=target)
@@ -83,23 +84,31 @@ def sentence_scores(
         for measure, source in maps.items()
         for name in GRAPH_METHODS
     }
-    scores, saliency = explained.at_word_level()
-    methods[(NO_MEASURE, "class_relevance")] = scores
-    if decompx:
-        from attention.mixing.decompx import decompx as decompose
-
-        parts = decomposed or decompose(model, text, text_pair, target=explained.target_index)
-        methods[(NO_MEASURE, "decompx")] = merge_scores(parts.scores, run.groups)
-    methods[(NO_MEASURE, "input_x_gradient")] = saliency[None, :]
+    decompose = functools.partial(_decomposed, model, text, text_pair, explained.target_index, decomposed)
+    evidence = Evidence(explained=lambda: explained, decomposed=decompose)
+    for name in CLASS_METHODS:
+        if name != "decompx" or decompx:
+            methods[(NO_MEASURE, name)] = merge_scores(RELEVANCE_METHODS[name].token_scores(evidence), run.groups)
+    saliency = methods[(NO_MEASURE, "input_x_gradient")][0]
     blank = blank_out(model, text, text_pair, target=explained.target_index, level="word")
     references = {"blank_out": blank, "blank_out_magnitude": np.abs(blank), "input_x_gradient": saliency}
     return methods, references, ~word_all(run.special, run.groups)
 
 
+def _decomposed(model: LoadedModel, text: str, text_pair: str | None, target: int, given: object | None):
+    """``given`` (the caller's DecompX of this input and target), else computed."""
+    if given is not None:
+        return given
+    from attention.mixing.decompx import decompx  # torch: imported on first use
+
+    return decompx(model, text, text_pair, target=target)
+
+
 def correlations(methods: dict[Key, np.ndarray], references: dict[str, np.ndarray], words: np.ndarray) -> pd.DataFrame:
     """One sentence's ``measure, method, layer, reference, spearman`` rows from :func:`sentence_scores`' output."""
     rows = [
-        (measure, name, 0 if name == "input_x_gradient" else index + 1, reference, spearman(row[words], truth[words]))
+        (measure, name, index + 1 if relevance_method(name).layered else 0, reference,
+         spearman(row[words], truth[words]))
         for (measure, name), scores in methods.items()
         for index, row in enumerate(scores)
         for reference, truth in references.items()

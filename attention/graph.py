@@ -15,6 +15,7 @@ reaches the inputs is the rollout row of the source (``α = 0.5`` is the paper's
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -28,7 +29,7 @@ from attention.tokens import word_all
 
 # Edges carrying less than this share of the source's mass are left out of ``edges`` (never out of ``mass``).
 MIN_EDGE_FLOW = 1e-4
-Threshold = Literal["mean", "max"]
+Aggregation = Literal["mean", "max"]  # how the selected heads are combined before τ is applied
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,10 +50,16 @@ class AttentionGraph:
     heads: tuple[int, ...]
     tau: float
     alpha: float
-    threshold: str
+    aggregation: str
     mass: np.ndarray
     absorbed: np.ndarray
     pruned: np.ndarray
+
+    @property
+    def threshold(self) -> str:
+        """Deprecated name of :attr:`aggregation`."""
+        warnings.warn("AttentionGraph.threshold is now AttentionGraph.aggregation", DeprecationWarning, stacklevel=2)
+        return self.aggregation
 
     def reached(self, depth: int) -> tuple[int, ...]:
         """Token indices holding live mass at ``depth`` (``first-1 .. last``)."""
@@ -94,11 +101,19 @@ def _token_set(values: Sequence[int] | None, n: int, what: str, default: tuple[i
     return chosen
 
 
-def check_graph_options(tau: float, alpha: float, threshold: str) -> None:
+def check_graph_options(tau: float, alpha: float, aggregation: str) -> None:
     if not (0.0 <= tau <= 1.0 and 0.0 <= alpha <= 1.0):
         raise ValueError(f"tau and alpha must lie in [0, 1], got tau={tau}, alpha={alpha}")
-    if threshold not in ("mean", "max"):
-        raise ValueError(f"threshold must be mean or max, got {threshold!r}")
+    if aggregation not in ("mean", "max"):
+        raise ValueError(f"aggregation must be mean or max, got {aggregation!r}")
+
+
+def renamed(new: object, old: object, old_name: str, new_name: str) -> object:
+    """``new``, or ``old`` with a DeprecationWarning when a caller still passes the old keyword ``old_name``."""
+    if old is None:
+        return new
+    warnings.warn(f"the keyword {old_name!r} is now {new_name!r}", DeprecationWarning, stacklevel=3)
+    return old
 
 
 def pruned_maps(
@@ -108,27 +123,30 @@ def pruned_maps(
     alpha: float,
     heads: Sequence[int] | None = None,
     sinks: Sequence[int] = (),
-    threshold: Threshold = "mean",
+    aggregation: Aggregation = "mean",
     residual_in_weights: bool = False,
+    threshold: Aggregation | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(P, attention, keep, own)``: the propagation maps ``P_l = diag(own_l) + (1−α)·(Ā_l ⊙ keep_l)``, the head
     mean ``Ā_l`` and the bool ``keep_l``, each ``[layer, query, key]`` float64 / bool, and ``own`` ``[layer,
     token]``: the share each token keeps as itself one layer down (its residual edge).
 
-    ``keep_l[i, k]``: ``k`` is no sink and the head mean (``threshold="mean"``) or the strongest selected head
+    ``keep_l[i, k]``: ``k`` is no sink and the head mean (``aggregation="mean"``) or the strongest selected head
     (``"max"``) of ``A_l[i, k]`` is at least ``tau``. ``own`` is ``α`` for attention. With ``residual_in_weights``
     (contribution maps that hold the residual connection, e.g. ALTI) ``α`` is not used: a token keeps what the map
     says of itself (``own_l = diag Ā_l``, never pruned or absorbed, even for a sink), and only what it takes from
-    *other* tokens is pruned by τ and absorbed by sinks (``Ā_l`` then has a zero diagonal)."""
+    *other* tokens is pruned by τ and absorbed by sinks (``Ā_l`` then has a zero diagonal). ``threshold``: the
+    deprecated name of ``aggregation``."""
+    aggregation = renamed(aggregation, threshold, "threshold", "aggregation")
     weights = np.asarray(weights)
     if weights.ndim != 4:
         raise ValueError(f"weights must be [layer, head, query, key], got shape {weights.shape}")
-    check_graph_options(tau, alpha, threshold)
+    check_graph_options(tau, alpha, aggregation)
     sinks = _token_set(sinks, weights.shape[-1], "sinks", ())
     chosen = list(head_subset(heads, weights.shape[1]))
     selected = weights[:, chosen]
     attention = np.add.reduce(selected, axis=1, dtype=np.float64) / len(chosen)
-    strength = attention if threshold == "mean" else selected.max(axis=1)
+    strength = attention if aggregation == "mean" else selected.max(axis=1)
     diagonal = np.arange(weights.shape[-1])
     if residual_in_weights:
         own = attention[:, diagonal, diagonal].copy()
@@ -154,28 +172,31 @@ def attention_graph(
     layers: tuple[int, int] | None = None,
     sources: Sequence[int] | None = None,
     sinks: Sequence[int] | None = None,
-    threshold: Threshold = "mean",
+    aggregation: Aggregation = "mean",
     tokens: Sequence[str] | None = None,
     residual_in_weights: bool = False,
+    threshold: Aggregation | None = None,
 ) -> AttentionGraph:
     """Trace one unit of mass from ``sources`` at depth ``last`` down to depth ``first-1``.
 
     Args:
         weights: ``[layer, head, query, key]`` attention, rows sum to 1 (the model's own token-level weights).
-        tau: an attention edge carries mass when its head mean (or max, see ``threshold``) is at least ``tau``.
+        tau: an attention edge carries mass when its head mean (or max, see ``aggregation``) is at least ``tau``.
         alpha: residual share in [0, 1]: each token keeps ``alpha`` of its mass as itself one layer down.
         heads: head subset ``S`` (0-based) averaged for ``Ā_l``; None for all heads.
         layers: 1-based inclusive ``(first, last)``; None for all layers.
         sources: token indices traced from (mass split evenly); None for position 0.
         sinks: token indices whose incoming attention is absorbed (e.g. [CLS], [SEP]); None for none.
-        threshold: ``"mean"`` or ``"max"`` over the selected heads, compared with ``tau``.
+        aggregation: ``"mean"`` or ``"max"`` over the selected heads, compared with ``tau``.
         tokens: display strings for the frames; None for ``"#i"``.
         residual_in_weights: the weights are contribution maps that hold the residual (ALTI, GlobEnc, ...): each
             token keeps its own diagonal share as its residual edge, ``alpha`` is not used (:func:`pruned_maps`).
+        threshold: the deprecated name of ``aggregation``.
     """
+    aggregation = renamed(aggregation, threshold, "threshold", "aggregation")
     weights = np.asarray(weights)
     maps, attention, keep, own = pruned_maps(
-        weights, tau=tau, alpha=alpha, heads=heads, sinks=sinks or (), threshold=threshold,
+        weights, tau=tau, alpha=alpha, heads=heads, sinks=sinks or (), aggregation=aggregation,
         residual_in_weights=residual_in_weights,
     )  # fmt: skip
     alpha = 0.0 if residual_in_weights else alpha
@@ -218,7 +239,7 @@ def attention_graph(
         heads=chosen_heads,
         tau=float(tau),
         alpha=float(alpha),
-        threshold=threshold,
+        aggregation=aggregation,
         mass=mass,
         absorbed=absorbed,
         pruned=pruned,
@@ -304,14 +325,16 @@ def graph_relevance(
     alpha: float = DEFAULT_ALPHA,
     heads: Sequence[int] | None = None,
     sinks: Sequence[int] = (),
-    threshold: Threshold = "mean",
+    aggregation: Aggregation = "mean",
     residual_in_weights: bool = False,
+    threshold: Aggregation | None = None,
 ) -> np.ndarray:
     """``[layer, token]``: row ``l`` is the live mass that reaches the *input* tokens when the graph is traced from
     ``sources`` at depth ``l`` through every layer below (mean over sources), i.e. rollout with the pruned maps
     ``P``. With ``tau=0``, no sinks and ``alpha=0.5`` it equals :func:`attention.rollout` rows (with
-    ``residual_in_weights``, rollout of the maps themselves)."""
-    maps, _, _, _ = pruned_maps(weights, tau=tau, alpha=alpha, heads=heads, sinks=sinks, threshold=threshold,
+    ``residual_in_weights``, rollout of the maps themselves). ``threshold``: the deprecated name of ``aggregation``."""
+    aggregation = renamed(aggregation, threshold, "threshold", "aggregation")
+    maps, _, _, _ = pruned_maps(weights, tau=tau, alpha=alpha, heads=heads, sinks=sinks, aggregation=aggregation,
                                 residual_in_weights=residual_in_weights)  # fmt: skip
     chosen = list(sources)
     joint = maps[0].copy()
@@ -390,7 +413,7 @@ def word_graph(graph: AttentionGraph, groups: Sequence[int], words: Sequence[str
         heads=graph.heads,
         tau=graph.tau,
         alpha=graph.alpha,
-        threshold=graph.threshold,
+        aggregation=graph.aggregation,
         mass=mass,
         absorbed=absorbed,
         pruned=graph.pruned,

@@ -11,12 +11,21 @@ from typing import Literal
 import numpy as np
 
 from attention.extract import AttentionRun
-from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU, graph_relevance, head_subset, layer_range
+from attention.graph import (
+    DEFAULT_ALPHA,
+    DEFAULT_TAU,
+    Aggregation,
+    graph_relevance,
+    head_subset,
+    layer_range,
+    renamed,
+)
 from attention.mixing.contributions import Contributions
+from attention.relevance_methods import method_names
 from attention.rollout import head_average, rollout
 
 AttentionMethod = Literal["raw_attention", "rollout", "flow", "graph"]
-ATTENTION_METHODS: tuple[str, ...] = ("raw_attention", "rollout", "flow", "graph")
+ATTENTION_METHODS: tuple[str, ...] = method_names("graph")
 Level = Literal["token", "word"]
 
 
@@ -60,24 +69,26 @@ def relevance(
     run: AttentionRun | Contributions,
     method: AttentionMethod,
     *,
-    source: int | Sequence[int] | None = None,
+    sources: int | Sequence[int] | None = None,
     heads: Sequence[int] | None = None,
     layers: tuple[int, int] | None = None,
     tau: float = DEFAULT_TAU,
     alpha: float = DEFAULT_ALPHA,
     sinks: bool = True,
-    threshold: Literal["mean", "max"] = "mean",
+    aggregation: Aggregation = "mean",
     level: Level = "token",
     residual: bool | None = None,
+    source: int | Sequence[int] | None = None,
+    threshold: Aggregation | None = None,
 ) -> np.ndarray:
-    """How much each input token matters to ``source`` after every layer: ``[layer, token]`` (or ``[layer, word]``
+    """How much each input token matters to ``sources`` after every layer: ``[layer, token]`` (or ``[layer, word]``
     with ``level="word"``), float64, NaN rows outside ``layers``.
 
     Row ``l`` always describes the source's representation after layer ``l`` in terms of the *inputs*:
     ``raw_attention`` the head-mean attention row of layer ``l``; ``rollout`` the rollout row; ``flow`` the exact
     max-flow row; ``graph`` the input mass of the attention graph traced from depth ``l`` (rollout restricted to
     edges at or above ``tau``, attention into special tokens absorbed when ``sinks``). Several sources: mean of
-    their rows. ``source`` positions are at ``level`` (a word stands for its pieces); the word level sums the
+    their rows. ``sources`` positions are at ``level`` (a word stands for its pieces); the word level sums the
     token-level result over each word's pieces.
 
     ``run`` may be :class:`~attention.mixing.Contributions`: the same methods over its contribution maps instead
@@ -86,8 +97,11 @@ def relevance(
     its own diagonal share (never pruned or absorbed): ``alpha`` is not used for it whatever is passed.
     ``heads`` applies to attention only (a map is one per layer). ``residual`` overrides whether the methods add
     the identity (default: yes for attention, no for a measure that holds it; pass False for such maps given as an
-    :class:`AttentionRun`, e.g. :meth:`Contributions.as_run`).
+    :class:`AttentionRun`, e.g. :meth:`Contributions.as_run`). ``source`` and ``threshold`` are the deprecated
+    names of ``sources`` and ``aggregation``.
     """
+    sources = renamed(sources, source, "source", "sources")
+    aggregation = renamed(aggregation, threshold, "threshold", "aggregation")
     if level not in ("token", "word"):
         raise ValueError(f"level must be token or word, got {level!r}")
     if isinstance(run, Contributions):
@@ -99,8 +113,8 @@ def relevance(
     residual = True if residual is None else residual
     sources = (
         default_sources(run)
-        if source is None
-        else token_positions(run, [source] if np.isscalar(source) else list(source), level)
+        if sources is None
+        else token_positions(run, [sources] if np.isscalar(sources) else list(sources), level)
     )
     if not sources:
         raise ValueError("trace from at least one token")
@@ -123,7 +137,7 @@ def relevance(
             alpha=alpha,
             heads=chosen,
             sinks=sink_tokens(run) if sinks else (),
-            threshold=threshold,
+            aggregation=aggregation,
             residual_in_weights=not residual,
         )
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+# Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
 import gc
 import hashlib
 import json

@@ -90,3 +90,13 @@ def test_a_long_input_is_folded_in_the_sankey_matrix_and_token_scores(service):
     assert len(sentence.data[0].text) == 62
     # a short input is drawn whole
     assert service.fold(Analysis("a fine , moving film"), options) is None
+
+
+def test_first_of_groups_gives_each_group_its_first_positions_value():
+    """How a word, or a folded run of tokens, gets a segment: the value at its first position."""
+    from app.core.fold import first_of_groups
+
+    segments = np.array([0, 0, 0, 1, 1, 1])
+    assert first_of_groups(segments, [0, 1, 1, 2, 3, 3], 4).tolist() == [0, 0, 1, 1]
+    assert first_of_groups(segments, [0, 0, 1, 1, 2, 2], 3).tolist() == [0, 0, 1]  # group 1 starts at position 2
+    assert first_of_groups(segments, [0, 1, 1, 2, 9, 9], 3).tolist() == [0, 0, 1]  # groups past count ignored

@@ -104,7 +104,7 @@ def test_max_threshold_keeps_an_edge_when_one_head_passes():
     weights[0, 0] = [[0.5, 0.5], [0.5, 0.5]]
     weights[0, 1] = [[0.95, 0.05], [0.5, 0.5]]
     mean = attention_graph(weights, tau=0.4, sources=[0])
-    strongest = attention_graph(weights, tau=0.4, sources=[0], threshold="max")
+    strongest = attention_graph(weights, tau=0.4, sources=[0], aggregation="max")
     assert mean.mass[0][1] == pytest.approx(0.0)  # head mean 0.275 < 0.4
     assert strongest.mass[0][1] == pytest.approx(0.5 * 0.275)  # head 0 passes; the mean weight is carried
 
@@ -126,8 +126,20 @@ def test_graph_rejects_bad_arguments():
         attention_graph(weights, heads=[2])
     with pytest.raises(ValueError, match="sources"):
         attention_graph(weights, sources=[3])
-    with pytest.raises(ValueError, match="threshold"):
-        attention_graph(weights, threshold="median")
+    with pytest.raises(ValueError, match="aggregation"):
+        attention_graph(weights, aggregation="median")
+
+
+def test_the_old_keyword_threshold_still_works_and_warns():
+    """``threshold`` was renamed ``aggregation`` (the page's name): old callers get the same graph and a warning."""
+    weights = random_attention(2, 3, 5, seed=4)
+    new = attention_graph(weights, tau=0.3, sources=[0], aggregation="max")
+    with pytest.warns(DeprecationWarning, match="aggregation"):
+        old = attention_graph(weights, tau=0.3, sources=[0], threshold="max")
+    np.testing.assert_array_equal(old.mass, new.mass)
+    assert old.aggregation == "max"
+    with pytest.warns(DeprecationWarning, match="aggregation"):
+        assert old.threshold == "max"
 
 
 def test_word_graph_adds_masses_and_flows_of_pieces():

@@ -35,8 +35,8 @@ def test_merging_the_result_differs_from_merging_each_layer_first():
 @pytest.mark.parametrize("method", ATTENTION_METHODS)
 def test_word_level_equals_the_token_level_result_merged(method):
     run = _three_tokens()
-    words = relevance(run, method, source=0, level="word", tau=0.0, sinks=False)
-    tokens = relevance(run, method, source=[0], tau=0.0, sinks=False)
+    words = relevance(run, method, sources=0, level="word", tau=0.0, sinks=False)
+    tokens = relevance(run, method, sources=[0], tau=0.0, sinks=False)
     np.testing.assert_allclose(words, merge_scores(tokens, run.groups), atol=1e-12)
 
 
@@ -49,15 +49,15 @@ def test_word_level_on_random_runs(seed, method):
         random_attention(4, 3, 8, seed=seed, concentration=0.3), [f"t{i}" for i in range(8)], groups, special
     )
     # A word source stands for all its pieces (their rows averaged); keys are summed per word.
-    words = relevance(run, method, source=[3], level="word", tau=0.1)
-    tokens = relevance(run, method, source=[4, 5, 6], tau=0.1)
+    words = relevance(run, method, sources=[3], level="word", tau=0.1)
+    tokens = relevance(run, method, sources=[4, 5, 6], tau=0.1)
     np.testing.assert_allclose(words, merge_scores(tokens, groups), atol=1e-12)
     assert words.shape == (4, 5)
 
 
 def test_rollout_relevance_is_the_rollout_row_and_layers_only_select_rows():
     run = make_run(random_attention(4, 2, 5, seed=3), [f"t{i}" for i in range(5)], range(5), [False] * 5)
-    rows = relevance(run, "rollout", source=2, layers=(2, 3))
+    rows = relevance(run, "rollout", sources=2, layers=(2, 3))
     expected = rollout(run.weights)[:, 2]
     assert np.isnan(rows[0]).all() and np.isnan(rows[3]).all()
     np.testing.assert_allclose(rows[1:3], expected[1:3])
@@ -66,7 +66,7 @@ def test_rollout_relevance_is_the_rollout_row_and_layers_only_select_rows():
 def test_raw_attention_is_the_head_mean_row():
     weights = random_attention(2, 3, 4, seed=4)
     run = make_run(weights, list("abcd"), range(4), [False] * 4)
-    np.testing.assert_allclose(relevance(run, "raw_attention", source=1), weights[:, :, 1].mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(relevance(run, "raw_attention", sources=1), weights[:, :, 1].mean(axis=1), rtol=1e-6)
 
 
 def test_graph_sinks_follow_the_runs_special_tokens():
@@ -82,10 +82,20 @@ def test_graph_sinks_follow_the_runs_special_tokens():
 def test_bad_positions_and_methods_are_refused():
     run = _three_tokens()
     with pytest.raises(ValueError, match="word positions"):
-        relevance(run, "rollout", source=[2], level="word")
+        relevance(run, "rollout", sources=[2], level="word")
     with pytest.raises(ValueError, match="token positions"):
-        relevance(run, "rollout", source=[7])
+        relevance(run, "rollout", sources=[7])
     with pytest.raises(ValueError, match="method"):
-        relevance(run, "attention", source=[0])
+        relevance(run, "attention", sources=[0])
     with pytest.raises(ValueError, match="level"):
         relevance(replace(run), "rollout", level="words")
+
+
+def test_the_old_keywords_source_and_threshold_still_work_and_warn():
+    run = make_run(random_attention(3, 2, 5, seed=6), [f"t{i}" for i in range(5)], range(5), [False] * 5)
+    new = relevance(run, "graph", sources=[1], aggregation="max", tau=0.2)
+    with pytest.warns(DeprecationWarning, match="sources"):
+        old = relevance(run, "graph", source=[1], aggregation="max", tau=0.2)
+    np.testing.assert_array_equal(old, new)
+    with pytest.warns(DeprecationWarning, match="aggregation"):
+        np.testing.assert_array_equal(relevance(run, "graph", sources=[1], threshold="max", tau=0.2), new)

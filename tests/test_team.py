@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 
 from app.dashboard import ids
+from app.service.codecs import decode_runs, encode_runs
 from app.service.registry import PairRegistry
-from app.service.stores import RedisCache, decode_runs, encode_runs
+from app.service.stores import RedisCache
 from app.team.config import load_server_config
 from app.testing.dash_http import HttpClient, call
 from attention.errors import ConfigError
@@ -212,7 +213,7 @@ def test_graphs_from_the_shared_cache_draw_the_same_sankey(tiny_app, monkeypatch
     from app.core.analysis import Analysis
     from app.core.options import ViewOptions
     from app.figures.theme import Canvas
-    from app.service.analysis import decode_graphs, encode_graphs
+    from app.service.codecs import decode_graphs, encode_graphs
     from app.service.registry import pair_service
     from app.views import render
 
@@ -414,7 +415,7 @@ def test_graph_comparisons_come_back_from_the_shared_cache_exactly(tiny_app):
     import pandas as pd
 
     from app.core.options import ViewOptions
-    from app.service.analysis import decode_graphs, encode_graphs
+    from app.service.codecs import decode_graphs, encode_graphs
     from app.service.registry import pair_service
 
     service = pair_service(server=tiny_app.server)

@@ -40,6 +40,17 @@ class Fold:
         return dense, tuple(self.labels[g] for g in used)
 
 
+def first_of_groups(values: np.ndarray | tuple, groups: np.ndarray | tuple, count: int) -> np.ndarray:
+    """``[group]`` for groups ``0..count-1``: the value at each group's first position (``values`` and ``groups``
+    are ``[position]``; groups increase along the sentence). How a word, or a folded run of tokens, gets a segment."""
+    values, groups = np.asarray(values), np.asarray(groups)
+    firsts = np.full(count, -1)
+    for position in range(groups.size - 1, -1, -1):
+        if groups[position] < count:
+            firsts[groups[position]] = position
+    return values[firsts]
+
+
 def choose_fold(
     labels: tuple[str, ...] | list[str],
     scores: np.ndarray,

@@ -3,7 +3,8 @@
 The command line's choices, the page's controls, the export presets, the sidecar and the callbacks all derive
 from this module; nothing else lists them. Validation refuses a bad value with an :class:`OptionError` that names
 the option, the value and what is allowed; nothing is clamped or wrapped silently. Imports only the standard
-library and :mod:`attention.defaults`, so the command line can check its flags before numpy, pandas or torch load.
+library, :mod:`attention.defaults` and :mod:`attention.relevance_methods`, so the command line can check its flags
+before numpy, pandas or torch load.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from attention.defaults import DEFAULT_ALPHA, DEFAULT_MEASURE, DEFAULT_TAU, MEASURE_LABELS, RESIDUAL_MEASURES
 from attention.errors import AttentionFlowsError
+from attention.relevance_methods import RELEVANCE_METHODS, method_names
 
 VIEWS: dict[str, str] = {
     "sankey": "Attention graph (Sankey)",
@@ -43,20 +45,16 @@ HEAD_METRICS: dict[str, str] = {
     "contribution_share": "contribution share of the layer's mixing",
 }
 PAIR_METRICS = ("js_divergence", "tv_distance", "cosine")
-METHODS: dict[str, str] = {
-    "class_relevance": "class relevance (gradient × attention)",
-    "decompx": "DecompX (signed part of the class logit)",
-    "input_x_gradient": "input × gradient",
-    "graph": "attention graph (mass reaching the inputs)",
-    "rollout": "attention rollout",
-    "flow": "attention flow (max-flow)",
-    "raw_attention": "raw attention (head mean)",
-}
-CLASS_METHODS = ("class_relevance", "decompx", "input_x_gradient")  # need a classification head and a target class
+CLASS_METHODS = method_names("class")  # need a classification head and a target class
+GRADIENT_METHODS = method_names(from_gradients=True)  # from one backward pass (attention.gradients)
+# over the chosen measure (MEASURES), in the page's order: the product's own method first
+GRAPH_METHODS = ("graph", "rollout", "flow", "raw_attention")
+if set(GRAPH_METHODS) != set(method_names("graph")):
+    raise AssertionError("GRAPH_METHODS must list attention.relevance_methods' graph family")
+# The relevance menu: the class-specific methods first (they answer "why this class"), then the graph methods.
+METHODS: dict[str, str] = {name: RELEVANCE_METHODS[name].label for name in (*CLASS_METHODS, *GRAPH_METHODS)}
 # The sentence view's default: the most faithful class-specific method on the default pair (docs/faithfulness.md).
 DEFAULT_METHOD = "decompx"
-GRADIENT_METHODS = ("class_relevance", "input_x_gradient")  # from one backward pass (attention.gradients)
-GRAPH_METHODS = ("graph", "rollout", "flow", "raw_attention")  # over the chosen measure (MEASURES)
 MEASURES: dict[str, str] = MEASURE_LABELS  # what the graph methods and views are drawn over (attention.defaults)
 PREDICTED = "predicted"
 TRACE_ALL = "all"  # "trace from every token (mean)" in the page and on the command line

@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -78,8 +79,6 @@ def publication_figure(fig: Figure | go.Figure, *, width: int, height: int, font
 def wrapped_title(text: str, *, width: float, font_px: float) -> tuple[str, int]:
     """``text`` broken into lines (``<br>``) that fit ``width`` px at ``font_px`` (0.55 em per character, a
     safe average for Helvetica), and the number of lines: a long title is never cut at the figure's edge."""
-    import textwrap
-
     if not text:
         return text, 1
     lines = textwrap.wrap(text, width=max(int(width / (0.55 * font_px)), 10)) or [text]
@@ -95,7 +94,7 @@ def _chromium_missing() -> ExportError:
 
 def start_export_server() -> None:
     """Start (once per process) the kaleido browser that later exports reuse."""
-    import kaleido
+    import kaleido  # Chromium-backed: started only when a figure is exported
 
     if (
         shutil.which("chromium") is None
@@ -139,7 +138,7 @@ def check_drawn(data: bytes, fmt: str) -> bytes:
 
 def figure_bytes(fig: Figure | go.Figure, export: ExportOptions) -> bytes:
     """Render ``fig`` (already sized) to PNG / SVG / PDF bytes, checked by :func:`check_drawn`."""
-    import kaleido
+    import kaleido  # Chromium-backed: loaded only when a figure is exported
 
     layout = fig.layout if isinstance(fig, go.Figure) else go.Layout(fig.get("layout", {}))
     default_width, default_height, _ = export.pixels()

@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from app.core.analysis import Analysis
 from app.core.options import FORMATS, ExportOptions, ViewOptions, check_selected_head
 from app.export.files import ExportError, check_target, render_bytes, write_atomically
@@ -23,6 +25,7 @@ from app.figures.theme import Canvas
 from app.service.analysis import AnalysisService
 from app.views.render import render
 from attention.errors import AttentionFlowsError
+from attention.models import pair_shape
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,6 @@ def make_one(service: AnalysisService, job: FigureRequest, *, with_sidecar: bool
 
 def _check_shape(config: str, options: ViewOptions, selected: tuple[int, int] | None) -> None:
     """Layers, heads and ``--head`` against the pair's config.json, in milliseconds, before any model loads."""
-    from attention.models import pair_shape
-
     shape = pair_shape(config)
     options.checked(shape.num_layers, shape.num_heads, sys.maxsize)
     if selected is not None:
@@ -184,8 +185,6 @@ def run_export(args) -> int:
         job = FigureRequest(Analysis(args.text, args.text_pair), args.view, options, selected, export, args.out)
         print(make_one(service, job, with_sidecar=args.sidecar))
         return 0
-
-    from tqdm import tqdm
 
     if not args.out_dir or not args.fmt:
         raise ExportError("--texts needs --out-dir and --format.", "e.g. --out-dir figures --format pdf")

@@ -16,22 +16,22 @@ import numpy as np
 import pandas as pd
 
 from app.core.analysis import Analysis
-from app.core.fold import Fold, choose_fold
+from app.core.fold import Fold, choose_fold, first_of_groups
 from app.core.options import CLASS_METHODS, FOLD_ABOVE, PREDICTED, OptionError, ViewOptions
-from app.service.examples import Examples
-from app.service.memo import ByteLRU, fresh_locks_after_fork
-from app.service.stores import (
-    DiskCache,
-    RedisCache,
-    decode_frames,
+from app.service.codecs import (
+    decode_faithfulness,
+    decode_graphs,
     decode_relevance,
     decode_runs,
-    encode_frames,
+    encode_faithfulness,
+    encode_graphs,
     encode_relevance,
     encode_runs,
-    pair_fingerprint,
-    shared_key,
 )
+from app.service.drawn import hidden_mask, matrix_run, shown_labels
+from app.service.examples import Examples
+from app.service.memo import ByteLRU, fresh_locks_after_fork
+from app.service.stores import DiskCache, RedisCache, pair_fingerprint, shared_key
 from attention import (
     AttentionGraph,
     AttentionRun,
@@ -41,6 +41,7 @@ from attention import (
     ModelPair,
     PairRuns,
     Settings,
+    __version__,
     attention_matrices,
     attention_received,
     class_relevance,
@@ -63,37 +64,10 @@ from attention.gradients import extract_and_explain
 from attention.graph import word_graph
 from attention.methods import default_sources, merge_scores, relevance, token_positions
 from attention.mixing import contributions, contributions_for
+from attention.relevance_methods import Evidence, relevance_method
 from attention.tokens import word_all
 
 T = TypeVar("T")
-
-
-def hidden_mask(run: AttentionRun, hide: tuple[str, ...], level: str = "token") -> np.ndarray:
-    """``[position]`` bool at ``level``: the tokens (or words) of the kinds in ``hide`` ("special",
-    "punctuation")."""
-    special, punctuation = np.asarray(run.special), np.asarray(run.punctuation)
-    if level == "word":
-        special, punctuation = word_all(special, run.groups), word_all(punctuation, run.groups)
-    drop = np.zeros(special.size, dtype=bool)
-    if "special" in hide:
-        drop |= special
-    if "punctuation" in hide:
-        drop |= punctuation
-    return drop
-
-
-def shown_labels(run: AttentionRun, level: str) -> tuple[str, ...]:
-    """Token (or word) display strings at ``level``."""
-    return run.tokens if level == "token" else run.words()
-
-
-def matrix_run(run: AttentionRun, level: str, hide: tuple[str, ...], renormalize: bool) -> AttentionRun:
-    """The run as the attention matrices draw it: merged per layer into words (exact for one map), hidden tokens
-    removed (rows renormalised only when asked; the caption says so)."""
-    if level == "word":
-        run = run.at_word_level()
-    drop = hidden_mask(run, hide)
-    return run.without_tokens(drop, renormalize=renormalize) if drop.any() else run
 
 
 class AnalysisService:
@@ -233,8 +207,6 @@ class AnalysisService:
     def fingerprint(self) -> str:
         """What identifies this pair's runs across workers and machines
         (:func:`app.service.stores.pair_fingerprint`)."""
-        from attention import __version__
-
         dirs = (str(self.pair.pretrained.path), str(self.pair.finetuned.path))
         return pair_fingerprint(self.name, dirs, __version__)
 
@@ -247,10 +219,7 @@ class AnalysisService:
         run = self.runs(analysis).pretrained
         if level == "token":
             return run.segments
-        first = {}
-        for segment, group in zip(run.segments, run.groups, strict=True):
-            first.setdefault(group, segment)
-        return tuple(first[group] for group in sorted(first))
+        return tuple(first_of_groups(run.segments, run.groups, int(max(run.groups)) + 1).tolist())
 
     def segment_start(self, analysis: Analysis, options: ViewOptions) -> int | None:
         """Where the second segment of a pair starts among the rows the matrices and token scores draw (hidden
@@ -260,8 +229,7 @@ class AnalysisService:
         fold = self.fold(analysis, options)
         if fold is not None:  # a drawn row's segment is its first token's; "other" (last) is never a boundary
             groups, _ = fold.without(hidden)
-            shown = segments[~hidden]
-            segments = np.array([shown[np.flatnonzero(groups == g)[0]] for g in range(groups.max())])
+            segments = first_of_groups(segments[~hidden], groups, int(groups.max()))
         else:
             segments = segments[~hidden]
         starts = np.flatnonzero(np.diff(segments) != 0)
@@ -328,7 +296,7 @@ class AnalysisService:
             "alpha": options.graph_alpha,
             "heads": options.graph_heads,
             "sinks": options.sinks,
-            "threshold": options.aggregation,
+            "aggregation": options.aggregation,
             "measure": options.measure,
         }
 
@@ -463,11 +431,11 @@ class AnalysisService:
             maps = self.measure_runs(analysis, settings.pop("measure"))
             settings |= {"layers": options.layers, "level": options.level}
             sources = self.trace_sources(analysis, options)
-            settings["source"] = (
+            settings["sources"] = (
                 sources if options.level == "token" else sorted({runs.pretrained.groups[s] for s in sources})
             )
             if options.method != "graph":
-                for unused in ("tau", "alpha", "sinks", "threshold"):
+                for unused in ("tau", "alpha", "sinks", "aggregation"):
                     del settings[unused]
             if options.measure in RESIDUAL_MEASURES:
                 settings["residual"] = False  # the maps hold the residual connection already
@@ -497,33 +465,31 @@ class AnalysisService:
         return self._memo("decompx", analysis, (model, target), compute)
 
     def _class_frame(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
+        """The class method's ``[row, token]`` scores of both models as a relevance frame (NaN rows outside the chosen
+        layers; a method without layers is one row at layer 0, the embeddings)."""
         run = self.runs(analysis).pretrained
+        method = relevance_method(options.method)
         first, last = options.layers or (1, self.num_layers)
         count = len(self.labels(analysis, options.level))
-        rows = 1 if options.method == "input_x_gradient" else self.num_layers
         scores = {}
         for model in ("pretrained", "finetuned"):
-            values = np.full((rows, count), np.nan)
-            if options.method == "decompx":
-                parts = self.decomposed(analysis, model, options.target)
-                if parts is not None:
-                    layered = np.asarray(parts.scores, dtype=np.float64)
-                    values = merge_scores(layered, run.groups) if options.level == "word" else layered
+            evidence = Evidence(
+                explained=functools.partial(self.explained, analysis, model, options.target),
+                decomposed=functools.partial(self.decomposed, analysis, model, options.target),
+            )
+            values = method.token_scores(evidence)
+            if values is None:  # no classification head: nothing to explain
+                values = np.full((self.num_layers if method.layered else 1, count), np.nan)
+            elif options.level == "word":
+                values = merge_scores(values, run.groups)
             else:
-                explained = self.explained(analysis, model, options.target)
-                if explained is not None:
-                    layered, saliency = (
-                        explained.at_word_level()
-                        if options.level == "word"
-                        else (explained.scores, explained.input_x_gradient)
-                    )
-                    values = saliency[None, :] if options.method == "input_x_gradient" else layered.copy()
-            if options.method != "input_x_gradient":
+                values = values.copy()
+            if method.layered:
                 values[: first - 1] = np.nan
                 values[last:] = np.nan
             scores[model] = values
         frame = relevance_frame(scores["pretrained"], scores["finetuned"], shown_labels(run, options.level))
-        if options.method == "input_x_gradient":
+        if not method.layered:
             frame["layer"] = 0
         return frame
 
@@ -613,40 +579,6 @@ class AnalysisService:
         graph_rows = _deepest(correlations({(options.measure, "graph"): graph}, references, words))
         table = pd.concat([rows, graph_rows], ignore_index=True)
         return table.pivot(index=["measure", "method"], columns="reference", values="spearman").reset_index()
-
-
-def encode_graphs(graphs: GraphComparison) -> bytes:
-    """A graph comparison (three tidy frames) for the shared cache."""
-    return encode_frames({"edges": graphs.edges, "nodes": graphs.nodes, "layers": graphs.layers})
-
-
-def decode_graphs(data: bytes) -> GraphComparison:
-    return GraphComparison(**decode_frames(data))
-
-
-def encode_faithfulness(fixed: tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray]) -> bytes:
-    """The faithfulness check's costly part (rows, references ``{name: [word]}``, ``words`` mask) as bytes."""
-    from app.service.stores import encode_arrays
-
-    rows, references, words = fixed
-    header = {"measure": rows["measure"].tolist(), "method": rows["method"].tolist(),
-              "reference": rows["reference"].tolist(), "index": rows.index.tolist()}  # fmt: skip
-    arrays = {"layer": rows["layer"].to_numpy(), "spearman": rows["spearman"].to_numpy(), "words": np.asarray(words),
-              **{f"reference:{name}": np.asarray(values) for name, values in references.items()}}  # fmt: skip
-    return encode_arrays(header, arrays)
-
-
-def decode_faithfulness(data: bytes) -> tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray]:
-    from app.service.stores import decode_arrays
-
-    header, arrays = decode_arrays(data)
-    rows = pd.DataFrame(
-        {"measure": header["measure"], "method": header["method"], "layer": arrays["layer"],
-         "reference": header["reference"], "spearman": arrays["spearman"]},
-        index=header["index"],
-    )  # fmt: skip
-    references = {name.split(":", 1)[1]: values for name, values in arrays.items() if name.startswith("reference:")}
-    return rows, references, arrays["words"]
 
 
 def _deepest(rows: pd.DataFrame) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from attention.config import PairConfig
+from attention.data import labelled_examples
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,6 @@ def example_items(config: PairConfig) -> list[tuple[str, str | None]]:
         return [(text, None) for text in config.examples]
     if config.prepare is None:
         return []
-    from attention.data import labelled_examples
-
     names = config.task.labels if config.task else ()
     try:
         return [(text, names[label] if label < len(names) else str(label)) for text, label in

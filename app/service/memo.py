@@ -4,8 +4,10 @@ megabytes, a short one's a few hundred kilobytes. Sizes are counted with :func:`
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TypeVar
@@ -54,9 +56,6 @@ def fresh_locks_after_fork(owner: object, *names: str) -> None:
     """Give ``owner`` new, unheld locks ``names`` in a forked child process. Background jobs run in children forked
     from a web worker (Dash's diskcache manager); a lock another thread held at the fork would stay held in the
     child forever, and its job with it. Holds ``owner`` weakly (an unloaded pair is freed)."""
-    import os
-    import weakref
-
     ref = weakref.ref(owner)
 
     def renew() -> None:

@@ -22,141 +22,20 @@ import hashlib
 import json
 import logging
 import os
-import struct
 import threading
 import time
-from dataclasses import fields
 from pathlib import Path
+from typing import Protocol
 
-import numpy as np
-import pandas as pd
-
+from app.service.codecs import FORMAT
 from app.service.memo import fresh_locks_after_fork
-from app.team.config import CacheSection
-from attention import AttentionRun, ClassRelevance, PairRuns
 
 log = logging.getLogger("attention_flows.app")
 RETRY_SECONDS = 5.0
 TIMEOUT_SECONDS = 0.5  # a Redis that does not answer in this time counts as unreachable
-FORMAT = b"AFR3"  # magic + version of the encoding below (in every key: old entries are never read)
 WAIT_FOR_OTHER_SECONDS = 20.0  # how long a worker waits for another one computing the same entry
 POLL_SECONDS = 0.02
 CLAIM_SECONDS = 60  # a claim expires by itself if its holder dies
-
-
-def encode_arrays(header: object, arrays: dict[str, np.ndarray]) -> bytes:
-    """``header`` (anything JSON can hold) and named arrays as bytes: magic, a JSON part (the header and each
-    array's dtype and shape), then the arrays' raw bytes in C order. No pickle: what comes back from Redis is only
-    ever parsed as data, and floats come back bit-identical."""
-    layout = [[name, array.dtype.str, list(array.shape)] for name, array in arrays.items()]
-    head = json.dumps({"header": header, "arrays": layout}, separators=(",", ":")).encode()
-    blobs = b"".join(np.ascontiguousarray(array).tobytes() for array in arrays.values())
-    return FORMAT + struct.pack("<I", len(head)) + head + blobs
-
-
-def decode_arrays(data: bytes) -> tuple[object, dict[str, np.ndarray]]:
-    """The inverse of :func:`encode_arrays` (arrays read-only, sharing ``data``); ValueError for anything else."""
-    if data[:4] != FORMAT:
-        raise ValueError("not data this cache wrote")
-    (length,) = struct.unpack("<I", data[4:8])
-    meta = json.loads(data[8 : 8 + length])
-    offset, arrays = 8 + length, {}
-    for name, dtype, shape in meta["arrays"]:
-        count = int(np.prod(shape))
-        array = np.frombuffer(data, dtype=np.dtype(dtype), count=count, offset=offset).reshape(shape)
-        offset += array.nbytes
-        arrays[name] = array
-    if offset != len(data):
-        raise ValueError("trailing bytes after the arrays")
-    return meta["header"], arrays
-
-
-def _facts(record: object, skip: tuple[str, ...]) -> dict:
-    return {f.name: getattr(record, f.name) for f in fields(record) if f.name not in skip}
-
-
-def _tuples(facts: dict) -> dict:
-    return {name: tuple(value) if isinstance(value, list) else value for name, value in facts.items()}
-
-
-def encode_runs(runs: PairRuns) -> bytes:
-    """Both models' runs: their facts and float32 weights ``[layer, head, query, key]``."""
-    header = [_facts(run, ("weights",)) for run in (runs.pretrained, runs.finetuned)]
-    return encode_arrays(header, {"pretrained": runs.pretrained.weights, "finetuned": runs.finetuned.weights})
-
-
-def decode_runs(data: bytes) -> PairRuns:
-    header, arrays = decode_arrays(data)
-    return PairRuns(*(AttentionRun(weights=arrays[role], **_tuples(facts))
-                      for facts, role in zip(header, ("pretrained", "finetuned"), strict=True)))  # fmt: skip
-
-
-def encode_relevance(explained: ClassRelevance) -> bytes:
-    """One model's class relevance: its facts, ``scores [layer, token]`` and ``input_x_gradient [token]``."""
-    arrays = {"scores": explained.scores, "input_x_gradient": explained.input_x_gradient}
-    return encode_arrays(_facts(explained, tuple(arrays)), arrays)
-
-
-def decode_relevance(data: bytes) -> ClassRelevance:
-    header, arrays = decode_arrays(data)
-    return ClassRelevance(**_tuples(header), **arrays)
-
-
-def encode_frames(frames: dict[str, pd.DataFrame]) -> bytes:
-    """Named DataFrames with a RangeIndex: numeric and bool columns as raw arrays, categorical ones as codes plus
-    their categories, strings (and tuples of numbers) in the JSON header; dtypes are kept so a decoded frame equals
-    the original exactly (``pandas.testing.assert_frame_equal``)."""
-    header: dict = {}
-    arrays: dict[str, np.ndarray] = {}
-    for name, frame in frames.items():
-        if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or frame.index.step != 1:
-            raise ValueError(f"frame {name} has no plain RangeIndex")
-        columns = []
-        for number, column in enumerate(frame.columns):
-            series, key = frame[column], f"{name}/{number}"
-            if isinstance(series.dtype, pd.CategoricalDtype):
-                categories = series.dtype.categories
-                columns.append([column, "category", categories.tolist(), str(categories.dtype), series.dtype.ordered])
-                arrays[key] = series.cat.codes.to_numpy()
-            elif series.dtype == object and all(isinstance(v, tuple) or _is_nan(v) for v in series):
-                columns.append([column, "tuples", [list(v) if isinstance(v, tuple) else None for v in series]])
-            elif series.dtype == object:
-                columns.append([column, "object", series.tolist()])
-            elif pd.api.types.is_string_dtype(series.dtype):
-                columns.append([column, "string", series.tolist(), str(series.dtype)])
-            else:
-                columns.append([column, "array"])
-                arrays[key] = series.to_numpy()
-        header[name] = {"rows": len(frame), "columns": columns}
-    return encode_arrays(header, arrays)
-
-
-def _is_nan(value) -> bool:
-    return isinstance(value, float) and value != value
-
-
-def decode_frames(data: bytes) -> dict[str, pd.DataFrame]:
-    """The inverse of :func:`encode_frames`."""
-    header, arrays = decode_arrays(data)
-    frames = {}
-    for name, meta in header.items():
-        columns = {}
-        for number, (column, kind, *rest) in enumerate(meta["columns"]):
-            key = f"{name}/{number}"
-            if kind == "category":
-                categories, categories_dtype, ordered = rest
-                dtype = pd.CategoricalDtype(pd.Index(categories, dtype=categories_dtype), ordered=ordered)
-                columns[column] = pd.Categorical.from_codes(arrays[key], dtype=dtype)
-            elif kind == "tuples":  # tuples of numbers, NaN where a row has none
-                columns[column] = pd.Series([np.nan if v is None else tuple(v) for v in rest[0]], dtype=object)
-            elif kind == "object":
-                columns[column] = pd.Series(rest[0], dtype=object)
-            elif kind == "string":
-                columns[column] = pd.Series(rest[0], dtype=rest[1])
-            else:
-                columns[column] = arrays[key]
-        frames[name] = pd.DataFrame(columns, index=pd.RangeIndex(meta["rows"]))
-    return frames
 
 
 def shared_key(kind: str, fingerprint: str, text: str, text_pair: str | None, *parts: object) -> str:
@@ -174,6 +53,14 @@ def pair_fingerprint(name: str, model_dirs: tuple[str, ...], version: str) -> st
         weights = sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.bin"))
         parts += [str(folder), *(f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+class RedisSettings(Protocol):
+    """What :meth:`RedisCache.connect` reads of a server config's cache section (``app.team.config.CacheSection``)."""
+
+    redis: str
+    entry_mb: float
+    ttl_seconds: int
 
 
 class _Memo:
@@ -226,7 +113,7 @@ class DiskCache(_Memo):
     first once ``budget`` bytes are stored."""
 
     def __init__(self, folder: Path, *, budget: int, entry_bytes: int = 16 * 2**20) -> None:
-        import diskcache
+        import diskcache  # only the one-machine cache needs it
 
         self.folder = Path(folder)
         self.entry_bytes = entry_bytes
@@ -261,7 +148,7 @@ class RedisCache(_Memo):
     and try again after :data:`RETRY_SECONDS`. Counters are read by ``/metrics``."""
 
     def __init__(self, url: str, *, entry_bytes: int, ttl_seconds: int) -> None:
-        import redis
+        import redis  # the server extra: only a team server with Redis needs it
 
         self.url = url
         self.entry_bytes = entry_bytes
@@ -278,7 +165,7 @@ class RedisCache(_Memo):
         self.bytes_read = self.bytes_written = 0
 
     @classmethod
-    def connect(cls, section: CacheSection) -> RedisCache | None:
+    def connect(cls, section: RedisSettings) -> RedisCache | None:
         """The shared cache a server config asks for, or None (no ``redis`` URL)."""
         if not section.redis:
             return None

@@ -29,7 +29,13 @@ import re
 import secrets
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+
+from flask import Response, current_app, g, request, session
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from attention.errors import AttentionFlowsError
 
@@ -135,8 +141,6 @@ class UsersFile:
         return sorted(self.load())
 
     def add(self, name: str, password: str) -> None:
-        from werkzeug.security import generate_password_hash
-
         if not NAME.fullmatch(name):
             raise AuthError(f"User name {name!r} is not allowed.", "Use 1-64 letters, digits, '.', '_', '@' or '-'.")
         if len(password) < MIN_PASSWORD:
@@ -157,8 +161,6 @@ class UsersFile:
     def check(self, name: str, password: str) -> bool:
         """True if ``name`` exists and ``password`` matches its hash. An unknown name is checked against a dummy
         hash of the same kind, so the answer takes as long whatever the name (names cannot be guessed by timing)."""
-        from werkzeug.security import check_password_hash
-
         stored = self.stored_hash(name)
         if stored is None:
             check_password_hash(self.dummy_hash(), password)
@@ -167,8 +169,6 @@ class UsersFile:
 
     def dummy_hash(self) -> str:
         """A hash of a random password, made once per instance, for checking names that do not exist."""
-        from werkzeug.security import generate_password_hash
-
         if self._dummy_hash is None:
             self._dummy_hash = generate_password_hash(secrets.token_hex(16), method="scrypt")
         return self._dummy_hash
@@ -191,8 +191,6 @@ class Gate:
     the allow-list :data:`PUBLIC_ROUTES` for ``GET``/``HEAD``, else a signed-in user or 401. Never the body."""
 
     def __init__(self, config: AuthConfig) -> None:
-        from werkzeug.routing import Map, Rule
-
         self.config = config
         self.public = Map([Rule(route, methods=PUBLIC_METHODS) for route in PUBLIC_ROUTES]).bind("")
         self.users = UsersFile(config.users_file) if config.users_file is not None else None
@@ -205,8 +203,6 @@ class Gate:
 
     def is_public(self, method: str, path: str) -> bool:
         """True for the allow-list's paths and methods only (``//x``, ``/x/../y`` and the like are not on it)."""
-        from werkzeug.exceptions import HTTPException
-
         try:
             self.public.match(path, method=method)
         except HTTPException:  # no such route, another method, or a redirect (a path that is not in normal form)
@@ -230,8 +226,6 @@ class Gate:
         return name
 
     def refusal(self):
-        from flask import Response
-
         if self.users is None:
             return Response("Sign in through the team's proxy.\n", 401, mimetype="text/plain")
         return Response(
@@ -248,8 +242,6 @@ class Gate:
 
     def _tag(self, stored_hash: str) -> str:
         """Ties a remembered sign-in to the user's current hash: a new password or removal ends the session."""
-        from flask import current_app
-
         key = str(current_app.secret_key).encode()
         return hmac.new(key, stored_hash.encode(), hashlib.sha256).hexdigest()[:32]
 
@@ -279,10 +271,6 @@ def _proxy_user(request, trusted: tuple[str, ...]) -> str | None:
 def protect(dash_app, config: AuthConfig) -> None:
     """Put every route of ``dash_app``'s server behind sign-in but the allow-list (nothing when ``config`` enables
     none), and log every request's user. Covers every Dash app mounted on the same Flask server (the corpus page)."""
-    from datetime import timedelta
-
-    from flask import g, request, session
-
     if not config.enabled:
         return
     gate = Gate(config)

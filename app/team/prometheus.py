@@ -18,18 +18,24 @@ from __future__ import annotations
 
 import time
 
+from flask import Response, g, request
+
+from app.service.jobbook import JOBS_KEY
 from app.service.registry import PairRegistry
+from app.service.stores import RedisCache
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def install_metrics(dash_app, registry: PairRegistry) -> None:
     """Time every request and serve ``/metrics`` for ``dash_app``."""
-    from flask import Response, g, request
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+    from prometheus_client import (  # the server extra: only a served app has /metrics
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        Histogram,
+        generate_latest,
+    )
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-    from app.service.jobbook import JOBS_KEY
 
     metrics_registry = CollectorRegistry()
     latency = Histogram(
@@ -58,8 +64,6 @@ def install_metrics(dash_app, registry: PairRegistry) -> None:
                 )
             held = sum(cache.held for cache in caches)
             yield GaugeMetricFamily("attention_flows_cache_bytes", "Bytes the caches hold", value=held)
-            from app.service.stores import RedisCache
-
             shared = next((s.shared for s in services if isinstance(s.shared, RedisCache)), None)
             if shared is not None:
                 up = shared.ping()  # checked at scrape time (0.5 s at most)

@@ -12,9 +12,11 @@ Sign-in (:mod:`app.team.auth`) runs first: an anonymous request gets 401 whateve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from dash import Dash
+from dash.exceptions import DependencyException
 from flask import Flask, Response, request
 
 CALLBACK_ROUTE = "_dash-update-component"
@@ -24,8 +26,6 @@ def install_request_checks(server: Flask, dash_apps: Iterable[Dash]) -> None:
     """Check callback bodies for each of ``dash_apps`` (all mounted on ``server``) and answer unknown scripts with 404.
 
     Install after the Dash apps are made: their own ``before_request`` hook fills ``callback_map`` first."""
-    from dash.exceptions import DependencyException
-
     routes = {f"{app.config.requests_pathname_prefix}{CALLBACK_ROUTE}": app for app in dash_apps}
 
     def check_callback_body() -> Response | None:
@@ -79,8 +79,6 @@ def _output_ids(output: str) -> list[str]:
 def _same_shape(item: object, declared: str) -> bool:
     """Whether a body item (``{"id": …}``, or a list of them for a wildcard that matches several) has an id of the
     declared kind: a string for a plain id, an object with exactly the declared keys for a pattern-matching one."""
-    import json
-
     if isinstance(item, list):
         return all(_same_shape(each, declared) for each in item)
     if not isinstance(item, dict):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from app.core.analysis import Analysis
-from app.core.fold import fold_scores
+from app.core.fold import first_of_groups, fold_scores
 from app.core.options import CLASS_METHODS, MEASURES, ViewOptions
 from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
 from app.figures.heatmaps import make_word_query
@@ -37,8 +37,7 @@ def _graph_inputs(service: AnalysisService, analysis: Analysis, options: ViewOpt
     fold = service.fold(analysis, options)
     if fold is not None:  # drawn positions: a long input's folded tokens are one "other" node
         sources, hidden, tokens = fold.groups[sources], fold.groups[hidden], fold.labels
-        first = {int(g): int(segments[i]) for i, g in reversed(list(enumerate(fold.groups)))}
-        segments = np.array([first[g] for g in range(len(tokens))])
+        segments = first_of_groups(segments, fold.groups, len(tokens))
         segments[fold.other] = 0  # "other" mixes segments: never marked
     return {
         "segments": tuple(segments.tolist()),

@@ -11,6 +11,7 @@ out without an added identity.
 
 from __future__ import annotations
 
+# Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,6 +19,9 @@ import numpy as np
 
 from attention.defaults import MEASURE_LABELS, RESIDUAL_MEASURES
 from attention.extract import AttentionRun, TokenFacts, clean_texts, encode, token_facts
+from attention.mixing import norms
+from attention.mixing.layers import trace_layers
+from attention.mixing.value_zeroing import value_zeroing
 from attention.models import LoadedModel
 
 Measure = Literal["raw_attention", "attention_norm", "norm_residual", "globenc", "alti", "value_zeroing"]
@@ -102,8 +106,6 @@ def contributions_for(
     measure)."""
     import torch
 
-    from attention.mixing.layers import trace_layers
-
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:
         raise ValueError(f"measure must be one of {', '.join(MEASURES)}; got {unknown[0]!r}")
@@ -125,9 +127,6 @@ def contributions_for(
 
 def measure_layer(measure: str, layer):
     """``(map [n, n], head_maps [h, n, n] or None)`` of one :class:`~attention.mixing.layers.LayerTensors`."""
-    from attention.mixing import norms
-    from attention.mixing.value_zeroing import value_zeroing
-
     if measure == "raw_attention":
         return layer.alpha.mean(dim=0), layer.alpha
     if measure == "value_zeroing":

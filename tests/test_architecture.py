@@ -1,0 +1,216 @@
+"""The tree's architecture, checked: data flows one way through the rooms of docs/architecture.md.
+
+Every ``import`` of ``attention``, ``app`` and ``benchmarks`` is read with :mod:`ast` (those inside functions too;
+those under ``if TYPE_CHECKING:`` never run and are skipped). The test fails on an import cycle between modules, on
+a module importing a room above its own, on the engine importing Dash, plotly or Celery, and on an import inside a
+function without a comment saying why it is lazy (hiding a cycle that way is caught by the cycle check, which counts
+those imports too).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Rooms from the bottom up: a module may import its own room or one below it, never one above.
+ROOMS = (
+    "attention",
+    "app.core",
+    "app.service",
+    "app.figures",
+    "app.views",
+    "app.export",
+    "app.dashboard",
+    "app.corpus",
+    "app.team",
+    "app.testing",
+    "benchmarks",
+    "app.cli",
+)
+ENGINE_NEVER = ("dash", "plotly", "celery", "flask", "app", "benchmarks")
+
+
+@dataclass(frozen=True)
+class Import:
+    source: str  # the importing module
+    target: str  # the imported module (one of ours), or the top-level name of a third-party one
+    line: int
+    in_function: bool
+    commented: bool
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def our_modules() -> dict[str, Path]:
+    paths = [p for package in ("attention", "app", "benchmarks") for p in (ROOT / package).rglob("*.py")]
+    return {module_name(p): p for p in paths}
+
+
+def _type_checking_lines(tree: ast.Module) -> set[int]:
+    """Line numbers inside ``if TYPE_CHECKING:`` blocks."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            for child in node.body:
+                lines.update(range(child.lineno, child.end_lineno + 1))
+    return lines
+
+
+def _function_lines(tree: ast.Module) -> set[int]:
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            lines.update(range(node.body[0].lineno, node.end_lineno + 1))
+    return lines
+
+
+def _targets(node: ast.Import | ast.ImportFrom, module: str, is_package: bool, known: dict[str, Path]) -> list[str]:
+    """The modules an import statement loads: ours resolved to the deepest module that exists."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    else:
+        base = node.module or ""
+        if node.level:
+            package = module.split(".") if is_package else module.split(".")[:-1]
+            package = package[: len(package) - (node.level - 1)]
+            base = ".".join([*package, base] if base else package)
+        names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+    resolved = []
+    for name in names:
+        while name not in known and "." in name:
+            name = name.rsplit(".", 1)[0]
+        resolved.append(name)
+    return resolved
+
+
+LAZY_MARK = "# Lazy imports:"  # a module-level comment giving the reason for all of a module's function imports
+
+
+def imports() -> list[Import]:
+    known = our_modules()
+    found = []
+    for module, path in known.items():
+        source = path.read_text()
+        lines = source.splitlines()
+        declared = any(line.startswith(LAZY_MARK) for line in lines)
+        tree = ast.parse(source)
+        skipped, in_functions = _type_checking_lines(tree), _function_lines(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Import | ast.ImportFrom) or node.lineno in skipped:
+                continue
+            text = lines[node.lineno - 1] + lines[node.end_lineno - 1]
+            commented = declared or "#" in text or lines[node.lineno - 2].strip().startswith("#")
+            for target in _targets(node, module, path.name == "__init__.py", known):
+                if target != module:
+                    found.append(Import(module, target, node.lineno, node.lineno in in_functions, commented))
+    return found
+
+
+def room(module: str) -> int | None:
+    """The index of ``module``'s room in :data:`ROOMS` (the longest matching prefix), None for a third party."""
+    matches = [i for i, name in enumerate(ROOMS) if module == name or module.startswith(name + ".")]
+    return max(matches, key=lambda i: len(ROOMS[i])) if matches else None
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for start in sorted(edges):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(edges[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+@pytest.fixture(scope="module")
+def found() -> list[Import]:
+    return imports()
+
+
+def test_the_scan_sees_the_tree(found):
+    """The scan reads real imports (a broken scan would pass every check below)."""
+    pairs = {(i.source, i.target) for i in found}
+    assert ("app.views.render", "app.service.analysis") in pairs
+    assert ("app.core.options", "attention.defaults") in pairs
+    assert len(our_modules()) > 80
+
+
+def test_no_import_cycles(found):
+    known = our_modules()
+    edges: dict[str, set[str]] = {module: set() for module in known}
+    for item in found:
+        if item.target in known:
+            edges[item.source].add(item.target)
+    assert cycles(edges) == []
+
+
+def test_no_room_imports_a_room_above_it(found):
+    upward = [
+        f"{i.source}:{i.line} imports {i.target}"
+        for i in found
+        if room(i.target) is not None and room(i.source) is not None and room(i.target) > room(i.source)
+    ]
+    assert upward == []
+
+
+def test_the_engine_knows_no_dashboard_server_or_queue(found):
+    bad = [
+        f"{i.source}:{i.line} imports {i.target}"
+        for i in found
+        if i.source.split(".")[0] == "attention" and i.target.split(".")[0] in ENGINE_NEVER
+    ]
+    assert bad == []
+
+
+def test_imports_inside_functions_say_why(found):
+    """An import inside a function is for a lazy heavy dependency and says so in a comment (its line, the one
+    above, or one ``# Lazy imports: <why>`` line for the whole module); anything else belongs at the top."""
+    silent = sorted({f"{i.source}:{i.line}" for i in found if i.in_function and not i.commented})
+    assert silent == []
+
+
+def test_the_checks_catch_what_they_name():
+    """The helpers find a planted cycle and an upward import."""
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert room("app.dashboard.callbacks.views") > room("app.service.registry")
+    assert room("app.corpus.page") == ROOMS.index("app.corpus")
+    assert room("attention.corpus.run") == 0 and room("numpy") is None
