@@ -123,8 +123,9 @@ def test_cache_evicts_the_least_recently_used_by_bytes():
     cache.get_or_compute("a", lambda: None)  # touch a
     cache.get_or_compute("c", lambda: np.zeros(150))  # 1200 bytes: over budget, evicts b (least recently used)
     assert cache.held <= 2500 and len(cache) == 2
-    assert cache.get_or_compute("a", lambda: "recomputed") is not None
-    assert cache.get_or_compute("b", lambda: "recomputed") == "recomputed"
+    assert isinstance(cache.get_or_compute("a", lambda: "recomputed"), np.ndarray)  # kept: not recomputed
+    assert cache.get_or_compute("c", lambda: "recomputed").shape == (150,)
+    assert cache.get_or_compute("b", lambda: "recomputed") == "recomputed"  # evicted: computed again
 
 
 def test_a_value_larger_than_the_budget_is_returned_but_not_stored():
