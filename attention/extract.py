@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 # Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
+import warnings
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -17,35 +18,83 @@ from attention.tokens import display_token, is_punctuation, join_pieces, word_gr
 from attention.transforms import drop_tokens, merge_groups
 
 
+def _warn_facts() -> None:
+    warnings.warn(
+        "pass an AttentionRun's token facts as facts=TokenFacts(...), not one by one", DeprecationWarning, stacklevel=3
+    )
+
+
 def _frozen(array: np.ndarray) -> np.ndarray:
     array = np.ascontiguousarray(array, dtype=np.float32)
     array.flags.writeable = False
     return array
 
 
-@dataclass(frozen=True, eq=False)
-class AttentionRun:
-    """One model's attention for one input.
+@dataclass(frozen=True)
+class TokenFacts:
+    """Per-token facts of one encoded input, from the tokenizer (never guessed from strings): display ``tokens``,
+    ``special`` flags, ``segments`` (1: the second text of a pair), word ``groups``, the classification token's
+    index and the separators' indices. Every tuple has one entry per token."""
 
-    ``weights`` is a read-only float32 array ``[layer, head, query, key]``; every row sums to 1. Token-level facts
-    are tuples of length ``num_tokens``. ``groups[i]`` is the word that token ``i`` belongs to (special tokens are
-    words of their own). ``label`` and ``probabilities`` (in ``labels`` order) are set for classifiers only.
-    """
-
-    model_name: str
-    text: str
-    text_pair: str | None
-    weights: np.ndarray
     tokens: tuple[str, ...]
     special: tuple[bool, ...]
     segments: tuple[int, ...]
     groups: tuple[int, ...]
     cls_index: int | None
     sep_indices: tuple[int, ...]
+
+
+FACT_FIELDS: tuple[str, ...] = tuple(TokenFacts.__dataclass_fields__)
+
+
+@dataclass(frozen=True, eq=False, init=False)
+class AttentionRun:
+    """One model's attention for one input.
+
+    ``weights`` is a read-only float32 array ``[layer, head, query, key]``; every row sums to 1. ``facts`` holds the
+    token-level facts (:class:`TokenFacts`), each also readable on the run (``run.tokens``, ``run.groups``…).
+    ``groups[i]`` is the word that token ``i`` belongs to (special tokens are words of their own). ``label`` and
+    ``probabilities`` (in ``labels`` order) are set for classifiers only.
+
+    Passing the six facts one by one (``AttentionRun(name, text, pair, weights, tokens, special, …)`` or
+    ``tokens=…``), as before they were grouped, still works and warns.
+    """
+
+    model_name: str
+    text: str
+    text_pair: str | None
+    weights: np.ndarray
+    facts: TokenFacts
     level: Literal["token", "word"] = "token"
     labels: tuple[str, ...] = ()
     label: str | None = None
     probabilities: tuple[float, ...] | None = None
+
+    def __init__(self, model_name: str, text: str, text_pair: str | None, weights: np.ndarray, *rest, **named):
+        facts = named.pop("facts", None)
+        if rest and isinstance(rest[0], TokenFacts):
+            facts, rest = rest[0], rest[1:]
+        elif len(rest) >= len(FACT_FIELDS):  # the old positional form: the six facts first
+            facts, rest = TokenFacts(*rest[: len(FACT_FIELDS)]), rest[len(FACT_FIELDS) :]
+            _warn_facts()
+        loose = {name: named.pop(name) for name in FACT_FIELDS if name in named}
+        if loose:  # the old keyword form, or dataclasses.replace(run, tokens=...)
+            facts = replace(facts, **loose) if facts is not None else TokenFacts(**loose)
+            _warn_facts()
+        if facts is None:
+            raise TypeError("AttentionRun needs its token facts: facts=TokenFacts(...)")
+        values = dict(zip(("level", "labels", "label", "probabilities"), rest, strict=False)) | named
+        for name, value in {"model_name": model_name, "text": text, "text_pair": text_pair, "weights": weights,
+                            "facts": facts, "level": "token", "labels": (), "label": None, "probabilities": None,
+                            **values}.items():  # fmt: skip
+            object.__setattr__(self, name, value)
+
+    tokens = property(lambda self: self.facts.tokens, doc="Display string of each token.")
+    special = property(lambda self: self.facts.special, doc="Per token: a special token ([CLS], [SEP], <s>…).")
+    segments = property(lambda self: self.facts.segments, doc="Per token: 0, or 1 in the second text of a pair.")
+    groups = property(lambda self: self.facts.groups, doc="Per token: the word it belongs to.")
+    cls_index = property(lambda self: self.facts.cls_index, doc="The classification token's index, or None.")
+    sep_indices = property(lambda self: self.facts.sep_indices, doc="The separator tokens' indices.")
 
     @property
     def num_layers(self) -> int:
@@ -103,9 +152,7 @@ class AttentionRun:
         groups = np.asarray(groups)
         count = int(groups.max()) + 1
         first = [int(np.flatnonzero(groups == g)[0]) for g in range(count)]
-        return replace(
-            self,
-            weights=_frozen(merge_groups(self.weights, groups)),
+        facts = TokenFacts(
             tokens=tuple(labels),
             special=tuple(self.special[i] for i in first),
             segments=tuple(self.segments[i] for i in first),
@@ -113,6 +160,7 @@ class AttentionRun:
             cls_index=None if self.cls_index is None else int(groups[self.cls_index]),
             sep_indices=tuple(int(groups[i]) for i in self.sep_indices),
         )
+        return replace(self, weights=_frozen(merge_groups(self.weights, groups)), facts=facts)
 
     def without_tokens(self, drop: np.ndarray | list[bool], *, renormalize: bool = True) -> AttentionRun:
         """The run with the tokens marked in ``drop`` removed (rows renormalised to sum to 1)."""
@@ -123,9 +171,7 @@ class AttentionRun:
         remap = lambda i: int(new_index[i]) if keep[i] else None  # noqa: E731
         groups = np.asarray(self.groups)[keep]
         _, dense = np.unique(groups, return_inverse=True)
-        return replace(
-            self,
-            weights=_frozen(drop_tokens(self.weights, keep, renormalize=renormalize)),
+        facts = TokenFacts(
             tokens=tuple(np.asarray(self.tokens, dtype=object)[keep]),
             special=tuple(np.asarray(self.special)[keep].tolist()),
             segments=tuple(np.asarray(self.segments)[keep].tolist()),
@@ -133,6 +179,7 @@ class AttentionRun:
             cls_index=None if self.cls_index is None else remap(self.cls_index),
             sep_indices=tuple(j for j in (remap(i) for i in self.sep_indices) if j is not None),
         )
+        return replace(self, weights=_frozen(drop_tokens(self.weights, keep, renormalize=renormalize)), facts=facts)
 
     def without_special_tokens(self, *, renormalize: bool = True) -> AttentionRun:
         """The run with special tokens ([CLS], [SEP], <s>, ...) removed and rows renormalised."""
@@ -261,18 +308,6 @@ def _segments(sequence_ids: list[int | None]) -> list[int]:
     return out
 
 
-@dataclass(frozen=True)
-class TokenFacts:
-    """Per-token facts of one encoded input, from the tokenizer (never guessed from strings)."""
-
-    tokens: tuple[str, ...]
-    special: tuple[bool, ...]
-    segments: tuple[int, ...]
-    groups: tuple[int, ...]
-    cls_index: int | None
-    sep_indices: tuple[int, ...]
-
-
 def token_facts(model: LoadedModel, encoding) -> TokenFacts:
     """Display tokens, special-token flags, segments, word groups, [CLS] and [SEP] positions of ``encoding``."""
     ids = encoding["input_ids"][0].tolist()
@@ -339,12 +374,7 @@ def run_of(
         text=text,
         text_pair=text_pair,
         weights=_frozen(np.asarray(weights, dtype=np.float32)),
-        tokens=facts.tokens,
-        special=facts.special,
-        segments=facts.segments,
-        groups=facts.groups,
-        cls_index=facts.cls_index,
-        sep_indices=facts.sep_indices,
+        facts=facts,
         labels=model.labels,
         label=label,
         probabilities=None if probabilities is None else tuple(float(p) for p in probabilities),

@@ -14,7 +14,7 @@ from attention.compare import (
     head_embedding,
     head_stats,
 )
-from attention.extract import AttentionRun
+from attention.extract import AttentionRun, TokenFacts
 from attention.metrics import classical_mds, hellinger_distances, js_distances, js_divergence
 from tests.conftest import random_attention
 
@@ -27,7 +27,8 @@ def make_run(weights: np.ndarray, name: str = "m") -> AttentionRun:
     n = weights.shape[-1]
     tokens = TOKENS if n == len(TOKENS) else tuple(f"t{i}" for i in range(n))
     special = tuple(t in ("[CLS]", "[SEP]") for t in tokens)
-    return AttentionRun(name, "a fine , film", None, weights, tokens, special, (0,) * n, tuple(range(n)), 0, (n - 1,))
+    facts = TokenFacts(tokens, special, (0,) * n, tuple(range(n)), 0, (n - 1,))
+    return AttentionRun(name, "a fine , film", None, weights, facts)
 
 
 @pytest.fixture
@@ -171,6 +172,6 @@ def test_head_distances_are_metrics_with_zero_diagonal():
 def test_runs_over_different_tokens_are_refused(runs):
     from attention.errors import IncompatibleModelsError
 
-    other = replace(runs[1], tokens=("x",) * 6)
+    other = replace(runs[1], facts=replace(runs[1].facts, tokens=("x",) * 6))
     with pytest.raises(IncompatibleModelsError, match="same tokens"):
         compare_heads(runs[0], other)

@@ -169,3 +169,26 @@ def test_loading_leaves_the_garbage_collector_as_it_found_it(tiny_models, enable
         assert gc.isenabled() is enabled
     finally:
         gc.enable()
+
+
+def test_a_run_holds_its_token_facts_once_and_the_old_forms_still_work():
+    """``AttentionRun`` keeps the six token facts in one :class:`TokenFacts` (``run.tokens`` reads through it); the
+    old ways of passing them one by one still build the same run, with a DeprecationWarning."""
+    from dataclasses import replace
+
+    from attention.extract import AttentionRun, TokenFacts
+
+    weights = np.full((1, 1, 2, 2), 0.5, dtype=np.float32)
+    facts = TokenFacts(("[CLS]", "film"), (True, False), (0, 0), (0, 1), 0, ())
+    run = AttentionRun("m", "a film", None, weights, facts, labels=("neg", "pos"))
+    assert run.tokens == ("[CLS]", "film") and run.cls_index == 0 and run.labels == ("neg", "pos")
+    with pytest.warns(DeprecationWarning, match="facts"):
+        positional = AttentionRun("m", "a film", None, weights, *facts.__dict__.values(), "token", ("neg", "pos"))
+    with pytest.warns(DeprecationWarning, match="facts"):
+        named = AttentionRun("m", "a film", None, weights, labels=("neg", "pos"), **facts.__dict__)
+    assert positional.facts == named.facts == facts and positional.labels == named.labels == run.labels
+    with pytest.warns(DeprecationWarning, match="facts"):
+        renamed = replace(run, tokens=("[CLS]", "movie"))
+    assert renamed.tokens == ("[CLS]", "movie") and renamed.special == run.special and run.tokens[1] == "film"
+    with pytest.raises(TypeError, match="token facts"):
+        AttentionRun("m", "a film", None, weights)

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from attention.extract import AttentionRun
+from attention.extract import AttentionRun, TokenFacts
 from attention.methods import ATTENTION_METHODS, merge_scores, relevance
 from attention.rollout import rollout
 from tests.conftest import random_attention
@@ -14,7 +14,8 @@ from tests.conftest import random_attention
 def make_run(weights, tokens, groups, special) -> AttentionRun:
     weights = np.ascontiguousarray(weights, dtype=np.float32)
     n = weights.shape[-1]
-    return AttentionRun("m", "text", None, weights, tuple(tokens), tuple(special), (0,) * n, tuple(groups), 0, ())
+    facts = TokenFacts(tuple(tokens), tuple(special), (0,) * n, tuple(groups), 0, ())
+    return AttentionRun("m", "text", None, weights, facts)
 
 
 def _three_tokens() -> AttentionRun:

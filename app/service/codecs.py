@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from attention import AttentionRun, ClassRelevance, GraphComparison, PairRuns
+from attention.extract import FACT_FIELDS, TokenFacts
 
 FORMAT = b"AFR3"  # magic + version of the encoding below (in every key: old entries are never read)
 
@@ -53,14 +54,18 @@ def _tuples(facts: dict) -> dict:
 
 def encode_runs(runs: PairRuns) -> bytes:
     """Both models' runs: their facts and float32 weights ``[layer, head, query, key]``."""
-    header = [_facts(run, ("weights",)) for run in (runs.pretrained, runs.finetuned)]
+    header = [_facts(run, ("weights", "facts")) | _facts(run.facts, ()) for run in (runs.pretrained, runs.finetuned)]
     return encode_arrays(header, {"pretrained": runs.pretrained.weights, "finetuned": runs.finetuned.weights})
 
 
 def decode_runs(data: bytes) -> PairRuns:
     header, arrays = decode_arrays(data)
-    return PairRuns(*(AttentionRun(weights=arrays[role], **_tuples(facts))
-                      for facts, role in zip(header, ("pretrained", "finetuned"), strict=True)))  # fmt: skip
+    runs = []
+    for values, role in zip(header, ("pretrained", "finetuned"), strict=True):
+        values = _tuples(values)
+        facts = TokenFacts(**{name: values.pop(name) for name in FACT_FIELDS})
+        runs.append(AttentionRun(weights=arrays[role], facts=facts, **values))
+    return PairRuns(*runs)
 
 
 def encode_relevance(explained: ClassRelevance) -> bytes:

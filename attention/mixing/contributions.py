@@ -74,9 +74,7 @@ class Contributions:
         weights = self.maps[:, None]
         label = None if self.probabilities is None else self.labels[int(np.argmax(self.probabilities))]
         return AttentionRun(
-            model_name=self.model_name, text=self.text, text_pair=self.text_pair, weights=weights,
-            tokens=self.facts.tokens, special=self.facts.special, segments=self.facts.segments,
-            groups=self.facts.groups, cls_index=self.facts.cls_index, sep_indices=self.facts.sep_indices,
+            model_name=self.model_name, text=self.text, text_pair=self.text_pair, weights=weights, facts=self.facts,
             labels=self.labels, label=label, probabilities=self.probabilities,
         )  # fmt: skip
 
