@@ -13,11 +13,9 @@ that need them import them, so the dashboard can serve its page while the models
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from attention.version import __version__ as __version__  # re-exported
 
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
@@ -52,12 +50,12 @@ _EXPORTS: dict[str, str] = {
     "NoAttentionsError": "attention.errors",
     "NotAClassifierError": "attention.errors",
     "PrepareError": "attention.errors",
-    "AttentionRun": "attention.extract",
-    "PairRuns": "attention.extract",
-    "Prediction": "attention.extract",
-    "extract": "attention.extract",
-    "extract_pair": "attention.extract",
-    "predict": "attention.extract",
+    "AttentionRun": "attention.extraction",
+    "PairRuns": "attention.extraction",
+    "Prediction": "attention.extraction",
+    "extract": "attention.extraction",
+    "extract_pair": "attention.extraction",
+    "predict": "attention.extraction",
     "attention_flow": "attention.flow",
     "max_flow_values": "attention.flow",
     "DEFAULT_ALPHA": "attention.graph",
@@ -71,8 +69,8 @@ _EXPORTS: dict[str, str] = {
     "load_pair": "attention.models",
     "PrepareResult": "attention.prepare",
     "prepare_finetuned": "attention.prepare",
-    "residual_maps": "attention.rollout",
-    "rollout": "attention.rollout",
+    "residual_maps": "attention.rollouts",
+    "rollout": "attention.rollouts",
     "Settings": "attention.settings",
     "load_settings": "attention.settings",
     "drop_tokens": "attention.transforms",
@@ -182,7 +180,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the names
         TargetClassError,
     )
     from attention.evaluation import faithfulness
-    from attention.extract import AttentionRun, PairRuns, Prediction, extract, extract_pair, predict
+    from attention.extraction import AttentionRun, PairRuns, Prediction, extract, extract_pair, predict
     from attention.flow import attention_flow, max_flow_values
     from attention.gradients import ClassRelevance, blank_out, class_relevance, extract_and_explain
     from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU, AttentionGraph, attention_graph
@@ -198,7 +196,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the names
     from attention.mixing.layers import UnsupportedArchitectureError
     from attention.models import LoadedModel, ModelPair, check_comparable, load_model, load_pair
     from attention.prepare import PrepareResult, prepare_finetuned
-    from attention.rollout import residual_maps, rollout
+    from attention.rollouts import residual_maps, rollout
     from attention.settings import Settings, load_settings
     from attention.transforms import drop_tokens, merge_groups
 
@@ -214,17 +212,3 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
-
-
-class _Package(types.ModuleType):
-    """Two public names are also submodule names (``extract``, ``rollout``): importing ``attention.extract``
-    makes Python set the package attribute ``extract`` to the module, which would hide the function. This keeps
-    the public name the function and nothing is imported early (the command line checks its flags in ~0.1 s)."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

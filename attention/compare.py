@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from attention.errors import IncompatibleModelsError
-from attention.extract import AttentionRun
+from attention.extraction import AttentionRun
 from attention.graph import DEFAULT_TAU, AttentionGraph, attention_graph
 from attention.methods import AttentionMethod, default_sources, relevance, sink_tokens
 from attention.metrics import (

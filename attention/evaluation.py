@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from attention.extract import AttentionRun, extract
+from attention.extraction import AttentionRun, extract
 from attention.gradients import ClassRelevance, blank_out, class_relevance, require_classifier
 from attention.methods import merge_scores, relevance
 from attention.mixing import contributions_for

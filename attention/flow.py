@@ -2,7 +2,7 @@
 
 The flow network has ``(L+1)·n`` nodes (depth 0 = input tokens). Token ``a`` at depth ``m`` has an edge to token
 ``b`` at depth ``m-1`` with capacity ``Â_m[a, b]`` (head-averaged, residual-augmented, see
-:func:`attention.rollout.residual_maps`). The flow of token ``u`` at depth ``l`` to input token ``v`` is the
+:func:`attention.rollouts.residual_maps`). The flow of token ``u`` at depth ``l`` to input token ``v`` is the
 max-flow value from ``(l, u)`` to ``(0, v)``, each pair solved on its own; each row is then divided by its sum.
 
 Exact reductions make it fast (see ``docs/method.md``):
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-from attention.rollout import residual_maps
+from attention.rollouts import residual_maps
 
 # Residual capacities at or below this are treated as zero (guards against float dust; error <= EPS per cut edge).
 EPS = 1e-13

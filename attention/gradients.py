@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from attention.errors import NotAClassifierError, TargetClassError
-from attention.extract import AttentionRun, check_attentions, clean_texts, encode, run_of, token_facts
+from attention.extraction import AttentionRun, check_attentions, clean_texts, encode, run_of, token_facts
 from attention.methods import merge_scores
 from attention.models import LoadedModel
 from attention.shortcut import first_position_only
@@ -101,9 +101,9 @@ def class_relevance(
 def extract_and_explain(
     model: LoadedModel, text: str, text_pair: str | None = None, *, target: str | int | None = None
 ) -> tuple[AttentionRun, ClassRelevance]:
-    """:func:`~attention.extract.extract` and :func:`class_relevance` of a classifier from one forward pass (the
+    """:func:`~attention.extraction.extract` and :func:`class_relevance` of a classifier from one forward pass (the
     attention weights the backward pass needs are the run's): what a dashboard analysis needs, for about two
-    thirds of the two calls' cost. The run equals :func:`~attention.extract.extract`'s (the same ``input_ids``
+    thirds of the two calls' cost. The run equals :func:`~attention.extraction.extract`'s (the same ``input_ids``
     pass)."""
     text, text_pair = clean_texts(text, text_pair)
     explained, output, facts, probabilities = _explained_pass(model, text, text_pair, target)

@@ -331,7 +331,7 @@ def graph_relevance(
 ) -> np.ndarray:
     """``[layer, token]``: row ``l`` is the live mass that reaches the *input* tokens when the graph is traced from
     ``sources`` at depth ``l`` through every layer below (mean over sources), i.e. rollout with the pruned maps
-    ``P``. With ``tau=0``, no sinks and ``alpha=0.5`` it equals :func:`attention.rollout` rows (with
+    ``P``. With ``tau=0``, no sinks and ``alpha=0.5`` it equals :func:`attention.rollouts` rows (with
     ``residual_in_weights``, rollout of the maps themselves). ``threshold``: the deprecated name of ``aggregation``."""
     aggregation = renamed(aggregation, threshold, "threshold", "aggregation")
     maps, _, _, _ = pruned_maps(weights, tau=tau, alpha=alpha, heads=heads, sinks=sinks, aggregation=aggregation,

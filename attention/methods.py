@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 
-from attention.extract import AttentionRun
+from attention.extraction import AttentionRun
 from attention.graph import (
     DEFAULT_ALPHA,
     DEFAULT_TAU,
@@ -22,7 +22,7 @@ from attention.graph import (
 )
 from attention.mixing.contributions import Contributions
 from attention.relevance_methods import method_names
-from attention.rollout import head_average, rollout
+from attention.rollouts import head_average, rollout
 
 AttentionMethod = Literal["raw_attention", "rollout", "flow", "graph"]
 ATTENTION_METHODS: tuple[str, ...] = method_names("graph")

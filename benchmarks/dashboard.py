@@ -1,4 +1,6 @@
-"""Dashboard and export benchmarks: ``attention-flows bench dashboard`` / ``attention-flows bench export``.
+"""Dashboard and export benchmarks, from a source checkout: ``attention-flows bench dashboard`` (start, analysis,
+control changes), ``attention-flows bench export`` (static export and the batch command) and ``attention-flows bench
+memory`` (one worker's RSS against the cache budget); ``python -m benchmarks.dashboard NAME`` is the same.
 
 Server times are measured around Flask's test client (Dash dispatch, our code and JSON serialisation; no
 network), on the default pair with one torch thread.
@@ -7,20 +9,34 @@ network), on the default pair with one torch thread.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+from plotly.io.json import to_json_plotly  # what Dash sends
 
 from app.core.options import ViewOptions
+from app.export import export_figure, start_export_server
+from app.service.analysis import AnalysisService
+from app.service.registry import pair_service
+from app.team.site import create_app
+from app.testing.dash_http import cascade, dependencies
+from app.testing.servers import free_port, wait_until_ready
+from app.views.render import RENDERERS, render
+from attention.data import held_out
+from attention.flow import warm_up
+from attention.memory import release_freed_memory
+from attention.settings import load_settings
+from benchmarks.common import CHROMIUM, app_row
 
-CHROMIUM = "/usr/bin/chromium"
 # What shows each view has drawn its data (an empty dcc.Graph already has axes): a Plotly trace layer per view.
 VIEW_DRAWN_SELECTORS = (
     "#sankey-graph .sankey",
@@ -32,17 +48,7 @@ VIEW_DRAWN_SELECTORS = (
     "#sentence-graph .scatterlayer .trace",
     "#thumbnails-graph .hm",
 )
-
-
-def _row(name: str, measured: str, target: str, verdict: bool | None = None) -> None:
-    mark = "" if verdict is None else ("  ok" if verdict else "  MISSED")
-    print(f"  {name:<60} {measured:>20}   target {target}{mark}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+START_TIMEOUT = 300  # seconds for `attention-flows serve` to answer, and to load the models
 
 
 def initial_values(num_layers: int = 6, num_heads: int = 12) -> dict[str, object]:
@@ -94,18 +100,16 @@ def measure_start() -> None:
     """From `attention-flows serve` to a page whose views are all drawn, in a Chromium that is already open (as a
     user's browser is) and has nothing cached. The page is opened as soon as the server answers, as a user who
     follows the printed link does."""
-    from contextlib import ExitStack
-
     with ExitStack() as stack:
         page = None
         if Path(CHROMIUM).exists():
-            from playwright.sync_api import sync_playwright
+            from playwright.sync_api import sync_playwright  # lazy: playwright, only with a Chromium
 
             playwright = stack.enter_context(sync_playwright())
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             stack.callback(browser.close)
             page = browser.new_page()
-        port = _free_port()
+        port = free_port()
         started = time.perf_counter()
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-prepare"],
@@ -114,48 +118,25 @@ def measure_start() -> None:
         )
         stack.callback(process.wait, timeout=20)
         stack.callback(process.terminate)
-        _wait_for_status(process, port, {200, 503})
-        _row("serve: process start to page served (models loading)", f"{time.perf_counter() - started:.1f} s", "report")
+        healthz = f"http://127.0.0.1:{port}/healthz"  # 200 ready, 503 loading, 500 failed
+        wait_until_ready(healthz, timeout=START_TIMEOUT, statuses=(200, 503), process=process, interval=0.05)
+        served = time.perf_counter() - started
+        app_row("serve: process start to page served (models loading)", f"{served:.1f} s", "report")
         if page is None:
-            _wait_for_status(process, port, {200})
-            _row("serve: process start to models loaded", f"{time.perf_counter() - started:.1f} s", "report")
-            _row("first usable page", "no chromium", "<= 10 s")
+            wait_until_ready(healthz, timeout=START_TIMEOUT, process=process, interval=0.05)
+            app_row("serve: process start to models loaded", f"{time.perf_counter() - started:.1f} s", "report")
+            app_row("first usable page", "no chromium", "<= 10 s")
             return
         page.goto(f"http://127.0.0.1:{port}/")
         for selector in VIEW_DRAWN_SELECTORS:
             page.wait_for_selector(selector, state="attached", timeout=60_000)
         usable = time.perf_counter() - started
-        _row("serve: process start to first usable page (all views drawn)", f"{usable:.1f} s", "<= 10 s", usable <= 10)
-
-
-def _wait_for_status(process: subprocess.Popen, port: int, statuses: set[int]) -> None:
-    """Poll ``/healthz`` until it answers with one of ``statuses`` (200 ready, 503 loading, 500 failed)."""
-    import urllib.error
-    import urllib.request
-
-    while True:
-        try:
-            status = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status
-        except urllib.error.HTTPError as error:
-            status = error.code
-        except OSError:
-            status = None
-        if status == 500:
-            raise SystemExit("the models failed to load; run `attention-flows serve` to see why")
-        if status in statuses:
-            return
-        if process.poll() is not None:
-            raise SystemExit("the server exited; run `attention-flows serve` to see why")
-        time.sleep(0.05)
+        app_row("serve: process start to first usable page (all views drawn)", f"{usable:.1f} s", "<= 10 s",
+                usable <= 10)  # fmt: skip
 
 
 def measure_analysis(dash_app, repeats: int = 10) -> None:
     """A new <= 64-token input: both forward passes, graph, comparison, every default figure, JSON."""
-    from plotly.io.json import to_json_plotly  # what Dash sends
-
-    from app.core.options import ViewOptions
-    from app.service.registry import pair_service
-    from app.views.render import RENDERERS, render
 
     service = pair_service(server=dash_app.server)
     times, lengths = [], []
@@ -167,20 +148,20 @@ def measure_analysis(dash_app, repeats: int = 10) -> None:
         times.append(time.perf_counter() - start)
         lengths.append(service.runs(analysis).pretrained.num_tokens)
     p95 = float(np.percentile(times, 95))
-    _row(
+    app_row(
         f"analyse a new input ({min(lengths)}-{max(lengths)} tokens), median of {repeats}",
         f"{statistics.median(times):.3f} s",
         "<= 1 s",
         statistics.median(times) <= 1,
     )
-    _row("  p95 / max", f"{p95:.3f} / {max(times):.3f} s", "<= 1 s", max(times) <= 1)
+    app_row("  p95 / max", f"{p95:.3f} / {max(times):.3f} s", "<= 1 s", max(times) <= 1)
     checks = []
     for text in long_sentences(service, repeats):
         analysis = service.analyse(text)
         start = time.perf_counter()
         service.faithfulness(analysis, ViewOptions())
         checks.append(time.perf_counter() - start)
-    _row("  then this input's faithfulness check (after the views)", f"{statistics.median(checks):.3f} s", "report")
+    app_row("  then this input's faithfulness check (after the views)", f"{statistics.median(checks):.3f} s", "report")
 
 
 CHANGES: list[tuple[str, object]] = [
@@ -227,9 +208,6 @@ CHANGES: list[tuple[str, object]] = [
 
 def measure_controls(dash_app, rounds: int = 3) -> None:
     """Every control change: all callbacks it triggers (and those they trigger), timed and sized."""
-    from app.service.registry import pair_service
-    from app.testing.dash_http import cascade, dependencies
-
     service = pair_service(server=dash_app.server)
     client = dash_app.server.test_client()
     specs = dependencies(client)
@@ -251,27 +229,24 @@ def measure_controls(dash_app, rounds: int = 3) -> None:
             totals.append(total)
             afterwards.append(after)
     p95 = float(np.percentile(totals, 95))
-    _row(
+    app_row(
         f"control change, every view it redraws ({len(totals)} changes): p50",
         f"{statistics.median(totals) * 1000:.0f} ms",
         "report",
     )
-    _row("  p95 server time per control change", f"{p95 * 1000:.0f} ms", "<= 150 ms", p95 <= 0.150)
-    _row("  p95 per callback request", f"{np.percentile(requests, 95) * 1000:.0f} ms", "report")
-    _row(
+    app_row("  p95 server time per control change", f"{p95 * 1000:.0f} ms", "<= 150 ms", p95 <= 0.150)
+    app_row("  p95 per callback request", f"{np.percentile(requests, 95) * 1000:.0f} ms", "report")
+    app_row(
         "  then the faithfulness check, after the views: p95",
         f"{np.percentile(afterwards, 95) * 1000:.0f} ms",
         "report",
     )
-    _row("  largest response payload", f"{largest / 1024:.0f} KiB", "<= 1 MB", largest <= 1_000_000)
+    app_row("  largest response payload", f"{largest / 1024:.0f} KiB", "<= 1 MB", largest <= 1_000_000)
 
 
 def bench_dashboard() -> None:
-    import torch
-
-    from app.service.registry import pair_service
-    from app.team.site import create_app
-    from attention.flow import warm_up
+    """``attention-flows bench dashboard``: start to a usable page, a new input's analysis, every control change."""
+    import torch  # lazy: torch
 
     torch.set_num_threads(1)
     print("dashboard (default pair, 1 torch thread)")
@@ -284,12 +259,6 @@ def bench_dashboard() -> None:
 
 
 def bench_export(figures: int = 20) -> None:
-    from app.core.options import ViewOptions
-    from app.export import export_figure, start_export_server
-    from app.service.registry import pair_service
-    from app.team.site import create_app
-    from app.views.render import render
-
     print("static export (kaleido + Debian chromium)")
     dash_app = create_app("default")
     service = pair_service(server=dash_app.server)
@@ -299,7 +268,7 @@ def bench_export(figures: int = 20) -> None:
     with tempfile.TemporaryDirectory() as folder:
         figure = render("sankey", service, analysis, ViewOptions())
         export_figure(figure, Path(folder) / "first.png")
-        _row("first export (starts Chromium)", f"{time.perf_counter() - start:.2f} s", "report")
+        app_row("first export (starts Chromium)", f"{time.perf_counter() - start:.2f} s", "report")
         for fmt in ("png", "svg", "pdf"):
             times = []
             for view in ("sankey", "heads", "matrix", "influence", "similarity", "sentence"):
@@ -307,7 +276,7 @@ def bench_export(figures: int = 20) -> None:
                 began = time.perf_counter()
                 export_figure(figure, Path(folder) / f"{view}.{fmt}")  # PNG at 300 dpi, the default
                 times.append(time.perf_counter() - began)
-            _row(
+            app_row(
                 f"each later {fmt.upper()} export, 6 views: max (median)",
                 f"{max(times):.2f} ({statistics.median(times):.2f}) s",
                 "<= 1 s",
@@ -339,7 +308,7 @@ def bench_export(figures: int = 20) -> None:
         )
         seconds = time.perf_counter() - began
         written = len(list(out.glob("*.pdf")))
-        _row(
+        app_row(
             f"batch: `attention-flows export --texts` ({written} PDFs, incl. model load)",
             f"{seconds:.1f} s",
             "<= 30 s",
@@ -357,8 +326,6 @@ def _rss_mb() -> float:
 
 def _distinct_long_texts(service, count: int, tokens: int) -> list[str]:
     """``count`` inputs of at most ``tokens`` tokens made of *different* held-out sentences (no two share one)."""
-    from attention.data import held_out
-
     recipe = service.pair.config.prepare
     pool = held_out(recipe)["text"].tolist()
     tokenizer = service.pair.pretrained.tokenizer
@@ -377,8 +344,6 @@ class PeakRss:
     request in flight holds on top of what stays between requests."""
 
     def __init__(self) -> None:
-        import threading
-
         self.peak = _rss_mb()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -403,14 +368,6 @@ def bench_memory(inputs: int = 12, tokens: int = 500) -> None:
     the worker keeps: models + cache) must stay under the cache budget (``ATTENTION_FLOWS_CACHE_MB``) + what it held
     after loading the models; *in flight* adds the working set of the request being served (its tensors before
     they are cached or freed), sampled every 5 ms."""
-    import gc
-
-    from app.core.options import ViewOptions
-    from app.service.analysis import AnalysisService
-    from app.views.render import RENDERERS, render
-    from attention.memory import release_freed_memory
-    from attention.settings import load_settings
-
     settings = load_settings()
     service = AnalysisService.from_config("default", settings)
     service.analyse("a first short sentence to load everything once .")
@@ -436,16 +393,16 @@ def bench_memory(inputs: int = 12, tokens: int = 500) -> None:
             f"  input {number:2d} ({length} tokens): RSS settled {_rss_mb():6.0f} MB, in flight up to "
             f"{sampled.peak:6.0f} MB, cache holds {service.cache.held / 2**20:6.0f} MB in {len(service.cache)} entries"
         )
-    _row("most the cache held (counted bytes)", f"{held:.0f} MB", f"<= {budget} MB", held <= budget)
+    app_row("most the cache held (counted bytes)", f"{held:.0f} MB", f"<= {budget} MB", held <= budget)
     # what the cache does not count (dict keys, Python objects of the request in flight) is a few tens of MB
     allowed = budget * 1.05
-    _row(
+    app_row(
         "settled RSS above the loaded worker",
         f"{settled - baseline:.0f} MB",
         f"<= {allowed:.0f} MB",
         settled - baseline <= allowed,
     )
-    _row("peak RSS in flight (models + cache + the request served)", f"{in_flight:.0f} MB", "reported")
+    app_row("peak RSS in flight (models + cache + the request served)", f"{in_flight:.0f} MB", "reported")
 
 
 def main(argv: list[str] | None = None) -> None:

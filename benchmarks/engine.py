@@ -1,5 +1,8 @@
-"""Engine benchmarks anyone can rerun: ``python -m benchmarks.engine {flow,rollout,extract,compare,changes,load,
-graph,relevance,faithfulness,seeds,all}``.
+"""Engine benchmarks anyone can rerun, from a source checkout.
+
+``attention-flows bench engine`` runs the four core ones (flow, rollout, extract, compare);
+``attention-flows bench NAME`` one of: flow, rollout, extract, compare, changes, load, graph, relevance, faithfulness,
+seeds, mixing (:mod:`benchmarks.mixing`). ``python -m benchmarks.engine [NAME | all]`` is the same.
 
 Each prints measured figures next to the target, with the reference implementation timed in the same run.
 BLAS and torch are limited to one thread so figures are single-core.
@@ -14,10 +17,25 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from attention.compare import compare_heads, compare_layers, graph_for, head_embedding  # noqa: E402
+from attention.config import load_config, resolve_model_dir  # noqa: E402
+from attention.data import held_out  # noqa: E402
+from attention.evaluation import faithfulness, top_layer  # noqa: E402
+from attention.extraction import AttentionRun, extract, extract_pair  # noqa: E402
+from attention.flow import attention_flow, warm_up  # noqa: E402
+from attention.gradients import blank_out, class_relevance  # noqa: E402
+from attention.models import load_model, load_pair  # noqa: E402
+from attention.reference import joint_attention, networkx_flow_graph, networkx_flow_value  # noqa: E402
+from attention.rollouts import residual_maps, rollout  # noqa: E402
+from benchmarks import mixing  # noqa: E402
+from benchmarks.common import pair_and_held_out, row, seed_twin, timed  # noqa: E402
 
 
 def synthetic_attention(layers: int, heads: int, tokens: int, *, seed: int = 0) -> np.ndarray:
@@ -31,34 +49,15 @@ def synthetic_attention(layers: int, heads: int, tokens: int, *, seed: int = 0) 
     return (weights / weights.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def timed(fn: Callable[[], object], repeats: int = 5) -> tuple[float, object]:
-    """Median wall time of ``repeats`` calls (seconds) and the last result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
-def _row(name: str, measured: str, target: str, verdict: bool | None = None) -> None:
-    mark = "" if verdict is None else ("  ok" if verdict else "  MISSED")
-    print(f"  {name:<58} {measured:>22}   target {target}{mark}")
-
-
 def bench_flow(sampled_pairs: int = 24) -> None:
     """Attention flow against the networkx Edmonds-Karp reference."""
-    from attention.flow import attention_flow, warm_up
-    from attention.reference import networkx_flow_graph, networkx_flow_value
-    from attention.rollout import residual_maps
-
     start = time.perf_counter()
     warm_up()
     print(f"attention flow (kernel ready in {time.perf_counter() - start:.2f} s: compile, or load from numba cache)")
 
     weights = synthetic_attention(12, 12, 128, seed=1)
     seconds, _ = timed(lambda: attention_flow(weights, sources=[0], layers=(12, 12)))
-    _row("[CLS] at layer 12 -> all inputs, 12 L x 12 H x 128 tokens", f"{seconds:.3f} s", "<= 0.1 s", seconds <= 0.1)
+    row("[CLS] at layer 12 -> all inputs, 12 L x 12 H x 128 tokens", f"{seconds:.3f} s", "<= 0.1 s", seconds <= 0.1)
 
     weights = synthetic_attention(12, 12, 64, seed=2)
     seconds, raw = timed(lambda: attention_flow(weights, normalize=False), repeats=1)
@@ -78,9 +77,9 @@ def bench_flow(sampled_pairs: int = 24) -> None:
     errors = [abs(networkx_flow_value(graph, d, u, v) - raw[d - 1, u, v]) for d, u, v in pairs]
     per_pair = (time.perf_counter() - ref_start) / len(pairs)
     all_pairs = 12 * 64 * 64
-    _row("all 12 x 64 x 64 pairs, 12 L x 64 tokens", f"{seconds:.2f} s", "<= 10 s", seconds <= 10)
-    _row(f"  networkx reference, estimated from {len(pairs)} sampled pairs", f"{per_pair * all_pairs / 3600:.1f} h", "")
-    _row("  max |error| on the sampled pairs", f"{max(errors):.1e}", "<= 1e-9", max(errors) <= 1e-9)
+    row("all 12 x 64 x 64 pairs, 12 L x 64 tokens", f"{seconds:.2f} s", "<= 10 s", seconds <= 10)
+    row(f"  networkx reference, estimated from {len(pairs)} sampled pairs", f"{per_pair * all_pairs / 3600:.1f} h", "")
+    row("  max |error| on the sampled pairs", f"{max(errors):.1e}", "<= 1e-9", max(errors) <= 1e-9)
 
     weights = synthetic_attention(6, 12, 16, seed=4)
     ours, raw = timed(lambda: attention_flow(weights, normalize=False), repeats=5)
@@ -92,33 +91,26 @@ def bench_flow(sampled_pairs: int = 24) -> None:
     )
     ref_seconds = time.perf_counter() - ref_start
     ratio = ref_seconds / ours
-    _row("all pairs, 6 L x 16 tokens: networkx reference", f"{ref_seconds:.2f} s", "")
-    _row("  ours", f"{ours * 1000:.2f} ms", "")
-    _row("  speed-up", f"{ratio:,.0f}x", ">= 1,000x", ratio >= 1000)
-    _row("  max |error| over all pairs", f"{np.abs(reference - raw).max():.1e}", "<= 1e-9")
+    row("all pairs, 6 L x 16 tokens: networkx reference", f"{ref_seconds:.2f} s", "")
+    row("  ours", f"{ours * 1000:.2f} ms", "")
+    row("  speed-up", f"{ratio:,.0f}x", ">= 1,000x", ratio >= 1000)
+    row("  max |error| over all pairs", f"{np.abs(reference - raw).max():.1e}", "<= 1e-9")
 
 
 def bench_rollout() -> None:
     """Rollout against the reference ``compute_joint_attention`` formula."""
-    from attention.reference import joint_attention
-    from attention.rollout import residual_maps, rollout
-
     print("attention rollout")
     rng = np.random.default_rng(0)
     weights = rng.random((24, 16, 512, 512), dtype=np.float32)
     weights /= weights.sum(axis=-1, keepdims=True)
     seconds, result = timed(lambda: rollout(weights), repeats=5)
     error = np.abs(joint_attention(residual_maps(weights)) - result).max()
-    _row("24 L x 16 H x 512 tokens (median of 5)", f"{seconds:.3f} s", "<= 0.3 s", seconds <= 0.3)
-    _row("  max |error| vs reference formula", f"{error:.1e}", "float precision")
+    row("24 L x 16 H x 512 tokens (median of 5)", f"{seconds:.3f} s", "<= 0.3 s", seconds <= 0.3)
+    row("  max |error| vs reference formula", f"{error:.1e}", "float precision")
 
 
 def bench_extract(repeats: int = 7) -> None:
     """Forward pass + attention extraction on the default pair's pre-trained model."""
-    from attention.config import load_config, resolve_model_dir
-    from attention.extract import extract
-    from attention.models import load_model
-
     config = load_config("default")
     start = time.perf_counter()
     model = load_model(resolve_model_dir(config.pretrained), name=config.pretrained.display_name)
@@ -127,14 +119,11 @@ def bench_extract(repeats: int = 7) -> None:
         text = " ".join(["movie"] * (tokens - 2))
         extract(model, text)
         seconds, run = timed(lambda text=text: extract(model, text), repeats=repeats)
-        _row(f"{run.num_tokens}-token sentence (median of {repeats})", f"{seconds * 1000:.1f} ms", "report")
+        row(f"{run.num_tokens}-token sentence (median of {repeats})", f"{seconds * 1000:.1f} ms", "report")
 
 
 def bench_compare() -> None:
     """Head comparison and the head similarity map for 2 x 144 heads."""
-    from attention.compare import compare_heads, head_embedding
-    from attention.extract import AttentionRun
-
     print("comparison (12 L x 12 H = 2 x 144 heads)")
     for tokens in (32, 64):
         runs = []
@@ -156,21 +145,13 @@ def bench_compare() -> None:
                 )
             )
         seconds, _ = timed(lambda runs=runs: head_embedding(*runs))
-        _row(f"head_embedding, {tokens} tokens", f"{seconds * 1000:.0f} ms", "<= 0.5 s", seconds <= 0.5)
+        row(f"head_embedding, {tokens} tokens", f"{seconds * 1000:.0f} ms", "<= 0.5 s", seconds <= 0.5)
         seconds, _ = timed(lambda runs=runs: compare_heads(*runs))
-        _row(f"compare_heads, {tokens} tokens", f"{seconds * 1000:.0f} ms", "report")
+        row(f"compare_heads, {tokens} tokens", f"{seconds * 1000:.0f} ms", "report")
 
 
 def bench_changes(sentences: int = 100) -> None:
     """What fine-tuning changed on the default pair: per-layer means over held-out sentences (markdown)."""
-    import pandas as pd
-
-    from attention.compare import compare_layers
-    from attention.config import load_config
-    from attention.data import held_out
-    from attention.extract import extract_pair
-    from attention.models import load_pair
-
     config = load_config("default")
     pair = load_pair(config)
     held_out_rows = held_out(config.prepare)["text"].head(sentences)
@@ -184,34 +165,17 @@ def bench_changes(sentences: int = 100) -> None:
     print(f"what fine-tuning changed: {len(frames)} held-out sentences ({time.perf_counter() - start:.1f} s)\n")
     print("| layer | JS divergence (bits) | max over heads | cosine | total variation | graph edge Jaccard |")
     print("|---:|---:|---:|---:|---:|---:|")
-    for layer, row in table.iterrows():
+    for layer, means in table.iterrows():
         cells = [
-            f"{row[(c, 'mean')]:.3f} ± {row[(c, 'std')]:.3f}"
+            f"{means[(c, 'mean')]:.3f} ± {means[(c, 'std')]:.3f}"
             for c in ("js_divergence", "js_divergence_max", "cosine", "tv_distance", "edge_jaccard")
         ]
         print(f"| {layer} | " + " | ".join(cells) + " |")
 
 
-def _held_out(count: int, *, min_tokens: int = 0, max_tokens: int = 10_000):
-    """The default pair, loaded, and up to ``count`` held-out sentences of ``min_tokens..max_tokens`` tokens."""
-    from attention.config import load_config
-    from attention.data import held_out
-    from attention.models import load_pair
-
-    config = load_config("default")
-    pair = load_pair(config)
-    texts = held_out(config.prepare)["text"].tolist()
-    tokenizer = pair.finetuned.tokenizer
-    chosen = [t for t in texts if min_tokens <= len(tokenizer(t)["input_ids"]) <= max_tokens]
-    return pair, chosen[:count]
-
-
 def bench_graph(sentences: int = 40) -> None:
     """How the attention graph's τ shapes it on the default pair (docs/method.md, "Choosing τ and α")."""
-    from attention.compare import graph_for
-    from attention.extract import extract_pair
-
-    pair, texts = _held_out(sentences)
+    pair, texts = pair_and_held_out(sentences)
     runs = [extract_pair(pair, t) for t in texts]
     lengths = [r.finetuned.num_tokens for r in runs]
     print(
@@ -245,10 +209,7 @@ def bench_graph(sentences: int = 40) -> None:
 
 def bench_relevance(sentences: int = 20) -> None:
     """Class relevance (one forward + one backward pass) against the forward pass alone, fine-tuned model."""
-    from attention.extract import extract
-    from attention.gradients import blank_out, class_relevance
-
-    pair, texts = _held_out(sentences, min_tokens=33, max_tokens=61)
+    pair, texts = pair_and_held_out(sentences, min_tokens=33, max_tokens=61)
     model = pair.finetuned
     forward, explained, blanked = [], [], []
     for text in texts:
@@ -257,22 +218,20 @@ def bench_relevance(sentences: int = 20) -> None:
         blanked.append(timed(lambda t=text: blank_out(model, t, level="word"), repeats=1)[0])
     ratio = statistics.median(e / f for e, f in zip(explained, forward, strict=True))
     print(f"class relevance, {len(texts)} held-out sentences of 33-61 tokens (medians)")
-    _row("forward pass + attention extraction", f"{statistics.median(forward) * 1000:.0f} ms", "report")
-    _row("class relevance (forward + backward)", f"{statistics.median(explained) * 1000:.0f} ms", "report")
-    _row("class relevance / forward pass", f"{ratio:.2f}x", "<= 3x", ratio <= 3)
-    _row("blank-out, every word in one batch", f"{statistics.median(blanked) * 1000:.0f} ms", "report")
+    row("forward pass + attention extraction", f"{statistics.median(forward) * 1000:.0f} ms", "report")
+    row("class relevance (forward + backward)", f"{statistics.median(explained) * 1000:.0f} ms", "report")
+    row("class relevance / forward pass", f"{ratio:.2f}x", "<= 3x", ratio <= 3)
+    row("blank-out, every word in one batch", f"{statistics.median(blanked) * 1000:.0f} ms", "report")
 
 
 def bench_faithfulness(sentences: int = 200) -> None:
     """The faithfulness table on held-out sentences (docs/faithfulness.md), timed against its 5-minute target."""
-    from attention.evaluation import faithfulness, top_layer
-
-    pair, texts = _held_out(sentences)
+    pair, texts = pair_and_held_out(sentences)
     start = time.perf_counter()
     table = faithfulness(pair.finetuned, texts)
     seconds = time.perf_counter() - start
     print(f"faithfulness, fine-tuned model, {len(texts)} held-out sentences")
-    _row(f"{len(texts)} sentences, every method and reference", f"{seconds:.0f} s", "<= 300 s", seconds <= 300)
+    row(f"{len(texts)} sentences, every method and reference", f"{seconds:.0f} s", "<= 300 s", seconds <= 300)
     top = top_layer(table)
     print("\n| method | layer | Spearman with blank-out | Spearman with input × gradient |")
     print("|---|---:|---:|---:|")
@@ -284,28 +243,10 @@ def bench_faithfulness(sentences: int = 200) -> None:
     print(per_layer.round(3).to_string())
 
 
-def seed_twin(pair, seed: int):
-    """The default pair's fine-tuned twin made with another ``seed`` (``attention-flows prepare --seed``), loaded;
-    None, after saying how to make it, when it does not exist."""
-    from attention.models import load_model
-    from attention.settings import load_settings
-
-    folder = load_settings().models_dir / f"{pair.config.finetuned.prepared}-seed{seed}"
-    if not (folder / "config.json").is_file():
-        print(f"no second twin at {folder}: run `attention-flows prepare --seed {seed}` first")
-        return None
-    return load_model(folder, name=f"seed {seed}")
-
-
 def bench_seeds(sentences: int = 100, seed: int = 7) -> None:
     """Per-layer change pre-trained -> fine-tuned next to fine-tuned (seed 13) -> fine-tuned (another seed), on the
     same held-out sentences: which changes exceed seed noise. Needs ``attention-flows prepare --seed 7``."""
-    import pandas as pd
-
-    from attention.compare import compare_layers
-    from attention.extract import extract
-
-    pair, texts = _held_out(sentences)
+    pair, texts = pair_and_held_out(sentences)
     other = seed_twin(pair, seed)
     if other is None:
         return
@@ -345,7 +286,7 @@ whole = models.collector_paused(freeze=True) if variant == "server" else context
 start = time.perf_counter()
 with whole:
     pair = models.load_pair("default")
-    from attention.extract import extract_pair
+    from attention.extraction import extract_pair
     extract_pair(pair, "a first sentence, analysed as the dashboard does when it opens")
 print(time.perf_counter() - start)
 """
@@ -362,9 +303,6 @@ def bench_load(runs: int = 5) -> None:
     the collector paused over all of it and frozen after (what the dashboard's loader does), paused per model (what
     :func:`attention.models.load_pair` does for scripts) and, for reference, collecting as usual. The variants
     alternate run by run."""
-    import subprocess
-    import sys
-
     print(f"import + load the default pair + first forward pass, in a new process, median of {runs}")
     times: dict[str, list[float]] = {variant: [] for variant in _LOAD_VARIANTS}
     for _ in range(runs):
@@ -374,14 +312,7 @@ def bench_load(runs: int = 5) -> None:
             )
             samples.append(float(out.stdout.strip().splitlines()[-1]))
     for variant, samples in times.items():
-        _row(_LOAD_VARIANTS[variant], f"{statistics.median(samples):.2f} s", "report")
-
-
-def bench_mixing() -> None:
-    """The context-mixing measures' cost, memory and faithfulness (:mod:`benchmarks.mixing`)."""
-    from benchmarks.mixing import bench_mixing as run
-
-    run()
+        row(_LOAD_VARIANTS[variant], f"{statistics.median(samples):.2f} s", "report")
 
 
 BENCHES = {"flow": bench_flow, "rollout": bench_rollout, "extract": bench_extract, "compare": bench_compare}
@@ -392,7 +323,7 @@ EXTRA = {
     "relevance": bench_relevance,
     "faithfulness": bench_faithfulness,
     "seeds": bench_seeds,
-    "mixing": bench_mixing,
+    "mixing": mixing.bench_mixing,
 }
 
 
@@ -401,7 +332,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("which", choices=[*BENCHES, *EXTRA, "all"], nargs="?", default="all")
 
     args = parser.parse_args(argv)
-    import torch
+    import torch  # lazy (torch): after the arguments are checked
+
 
     torch.set_num_threads(1)
     if args.which in EXTRA:

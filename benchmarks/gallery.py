@@ -1,4 +1,5 @@
-"""Screenshots of every view for docs/gallery.md: ``python -m benchmarks.gallery [--out docs/gallery]``.
+"""Screenshots of every view for docs/gallery.md, from a source checkout: ``make gallery``, or
+``python -m benchmarks.gallery [--out docs/gallery] [--readme docs/screenshot.png]``.
 
 Starts ``attention-flows serve`` on the default pair, opens the page in Debian's Chromium (1600 px wide) and saves
 each view's card for three inputs: a held-out sentence, a 137-word review, and a sentence pair; plus the README's
@@ -11,13 +12,13 @@ import argparse
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from app.core.options import VIEWS
 from app.dashboard import ids
-from benchmarks.dashboard import CHROMIUM, VIEW_DRAWN_SELECTORS, _free_port
+from app.testing.servers import free_port, wait_until_ready
+from benchmarks.common import CHROMIUM
+from benchmarks.dashboard import VIEW_DRAWN_SELECTORS
 
 LONG_REVIEW = (
     "i went into this movie expecting very little , and for the first half hour it seemed i was right : the plot is "
@@ -32,19 +33,6 @@ INPUTS = {
     "long": (LONG_REVIEW, None),
     "pair": ("a man is playing a guitar on the stage .", "a person performs music for an audience ."),
 }
-
-
-def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/healthz", timeout=1).read().startswith(b"ok"):
-                return
-        except (urllib.error.URLError, OSError):
-            if process.poll() is not None:
-                raise SystemExit("attention-flows serve exited") from None
-        time.sleep(0.5)
-    raise SystemExit(f"the server was not ready after {timeout:.0f} s")
 
 
 def analyse_in_page(page, text: str | None, pair: str | None = None) -> None:
@@ -101,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/gallery"), help="folder for the PNGs")
     parser.add_argument("--readme", type=Path, default=Path("docs/screenshot.png"), help="the README's screenshot")
     args = parser.parse_args(argv)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # lazy: playwright, after the arguments are checked
 
     args.out.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-prepare"],
@@ -112,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_ready(url, process)
+        wait_until_ready(f"{url}/healthz", timeout=180, process=process)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1600, "height": 1000})

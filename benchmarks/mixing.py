@@ -1,5 +1,5 @@
-"""``attention-flows bench mixing``: what the context-mixing measures cost and how faithful each is (issue targets
-in docs/method.md §"Context mixing" and docs/faithfulness.md).
+"""``attention-flows bench mixing`` (the same: ``python -m benchmarks.engine mixing``): what the context-mixing
+measures cost and how faithful each is (issue targets in docs/method.md §"Context mixing" and docs/faithfulness.md).
 
 1. Cost per analysis at ~64 tokens, both models, one torch thread: a forward pass, each measure (its own traced
    pass included), value zeroing, DecompX; as ratios to the forward pass measured in the same run.
@@ -11,12 +11,20 @@ in docs/method.md §"Context mixing" and docs/faithfulness.md).
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import subprocess
 import sys
 import time
 
-from benchmarks.engine import _held_out, _row, seed_twin, timed
+import numpy as np
+import pandas as pd
+
+from attention.evaluation import faithfulness, top_layer
+from attention.extraction import extract
+from attention.methods import relevance
+from attention.mixing import MEASURES, MIXING_MEASURES, contributions, contributions_for
+from benchmarks.common import pair_and_held_out, row, seed_twin, timed
 
 FAITHFULNESS_SENTENCES = 200
 MEMORY_TOKENS = 512
@@ -43,16 +51,11 @@ print(loaded / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def _decompx_available() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("attention.mixing.decompx") is not None
 
 
 def bench_cost(sentences: int = 10) -> None:
-    from attention.extract import extract
-    from attention.mixing import MIXING_MEASURES, contributions
-
-    pair, texts = _held_out(400, min_tokens=56, max_tokens=72)
+    pair, texts = pair_and_held_out(400, min_tokens=56, max_tokens=72)
     texts = texts[:sentences]
     print(f"context mixing, cost per analysis: {len(texts)} held-out inputs of 56-72 tokens, both models (medians)")
     forward = []
@@ -63,7 +66,7 @@ def bench_cost(sentences: int = 10) -> None:
         forward.append(sum(timed(lambda m=m, t=text: extract(m, t), repeats=3)[0] for m in _models(pair)))
         for measure in costs:
             if measure == "decompx":
-                from attention.mixing.decompx import decompx
+                from attention.mixing.decompx import decompx  # lazy: an optional module (_decompx_available)
 
                 costs[measure].append(timed(lambda t=text: decompx(pair.finetuned, t), repeats=1)[0])
             else:
@@ -74,7 +77,7 @@ def bench_cost(sentences: int = 10) -> None:
                     )
                 )
     base = statistics.median(forward)
-    _row("forward pass + attention, both models", f"{base * 1000:.0f} ms", "report")
+    row("forward pass + attention, both models", f"{base * 1000:.0f} ms", "report")
     for measure, seconds in costs.items():
         median = statistics.median(seconds)
         extra = median / base
@@ -87,7 +90,7 @@ def bench_cost(sentences: int = 10) -> None:
             # the measure runs its own traced pass (~1 pass: the analysis's pass is not reused for it yet) and
             # then its own arithmetic, which the issue bounds at one pass
             target, verdict = "<= 2 passes: its traced pass + <= 1", extra <= 2
-        _row(f"{measure}", f"{median * 1000:.0f} ms = {extra:.1f} passes", target, verdict)
+        row(f"{measure}", f"{median * 1000:.0f} ms = {extra:.1f} passes", target, verdict)
 
 
 def _models(pair):
@@ -95,8 +98,6 @@ def _models(pair):
 
 
 def bench_memory() -> None:
-    from attention.mixing import MIXING_MEASURES
-
     print(f"context mixing, peak memory for a {MEMORY_TOKENS}-token input (fresh process, fine-tuned model)")
     which = [*MIXING_MEASURES, *(["decompx"] if _decompx_available() else [])]
     for measure in which:
@@ -105,15 +106,12 @@ def bench_memory() -> None:
                                  measure], capture_output=True, text=True, check=True)  # fmt: skip
         loaded, peak = (float(v) for v in output.stdout.split()[-2:])
         seconds = time.perf_counter() - started
-        _row(f"{measure}: peak RSS (models loaded: {loaded:.0f} MB)", f"{peak:.0f} MB, {seconds:.0f} s", "<= 2048 MB",
+        row(f"{measure}: peak RSS (models loaded: {loaded:.0f} MB)", f"{peak:.0f} MB, {seconds:.0f} s", "<= 2048 MB",
              peak <= 2048)  # fmt: skip
 
 
 def bench_faithfulness(sentences: int = FAITHFULNESS_SENTENCES) -> None:
-    from attention.evaluation import faithfulness, top_layer
-    from attention.mixing import MEASURES
-
-    pair, texts = _held_out(sentences)
+    pair, texts = pair_and_held_out(sentences)
     started = time.perf_counter()
     table = faithfulness(pair.finetuned, texts, measures=MEASURES, decompx=_decompx_available())
     seconds = time.perf_counter() - started
@@ -129,14 +127,14 @@ def bench_faithfulness(sentences: int = FAITHFULNESS_SENTENCES) -> None:
     raw_graph = signed.loc[("raw_attention", "graph")]
     agnostic = signed.drop(index=[k for k in signed.index if k[0] == "none"])
     best = agnostic.idxmax()
-    _row("most faithful class-agnostic measure × method", f"{best[0]} {best[1]}: {agnostic.max():+.3f}", "report")
+    row("most faithful class-agnostic measure × method", f"{best[0]} {best[1]}: {agnostic.max():+.3f}", "report")
     graphs = signed[[k for k in signed.index if k[1] == "graph"]]
     best_graph = graphs.idxmax()
-    _row("the graph's most faithful measure", f"{best_graph[0]}: {graphs.max():+.3f}",
+    row("the graph's most faithful measure", f"{best_graph[0]}: {graphs.max():+.3f}",
          f">= 1.5 x raw attention's {raw_graph:+.3f}", graphs.max() >= 1.5 * raw_graph)  # fmt: skip
     if ("none", "decompx") in signed.index:
         decompx, chefer = signed.loc[("none", "decompx")], signed.loc[("none", "class_relevance")]
-        _row("DecompX vs class relevance", f"{decompx:+.3f} vs {chefer:+.3f}", ">= class relevance", decompx >= chefer)
+        row("DecompX vs class relevance", f"{decompx:+.3f} vs {chefer:+.3f}", ">= class relevance", decompx >= chefer)
     print("\nper layer, Spearman with blank-out (mean):")
     per_layer = table[table["reference"] == "blank_out"].pivot_table(
         index=["measure", "method"], columns="layer", values="spearman_mean", sort=False
@@ -155,8 +153,6 @@ def bench_mixing() -> None:
 
 def _row_js(first, second) -> float:
     """Mean over query rows of the Jensen-Shannon divergence (bits) between two ``[query, key]`` row-stochastic maps."""
-    import numpy as np
-
     p, q = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
     m = (p + q) / 2
 
@@ -171,13 +167,7 @@ def bench_changes(sentences: int = 100, seed: int = 7, measure: str = "alti") ->
     """What fine-tuning changed by contributions vs by attention weights, each next to the seed gap (fine-tuned,
     seed 13 → seed ``seed``): per layer, the mean JS divergence between the two models' maps (rows), and per head
     the change of its contribution share. Needs ``attention-flows prepare --seed 7``."""
-    import numpy as np
-    import pandas as pd
-
-    from attention.methods import relevance
-    from attention.mixing import contributions_for
-
-    pair, texts = _held_out(sentences)
+    pair, texts = pair_and_held_out(sentences)
     other = seed_twin(pair, seed)
     if other is None:
         return

@@ -1,4 +1,5 @@
-"""``attention-flows bench team``: the team server under load and faults, on loopback, bounded in time.
+"""``attention-flows bench team`` (needs redis-server and Chromium): the team server under load and faults, on
+loopback, bounded in time.
 
 It starts the whole stack as an operator would — two throwaway Redis servers (the shared cache and the Celery
 broker), ``attention-flows serve --workers 4 --redis … --broker …`` (gunicorn) and ``attention-flows worker`` — then:
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -25,15 +27,22 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psutil
+from redis import Redis
 
-from app.testing.localredis import LocalRedis, free_port
-from benchmarks.dashboard import CHANGES, CHROMIUM, _row, initial_values
+from app.dashboard import ids
+from app.testing.dash_http import HttpClient, dependencies, next_round, request_body, updated
+from app.testing.localredis import LocalRedis
+from app.testing.servers import free_port, wait_until_ready
+from attention import load_config
+from attention.data import held_out
+from benchmarks.common import CHROMIUM, app_row
+from benchmarks.dashboard import CHANGES, initial_values
 
 USERS = 20
 CHANGES_PER_USER = 10
@@ -61,9 +70,7 @@ class Browser:
     CONNECTIONS = 6
 
     def __init__(self, url: str) -> None:
-        from concurrent.futures import ThreadPoolExecutor
 
-        from app.testing.dash_http import HttpClient, dependencies
 
         self._local = threading.local()
         self._url = url
@@ -71,21 +78,18 @@ class Browser:
         self.specs = dependencies(HttpClient(url))
 
     def _client(self):
-        from app.testing.dash_http import HttpClient
 
         if not hasattr(self._local, "client"):
             self._local.client = HttpClient(self._url, timeout=120)
         return self._local.client
 
     def _post(self, spec: dict, values: dict, prop: str):
-        from app.testing.dash_http import request_body
 
         return spec, self._client().post("/_dash-update-component", json=request_body(spec, values, prop))
 
     def act(self, values: dict, changed: str, outcome: Outcome, action: str) -> None:
         """One user action: wall time until every request it causes is answered (the faithfulness check, which
         the page runs after the views, is sent but not waited for in the action's time)."""
-        from app.testing.dash_http import next_round, updated
 
         started, counted = time.perf_counter(), 0.0
         level = next_round([(changed, frozenset())], self.specs)
@@ -179,29 +183,16 @@ class Stack:
 
     def web_workers(self) -> list[int]:
         """PIDs of gunicorn's worker processes (children of its master)."""
-        import psutil
 
         return [child.pid for child in psutil.Process(self.web.pid).children()] if self.web else []
 
     def wait_ready(self, timeout: float = 300) -> float:
         """Seconds until every web worker answers /healthz ``ok`` (several answers in a row)."""
-        started, in_a_row = time.perf_counter(), 0
-        while time.perf_counter() - started < timeout:
-            if self.web is not None and self.web.poll() is not None:
-                raise RuntimeError(f"the server exited: {(self.folder / 'web.log').read_text()[-2000:]}")
-            try:
-                ok = urllib.request.urlopen(f"{self.url}/healthz", timeout=5).read().startswith(b"ok")
-            except OSError:
-                ok = False
-            in_a_row = in_a_row + 1 if ok else 0
-            if in_a_row >= 4 * WEB_WORKERS:
-                return time.perf_counter() - started
-            time.sleep(0.2 if ok else 0.5)
-        raise RuntimeError(f"the server was not ready after {timeout:.0f} s")
+        return wait_until_ready(f"{self.url}/healthz", timeout=timeout, process=self.web, log=self.folder / "web.log",
+                                in_a_row=4 * WEB_WORKERS, interval=0.2)  # fmt: skip
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the web workers have used so far."""
-        import psutil
 
         total = 0.0
         for pid in self.web_workers():
@@ -211,7 +202,6 @@ class Stack:
 
     def job_cpu_seconds(self) -> float:
         """CPU time the Celery worker (and its children) has used so far."""
-        import psutil
 
         if self.worker is None:
             return 0.0
@@ -235,17 +225,12 @@ class Stack:
 
 def redis_hits(redis: LocalRedis) -> tuple[int, int]:
     """(keyspace hits, misses) of a Redis server since it started."""
-    import redis as client
-
-    stats = client.Redis.from_url(redis.url()).info("stats")
+    stats = Redis.from_url(redis.url()).info("stats")
     return int(stats["keyspace_hits"]), int(stats["keyspace_misses"])
 
 
 def held_out_texts(count: int) -> list[str]:
     """Distinct held-out sentences of the default pair (never trained on)."""
-    from attention import load_config
-    from attention.data import held_out
-
     recipe = load_config("default").prepare
     held_out_rows = held_out(recipe)
     short = held_out_rows[held_out_rows["text"].str.split().str.len().between(8, 30)]
@@ -255,8 +240,6 @@ def held_out_texts(count: int) -> list[str]:
 def fault_kill_web_worker(stack: Stack, long_text: str) -> dict:
     """Kill -9 the gunicorn worker busy with an analysis of ``long_text`` while 6 users work: what that request
     got, whether its retry was served, and whether the other users saw errors."""
-    import psutil
-
     background = threading.Thread(
         target=lambda: result.__setitem__("others", run_users(stack.url, held_out_texts(FAULT_USERS + 40)[40:],
                                                               changes=5, think=(0.5, 1.5))),
@@ -302,9 +285,7 @@ def fault_restart_redis(stack: Stack) -> dict:
     stack.cache.start()
     background.join(timeout=300)
     outcomes = result.get("outcomes", [])
-    import redis as client
-
-    stored = client.Redis.from_url(stack.cache.url()).dbsize()  # the restarted (empty) server is written again
+    stored = Redis.from_url(stack.cache.url()).dbsize()  # the restarted (empty) server is written again
     return {
         "errors": [e for o in outcomes for e in o.errors],
         "actions": sum(len(o.actions) for o in outcomes),
@@ -315,9 +296,8 @@ def fault_restart_redis(stack: Stack) -> dict:
 def fault_kill_celery_worker(stack: Stack) -> dict:
     """Start a 40-text batch export in Chromium, kill -9 the Celery worker mid-job: seconds until the page says
     the job failed, and whether its Run button came back."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # lazy: playwright
 
-    from app.dashboard import ids
 
     texts = "\n".join(f"sentence number {n} is a fine film" for n in range(1, 41))
     with sync_playwright() as playwright:
@@ -346,8 +326,8 @@ def fault_kill_celery_worker(stack: Stack) -> dict:
 
 
 def bench_team() -> None:
-    import shutil
-
+    """``attention-flows bench team``: start the stack, then one user and 20 users (:func:`under_load`), then the
+    faults (:func:`faults`); stop everything it started."""
     for program in ("redis-server", CHROMIUM):
         if shutil.which(program) is None:
             raise SystemExit(f"bench team needs {program} (make test installs it)")
@@ -360,58 +340,68 @@ def bench_team() -> None:
         stack.broker.start()
         stack.start_web()
         stack.start_worker()
-        _row("start: every web worker ready", f"{stack.wait_ready():.1f} s", "report")
+        app_row("start: every web worker ready", f"{stack.wait_ready():.1f} s", "report")
         texts = held_out_texts(USERS + 1)
-        # warm every worker (lazy imports, first draws) with other sentences, so the one-user figures are not a
-        # cold start's
-        run_users(stack.url, held_out_texts(USERS + 1 + WEB_WORKERS)[-WEB_WORKERS:], changes=3, think=(0.2, 0.5))
-        cpu0, jobs0 = stack.cpu_seconds(), stack.job_cpu_seconds()
-        single = run_users(stack.url, texts[:1], changes=CHANGES_PER_USER, think=THINK_SECONDS)
-        cpu1 = stack.cpu_seconds()
-        _row("one user: web workers' CPU for the session", f"{cpu1 - cpu0:.1f} s", "report")
-        hits0, misses0 = redis_hits(stack.cache)
-        started = time.perf_counter()
-        many = run_users(stack.url, texts[1:], changes=CHANGES_PER_USER, think=THINK_SECONDS)
-        elapsed = time.perf_counter() - started
-        cpu2, jobs2 = stack.cpu_seconds(), stack.job_cpu_seconds()
-        hits, misses = redis_hits(stack.cache)
-        clients = sum(outcome.cpu_seconds for outcome in many)
-        _row(f"{USERS} users: CPU of web workers, Celery worker, browsers",
-             f"{cpu2 - cpu1:.0f} s, {jobs2 - jobs0:.0f} s, {clients:.0f} s in {elapsed:.0f} s", "report")  # fmt: skip
-        errors = [error for outcome in single + many for error in outcome.errors]
-        requests = sum(outcome.requests for outcome in many)
-        _row(f"{USERS} users x (analyse + {CHANGES_PER_USER} changes): requests", f"{requests} in {elapsed:.0f} s",
-             "report")  # fmt: skip
-        _row("  errors (one user and 20 users)", f"{len(errors)}", "0", not errors)
-        for error in errors[:5]:
-            print(f"    {error}")
-        for action in ("analyse", "control change"):
-            one, twenty = p95(single, action), p95(many, action)
-            _row(f"  {action}: p95 one user -> {USERS} users", f"{one * 1000:.0f} -> {twenty * 1000:.0f} ms",
-                 "<= 2x", twenty <= 2 * one)  # fmt: skip
-            medians = [s for o in many for name, s in o.actions if name == action]
-            _row(f"  {action}: p50 with {USERS} users", f"{statistics.median(medians) * 1000:.0f} ms", "report")
-        looked = (hits - hits0) + (misses - misses0)
-        ratio = (hits - hits0) / looked if looked else float("nan")
-        _row("  shared cache hit ratio under load (Redis lookups)", f"{ratio:.0%} of {looked}", "report")
-
-        print("faults")
-        long_text = " ".join(texts)[:1800]
-        killed = fault_kill_web_worker(stack, long_text)
-        _row("  kill -9 the web worker busy with an analysis: that request", killed["killed_request"][:40], "report")
-        _row("  ... its retry", f"{killed['retry']} in {killed['retry_seconds']:.1f} s", "served",
-             killed["retry"] == "served")  # fmt: skip
-        _row("  ... other users' errors", f"{len(killed['other_errors'])}", "0", not killed["other_errors"])
-        _row("  ... gunicorn replaced the worker", str(killed["replaced"]), "True", killed["replaced"])
-        stack.wait_ready()
-        restarted = fault_restart_redis(stack)
-        _row("  restart Redis under load: errors", f"{len(restarted['errors'])} in {restarted['actions']} actions",
-             "0", not restarted["errors"])  # fmt: skip
-        _row("  ... entries written to the restarted Redis", f"{restarted['stored_after_restart']}", "> 0",
-             restarted["stored_after_restart"] > 0)  # fmt: skip
-        lost = fault_kill_celery_worker(stack)
-        _row("  kill -9 the Celery worker mid-job: reported failed after", f"{lost['seconds']:.1f} s",
-             f"<= {LOST_JOB_BOUND:.0f} s", lost["seconds"] <= LOST_JOB_BOUND)  # fmt: skip
-        print(f"    page said: {lost['message']}")
+        under_load(stack, texts)
+        faults(stack, long_text=" ".join(texts)[:1800])
     finally:
         stack.stop()
+
+
+def under_load(stack: Stack, texts: list[str]) -> None:
+    """One user, then :data:`USERS` at once (``texts``: one sentence each, and one more): CPU, errors, each
+    action's p95 against the one user's, and the shared cache's hit ratio."""
+    # warm every worker (lazy imports, first draws) with other sentences, so the one-user figures are not a
+    # cold start's
+    run_users(stack.url, held_out_texts(USERS + 1 + WEB_WORKERS)[-WEB_WORKERS:], changes=3, think=(0.2, 0.5))
+    cpu0, jobs0 = stack.cpu_seconds(), stack.job_cpu_seconds()
+    single = run_users(stack.url, texts[:1], changes=CHANGES_PER_USER, think=THINK_SECONDS)
+    cpu1 = stack.cpu_seconds()
+    app_row("one user: web workers' CPU for the session", f"{cpu1 - cpu0:.1f} s", "report")
+    hits0, misses0 = redis_hits(stack.cache)
+    started = time.perf_counter()
+    many = run_users(stack.url, texts[1:], changes=CHANGES_PER_USER, think=THINK_SECONDS)
+    elapsed = time.perf_counter() - started
+    cpu2, jobs2 = stack.cpu_seconds(), stack.job_cpu_seconds()
+    hits, misses = redis_hits(stack.cache)
+    clients = sum(outcome.cpu_seconds for outcome in many)
+    app_row(f"{USERS} users: CPU of web workers, Celery worker, browsers",
+            f"{cpu2 - cpu1:.0f} s, {jobs2 - jobs0:.0f} s, {clients:.0f} s in {elapsed:.0f} s", "report")  # fmt: skip
+    errors = [error for outcome in single + many for error in outcome.errors]
+    requests = sum(outcome.requests for outcome in many)
+    app_row(f"{USERS} users x (analyse + {CHANGES_PER_USER} changes): requests", f"{requests} in {elapsed:.0f} s",
+            "report")  # fmt: skip
+    app_row("  errors (one user and 20 users)", f"{len(errors)}", "0", not errors)
+    for error in errors[:5]:
+        print(f"    {error}")
+    for action in ("analyse", "control change"):
+        one, twenty = p95(single, action), p95(many, action)
+        app_row(f"  {action}: p95 one user -> {USERS} users", f"{one * 1000:.0f} -> {twenty * 1000:.0f} ms",
+                "<= 2x", twenty <= 2 * one)  # fmt: skip
+        medians = [s for o in many for name, s in o.actions if name == action]
+        app_row(f"  {action}: p50 with {USERS} users", f"{statistics.median(medians) * 1000:.0f} ms", "report")
+    looked = (hits - hits0) + (misses - misses0)
+    ratio = (hits - hits0) / looked if looked else float("nan")
+    app_row("  shared cache hit ratio under load (Redis lookups)", f"{ratio:.0%} of {looked}", "report")
+
+
+def faults(stack: Stack, long_text: str) -> None:
+    """Kill -9 the web worker busy with an analysis of ``long_text``, restart Redis, kill -9 the Celery worker
+    mid-job: what the users saw of each."""
+    print("faults")
+    killed = fault_kill_web_worker(stack, long_text)
+    app_row("  kill -9 the web worker busy with an analysis: that request", killed["killed_request"][:40], "report")
+    app_row("  ... its retry", f"{killed['retry']} in {killed['retry_seconds']:.1f} s", "served",
+            killed["retry"] == "served")  # fmt: skip
+    app_row("  ... other users' errors", f"{len(killed['other_errors'])}", "0", not killed["other_errors"])
+    app_row("  ... gunicorn replaced the worker", str(killed["replaced"]), "True", killed["replaced"])
+    stack.wait_ready()
+    restarted = fault_restart_redis(stack)
+    app_row("  restart Redis under load: errors", f"{len(restarted['errors'])} in {restarted['actions']} actions",
+            "0", not restarted["errors"])  # fmt: skip
+    app_row("  ... entries written to the restarted Redis", f"{restarted['stored_after_restart']}", "> 0",
+            restarted["stored_after_restart"] > 0)  # fmt: skip
+    lost = fault_kill_celery_worker(stack)
+    app_row("  kill -9 the Celery worker mid-job: reported failed after", f"{lost['seconds']:.1f} s",
+            f"<= {LOST_JOB_BOUND:.0f} s", lost["seconds"] <= LOST_JOB_BOUND)  # fmt: skip
+    print(f"    page said: {lost['message']}")

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from app.testing.localredis import LocalRedis, free_port
+from app.testing.localredis import LocalRedis
+from app.testing.servers import ServerNotReady, free_port, wait_until_ready
+
+__all__ = ["free_port", "redis_server", "serving"]
 
 
 @contextlib.contextmanager
@@ -33,22 +34,11 @@ def serving(
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.time() + timeout
-            while True:
-                try:
-                    if urllib.request.urlopen(f"{url}/healthz", timeout=1).read().startswith(b"ok"):
-                        break
-                except urllib.error.HTTPError as error:  # 503 while the models load; 500 if they failed
-                    if error.code == 503 and not wait_for_models:
-                        break
-                    if error.code == 500:
-                        pytest.fail(f"the models failed to load: {error.read().decode()}\n{log.read_text()[-3000:]}")
-                except OSError:  # not listening yet
-                    if process.poll() is not None:
-                        pytest.fail(f"the server exited:\n{log.read_text()[-3000:]}")
-                if time.time() > deadline:
-                    pytest.fail(f"the server was not ready after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-                time.sleep(0.3)
+            statuses = (200,) if wait_for_models else (200, 503)  # 503 while the models load
+            try:
+                wait_until_ready(f"{url}/healthz", timeout=timeout, statuses=statuses, process=process, log=log)
+            except ServerNotReady as error:
+                pytest.fail(str(error))
             yield url
         finally:
             process.terminate()
@@ -58,8 +48,6 @@ def serving(
 @contextlib.contextmanager
 def redis_server(folder: Path) -> Iterator[LocalRedis]:
     """A fresh Redis for a test (:class:`app.testing.localredis.LocalRedis`), stopped afterwards."""
-    import shutil
-
     if shutil.which("redis-server") is None:
         pytest.fail("Debian's redis-server is missing: make test installs it (sudo apt-get install redis-server)")
     server = LocalRedis(folder)

@@ -90,6 +90,20 @@ def _targets(node: ast.Import | ast.ImportFrom, module: str, is_package: bool, k
     return resolved
 
 
+def _line(node: ast.AST) -> int:
+    return node.lineno
+
+
+def _block_starts(nodes: list[ast.Import | ast.ImportFrom], lines: list[str]) -> dict[int, int]:
+    """Each import's line -> the first line of its run of imports (adjacent, or apart by blank lines only)."""
+    starts: dict[int, int] = {}
+    for before, node in zip([None, *nodes], nodes, strict=False):
+        gap = range(before.end_lineno, node.lineno - 1) if before is not None else ()
+        adjacent = before is not None and all(not lines[i].strip() for i in gap)
+        starts[node.lineno] = starts[before.lineno] if adjacent else node.lineno
+    return starts
+
+
 LAZY_MARK = "# Lazy imports:"  # a module-level comment giving the reason for all of a module's function imports
 
 
@@ -102,11 +116,14 @@ def imports() -> list[Import]:
         declared = any(line.startswith(LAZY_MARK) for line in lines)
         tree = ast.parse(source)
         skipped, in_functions = _type_checking_lines(tree), _function_lines(tree)
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Import | ast.ImportFrom) or node.lineno in skipped:
+        nodes = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)), key=_line)
+        block_start = _block_starts(nodes, lines)
+        for node in nodes:
+            if node.lineno in skipped:
                 continue
-            text = lines[node.lineno - 1] + lines[node.end_lineno - 1]
-            commented = declared or "#" in text or lines[node.lineno - 2].strip().startswith("#")
+            start = block_start[node.lineno]
+            block = lines[start - 1 : node.end_lineno]
+            commented = declared or any("#" in line for line in block) or lines[start - 2].strip().startswith("#")
             for target in _targets(node, module, path.name == "__init__.py", known):
                 if target != module:
                     found.append(Import(module, target, node.lineno, node.lineno in in_functions, commented))
@@ -202,8 +219,9 @@ def test_the_engine_knows_no_dashboard_server_or_queue(found):
 
 
 def test_imports_inside_functions_say_why(found):
-    """An import inside a function is for a lazy heavy dependency and says so in a comment (its line, the one
-    above, or one ``# Lazy imports: <why>`` line for the whole module); anything else belongs at the top."""
+    """An import inside a function is for a lazy heavy dependency and says so in a comment (on it, on the run of
+    imports it belongs to or just above that run, or one ``# Lazy imports: <why>`` line for the whole module);
+    anything else belongs at the top."""
     silent = sorted({f"{i.source}:{i.line}" for i in found if i.in_function and not i.commented})
     assert silent == []
 

@@ -14,7 +14,7 @@ from attention.compare import (
     head_embedding,
     head_stats,
 )
-from attention.extract import AttentionRun, TokenFacts
+from attention.extraction import AttentionRun, TokenFacts
 from attention.metrics import classical_mds, hellinger_distances, js_distances, js_divergence
 from tests.conftest import random_attention
 

@@ -93,16 +93,16 @@ def _most_padded_batch(pair, data_file: Path) -> list:
 def _batch_passes(pair, batch: list) -> tuple[dict, dict]:
     """Both models' passes over ``batch`` as a run makes them, and each example's unpadded runs."""
     from attention.corpus.batch import run_model
-    from attention.corpus.tables import _runs
+    from attention.corpus.tables import batch_runs
 
     models = {"pretrained": pair.pretrained, "finetuned": pair.finetuned}
     passes = {name: run_model(model, batch, explain=model.is_classifier) for name, model in models.items()}
-    return passes, _runs(pair, batch, passes)
+    return passes, batch_runs(pair, batch, passes)
 
 
 def test_rows_equal_the_single_example_engine(tiny_pair, data_file, tmp_path):
     from attention.compare import compare_heads
-    from attention.extract import extract_pair
+    from attention.extraction import extract_pair
     from attention.gradients import class_relevance
     from attention.methods import relevance
 
@@ -179,12 +179,12 @@ def test_batched_head_figures_equal_the_per_example_functions(tiny_pair, data_fi
     """The corpus computes head figures for a whole padded batch (or, for long inputs, a few examples at a time:
     ``cells=1``); each example's equal the single-example functions on its own tokens, to float32 rounding (the
     batch computes in float32; the tables store float32) — including a left-padded batch."""
-    from attention.corpus import figures
+    from attention.corpus import summaries
 
     if cells is not None:
-        monkeypatch.setattr(figures, "FIGURE_CELLS", cells)
+        monkeypatch.setattr(summaries, "FIGURE_CELLS", cells)
     from attention.compare import head_change_arrays, head_stat_arrays
-    from attention.corpus.figures import batch_head_figures, head_figures
+    from attention.corpus.summaries import batch_head_figures, head_figures
 
     batch = _most_padded_batch(tiny_pair, data_file)
     passes, runs = _batch_passes(tiny_pair, batch)
@@ -198,7 +198,7 @@ def test_batched_head_figures_equal_the_per_example_functions(tiny_pair, data_fi
         change, stats = batch_head_figures(pre, ft, mask, runs)
         if side == "left":  # only one model left-padded: its positions do not line up with the other's
             mixed = head_figures(pre, passes["finetuned"].attentions, (mask, passes["finetuned"].mask), runs)
-            for name in figures.CHANGE:
+            for name in summaries.CHANGE:
                 np.testing.assert_allclose(mixed[0][name], change[name], rtol=0, atol=_float32_atol(name))
         for i in range(len(batch)):
             expected = head_change_arrays(runs["pretrained"][i].weights, runs["finetuned"][i].weights)
@@ -215,7 +215,7 @@ def test_batched_change_figures_hold_where_the_two_models_differ_a_lot(tiny_pair
     differ a lot: random peaked rows over each example's own keys in place of the fine-tuned maps (JS divergence
     ~0.1–0.5 bits), held to 1e-5 relative."""
     from attention.compare import head_change_arrays
-    from attention.corpus.figures import batch_head_figures
+    from attention.corpus.summaries import batch_head_figures
 
     batch = _most_padded_batch(tiny_pair, data_file)
     passes, runs = _batch_passes(tiny_pair, batch)
@@ -236,7 +236,7 @@ def test_batched_figures_stay_finite_where_attention_is_exactly_zero(tiny_pair, 
     underflows gives): entropy and JS divergence keep 0 · log 0 = 0 — entropy 0 bits, the change figures equal the
     single-example functions."""
     from attention.compare import head_change_arrays
-    from attention.corpus.figures import batch_head_figures
+    from attention.corpus.summaries import batch_head_figures
 
     batch = _most_padded_batch(tiny_pair, data_file)
     passes, runs = _batch_passes(tiny_pair, batch)
@@ -256,10 +256,36 @@ def test_batched_figures_stay_finite_where_attention_is_exactly_zero(tiny_pair, 
         np.testing.assert_allclose(stats["finetuned"]["entropy"], 0.0, atol=1e-6)  # one key per row: 0 bits
 
 
+def test_the_old_figures_module_warns_and_reexports_the_summaries(monkeypatch):
+    """``attention.corpus.figures`` was renamed ``attention.corpus.summaries``: the old name still imports, with a
+    DeprecationWarning, and gives the same functions."""
+    import importlib
+
+    from attention.corpus import summaries
+
+    monkeypatch.delitem(sys.modules, "attention.corpus.figures", raising=False)
+    with pytest.warns(DeprecationWarning, match="attention.corpus.summaries"):
+        old = importlib.import_module("attention.corpus.figures")
+    assert old.batch_head_figures is summaries.batch_head_figures and old.CHANGE == summaries.CHANGE
+
+
+def test_the_engines_corpus_runner_imports_no_server():
+    """``attention/corpus`` imports neither the app nor Celery: the Celery executor is the server's
+    (``app.team.corpus_tasks``), handed to ``run_corpus`` as any other executor."""
+    import ast
+
+    folder = Path(__file__).resolve().parents[1] / "attention" / "corpus"
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.split(".")[0] in ("app", "celery", "dash")], path
+
+
 @pytest.mark.slow
 def test_default_pair_rows_equal_the_single_example_engine(default_pair, tmp_path):
     from attention.compare import compare_heads
-    from attention.extract import extract_pair
+    from attention.extraction import extract_pair
     from attention.metrics import hellinger_distances
 
     source = corpus_source(None, config=default_pair.config, limit=24)
@@ -616,6 +642,7 @@ def test_chunks_run_on_celery_workers(tiny_pair, tiny_config, data_file, tmp_pat
     """`corpus run --broker`: two real Celery workers (redis-server as broker) compute the chunks; the corpus
     equals a local run's. With no worker left, the run stops with a message naming the command that starts one."""
     from app.service.jobbook import QUEUE
+    from app.team.corpus_tasks import CeleryExecutor
     from tests.servers import redis_server
 
     source = corpus_source(data_file, config=tiny_pair.config, text_col="review", label_col="stars", limit=60)
@@ -649,7 +676,7 @@ def test_chunks_run_on_celery_workers(tiny_pair, tiny_config, data_file, tmp_pat
             more = corpus_source(data_file, config=tiny_pair.config, text_col="review", limit=100)
             with pytest.raises(CorpusError, match="No Celery worker took or finished a chunk for 3 s"):
                 run_corpus(tiny_pair, more, tmp_path / "stalled", chunk_size=10, progress=False,
-                           celery=(broker, QUEUE), timeouts=(60.0, 3.0))  # fmt: skip
+                           executor=CeleryExecutor(broker, QUEUE, chunk_timeout=60.0, idle_timeout=3.0))  # fmt: skip
         finally:
             for worker in workers:
                 if worker.poll() is None:
@@ -660,9 +687,10 @@ def test_chunks_run_on_celery_workers(tiny_pair, tiny_config, data_file, tmp_pat
 def test_sentence_pair_corpus_from_the_cli_equals_the_single_example_engine(tiny_pair, tiny_config, tmp_path):
     """A .jsonl of sentence pairs run through the CLI: each example is encoded as a pair (``[CLS] a [SEP] b
     [SEP]``) and its rows equal the single-example engine on the same pair; the page links the pair."""
-    from app.corpus.page import example_rows, examples_grid
+    from app.corpus.grid import example_rows
+    from app.corpus.layout import examples_grid
     from attention.compare import compare_heads
-    from attention.extract import extract_pair
+    from attention.extraction import extract_pair
     from attention.gradients import class_relevance
 
     rng = np.random.default_rng(1)

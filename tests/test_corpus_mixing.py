@@ -45,7 +45,7 @@ def tiny(tiny_models):
 
 def _encoded(model, texts) -> list:
     from attention.corpus.batch import Encoded
-    from attention.extract import encode, token_facts
+    from attention.extraction import encode, token_facts
 
     out = []
     for index, (text, pair) in enumerate(texts):

@@ -171,7 +171,7 @@ def test_a_corpus_of_the_older_format_says_to_compute_it_again(tiny_config, corp
 
 
 def test_example_views_and_words_that_gained(client, corpora):
-    from app.corpus.page import view_table
+    from app.corpus.grid import view_table
     from attention.corpus import read_table
 
     values = {"corpus-select.value": "tiny-reviews", "corpus-examples-kind.value": "all",
@@ -197,8 +197,30 @@ def test_example_views_and_words_that_gained(client, corpora):
     assert changes == sorted(changes, reverse=True) and all(row["count"] >= 5 for row in words["rowData"])
 
 
+def test_the_callbacks_are_plain_functions_that_find_the_catalog_in_the_server(client):
+    """A callback is a module-level function: called in a request of a server the page is mounted on, it reads
+    that server's corpus catalog; the head grid's measures are the pair metrics and the contribution share."""
+    from app.core.options import PAIR_METRICS
+    from app.corpus.callbacks import draw, outline_selected_head, query_word
+    from app.corpus.catalog import corpus_catalog
+    from app.corpus.layout import CHANGE_METRICS
+
+    assert (*PAIR_METRICS, "contribution_share") == CHANGE_METRICS
+    context = {"models": "tiny", "options": ""}
+    with client.application.test_request_context("/corpus/"):
+        assert corpus_catalog().default_models == "tiny"
+        heads, layers, _, summary, error = draw("tiny-reviews", "tv_distance", context, None)
+        assert error == "" and "30 examples of 30 rows" in summary
+        assert "total-variation" in heads["data"][0]["colorbar"]["title"]["text"] and len(layers["data"][0]["y"]) == 2
+        *_, refused = draw("tiny-reviews", "entropy", context, None)
+        assert refused.startswith("Unknown change measure 'entropy'.")
+        assert "'film'" in query_word(1, "film", "tiny-reviews", context)["layout"]["title"]["text"]
+        patch = outline_selected_head({"points": [{"x": 0, "y": 1}]}).to_plotly_json()
+        assert patch["operations"][0]["params"]["value"][0]["type"] == "rect"
+
+
 def test_the_example_table_is_filtered_sorted_and_paged_on_the_server(client, corpora):
-    from app.corpus.page import example_rows
+    from app.corpus.grid import example_rows
     from attention.corpus import read_table
 
     table = read_table(corpora / "tiny-reviews", "examples")

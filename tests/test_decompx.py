@@ -11,7 +11,7 @@ import torch
 
 from attention import class_relevance, load_model
 from attention.errors import NotAClassifierError, TargetClassError
-from attention.extract import encode
+from attention.extraction import encode
 from attention.mixing.decompx import DecompX, classifier_head, decompx, forward_parts, linearise, slopes
 from attention.mixing.layers import UnsupportedArchitectureError
 

@@ -176,7 +176,7 @@ def test_a_run_holds_its_token_facts_once_and_the_old_forms_still_work():
     old ways of passing them one by one still build the same run, with a DeprecationWarning."""
     from dataclasses import replace
 
-    from attention.extract import AttentionRun, TokenFacts
+    from attention.extraction import AttentionRun, TokenFacts
 
     weights = np.full((1, 1, 2, 2), 0.5, dtype=np.float32)
     facts = TokenFacts(("[CLS]", "film"), (True, False), (0, 0), (0, 1), 0, ())
@@ -192,3 +192,17 @@ def test_a_run_holds_its_token_facts_once_and_the_old_forms_still_work():
     assert renamed.tokens == ("[CLS]", "movie") and renamed.special == run.special and run.tokens[1] == "film"
     with pytest.raises(TypeError, match="token facts"):
         AttentionRun("m", "a film", None, weights)
+
+
+def test_public_functions_are_not_hidden_by_their_modules():
+    """``attention.extract`` and ``attention.rollout`` are functions, also after their modules are imported (the
+    modules are ``attention.extraction`` and ``attention.rollouts``, so no name is both)."""
+    import importlib
+    import inspect
+
+    import attention
+
+    importlib.import_module("attention.extraction")
+    importlib.import_module("attention.rollouts")
+    assert inspect.isfunction(attention.extract) and inspect.isfunction(attention.rollout)
+    assert attention.__version__ == importlib.import_module("attention.version").__version__

@@ -10,6 +10,8 @@ import pytest
 from plotly.io.json import to_json_plotly
 
 from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
+from app.figures.models import mode_colour, reach_colours, shown_models, shown_panels, single_panel
+from app.figures.sankey import SINK_COLOUR
 from app.figures.scatter import selected_trace_index
 from app.figures.sentence import wrap_tokens
 from app.figures.theme import DIVERGING, FINETUNED, PRETRAINED, SHARED, STATUS_COLOURS, Canvas
@@ -37,12 +39,22 @@ def graphs(runs):
     return compare_graphs(graph_for(runs[0], tau=0.12), graph_for(runs[1], tau=0.12))
 
 
-from app.figures.sankey import SINK_COLOUR  # noqa: E402
-
 
 def _link_rgb(colour: str) -> str:
     r, g, b = (int(x) for x in colour[5:].split(",")[:3])
     return f"#{r:02X}{g:02X}{b:02X}"
+
+
+def test_one_owner_decides_which_models_each_mode_draws_and_their_colours():
+    assert shown_models("comparison") == ("pretrained", "finetuned") and shown_models("finetuned") == ("finetuned",)
+    assert shown_panels("comparison") == ("pretrained", "finetuned", "difference")
+    assert shown_panels("pretrained") == ("pretrained",)
+    assert single_panel("comparison") == "difference" and single_panel("finetuned") == "finetuned"
+    assert mode_colour("comparison", "pretrained_only") == PRETRAINED
+    assert mode_colour("finetuned", "shared") == FINETUNED  # one model: its colour, whatever the status
+    reached = np.array([[True, True], [True, False], [False, True]])  # [token, model]
+    assert reach_colours("comparison", reached).tolist() == [SHARED, PRETRAINED, FINETUNED]
+    assert reach_colours("pretrained", reached[:, :1]).tolist() == [PRETRAINED] * 3
 
 
 def test_sankey_comparison_colours_links_by_status_and_has_a_legend(graphs):
@@ -176,7 +188,7 @@ def test_matrix_panels_per_mode_and_token_axes(runs):
 
 
 def test_attention_matrices_single_head_and_max():
-    from attention.extract import AttentionRun  # noqa: F401
+    from attention.extraction import AttentionRun  # noqa: F401
 
     pre, ft = make_run(random_attention(2, 3, 6, seed=1)), make_run(random_attention(2, 3, 6, seed=2))
     frame = attention_matrices(pre, ft, 1, heads=[2])

@@ -5,7 +5,7 @@ import pytest
 
 from attention.flow import attention_flow, max_flow_values
 from attention.reference import networkx_attention_flow, networkx_flow_graph, networkx_flow_value
-from attention.rollout import residual_maps
+from attention.rollouts import residual_maps
 from tests.conftest import random_attention
 
 

@@ -235,7 +235,7 @@ def _export_request(client, view: str = "heads", fmt: str = "svg") -> dict:
             return [{"id": {"type": kind, "view": view}, "property": dep["property"], "value": per_view.get(kind)}]
         return {"id": dep["id"], "property": dep["property"], "value": CONTROLS.get(f"{dep['id']}.{dep['property']}")}
 
-    button = json.dumps(ids.export_button(view), separators=(",", ":"), sort_keys=True)
+    button = json.dumps(ids.export_control("button", view), separators=(",", ":"), sort_keys=True)
     return {
         "output": spec["output"],
         "outputs": [{"id": ids.DOWNLOAD, "property": "data"}, {"id": ids.DOWNLOAD_SIDECAR, "property": "data"}],

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from app.cli.main import main
-from app.corpus.page import CATALOG_KEY, MAX_GRID_ROWS, GridRequestError, check_view, grid_rows, view_table
+from app.corpus.catalog import CATALOG_KEY
+from app.corpus.grid import MAX_GRID_ROWS, GridRequestError, check_view, grid_rows, view_table
 from attention.corpus import corpus_source, read_table, run_corpus
 from attention.corpus.query import sql
 from attention.corpus.source import CorpusSource, load_pair_config

@@ -1,6 +1,6 @@
 """A fuzz suite of bad texts, kept in the repo: special-token strings typed as text ([CLS], <s>, <pad>), texts that
 are empty once tokenised (zero-width, control and NUL characters), and texts over the one length limit
-(:data:`attention.extract.MAX_TEXT_CHARS`). Each case asserts the exact outcome, the tokens shown or the words of the
+(:data:`attention.extraction.MAX_TEXT_CHARS`). Each case asserts the exact outcome, the tokens shown or the words of the
 refusal, through the engine on the tokenizer families we support (WordPiece: the real MiniLM tokenizer; byte-level
 BPE: RoBERTa; SentencePiece unigram: ALBERT, both built offline from a hand-made vocabulary), the dashboard over
 HTTP, the export command line and a corpus run's ``encode_rows``."""
@@ -19,7 +19,7 @@ from app.dashboard import ids
 from app.testing.dash_http import call
 from attention import extract, load_model
 from attention.errors import InputTextError
-from attention.extract import MAX_TEXT_CHARS, encode
+from attention.extraction import MAX_TEXT_CHARS, encode
 from tests.test_bad_input import BASE
 
 EMPTY_ONCE_TOKENISED = "The text is empty once tokenised"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from attention.graph import MIN_EDGE_FLOW, attention_graph, graph_relevance
-from attention.rollout import rollout
+from attention.rollouts import rollout
 from tests.conftest import random_attention
 
 

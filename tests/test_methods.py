@@ -5,9 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from attention.extract import AttentionRun, TokenFacts
+from attention.extraction import AttentionRun, TokenFacts
 from attention.methods import ATTENTION_METHODS, merge_scores, relevance
-from attention.rollout import rollout
+from attention.rollouts import rollout
 from tests.conftest import random_attention
 
 

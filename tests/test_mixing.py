@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from attention.extract import encode
+from attention.extraction import encode
 from attention.mixing import MIXING_MEASURES, UnsupportedArchitectureError, contributions, contributions_for
 from attention.mixing.layers import blocks, trace_layers
 from attention.models import load_model
@@ -208,7 +208,7 @@ def test_an_unknown_measure_is_refused(tiny):
 
 
 def test_graph_methods_over_raw_attention_maps_equal_those_over_the_run(tiny):
-    from attention.extract import extract
+    from attention.extraction import extract
     from attention.methods import relevance
 
     model = tiny["bert-classifier"]

@@ -3,7 +3,7 @@
 import numpy as np
 
 from attention.reference import joint_attention
-from attention.rollout import head_average, residual_maps, rollout
+from attention.rollouts import head_average, residual_maps, rollout
 from tests.conftest import random_attention
 
 
@@ -55,7 +55,7 @@ def test_top_rollout_rows_of_a_padded_batch_equal_each_inputs_own_rollout():
     """The corpus's batched [CLS] rows (one vector-matrix product per layer) equal the full rollout's row of each
     input's own maps; padded query rows, which are not zero (as a model's are), change nothing, and weight on padded
     keys (none in a model's masked attention) is dropped: rollout of the own block renormalises the same way."""
-    from attention.rollout import top_rollout_rows
+    from attention.rollouts import top_rollout_rows
 
     rng = np.random.default_rng(3)
     lengths, positions = [5, 9, 7], 9

@@ -22,6 +22,7 @@ from app.service.registry import PairRegistry
 from app.service.stores import RedisCache
 from app.team.config import load_server_config
 from app.testing.dash_http import HttpClient, call
+from app.testing.servers import ServerNotReady, http_status, wait_until_ready
 from attention.errors import ConfigError
 from tests.servers import free_port, redis_server
 
@@ -322,15 +323,12 @@ def _get(url: str) -> str:
 
 
 def _wait_ready(url: str, process, log: Path, timeout: float = 120) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited:\n{log.read_text()[-3000:]}")
-        try:
-            return urllib.request.urlopen(f"{url}/healthz", timeout=2).read().decode()
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail(f"not ready after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+    """``/healthz``'s body once it answers ``ok`` (:func:`app.testing.servers.wait_until_ready`)."""
+    try:
+        wait_until_ready(f"{url}/healthz", timeout=timeout, process=process, log=log)
+    except ServerNotReady as error:
+        pytest.fail(str(error))
+    return http_status(f"{url}/healthz")[1]
 
 
 def _post_analyse(url: str, text: str) -> dict:
@@ -368,12 +366,12 @@ def test_workers_missing_the_same_entry_at_once_compute_it_once(tmp_path):
 
 
 def test_metrics_report_pairs_and_job_outcomes(team_app):
-    from app.dashboard.callbacks.jobs import show_faithfulness_job
+    from app.dashboard.callbacks.batch import show_faithfulness_batch
     from app.service.registry import pair_service
 
     pair_service(server=team_app.server)  # the default pair, loaded (at most one pair stays loaded here)
     with team_app.server.test_request_context():
-        _figure, style, status = show_faithfulness_job({"error": "There is no text."})
+        _figure, style, status = show_faithfulness_batch({"error": "There is no text."})
         assert status == "Failed: There is no text." and style == {"display": "none"}
     client = team_app.server.test_client()
     text = client.get("/metrics").get_data(as_text=True)
@@ -444,14 +442,14 @@ def test_graph_comparisons_come_back_from_the_shared_cache_exactly(tiny_app):
 def test_a_batch_export_that_cannot_be_made_is_one_line_and_sends_nothing(tiny_app, texts, view, message):
     from dash import no_update
 
-    from app.dashboard.callbacks.jobs import EXPORT_CONTROLS, export_job
+    from app.dashboard.callbacks.batch import EXPORT_CONTROLS, run_export_batch
 
     controls = {"mode": "comparison", "layers": [1, 2], "heads": [0, 1], "tau": 0.05, "alpha": 0.5,
                 "aggregation": "mean", "level": "token", "sources": [], "hide": [], "sinks": ["sinks"], "top_k": 30,
                 "method": "class_relevance", "target": "predicted", "metric": "js_divergence",
                 "arrangement": "rings", "renormalize": [], "measure": "alti"}  # fmt: skip
     with tiny_app.server.test_request_context():
-        download, status = export_job(lambda _: None, 1, texts, view, "svg", None, None,
+        download, status = run_export_batch(lambda _: None, 1, texts, view, "svg", None, None,
                                       *(controls[name] for name in EXPORT_CONTROLS))  # fmt: skip
     assert download is no_update and status.startswith(message), status
 

@@ -8,6 +8,16 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.cli.arguments import whole
+from attention.errors import AttentionFlowsError
+
+if TYPE_CHECKING:
+    from attention.corpus.executors import ChunkExecutor
+
+# Lazy imports: the engine (pydantic, pandas, pyarrow; torch as models load) loads inside the commands, after the
+# command line has checked its flags.
 
 QUERIES = ("heads", "layers", "word", "words", "examples", "sql", "skipped", "labels")
 NO_ARGUMENT = {  # questions that take no argument, and the fix when one is given
@@ -20,8 +30,8 @@ NO_ARGUMENT = {  # questions that take no argument, and the fix when one is give
 LISTED = 5  # rows skipped, or labels that name no class, listed before a run
 
 
-def add_corpus_parser(commands, whole) -> None:
-    """The ``corpus`` command and its ``run`` / ``query`` subcommands (``whole``: the CLI's integer checker)."""
+def add_parser(commands) -> None:
+    """The ``corpus`` command and its ``run`` / ``query`` subcommands."""
     corpus = commands.add_parser("corpus", help="analyse a whole dataset: run both models over it, then query")
     actions = corpus.add_subparsers(dest="action", required=True)
 
@@ -64,7 +74,7 @@ def add_corpus_parser(commands, whole) -> None:
 
 
 def default_folder(pair_name: str, data: Path | None) -> Path:
-    from attention.settings import load_settings
+    from attention.settings import load_settings  # lazy: pydantic
 
     what = "held-out" if data is None else re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data).stem)
     return load_settings().corpora_dir / f"{pair_name}-{what}"
@@ -73,7 +83,7 @@ def default_folder(pair_name: str, data: Path | None) -> Path:
 def check_corpus_folder(folder: Path) -> Path:
     """Refuse an output folder a run could not use, before the models load: a file, a folder with other things in
     it than a corpus, or a place that cannot be written (probed with a file, as exports are)."""
-    from attention.corpus.source import CorpusError
+    from attention.corpus.source import CorpusError  # lazy: pandas, pyarrow
     from attention.corpus.store import MANIFEST
 
     folder = Path(folder).expanduser()
@@ -94,13 +104,13 @@ def check_corpus_folder(folder: Path) -> Path:
     return folder
 
 
-def cmd_corpus(args: argparse.Namespace) -> int:
-    return _run(args) if args.action == "run" else _query(args)
+def run(args: argparse.Namespace) -> int:
+    """``corpus run`` or ``corpus query``."""
+    return _run_corpus(args) if args.action == "run" else _query(args)
 
 
-def _run(args) -> int:
-    from app.service.jobbook import QUEUE
-    from attention import load_pair
+def _run_corpus(args) -> int:
+    from attention import load_pair  # lazy: the engine (pandas, pyarrow; torch as the models load)
     from attention.corpus import corpus_source, run_corpus
     from attention.corpus.source import load_pair_config
     from attention.settings import configure_torch, load_settings
@@ -119,7 +129,7 @@ def _run(args) -> int:
     try:
         summary = run_corpus(
             pair, source, folder, chunk_size=args.chunk_size, batch_size=args.batch_size, workers=args.workers,
-            settings=settings, celery=(args.broker, QUEUE) if args.broker else None,
+            settings=settings, executor=_executor(args.broker),
         )  # fmt: skip
     except KeyboardInterrupt:
         print(f"interrupted: the chunks written so far are kept; rerun the same command to go on ({folder})",
@@ -136,10 +146,21 @@ def _run(args) -> int:
     return 0
 
 
+def _executor(broker: str | None) -> ChunkExecutor | None:
+    """How the run's chunks are computed: with ``--broker``, on the team server's Celery workers
+    (:class:`app.team.corpus_tasks.CeleryExecutor`, queue :data:`app.service.jobbook.QUEUE`); else None, the
+    engine's own (this process, or ``--workers`` processes)."""
+    if not broker:
+        return None
+    from app.team.corpus_tasks import CeleryExecutor  # lazy: dash and celery, only with --broker
+
+    return CeleryExecutor(broker)
+
+
 def _warn_refused(frame, labels: tuple[str, ...], folder: Path) -> None:
     """Warn, before any work, of the rows that will be skipped rather than converted (cells that are not text) and
     of the labels that name no class (those rows run without a gold label), the first few of each."""
-    from attention.corpus.source import refused_rows
+    from attention.corpus.source import refused_rows  # lazy: pandas, pyarrow
     from attention.corpus.tables import unknown_labels
 
     refused = refused_rows(frame)
@@ -163,11 +184,10 @@ def _warn_refused(frame, labels: tuple[str, ...], folder: Path) -> None:
 
 
 def _query(args) -> int:
-    import pandas as pd
+    import pandas as pd  # lazy: pandas, pyarrow
 
     from attention.corpus import find_examples, head_ranking, layer_change, sql, word_changes, word_query
     from attention.corpus.query import label_counts, skipped_rows
-    from attention.errors import AttentionFlowsError
 
     question, argument = args.question, args.argument
     if question in ("word", "sql") and not argument:

@@ -60,38 +60,21 @@ VIEWS = {
 }
 
 
-def export_button(view: str) -> dict:
-    """Pattern-matching id of a view's export button."""
-    return {"type": "export-button", "view": view}
+EXPORT_PARTS = ("button", "format", "size", "sidecar", "width", "height", "scale")  # each card's export controls
 
 
-def export_format(view: str) -> dict:
-    return {"type": "export-format", "view": view}
+def export_control(part: str, view: object) -> dict:
+    """Pattern-matching id of one of a view's export controls (:data:`EXPORT_PARTS`), e.g.
+    ``{"type": "export-format", "view": "sankey"}``; ``view`` may be a wildcard (``ALL``)."""
+    return {"type": f"export-{part}", "view": view}
 
 
-def export_size(view: str) -> dict:
-    return {"type": "export-size", "view": view}
-
-
-def export_sidecar(view: str) -> dict:
-    return {"type": "export-sidecar", "view": view}
-
-
-def export_width(view: str) -> dict:
-    return {"type": "export-width", "view": view}
-
-
-def export_height(view: str) -> dict:
-    return {"type": "export-height", "view": view}
-
-
-def export_scale(view: str) -> dict:
-    return {"type": "export-scale", "view": view}
+TOP_HEAD = "top-head"  # the type of a word-query head button's pattern-matching id
 
 
 def top_head(layer: int, head: int) -> dict:
     """Pattern-matching id of a head listed by the word query."""
-    return {"type": "top-head", "index": f"{layer}:{head}"}
+    return {"type": TOP_HEAD, "index": f"{layer}:{head}"}
 
 
 def card(view: str) -> str:
@@ -107,7 +90,7 @@ CLEAR_HEAD = "clear-head-button"
 # Model pair picker (a team server with several pairs)
 MODELS = "model-pair-dropdown"
 
-# Background jobs (app/dashboard/callbacks/jobs.py): faithfulness over held-out sentences, batch export
+# The 'Longer jobs' card (app/dashboard/callbacks/batch.py): faithfulness over held-out sentences, batch export
 JOB_FAITH_COUNT = "job-faithfulness-count"
 JOB_FAITH_RUN = "job-faithfulness-run"
 JOB_FAITH_CANCEL = "job-faithfulness-cancel"

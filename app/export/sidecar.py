@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.options import VIEWS, ExportOptions, OptionError, ViewOptions, check_choice
-from attention import __version__
 from attention.config import PairConfig, available_configs, load_config
 from attention.errors import AttentionFlowsError
-from attention.extract import MAX_TEXT_CHARS
+from attention.extraction import MAX_TEXT_CHARS
+from attention.version import __version__
 
 SIDECAR_VERSION = 3  # 3: options name the measure the graph views are drawn over
 MAX_SIDECAR_BYTES = 1_000_000

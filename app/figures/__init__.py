@@ -1,6 +1,7 @@
 """Pure figure builders: ``(DataFrame, options) -> plotly Figure``. No Dash, no I/O, no globals that change.
 
-The same functions serve the dashboard and the static export, so a paper figure is the dashboard figure.
+The same functions serve the dashboard and the static export, so a paper figure is the dashboard figure. Which
+models a view draws for the "mode" option is decided once, in :mod:`app.figures.models`.
 """
 
 from app.figures.faithfulness import make_faithfulness

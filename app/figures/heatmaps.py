@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from app.core.options import HEAD_METRICS, PAIR_METRICS
-from app.figures.sentence import method_phrase
+from app.figures.models import DIFFERENCE, MODELS, shown_models, shown_panels, single_panel
+from app.figures.sentence import SIGNED_SCALE, method_phrase
 from app.figures.theme import (
     DIVERGING,
     MODEL_LABELS,
@@ -26,10 +27,6 @@ from app.figures.theme import (
     panel_title,
     symmetric_range,
 )
-
-
-def _panels(mode: str) -> list[str]:
-    return ["pretrained", "finetuned", "difference"] if mode == "comparison" else [mode]
 
 
 def _token_axis(tokens: Sequence[str]) -> dict:
@@ -91,6 +88,14 @@ def _heads_note(shown_heads: Sequence[int] | None, num_heads: int) -> str:
     return " (heads outside the 'Heads' filter veiled)"
 
 
+def _by_layer_and_head(frame: pd.DataFrame, values: pd.Series) -> np.ndarray:
+    """``[layer, head]``: ``values`` (one per row of ``frame``, whose ``layer`` counts from 1 and ``head`` from 0)
+    on a grid of every layer and head, NaN where a head has no row."""
+    grid = np.full((int(frame["layer"].max()), int(frame["head"].max()) + 1), np.nan)
+    grid[frame["layer"].to_numpy() - 1, frame["head"].to_numpy()] = values.to_numpy()
+    return grid
+
+
 def make_head_grid(
     heads: pd.DataFrame,
     *,
@@ -107,21 +112,20 @@ def make_head_grid(
     """
     if metric not in HEAD_METRICS:
         raise ValueError(f"metric must be one of {', '.join(HEAD_METRICS)}, got {metric!r}")
-    layers, num_heads = int(heads["layer"].max()), int(heads["head"].max()) + 1
     trace: dict = {"colorbar": {"thickness": 12}}
     if metric in PAIR_METRICS:
         values, label = heads[metric], HEAD_METRICS[metric]
         trace["colorscale"] = NEUTRAL_SCALE
-    elif mode == "comparison":
+    elif (panel := single_panel(mode)) == DIFFERENCE:
         values = heads[f"{metric}_finetuned"] - heads[f"{metric}_pretrained"]
         label = f"{HEAD_METRICS[metric]}: fine-tuned − pre-trained"
         bound = symmetric_range(values)
         trace |= {"colorscale": DIVERGING, "zmid": 0.0, "zmin": -bound, "zmax": bound}
     else:
-        values, label = heads[f"{metric}_{mode}"], f"{HEAD_METRICS[metric]} ({MODEL_LABELS[mode]})"
-        trace["colorscale"] = MODEL_SCALES[mode]
-    z = np.full((layers, num_heads), np.nan)
-    z[heads["layer"].to_numpy() - 1, heads["head"].to_numpy()] = values.to_numpy()
+        values, label = heads[f"{metric}_{panel}"], f"{HEAD_METRICS[metric]} ({MODEL_LABELS[panel]})"
+        trace["colorscale"] = MODEL_SCALES[panel]
+    z = _by_layer_and_head(heads, values)
+    layers, num_heads = z.shape
     heatmap = {
         "type": "heatmap",
         "z": z,
@@ -153,13 +157,12 @@ def make_word_query(
     """The word query as layers × heads grids: the attention ``word`` receives in every head (a frame of
     :func:`attention.attention_received`), one panel per model on one scale plus their difference in
     comparison mode. Clicking a cell selects the head."""
-    panels = _panels(mode)
-    layers, num_heads = int(received["layer"].max()), int(received["head"].max()) + 1
-    peak = float(received[[p for p in panels if p != "difference"] or ["finetuned"]].to_numpy().max())
+    panels = shown_panels(mode)
+    peak = float(received[list(shown_models(mode))].to_numpy().max())
     traces = []
     for panel in panels:
-        z = np.full((layers, num_heads), np.nan)
-        z[received["layer"].to_numpy() - 1, received["head"].to_numpy()] = received[panel].to_numpy()
+        z = _by_layer_and_head(received, received[panel])
+        layers, num_heads = z.shape
         traces.append(
             {
                 "z": z,
@@ -169,7 +172,7 @@ def make_word_query(
             }
         )
     title = f"Word query: attention '{word}' receives, mean over all tokens{_heads_note(shown_heads, num_heads)}"
-    fig = _panel_figure(
+    return _panel_figure(
         panels,
         traces,
         title=title,
@@ -177,16 +180,15 @@ def make_word_query(
         peak=peak,
         xaxis={"title": {"text": "head"}, "tickmode": "linear", "dtick": 2 if len(panels) > 1 else 1},
         yaxis={"title": {"text": "layer"}, "tickmode": "linear", "dtick": 1},
+        shapes=grid_shapes(selected, num_heads, layers, panels=len(panels), shown_heads=shown_heads),
     )
-    fig["layout"]["shapes"] = grid_shapes(selected, num_heads, layers, panels=len(panels), shown_heads=shown_heads)
-    return fig
 
 
 def top_heads(received: pd.DataFrame, mode: str, count: int = 5) -> pd.DataFrame:
     """The heads the word query lists: in comparison mode the largest changes (by magnitude), else the heads
     where the word receives most. Columns ``layer, head, value``."""
-    column = "difference" if mode == "comparison" else mode
-    order = received[column].abs() if mode == "comparison" else received[column]
+    column = single_panel(mode)
+    order = received[column].abs() if column == DIFFERENCE else received[column]
     ranked = received.assign(value=received[column], order=order).nlargest(count, "order")
     return ranked[["layer", "head", "value"]].reset_index(drop=True)
 
@@ -209,7 +211,7 @@ def segment_lines(start: int | None, panels: int, *, columns: bool) -> list[dict
 
 
 def _panel_figure(
-    panels: list[str],
+    panels: Sequence[str],
     traces: list[dict],
     *,
     title: str,
@@ -217,14 +219,16 @@ def _panel_figure(
     peak: float,
     xaxis: dict,
     yaxis: dict,
+    shapes: list[dict],
     narrow: bool = False,
     signed: bool = False,
+    keep_height: bool = False,
 ) -> Figure:
-    """Side-by-side heatmap panels sharing one colour scale for the two models (so they compare) and a
-    diverging one for the difference; each colour bar sits right of its panel. ``signed`` model values (a signed
-    method such as DecompX) get a scale symmetric around 0 (``peak`` its bound), never one clipped at 0."""
-    from app.figures.sentence import SIGNED_SCALE
-
+    """Side-by-side heatmap panels (one trace dict with a ``[rows, columns]`` ``z`` per panel) sharing one colour
+    scale for the two models (so they compare) and a diverging one for the difference; each colour bar sits right
+    of its panel. ``signed`` model values (a signed method such as DecompX) get a scale symmetric around 0
+    (``peak`` its bound), never one clipped at 0. ``keep_height``: exports keep the figure's ``height``, so a row
+    per token stays legible."""
     domains = panel_domains(len(panels))
     data, axes, titles = [], {}, []
     for index, (panel, trace, domain) in enumerate(zip(panels, traces, domains, strict=True), start=1):
@@ -252,7 +256,8 @@ def _panel_figure(
             "title": yaxis.get("title") if index == 1 else None,
         }
         titles.append(panel_title("difference" if narrow and panel == "difference" else MODEL_LABELS[panel], domain))
-    return figure(data, layout(title, height=height, annotations=titles, **axes))
+    kept = {"meta": {"min_height": height}} if keep_height else {}
+    return figure(data, layout(title, height=height, annotations=titles, **axes, shapes=shapes, **kept))
 
 
 def make_matrix(
@@ -274,7 +279,7 @@ def make_matrix(
     many tokens and may exceed it). Key labels are vertical, and thinned to every k-th when the ``canvas`` leaves
     a column narrower than a line of text (every label is in the hover). A dashed line marks ``segment_start``,
     the first token of a pair's second segment."""
-    panels = _panels(mode)
+    panels = shown_panels(mode)
     n = len(tokens)
     canvas = canvas or Canvas()
     narrow = canvas.width < 640  # a single-column figure: short titles
@@ -307,7 +312,7 @@ def make_matrix(
                 + " %{z:.3f}<extra>" + MODEL_LABELS[panel] + "</extra>",
             }
         )
-    fig = _panel_figure(
+    return _panel_figure(
         panels,
         traces,
         title=f"{what} matrix {caption}".strip(),
@@ -321,11 +326,10 @@ def make_matrix(
             "title": {"text": "key" if narrow else "key (attended to)" + (f"; 1 label in {step}" if step > 1 else "")},
         },
         yaxis={**ticks, "autorange": "reversed", "title": {"text": "query"}},
+        shapes=segment_lines(segment_start, len(panels), columns=True),
         narrow=narrow,
+        keep_height=True,
     )
-    fig["layout"]["shapes"] = segment_lines(segment_start, len(panels), columns=True)
-    fig["layout"]["meta"] = {"min_height": fig["layout"]["height"]}  # exports keep a row per token legible
-    return fig
 
 
 def make_influence(
@@ -347,7 +351,7 @@ def make_influence(
     top of the colour scale; ``missing[model]`` replaces that model's panel by a sentence; a dashed line marks
     ``segment_start`` (the row where a pair's second segment begins)."""
     missing = missing or {}
-    panels = [p for p in _panels(mode) if p not in missing and not (p == "difference" and missing)]
+    panels = [p for p in shown_panels(mode) if p not in missing and not (p == "difference" and missing)]
     if not panels:
         return empty_figure(" ".join(missing.values()))
     layers = sorted(int(x) for x in relevance["layer"].unique())
@@ -356,7 +360,7 @@ def make_influence(
     shown_tokens = [tokens[t] for t in positions]
     counted = relevance[~relevance["token_idx"].isin(list(scale_without))]
     counted = counted if len(counted) else relevance
-    values = counted[[m for m in ("pretrained", "finetuned") if m not in missing]].to_numpy(dtype=float)
+    values = counted[[m for m in MODELS if m not in missing]].to_numpy(dtype=float)  # both models, in any mode
     finite = values[np.isfinite(values)]
     signed = bool(finite.size and finite.min() < 0)
     peak = float(np.abs(finite).max() if signed else finite.max()) if finite.size else 1.0
@@ -388,9 +392,9 @@ def make_influence(
         signed=signed,
         xaxis={"title": {"text": "layer"}, "type": "category"},
         yaxis={**_token_axis(shown_tokens), "autorange": "reversed"},
+        shapes=segment_lines(segment_start, len(panels), columns=False),
+        keep_height=True,
     )
-    fig["layout"]["shapes"] = segment_lines(segment_start, len(panels), columns=False)
-    fig["layout"]["meta"] = {"min_height": fig["layout"]["height"]}
     if missing:
         fig["layout"]["title"]["subtitle"] = {
             "text": "; ".join(missing.values()),

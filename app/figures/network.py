@@ -16,11 +16,10 @@ import numpy as np
 import pandas as pd
 
 from app.core.options import ARRANGEMENTS
-from app.figures.sankey import SINK_COLOUR, drawn_graph, legend_traces
+from app.figures.models import mode_colour, reach_colours, shown_models
+from app.figures.sankey import SINK_COLOUR, drawn_graph, graph_kind, legend_traces, percent
 from app.figures.theme import (
-    MODEL_COLOURS,
     MODEL_LABELS,
-    STATUS_COLOURS,
     Canvas,
     Figure,
     empty_figure,
@@ -132,20 +131,42 @@ def make_network(
     name, shown = drawn_graph(edges, tokens, sources, layers, mode, hidden, tau, source_names)
     if isinstance(shown, str):
         return empty_figure(shown)
-    models = ("pretrained", "finetuned") if mode == "comparison" else (mode,)
     positions = [p for p in range(len(tokens)) if p not in set(hidden)]
     placed = node_positions(positions, range(first - 1, last + 1), arrangement=arrangement, first_depth=first - 1)
+    traces = [
+        *_edge_traces(shown, placed, mode),
+        _highlight_trace(shown, placed, highlight),
+        _node_trace(nodes, placed, tokens, mode),
+        *legend_traces(mode, measure),
+    ]
+    room = math.pi * (canvas.width - 120) * 0.45 if arrangement == "rings" else 18 * len(positions)  # px
+    every = max(1, math.ceil(len(positions) * canvas.font_px * 2.6 / max(room, 1)))
+    where = f"rings: input outside, after layer {last} inside" if arrangement == "rings" else "columns"
+    thinned = f"; 1 label in {every}" if every > 1 else ""
+    kind = graph_kind("network", measure)
+    title = f"{kind} from {name} ({where}; τ = {tau:g}{thinned}). Hover a token to see its paths."
+    return figure(
+        traces,
+        _network_layout(
+            title,
+            arrangement=arrangement,
+            tokens=len(positions),
+            canvas=canvas,
+            annotations=_labels(positions[::every], tokens, placed, arrangement, first - 1),
+            shapes=_segment_dividers(positions, segments, arrangement, first - 1, last),
+        ),
+    )
 
+
+def _edge_traces(shown: pd.DataFrame, placed: dict, mode: str) -> list[dict]:
+    """One line trace per edge status, kind and width step (:data:`WIDTHS`) of the ``shown`` edges, in the
+    order of :func:`_edge_groups`."""
     grid = _grid(placed)
     layer, query, key, kind, value = (shown[c].to_numpy() for c in ("layer", "query_idx", "key_idx", "kind", "value"))
     status = shown["status"].to_numpy()
     traces = []
     for status_name, kind_name in _edge_groups(shown["status"], kind):
-        colour = (
-            SINK_COLOUR
-            if kind_name == "sink"
-            else (STATUS_COLOURS[status_name] if mode == "comparison" else MODEL_COLOURS[mode])
-        )
+        colour = SINK_COLOUR if kind_name == "sink" else mode_colour(mode, status_name)
         group = (status == status_name) & (kind == kind_name)
         low = 0.0
         for high, width in WIDTHS:
@@ -165,45 +186,42 @@ def make_network(
                     "showlegend": False,
                 }
             )
+    return traces
+
+
+def _highlight_trace(shown: pd.DataFrame, placed: dict, highlight: tuple[int, int] | None) -> dict:
+    """The black lines of every path through ``highlight`` = (depth, token); always present (empty without one)."""
     path_x, path_y = line_segments(path_edges(shown, *highlight), placed) if highlight else (np.zeros(0), np.zeros(0))
-    traces.append(
-        {
-            "type": "scatter",
-            "mode": "lines",
-            "x": path_x,
-            "y": path_y,
-            "line": {"color": HIGHLIGHT, "width": 2},
-            "hoverinfo": "skip",
-            "showlegend": False,
-            "name": "highlight",
-        }
-    )
-    traces.append(_node_trace(nodes, placed, tokens, models, mode))
-    traces += legend_traces(mode, measure)
-    room = math.pi * (canvas.width - 120) * 0.45 if arrangement == "rings" else 18 * len(positions)  # px
-    every = max(1, math.ceil(len(positions) * canvas.font_px * 2.6 / max(room, 1)))
-    annotations = _labels(positions[::every], tokens, placed, arrangement, first - 1)
-    where = f"rings: input outside, after layer {last} inside" if arrangement == "rings" else "columns"
-    shapes = _segment_dividers(positions, segments, arrangement, first - 1, last)
-    thinned = f"; 1 label in {every}" if every > 1 else ""
-    kind = "Attention network" if measure.startswith("raw attention") else f"Contribution network ({measure})"
-    title = f"{kind} from {name} ({where}; τ = {tau:g}{thinned}). Hover a token to see its paths."
+    return {
+        "type": "scatter",
+        "mode": "lines",
+        "x": path_x,
+        "y": path_y,
+        "line": {"color": HIGHLIGHT, "width": 2},
+        "hoverinfo": "skip",
+        "showlegend": False,
+        "name": "highlight",
+    }
+
+
+def _network_layout(
+    title: str, *, arrangement: str, tokens: int, canvas: Canvas, annotations: list[dict], shapes: list[dict]
+) -> dict:
+    """The network's layout for ``tokens`` drawn positions: hidden axes (square for rings), the legend below."""
     axis = {"visible": False, "fixedrange": False}
     square = {"scaleanchor": "x", "scaleratio": 1} if arrangement == "rings" else {}
-    return figure(
-        traces,
-        layout(
-            title,
-            height=(height := 620 if arrangement == "rings" else max(420, 18 * len(positions) + 160)),
-            meta={"min_height": height if arrangement == "columns" else canvas.width + 60},
-            xaxis=axis,
-            yaxis={**axis, **square},
-            annotations=annotations,
-            shapes=shapes,
-            legend={"orientation": "h", "yanchor": "top", "y": -0.02, "x": 0.0},
-            hovermode="closest",
-            margin={"l": 20, "r": 20, "t": 60, "b": 60},
-        ),
+    height = 620 if arrangement == "rings" else max(420, 18 * tokens + 160)
+    return layout(
+        title,
+        height=height,
+        meta={"min_height": height if arrangement == "columns" else canvas.width + 60},
+        xaxis=axis,
+        yaxis={**axis, **square},
+        annotations=annotations,
+        shapes=shapes,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.02, "x": 0.0},
+        hovermode="closest",
+        margin={"l": 20, "r": 20, "t": 60, "b": 60},
     )
 
 
@@ -216,7 +234,7 @@ def _edge_groups(status: pd.Series, kind: np.ndarray) -> list[tuple[str, str]]:
     return sorted(present, key=lambda pair: (rank.get(pair[0], pair[0]), pair[1]))
 
 
-def _node_trace(nodes: pd.DataFrame, placed: dict, tokens, models, mode: str) -> dict:
+def _node_trace(nodes: pd.DataFrame, placed: dict, tokens: Sequence[str], mode: str) -> dict:
     """One marker per token and depth: grey and small where no trace reaches it, else sized by its share of the
     traced mass (mean over the shown models) and coloured by which traces reach it (khaki: a sink)."""
     depth = np.fromiter((d for d, _ in placed), dtype=np.int64, count=len(placed))
@@ -228,6 +246,7 @@ def _node_trace(nodes: pd.DataFrame, placed: dict, tokens, models, mode: str) ->
     row[node_depth, node_token] = np.arange(len(nodes))
     found = row[depth, position]  # the node row of each placed token, -1 where the graphs have none
     has = found >= 0
+    models = shown_models(mode)
 
     def column(name: str, missing) -> np.ndarray:
         values = nodes[name].to_numpy()
@@ -240,19 +259,12 @@ def _node_trace(nodes: pd.DataFrame, placed: dict, tokens, models, mode: str) ->
     total = np.where(np.isnan(masses), 0.0, masses).sum(axis=1)
     mass = np.clip(np.where(counted > 0, total / np.maximum(counted, 1), 0.0), 0.0, None)
     reach = np.stack([column(f"reached_{m}", False) for m in models], axis=1)
-    if mode == "comparison":
-        status = np.where(reach.all(axis=1), "shared", np.where(reach[:, 0], "pretrained_only", "finetuned_only"))
-        colours = np.array([STATUS_COLOURS[s] for s in status], dtype=object)
-    else:
-        colours = np.full(len(found), MODEL_COLOURS[mode], dtype=object)
+    colours = reach_colours(mode, reach)
     colours[column("sink", False)] = SINK_COLOUR
     reached = reach.any(axis=1)
     colours[~reached] = NEUTRAL
     shares = [
-        "; ".join(
-            f"{MODEL_LABELS[m]} {100 * v:.1f} %" if v == v else f"{MODEL_LABELS[m]} –"
-            for m, v in zip(models, values, strict=True)
-        )
+        "; ".join(f"{MODEL_LABELS[m]} {percent(v)}" for m, v in zip(models, values, strict=True))
         for values in masses.tolist()
     ]
     hovers = [

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from app.core.options import CLASS_METHODS, METHODS
+from app.figures.models import shown_models
 from app.figures.theme import (
     DIVERGING,
     MODEL_LABELS,
@@ -38,6 +40,7 @@ GAP = 4  # px between two boxes on a line
 LABEL_WIDTH = 84  # px of left margin for the row labels
 RIGHT = 12  # px of right margin
 COLOURBAR_ROOM = 58  # px below the text for the horizontal colour bars
+TITLE_ROOM = 46  # px above the text for the title
 ROW_LABELS = {"pretrained": "pre-trained", "finetuned": "fine-tuned", "difference": "difference"}
 SHORT_ROW_LABELS = {"pretrained": "pre", "finetuned": "fine", "difference": "diff"}  # single-column exports
 NARROW = 640  # px: below this canvas width, short row labels and stacked colour bars
@@ -92,6 +95,87 @@ def sentence_scale(values: np.ndarray) -> tuple[list, float, float]:
     return RELEVANCE_SCALE, 0.0, peak
 
 
+@dataclass(frozen=True)
+class _Scores:
+    """The deepest layer's scores as the sentence view draws them, per token in order (``[tokens]`` arrays)."""
+
+    layer: int
+    positions: np.ndarray  # [tokens] the tokens' positions (``token_idx``)
+    labels: list[str]  # [tokens] their text
+    counted: np.ndarray  # [tokens] bool: sets the colour scale (not special, not traced)
+    values: dict[str, np.ndarray]  # row -> [tokens] scores; rows: the present models and maybe "difference"
+    present: list[str]  # the shown models that have rows (not ``missing``)
+    rows: list[str]  # the rows of each line of text: ``present``, plus "difference" when both models are
+    scales: dict[str, tuple[list, float, float]]  # row -> (colour scale, low, high)
+
+
+def _scores(
+    relevance: pd.DataFrame, tokens: Sequence[str], *, mode: str, missing: dict[str, str], scale_without: Sequence[int]
+) -> _Scores:
+    """The :class:`_Scores` of a relevance frame (``layer, token_idx, pretrained, finetuned``): both model rows
+    on one :func:`sentence_scale`, the difference on a diverging scale symmetric around 0."""
+    present = [m for m in shown_models(mode) if m not in missing]
+    rows_shown = present + (["difference"] if len(present) == 2 else [])
+    layer = summary_layer(relevance)
+    rows = relevance[relevance["layer"] == layer].sort_values("token_idx")
+    positions = rows["token_idx"].to_numpy()
+    labels = [str(label) for label in np.asarray(tokens, dtype=object)[positions]]
+    counted = ~np.isin(positions, list(scale_without))
+    values = {m: rows[m].to_numpy(dtype=float) for m in present}
+    if len(present) == 2:
+        values["difference"] = values["finetuned"] - values["pretrained"]
+    model_values = np.concatenate([values[m][counted] for m in present]) if present else np.zeros(0)
+    scale, zmin, zmax = sentence_scale(model_values)
+    diff_bound = symmetric_range(values["difference"][counted]) if "difference" in values else 1.0
+    scales = {m: (scale, zmin, zmax) for m in present} | {"difference": (DIVERGING, -diff_bound, diff_bound)}
+    return _Scores(layer, positions, labels, counted, values, present, rows_shown, scales)
+
+
+@dataclass(frozen=True)
+class _Page:
+    """Where the sentence view puts things, in px (y down from the top of the plot area)."""
+
+    font: float  # the text's size
+    row_height: float  # one row of boxes
+    group: float  # one line of text: all its rows and the space below them
+    top: float  # the notes of the missing models above the first line
+    notes: list[dict]  # their annotations
+    narrow: bool  # short row labels, stacked colour bars
+    label_width: int  # the left margin, for the row labels
+    row_labels: dict[str, str]
+    text_width: float  # the width the text wraps at
+    bars: int  # colour bars: 1, or 2 with a difference row
+    room: int  # the bottom margin, for the colour bars
+    starts: list[int]  # token indices that begin a pair's second segment
+    placed: list[tuple[float, float, int]]  # [tokens] (x0, x1, line) of :func:`wrap_tokens`
+    lines: int
+    height: float  # the plot area
+
+
+def _page(scores: _Scores, canvas: Canvas, *, mode: str, missing: dict[str, str], segments) -> _Page:
+    """The :class:`_Page` of ``scores`` on ``canvas``: tokens wrapped to the text width, a note per missing
+    model above them."""
+    font = canvas.font_px
+    line_height, row_height = font * 2.0, font * 1.55
+    narrow = canvas.width < NARROW
+    label_width, row_labels = (int(4.5 * 0.6 * font) + 8, SHORT_ROW_LABELS) if narrow else (LABEL_WIDTH, ROW_LABELS)
+    text_width = canvas.width - label_width - RIGHT
+    bars = 2 if "difference" in scores.rows else 1
+    room = COLOURBAR_ROOM * (bars if narrow else 1)
+    starts = _segment_starts(scores.positions, segments)
+    placed = wrap_tokens(scores.labels, width=text_width, font_px=font, breaks=starts)
+    lines = placed[-1][2] + 1 if placed else 0
+    notes, top = [], 0.0
+    for model in (m for m in shown_models(mode) if m in missing):  # a model with no rows: say why, wrapped
+        said = textwrap.wrap(f"{MODEL_LABELS[model]}: {missing[model]}", width=int(text_width / (0.55 * (font - 2))))
+        notes.append(_note("<br>".join(said), y=top, font_px=font))
+        top += (font - 2) * 1.3 * len(said) + font * 0.5
+    group = row_height * len(scores.rows) + line_height * 0.6
+    height = top + group * max(lines, 1)
+    return _Page(font, row_height, group, top, notes, narrow, label_width, row_labels, text_width, bars, room,
+                 starts, placed, lines, height)  # fmt: skip
+
+
 def make_sentence(
     relevance: pd.DataFrame,
     *,
@@ -117,96 +201,75 @@ def make_sentence(
     """
     canvas = canvas or Canvas()
     missing = missing or {}
-    models = ["pretrained", "finetuned"] if mode == "comparison" else [mode]
-    present = [m for m in models if m not in missing]
-    rows_shown = present + (["difference"] if len(present) == 2 else [])
-    layer = summary_layer(relevance)
-    rows = relevance[relevance["layer"] == layer].sort_values("token_idx")
-    positions = rows["token_idx"].to_numpy()
-    labels = [str(label) for label in np.asarray(tokens, dtype=object)[positions]]
-    counted = ~np.isin(positions, list(scale_without))
-    values = {m: rows[m].to_numpy(dtype=float) for m in present}
-    if len(present) == 2:
-        values["difference"] = values["finetuned"] - values["pretrained"]
-    model_values = np.concatenate([values[m][counted] for m in present]) if present else np.zeros(0)
-    scale, zmin, zmax = sentence_scale(model_values)
-    diff_bound = symmetric_range(values["difference"][counted]) if "difference" in values else 1.0
-    scales = {m: (scale, zmin, zmax) for m in present} | {"difference": (DIVERGING, -diff_bound, diff_bound)}
-
-    font = canvas.font_px
-    line_height, row_height = font * 2.0, font * 1.55
-    narrow = canvas.width < NARROW
-    label_width, row_labels = (int(4.5 * 0.6 * font) + 8, SHORT_ROW_LABELS) if narrow else (LABEL_WIDTH, ROW_LABELS)
-    text_width = canvas.width - label_width - RIGHT
-    bars = 2 if "difference" in rows_shown else 1
-    room = COLOURBAR_ROOM * (bars if narrow else 1)
-    starts = _segment_starts(positions, segments)
-    placed = wrap_tokens(labels, width=text_width, font_px=font, breaks=starts)
-    lines = placed[-1][2] + 1 if placed else 0
-    notes, top = [], 0.0
-    for model in (m for m in models if m in missing):  # a model with no rows: say why, wrapped to the width
-        said = textwrap.wrap(f"{MODEL_LABELS[model]}: {missing[model]}", width=int(text_width / (0.55 * (font - 2))))
-        notes.append(_note("<br>".join(said), y=top, font_px=font))
-        top += (font - 2) * 1.3 * len(said) + font * 0.5
-    group = row_height * len(rows_shown) + line_height * 0.6
-    height = top + group * max(lines, 1)
-
-    shapes, traces, annotations = [], [], list(notes)
-    for r, row in enumerate(rows_shown):
-        row_scale, low, high = scales[row]
-        xs, ys, colours, texts = [], [], [], []
-        coloured = counted & np.isfinite(values[row])
-        fills = iter(colours_at(row_scale, (values[row][coloured] - low) / (high - low)))
-        for i, (x0, x1, line) in enumerate(placed):
-            y0 = top + line * group + r * row_height
-            fill = next(fills) if coloured[i] else None
-            shapes.append(_box(x0, x1, y0, y0 + row_height - 2, fill))
-            xs.append((x0 + x1) / 2)
-            ys.append(y0 + (row_height - 2) / 2)
-            colours.append(readable_text_colour(fill) if fill else "#555555")
-            texts.append(labels[i])
-        for line in range(lines if rows_shown else 0):
-            annotations.append(_row_label(row_labels[row], y=top + line * group + (r + 0.5) * row_height, font=font))
-        traces.append(
-            {
-                "type": "scatter",
-                "mode": "text",
-                "x": xs,
-                "y": ys,
-                "text": texts,
-                "customdata": values[row],
-                "textfont": {"family": MONO_FONT, "size": font, "color": colours},
-                "hovertemplate": "<b>%{text}</b>: %{customdata:.4f}<extra>" + MODEL_LABELS[row] + "</extra>",
-                "showlegend": False,
-            }
-        )
-        if row in ("finetuned", "difference") or (row == rows_shown[0] and len(present) == 1):
-            x, length, bottom = _bar_place(0 if row != "difference" else 1, bars=bars, narrow=narrow)
-            total = height + 46 + room
-            traces.append(_colour_bar(row_scale, low, high, x=x, length=length, y=bottom / total, font=font))
-            annotations.append(
-                _colour_bar_title(row, len(present), x=x, shift=bottom + 32 - room, font=font, method=method)
-            )
-    for start in starts:
-        x0, _, line = placed[start]
-        annotations.append(_segment_mark(x0, top + line * group - 1, font))
-    title = "Sentence: " + method_phrase(method, target=target, source=source, layer=layer, measure=measure)
-    margin = {"l": label_width, "r": RIGHT, "t": 46, "b": room}
+    scores = _scores(relevance, tokens, mode=mode, missing=missing, scale_without=scale_without)
+    page = _page(scores, canvas, mode=mode, missing=missing, segments=segments)
+    shapes, traces, annotations = [], [], list(page.notes)
+    for r, row in enumerate(scores.rows):
+        boxes, trace, row_labels = _text_row(scores, page, r, row)
+        shapes += boxes
+        annotations += row_labels
+        traces.append(trace)
+        if row in ("finetuned", "difference") or (row == scores.rows[0] and len(scores.present) == 1):
+            x, length, bottom = _bar_place(0 if row != "difference" else 1, bars=page.bars, narrow=page.narrow)
+            total = page.height + TITLE_ROOM + page.room
+            row_scale, low, high = scores.scales[row]
+            traces.append(_colour_bar(row_scale, low, high, x=x, length=length, y=bottom / total, font=page.font))
+            annotations.append(_colour_bar_title(row, len(scores.present), x=x, shift=bottom + 32 - page.room,
+                                                 font=page.font, method=method))  # fmt: skip
+    for start in page.starts:
+        x0, _, line = page.placed[start]
+        annotations.append(_segment_mark(x0, page.top + line * page.group - 1, page.font))
+    title = "Sentence: " + method_phrase(method, target=target, source=source, layer=scores.layer, measure=measure)
+    margin = {"l": page.label_width, "r": RIGHT, "t": TITLE_ROOM, "b": page.room}
     return figure(
         traces,
         layout(
             title,
             width=canvas.width,
-            height=int(height + margin["t"] + margin["b"]),
+            height=int(page.height + margin["t"] + margin["b"]),
             margin=margin,
             shapes=shapes,
             annotations=annotations,
-            xaxis={"visible": False, "range": [0, text_width], "fixedrange": True},
-            yaxis={"visible": False, "range": [height, 0], "fixedrange": True},
+            xaxis={"visible": False, "range": [0, page.text_width], "fixedrange": True},
+            yaxis={"visible": False, "range": [page.height, 0], "fixedrange": True},
             hovermode="closest",
             meta={"natural_size": True},
         ),
     )
+
+
+def _text_row(scores: _Scores, page: _Page, r: int, row: str) -> tuple[list[dict], dict, list[dict]]:
+    """Row ``r`` (``row``: a model or the difference) of every line of text: a box per token coloured by its
+    score (uncoloured, outlined: not counted or not finite), the text trace with the scores in its hover, and
+    the row's label on every line."""
+    row_scale, low, high = scores.scales[row]
+    values = scores.values[row]
+    shapes, xs, ys, colours = [], [], [], []
+    coloured = scores.counted & np.isfinite(values)
+    fills = iter(colours_at(row_scale, (values[coloured] - low) / (high - low)))
+    for i, (x0, x1, line) in enumerate(page.placed):
+        y0 = page.top + line * page.group + r * page.row_height
+        fill = next(fills) if coloured[i] else None
+        shapes.append(_box(x0, x1, y0, y0 + page.row_height - 2, fill))
+        xs.append((x0 + x1) / 2)
+        ys.append(y0 + (page.row_height - 2) / 2)
+        colours.append(readable_text_colour(fill) if fill else "#555555")
+    labels = [
+        _row_label(page.row_labels[row], y=page.top + line * page.group + (r + 0.5) * page.row_height, font=page.font)
+        for line in range(page.lines)
+    ]
+    trace = {
+        "type": "scatter",
+        "mode": "text",
+        "x": xs,
+        "y": ys,
+        "text": list(scores.labels),
+        "customdata": values,
+        "textfont": {"family": MONO_FONT, "size": page.font, "color": colours},
+        "hovertemplate": "<b>%{text}</b>: %{customdata:.4f}<extra>" + MODEL_LABELS[row] + "</extra>",
+        "showlegend": False,
+    }
+    return shapes, trace, labels
 
 
 def _segment_starts(positions: np.ndarray, segments: Sequence[int] | None) -> list[int]:

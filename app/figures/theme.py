@@ -6,6 +6,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 Figure = dict[str, Any]
 """A Plotly figure as a plain dict, ``{"data": [trace, ...], "layout": {...}}``. Dash sends it and kaleido renders
 it as it is. Building ``go.Figure`` objects instead runs plotly's per-property validation, 15-30 ms per figure on
@@ -120,8 +122,6 @@ def empty_figure(message: str) -> Figure:
 
 def symmetric_range(values) -> float:
     """Largest magnitude of ``values`` (at least a tiny positive number), for diverging colour scales."""
-    import numpy as np
-
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
     return max(float(np.abs(finite).max()) if finite.size else 0.0, 1e-9)
@@ -144,14 +144,14 @@ class Canvas:
 
 def colours_at(scale: list, fractions) -> list[str]:
     """``rgb(r, g, b)`` colours at ``fractions`` (clipped to [0, 1]) of a Plotly colour scale."""
-    from plotly.colors import sample_colorscale
+    from plotly.colors import sample_colorscale  # lazy: figures are plain dicts; only colours need plotly
 
     return sample_colorscale(scale, [min(max(float(f), 0.0), 1.0) for f in fractions]) if len(fractions) else []
 
 
 def readable_text_colour(background: str) -> str:
     """Black or white, whichever reads better on ``background`` (``rgb(r, g, b)``), by relative luminance."""
-    from plotly.colors import unlabel_rgb
+    from plotly.colors import unlabel_rgb  # lazy: figures are plain dicts; only colours need plotly
 
     r, g, b = (channel / 255 for channel in unlabel_rgb(background))
     return "#000000" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5 else "#FFFFFF"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from app.figures.models import DIFFERENCE, single_panel
 from app.figures.theme import DIVERGING, MODEL_LABELS, MODEL_SCALES, Figure, figure, layout
 
 GAP = 2  # cells between two maps
@@ -59,10 +60,11 @@ def make_thumbnails(
     """The thumbnail grid of ``pretrained`` / ``finetuned`` maps ``[layer, head, query, key]``: the chosen model
     on its sequential scale, or in comparison mode fine-tuned − pre-trained on a diverging one; as tall as square
     cells need at ``width`` px."""
-    maps = finetuned - pretrained if mode == "comparison" else (pretrained if mode == "pretrained" else finetuned)
+    panel = single_panel(mode)
+    maps = finetuned - pretrained if panel == DIFFERENCE else {"pretrained": pretrained, "finetuned": finetuned}[panel]
     layers, heads, m, _ = maps.shape
     grid = thumbnail_grid(maps)
-    if mode == "comparison":
+    if panel == DIFFERENCE:
         bound = max(float(np.abs(grid).max()), 1e-9)
         z = np.rint(grid / bound * 127).astype(np.int8)
         scale, low, high, ticks = DIVERGING, -127, 127, np.linspace(-bound, bound, 5)
@@ -70,7 +72,7 @@ def make_thumbnails(
     else:
         bound = max(float(grid.max()), 1e-9)
         z = np.rint(grid / bound * LEVELS).astype(np.uint8)
-        scale, low, high, ticks = MODEL_SCALES[mode], 0, LEVELS, np.linspace(0, bound, 5)
+        scale, low, high, ticks = MODEL_SCALES[panel], 0, LEVELS, np.linspace(0, bound, 5)
         positions = ticks / bound * LEVELS
     step = m + GAP
     heatmap = {
@@ -84,11 +86,11 @@ def make_thumbnails(
             "thickness": 10,
             "tickvals": positions.tolist(),
             "ticktext": [f"{t:.2f}" for t in ticks],
-            "title": {"text": "weight" if mode != "comparison" else "fine-tuned −<br>pre-trained", "side": "right"},
+            "title": {"text": "weight" if panel != DIFFERENCE else "fine-tuned −<br>pre-trained", "side": "right"},
         },
     }
     shapes = thumbnail_outline(selected, layers=layers, tokens=m)
-    what = MODEL_LABELS["difference"] if mode == "comparison" else MODEL_LABELS[mode]
+    what = MODEL_LABELS[panel]
     cell = (width - 170) / grid.shape[1]  # px per cell across the plot (margins and colour bar: ~170 px)
     side = int(max(260, min(1400, grid.shape[0] * cell + 120)))
     return figure(

@@ -41,7 +41,6 @@ from attention import (
     ModelPair,
     PairRuns,
     Settings,
-    __version__,
     attention_matrices,
     attention_received,
     class_relevance,
@@ -59,13 +58,15 @@ from attention.config import PairConfig
 from attention.defaults import RESIDUAL_MEASURES
 from attention.errors import InputTextError
 from attention.evaluation import correlations, sentence_scores
-from attention.extract import check_length
+from attention.extraction import check_length
 from attention.gradients import extract_and_explain
 from attention.graph import word_graph
 from attention.methods import default_sources, merge_scores, relevance, token_positions
 from attention.mixing import contributions, contributions_for
+from attention.mixing.decompx import decompx
 from attention.relevance_methods import Evidence, relevance_method
 from attention.tokens import word_all
+from attention.version import __version__
 
 T = TypeVar("T")
 
@@ -457,8 +458,6 @@ class AnalysisService:
             return None
 
         def compute():
-            from attention.mixing.decompx import decompx
-
             with self._forward_lock:
                 return decompx(loaded, analysis.text, analysis.text_pair, target=_target(target))
 

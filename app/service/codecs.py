@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from attention import AttentionRun, ClassRelevance, GraphComparison, PairRuns
-from attention.extract import FACT_FIELDS, TokenFacts
+from attention.extraction import FACT_FIELDS, TokenFacts
 
 FORMAT = b"AFR3"  # magic + version of the encoding below (in every key: old entries are never read)
 

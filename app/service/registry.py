@@ -18,7 +18,7 @@ from flask import Flask, current_app
 from app.core.analysis import Analysis
 from app.service.analysis import AnalysisService
 from app.service.memo import fresh_locks_after_fork
-from attention.errors import AttentionFlowsError
+from attention.errors import AttentionFlowsError, ConfigError
 from attention.models import collector_paused
 
 log = logging.getLogger("attention_flows.app")
@@ -152,8 +152,6 @@ class PairRegistry:
     def check(self, name: object) -> str:
         """``name`` if it is one of this server's pairs; a :class:`ConfigError` listing them otherwise."""
         if not isinstance(name, str) or name not in self._builders:
-            from attention.errors import ConfigError
-
             raise ConfigError(
                 f"There is no model pair called {str(name)[:60]!r} on this server.",
                 f"Pick one of: {', '.join(self.names)}.",

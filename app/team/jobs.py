@@ -16,6 +16,8 @@ never runs twice; the user starts it again).
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -31,13 +33,12 @@ HEARTBEAT_SECONDS = 2.0
 LOST_AFTER_SECONDS = 15.0
 
 
-
 def make_manager(server_config: ServerConfig, settings: Settings | None = None):
     """The background-callback manager ``server_config`` asks for: Celery with a broker, else diskcache in
     ``jobs.folder`` (default ``<data home>/jobs``)."""
     if server_config.jobs.broker:
         return LostJobsCeleryManager(make_celery(server_config.jobs.broker))
-    import diskcache
+    import diskcache  # only for the one-machine manager: loaded when it is made
 
     settings = settings or load_settings()
     folder = Path(server_config.jobs.folder or settings.home / "jobs").expanduser()
@@ -48,7 +49,7 @@ def make_manager(server_config: ServerConfig, settings: Settings | None = None):
 def make_celery(broker: str):
     """A Celery app on ``broker`` (Redis, also the result backend) set up for jobs that may be killed: a job is
     acknowledged when taken (never run twice), one at a time per worker process, heartbeats while it runs."""
-    from celery import Celery
+    from celery import Celery  # heavy: loaded only with a broker
 
     celery_app = Celery("attention_flows", broker=broker, backend=broker)
     celery_app.conf.update(
@@ -76,9 +77,6 @@ def _below_web_workers(job_fn):
     """``job_fn``, run at :data:`JOB_NICE` in its own process: a job never slows the page's requests."""
 
     def run(*args):
-        import os
-        import sys
-
         os.nice(JOB_NICE)
         try:
             return job_fn(*args)
@@ -99,7 +97,7 @@ class LostJobsDiskcacheManager(DiskcacheManager):
         # request): a child forked then would inherit numba's compiler lock held by a thread it does not have, and
         # hang at its first numba call (the flow row of a faithfulness check) with the page showing it "updating".
         # Holding the lock across the fork makes the child's only thread its owner (an RLock: re-entered freely).
-        from numba.core.compiler_lock import global_compiler_lock
+        from numba.core.compiler_lock import global_compiler_lock  # heavy: numba loads on the first job
 
         with global_compiler_lock:
             return super().call_job_fn(key, _below_web_workers(job_fn), args, context)
@@ -154,7 +152,7 @@ class LostJobsCeleryManager(CeleryManager):
 
 def install_heartbeat(celery_app) -> None:
     """In a worker: beat ``heartbeat_key(task id)`` every :data:`HEARTBEAT_SECONDS` while a task runs."""
-    from celery.signals import task_postrun, task_prerun
+    from celery.signals import task_postrun, task_prerun  # heavy: loaded only in a worker
 
     beating: dict[str, threading.Event] = {}
 

@@ -7,9 +7,9 @@ job at a time (``--pool solo``); start more workers, on this or other machines, 
 """
 
 from app.team.config import server_config_from_env
+from app.team.corpus_tasks import register_corpus_task
 from app.team.jobs import install_heartbeat
 from app.team.site import create_app
-from attention.corpus.distributed import register_corpus_task
 
 _config = server_config_from_env()
 if not _config.jobs.broker:

@@ -6,6 +6,7 @@ server-side. ``values`` map ``"component-id.property"`` to the value the page cu
 
 from __future__ import annotations
 
+import json
 import time
 
 
@@ -56,8 +57,6 @@ def request_body(spec: dict, values: dict[str, object], changed: str) -> dict:
 def _item(dep: dict, value: object) -> dict | list:
     """One input or state as the page sends it: a plain id as is; a pattern-matching id as an object (``MATCH``),
     or, for ``ALL``, the list of the components it matches — none here (the page may have none drawn yet)."""
-    import json
-
     if not dep["id"].startswith("{"):
         return {"id": dep["id"], "property": dep["property"], "value": value}
     pattern = json.loads(dep["id"])
@@ -101,7 +100,7 @@ class HttpClient:
     (``attention-flows bench team``, the team-server tests). One keep-alive session per simulated user."""
 
     def __init__(self, base_url: str, *, timeout: float = 120, auth: tuple[str, str] | None = None) -> None:
-        import requests
+        import requests  # lazy: only real HTTP needs it (the tests' Flask test client does not)
 
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout

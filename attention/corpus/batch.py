@@ -3,7 +3,7 @@ the corpus tables (:mod:`attention.corpus.schema`).
 
 Inputs are padded (on the right) into batches of similar length with an attention mask; every per-example figure
 is computed on the example's own (unpadded) tokens — for the whole batch with padding zeroed (the per-head figures,
-:mod:`attention.corpus.figures`; class relevance and input × gradient; the [CLS] rollout row) or with the
+:mod:`attention.corpus.summaries`; class relevance and input × gradient; the [CLS] rollout row) or with the
 single-example engine's functions — so a corpus row equals what the dashboard shows for that input
 (tests/test_corpus.py checks sampled rows). Passes cut the last layer to position 0 (:mod:`attention.shortcut`).
 Each pass also keeps its layers' inputs, from which the context-mixing figures are worked out for the batch
@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 
 from attention.corpus.mixing import BatchMixing, batch_mixing, kept_tensors
+from attention.corpus.positions import own_positions
 from attention.errors import InputTextError
-from attention.extract import AttentionRun, TokenFacts, clean_texts, encode, run_of, token_facts
+from attention.extraction import AttentionRun, TokenFacts, clean_texts, encode, run_of, token_facts
 from attention.gradients import gradient_rollout, input_embeddings_kept, input_x_gradient
 from attention.models import LoadedModel, ModelPair
-from attention.rollout import top_rollout_rows
+from attention.rollouts import top_rollout_rows
 from attention.shortcut import first_position_only
 
 MODELS = ("pretrained", "finetuned")
@@ -62,7 +63,7 @@ class ModelPass:
 
 def encode_rows(pair: ModelPair, rows: pd.DataFrame) -> tuple[list[Encoded], list[dict]]:
     """Tokenize each row with both models' tokenizers: the inputs to run, and the rows skipped with the reason
-    (empty text, over :data:`~attention.extract.MAX_TEXT_CHARS` characters, checked before tokenising, no token once
+    (empty text, over :data:`~attention.extraction.MAX_TEXT_CHARS` characters, checked before tokenising, no token once
     tokenised, longer than a model accepts, tokenizers that disagree) — never truncated."""
     encoded, skipped = [], []
     shared = pair.shared_tokenizer
@@ -108,19 +109,12 @@ def padded(model: LoadedModel, batch: list[Encoded]):
     return model.tokenizer.pad(features, padding=True, padding_side="right", return_tensors="pt")
 
 
-def own_positions(mask_row) -> slice | np.ndarray:
-    """An example's real (unpadded) positions from its attention-mask row: a slice when they are contiguous (a view,
-    no copy: always, for the right-padded batches of :func:`padded`), else their indices (masks from elsewhere)."""
-    real = np.flatnonzero(np.asarray(mask_row))
-    return slice(int(real[0]), int(real[-1]) + 1) if real[-1] - real[0] + 1 == real.size else real
-
-
 def forward_backward(model: LoadedModel, inputs) -> tuple[object, object, tuple]:
     """A classifier's pass as a run makes it: forward from ``input_ids`` (the model's own position ids; last layer
     cut to position 0) with the word embeddings kept as leaves, then one backward pass of each example's predicted
     class logit (examples of a batch do not interact, so the gradient of the sum is each example's own).
     ``(output, embeddings [batch, position, hidden], gradients (∂/∂embeddings, ∂/∂attention of each layer))``."""
-    import torch
+    import torch  # heavy: loaded on first use
 
     with torch.enable_grad(), first_position_only(), input_embeddings_kept(model.model) as kept:
         output = model.model(**inputs, output_attentions=True)
@@ -130,7 +124,7 @@ def forward_backward(model: LoadedModel, inputs) -> tuple[object, object, tuple]
 
 def run_model(model: LoadedModel, batch: list[Encoded], *, explain: bool) -> ModelPass:
     """``model`` on ``batch``; with ``explain`` (a classifier) one backward pass too (:func:`forward_backward`)."""
-    import torch
+    import torch  # heavy: loaded on first use
 
     inputs = padded(model, batch)
     mask = inputs["attention_mask"].numpy()

@@ -31,7 +31,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from attention.corpus.positions import own_positions
 from attention.defaults import DEFAULT_MEASURE
+from attention.methods import relevance
+from attention.mixing.contributions import Contributions, measure_layer
+from attention.mixing.layers import LayerTensors, UnsupportedArchitectureError, blocks
+from attention.mixing.norms import normalise_rows
 from attention.models import LoadedModel
 
 SHARE_MEASURE = "norm_residual"  # the measure whose per-head parts give each head's contribution share
@@ -67,8 +72,6 @@ class Kept:
 def mixing_blocks(model: LoadedModel) -> list | None:
     """``model``'s :class:`~attention.mixing.layers.Block` per layer, or None for an architecture the measures do
     not support (its figures are then NaN, never a failed run)."""
-    from attention.mixing.layers import UnsupportedArchitectureError, blocks
-
     try:
         return blocks(model)
     except UnsupportedArchitectureError:
@@ -121,9 +124,7 @@ def batch_mixing(
         mask: ``[batch, position]``, 1 on an example's own tokens.
         measure: the measure of the rows (:data:`ROLLOUT_MEASURE`).
     """
-    import torch
-
-    from attention.corpus.batch import own_positions
+    import torch  # heavy: loaded on first use
 
     count = attentions.shape[0]
     if kept.blocks is None or not len(kept.x) == len(kept.value) == len(kept.r1) == len(kept.z) == count:
@@ -180,7 +181,7 @@ def _layer(block, kept: Kept, index: int, alpha) -> _Layer:
     """Layer ``index`` of the batch from what the pass kept. ``γ1 ⊙ c(f^h(x_j)) = v^h_j M^h`` with ``M^h`` the
     layer's ``W_O^h`` centred over the hidden axis and scaled by ``γ1`` (linear, so one product per head);
     ``r1`` and ``z`` recomputed with the layer's modules where the pass cut them to position 0."""
-    import torch
+    import torch  # heavy: loaded on first use
 
     x = kept.x[index]
     b, n, d = x.shape
@@ -227,9 +228,7 @@ def alti_maps(layer: _Layer, queries=None, lengths=None):
     ``c_ij = max(0, ‖z_i‖₁ − ‖z_i − T_i(x_j)‖₁)``, ``T_i(x_j) = (Σ_h α^h_ij γ1 ⊙ c(f^h_j) + δ_ij γ1 ⊙ c(x_j)) / σ1_i``,
     the L1 distances by :func:`_l1_distances` (compiled) and both norms in float64: ``c_ij`` is a small difference
     of two large ones for weak tokens."""
-    import torch
-
-    from attention.mixing.norms import normalise_rows
+    import torch  # heavy: loaded on first use
 
     b, n = layer.x.shape[:2]
     pick = torch.arange(b)[:, None]
@@ -255,7 +254,7 @@ def alti_maps(layer: _Layer, queries=None, lengths=None):
 def _compiled_l1_distances():
     """:func:`_l1_distances` compiled by numba (imported on first use: the corpus queries and the page import this
     module without needing it), cached on disk as the max-flow kernels are."""
-    import numba
+    import numba  # heavy: compiled on first use
 
     return numba.njit(cache=True, fastmath={"reassoc", "contract"})(_l1_distances)
 
@@ -292,10 +291,7 @@ def _l1_distances(weights, parts, z, own, residual, lengths, out):  # pragma: no
 def measure_on_own_block(measure: str, layer: _Layer, example: int, own):
     """``measure``'s ``[n, n]`` map of one example from its own (unpadded) block of a batch's layer, with the
     single-example engine's :func:`~attention.mixing.contributions.measure_layer`."""
-    import torch
-
-    from attention.mixing.contributions import measure_layer
-    from attention.mixing.layers import LayerTensors
+    import torch  # heavy: loaded on first use
 
     block, z = layer.block, layer.z[example, own]
     value = layer.value[example][:, own]  # [h, n, size]
@@ -315,9 +311,6 @@ def measure_on_own_block(measure: str, layer: _Layer, example: int, own):
 def _cls_row(model: LoadedModel, item, measure: str, maps: np.ndarray) -> np.ndarray:
     """Row [CLS] of the top layer's rollout of ``maps`` ``[layer, query, key]`` (one example's own tokens), as the
     single-example engine computes it (:func:`attention.methods.relevance`)."""
-    from attention.methods import relevance
-    from attention.mixing.contributions import Contributions
-
     contributions = Contributions(
         model_name=model.name, text=item.text, text_pair=item.text_pair, measure=measure,
         maps=np.ascontiguousarray(maps, dtype=np.float32), head_maps=None, facts=item.facts, labels=model.labels,

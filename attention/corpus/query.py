@@ -15,6 +15,7 @@ from attention.corpus.schema import SCHEMAS
 from attention.corpus.source import CorpusError
 from attention.corpus.store import chunk_files, read_manifest, read_table
 from attention.corpus.tables import TABLES, decode_cls_attention
+from attention.metrics import classical_mds
 
 CHANGE_METRICS = ("js_divergence", "cosine", "tv_distance")  # between the two models' attention maps of an input
 SHARE = "contribution_share"  # fine-tuned − pre-trained contribution share of a head (attention.corpus.mixing)
@@ -130,8 +131,8 @@ def layer_change(folder: Path, metric: str = "js_divergence") -> pd.DataFrame:
 def _word_rows(folder: Path, columns: list[str], word: str | None = None) -> pd.DataFrame:
     """Tokens of non-special words (all, or those spelled ``word``, any case), with ``columns`` (filtered while
     reading: a word's rows are a small part of a large corpus)."""
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
+    import pyarrow.compute as pc  # heavy: pyarrow's compute library loads on first use
+    import pyarrow.dataset as ds  # heavy: and its dataset library
 
     where = ~ds.field("special")
     if word is not None:
@@ -208,8 +209,6 @@ def head_map(folder: Path) -> tuple[pd.DataFrame, float, int]:
     every other head over the corpus's first examples (:data:`attention.corpus.tables.HEAD_MAP_EXAMPLES`): the
     frame ``model, layer, head, x, y, mean_change``, Kruskal's stress-1 of the embedding (0 = distances kept
     exactly; above ~0.2 the picture distorts them), and the number of examples averaged."""
-    from attention.metrics import classical_mds
-
     manifest = corpus_manifest(folder)
     layers, heads = manifest["pair"]["num_layers"], manifest["pair"]["num_heads"]
     parts = read_table(folder, "head_distances")
@@ -283,7 +282,7 @@ def find_examples(
 def sql(folder: Path, query: str) -> pd.DataFrame:
     """Run DuckDB SQL over the corpus: its tables are views named as :data:`attention.corpus.tables.TABLES` (a table
     with no rows, such as ``skipped`` when nothing was skipped, is an empty view of its schema)."""
-    import duckdb
+    import duckdb  # heavy: loaded on first use
 
     manifest = read_manifest(folder)
     if manifest is None:

@@ -1,33 +1,31 @@
-"""``corpus run``: every chunk of a corpus through both models, on a local process pool (one torch thread each) or
-in this process, resumable (:mod:`attention.corpus.store`)."""
+"""``corpus run``: every chunk of a corpus through both models, resumable (:mod:`attention.corpus.store`). The run
+coordinates: it checks and locks the folder, hands the pending chunks to an executor (:mod:`attention.corpus.executors`:
+this process, a local process pool, or any other :class:`~attention.corpus.executors.ChunkExecutor`) and records
+each chunk as it is written."""
 
 from __future__ import annotations
 
-import os
+import fcntl
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
+from tqdm import tqdm
 
-from attention import __version__
-from attention.config import PairConfig
+from attention.corpus.executors import ChunkExecutor, ChunkJob, local_executor
 from attention.corpus.source import CorpusError, CorpusSource
 from attention.corpus.store import (
     FORMAT,
     check_identity,
     read_manifest,
     verify_chunks,
-    write_chunk,
     write_manifest,
 )
-from attention.corpus.tables import chunk_tables
-from attention.memory import release_freed_memory
 from attention.models import ModelPair
 from attention.settings import Settings
+from attention.version import __version__
 
 DEFAULT_CHUNK_SIZE = 256
 DEFAULT_BATCH_SIZE = 16
@@ -71,41 +69,6 @@ def new_manifest(pair: ModelPair, source: CorpusSource, chunk_size: int) -> dict
     }
 
 
-def chunk_rows(frame: pd.DataFrame, index: int, chunk_size: int) -> pd.DataFrame:
-    return frame.iloc[index * chunk_size : (index + 1) * chunk_size]
-
-
-# --- worker side (a process of the pool, or this process) ---------------------------------------------------------
-
-_WORKER: dict = {}  # the pair a pool process loaded once (per process, never shared between processes)
-
-
-def _init_worker(config: PairConfig, settings: Settings | None, parent_pid: int) -> None:
-    from attention.models import load_pair
-    from attention.processes import die_with_parent
-    from attention.settings import configure_torch, load_settings
-
-    die_with_parent(parent_pid)  # a SIGKILLed `corpus run` leaves no worker holding its models
-    settings = settings or load_settings()
-    configure_torch(settings)
-    _WORKER["pair"] = load_pair(config, settings=settings)
-
-
-def compute_chunk(
-    folder: Path, index: int, rows: pd.DataFrame, batch_size: int, pair: ModelPair | None = None, progress=None
-) -> dict:
-    """Compute and write one chunk; its manifest record. ``progress(n)`` is called after each batch of n inputs.
-    The chunk's memory is handed back afterwards: peak RSS stays flat however many chunks a run has."""
-    tables = chunk_tables(pair or _WORKER["pair"], rows, batch_size=batch_size, progress=progress)
-    record = write_chunk(folder, index, tables)
-    del tables
-    release_freed_memory()
-    return record
-
-
-# --- coordinator ----------------------------------------------------------------------------------------------------
-
-
 def prepare_folder(folder: Path, manifest: dict) -> tuple[dict, list[int]]:
     """The folder's manifest (new, or the existing one after checking it is the same corpus) and the indices of
     recorded chunks that failed their check and must be recomputed."""
@@ -125,8 +88,6 @@ def prepare_folder(folder: Path, manifest: dict) -> tuple[dict, list[int]]:
 def exclusive(folder: Path):
     """Hold ``folder``'s lock for a run: a second run on the same folder at the same time is refused (two runs
     would compute the same chunks and each rewrite the manifest)."""
-    import fcntl
-
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / ".lock").open("a+") as handle:
         try:
@@ -151,28 +112,34 @@ def run_corpus(
     workers: int = 0,
     settings: Settings | None = None,
     progress: bool = True,
-    celery: tuple[str, str] | None = None,
-    timeouts: tuple[float, float] = (3600.0, 300.0),
+    executor: ChunkExecutor | None = None,
 ) -> RunSummary:
     """Compute every chunk not yet recorded in ``folder``. ``workers`` 0 runs in this process (on ``pair``); more
-    start that many processes, each loading the pair; ``celery`` = (broker URL, queue) sends the chunks to Celery
-    workers instead (:mod:`attention.corpus.distributed`; ``timeouts``: seconds a taken chunk may run, seconds
-    with no worker taking or finishing one). Ctrl-C stops after recording the chunks already written:
-    rerunning resumes. Another run on the same folder at the same time is refused."""
+    start that many processes, each loading the pair (:func:`~attention.corpus.executors.local_executor`);
+    ``executor`` runs the chunks its own way instead (e.g. on the team server's Celery workers,
+    ``app.team.corpus_tasks.CeleryExecutor``). Ctrl-C stops after recording the chunks already written: rerunning
+    resumes. Another run on the same folder at the same time is refused."""
     folder = Path(folder)
     if folder.is_dir() and read_manifest(folder) is None and any(e.name != ".lock" for e in folder.iterdir()):
         # never scatter tables (or a lock) into someone's folder
         raise CorpusError(f"{folder} is not empty and holds no corpus.", "Give a new or empty --out folder.")
+    executor = executor if executor is not None else local_executor(workers)
     with exclusive(folder):
-        return _run_locked(pair, source, folder, chunk_size, batch_size, workers, settings, progress, celery,
-                           timeouts)  # fmt: skip
+        return _run_locked(pair, source, folder, chunk_size, batch_size, settings, progress, executor)
 
 
 def _run_locked(
-    pair, source, folder, chunk_size, batch_size, workers, settings, progress, celery, timeouts
+    pair: ModelPair,
+    source: CorpusSource,
+    folder: Path,
+    chunk_size: int,
+    batch_size: int,
+    settings: Settings | None,
+    progress: bool,
+    executor: ChunkExecutor,
 ) -> RunSummary:
-    from tqdm import tqdm
-
+    """:func:`run_corpus` once it holds the folder's lock: the pending chunks to ``executor``, each recorded in the
+    manifest as it is written; a progress bar of examples."""
     started = time.perf_counter()
     manifest, recomputed = prepare_folder(folder, new_manifest(pair, source, chunk_size))
     total_chunks = -(-len(source.frame) // chunk_size)
@@ -183,62 +150,25 @@ def _run_locked(
         total=len(source.frame), initial=done_examples, unit="ex", disable=not progress, file=sys.stderr,
         desc="corpus", dynamic_ncols=True,
     )  # fmt: skip
+    shown: dict[int, int] = {}  # inputs of a chunk not yet recorded that the bar already counted, batch by batch
 
-    def record(index: int, chunk: dict, shown: int = 0) -> None:
-        """Record a written chunk (``shown``: its inputs the bar already counted, batch by batch)."""
+    def advance(index: int, inputs: int) -> None:
+        shown[index] = shown.get(index, 0) + inputs
+        bar.update(inputs)
+
+    def record(index: int, chunk: dict) -> None:
+        """Record a written chunk."""
         manifest["chunks"][str(index)] = chunk
         write_manifest(folder, manifest)
         summary.computed += 1
-        bar.update(chunk["rows"]["examples"] + chunk["rows"]["skipped"] - shown)
+        bar.update(chunk["rows"]["examples"] + chunk["rows"]["skipped"] - shown.pop(index, 0))
 
+    job = ChunkJob(pair, folder, source.frame, pending, chunk_size, batch_size, settings, advance)
     try:
-        if celery is not None:
-            from attention.corpus.distributed import run_on_celery
-
-            run_on_celery(*celery, pair.config, folder, source.frame, pending, chunk_size, batch_size, record,
-                          chunk_timeout=timeouts[0], idle_timeout=timeouts[1])  # fmt: skip
-        elif workers <= 0:
-            for index in pending:  # in this process: the bar moves batch by batch
-                rows = chunk_rows(source.frame, index, chunk_size)
-                counted = [0]
-
-                def advance(n: int, counted=counted) -> None:
-                    counted[0] += n
-                    bar.update(n)
-
-                record(index, compute_chunk(folder, index, rows, batch_size, pair, advance), counted[0])
-        else:
-            _run_pool(folder, source.frame, pending, chunk_size, batch_size, workers, pair.config, settings, record)
+        executor.run(job, record)
     finally:
         bar.close()
     summary.examples = sum(r["rows"]["examples"] for r in manifest["chunks"].values())
     summary.skipped = sum(r["rows"]["skipped"] for r in manifest["chunks"].values())
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _run_pool(folder, frame, pending, chunk_size, batch_size, workers, config, settings, record) -> None:
-    """At most ``workers`` chunks in flight (a chunk's rows are only sent when a process is free); each recorded as
-    soon as it is written."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")  # never fork a process that holds torch threads
-    start = {"mp_context": context, "initializer": _init_worker, "initargs": (config, settings, os.getpid())}
-    with ProcessPoolExecutor(workers, **start) as pool:
-        queue = list(pending)
-        running: dict[Future, int] = {}
-        try:
-            while queue or running:
-                while queue and len(running) < workers:
-                    index = queue.pop(0)
-                    rows = chunk_rows(frame, index, chunk_size)
-                    running[pool.submit(compute_chunk, folder, index, rows, batch_size)] = index
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    record(running.pop(future), future.result())
-        except BaseException:
-            for future in running:
-                future.cancel()
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()  # a chunk in flight is lost, never half-recorded
-            raise

@@ -22,7 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from attention.config import PairConfig
+from attention.config import PairConfig, available_configs, load_config
+from attention.data import held_out
 from attention.errors import AttentionFlowsError
 
 FORMATS = (".csv", ".jsonl", ".parquet")
@@ -227,8 +228,6 @@ def fingerprint(frame: pd.DataFrame) -> str:
 def shipped_configs() -> dict[str, str]:
     """The pair configs under ``configs/`` by the ``name`` inside each: ``{"minilm-sentiment": "default", …}`` (a
     config that does not load is left out)."""
-    from attention.config import available_configs, load_config
-
     found: dict[str, str] = {}
     for stem in available_configs():
         try:
@@ -241,8 +240,6 @@ def shipped_configs() -> dict[str, str]:
 def load_pair_config(config: str | Path) -> PairConfig:
     """A pair config by its file name under ``configs/`` (``default``), its path, or the ``name`` inside a shipped
     one (``minilm-sentiment``: the name the corpus page, the manifest and the default corpus folders show)."""
-    from attention.config import load_config
-
     try:
         return load_config(config)
     except AttentionFlowsError:
@@ -264,8 +261,6 @@ def corpus_source(
     """The inputs of a corpus run: ``data``'s columns, or with no ``data`` the pair's held-out sentences (never
     trained on) with their gold labels. Data without a row is a :class:`CorpusError`."""
     if data is None:
-        from attention.data import held_out
-
         if config.prepare is None:
             raise CorpusError(
                 f"Pair '{config.name}' has no [prepare] recipe, so it has no held-out sentences.",

@@ -175,7 +175,7 @@ def read_table(folder: Path, name: str, columns: list[str] | None = None, where=
     schema = SCHEMAS[name]
     if not files:
         return to_frame(schema.empty_table().select(columns) if columns else schema.empty_table())
-    import pyarrow.dataset as ds
+    import pyarrow.dataset as ds  # heavy: pyarrow's dataset library loads on first use
 
     try:
         dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")

@@ -17,12 +17,12 @@ from attention.corpus.batch import (
     encode_rows,
     example_run,
     gold_label,
-    own_positions,
     run_model,
 )
-from attention.corpus.figures import head_figures
+from attention.corpus.positions import own_positions
 from attention.corpus.source import refused_rows
-from attention.extract import AttentionRun
+from attention.corpus.summaries import head_figures
+from attention.extraction import AttentionRun
 from attention.metrics import hellinger_distances
 from attention.models import ModelPair
 
@@ -64,7 +64,7 @@ def unknown_labels(rows: pd.DataFrame, labels: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame(found, columns=["example_id", "label"])
 
 
-def _runs(pair: ModelPair, batch: list[Encoded], passes: dict[str, ModelPass]) -> dict[str, list[AttentionRun]]:
+def batch_runs(pair: ModelPair, batch: list[Encoded], passes: dict[str, ModelPass]) -> dict[str, list[AttentionRun]]:
     """Each model's :class:`AttentionRun` of every example of a batch, on its own (unpadded) tokens."""
     runs: dict[str, list[AttentionRun]] = {}
     for model_name, model in zip(MODELS, (pair.pretrained, pair.finetuned), strict=True):
@@ -88,7 +88,7 @@ def _example_rows(
     stats: dict[str, dict[str, np.ndarray]],
 ):
     """The rows of one example in each table (dicts of columns), from its runs and its head figures (``change``
-    and each model's ``stats``, ``[layer, head]`` each, :func:`attention.corpus.figures.batch_head_figures`)."""
+    and each model's ``stats``, ``[layer, head]`` each, :func:`attention.corpus.summaries.batch_head_figures`)."""
     pre, ft = runs["pretrained"], runs["finetuned"]
     num_layers, num_heads, n = pre.weights.shape[0], pre.weights.shape[1], pre.num_tokens
     layer, head = np.indices((num_layers, num_heads)).reshape(2, -1)
@@ -186,7 +186,7 @@ def chunk_tables(
             name: run_model(model, batch, explain=model.is_classifier)
             for name, model in zip(MODELS, (pair.pretrained, pair.finetuned), strict=True)
         }
-        runs = _runs(pair, batch, passes)
+        runs = batch_runs(pair, batch, passes)
         pre, ft = passes["pretrained"], passes["finetuned"]
         change, stats = head_figures(pre.attentions, ft.attentions, (pre.mask, ft.mask), runs)
         for index, item in enumerate(batch):

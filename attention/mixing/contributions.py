@@ -3,7 +3,7 @@ contribution maps (:func:`contributions`), the measure-agnostic input of every g
 
 A :class:`Contributions` holds ``maps`` ``[layer, query, key]`` (float32, rows non-negative and summing to 1) and,
 where a measure is defined per head, ``head_maps`` ``[layer, head, query, key]`` (each head's vector norms,
-unnormalised). :meth:`Contributions.as_run` presents the maps as an :class:`~attention.extract.AttentionRun` with
+unnormalised). :meth:`Contributions.as_run` presents the maps as an :class:`~attention.extraction.AttentionRun` with
 one "head" per layer, so rollout, flow, the attention graph and every view take them as they take attention; the
 measures that already contain the residual connection (:data:`attention.defaults.RESIDUAL_MEASURES`) are rolled
 out without an added identity.
@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 
 from attention.defaults import MEASURE_LABELS, RESIDUAL_MEASURES
-from attention.extract import AttentionRun, TokenFacts, clean_texts, encode, token_facts
+from attention.extraction import AttentionRun, TokenFacts, clean_texts, encode, token_facts
 from attention.mixing import norms
 from attention.mixing.layers import trace_layers
 from attention.mixing.value_zeroing import value_zeroing

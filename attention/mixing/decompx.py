@@ -53,7 +53,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from attention.extract import TokenFacts, clean_texts, encode, token_facts
+from attention.extraction import TokenFacts, clean_texts, encode, token_facts
 from attention.gradients import require_classifier, target_index
 from attention.methods import merge_scores
 from attention.mixing.layers import LayerTensors, UnsupportedArchitectureError, trace_layers

@@ -1,8 +1,23 @@
-"""Dash callbacks: thin, module-level functions (importing this package declares them; ``create_app`` registers
-them on its app, see :mod:`app.dashboard.callbacks.registry`).
+"""Dash callbacks: thin, module-level functions (importing this package declares them all;
+:func:`register_callbacks` registers them on an app, see :mod:`app.dashboard.callbacks.registry`).
 
 Each reads its inputs, asks :mod:`app.service.analysis` for data, calls a pure figure function and returns. Tests call
 them directly inside ``app.server.app_context()``.
 """
 
-from app.dashboard.callbacks import analyse, export, jobs, selection, url, views  # noqa: F401
+from dash import Dash
+
+from app.dashboard.callbacks.registry import register_all
+
+# isort: off
+# Imported in the order the page lists its callbacks (/_dash-dependencies), not alphabetically.
+from app.dashboard.callbacks import analyse, views, export, batch, selection, url
+# isort: on
+
+__all__ = ["analyse", "batch", "export", "register_callbacks", "selection", "url", "views"]
+
+
+def register_callbacks(dash_app: Dash) -> None:
+    """Register every callback of the page (each module's, declared when this package was imported) on
+    ``dash_app``."""
+    register_all(dash_app)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dash import Input, Output, State, ctx, html, no_update
 
+from app.core.analysis import Analysis
 from app.core.options import GRADIENT_METHODS, PREDICTED
 from app.dashboard import ids
-from app.dashboard.callbacks.common import guarded, require_analysis, service_for, view_options
+from app.dashboard.callbacks.common import guarded, require_analysis, view_options
 from app.dashboard.callbacks.registry import declare
+from app.dashboard.layout.controls import token_options
+from app.service.registry import pair_service
 
 
 def prediction_panel(labels, probabilities, label, gold: str | None = None) -> list:
@@ -64,14 +67,14 @@ def analyse(_clicks, example, text, text_pair, current=None, method=None, target
             return no_update, no_update, no_update
         text = example
     explain = method in GRADIENT_METHODS and target == PREDICTED
-    analysis = service_for(current).analyse(text, text_pair, explain=explain)  # with the page's model pair
+    analysis = pair_service(Analysis.from_store(current)).analyse(text, text_pair, explain=explain)  # the page's pair
     return analysis.to_store(), text, ""
 
 
 @declare(Output(ids.PREDICTION, "children"), Input(ids.ANALYSIS, "data"))
 @guarded
 def show_prediction(analysis_data):
-    service = service_for(analysis_data)
+    service = pair_service(Analysis.from_store(analysis_data))
     analysis = require_analysis(analysis_data)
     fine = service.runs(analysis).finetuned
     gold = service.golds.get(analysis.text) if analysis.text_pair is None else None
@@ -89,10 +92,4 @@ def token_choices(analysis_data, level):
     """Tokens the user can trace from and query, at the current level (before hiding, so a choice survives
     toggling the filters); "#n" tells repeated words apart."""
     analysis = require_analysis(analysis_data)
-    return token_options(service_for(analysis_data).labels(analysis, view_options(level=level).level))
-
-
-def token_options(labels) -> tuple[list[dict], list[dict]]:
-    """The 'Trace from' and 'Word query' choices for tokens (or words) ``labels``."""
-    tokens = [{"label": f"{token}  (#{i})", "value": i} for i, token in enumerate(labels)]
-    return [{"label": "all tokens (mean)", "value": "all"}, *tokens], tokens
+    return token_options(pair_service(analysis).labels(analysis, view_options(level=level).level))

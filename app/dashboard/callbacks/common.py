@@ -1,4 +1,5 @@
-"""Helpers shared by the callbacks: readable errors instead of tracebacks, and option parsing."""
+"""Helpers shared by the callbacks: readable errors instead of tracebacks, option parsing, and the app a background
+job belongs to."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import functools
 import logging
 import uuid
 
-from dash import ctx, no_update, set_props
+from dash import ctx, get_app, no_update, set_props
 from dash.exceptions import PreventUpdate
+from flask import Flask, has_app_context
 
 from app.core.analysis import Analysis
 from app.core.options import ViewOptions, check_selected_head
 from app.dashboard import ids
+from app.service.jobbook import LOST_MESSAGE, record
 from attention.errors import AttentionFlowsError
 
 log = logging.getLogger("attention_flows.app")
@@ -46,8 +49,6 @@ def guarded(callback):
 
 def report_unexpected_error(error: Exception) -> None:
     """``Dash(on_error=...)``: log the traceback, show one plain sentence to the user (never Python's text)."""
-    from app.service.jobbook import LOST_MESSAGE, record
-
     if LOST_MESSAGE in str(error):  # a background job whose process or worker died: say so, plainly
         reason = str(error).split(LOST_MESSAGE, 1)[1].split("\n", 1)[0]
         log.warning("background job lost: %s", reason)
@@ -62,11 +63,11 @@ def report_unexpected_error(error: Exception) -> None:
     )
 
 
-def service_for(analysis_data: dict | None):
-    """The service of the model pair the page's analysis names (the server's default pair before any)."""
-    from app.service.registry import pair_service
-
-    return pair_service(Analysis.from_store(analysis_data))
+def job_server() -> Flask | None:
+    """The Flask app a background job reaches its pair through (:func:`app.service.registry.pair_service`'s
+    ``server``): None, the request's app, when the job runs in a child of the web worker (it has the app context);
+    the worker's own app on a Celery worker (:mod:`app.team.worker`), which has none."""
+    return None if has_app_context() else get_app().server
 
 
 def require_analysis(data: dict | None) -> Analysis:

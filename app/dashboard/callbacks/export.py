@@ -1,16 +1,25 @@
-"""Export a view from the dashboard: the figure file and, optionally, its JSON sidecar."""
+"""Export a view from the dashboard: the figure file and, optionally, its JSON sidecar.
+
+Every card has the same export controls, keyed by its view (:func:`app.dashboard.ids.export_control`); one callback
+reads them all (``ALL``) and exports the view whose button was clicked. (Not one ``MATCH`` callback per card: its
+outputs, the page's two downloads and the export status, are one each for the whole page.)
+"""
 
 from __future__ import annotations
 
 from dash import ALL, Input, Output, State, ctx, dcc, no_update
 from dash.exceptions import PreventUpdate
 
+from app.core.analysis import Analysis
 from app.core.options import ExportOptions
 from app.dashboard import ids
-from app.dashboard.callbacks.common import guarded, require_analysis, selected_head, service_for, view_options
+from app.dashboard.callbacks.common import guarded, require_analysis, selected_head, view_options
 from app.dashboard.callbacks.registry import declare
-from app.dashboard.callbacks.views import CONTROLS
+from app.dashboard.controls import VIEW_CONTROLS, states
 from app.export.requests import FigureRequest, export_bytes, file_stem
+from app.service.registry import pair_service
+
+CHOICES = ("format", "size", "sidecar", "width", "height", "scale")  # the export controls the callback reads
 
 
 def _value_for(view: str, grouping: list[dict]) -> object:
@@ -22,22 +31,11 @@ def _value_for(view: str, grouping: list[dict]) -> object:
     Output(ids.DOWNLOAD, "data"),
     Output(ids.DOWNLOAD_SIDECAR, "data"),
     inputs={
-        "clicks": Input(ids.export_button(ALL), "n_clicks"),
-        "formats": State(ids.export_format(ALL), "value"),
-        "sizes": State(ids.export_size(ALL), "value"),
-        "sidecars": State(ids.export_sidecar(ALL), "value"),
-        "widths": State(ids.export_width(ALL), "value"),
-        "heights": State(ids.export_height(ALL), "value"),
-        "scales": State(ids.export_scale(ALL), "value"),
+        "clicks": Input(ids.export_control("button", ALL), "n_clicks"),
+        **{f"{part}s": State(ids.export_control(part, ALL), "value") for part in CHOICES},
         "analysis_data": State(ids.ANALYSIS, "data"),
         "selected": State(ids.SELECTED_HEAD, "data"),
-        "metric": State(ids.METRIC, "value"),
-        "method": State(ids.METHOD, "value"),
-        "target": State(ids.TARGET, "value"),
-        "renormalize": State(ids.RENORMALIZE, "value"),
-        "word": State(ids.WORD, "value"),
-        "arrangement": State(ids.ARRANGEMENT, "value"),
-        **{name: State(dep.component_id, dep.component_property) for name, dep in CONTROLS.items()},
+        **states("metric", "method", "target", "renormalize", "word", "arrangement", *VIEW_CONTROLS),
     },
     running=[
         (
@@ -45,7 +43,7 @@ def _value_for(view: str, grouping: list[dict]) -> object:
             "Exporting… (the first export in a session also starts the exporter's browser: a few seconds)",
             "",
         ),
-        (Output(ids.export_button(ALL), "disabled"), True, False),
+        (Output(ids.export_control("button", ALL), "disabled"), True, False),
     ],
     prevent_initial_call=True,
 )
@@ -55,28 +53,25 @@ def export_view(clicks, formats, sizes, sidecars, widths, heights, scales, analy
     if not ctx.triggered_id or not any(clicks):
         raise PreventUpdate
     view = ctx.triggered_id["view"]
-    chosen = {
-        name: _value_for(view, ctx.args_grouping[name])
-        for name in ("formats", "sizes", "sidecars", "widths", "heights", "scales")
-    }
-    service = service_for(analysis_data)
+    chosen = {part: _value_for(view, ctx.args_grouping[f"{part}s"]) for part in CHOICES}
+    service = pair_service(Analysis.from_store(analysis_data))
     export = ExportOptions.create(
-        chosen["formats"],
-        preset=chosen["sizes"],
-        width=chosen["widths"],
-        height=chosen["heights"],
-        scale=chosen["scales"] if chosen["formats"] == "png" else None,
+        chosen["format"],
+        preset=chosen["size"],
+        width=chosen["width"],
+        height=chosen["height"],
+        scale=chosen["scale"] if chosen["format"] == "png" else None,
     )
-    job = FigureRequest(
+    request = FigureRequest(
         analysis=require_analysis(analysis_data),
         view=view,
         options=view_options(**controls),
         selected=selected_head(selected, service),
         export=export,
     )
-    data, side = export_bytes(service, job)
-    stem = "attention-flows-" + file_stem(view, side.options, job.analysis.text)
+    data, side = export_bytes(service, request)
+    stem = "attention-flows-" + file_stem(view, side.options, request.analysis.text)
     sidecar = no_update
-    if chosen["sidecars"]:
+    if chosen["sidecar"]:
         sidecar = {"content": side.to_json(), "filename": f"{stem}.json"}
     return dcc.send_bytes(data, f"{stem}.{export.fmt}"), sidecar

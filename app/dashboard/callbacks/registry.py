@@ -1,4 +1,5 @@
-"""Callbacks are declared once, at import, and registered on every app :func:`app.team.site.create_app` builds.
+"""Callbacks are declared once, at import, and registered on every dashboard
+:func:`app.dashboard.factory.mount_dashboard` builds.
 
 (Dash's own module-level ``@callback`` list is consumed by the first app that serves a request, so a second app
 in the same process would silently have no callbacks.)
@@ -22,7 +23,7 @@ class _Declared:
     function: Callable
 
 
-_DECLARED: list[_Declared] = []  # appended to only while the callback modules are imported
+_DECLARED: list[_Declared] = []  # appended to only while the callback modules are imported (app.dashboard.callbacks)
 _CLIENTSIDE: list[tuple[str, tuple, dict]] = []  # (JavaScript function, args, kwargs), likewise
 
 
@@ -43,9 +44,8 @@ def declare_clientside(function: str, *args, **kwargs) -> None:
 
 
 def register_all(dash_app: Dash) -> None:
-    """Register every declared callback on ``dash_app``."""
-    import app.dashboard.callbacks  # noqa: F401  (importing the modules declares their callbacks)
-
+    """Register every declared callback on ``dash_app`` (use :func:`app.dashboard.callbacks.register_callbacks`,
+    which imports, and so declares, them all first)."""
     for declared in _DECLARED:
         dash_app.callback(*declared.args, **declared.kwargs)(declared.function)
     for function, args, kwargs in _CLIENTSIDE:

@@ -5,19 +5,19 @@ from __future__ import annotations
 from dash import ALL, Input, Output, Patch, State, ctx
 from dash.exceptions import PreventUpdate
 
+from app.core.analysis import Analysis
 from app.core.options import parse_head
 from app.dashboard import ids
-from app.dashboard.callbacks.common import guarded, require_analysis, selected_head, service_for, view_options
+from app.dashboard.callbacks.common import guarded, require_analysis, selected_head, view_options
 from app.dashboard.callbacks.registry import declare
-from app.dashboard.callbacks.views import CONTROLS, RELEVANCE
+from app.dashboard.controls import RELEVANCE_CONTROLS, VIEW_CONTROLS, states
 from app.figures.heatmaps import grid_shapes
 from app.figures.scatter import selected_positions, selected_trace_index
 from app.figures.thumbnails import head_at, thumbnail_outline
+from app.service.registry import pair_service
 
 # Every option that decides which tokens the thumbnail grid draws (a long input keeps its most relevant tokens).
-DRAWN_STATES = {
-    name: State(dep.component_id, dep.component_property) for name, dep in {**CONTROLS, **RELEVANCE}.items()
-} | {"renormalize": State(ids.RENORMALIZE, "value")}
+DRAWN_STATES = states(*VIEW_CONTROLS, *RELEVANCE_CONTROLS, "renormalize")
 
 
 @declare(
@@ -25,7 +25,7 @@ DRAWN_STATES = {
     Input(ids.HEAD_GRID, "clickData"),
     Input(ids.SIMILARITY, "clickData"),
     Input(ids.CLEAR_HEAD, "n_clicks"),
-    Input({"type": "top-head", "index": ALL}, "n_clicks"),
+    Input({"type": ids.TOP_HEAD, "index": ALL}, "n_clicks"),
     Input(ids.THUMBNAILS, "clickData"),
     State(ids.SELECTED_HEAD, "data"),
     State(ids.ANALYSIS, "data"),
@@ -37,7 +37,7 @@ def select_head(grid_click, similarity_click, _clear, _top_heads, thumbnail_clic
                 *controls):  # fmt: skip
     """A click on a head (either view, or a head the word query lists) selects it; 'head mean' keeps the layer
     and drops the head."""
-    service = service_for(analysis_data)
+    service = pair_service(Analysis.from_store(analysis_data))
     if ctx.triggered_id == ids.CLEAR_HEAD:
         layer, _ = selected_head(current, service)
         return {"layer": layer, "head": None}
@@ -88,7 +88,7 @@ def _first_point(click: object) -> dict:
 @guarded
 def outline_selected_head(selected, mode, word, heads, analysis_data=None):
     """Move the outline in the head grid (each panel of the word query) without redrawing it."""
-    service = service_for(analysis_data)
+    service = pair_service(Analysis.from_store(analysis_data))
     options = view_options(mode=mode, word=word, heads=heads)
     panels = 3 if options.word is not None and options.mode == "comparison" else 1
     patch = Patch()
@@ -112,7 +112,7 @@ def outline_selected_head(selected, mode, word, heads, analysis_data=None):
 @guarded
 def frame_selected_thumbnail(selected, analysis_data, *controls):
     """Move the frame in the thumbnail grid without redrawing it."""
-    service = service_for(analysis_data)
+    service = pair_service(Analysis.from_store(analysis_data))
     drawn = _drawn_tokens(service, analysis_data, controls)
     patch = Patch()
     patch["layout"]["shapes"] = thumbnail_outline(
@@ -131,7 +131,7 @@ def frame_selected_thumbnail(selected, analysis_data, *controls):
 @guarded
 def mark_selected_head(selected, analysis_data, mode):
     """Move the 'selected head' markers in the similarity map without redrawing it."""
-    service = service_for(analysis_data)
+    service = pair_service(Analysis.from_store(analysis_data))
     options = view_options(mode=mode)
     embedding = service.embedding(require_analysis(analysis_data), options)
     xs, ys = selected_positions(embedding, options.mode, selected_head(selected, service))

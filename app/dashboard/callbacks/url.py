@@ -1,6 +1,6 @@
 """Keep the page's state in its URL (:mod:`app.core.urlstate`), both ways, in one callback.
 
-The page opens in its URL's state (the layout is built from it, :func:`app.team.site.create_app`). After that, Dash
+The page opens in its URL's state (the layout is built from it, :mod:`app.dashboard.factory`). After that, Dash
 allows a callback to read and write the same properties (the URL and the controls) only within one callback, so
 this one does both: when the URL changes (back / forward) it sets the text, the controls and the selected head;
 when any of those changes it writes the URL (one history entry per change). A new input or a new token level also
@@ -15,32 +15,13 @@ from app.core.analysis import Analysis
 from app.core.options import OptionError, ViewOptions
 from app.core.urlstate import PageState, control_values, from_query, to_query
 from app.dashboard import ids
-from app.dashboard.callbacks.common import service_for, show_error
+from app.dashboard.callbacks.common import show_error
 from app.dashboard.callbacks.registry import declare, declare_clientside
-from app.service.registry import pair_registry
+from app.dashboard.controls import CONTROLS, inputs, outputs
+from app.service.registry import pair_registry, pair_service
 from attention.errors import AttentionFlowsError
 
 URL = ids.URL
-CONTROL_IDS = {
-    "mode": ids.MODE,
-    "layers": ids.LAYERS,
-    "heads": ids.HEADS,
-    "tau": ids.TAU,
-    "alpha": ids.ALPHA,
-    "aggregation": ids.AGGREGATION,
-    "level": ids.LEVEL,
-    "sources": ids.SOURCES,
-    "hide": ids.HIDE,
-    "sinks": ids.SINKS,
-    "metric": ids.METRIC,
-    "method": ids.METHOD,
-    "measure": ids.MEASURE,
-    "target": ids.TARGET,
-    "top_k": ids.TOP_K,
-    "word": ids.WORD,
-    "arrangement": ids.ARRANGEMENT,
-    "renormalize": ids.RENORMALIZE,
-}
 TOKEN_CHOICES = ("sources", "word")  # positions in the current input, at the current level
 
 
@@ -51,21 +32,21 @@ TOKEN_CHOICES = ("sources", "word")  # positions in the current input, at the cu
         "text": Output(ids.TEXT, "value", allow_duplicate=True),
         "text_pair": Output(ids.TEXT_PAIR, "value"),
         "selected": Output(ids.SELECTED_HEAD, "data", allow_duplicate=True),
-        **{name: Output(component, "value") for name, component in CONTROL_IDS.items()},
+        **outputs(*CONTROLS),
     },
     inputs={
         "search": Input(URL, "search"),
         "analysis_data": Input(ids.ANALYSIS, "data"),
         "selected": Input(ids.SELECTED_HEAD, "data"),
-        **{name: Input(component, "value") for name, component in CONTROL_IDS.items()},
+        **inputs(*CONTROLS),
     },
-    prevent_initial_call=True,  # the layout opens in the URL's state (app/team/site.py); nothing to wait for on load
+    prevent_initial_call=True,  # the layout opens in the URL's state (app/dashboard/factory.py): nothing to wait for
 )
 def sync_url(search, analysis_data, selected, **controls):
     """URL → page on load and back / forward; page → URL on every other change."""
     unchanged = {"search": no_update, "analysis": no_update, "text": no_update, "text_pair": no_update,
-                 "selected": no_update, **{name: no_update for name in CONTROL_IDS}}  # fmt: skip
-    service = service_for(analysis_data)
+                 "selected": no_update, **{name: no_update for name in CONTROLS}}  # fmt: skip
+    service = pair_service(Analysis.from_store(analysis_data))
     if ctx.triggered_id == URL:  # back / forward (the page opened in its URL's state already)
         restored = _restore(search, unchanged, service)
         current = {"analysis": analysis_data, "selected": selected, **controls}

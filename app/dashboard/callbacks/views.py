@@ -8,31 +8,20 @@ from dash.exceptions import MissingCallbackContextException, PreventUpdate
 from app.core.analysis import Analysis
 from app.core.options import CANVAS_WIDTH_RANGE
 from app.dashboard import ids
-from app.dashboard.callbacks.common import guarded, require_analysis, selected_head, service_for, view_options
+from app.dashboard.callbacks.common import guarded, job_server, require_analysis, selected_head, view_options
 from app.dashboard.callbacks.registry import declare, declare_clientside
+from app.dashboard.controls import NAMES, RELEVANCE_CONTROLS, VIEW_CONTROLS, inputs, states
 from app.dashboard.layout.controls import alpha_note
 from app.dashboard.layout.views import faithfulness_table
 from app.figures.heatmaps import top_heads
 from app.figures.theme import Canvas
+from app.service.registry import pair_service
 from app.views.render import matrix_caption, render
 from app.views.render import network as render_network
 from attention.defaults import RESIDUAL_MEASURES
 
-CONTROLS = {
-    "mode": Input(ids.MODE, "value"),
-    "layers": Input(ids.LAYERS, "value"),
-    "heads": Input(ids.HEADS, "value"),
-    "tau": Input(ids.TAU, "value"),
-    "alpha": Input(ids.ALPHA, "value"),
-    "aggregation": Input(ids.AGGREGATION, "value"),
-    "level": Input(ids.LEVEL, "value"),
-    "sources": Input(ids.SOURCES, "value"),
-    "hide": Input(ids.HIDE, "value"),
-    "sinks": Input(ids.SINKS, "value"),
-    "top_k": Input(ids.TOP_K, "value"),
-    "measure": Input(ids.MEASURE, "value"),
-}
-RELEVANCE = {"method": Input(ids.METHOD, "value"), "target": Input(ids.TARGET, "value")}
+VIEW_INPUTS = inputs(*VIEW_CONTROLS)
+RELEVANCE_INPUTS = inputs(*RELEVANCE_CONTROLS)
 
 
 # Controls a view reads only through the fold of a long input (app/core/fold.py: which tokens a long input keeps). An
@@ -45,7 +34,6 @@ FOLD_ONLY: dict[str, frozenset[str]] = {
     "thumbnails": frozenset({"method", "target", "top_k", "tau", "alpha", "sinks", "sources", "layers", "heads",
                              "aggregation", "measure"}),
 }  # fmt: skip
-_CONTROL_NAMES = {dep.component_id: name for name, dep in {**CONTROLS, **RELEVANCE}.items()}
 
 
 def unchanged_view(view: str, analysis_data, controls: dict) -> bool:
@@ -55,15 +43,15 @@ def unchanged_view(view: str, analysis_data, controls: dict) -> bool:
         triggered = {item["prop_id"].rsplit(".", 1)[0] for item in ctx.triggered or []}
     except MissingCallbackContextException:  # called directly (tests, scripts): always draw
         return False
-    names = {_CONTROL_NAMES.get(component) for component in triggered}
+    names = {NAMES.get(component) for component in triggered}
     if not names or None in names or not names <= FOLD_ONLY[view]:
         return False
     analysis = Analysis.from_store(analysis_data)
-    return analysis is not None and service_for(analysis_data).never_folds(analysis, view_options(**controls))
+    return analysis is not None and pair_service(analysis).never_folds(analysis, view_options(**controls))
 
 
 def _draw(view: str, analysis_data, selected, canvas: Canvas | None = None, **controls):
-    service = service_for(analysis_data)
+    service = pair_service(Analysis.from_store(analysis_data))
     return render(
         view,
         service,
@@ -88,8 +76,8 @@ def canvas_of(data: dict | None) -> Canvas:
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
         "selected": Input(ids.SELECTED_HEAD, "data"),
-        **CONTROLS,
-        **RELEVANCE,  # a long input keeps its most relevant tokens
+        **VIEW_INPUTS,
+        **RELEVANCE_INPUTS,  # a long input keeps its most relevant tokens
     },
 )
 @guarded
@@ -104,8 +92,8 @@ def update_sankey(analysis_data, selected, **controls):
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
         "arrangement": Input(ids.ARRANGEMENT, "value"),
-        **CONTROLS,
-        **RELEVANCE,
+        **VIEW_INPUTS,
+        **RELEVANCE_INPUTS,
     },
 )
 @guarded
@@ -121,7 +109,7 @@ def update_network(analysis_data, **controls):
         "hover": Input(ids.NETWORK, "hoverData"),
         "analysis_data": State(ids.ANALYSIS, "data"),
         "arrangement": State(ids.ARRANGEMENT, "value"),
-        **{name: State(dep.component_id, dep.component_property) for name, dep in {**CONTROLS, **RELEVANCE}.items()},
+        **states(*VIEW_CONTROLS, *RELEVANCE_CONTROLS),
     },
     prevent_initial_call=True,
 )
@@ -132,7 +120,7 @@ def highlight_paths(hover, analysis_data, **controls):
     where = point.get("customdata")
     if not (isinstance(where, list) and len(where) == 2 and all(isinstance(v, int) for v in where)):
         raise PreventUpdate  # an edge or the legend: keep the current highlight
-    service = service_for(analysis_data)
+    service = pair_service(Analysis.from_store(analysis_data))
     analysis = require_analysis(analysis_data)
     drawn = render_network(service, analysis, view_options(**controls), None, Canvas(), highlight=tuple(where))
     index = next(i for i, trace in enumerate(drawn["data"]) if trace.get("name") == "highlight")
@@ -148,9 +136,7 @@ def highlight_paths(hover, analysis_data, **controls):
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
         "selected": State(ids.SELECTED_HEAD, "data"),
-        "metric": Input(ids.METRIC, "value"),
-        "word": Input(ids.WORD, "value"),
-        **{k: CONTROLS[k] for k in ("mode", "heads", "level")},
+        **inputs("metric", "word", "mode", "heads", "level"),
     },
 )
 @guarded
@@ -161,7 +147,7 @@ def update_head_grid(analysis_data, selected, **controls):
     options = view_options(**controls)
     if options.word is None:
         return figure, []
-    service = service_for(analysis_data)
+    service = pair_service(Analysis.from_store(analysis_data))
     ranked = top_heads(service.received(require_analysis(analysis_data), options), options.mode)
     what = "largest change" if options.mode == "comparison" else "most attention"
     buttons = [
@@ -185,16 +171,16 @@ def update_head_grid(analysis_data, selected, **controls):
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
         "selected": Input(ids.SELECTED_HEAD, "data"),
-        **CONTROLS,  # all of them: a long input keeps its most relevant tokens, by the current relevance
-        **RELEVANCE,
-        "renormalize": Input(ids.RENORMALIZE, "value"),
+        **VIEW_INPUTS,  # all of them: a long input keeps its most relevant tokens, by the current relevance
+        **RELEVANCE_INPUTS,
+        **inputs("renormalize"),
     },
 )
 @guarded
 def update_matrix(analysis_data, selected, **controls):
     if unchanged_view("matrix", analysis_data, controls):
         return no_update, no_update
-    service = service_for(analysis_data)
+    service = pair_service(Analysis.from_store(analysis_data))
     options = view_options(**controls)
     head = selected_head(selected, service)
     return _draw("matrix", analysis_data, selected, **controls), matrix_caption(options, head, service.num_heads)
@@ -205,9 +191,9 @@ def update_matrix(analysis_data, selected, **controls):
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
         "selected": State(ids.SELECTED_HEAD, "data"),
-        **CONTROLS,
-        **RELEVANCE,  # a long input keeps its most relevant tokens
-        "renormalize": Input(ids.RENORMALIZE, "value"),
+        **VIEW_INPUTS,
+        **RELEVANCE_INPUTS,  # a long input keeps its most relevant tokens
+        **inputs("renormalize"),
     },
 )
 @guarded
@@ -219,7 +205,7 @@ def update_thumbnails(analysis_data, selected, **controls):
 
 @declare(
     Output(ids.INFLUENCE, "figure"),
-    inputs={"analysis_data": Input(ids.ANALYSIS, "data"), **RELEVANCE, **CONTROLS},
+    inputs={"analysis_data": Input(ids.ANALYSIS, "data"), **RELEVANCE_INPUTS, **VIEW_INPUTS},
 )
 @guarded
 def update_influence(analysis_data, **controls):
@@ -228,7 +214,12 @@ def update_influence(analysis_data, **controls):
 
 @declare(
     Output(ids.SENTENCE, "figure"),
-    inputs={"analysis_data": Input(ids.ANALYSIS, "data"), "canvas": Input(ids.CANVAS, "data"), **RELEVANCE, **CONTROLS},
+    inputs={
+        "analysis_data": Input(ids.ANALYSIS, "data"),
+        "canvas": Input(ids.CANVAS, "data"),
+        **RELEVANCE_INPUTS,
+        **VIEW_INPUTS,
+    },
 )
 @guarded
 def update_sentence(analysis_data, canvas, **controls):
@@ -240,7 +231,7 @@ def update_sentence(analysis_data, canvas, **controls):
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
         "selected": State(ids.SELECTED_HEAD, "data"),
-        "mode": CONTROLS["mode"],
+        **inputs("mode"),
     },
 )
 @guarded
@@ -267,8 +258,7 @@ FAITHFULNESS_CONTROLS = ("tau", "alpha", "aggregation", "sinks")  # with the inp
     inputs={
         "_drawn": Input(ids.SENTENCE, "figure"),  # after the sentence view: never delays the decisive view
         "analysis_data": State(ids.ANALYSIS, "data"),
-        "target": State(ids.TARGET, "value"),
-        **{k: State(CONTROLS[k].component_id, "value") for k in FAITHFULNESS_CONTROLS},
+        **states("target", *FAITHFULNESS_CONTROLS),
         "previous": State(ids.FAITHFULNESS_INPUTS, "data"),
     },
     prevent_initial_call=True,  # the sentence view is drawn on load, and that asks
@@ -288,8 +278,8 @@ def ask_faithfulness(_drawn, analysis_data, previous, **controls):
     prevent_initial_call=True,
     # a new sentence's check takes ~1 s (10 s at 137 words): never show the last sentence's table as if current
     running=[(Output(ids.FAITHFULNESS, "className"), "faithfulness updating", "faithfulness")],
-    # one forward pass per word: a background job (app.team.jobs), so no web worker waits for it; a newer request for
-    # it stops the older job
+    # one forward pass per word: a background job (run by the manager the server passes in), so no web worker waits
+    # for it; a newer request for it stops the older job
     background=True,
     interval=400,
 )
@@ -297,13 +287,11 @@ def ask_faithfulness(_drawn, analysis_data, previous, **controls):
 def update_faithfulness(asked):
     """This input's faithfulness check (fine-tuned model) for ``asked`` (:func:`ask_faithfulness`); a sentence
     instead when the model has no classification head."""
-    from app.dashboard.callbacks.jobs import job_registry
-
     asked = dict(asked or {})
     analysis_data = asked.pop("analysis_data", None)
     controls = {k: asked.get(k) for k in ("target", *FAITHFULNESS_CONTROLS)}
     analysis = Analysis.from_store(analysis_data)
-    service = job_registry().get(analysis.models if analysis else None)
+    service = pair_service(analysis, server=job_server())
     if not service.pair.finetuned.is_classifier:
         message = html.Div(f"{service.pair.finetuned.name} has no classification head: no faithfulness check.")
         return message, "faithfulness"

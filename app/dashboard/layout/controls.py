@@ -137,133 +137,153 @@ def control_panel(
     values = values or control_values(ViewOptions(), num_layers=num_layers, num_heads=num_heads)
     return html.Div(
         [
-            _field("Graph over", _menu(ids.MEASURE, MEASURES, values["measure"]), help_key="measure"),
-            _field("Relevance method", _menu(ids.METHOD, METHODS, values["method"]), help_key="method"),
-            _field(
-                "Explain class",
-                dcc.Dropdown(
-                    id=ids.TARGET,
-                    value=values["target"],
-                    clearable=False,
-                    options=[{"label": "the predicted class", "value": PREDICTED}]
-                    + [{"label": name, "value": name} for name in class_names],
-                ),
-                help_key="target",
-            ),
-            _field("Show", _choice(ids.MODE, MODES, values["mode"]), help_key="mode"),
-            _field(
-                "Layers",
-                dcc.RangeSlider(
-                    id=ids.LAYERS,
-                    min=1,
-                    max=num_layers,
-                    step=1,
-                    value=values["layers"],
-                    marks={i: str(i) for i in range(1, num_layers + 1)},
-                    allowCross=False,
-                ),
-                help_key="layers",
-            ),
-            _field(
-                "Heads",
-                dcc.Dropdown(
-                    id=ids.HEADS,
-                    multi=True,
-                    value=values["heads"],
-                    placeholder="all heads",
-                    options=[{"label": f"head {h}", "value": h} for h in range(num_heads)],
-                ),
-                "Empty = all.",
-                help_key="heads",
-            ),
-            _field(
-                "Threshold τ",
-                dcc.Slider(
-                    id=ids.TAU,
-                    min=0.0,
-                    max=0.5,
-                    step=0.01,
-                    value=values["tau"],
-                    marks={0: "0", 0.05: "0.05", 0.1: "0.1", 0.25: "0.25", 0.5: "0.5"},
-                    tooltip={"placement": "bottom"},
-                ),
-                help_key="tau",
-            ),
-            _field(
-                "Residual share α",
-                html.Div(
-                    [
-                        dcc.Slider(
-                            id=ids.ALPHA,
-                            min=0.0,
-                            max=1.0,
-                            step=0.1,
-                            value=values["alpha"],
-                            marks={0: "0", 0.5: "0.5", 1: "1"},
-                            tooltip={"placement": "bottom"},
-                            disabled=values["measure"] in RESIDUAL_MEASURES,
-                        ),
-                        html.Small(alpha_note(values["measure"]), id=ids.ALPHA_NOTE, className="hint"),
-                    ]
-                ),
-                help_key="alpha",
-            ),
-            _field(
-                "Sinks",
-                dcc.Checklist(
-                    id=ids.SINKS,
-                    value=values["sinks"],
-                    options=[{"label": "[CLS] / [SEP] absorb the attention they receive", "value": "sinks"}],
-                ),
-                help_key="sinks",
-            ),
-            _field(
-                "Aggregate heads by",
-                _choice(ids.AGGREGATION, AGGREGATIONS, values["aggregation"]),
-                help_key="aggregation",
-            ),
-            _field("Tokens", _choice(ids.LEVEL, LEVELS, values["level"]), help_key="level"),
-            _field(
-                "Trace from",
-                dcc.Dropdown(
-                    id=ids.SOURCES, multi=True, value=values["sources"], placeholder="the classification token"
-                ),
-                help_key="sources",
-            ),
-            _field(
-                "Hide",
-                dcc.Checklist(
-                    id=ids.HIDE,
-                    value=values["hide"],
-                    inline=True,
-                    options=[{"label": label, "value": kind} for kind, label in HIDE_KINDS.items()],
-                ),
-                help_key="hide",
-            ),
-            _field(
-                "Long inputs",
-                dcc.Dropdown(
-                    id=ids.TOP_K,
-                    value=values["top_k"],
-                    clearable=False,
-                    searchable=False,
-                    options=[{"label": label, "value": k} for k, label in TOP_K_CHOICES.items()],
-                ),
-                f"Folds inputs above {FOLD_ABOVE} tokens.",
-                help_key="top_k",
-            ),
-            _field(
-                "Matrix rows",
-                dcc.Checklist(
-                    id=ids.RENORMALIZE,
-                    value=values["renormalize"],
-                    options=[{"label": "renormalise after hiding", "value": "renormalize"}],
-                ),
-                help_key="renormalize",
-            ),
+            *_what_fields(class_names, values),
+            *_graph_fields(num_layers, num_heads, values),
+            *_token_fields(values, source_options),
         ],
         className="panel control-panel",
     )
+
+
+def _what_fields(class_names: tuple[str, ...], values: dict) -> list[html.Div]:
+    """What is drawn: the measure, the relevance method, the class it explains, which models."""
+    return [
+        _field("Graph over", _menu(ids.MEASURE, MEASURES, values["measure"]), help_key="measure"),
+        _field("Relevance method", _menu(ids.METHOD, METHODS, values["method"]), help_key="method"),
+        _field(
+            "Explain class",
+            dcc.Dropdown(
+                id=ids.TARGET,
+                value=values["target"],
+                clearable=False,
+                options=[{"label": "the predicted class", "value": PREDICTED}]
+                + [{"label": name, "value": name} for name in class_names],
+            ),
+            help_key="target",
+        ),
+        _field("Show", _choice(ids.MODE, MODES, values["mode"]), help_key="mode"),
+    ]
+
+
+def _graph_fields(num_layers: int, num_heads: int, values: dict) -> list[html.Div]:
+    """How the attention graph is built: layers, heads, threshold τ, residual share α, sinks, head aggregation."""
+    return [
+        _field(
+            "Layers",
+            dcc.RangeSlider(
+                id=ids.LAYERS,
+                min=1,
+                max=num_layers,
+                step=1,
+                value=values["layers"],
+                marks={i: str(i) for i in range(1, num_layers + 1)},
+                allowCross=False,
+            ),
+            help_key="layers",
+        ),
+        _field(
+            "Heads",
+            dcc.Dropdown(
+                id=ids.HEADS,
+                multi=True,
+                value=values["heads"],
+                placeholder="all heads",
+                options=[{"label": f"head {h}", "value": h} for h in range(num_heads)],
+            ),
+            "Empty = all.",
+            help_key="heads",
+        ),
+        _field(
+            "Threshold τ",
+            dcc.Slider(
+                id=ids.TAU,
+                min=0.0,
+                max=0.5,
+                step=0.01,
+                value=values["tau"],
+                marks={0: "0", 0.05: "0.05", 0.1: "0.1", 0.25: "0.25", 0.5: "0.5"},
+                tooltip={"placement": "bottom"},
+            ),
+            help_key="tau",
+        ),
+        _field("Residual share α", _alpha_slider(values["alpha"], values["measure"]), help_key="alpha"),
+        _field(
+            "Sinks",
+            dcc.Checklist(
+                id=ids.SINKS,
+                value=values["sinks"],
+                options=[{"label": "[CLS] / [SEP] absorb the attention they receive", "value": "sinks"}],
+            ),
+            help_key="sinks",
+        ),
+        _field(
+            "Aggregate heads by",
+            _choice(ids.AGGREGATION, AGGREGATIONS, values["aggregation"]),
+            help_key="aggregation",
+        ),
+    ]
+
+
+def _alpha_slider(alpha: float, measure: str) -> html.Div:
+    """The residual share α, off (with a note saying why) for a measure that holds the residual already."""
+    return html.Div(
+        [
+            dcc.Slider(
+                id=ids.ALPHA,
+                min=0.0,
+                max=1.0,
+                step=0.1,
+                value=alpha,
+                marks={0: "0", 0.5: "0.5", 1: "1"},
+                tooltip={"placement": "bottom"},
+                disabled=measure in RESIDUAL_MEASURES,
+            ),
+            html.Small(alpha_note(measure), id=ids.ALPHA_NOTE, className="hint"),
+        ]
+    )
+
+
+def _token_fields(values: dict, source_options: list[dict] | None) -> list[html.Div]:
+    """Which tokens: the level, where tracing starts, what is hidden, how long inputs fold, the matrix rows."""
+    return [
+        _field("Tokens", _choice(ids.LEVEL, LEVELS, values["level"]), help_key="level"),
+        _field(
+            "Trace from",
+            dcc.Dropdown(id=ids.SOURCES, multi=True, value=values["sources"], placeholder="the classification token"),
+            help_key="sources",
+        ),
+        _field(
+            "Hide",
+            dcc.Checklist(
+                id=ids.HIDE,
+                value=values["hide"],
+                inline=True,
+                options=[{"label": label, "value": kind} for kind, label in HIDE_KINDS.items()],
+            ),
+            help_key="hide",
+        ),
+        _field(
+            "Long inputs",
+            dcc.Dropdown(
+                id=ids.TOP_K,
+                value=values["top_k"],
+                clearable=False,
+                searchable=False,
+                options=[{"label": label, "value": k} for k, label in TOP_K_CHOICES.items()],
+            ),
+            f"Folds inputs above {FOLD_ABOVE} tokens.",
+            help_key="top_k",
+        ),
+        _field(
+            "Matrix rows",
+            dcc.Checklist(
+                id=ids.RENORMALIZE,
+                value=values["renormalize"],
+                options=[{"label": "renormalise after hiding", "value": "renormalize"}],
+            ),
+            help_key="renormalize",
+        ),
+    ]
 
 
 def head_metric_control(metric: str = "js_divergence") -> dcc.Dropdown:
@@ -304,3 +324,10 @@ def alpha_note(measure: str) -> str:
     if measure in RESIDUAL_MEASURES:
         return f"Not used: {MEASURES[measure]} already holds the residual (α = 0)."
     return ""
+
+
+def token_options(labels: list[str]) -> tuple[list[dict], list[dict]]:
+    """The 'Trace from' and 'Word query' choices for tokens (or words) ``labels`` (one per position); "#n" tells
+    repeated words apart."""
+    tokens = [{"label": f"{token}  (#{i})", "value": i} for i, token in enumerate(labels)]
+    return [{"label": "all tokens (mean)", "value": "all"}, *tokens], tokens

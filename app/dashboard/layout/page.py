@@ -11,6 +11,7 @@ from app.core.options import ViewOptions
 from app.core.urlstate import PageState, control_values
 from app.dashboard import ids
 from app.dashboard.help import help_icon
+from app.dashboard.layout.batch import batch_card
 from app.dashboard.layout.controls import (
     arrangement_control,
     control_panel,
@@ -18,7 +19,6 @@ from app.dashboard.layout.controls import (
     input_panel,
     word_query_row,
 )
-from app.dashboard.layout.jobs import jobs_card
 from app.dashboard.layout.views import faithfulness_panel, view_card
 
 
@@ -48,78 +48,98 @@ def build_layout(
         analysis = replace(analysis, models=pair_name)  # the page's pair: every callback finds it in the analysis
     selected = state.selected if state and state.selected else (num_layers, None)
     values = control_values(options, num_layers=num_layers, num_heads=num_heads)
+    sources, words = token_choices or (None, None)
     return html.Div(
         [
-            html.Header(
-                [
-                    html.H1("Attention Flows"),
-                    html.Span(
-                        f"how fine-tuning changed the attention of {pretrained_name}"
-                        + ("" if len(pair_names) > 1 else f" · pair '{pair_name}'"),
-                        className="subtitle",
-                    ),
-                    pair_picker(pair_name, pair_names),
-                    html.A(
-                        "Corpus →",
-                        href=f"/corpus/?models={pair_name}",
-                        id=ids.CORPUS_LINK,
-                        className="small-button corpus-link",
-                        title="What fine-tuning changed over a whole corpus (attention-flows corpus run)",
-                    ),
-                ],
-                className="page-header",
-            ),
+            page_header(pair_name, pair_names, pretrained_name),
             input_panel(examples, analysis, pretrained_name, finetuned_name, golds or {}, error=error),
             html.Div(
                 [
-                    control_panel(num_layers, num_heads, class_names, values, token_choices and token_choices[0]),
-                    html.Div(
-                        [
-                            view_card("sentence", wide=True, below=faithfulness_panel()),
-                            view_card("sankey", wide=True),
-                            view_card("network", wide=True, extra=arrangement_control(options.arrangement)),
-                            view_card(
-                                "heads",
-                                extra=head_metric_control(options.metric),
-                                below=word_query_row(options.word, token_choices and token_choices[1]),
-                            ),
-                            view_card("similarity"),
-                            view_card(
-                                "matrix",
-                                wide=True,
-                                extra=html.Span(
-                                    [
-                                        html.Span(id=ids.SELECTION_LABEL, className="selection-label"),
-                                        html.Button(
-                                            "head mean",
-                                            id=ids.CLEAR_HEAD,
-                                            n_clicks=0,
-                                            className="small-button",
-                                            title="Show the mean (or max) over the selected heads",
-                                        ),
-                                    ]
-                                ),
-                            ),
-                            view_card("thumbnails", wide=True),
-                            view_card("influence", wide=True),
-                            jobs_card(),
-                        ],
-                        className="views",
-                    ),
+                    control_panel(num_layers, num_heads, class_names, values, sources),
+                    view_cards(options, words),
                 ],
                 className="workspace",
             ),
-            dcc.Store(id=ids.ANALYSIS, data=analysis.to_store() if analysis else None),
-            dcc.Store(id=ids.SELECTED_HEAD, data={"layer": selected[0], "head": selected[1]}),
-            dcc.Store(id=ids.CANVAS),
-            dcc.Store(id=ids.FAITHFULNESS_INPUTS),
-            dcc.Location(id=ids.URL, refresh=False),
-            html.Div(id=ids.EXPORT_STATUS, className="export-status", role="status"),
-            dcc.Download(id=ids.DOWNLOAD),
-            dcc.Download(id=ids.DOWNLOAD_SIDECAR),
+            *page_stores(analysis, selected),
         ],
         className="page",
     )
+
+
+def page_header(pair_name: str, pair_names: tuple[str, ...], pretrained_name: str) -> html.Header:
+    """The title, what the page compares, the pair picker and the link to the corpus page."""
+    return html.Header(
+        [
+            html.H1("Attention Flows"),
+            html.Span(
+                f"how fine-tuning changed the attention of {pretrained_name}"
+                + ("" if len(pair_names) > 1 else f" · pair '{pair_name}'"),
+                className="subtitle",
+            ),
+            pair_picker(pair_name, pair_names),
+            html.A(
+                "Corpus →",
+                href=f"/corpus/?models={pair_name}",
+                id=ids.CORPUS_LINK,
+                className="small-button corpus-link",
+                title="What fine-tuning changed over a whole corpus (attention-flows corpus run)",
+            ),
+        ],
+        className="page-header",
+    )
+
+
+def view_cards(options: ViewOptions, word_options: list[dict] | None) -> html.Div:
+    """Every view's card (with its own controls, set to ``options``), then the "Longer jobs" card."""
+    return html.Div(
+        [
+            view_card("sentence", wide=True, below=faithfulness_panel()),
+            view_card("sankey", wide=True),
+            view_card("network", wide=True, extra=arrangement_control(options.arrangement)),
+            view_card(
+                "heads",
+                extra=head_metric_control(options.metric),
+                below=word_query_row(options.word, word_options),
+            ),
+            view_card("similarity"),
+            view_card("matrix", wide=True, extra=_selection_row()),
+            view_card("thumbnails", wide=True),
+            view_card("influence", wide=True),
+            batch_card(),
+        ],
+        className="views",
+    )
+
+
+def _selection_row() -> html.Span:
+    """The matrix card's caption of the selected head, and the button back to the head mean."""
+    return html.Span(
+        [
+            html.Span(id=ids.SELECTION_LABEL, className="selection-label"),
+            html.Button(
+                "head mean",
+                id=ids.CLEAR_HEAD,
+                n_clicks=0,
+                className="small-button",
+                title="Show the mean (or max) over the selected heads",
+            ),
+        ]
+    )
+
+
+def page_stores(analysis: Analysis | None, selected: tuple[int, int | None]) -> list:
+    """What the page holds without showing it: the analysis, the selected head, the canvas width, the faithfulness
+    check's last inputs, the URL, the export status and the downloads."""
+    return [
+        dcc.Store(id=ids.ANALYSIS, data=analysis.to_store() if analysis else None),
+        dcc.Store(id=ids.SELECTED_HEAD, data={"layer": selected[0], "head": selected[1]}),
+        dcc.Store(id=ids.CANVAS),
+        dcc.Store(id=ids.FAITHFULNESS_INPUTS),
+        dcc.Location(id=ids.URL, refresh=False),
+        html.Div(id=ids.EXPORT_STATUS, className="export-status", role="status"),
+        dcc.Download(id=ids.DOWNLOAD),
+        dcc.Download(id=ids.DOWNLOAD_SIDECAR),
+    ]
 
 
 def pair_picker(current: str, names: tuple[str, ...]) -> html.Span:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from app.core.options import DEFAULT_PNG_SCALE, FORMATS, PRESETS, SCALE_RANGE, VIEWS, WIDTH_RANGE
+from app.core.options import (
+    DEFAULT_PNG_SCALE,
+    FORMATS,
+    GRAPH_METHODS,
+    MEASURES,
+    METHODS,
+    PRESETS,
+    SCALE_RANGE,
+    VIEWS,
+    WIDTH_RANGE,
+)
 from app.dashboard import ids
 from app.dashboard.help import help_icon
 
@@ -20,7 +30,7 @@ def export_controls(view: str) -> html.Div:
     return html.Div(
         [
             dcc.Dropdown(
-                id=ids.export_format(view),
+                id=ids.export_control("format", view),
                 value="png",
                 clearable=False,
                 searchable=False,
@@ -28,7 +38,7 @@ def export_controls(view: str) -> html.Div:
                 options=[{"label": f.upper(), "value": f} for f in FORMATS],
             ),
             dcc.Dropdown(
-                id=ids.export_size(view),
+                id=ids.export_control("size", view),
                 value="double",
                 clearable=False,
                 searchable=False,
@@ -38,7 +48,7 @@ def export_controls(view: str) -> html.Div:
                 ],
             ),
             dcc.Checklist(
-                id=ids.export_sidecar(view),
+                id=ids.export_control("sidecar", view),
                 value=["sidecar"],
                 className="export-sidecar",
                 options=[
@@ -54,13 +64,19 @@ def export_controls(view: str) -> html.Div:
             html.Details(
                 [
                     html.Summary("size", title="Custom size in pixels (overrides the preset) and PNG scale"),
-                    _number(ids.export_width(view), "width px", *WIDTH_RANGE),
-                    _number(ids.export_height(view), "height px", *WIDTH_RANGE),
-                    _number(ids.export_scale(view), "PNG scale", *SCALE_RANGE, step=0.125, value=DEFAULT_PNG_SCALE),
+                    _number(ids.export_control("width", view), "width px", *WIDTH_RANGE),
+                    _number(ids.export_control("height", view), "height px", *WIDTH_RANGE),
+                    _number(
+                        ids.export_control("scale", view),
+                        "PNG scale",
+                        *SCALE_RANGE,
+                        step=0.125,
+                        value=DEFAULT_PNG_SCALE,
+                    ),
                 ],
                 className="export-more",
             ),
-            html.Button("Export", id=ids.export_button(view), n_clicks=0, className="export-button"),
+            html.Button("Export", id=ids.export_control("button", view), n_clicks=0, className="export-button"),
         ],
         className="export-controls",
     )
@@ -74,7 +90,6 @@ def faithfulness_panel() -> html.Div:
 def faithfulness_table(table, target: str | None) -> list:
     """This input's Spearman correlations (``measure, method, blank_out, input_x_gradient`` frame) as a small
     table; a graph method's row names the measure it ran over."""
-    from app.core.options import GRAPH_METHODS, MEASURES, METHODS
 
     def name(measure: str, method: str) -> str:
         label = METHODS.get(method, method)

@@ -1,5 +1,5 @@
-"""The "Longer jobs" card: work that runs in the background with a progress bar and a cancel button
-(:mod:`app.dashboard.callbacks.jobs`)."""
+"""The "Longer jobs" card: faithfulness over held-out sentences and a batch export, each run in the background with
+a progress bar and a cancel button (:mod:`app.dashboard.callbacks.batch`)."""
 
 from __future__ import annotations
 
@@ -29,9 +29,19 @@ def _buttons(run_id: str, cancel_id: str, label: str) -> html.Span:
     )  # fmt: skip
 
 
-def jobs_card() -> html.Div:
+def batch_card() -> html.Div:
     """Faithfulness over held-out sentences, and a batch export of many texts as one zip."""
-    faithfulness = html.Div(
+    return html.Div(
+        [html.Div(html.H3(["Longer jobs", help_icon("jobs")]), className="card-header"),
+         html.Div([_faithfulness_batch(), _export_batch()], className="jobs")],
+        className="panel view-card wide",
+        id=ids.card("jobs"),
+    )  # fmt: skip
+
+
+def _faithfulness_batch() -> html.Div:
+    """How many held-out sentences, Run / Cancel, the progress, and the finished check's plot."""
+    return html.Div(
         [
             html.H4(["Faithfulness over held-out sentences", help_icon("job:faithfulness")]),
             html.Div(
@@ -56,7 +66,11 @@ def jobs_card() -> html.Div:
         ],
         className="job",
     )  # fmt: skip
-    export = html.Div(
+
+
+def _export_batch() -> html.Div:
+    """The texts (one per line), the view and format, Export / Cancel, the progress, and the zip's download."""
+    return html.Div(
         [
             html.H4(["Batch export", help_icon("job:export")]),
             dcc.Textarea(
@@ -90,9 +104,3 @@ def jobs_card() -> html.Div:
         ],
         className="job",
     )
-    return html.Div(
-        [html.Div(html.H3(["Longer jobs", help_icon("jobs")]), className="card-header"),
-         html.Div([faithfulness, export], className="jobs")],
-        className="panel view-card wide",
-        id="card-jobs",
-    )  # fmt: skip

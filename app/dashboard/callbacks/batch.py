@@ -1,8 +1,9 @@
-"""Background jobs in the page: faithfulness over held-out sentences, and a batch export as one zip.
+"""The "Longer jobs" card: faithfulness over held-out sentences, and a batch export of many texts as one zip.
 
-Each is a Dash background callback (:mod:`app.team.jobs`): it runs in a child process (diskcache) or on a Celery worker,
-reports progress, and the Cancel button stops it. A job reaches the model pair through :func:`job_registry`, since
-it has no web request; it finds the pair by the name the page sent, checked against the server's list.
+Each is a Dash background callback, run by the manager the server gave the app (in a child process of the web worker,
+or on a Celery worker): it reports progress, and the Cancel button stops it. It reaches the model pair through
+:func:`app.service.registry.pair_service` with :func:`~app.dashboard.callbacks.common.job_server` (a Celery worker
+has no web request); it finds the pair by the name the page sent, checked against the server's list.
 """
 
 from __future__ import annotations
@@ -11,48 +12,37 @@ import io
 import zipfile
 from dataclasses import replace
 
+import pandas as pd
 from dash import Input, Output, State, dcc, no_update
 from dash.exceptions import PreventUpdate
 
 from app.core.analysis import Analysis
-from app.core.options import FORMATS, VIEWS, OptionError
+from app.core.options import FORMATS, VIEWS, ExportOptions, OptionError
 from app.dashboard import ids
-from app.dashboard.callbacks.common import guarded, view_options
+from app.dashboard.callbacks.common import guarded, job_server, selected_head, view_options
 from app.dashboard.callbacks.registry import declare
-from app.dashboard.callbacks.views import CONTROLS, RELEVANCE
-from app.dashboard.layout.jobs import FAITHFULNESS_COUNTS, MAX_BATCH_TEXTS
+from app.dashboard.controls import RELEVANCE_CONTROLS, VIEW_CONTROLS, states
+from app.dashboard.layout.batch import FAITHFULNESS_COUNTS, MAX_BATCH_TEXTS
+from app.export.requests import FigureRequest, export_bytes, file_stem
+from app.figures import make_faithfulness
+from app.service.analysis import AnalysisService
 from app.service.jobbook import record
+from app.service.registry import pair_service
+from attention.data import held_out
 from attention.errors import AttentionFlowsError
+from attention.evaluation import faithfulness
 
-EXPORT_CONTROLS = {
-    **{name: State(dep.component_id, dep.component_property) for name, dep in {**CONTROLS, **RELEVANCE}.items()},
-    "metric": State(ids.METRIC, "value"),
-    "arrangement": State(ids.ARRANGEMENT, "value"),
-    "renormalize": State(ids.RENORMALIZE, "value"),
-}
+# The page's options a batch export draws every text with.
+EXPORT_CONTROLS = states(*VIEW_CONTROLS, *RELEVANCE_CONTROLS, "metric", "arrangement", "renormalize")
 
 
-def job_registry():
-    """The :class:`app.service.registry.PairRegistry` of the app this job belongs to: the request's app when the
-    job runs in a child of the web worker, the worker's own app on a Celery worker (:mod:`app.team.worker`)."""
-    from dash import get_app
-    from flask import current_app, has_app_context
-
-    from app.service.registry import EXTENSION_KEY
-
-    server = current_app if has_app_context() else get_app().server
-    return server.extensions[EXTENSION_KEY]
-
-
-def held_out_texts(service, count: int) -> list[str]:
+def held_out_texts(service: AnalysisService, count: int) -> list[str]:
     """The first ``count`` held-out sentences of the pair's data (never trained on), or its configured examples."""
     recipe = service.pair.config.prepare
     if recipe is None:
         if not service.examples:
             raise OptionError(f"The pair '{service.name}' has no held-out sentences.", "Add [prepare] or examples.")
         return list(service.examples[:count])
-    from attention.data import held_out
-
     return held_out(recipe)["text"].tolist()[:count]
 
 
@@ -78,7 +68,7 @@ def held_out_texts(service, count: int) -> list[str]:
     cancel=[Input(ids.JOB_FAITH_CANCEL, "n_clicks")],
     prevent_initial_call=True,
 )
-def faithfulness_job(set_progress, clicks, count, analysis_data, target, tau, alpha):
+def run_faithfulness_batch(set_progress, clicks, count, analysis_data, target, tau, alpha):
     """Faithfulness of every method over ``count`` held-out sentences (:func:`attention.faithfulness`), one
     progress step per sentence: the table's records, or ``{"error": message}``."""
     if not clicks:
@@ -87,11 +77,8 @@ def faithfulness_job(set_progress, clicks, count, analysis_data, target, tau, al
         if count not in FAITHFULNESS_COUNTS:
             raise OptionError(f"{count!r} sentences is not offered.", "Pick a number from the list.")
         options = view_options(target=target, tau=tau, alpha=alpha)
-        analysis = Analysis.from_store(analysis_data)
-        service = job_registry().get(analysis.models if analysis else None)
+        service = pair_service(Analysis.from_store(analysis_data), server=job_server())
         texts = held_out_texts(service, count)
-        from attention.evaluation import faithfulness
-
         done = [0]
 
         def step(_one: int) -> None:
@@ -114,12 +101,8 @@ def faithfulness_job(set_progress, clicks, count, analysis_data, target, tau, al
     prevent_initial_call=True,
 )
 @guarded
-def show_faithfulness_job(result):
-    """The finished job's plot (mean Spearman ρ per layer and method, 95 % intervals), or its error."""
-    import pandas as pd
-
-    from app.figures import make_faithfulness
-
+def show_faithfulness_batch(result):
+    """The finished check's plot (mean Spearman ρ per layer and method, 95 % intervals), or its error."""
     if not isinstance(result, dict):
         raise PreventUpdate
     if "error" in result:
@@ -158,7 +141,7 @@ def show_faithfulness_job(result):
     cancel=[Input(ids.JOB_EXPORT_CANCEL, "n_clicks")],
     prevent_initial_call=True,
 )
-def export_job(set_progress, clicks, texts, view, fmt, analysis_data, selected, *controls):
+def run_export_batch(set_progress, clicks, texts, view, fmt, analysis_data, selected, *controls):
     """Each line of ``texts`` exported as ``view`` in ``fmt`` with the page's options, plus a JSON sidecar, in one
     zip (file names numbered in input order). Returns the download and a status line."""
     if not clicks:
@@ -171,34 +154,36 @@ def export_job(set_progress, clicks, texts, view, fmt, analysis_data, selected, 
             raise OptionError(f"{len(lines)} texts are more than {MAX_BATCH_TEXTS}.", "Split them into batches.")
         if view not in VIEWS or fmt not in FORMATS:
             raise OptionError("Unknown view or format.", "Pick them from the lists.")
-        from app.core.options import ExportOptions
-        from app.dashboard.callbacks.common import selected_head
-        from app.export.requests import FigureRequest, export_bytes, file_stem
-
-        analysis = Analysis.from_store(analysis_data)
-        service = job_registry().get(analysis.models if analysis else None)
+        service = pair_service(Analysis.from_store(analysis_data), server=job_server())
         options = view_options(**dict(zip(EXPORT_CONTROLS, controls, strict=True)))
         # token choices point into the page's input, not into these texts: each text traces from [CLS]
         options = replace(options, sources=(), trace_all=False, word=None)
-        head = selected_head(selected, service)
-        export = ExportOptions.create(fmt)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for number, text in enumerate(lines, start=1):
-                set_progress((str(number - 1), str(len(lines)), f"{number - 1} of {len(lines)} exported"))
-                job = FigureRequest(analysis=Analysis(text), view=view, options=options, selected=head, export=export)
-                try:
-                    data, side = export_bytes(service, job)
-                except AttentionFlowsError as error:  # say which line: a batch of 100 is otherwise a hunt
-                    raise OptionError(f"Line {number}: {error.problem}", error.fix) from error
-                stem = f"{number:03d}-{file_stem(view, side.options, text)}"
-                archive.writestr(f"{stem}.{fmt}", data)
-                archive.writestr(f"{stem}.json", side.to_json())
+        head, export = selected_head(selected, service), ExportOptions.create(fmt)
+        requests = [FigureRequest(analysis=Analysis(text), view=view, options=options, selected=head, export=export)
+                    for text in lines]  # fmt: skip
+        zipped = _zip_figures(service, requests, set_progress)
         set_progress((str(len(lines)), str(len(lines)), f"{len(lines)} of {len(lines)} exported"))
         name = f"attention-flows-{view}-{len(lines)}-texts.zip"
-        return dcc.send_bytes(buffer.getvalue(), name), f"Done: {len(lines)} figures in {name}."
+        return dcc.send_bytes(zipped, name), f"Done: {len(lines)} figures in {name}."
     except (AttentionFlowsError, ValueError) as error:  # nothing is sent: no zip with some figures missing
         return no_update, f"Failed: {error}"
+
+
+def _zip_figures(service: AnalysisService, requests: list[FigureRequest], set_progress) -> bytes:
+    """Each request's figure file and JSON sidecar, numbered in order, as one zip; a progress step per figure. An
+    error names its line."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for number, request in enumerate(requests, start=1):
+            set_progress((str(number - 1), str(len(requests)), f"{number - 1} of {len(requests)} exported"))
+            try:
+                data, side = export_bytes(service, request)
+            except AttentionFlowsError as error:  # say which line: a batch of 100 is otherwise a hunt
+                raise OptionError(f"Line {number}: {error.problem}", error.fix) from error
+            stem = f"{number:03d}-{file_stem(request.view, side.options, request.analysis.text)}"
+            archive.writestr(f"{stem}.{request.export.fmt}", data)
+            archive.writestr(f"{stem}.json", side.to_json())
+    return buffer.getvalue()
 
 
 @declare(
