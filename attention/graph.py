@@ -187,11 +187,10 @@ def attention_graph(
         layers: 1-based inclusive ``(first, last)``; None for all layers.
         sources: token indices traced from (mass split evenly); None for position 0.
         sinks: token indices whose incoming attention is absorbed (e.g. [CLS], [SEP]); None for none.
-        aggregation: ``"mean"`` or ``"max"`` over the selected heads, compared with ``tau``.
+        aggregation: ``"mean"`` or ``"max"`` over the selected heads, compared with ``tau`` (old name: threshold).
         tokens: display strings for the frames; None for ``"#i"``.
         residual_in_weights: the weights are contribution maps that hold the residual (ALTI, GlobEnc, ...): each
             token keeps its own diagonal share as its residual edge, ``alpha`` is not used (:func:`pruned_maps`).
-        threshold: the deprecated name of ``aggregation``.
     """
     aggregation = renamed(aggregation, threshold, "threshold", "aggregation")
     weights = np.asarray(weights)

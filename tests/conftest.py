@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.dashboard import ids
+from attention.extraction import AttentionRun, TokenFacts
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -96,3 +99,36 @@ def default_runs(default_pair):
     from attention import extract_pair
 
     return extract_pair(default_pair, "a gorgeous , witty , seductive movie that never lets up .")
+
+
+TOKENS = ("[CLS]", "a", "fine", ",", "film", "[SEP]")
+
+
+def make_run(weights: np.ndarray, name: str = "m") -> AttentionRun:
+    """A run of ``weights`` ``[layer, head, query, key]`` over :data:`TOKENS` (or ``t0…``), [CLS] first, [SEP] last."""
+    weights = np.ascontiguousarray(weights, dtype=np.float32)
+    weights.flags.writeable = False
+    n = weights.shape[-1]
+    tokens = TOKENS if n == len(TOKENS) else tuple(f"t{i}" for i in range(n))
+    special = tuple(t in ("[CLS]", "[SEP]") for t in tokens)
+    facts = TokenFacts(tokens, special, (0,) * n, tuple(range(n)), 0, (n - 1,))
+    return AttentionRun(name, "a fine , film", None, weights, facts)
+
+
+# A valid request of the dashboard's views over HTTP: every control at a sensible value (bad-input tests spoil one).
+BASE = {
+    f"{ids.ANALYSIS}.data": {"text": "a fine , moving film", "text_pair": None},
+    f"{ids.MODE}.value": "comparison",
+    f"{ids.LAYERS}.value": [1, 2],
+    f"{ids.HEADS}.value": [0, 1],
+    f"{ids.TAU}.value": 0.05,
+    f"{ids.ALPHA}.value": 0.5,
+    f"{ids.AGGREGATION}.value": "mean",
+    f"{ids.LEVEL}.value": "token",
+    f"{ids.SOURCES}.value": [],
+    f"{ids.HIDE}.value": [],
+    f"{ids.SINKS}.value": ["sinks"],
+    f"{ids.METHOD}.value": "rollout",
+    f"{ids.TARGET}.value": "predicted",
+}
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,19 @@ import pytest
 from app.testing.localredis import LocalRedis
 from app.testing.servers import ServerNotReady, free_port, wait_until_ready
 
-__all__ = ["free_port", "redis_server", "serving"]
+__all__ = ["ARTIFACTS", "CHROMIUM", "CHROMIUM_ARGS", "corpus_cli", "free_port", "redis_server", "serving"]
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+]  # Debian's Chromium, as the browser tests and kaleido drive it
 
 
 @contextlib.contextmanager
@@ -59,3 +72,12 @@ def redis_server(folder: Path) -> Iterator[LocalRedis]:
         yield server
     finally:
         server.stop()
+
+
+def corpus_cli(*args: str, **kwargs) -> subprocess.Popen:
+    """``attention-flows corpus ARGS`` in a child process that takes Ctrl-C as a terminal's would (a test run started
+    in the background by a shell inherits SIGINT ignored)."""
+    env = {**os.environ, "ATTENTION_FLOWS_TORCH_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "corpus", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)  # fmt: skip

@@ -232,3 +232,14 @@ def test_the_checks_catch_what_they_name():
     assert room("app.dashboard.callbacks.views") > room("app.service.registry")
     assert room("app.corpus.page") == ROOMS.index("app.corpus")
     assert room("attention.corpus.run") == 0 and room("numpy") is None
+
+
+def test_no_function_is_longer_than_80_lines():
+    """Small functions that say what they do: a longer one is split by section (declarative tables are data, not
+    functions, and are not counted)."""
+    long = []
+    for module, path in our_modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 80:
+                long.append(f"{module}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert long == []

@@ -5,7 +5,7 @@ Inputs are padded (on the right) into batches of similar length with an attentio
 is computed on the example's own (unpadded) tokens — for the whole batch with padding zeroed (the per-head figures,
 :mod:`attention.corpus.summaries`; class relevance and input × gradient; the [CLS] rollout row) or with the
 single-example engine's functions — so a corpus row equals what the dashboard shows for that input
-(tests/test_corpus.py checks sampled rows). Passes cut the last layer to position 0 (:mod:`attention.shortcut`).
+(tests/corpus/test_corpus.py checks sampled rows). Passes cut the last layer to position 0 (:mod:`attention.shortcut`).
 Each pass also keeps its layers' inputs, from which the context-mixing figures are worked out for the batch
 (:mod:`attention.corpus.mixing`).
 """

@@ -19,7 +19,7 @@ recomputed with its own modules. Padded keys carry exactly zero attention and pa
 shares are summed over each example's own queries, and ALTI (:func:`alti_maps`) is computed for the batch and cut
 to each example's own block. Any other measure comes from :func:`attention.mixing.contributions.measure_layer` (the
 single-example engine's own function) on each example's own block of those tensors. Either way a stored figure
-equals ``contributions_for`` on that input alone (tests/test_corpus_mixing.py, rtol 1e-4).
+equals ``contributions_for`` on that input alone (tests/corpus/test_corpus_mixing.py, rtol 1e-4).
 """
 
 from __future__ import annotations

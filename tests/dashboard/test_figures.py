@@ -23,8 +23,7 @@ from attention import (
     graph_for,
     head_embedding,
 )
-from tests.conftest import plotly_figure, random_attention
-from tests.test_compare import TOKENS, make_run
+from tests.conftest import TOKENS, make_run, plotly_figure, random_attention
 
 
 @pytest.fixture(scope="module")

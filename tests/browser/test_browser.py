@@ -14,21 +14,10 @@ import pytest
 from app.dashboard import ids
 from benchmarks.dashboard import VIEW_DRAWN_SELECTORS
 from benchmarks.gallery import LONG_REVIEW, analyse_in_page
-from tests.servers import serving
+from tests.servers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 @pytest.fixture(scope="module")

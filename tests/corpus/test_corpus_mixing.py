@@ -225,14 +225,14 @@ def test_a_model_the_measures_cannot_decompose_gets_nan_not_a_failed_run(tiny_pa
 
 
 def test_the_cli_ranks_heads_by_contribution_change(tiny_config, tmp_path):
-    from tests.test_corpus import _cli
+    from tests.servers import corpus_cli
 
     data = tmp_path / "reviews.csv"
     data.write_text("text\na fine film\na dull plot about nothing\nmoving\n")
-    run = _cli("run", "--config", str(tiny_config), "--data", str(data), "--out", str(tmp_path / "c"))
+    run = corpus_cli("run", "--config", str(tiny_config), "--data", str(data), "--out", str(tmp_path / "c"))
     _, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
-    query = _cli("query", str(tmp_path / "c"), "heads", "--metric", "contribution_share")
+    query = corpus_cli("query", str(tmp_path / "c"), "heads", "--metric", "contribution_share")
     out, err = query.communicate(timeout=60)
     assert query.returncode == 0, err
     assert out.splitlines()[0].split()[-3:] == ["pretrained", "finetuned", "measure"]

@@ -14,21 +14,8 @@ from attention.compare import (
     head_embedding,
     head_stats,
 )
-from attention.extraction import AttentionRun, TokenFacts
 from attention.metrics import classical_mds, hellinger_distances, js_distances, js_divergence
-from tests.conftest import random_attention
-
-TOKENS = ("[CLS]", "a", "fine", ",", "film", "[SEP]")
-
-
-def make_run(weights: np.ndarray, name: str = "m") -> AttentionRun:
-    weights = np.ascontiguousarray(weights, dtype=np.float32)
-    weights.flags.writeable = False
-    n = weights.shape[-1]
-    tokens = TOKENS if n == len(TOKENS) else tuple(f"t{i}" for i in range(n))
-    special = tuple(t in ("[CLS]", "[SEP]") for t in tokens)
-    facts = TokenFacts(tokens, special, (0,) * n, tuple(range(n)), 0, (n - 1,))
-    return AttentionRun(name, "a fine , film", None, weights, facts)
+from tests.conftest import make_run, random_attention
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.dashboard import ids
-from tests.servers import redis_server, serving
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.servers import CHROMIUM, CHROMIUM_ARGS, redis_server, serving
 
 pytestmark = pytest.mark.browser
 TEXTS = "\n".join(f"sentence number {n} is a fine film" for n in range(1, 41))

@@ -251,8 +251,7 @@ def test_the_corpus_page_in_chromium(default_pair, tmp_path):
     from playwright.sync_api import sync_playwright
 
     from attention.corpus import corpus_source, run_corpus
-    from tests.servers import serving
-    from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+    from tests.servers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serving
 
     run_corpus(default_pair, corpus_source(None, config=default_pair.config, limit=60), tmp_path / "held-out-60",
                chunk_size=30, progress=False)  # fmt: skip

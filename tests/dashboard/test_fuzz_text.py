@@ -20,7 +20,7 @@ from app.testing.dash_http import call
 from attention import extract, load_model
 from attention.errors import InputTextError
 from attention.extraction import MAX_TEXT_CHARS, encode
-from tests.test_bad_input import BASE
+from tests.conftest import BASE
 
 EMPTY_ONCE_TOKENISED = "The text is empty once tokenised"
 PAIR_EMPTY_ONCE_TOKENISED = "The second segment is empty once tokenised"
@@ -312,7 +312,7 @@ def test_export_lists_the_bad_lines_of_a_texts_file(tiny_config, tmp_path, capsy
 )
 def test_a_sidecar_over_the_limit_is_refused_before_loading(tmp_path, capsys, monkeypatch, text, pair, words):
     from app.service.analysis import AnalysisService
-    from tests.test_bad_input import _sidecar
+    from tests.dashboard.test_bad_input import _sidecar
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("the models were loaded before the sidecar's text was checked")

@@ -21,10 +21,10 @@ from app.cli.main import main
 from app.core.options import DEFAULT_PNG_SCALE, ExportOptions
 from app.dashboard import ids
 from app.testing.dash_http import HttpClient, dependencies
+from tests.conftest import BASE
 from tests.servers import serving
-from tests.test_bad_input import BASE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEXT = "a fine , moving film"
 MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF", "svg": b"<svg"}
 

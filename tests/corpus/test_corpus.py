@@ -30,6 +30,7 @@ from attention.corpus import (
 )
 from attention.corpus.store import FORMAT, write_chunk, write_manifest
 from attention.corpus.tables import TABLES, ChunkTables
+from tests.servers import corpus_cli
 
 WORDS = [
     "a",
@@ -274,7 +275,7 @@ def test_the_engines_corpus_runner_imports_no_server():
     (``app.team.corpus_tasks``), handed to ``run_corpus`` as any other executor."""
     import ast
 
-    folder = Path(__file__).resolve().parents[1] / "attention" / "corpus"
+    folder = Path(__file__).resolve().parents[2] / "attention" / "corpus"
     for path in folder.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
@@ -381,15 +382,6 @@ def test_a_corrupt_chunk_is_computed_again(tiny_pair, data_file, tmp_path):
     _assert_same_corpus(reference, damaged)
 
 
-def _cli(*args: str, **kwargs) -> subprocess.Popen:
-    """``attention-flows corpus ARGS`` in a child process that takes Ctrl-C as a terminal's would (a test run started
-    in the background by a shell inherits SIGINT ignored)."""
-    env = {**os.environ, "ATTENTION_FLOWS_TORCH_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "corpus", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)  # fmt: skip
-
-
 def _wait_for_chunks(folder: Path, at_least: int, process: subprocess.Popen, timeout: float = 120) -> int:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -410,18 +402,18 @@ def test_interrupted_runs_resume_without_duplicates(tiny_pair, tiny_config, data
     command = ["run", "--config", str(tiny_config), "--data", str(data_file), "--text-col", "review", "--label-col",
                "stars", "--chunk-size", "5", "--workers", "0", "--out", str(folder)]  # fmt: skip
 
-    first = _cli(*command)
+    first = corpus_cli(*command)
     done = _wait_for_chunks(folder, 3, first)
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=60)
     assert first.returncode == 130, err
     assert "rerun the same command" in err
-    second = _cli(*command)
+    second = corpus_cli(*command)
     _wait_for_chunks(folder, done + 5, second)
     second.kill()  # kill -9: the chunk in flight is lost, never half-recorded
     second.wait(timeout=30)
     assert len(read_manifest(folder)["chunks"]) < 120, "the run finished before it could be killed"
-    third = _cli(*command)
+    third = corpus_cli(*command)
     out, err = third.communicate(timeout=300)
     assert third.returncode == 0, err
     assert "already done" in out
@@ -593,17 +585,17 @@ def test_head_ranking_layers_and_examples(hand_made):
 
 
 def test_cli_run_and_query(tiny_config, data_file, tmp_path):
-    run = _cli("run", "--config", str(tiny_config), "--data", str(data_file), "--text-col", "review", "--limit",
+    run = corpus_cli("run", "--config", str(tiny_config), "--data", str(data_file), "--text-col", "review", "--limit",
                "12", "--out", str(tmp_path), "--workers", "0")  # fmt: skip
     out, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
     assert "done: 10 examples (2 skipped" in out
-    query = _cli("query", str(tmp_path), "heads", "--top", "3", "--csv", str(tmp_path / "heads.csv"))
+    query = corpus_cli("query", str(tmp_path), "heads", "--top", "3", "--csv", str(tmp_path / "heads.csv"))
     out, err = query.communicate(timeout=60)
     assert query.returncode == 0, err
     assert out.splitlines()[0].split() == ["layer", "head", "mean", "p10", "p50", "p90", "ci_low", "ci_high", "n"]
     assert len(pd.read_csv(tmp_path / "heads.csv")) == 4  # 2 layers x 2 heads
-    missing = _cli("run", "--config", str(tiny_config), "--data", str(data_file), "--out", str(tmp_path / "x"))
+    missing = corpus_cli("run", "--config", str(tiny_config), "--data", str(data_file), "--out", str(tmp_path / "x"))
     _, err = missing.communicate(timeout=60)
     assert missing.returncode == 2
     assert err.strip().splitlines() == ["attention-flows: error: " + str(data_file) + " has no column 'text' "
@@ -658,7 +650,7 @@ def test_chunks_run_on_celery_workers(tiny_pair, tiny_config, data_file, tmp_pat
                  f"{name}@localhost"], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             ))  # fmt: skip
         try:
-            run = _cli("run", "--config", str(tiny_config), "--data", str(data_file), "--text-col", "review",
+            run = corpus_cli("run", "--config", str(tiny_config), "--data", str(data_file), "--text-col", "review",
                        "--label-col", "stars", "--limit", "60", "--chunk-size", "10", "--broker", broker,
                        "--out", str(tmp_path / "celery"))  # fmt: skip
             out, err = run.communicate(timeout=300)
@@ -700,7 +692,7 @@ def test_sentence_pair_corpus_from_the_cli_equals_the_single_example_engine(tiny
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     out = tmp_path / "corpus"
-    run = _cli("run", "--config", str(tiny_config), "--data", str(data), "--text-col", "premise", "--pair-col",
+    run = corpus_cli("run", "--config", str(tiny_config), "--data", str(data), "--text-col", "premise", "--pair-col",
                "hypothesis", "--label-col", "gold", "--out", str(out), "--workers", "0",
                "--batch-size", "4")  # fmt: skip
     stdout, err = run.communicate(timeout=120)

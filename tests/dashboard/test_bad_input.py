@@ -14,6 +14,7 @@ from app.cli.main import main
 from app.core.options import ExportOptions, OptionError, ViewOptions, check_selected_head
 from app.dashboard import ids
 from app.testing.dash_http import call
+from tests.conftest import BASE
 
 TEXT = "a fine , moving film"
 GOOD = {"text": TEXT, "text_pair": None}
@@ -191,21 +192,6 @@ def test_other_commands_refuse_bad_flags_in_one_line(capsys, argv, words):
 
 # --- the dashboard's callbacks over HTTP ---------------------------------------------------------------------------
 
-BASE = {
-    f"{ids.ANALYSIS}.data": GOOD,
-    f"{ids.MODE}.value": "comparison",
-    f"{ids.LAYERS}.value": [1, 2],
-    f"{ids.HEADS}.value": [0, 1],
-    f"{ids.TAU}.value": 0.05,
-    f"{ids.ALPHA}.value": 0.5,
-    f"{ids.AGGREGATION}.value": "mean",
-    f"{ids.LEVEL}.value": "token",
-    f"{ids.SOURCES}.value": [],
-    f"{ids.HIDE}.value": [],
-    f"{ids.SINKS}.value": ["sinks"],
-    f"{ids.METHOD}.value": "rollout",
-    f"{ids.TARGET}.value": "predicted",
-}
 
 # (the output of the callback, the control to spoil, its bad value, the words the banner must contain)
 BAD_PAYLOADS = [

@@ -1,0 +1,1 @@
+"""The attention-flows command line, run as a user runs it."""

@@ -1,0 +1,1 @@
+"""The corpus runner (attention/corpus) and the corpus page (app/corpus)."""
