@@ -45,13 +45,15 @@ class Evidence:
 
 @dataclass(frozen=True)
 class RelevanceMethod:
-    """One relevance method: its name, its label in figures, its family, and whether it has a row per layer."""
+    """One relevance method: its name, its label in figures, its family, whether it has a row per layer, and what
+    one of its numbers is (``unit``)."""
 
     name: str
     label: str
     family: Family
     layered: bool = True
     from_gradients: bool = False  # from the one backward pass of attention.gradients (cached with the forward pass)
+    unit: str = "score"  # what one number is, as a colour bar says it
     read: Callable[[RelevanceMethod, Evidence], np.ndarray | None] = field(default=None, repr=False, compare=False)
 
     @property
@@ -98,7 +100,8 @@ RELEVANCE_METHODS: dict[str, RelevanceMethod] = {
         RelevanceMethod("graph", "attention graph (mass reaching the inputs)", "graph", read=_traced),
         RelevanceMethod("class_relevance", "class relevance (gradient × attention)", "class", from_gradients=True,
                         read=_class_relevance),
-        RelevanceMethod("decompx", "DecompX (signed part of the class logit)", "class", read=_decompx),
+        RelevanceMethod("decompx", "DecompX (signed part of the class logit)", "class", read=_decompx,
+                        unit="part of the class logit (< 0: pushes it down)"),
         RelevanceMethod("input_x_gradient", "input × gradient", "class", layered=False, from_gradients=True,
                         read=_input_x_gradient),
     )

@@ -3,6 +3,7 @@ default pair (fine-tuned once by ``attention-flows prepare`` if it is missing)."
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -57,16 +58,24 @@ def tiny_models(tmp_path_factory, minilm_dir) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_config(tiny_models, tmp_path_factory) -> Path:
     """A pair config over two tiny random models (bare BERT vs BERT classifier: same vocab, layers, heads)."""
-    path = tmp_path_factory.mktemp("configs") / "tiny.toml"
+    examples = ["a fine , moving film", "a dull film without a plot"]
+    return write_tiny_config(tmp_path_factory.mktemp("configs") / "tiny.toml", tiny_models, "tiny", examples,
+                             names=("tiny bert", "tiny classifier"))  # fmt: skip
+
+
+def write_tiny_config(
+    path: Path, tiny_models: dict[str, Path], name: str, examples: list[str], names: tuple[str, str] | None = None
+) -> Path:
+    """Write a pair config called ``name`` over the tiny bare BERT and BERT classifier (``names``: their display
+    names, none by default) offering ``examples``; return ``path``."""
+    shown = [f'name = "{n}"\n' for n in names] if names else ["", ""]
     path.write_text(
-        f"""name = "tiny"
-examples = ["a fine , moving film", "a dull film without a plot"]
+        f"""name = "{name}"
+examples = {json.dumps(examples)}
 [pretrained]
-name = "tiny bert"
-path = "{tiny_models["bert"]}"
+{shown[0]}path = "{tiny_models["bert"]}"
 [finetuned]
-name = "tiny classifier"
-path = "{tiny_models["bert-classifier"]}"
+{shown[1]}path = "{tiny_models["bert-classifier"]}"
 [task]
 name = "tiny task"
 labels = ["bad", "good"]

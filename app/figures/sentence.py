@@ -31,6 +31,7 @@ from app.figures.theme import (
     readable_text_colour,
     symmetric_range,
 )
+from attention.relevance_methods import relevance_method
 
 RELEVANCE_SCALE = [[0.0, "#FFFFFF"], [0.5, "#B79FD1"], [1.0, "#4A2377"]]  # white -> purple: neither model's colour
 SIGNED_SCALE = [[0.0, "#1B7837"], [0.5, "#FFFFFF"], [1.0, "#4A2377"]]  # green <- 0 -> purple (input × gradient)
@@ -57,7 +58,7 @@ def method_phrase(method: str, *, target: str | None, source: str, layer: int, m
     if method in CLASS_METHODS:
         what = METHODS[method]
         cls = f"class '{target}'" if target else "the predicted class"
-        layered = method in ("class_relevance", "decompx") and layer
+        layered = relevance_method(method).layered and layer
         return f"{what} for {cls}" + (f", after layer {layer}" if layered else "")
     over = f" over {measure}" if measure else ""
     return f"{METHODS[method]}{over} of {source}" + (f", after layer {layer}" if layer else "")
@@ -308,7 +309,7 @@ def _colour_bar_title(row: str, models: int, *, x: float, shift: float, font: fl
     """The title above a colour bar of :func:`_colour_bar` (Plotly's own title overlaps a horizontal bar);
     ``shift`` is the px from the plot's bottom edge to the title's baseline (negative: below it). DecompX's bar
     says what its sign means."""
-    what = "part of the class logit (< 0: pushes it down)" if method == "decompx" else "score"
+    what = relevance_method(method).unit if method else "score"
     return {
         "text": (f"{what} (both model rows)" if models == 2 else what)
         if row != "difference"

@@ -24,6 +24,7 @@ from app.team.config import load_server_config
 from app.testing.dash_http import HttpClient, call
 from app.testing.servers import ServerNotReady, http_status, wait_until_ready
 from attention.errors import ConfigError
+from tests.conftest import write_tiny_config
 from tests.servers import free_port, redis_server
 
 
@@ -31,20 +32,7 @@ from tests.servers import free_port, redis_server
 def second_config(tiny_models, tmp_path_factory) -> Path:
     """Another tiny pair under its own name and examples (same models: only the name tells them apart)."""
     path = tmp_path_factory.mktemp("second") / "second.toml"
-    path.write_text(
-        f"""name = "second"
-examples = ["the second pair speaks", "another sentence"]
-[pretrained]
-path = "{tiny_models["bert"]}"
-[finetuned]
-path = "{tiny_models["bert-classifier"]}"
-[task]
-name = "tiny task"
-labels = ["bad", "good"]
-""",
-        encoding="utf-8",
-    )
-    return path
+    return write_tiny_config(path, tiny_models, "second", ["the second pair speaks", "another sentence"])
 
 
 @pytest.fixture(scope="module")
