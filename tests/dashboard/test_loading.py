@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from app.dashboard import ids
-from app.service.registry import EXTENSION_KEY, ModelsNotReadyError, ServiceLoader, pair_service
+from app.service.registry import ModelsNotReadyError, ServiceLoader, pair_registry, pair_service
 from app.testing.dash_http import call
 from attention.errors import AttentionFlowsError, IncompatibleModelsError, ModelLoadError
 
@@ -135,7 +135,7 @@ def test_models_that_fail_to_load_are_a_message_in_the_page_and_in_healthz(tiny_
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     config = _pair_config(tmp_path, tiny_models["bert"], broken)
     dash_app = create_app(config)
-    loader = dash_app.server.extensions[EXTENSION_KEY]
+    loader = pair_registry(dash_app.server)
     with pytest.raises(AttentionFlowsError):
         loader.get(timeout=60)
     client = dash_app.server.test_client()
