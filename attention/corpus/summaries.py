@@ -13,8 +13,8 @@ times as long), with zeros kept out of them. JS divergence is summed as ``½ KL(
 when p ≈ q) rather than ``H(m) − ½(H(p) + H(q))`` (a difference of two entropies of a few bits, which float32
 would round to ~1e-6). On the default pair's 400 first held-out sentences the largest difference from the
 single-example functions (float64) was 1.1e-6 bits for entropy, 7e-7 for cosine, 1.2e-6 for total variation and
-7e-8 bits for JS divergence (``attention-flows bench corpus`` prints them); tests/corpus/test_corpus.py holds each figure to
-the single-example one on mixed-length batches.
+7e-8 bits for JS divergence (``attention-flows bench corpus`` prints them); tests/corpus/test_corpus.py holds each
+figure to the single-example one on mixed-length batches.
 """
 
 from __future__ import annotations

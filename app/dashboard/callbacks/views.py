@@ -26,7 +26,8 @@ RELEVANCE_INPUTS = inputs(*RELEVANCE_CONTROLS)
 
 # Controls a view reads only through the fold of a long input (app/core/fold.py: which tokens a long input keeps). An
 # input that never folds at its level and hiding draws the same figure whatever they are, so a change of one of
-# them leaves that view as it is instead of redrawing it (tests/dashboard/test_callbacks.py checks each pair renders equal).
+# them leaves that view as it is instead of redrawing it (tests/dashboard/test_callbacks.py checks each pair renders
+# equal).
 FOLD_ONLY: dict[str, frozenset[str]] = {
     "sankey": frozenset({"method", "target", "top_k"}),
     "network": frozenset({"method", "target", "top_k"}),
