@@ -24,7 +24,7 @@ A model is given by exactly one of ``path`` (a local folder, relative to the con
 
 from __future__ import annotations
 
-# Lazy imports: huggingface_hub only when a config names a hub model (never at import).
+# Lazy imports (huggingface_hub): only when a config names a hub model (never at import).
 import importlib
 import tomllib
 from pathlib import Path

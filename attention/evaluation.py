@@ -21,8 +21,10 @@ from attention.gradients import ClassRelevance, blank_out, class_relevance, requ
 from attention.methods import merge_scores, relevance
 from attention.mixing import contributions_for
 from attention.mixing.contributions import MEASURES
+from attention.mixing.decompx import decompx as decompose
 from attention.models import LoadedModel
-from attention.relevance_methods import RELEVANCE_METHODS, Evidence, method_names, relevance_method
+from attention.relevance_methods import RELEVANCE_METHODS, Evidence, method_names
+from attention.relevance_methods import relevance_method as _method
 from attention.tokens import word_all
 
 GRAPH_METHODS: tuple[str, ...] = method_names("graph")
@@ -80,15 +82,15 @@ def sentence_scores(
     if mixing:
         maps.update(contributions_for(model, text, text_pair, measures=mixing))
     methods: dict[Key, np.ndarray] = {
-        (measure, name): relevance(source, name, level="word", **(graph if name == "graph" else {}))
+        (measure, name): relevance(source, name, level="word", **(graph if _method(name).graph_settings else {}))
         for measure, source in maps.items()
         for name in GRAPH_METHODS
     }
     decompose = functools.partial(_decomposed, model, text, text_pair, explained.target_index, decomposed)
     evidence = Evidence(explained=lambda: explained, decomposed=decompose)
     for name in CLASS_METHODS:
-        if name != "decompx" or decompx:
-            methods[(NO_MEASURE, name)] = merge_scores(RELEVANCE_METHODS[name].token_scores(evidence), run.groups)
+        if decompx or not _method(name).costly:
+            methods[(NO_MEASURE, name)] = merge_scores(_method(name).token_scores(evidence), run.groups)
     saliency = methods[(NO_MEASURE, "input_x_gradient")][0]
     blank = blank_out(model, text, text_pair, target=explained.target_index, level="word")
     references = {"blank_out": blank, "blank_out_magnitude": np.abs(blank), "input_x_gradient": saliency}
@@ -99,15 +101,13 @@ def _decomposed(model: LoadedModel, text: str, text_pair: str | None, target: in
     """``given`` (the caller's DecompX of this input and target), else computed."""
     if given is not None:
         return given
-    from attention.mixing.decompx import decompx  # torch: imported on first use
-
-    return decompx(model, text, text_pair, target=target)
+    return decompose(model, text, text_pair, target=target)
 
 
 def correlations(methods: dict[Key, np.ndarray], references: dict[str, np.ndarray], words: np.ndarray) -> pd.DataFrame:
     """One sentence's ``measure, method, layer, reference, spearman`` rows from :func:`sentence_scores`' output."""
     rows = [
-        (measure, name, index + 1 if relevance_method(name).layered else 0, reference,
+        (measure, name, index + 1 if _method(name).layered else 0, reference,
          spearman(row[words], truth[words]))
         for (measure, name), scores in methods.items()
         for index, row in enumerate(scores)

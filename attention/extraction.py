@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
+# Lazy imports (torch, transformers): loaded on first use, so `import attention` stays light (PEP 562 names).
 import warnings
 from dataclasses import dataclass, replace
 from typing import Literal

@@ -4,7 +4,7 @@ input tokens drive a classifier's decision for one class.
 
 from __future__ import annotations
 
-# Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
+# Lazy imports (torch, transformers): loaded on first use, so `import attention` stays light (PEP 562 names).
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager

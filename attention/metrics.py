@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
+# Lazy imports (torch, transformers): loaded on first use, so `import attention` stays light (PEP 562 names).
 import numpy as np
 
 # Uniform mix added before JS divergence so zeros are safe (as Clark et al., 2019 smooth their distributions).

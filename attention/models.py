@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
+# Lazy imports (torch, transformers, safetensors): loaded with a model, so `import attention` stays light.
 import gc
 import hashlib
 import json

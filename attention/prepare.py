@@ -7,7 +7,7 @@ folder renamed into place) and does nothing when a model made from the same reci
 
 from __future__ import annotations
 
-# Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
+# Lazy imports (torch, transformers, tqdm): loaded when fine-tuning, so `import attention` stays light.
 import json
 import math
 import os

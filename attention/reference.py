@@ -6,7 +6,7 @@ nodes and one Edmonds-Karp ``maximum_flow_value`` call per (output, input) pair.
 
 from __future__ import annotations
 
-# Lazy imports: networkx only for the reference max-flow, a test and benchmark oracle.
+# Lazy imports (networkx): only for the reference max-flow, a test and benchmark oracle.
 import numpy as np
 
 

@@ -45,8 +45,8 @@ class Evidence:
 
 @dataclass(frozen=True)
 class RelevanceMethod:
-    """One relevance method: its name, its label in figures, its family, whether it has a row per layer, and what
-    one of its numbers is (``unit``)."""
+    """One relevance method: its name, its label in figures, its family, whether it has a row per layer, what one
+    of its numbers is (``unit``), whether it reads the attention graph's settings, and whether it is costly."""
 
     name: str
     label: str
@@ -54,6 +54,8 @@ class RelevanceMethod:
     layered: bool = True
     from_gradients: bool = False  # from the one backward pass of attention.gradients (cached with the forward pass)
     unit: str = "score"  # what one number is, as a colour bar says it
+    graph_settings: bool = False  # reads the attention graph's τ, α, sinks and head aggregation
+    costly: bool = False  # about one forward pass per token: a study includes it only when asked
     read: Callable[[RelevanceMethod, Evidence], np.ndarray | None] = field(default=None, repr=False, compare=False)
 
     @property
@@ -97,11 +99,12 @@ RELEVANCE_METHODS: dict[str, RelevanceMethod] = {
         RelevanceMethod("raw_attention", "raw attention (head mean)", "graph", read=_traced),
         RelevanceMethod("rollout", "attention rollout", "graph", read=_traced),
         RelevanceMethod("flow", "attention flow (max-flow)", "graph", read=_traced),
-        RelevanceMethod("graph", "attention graph (mass reaching the inputs)", "graph", read=_traced),
+        RelevanceMethod("graph", "attention graph (mass reaching the inputs)", "graph", read=_traced,
+                        graph_settings=True),
         RelevanceMethod("class_relevance", "class relevance (gradient × attention)", "class", from_gradients=True,
                         read=_class_relevance),
         RelevanceMethod("decompx", "DecompX (signed part of the class logit)", "class", read=_decompx,
-                        unit="part of the class logit (< 0: pushes it down)"),
+                        unit="part of the class logit (< 0: pushes it down)", costly=True),
         RelevanceMethod("input_x_gradient", "input × gradient", "class", layered=False, from_gradients=True,
                         read=_input_x_gradient),
     )

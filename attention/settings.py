@@ -15,7 +15,7 @@ slower as soon as anything else runs.
 
 from __future__ import annotations
 
-# Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
+# Lazy imports (torch, threadpoolctl): loaded when threads are set, so `import attention` stays light.
 import os
 import tomllib
 from pathlib import Path

@@ -13,7 +13,7 @@ Final hidden states are *not* whole inside the context (``[batch, 1, hidden]``):
 
 from __future__ import annotations
 
-# Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
+# Lazy imports (torch, transformers): loaded on first use, so `import attention` stays light (PEP 562 names).
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar

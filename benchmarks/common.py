@@ -12,8 +12,6 @@ from attention.data import held_out
 from attention.models import load_model, load_pair
 from attention.settings import load_settings
 
-CHROMIUM = "/usr/bin/chromium"
-
 
 def row(name: str, measured: str, target: str, verdict: bool | None = None, *, name_width: int = 58) -> None:
     """Print one figure: its name and measured value (together 80 columns), its target and, when there is a

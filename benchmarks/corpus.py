@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from app.testing.servers import free_port, wait_until_ready
+from app.testing.servers import CHROMIUM, free_port, wait_until_ready
 from attention import load_config, load_pair
 from attention.compare import head_change_arrays, head_stat_arrays
 from attention.config import resolve_model_dir
@@ -46,7 +46,7 @@ from attention.corpus.store import read_manifest, write_chunk, write_manifest
 from attention.corpus.summaries import CHANGE, STATS, batch_head_figures
 from attention.corpus.tables import TABLES, ChunkTables, batch_runs
 from attention.settings import configure_torch, load_settings
-from benchmarks.common import CHROMIUM, app_row
+from benchmarks.common import app_row
 
 THROUGHPUT_TEXTS = 400
 THROUGHPUT_ROUNDS = 3  # the run, the longest measure, is the likeliest to meet another process's burst

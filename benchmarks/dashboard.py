@@ -30,13 +30,13 @@ from app.service.analysis import AnalysisService
 from app.service.registry import pair_service
 from app.team.site import create_app
 from app.testing.dash_http import cascade, dependencies
-from app.testing.servers import free_port, wait_until_ready
+from app.testing.servers import CHROMIUM, free_port, wait_until_ready
 from app.views.render import RENDERERS, render
 from attention.data import held_out
 from attention.flow import warm_up
 from attention.memory import release_freed_memory
 from attention.settings import load_settings
-from benchmarks.common import CHROMIUM, app_row
+from benchmarks.common import app_row
 
 # What shows each view has drawn its data (an empty dcc.Graph already has axes): a Plotly trace layer per view.
 VIEW_DRAWN_SELECTORS = (

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from app.core.options import VIEWS
 from app.dashboard import ids
-from app.testing.servers import free_port, wait_until_ready
-from benchmarks.common import CHROMIUM
+from app.testing.servers import CHROMIUM, free_port, wait_until_ready
 from benchmarks.dashboard import VIEW_DRAWN_SELECTORS
 
 LONG_REVIEW = (

@@ -11,7 +11,6 @@ measures cost and how faithful each is (issue targets in docs/method.md §"Conte
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from attention.evaluation import faithfulness, top_layer
 from attention.extraction import extract
 from attention.methods import relevance
 from attention.mixing import MEASURES, MIXING_MEASURES, contributions, contributions_for
+from attention.mixing.decompx import decompx
 from benchmarks.common import pair_and_held_out, row, seed_twin, timed
 
 FAITHFULNESS_SENTENCES = 200
@@ -50,24 +50,16 @@ print(loaded / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
-def _decompx_available() -> bool:
-    return importlib.util.find_spec("attention.mixing.decompx") is not None
-
-
 def bench_cost(sentences: int = 10) -> None:
     pair, texts = pair_and_held_out(400, min_tokens=56, max_tokens=72)
     texts = texts[:sentences]
     print(f"context mixing, cost per analysis: {len(texts)} held-out inputs of 56-72 tokens, both models (medians)")
     forward = []
-    costs: dict[str, list[float]] = {m: [] for m in MIXING_MEASURES}
-    if _decompx_available():
-        costs["decompx"] = []
+    costs: dict[str, list[float]] = {m: [] for m in (*MIXING_MEASURES, "decompx")}
     for text in texts:
         forward.append(sum(timed(lambda m=m, t=text: extract(m, t), repeats=3)[0] for m in _models(pair)))
         for measure in costs:
             if measure == "decompx":
-                from attention.mixing.decompx import decompx  # lazy: an optional module (_decompx_available)
-
                 costs[measure].append(timed(lambda t=text: decompx(pair.finetuned, t), repeats=1)[0])
             else:
                 costs[measure].append(
@@ -99,7 +91,7 @@ def _models(pair):
 
 def bench_memory() -> None:
     print(f"context mixing, peak memory for a {MEMORY_TOKENS}-token input (fresh process, fine-tuned model)")
-    which = [*MIXING_MEASURES, *(["decompx"] if _decompx_available() else [])]
+    which = [*MIXING_MEASURES, "decompx"]
     for measure in which:
         started = time.perf_counter()
         output = subprocess.run([sys.executable, "-c", _MEMORY_SNIPPET.replace("{tokens}", str(MEMORY_TOKENS)),
@@ -113,7 +105,7 @@ def bench_memory() -> None:
 def bench_faithfulness(sentences: int = FAITHFULNESS_SENTENCES) -> None:
     pair, texts = pair_and_held_out(sentences)
     started = time.perf_counter()
-    table = faithfulness(pair.finetuned, texts, measures=MEASURES, decompx=_decompx_available())
+    table = faithfulness(pair.finetuned, texts, measures=MEASURES, decompx=True)
     seconds = time.perf_counter() - started
     print(f"\ncontext mixing, faithfulness: fine-tuned model, {len(texts)} held-out sentences, {seconds:.0f} s")
     top = top_layer(table)

@@ -38,10 +38,10 @@ from redis import Redis
 from app.dashboard import ids
 from app.testing.dash_http import HttpClient, dependencies, next_round, request_body, updated
 from app.testing.localredis import LocalRedis
-from app.testing.servers import free_port, wait_until_ready
+from app.testing.servers import CHROMIUM, free_port, wait_until_ready
 from attention import load_config
 from attention.data import held_out
-from benchmarks.common import CHROMIUM, app_row
+from benchmarks.common import app_row
 from benchmarks.dashboard import CHANGES, initial_values
 
 USERS = 20

@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 
 from app.testing.localredis import LocalRedis
-from app.testing.servers import ServerNotReady, free_port, wait_until_ready
+from app.testing.servers import CHROMIUM, ServerNotReady, free_port, wait_until_ready
 
 __all__ = ["ARTIFACTS", "CHROMIUM", "CHROMIUM_ARGS", "corpus_cli", "free_port", "redis_server", "serving"]
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -10,6 +10,7 @@ those imports too).
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,8 @@ ROOMS = (
     "app.cli",
 )
 ENGINE_NEVER = ("dash", "plotly", "celery", "flask", "app", "benchmarks")
+# Rooms that promise to stay free of some libraries: the page's state is free of Dash; figures are pure plotly.
+FREE_OF = {"app.core": ("dash", "flask", "plotly"), "app.figures": ("dash", "flask")}
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,8 @@ class Import:
     target: str  # the imported module (one of ours), or the top-level name of a third-party one
     line: int
     in_function: bool
-    commented: bool
+    commented: bool  # a comment on the import, on its run of imports or just above it (pragmas do not count)
+    declared: bool = False  # the module's "# Lazy imports (names): why" line names what it imports
 
 
 def module_name(path: Path) -> str:
@@ -104,7 +108,27 @@ def _block_starts(nodes: list[ast.Import | ast.ImportFrom], lines: list[str]) ->
     return starts
 
 
-LAZY_MARK = "# Lazy imports:"  # a module-level comment giving the reason for all of a module's function imports
+# A module-level comment naming what a module imports inside its functions and why: "# Lazy imports (torch, tqdm): …"
+LAZY_MARK = re.compile(r"^# Lazy imports \(([\w., ]+)\): \S")
+PRAGMAS = ("noqa", "type:", "fmt:", "isort:", "pragma")
+
+
+def _says_why(lines: list[str]) -> bool:
+    """Some line holds a comment that is more than a tool's pragma."""
+    comments = [line.split("#", 1)[1].strip() for line in lines if "#" in line]
+    return any(comment and not comment.startswith(PRAGMAS) for comment in comments)
+
+
+def _declared(lines: list[str]) -> tuple[str, ...]:
+    """The names a module's ``# Lazy imports (…)`` line lists."""
+    for line in lines:
+        if match := LAZY_MARK.match(line):
+            return tuple(name.strip() for name in match.group(1).split(","))
+    return ()
+
+
+def _covers(names: tuple[str, ...], target: str) -> bool:
+    return any(target == name or target.startswith(name + ".") for name in names)
 
 
 def imports() -> list[Import]:
@@ -113,7 +137,7 @@ def imports() -> list[Import]:
     for module, path in known.items():
         source = path.read_text()
         lines = source.splitlines()
-        declared = any(line.startswith(LAZY_MARK) for line in lines)
+        declared = _declared(lines)
         tree = ast.parse(source)
         skipped, in_functions = _type_checking_lines(tree), _function_lines(tree)
         nodes = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)), key=_line)
@@ -123,10 +147,11 @@ def imports() -> list[Import]:
                 continue
             start = block_start[node.lineno]
             block = lines[start - 1 : node.end_lineno]
-            commented = declared or any("#" in line for line in block) or lines[start - 2].strip().startswith("#")
+            commented = _says_why([*block, lines[start - 2] if lines[start - 2].strip().startswith("#") else ""])
             for target in _targets(node, module, path.name == "__init__.py", known):
                 if target != module:
-                    found.append(Import(module, target, node.lineno, node.lineno in in_functions, commented))
+                    found.append(Import(module, target, node.lineno, node.lineno in in_functions, commented,
+                                        _covers(declared, target)))
     return found
 
 
@@ -218,11 +243,21 @@ def test_the_engine_knows_no_dashboard_server_or_queue(found):
     assert bad == []
 
 
+def test_the_page_state_and_the_figures_stay_free_of_dash(found):
+    bad = [
+        f"{i.source}:{i.line} imports {i.target}"
+        for i in found
+        for prefix, banned in FREE_OF.items()
+        if i.source.startswith(prefix) and i.target.split(".")[0] in banned
+    ]
+    assert bad == []
+
+
 def test_imports_inside_functions_say_why(found):
     """An import inside a function is for a lazy heavy dependency and says so in a comment (on it, on the run of
-    imports it belongs to or just above that run, or one ``# Lazy imports: <why>`` line for the whole module);
-    anything else belongs at the top."""
-    silent = sorted({f"{i.source}:{i.line}" for i in found if i.in_function and not i.commented})
+    imports it belongs to or just above that run, or a module's ``# Lazy imports (names): why`` line naming what
+    it imports); a ``# noqa`` is no reason. Anything else belongs at the top."""
+    silent = sorted({f"{i.source}:{i.line}" for i in found if i.in_function and not (i.commented or i.declared)})
     assert silent == []
 
 
@@ -232,6 +267,9 @@ def test_the_checks_catch_what_they_name():
     assert room("app.dashboard.callbacks.views") > room("app.service.registry")
     assert room("app.corpus.page") == ROOMS.index("app.corpus")
     assert room("attention.corpus.run") == 0 and room("numpy") is None
+    assert not _says_why(["    import os  # noqa: PLC0415"]) and _says_why(["    import torch  # heavy: loads on use"])
+    assert _declared(["# Lazy imports (torch, tqdm): training only"]) == ("torch", "tqdm")
+    assert _covers(("app.team",), "app.team.corpus_tasks") and not _covers(("torch",), "torchvision")
 
 
 def test_no_function_is_longer_than_80_lines():

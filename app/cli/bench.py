@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Lazy imports: benchmarks/ sits above the command line, is not shipped in the wheel, and loads the app and torch.
+# Lazy imports (benchmarks): not shipped in the wheel (checked before importing it); loads the app and torch.
 import argparse
 import importlib.util
 
@@ -27,8 +27,7 @@ def run(args: argparse.Namespace) -> int:
             "The benchmarks run from a source checkout; this installation has none.",
             "Clone the repository (git clone …), then run: make bench",
         )
-    # Imported here, not at the top: benchmarks/ sits above the command line, is not shipped in the wheel, and
-    # imports the whole app and the engine (torch).
+    # Imported here, not at the top: benchmarks/ is not shipped in the wheel, and imports the app and torch.
     if args.which == "team":
         from benchmarks.team import bench_team
 

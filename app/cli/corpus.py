@@ -16,8 +16,8 @@ from attention.errors import AttentionFlowsError
 if TYPE_CHECKING:
     from attention.corpus.executors import ChunkExecutor
 
-# Lazy imports: the engine (pydantic, pandas, pyarrow; torch as models load) loads inside the commands, after the
-# command line has checked its flags.
+# Lazy imports (attention, app.team): the engine (pydantic, pandas, pyarrow; torch as models load) and the Celery
+# executor load inside the commands, after the command line has checked its flags.
 
 QUERIES = ("heads", "layers", "word", "words", "examples", "sql", "skipped", "labels")
 NO_ARGUMENT = {  # questions that take no argument, and the fix when one is given

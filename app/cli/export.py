@@ -87,6 +87,6 @@ def _add_view_options(export: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # lazy (torch, plotly, kaleido): loaded when the command runs, so building the parser stays instant
-    from app.export.requests import run_export
+    from app.cli.exporting import run_export
 
     return run_export(args)

@@ -40,6 +40,16 @@ VIEW_CONTROLS = ("mode", "layers", "heads", "tau", "alpha", "aggregation", "leve
 RELEVANCE_CONTROLS = ("method", "target")  # what the token scores are (a long input keeps its most relevant tokens)
 
 
+def input_of(name: str) -> Input:
+    """``Input(the control's component, "value")``, for a callback that takes its arguments in order."""
+    return Input(CONTROLS[name], "value")
+
+
+def state_of(name: str) -> State:
+    """``State(the control's component, "value")``, for a callback that takes its arguments in order."""
+    return State(CONTROLS[name], "value")
+
+
 def inputs(*names: str) -> dict[str, Input]:
     """``{name: Input(its component, "value")}`` for the controls ``names``, in that order."""
     return {name: Input(CONTROLS[name], "value") for name in names}

@@ -1,5 +1,6 @@
-"""Export jobs: one text, a batch of texts, or a sidecar, to PNG / SVG / PDF files (``attention-flows export``), and
-the one path the dashboard's Export button shares with it (:func:`export_bytes`).
+"""Figure requests: one view of one analysis to PNG / SVG / PDF bytes or a file with its sidecar
+(:func:`export_bytes`, :func:`make_one`), shared by the dashboard's Export button, its batch export and
+``attention-flows export`` (:mod:`app.cli.exporting` reads the flags).
 
 Every option is checked before the models load (types and ranges by :mod:`app.core.options`, layers and heads against
 the pair's config.json), the output folder before any work, and the input's tokens before anything is written.
@@ -15,16 +16,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from app.core.analysis import Analysis
 from app.core.options import FORMATS, ExportOptions, ViewOptions, check_selected_head
 from app.export.files import ExportError, check_target, render_bytes, write_atomically
-from app.export.sidecar import Sidecar, make_sidecar, read_sidecar, resolve_pair
+from app.export.sidecar import Sidecar, make_sidecar
 from app.figures.theme import Canvas
 from app.service.analysis import AnalysisService
 from app.views.render import render
-from attention.errors import AttentionFlowsError
 from attention.models import pair_shape
 
 
@@ -38,27 +36,6 @@ class FigureRequest:
     selected: tuple[int, int | None] | None
     export: ExportOptions
     out: Path | None = None
-
-
-def options_from_args(args) -> ViewOptions:
-    """The view options of ``attention-flows export``'s flags (types and ranges checked)."""
-    return ViewOptions.from_controls(
-        mode=args.mode,
-        layers=args.layers,
-        heads=args.heads,
-        tau=args.tau,
-        alpha=args.alpha,
-        aggregation=args.aggregation,
-        level=args.level,
-        sources=args.sources,
-        hide=args.hide,
-        metric=args.metric,
-        method=args.method,
-        measure=args.measure,
-        target=args.target,
-        sinks=not args.no_sinks,
-        renormalize=args.renormalize,
-    )
 
 
 def read_texts(path: Path) -> list[Analysis]:
@@ -100,112 +77,53 @@ def file_stem(view: str, options: ViewOptions, text: str) -> str:
     return f"{view}-{options.mode}-{layers}-{words}-{hashlib.sha1(settings).hexdigest()[:8]}"
 
 
-def export_bytes(service: AnalysisService, job: FigureRequest) -> tuple[bytes, Sidecar]:
-    """Analyse, render and export one job: the file's bytes and its sidecar (shared by the CLI and the
+def export_bytes(service: AnalysisService, request: FigureRequest) -> tuple[bytes, Sidecar]:
+    """Analyse, render and export one request: the file's bytes and its sidecar (shared by the CLI and the
     dashboard's Export button)."""
-    analysis = service.analyse(job.analysis.text, job.analysis.text_pair)
-    options = service.checked(analysis, job.options)  # "all layers" / "all heads" spelled one way
+    analysis = service.analyse(request.analysis.text, request.analysis.text_pair)
+    options = service.checked(analysis, request.options)  # "all layers" / "all heads" spelled one way
     selected = (
         None
-        if job.selected is None
+        if request.selected is None
         else check_selected_head(
-            {"layer": job.selected[0], "head": job.selected[1]}, service.num_layers, service.num_heads
+            {"layer": request.selected[0], "head": request.selected[1]}, service.num_layers, service.num_heads
         )
     )
     # The selection picks the matrix view's head; elsewhere it is only the page's highlight, kept out of the file.
-    width, _, font_px = job.export.pixels()
+    width, _, font_px = request.export.pixels()
     canvas = Canvas(width=width, font_px=font_px)
-    figure = render(job.view, service, analysis, options, selected if job.view == "matrix" else None, canvas)
-    data = render_bytes(figure, job.export)
+    figure = render(request.view, service, analysis, options, selected if request.view == "matrix" else None, canvas)
+    data = render_bytes(figure, request.export)
     side = make_sidecar(
         service.pair.config,
         text=analysis.text,
         text_pair=analysis.text_pair,
-        view=job.view,
+        view=request.view,
         options=options,
         selected=selected,
-        export=job.export,
+        export=request.export,
     )
     return data, side
 
 
-def make_one(service: AnalysisService, job: FigureRequest, *, with_sidecar: bool) -> Path:
-    """Export one job to ``job.out`` (and its sidecar next to it), atomically; nothing is written on failure."""
-    if job.out is None:
+def make_one(service: AnalysisService, request: FigureRequest, *, with_sidecar: bool) -> Path:
+    """Export one request to ``request.out`` (and its sidecar next to it), atomically; nothing is written on failure."""
+    if request.out is None:
         raise ExportError("No output file given.", "Pass --out.")
-    check_target(job.out)
-    data, side = export_bytes(service, job)
-    path = write_atomically(job.out, data)
+    check_target(request.out)
+    data, side = export_bytes(service, request)
+    path = write_atomically(request.out, data)
     if with_sidecar:
         write_atomically(path.with_suffix(".json"), side.to_json().encode("utf-8"))
     return path
 
 
-def _check_shape(config: str, options: ViewOptions, selected: tuple[int, int] | None) -> None:
+def check_shape(config: str, options: ViewOptions, selected: tuple[int, int] | None) -> None:
     """Layers, heads and ``--head`` against the pair's config.json, in milliseconds, before any model loads."""
     shape = pair_shape(config)
     options.checked(shape.num_layers, shape.num_heads, sys.maxsize)
     if selected is not None:
         check_selected_head({"layer": selected[0], "head": selected[1]}, shape.num_layers, shape.num_heads)
-
-
-def run_export(args) -> int:
-    """Entry point of the ``export`` subcommand."""
-    if args.from_sidecar:
-        if not args.out:
-            raise ExportError("--from-sidecar needs --out.", "Give the file to write.")
-        check_target(args.out)
-        sidecar = read_sidecar(args.from_sidecar)
-        export = _sidecar_export(sidecar.export, output_format(args.out, args.fmt, sidecar.export.fmt))
-        pair = resolve_pair(sidecar, args.config)  # None: the installed pair the sidecar names
-        job = FigureRequest(
-            Analysis(sidecar.text, sidecar.text_pair),
-            sidecar.view,
-            sidecar.options,
-            sidecar.selected,
-            export,
-            args.out,
-        )
-        _check_shape(pair, job.options, job.selected)
-        service = AnalysisService.from_config(pair)
-        print(make_one(service, job, with_sidecar=args.sidecar))
-        return 0
-
-    options = options_from_args(args)
-    selected = tuple(args.head) if args.head else None
-    config = args.config or "default"
-    if args.text is not None:
-        if not args.out:
-            raise ExportError("--text needs --out.", "Give the file to write, e.g. --out figure.pdf.")
-        export = _export_options(args, output_format(args.out, args.fmt, check=False))
-        output_format(args.out, export.fmt)  # after the size checks: a bad size is named first
-        check_target(args.out)
-        _check_shape(config, options, selected)
-        service = AnalysisService.from_config(config)
-        job = FigureRequest(Analysis(args.text, args.text_pair), args.view, options, selected, export, args.out)
-        print(make_one(service, job, with_sidecar=args.sidecar))
-        return 0
-
-    if not args.out_dir or not args.fmt:
-        raise ExportError("--texts needs --out-dir and --format.", "e.g. --out-dir figures --format pdf")
-    if not args.out_dir.is_dir():
-        raise ExportError(f"Folder {args.out_dir} does not exist.", "Create it first.")
-    export = _export_options(args, args.fmt)
-    check_target(args.out_dir / f"probe.{args.fmt}")
-    analyses = read_texts(args.texts)
-    _check_shape(config, options, selected)
-    service = AnalysisService.from_config(config)
-    failures = 0
-    for number, analysis in enumerate(tqdm(analyses, desc=f"exporting {args.view}", unit="figure"), start=1):
-        out = args.out_dir / f"{number:03d}-{file_stem(args.view, options, analysis.text)}.{args.fmt}"
-        job = FigureRequest(analysis, args.view, options, selected, export, out)
-        try:
-            make_one(service, job, with_sidecar=args.sidecar)
-        except AttentionFlowsError as error:
-            failures += 1
-            tqdm.write(f"line {number}: {error}", file=sys.stderr)
-    print(f"wrote {len(analyses) - failures} of {len(analyses)} figures to {args.out_dir}")
-    return 1 if failures else 0
 
 
 def output_format(out: Path, fmt: str | None, default: str | None = None, *, check: bool = True) -> str:
@@ -229,12 +147,8 @@ def output_format(out: Path, fmt: str | None, default: str | None = None, *, che
     return chosen
 
 
-def _sidecar_export(recorded: ExportOptions, fmt: str) -> ExportOptions:
+def sidecar_export(recorded: ExportOptions, fmt: str) -> ExportOptions:
     """The sidecar's size and preset in ``fmt``; a figure redrawn in another format takes that format's PNG scale."""
     if fmt == recorded.fmt:
         return recorded
     return ExportOptions.create(fmt, preset=recorded.preset, width=recorded.width, height=recorded.height)
-
-
-def _export_options(args, fmt: str) -> ExportOptions:
-    return ExportOptions.create(fmt, preset=args.preset, width=args.width, height=args.height, scale=args.scale)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from app.core.options import MEASURES, METHODS
+from app.core.options import CLASS_METHODS, MEASURES, METHODS
 from app.figures.theme import Figure, figure, layout
 
-# Okabe-Ito, colour-blind safe; one colour per method, never the two model colours.
+# Okabe-Ito, colour-blind safe; one colour per method (every method of attention.relevance_methods: a test checks),
+# never the two model colours.
 METHOD_COLOURS = {
     "class_relevance": "#CC79A7",
     "decompx": "#D55E00",
@@ -40,11 +41,11 @@ def _lines(rows: pd.DataFrame, graph_method: str) -> list[tuple[str, str, pd.Dat
     ``graph_method`` over each measure and the class-specific methods."""
     measures = [m for m in MEASURES if (rows["measure"] == m).any()] if "measure" in rows else []
     if len(measures) <= 1:
-        return [(METHODS[m], colour, rows[rows["method"] == m]) for m, colour in METHOD_COLOURS.items()
+        return [(METHODS[m], METHOD_COLOURS[m], rows[rows["method"] == m]) for m in METHODS
                 if (rows["method"] == m).any()]  # fmt: skip
     lines = [(f"{graph_method.replace('_', ' ')} over {MEASURES[m]}", MEASURE_COLOURS[m],
               rows[(rows["measure"] == m) & (rows["method"] == graph_method)]) for m in measures]  # fmt: skip
-    for method in ("class_relevance", "decompx", "input_x_gradient"):
+    for method in CLASS_METHODS:
         if (rows["method"] == method).any():
             lines.append((METHODS[method], METHOD_COLOURS[method], rows[rows["method"] == method]))
     return lines

@@ -57,7 +57,7 @@ from attention import (
 from attention.config import PairConfig
 from attention.defaults import RESIDUAL_MEASURES
 from attention.errors import InputTextError
-from attention.evaluation import correlations, sentence_scores
+from attention.evaluation import correlations, sentence_scores, top_layer
 from attention.extraction import check_length
 from attention.gradients import extract_and_explain
 from attention.graph import word_graph
@@ -435,7 +435,7 @@ class AnalysisService:
             settings["sources"] = (
                 sources if options.level == "token" else sorted({runs.pretrained.groups[s] for s in sources})
             )
-            if options.method != "graph":
+            if not relevance_method(options.method).graph_settings:
                 for unused in ("tau", "alpha", "sinks", "aggregation"):
                     del settings[unused]
             if options.measure in RESIDUAL_MEASURES:
@@ -563,7 +563,7 @@ class AnalysisService:
                     explained=explained, decompx=True, decomposed=decomposed,
                 )  # fmt: skip
             rows = correlations({k: v for k, v in methods.items() if k[1] != "graph"}, references, words)
-            return _deepest(rows), references, words
+            return top_layer(rows), references, words
 
         shared = functools.partial(
             self._shared, "faithfulness", analysis, (options.target,), fixed, encode_faithfulness, decode_faithfulness
@@ -575,15 +575,9 @@ class AnalysisService:
         maps = self.measure_runs(analysis, measure)
         residual = measure not in RESIDUAL_MEASURES
         graph = relevance(maps.finetuned, "graph", level="word", residual=residual, **settings)[-1:]
-        graph_rows = _deepest(correlations({(options.measure, "graph"): graph}, references, words))
+        graph_rows = top_layer(correlations({(options.measure, "graph"): graph}, references, words))
         table = pd.concat([rows, graph_rows], ignore_index=True)
         return table.pivot(index=["measure", "method"], columns="reference", values="spearman").reset_index()
-
-
-def _deepest(rows: pd.DataFrame) -> pd.DataFrame:
-    """Each (measure, method, reference)'s row at its deepest layer."""
-    deepest = rows.groupby(["measure", "method", "reference"])["layer"].transform("max")
-    return rows[rows["layer"] == deepest]
 
 
 def _target(target: str) -> str | None:

@@ -23,6 +23,8 @@ class ServerNotReady(AttentionFlowsError):
     """A server did not become ready: its process exited, it failed to load its models (HTTP 500), or time ran out."""
 
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's Chromium: the browser tests and benchmarks drive it (Playwright)
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as sock:

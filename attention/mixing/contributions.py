@@ -11,7 +11,7 @@ out without an added identity.
 
 from __future__ import annotations
 
-# Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
+# Lazy imports (torch, transformers): loaded on first use, so `import attention` stays light (PEP 562 names).
 from dataclasses import dataclass
 from typing import Literal
 

@@ -46,7 +46,7 @@ above (it reads the head after the last layer only).
 
 from __future__ import annotations
 
-# Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
+# Lazy imports (torch, transformers): loaded on first use, so `import attention` stays light (PEP 562 names).
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, NamedTuple

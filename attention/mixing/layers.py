@@ -16,7 +16,7 @@ One input, no padding.
 
 from __future__ import annotations
 
-# Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
+# Lazy imports (torch, transformers): loaded on first use, so `import attention` stays light (PEP 562 names).
 from collections.abc import Callable
 from dataclasses import dataclass
 

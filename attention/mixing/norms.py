@@ -20,7 +20,7 @@ distances, so it builds ``T_i(x_j)`` a block of query rows at a time (bounded me
 
 from __future__ import annotations
 
-# Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
+# Lazy imports (torch, transformers): loaded on first use, so `import attention` stays light (PEP 562 names).
 from attention.mixing.layers import LayerTensors
 
 ROW_BLOCK_VALUES = 8_000_000  # floats of T_i(x_j) built at once by ALTI (32 MB)

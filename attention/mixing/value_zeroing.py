@@ -11,7 +11,7 @@ changes when token ``j``'s value vectors are zeroed in every head.
 
 from __future__ import annotations
 
-# Lazy imports: torch and transformers load on first use, so `import attention` stays light (PEP 562 names).
+# Lazy imports (torch, transformers): loaded on first use, so `import attention` stays light (PEP 562 names).
 from attention.mixing.layers import LayerTensors
 from attention.mixing.norms import normalise_rows
 

@@ -51,3 +51,14 @@ def test_a_model_without_a_head_has_no_class_scores_and_graph_methods_need_maps(
     assert relevance_method("flow").token_scores(traced)[0, 0] == 4
     with pytest.raises(ValueError, match="expected one of"):
         relevance_method("saliency")
+
+
+def test_every_method_and_measure_has_its_colour_in_the_faithfulness_figure():
+    """A method added to the registry (or a measure to attention.defaults) cannot silently vanish from the plot."""
+    from app.core.options import MEASURES
+    from app.figures.faithfulness import MEASURE_COLOURS, METHOD_COLOURS
+
+    assert set(METHOD_COLOURS) == set(RELEVANCE_METHODS)
+    assert set(MEASURE_COLOURS) == set(MEASURES)
+    assert [n for n, m in RELEVANCE_METHODS.items() if m.graph_settings] == ["graph"]
+    assert [n for n, m in RELEVANCE_METHODS.items() if m.costly] == ["decompx"]

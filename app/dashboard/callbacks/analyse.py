@@ -9,6 +9,7 @@ from app.core.options import GRADIENT_METHODS, PREDICTED
 from app.dashboard import ids
 from app.dashboard.callbacks.common import guarded, require_analysis, view_options
 from app.dashboard.callbacks.registry import declare
+from app.dashboard.controls import input_of, state_of
 from app.dashboard.layout.controls import token_options
 from app.service.registry import pair_service
 
@@ -54,8 +55,8 @@ def prediction_panel(labels, probabilities, label, gold: str | None = None) -> l
     State(ids.TEXT, "value"),
     State(ids.TEXT_PAIR, "value"),
     State(ids.ANALYSIS, "data"),
-    State(ids.METHOD, "value"),
-    State(ids.TARGET, "value"),
+    state_of("method"),
+    state_of("target"),
     prevent_initial_call=True,
 )
 @guarded
@@ -85,7 +86,7 @@ def show_prediction(analysis_data):
     Output(ids.SOURCES, "options"),
     Output(ids.WORD, "options"),
     Input(ids.ANALYSIS, "data"),
-    Input(ids.LEVEL, "value"),
+    input_of("level"),
 )
 @guarded
 def token_choices(analysis_data, level):

@@ -21,7 +21,7 @@ from app.core.options import FORMATS, VIEWS, ExportOptions, OptionError
 from app.dashboard import ids
 from app.dashboard.callbacks.common import guarded, job_server, selected_head, view_options
 from app.dashboard.callbacks.registry import declare
-from app.dashboard.controls import RELEVANCE_CONTROLS, VIEW_CONTROLS, states
+from app.dashboard.controls import RELEVANCE_CONTROLS, VIEW_CONTROLS, state_of, states
 from app.dashboard.layout.batch import FAITHFULNESS_COUNTS, MAX_BATCH_TEXTS
 from app.export.requests import FigureRequest, export_bytes, file_stem
 from app.figures import make_faithfulness
@@ -32,7 +32,8 @@ from attention.data import held_out
 from attention.errors import AttentionFlowsError
 from attention.evaluation import faithfulness
 
-# The page's options a batch export draws every text with.
+# The page's options a batch export draws every text with (not the word query's word: a position in this page's
+# text, meaningless in another).
 EXPORT_CONTROLS = states(*VIEW_CONTROLS, *RELEVANCE_CONTROLS, "metric", "arrangement", "renormalize")
 
 
@@ -51,9 +52,9 @@ def held_out_texts(service: AnalysisService, count: int) -> list[str]:
     Input(ids.JOB_FAITH_RUN, "n_clicks"),
     State(ids.JOB_FAITH_COUNT, "value"),
     State(ids.ANALYSIS, "data"),
-    State(ids.TARGET, "value"),
-    State(ids.TAU, "value"),
-    State(ids.ALPHA, "value"),
+    state_of("target"),
+    state_of("tau"),
+    state_of("alpha"),
     background=True,
     progress=[
         Output(ids.JOB_FAITH_PROGRESS, "value"),

@@ -19,7 +19,7 @@ from app.dashboard.controls import VIEW_CONTROLS, states
 from app.export.requests import FigureRequest, export_bytes, file_stem
 from app.service.registry import pair_service
 
-CHOICES = ("format", "size", "sidecar", "width", "height", "scale")  # the export controls the callback reads
+CHOICES = ids.EXPORT_PARTS[1:]  # the export controls the callback reads: every part of a card's but the button
 
 
 def _value_for(view: str, grouping: list[dict]) -> object:

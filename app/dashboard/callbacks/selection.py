@@ -10,8 +10,9 @@ from app.core.options import parse_head
 from app.dashboard import ids
 from app.dashboard.callbacks.common import guarded, require_analysis, selected_head, view_options
 from app.dashboard.callbacks.registry import declare
-from app.dashboard.controls import RELEVANCE_CONTROLS, VIEW_CONTROLS, states
+from app.dashboard.controls import RELEVANCE_CONTROLS, VIEW_CONTROLS, state_of, states
 from app.figures.heatmaps import grid_shapes
+from app.figures.models import shown_panels
 from app.figures.scatter import selected_positions, selected_trace_index
 from app.figures.thumbnails import head_at, thumbnail_outline
 from app.service.registry import pair_service
@@ -79,9 +80,9 @@ def _first_point(click: object) -> dict:
 @declare(
     Output(ids.HEAD_GRID, "figure", allow_duplicate=True),
     Input(ids.SELECTED_HEAD, "data"),
-    State(ids.MODE, "value"),
-    State(ids.WORD, "value"),
-    State(ids.HEADS, "value"),
+    state_of("mode"),
+    state_of("word"),
+    state_of("heads"),
     State(ids.ANALYSIS, "data"),
     prevent_initial_call=True,
 )
@@ -90,7 +91,7 @@ def outline_selected_head(selected, mode, word, heads, analysis_data=None):
     """Move the outline in the head grid (each panel of the word query) without redrawing it."""
     service = pair_service(Analysis.from_store(analysis_data))
     options = view_options(mode=mode, word=word, heads=heads)
-    panels = 3 if options.word is not None and options.mode == "comparison" else 1
+    panels = len(shown_panels(options.mode)) if options.word is not None else 1  # the word query's panels
     patch = Patch()
     patch["layout"]["shapes"] = grid_shapes(
         selected_head(selected, service),
@@ -125,7 +126,7 @@ def frame_selected_thumbnail(selected, analysis_data, *controls):
     Output(ids.SIMILARITY, "figure", allow_duplicate=True),
     Input(ids.SELECTED_HEAD, "data"),
     State(ids.ANALYSIS, "data"),
-    State(ids.MODE, "value"),
+    state_of("mode"),
     prevent_initial_call=True,
 )
 @guarded

@@ -10,7 +10,7 @@ from app.core.options import CANVAS_WIDTH_RANGE
 from app.dashboard import ids
 from app.dashboard.callbacks.common import guarded, job_server, require_analysis, selected_head, view_options
 from app.dashboard.callbacks.registry import declare, declare_clientside
-from app.dashboard.controls import NAMES, RELEVANCE_CONTROLS, VIEW_CONTROLS, inputs, states
+from app.dashboard.controls import NAMES, RELEVANCE_CONTROLS, VIEW_CONTROLS, input_of, inputs, states
 from app.dashboard.layout.controls import alpha_note
 from app.dashboard.layout.views import faithfulness_table
 from app.figures.heatmaps import top_heads
@@ -92,7 +92,7 @@ def update_sankey(analysis_data, selected, **controls):
     Output(ids.NETWORK, "figure"),
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
-        "arrangement": Input(ids.ARRANGEMENT, "value"),
+        **inputs("arrangement"),
         **VIEW_INPUTS,
         **RELEVANCE_INPUTS,
     },
@@ -109,7 +109,7 @@ def update_network(analysis_data, **controls):
     inputs={
         "hover": Input(ids.NETWORK, "hoverData"),
         "analysis_data": State(ids.ANALYSIS, "data"),
-        "arrangement": State(ids.ARRANGEMENT, "value"),
+        **states("arrangement"),
         **states(*VIEW_CONTROLS, *RELEVANCE_CONTROLS),
     },
     prevent_initial_call=True,
@@ -302,7 +302,7 @@ def update_faithfulness(asked):
     return table, "faithfulness"
 
 
-@declare(Output(ids.ALPHA, "disabled"), Output(ids.ALPHA_NOTE, "children"), Input(ids.MEASURE, "value"))
+@declare(Output(ids.ALPHA, "disabled"), Output(ids.ALPHA_NOTE, "children"), input_of("measure"))
 @guarded
 def note_alpha(measure):
     """The residual share α is off (and says why) for a measure that already holds the residual connection."""
