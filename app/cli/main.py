@@ -1,4 +1,4 @@
-"""The ``attention-flows`` command: info, prepare, faithfulness, serve, users, export, bench.
+"""The ``attention-flows`` command: info, prepare, faithfulness, serve, worker, users, export, bench, corpus.
 
 Errors the user can fix are printed as one readable line (exit status 2), never as a traceback.
 """

@@ -1,8 +1,10 @@
-"""Load the model pair in a background thread, so the page is served while torch and transformers import.
+"""The server's model pairs: each loaded once, in a background thread, and reached one way (:func:`pair_service`).
 
-Importing torch and transformers and reading the weights take most of a start; the browser meanwhile loads
-Dash's and plotly.js's bundles (seconds of work on another core). Callbacks wait for the pair
-(:meth:`ServiceLoader.get`); a load that fails becomes a readable message in the page and in ``/healthz``.
+A :class:`PairRegistry` holds the pairs a server offers (at most ``max_loaded`` stay loaded per process); each pair's
+:class:`ServiceLoader` loads it in a background thread, so the page is served while torch and transformers import
+(they and reading the weights take most of a start; the browser meanwhile loads Dash's and plotly.js's bundles).
+Callbacks wait for the pair (:meth:`ServiceLoader.get`); a load that fails becomes a readable message in the page and
+in ``/healthz``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from attention.models import collector_paused
 
 log = logging.getLogger("attention_flows.app")
 
-# A callback that arrives before the models are loaded waits this long before it gives up with a message.
 EXTENSION_KEY = "attention_flows"  # the app's PairRegistry in flask's extensions
+# A callback that arrives before the models are loaded waits this long before it gives up with a message.
 WAIT_SECONDS = 300.0
 
 

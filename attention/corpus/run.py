@@ -113,12 +113,20 @@ def run_corpus(
     settings: Settings | None = None,
     progress: bool = True,
     executor: ChunkExecutor | None = None,
+    celery: object | None = None,
+    timeouts: object | None = None,
 ) -> RunSummary:
     """Compute every chunk not yet recorded in ``folder``. ``workers`` 0 runs in this process (on ``pair``); more
     start that many processes, each loading the pair (:func:`~attention.corpus.executors.local_executor`);
     ``executor`` runs the chunks its own way instead (e.g. on the team server's Celery workers,
     ``app.team.corpus_tasks.CeleryExecutor``). Ctrl-C stops after recording the chunks already written: rerunning
-    resumes. Another run on the same folder at the same time is refused."""
+    resumes. Another run on the same folder at the same time is refused. ``celery`` / ``timeouts`` (the engine's
+    own Celery app before it took an executor) are refused with the replacement named."""
+    if celery is not None or timeouts is not None:
+        raise TypeError(
+            "run_corpus(celery=, timeouts=) is gone: the engine knows no Celery. Pass "
+            "executor=app.team.corpus_tasks.CeleryExecutor(broker, chunk_timeout=…, idle_timeout=…) instead."
+        )
     folder = Path(folder)
     if folder.is_dir() and read_manifest(folder) is None and any(e.name != ".lock" for e in folder.iterdir()):
         # never scatter tables (or a lock) into someone's folder

@@ -1,4 +1,4 @@
-/* The visible text boxes of one graph that intersect another (by more than 1 px): tests/test_browser.py. */
+/* The visible text boxes of one graph that intersect another (by more than 1 px): tests/browser/test_browser.py. */
 (graphId) => {
   const root = document.getElementById(graphId);
   if (!root) return ["no graph " + graphId];

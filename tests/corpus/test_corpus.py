@@ -721,3 +721,12 @@ def test_sentence_pair_corpus_from_the_cli_equals_the_single_example_engine(tiny
     fields = [c["field"] for c in examples_grid("corpus", "all", labelled=False).columnDefs]
     assert "gold" not in fields and "correct" not in fields and "predicted_finetuned" in fields  # no empty columns
     assert {"gold", "correct"} <= {c["field"] for c in examples_grid("corpus", "all").columnDefs}
+
+
+def test_the_old_celery_keywords_name_their_replacement(tiny_pair, tmp_path):
+    """The engine no longer builds a Celery app: the old keywords are refused with the executor to use instead."""
+    from attention.corpus import run_corpus
+
+    with pytest.raises(TypeError, match="CeleryExecutor"):
+        run_corpus(tiny_pair, None, tmp_path / "corpus", celery="redis://localhost:6379/0")
+    assert not (tmp_path / "corpus").exists()  # refused before anything is written

@@ -1,7 +1,8 @@
 """Dash callbacks: thin, module-level functions (importing this package declares them all;
 :func:`register_callbacks` registers them on an app, see :mod:`app.dashboard.callbacks.registry`).
 
-Each reads its inputs, asks :mod:`app.service.analysis` for data, calls a pure figure function and returns. Tests call
+Each reads its inputs (:mod:`app.dashboard.controls`), finds the pair's service (:func:`app.service.registry
+.pair_service`), asks the view assembly for a figure (:func:`app.views.render.render`) and returns it. Tests call
 them directly inside ``app.server.app_context()``.
 """
 
