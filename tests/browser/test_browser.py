@@ -114,8 +114,12 @@ def test_dashboard_end_to_end(page):
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")
     assert "layers 3–6" in _wait_title(page, "sankey-graph", "layers 3–6")
+    # each view redraws when its own callback answers: wait for the token scores' columns, not only the Sankey's
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('#influence-graph .xtick text')].some(t => t.textContent === 'after 1')",
+        timeout=30_000,
+    )
     influence_layers = set(page.locator("#influence-graph .xtick text").all_text_contents())
-
     assert influence_layers == {"after 3", "after 4", "after 5", "after 6"}
 
     # 4. Pick a head in the grid: layer 6 (top row), head 4.

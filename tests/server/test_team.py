@@ -311,12 +311,19 @@ def _get(url: str) -> str:
 
 
 def _wait_ready(url: str, process, log: Path, timeout: float = 120) -> str:
-    """``/healthz``'s body once it answers ``ok`` (:func:`app.testing.servers.wait_until_ready`)."""
+    """The body of the first ``/healthz`` answer that says ``ok`` (a worker that has loaded the models; another may
+    still be loading, so the body is the answer's own, never a second request's)."""
+    deadline = time.monotonic() + timeout
     try:
         wait_until_ready(f"{url}/healthz", timeout=timeout, process=process, log=log)
     except ServerNotReady as error:
         pytest.fail(str(error))
-    return http_status(f"{url}/healthz")[1]
+    while time.monotonic() < deadline:
+        status, body = http_status(f"{url}/healthz")
+        if status == 200:
+            return body
+        time.sleep(0.3)
+    pytest.fail(f"/healthz stopped answering ok:\n{log.read_text()[-3000:]}")
 
 
 def _post_analyse(url: str, text: str) -> dict:
