@@ -63,7 +63,7 @@ def run_export(args: argparse.Namespace) -> int:
             export,
             args.out,
         )
-        check_shape(pair, request.options, request.selected)
+        check_shape(pair, request.options, request.selected, selected_from="the sidecar's head")
         service = AnalysisService.from_config(pair)
         print(make_one(service, request, with_sidecar=args.sidecar))
         return 0

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.analysis import Analysis
-from app.core.options import FORMATS, ExportOptions, ViewOptions, check_selected_head
+from app.core.options import FORMATS, ExportOptions, OptionError, ViewOptions, check_selected_head
 from app.export.files import ExportError, check_target, render_bytes, write_atomically
 from app.export.sidecar import Sidecar, make_sidecar
 from app.figures.theme import Canvas
@@ -118,12 +118,21 @@ def make_one(service: AnalysisService, request: FigureRequest, *, with_sidecar: 
     return path
 
 
-def check_shape(config: str, options: ViewOptions, selected: tuple[int, int] | None) -> None:
-    """Layers, heads and ``--head`` against the pair's config.json, in milliseconds, before any model loads."""
+def check_shape(
+    config: str, options: ViewOptions, selected: tuple[int, int] | None, *, selected_from: str = "--head"
+) -> None:
+    """Layers, heads and the selected head (named as the user gave it: ``selected_from``) against the pair's
+    config.json, in milliseconds, before any model loads."""
     shape = pair_shape(config)
     options.checked(shape.num_layers, shape.num_heads, sys.maxsize)
     if selected is not None:
-        check_selected_head({"layer": selected[0], "head": selected[1]}, shape.num_layers, shape.num_heads)
+        layer, head = selected
+        if not (1 <= layer <= shape.num_layers and 0 <= head < shape.num_heads):
+            raise OptionError(
+                f"{selected_from} {layer}:{head} names no head of this pair: it has layers 1 to {shape.num_layers} "
+                f"and heads 0 to {shape.num_heads - 1}.",
+                f"Give --head LAYER:HEAD within them, e.g. --head {shape.num_layers}:0.",
+            )
 
 
 def output_format(out: Path, fmt: str | None, default: str | None = None, *, check: bool = True) -> str:
