@@ -94,7 +94,7 @@ def run_export(args: argparse.Namespace) -> int:
     service = AnalysisService.from_config(config)
     failures = 0
     for number, analysis in enumerate(tqdm(analyses, desc=f"exporting {args.view}", unit="figure"), start=1):
-        out = args.out_dir / f"{number:03d}-{file_stem(args.view, options, analysis.text)}.{args.fmt}"
+        out = args.out_dir / f"{number:03d}-{file_stem(args.view, options, analysis.text, export)}.{args.fmt}"
         request = FigureRequest(analysis, args.view, options, selected, export, out)
         try:
             make_one(service, request, with_sidecar=args.sidecar)

@@ -68,13 +68,16 @@ def read_texts(path: Path) -> list[Analysis]:
     return analyses
 
 
-def file_stem(view: str, options: ViewOptions, text: str) -> str:
-    """A file name that says what the figure is: view, mode, layers, the start of the text, and a short hash of
-    every setting (different settings on the same sentence never share a name)."""
-    settings = repr((view, sorted(options.to_dict().items()), text)).encode()
+def file_stem(view: str, options: ViewOptions, text: str, export: ExportOptions | None = None) -> str:
+    """A file name that says what the figure is: view, mode, layers, the start of the text, the preset and format it
+    was made for (a single-column PDF and a double-column PNG of one view never share a name, nor do their
+    sidecars), and a short hash of every setting (different settings on the same sentence never share a name)."""
+    made_for = () if export is None else (export.preset, export.fmt, export.width, export.height, export.scale)
+    settings = repr((view, sorted(options.to_dict().items()), text, *made_for)).encode()
     layers = "all-layers" if options.layers is None else f"layers-{options.layers[0]}-{options.layers[1]}"
     words = re.sub(r"[^a-z0-9]+", "-", text.lower())[:32].strip("-") or "text"
-    return f"{view}-{options.mode}-{layers}-{words}-{hashlib.sha1(settings).hexdigest()[:8]}"
+    size = "" if export is None else f"-{export.preset}-{export.fmt}"
+    return f"{view}-{options.mode}-{layers}-{words}{size}-{hashlib.sha1(settings).hexdigest()[:8]}"
 
 
 def export_bytes(service: AnalysisService, request: FigureRequest) -> tuple[bytes, Sidecar]:

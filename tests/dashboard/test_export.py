@@ -15,7 +15,7 @@ from app.core.analysis import Analysis
 from app.core.options import ExportOptions, OptionError, ViewOptions
 from app.export import ExportError, SidecarError, export_figure, read_sidecar, resolve_pair, write_atomically
 from app.export.files import check_drawn, start_export_server
-from app.export.requests import FigureRequest, make_one
+from app.export.requests import FigureRequest, file_stem, make_one
 from app.service.registry import pair_service
 from app.views.render import render
 
@@ -216,10 +216,10 @@ def test_cli_batch_writes_one_file_per_text_and_reports_bad_lines(tiny_config, t
     assert "line 2: The input is 82 tokens long" in done.stderr
     names = sorted(p.name for p in out.iterdir())
     assert [re.sub(r"-[0-9a-f]{8}\.", ".", n) for n in names] == [
-        "001-heads-comparison-all-layers-a-fine-film.json",
-        "001-heads-comparison-all-layers-a-fine-film.svg",
-        "003-heads-comparison-all-layers-a-dull-film.json",
-        "003-heads-comparison-all-layers-a-dull-film.svg",
+        "001-heads-comparison-all-layers-a-fine-film-double-svg.json",
+        "001-heads-comparison-all-layers-a-fine-film-double-svg.svg",
+        "003-heads-comparison-all-layers-a-dull-film-double-svg.json",
+        "003-heads-comparison-all-layers-a-dull-film-double-svg.svg",
     ]
     assert "wrote 2 of 3 figures" in done.stdout
 
@@ -259,3 +259,16 @@ def test_the_pages_selection_marks_stay_out_of_exported_figures(service, tmp_pat
     path = make_one(service, job, with_sidecar=True)
     assert 'class="shape-group"' not in path.read_text()  # the grid's selection outline is a layout shape
     assert json.loads(path.with_suffix(".json").read_text())["selected_head"] == {"layer": 2, "head": 1}
+
+
+def test_file_names_differ_by_preset_and_format():
+    """A single-column PDF, a double-column PNG and a double-column PDF of one view are three files (and three
+    sidecars), never one name overwriting another (issue 27)."""
+    options = ViewOptions()
+    stems = {
+        file_stem("sankey", options, TEXT, ExportOptions.create(fmt, preset=preset))
+        for fmt, preset in (("pdf", "single"), ("png", "double"), ("pdf", "double"))
+    }
+    assert len(stems) == 3
+    assert sum("-single-pdf-" in s for s in stems) == 1 and sum("-double-" in s for s in stems) == 2
+    assert file_stem("sankey", options, TEXT, ExportOptions.create("png", preset="double")) in stems  # stable

@@ -181,7 +181,7 @@ def _zip_figures(service: AnalysisService, requests: list[FigureRequest], set_pr
                 data, side = export_bytes(service, request)
             except AttentionFlowsError as error:  # say which line: a batch of 100 is otherwise a hunt
                 raise OptionError(f"Line {number}: {error.problem}", error.fix) from error
-            stem = f"{number:03d}-{file_stem(request.view, side.options, request.analysis.text)}"
+            stem = f"{number:03d}-{file_stem(request.view, side.options, request.analysis.text, request.export)}"
             archive.writestr(f"{stem}.{request.export.fmt}", data)
             archive.writestr(f"{stem}.json", side.to_json())
     return buffer.getvalue()

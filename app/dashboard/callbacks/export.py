@@ -70,7 +70,7 @@ def export_view(clicks, formats, sizes, sidecars, widths, heights, scales, analy
         export=export,
     )
     data, side = export_bytes(service, request)
-    stem = "attention-flows-" + file_stem(view, side.options, request.analysis.text)
+    stem = "attention-flows-" + file_stem(view, side.options, request.analysis.text, export)
     sidecar = no_update
     if chosen["sidecar"]:
         sidecar = {"content": side.to_json(), "filename": f"{stem}.json"}
