@@ -504,3 +504,24 @@ def test_graph_over_switches_the_graph_views_between_contributions_and_raw_atten
     assert "GlobEnc contributions" in _wait_title(page, "matrix-graph", "GlobEnc")
     assert not page.locator("#error-banner").text_content()
     assert page.console_errors == []
+
+
+def test_every_control_is_reachable_on_a_1280_by_800_screen(page):
+    """The control panel is taller than a laptop's window: it scrolls on its own (issue 27), so its last control can
+    be brought into view and used, and a dropdown opened there shows its whole menu."""
+    page.set_viewport_size({"width": 1280, "height": 800})
+    panel = page.locator(".control-panel")
+    box = panel.bounding_box()
+    assert box["height"] <= 800 - 8, f"the panel is {box['height']:.0f} px tall in an 800 px window"
+    last = page.locator(".control-panel > *").last
+    last.scroll_into_view_if_needed()
+    seen = last.bounding_box()
+    assert seen["y"] >= 0 and seen["y"] + seen["height"] <= 800, seen
+    page.locator("#relevance-method-dropdown").scroll_into_view_if_needed()
+    page.click("#relevance-method-dropdown")
+    option = page.locator("[role=option]", has_text="attention graph").first
+    option.wait_for(state="visible", timeout=10_000)
+    where = option.bounding_box()
+    assert where["y"] >= 0 and where["y"] + where["height"] <= 800
+    page.keyboard.press("Escape")
+    assert page.console_errors == []
