@@ -20,7 +20,7 @@ from app.core.analysis import Analysis
 from app.core.options import FORMATS, ExportOptions, OptionError, ViewOptions, check_selected_head
 from app.export.files import ExportError, check_target, render_bytes, write_atomically
 from app.export.sidecar import Sidecar, make_sidecar
-from app.figures.theme import Canvas
+from app.figures.theme import Canvas, Figure
 from app.service.analysis import AnalysisService
 from app.views.render import render
 from attention.models import pair_shape
@@ -83,6 +83,26 @@ def file_stem(view: str, options: ViewOptions, text: str, export: ExportOptions 
 def export_bytes(service: AnalysisService, request: FigureRequest) -> tuple[bytes, Sidecar]:
     """Analyse, render and export one request: the file's bytes and its sidecar (shared by the CLI and the
     dashboard's Export button)."""
+    figure, analysis, options, selected = _figure(service, request)
+    data = render_bytes(figure, request.export)
+    side = make_sidecar(
+        service.pair.config,
+        text=analysis.text,
+        text_pair=analysis.text_pair,
+        view=request.view,
+        options=options,
+        selected=selected,
+        export=request.export,
+    )
+    return data, side
+
+
+def export_figure(service: AnalysisService, request: FigureRequest) -> Figure:
+    """The figure one request exports, before it is sized for print (the figure standard reads its axes)."""
+    return _figure(service, request)[0]
+
+
+def _figure(service: AnalysisService, request: FigureRequest):
     analysis = service.analyse(request.analysis.text, request.analysis.text_pair)
     options = service.checked(analysis, request.options)  # "all layers" / "all heads" spelled one way
     selected = (
@@ -96,17 +116,7 @@ def export_bytes(service: AnalysisService, request: FigureRequest) -> tuple[byte
     width, _, font_px = request.export.pixels()
     canvas = Canvas(width=width, font_px=font_px)
     figure = render(request.view, service, analysis, options, selected if request.view == "matrix" else None, canvas)
-    data = render_bytes(figure, request.export)
-    side = make_sidecar(
-        service.pair.config,
-        text=analysis.text,
-        text_pair=analysis.text_pair,
-        view=request.view,
-        options=options,
-        selected=selected,
-        export=request.export,
-    )
-    return data, side
+    return figure, analysis, options, selected
 
 
 def make_one(service: AnalysisService, request: FigureRequest, *, with_sidecar: bool) -> Path:

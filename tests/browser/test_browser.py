@@ -382,50 +382,6 @@ def test_clicking_a_thumbnail_selects_that_head_everywhere(page):
     assert page.console_errors == []
 
 
-THIRTY_TOKENS = (
-    "the film is a slow , careful portrait of a family in crisis , and its quiet ending stays with you long after ."
-)
-LEGIBLE_JS = """() => {  // every text of an exported SVG: inside the figure, and its font size in px
-    const svg = document.querySelector('svg');
-    const frame = svg.getBoundingClientRect();
-    return [...svg.querySelectorAll('text')].filter(t => t.textContent.trim()).map(t => {
-        const r = t.getBoundingClientRect();
-        return {text: t.textContent.trim(), size: parseFloat(getComputedStyle(t).fontSize),
-                inside: r.left >= frame.left - 1 && r.right <= frame.right + 1 && r.top >= frame.top - 1
-                        && r.bottom <= frame.bottom + 1};
-    });
-}"""
-
-
-def test_single_column_exports_are_legible_for_a_30_token_sentence(browser, default_pair):
-    """Every view exported as SVG at single-column size (3.5 in, 7 pt): no text smaller than 7 pt, none cut at
-    the figure's edge, no two texts overlapping — measured on the SVG drawn by Chromium."""
-    from app.core.options import DPI, ExportOptions, ViewOptions
-    from app.export.requests import FigureRequest, export_bytes
-    from app.service.analysis import AnalysisService
-
-    service = AnalysisService(default_pair)
-    analysis = service.analyse(THIRTY_TOKENS)
-    assert 25 <= len(service.labels(analysis, "token")) <= 32
-    context = browser.new_context(viewport={"width": 1200, "height": 2400})
-    tab = context.new_page()
-    smallest = 7 * DPI / 72 - 0.05
-    for view in ids.VIEWS:
-        job = FigureRequest(analysis, view, ViewOptions(), None, ExportOptions.create("svg", preset="single"))
-        svg, _ = export_bytes(service, job)
-        tab.set_content(f"<html><body style='margin:0'>{svg.decode()}</body></html>")
-        texts = tab.evaluate(LEGIBLE_JS)
-        assert texts, view
-        small = [t["text"] for t in texts if t["size"] < smallest]
-        cut = [t["text"] for t in texts if not t["inside"]]
-        assert not small, f"{view}: text under 7 pt: {small[:5]}"
-        assert not cut, f"{view}: text cut at the edge: {cut[:5]}"
-        assert tab.evaluate(OVERLAP_JS.replace("document.getElementById(graphId)", "document.body"), "body") == [], view
-        ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / f"single-column-{view}.svg").write_bytes(svg)
-    context.close()
-
-
 def test_every_sankey_colour_says_what_its_legend_says(page):
     """In the page: the legend names each colour, and every link's hover states the status its colour shows —
     the default measure's contribution ≥ τ in both models (grey), only in one (that model's colour), absorbed by

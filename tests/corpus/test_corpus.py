@@ -406,7 +406,9 @@ def test_interrupted_runs_resume_without_duplicates(tiny_pair, tiny_config, data
     done = _wait_for_chunks(folder, 3, first)
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=60)
-    assert first.returncode == 130, err
+    # 130, or death by SIGINT: CPython marks a Ctrl-C "unhandled" when it lands inside code an extension runs through
+    # PyRun_String (numba, torch), and then exits by SIGINT even though the CLI caught it; shells read both as Ctrl-C.
+    assert first.returncode in (130, -signal.SIGINT), err
     assert "rerun the same command" in err
     second = corpus_cli(*command)
     _wait_for_chunks(folder, done + 5, second)
