@@ -1,4 +1,4 @@
-"""``attention-flows corpus run | query``: corpus analysis from the command line (docs/corpus.md)."""
+"""``attention-flows corpus run | query | export``: corpus analysis from the command line (docs/corpus.md)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,17 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.cli.arguments import whole
+from app.cli.arguments import number, whole
+from app.cli.shutdown import exit_cleanly_on_terminate
+from app.core.options import FORMATS, PRESETS, SCALE_RANGE, WIDTH_RANGE
 from attention.errors import AttentionFlowsError
 
 if TYPE_CHECKING:
     from attention.corpus.executors import ChunkExecutor
 
-# Lazy imports (attention, app.team): the engine (pydantic, pandas, pyarrow; torch as models load) and the Celery
-# executor load inside the commands, after the command line has checked its flags.
+# Lazy imports (attention, app.team, app.export): the engine (pydantic, pandas, pyarrow; torch as models load), the
+# Celery executor and the figure export (plotly, kaleido) load inside the commands, after the command line has
+# checked its flags.
 
 QUERIES = ("heads", "layers", "word", "words", "examples", "sql", "skipped", "labels")
 NO_ARGUMENT = {  # questions that take no argument, and the fix when one is given
@@ -31,7 +34,7 @@ LISTED = 5  # rows skipped, or labels that name no class, listed before a run
 
 
 def add_parser(commands) -> None:
-    """The ``corpus`` command and its ``run`` / ``query`` subcommands."""
+    """The ``corpus`` command and its ``run`` / ``query`` / ``export`` subcommands."""
     corpus = commands.add_parser("corpus", help="analyse a whole dataset: run both models over it, then query")
     actions = corpus.add_subparsers(dest="action", required=True)
 
@@ -71,6 +74,32 @@ def add_parser(commands) -> None:
     query.add_argument("--head", type=whole("head", 0), help="examples head: the head (0-based)")
     query.add_argument("--top", type=whole("top", 1), default=20, help="rows to print (default 20)")
     query.add_argument("--csv", type=Path, help="write the whole answer as CSV")
+    _add_export(actions)
+
+
+def _add_export(actions) -> None:
+    """``corpus export``: a figure of the corpus page as a file, from a corpus folder or a sidecar."""
+    export = actions.add_parser("export", help="write a figure of the corpus page as PNG / SVG / PDF")
+    export.add_argument(
+        "folder", type=Path, nargs="?", help="the corpus folder (with --from-sidecar: by default the sidecar's)"
+    )
+    # the names are app.export.corpus_figures.CORPUS_FIGURES' (a test holds them equal): importing app.export here
+    # would load plotly for every command's parser
+    export.add_argument("--figure", help="which figure: heads, layers, word, head-map")
+    export.add_argument(
+        "--metric", help="heads / layers: js_divergence (default), cosine, tv_distance, contribution_share"
+    )
+    export.add_argument("--word", help="word: the word whose attention from [CLS] is drawn")
+    export.add_argument("--format", dest="fmt", type=str.lower, choices=FORMATS, help="default: from --out")
+    export.add_argument("--preset", choices=tuple(PRESETS), help="size: " + ", ".join(
+        f"{key} ({preset.label})" for key, preset in PRESETS.items()) + "; default double")  # fmt: skip
+    export.add_argument("--width", type=whole("width", *WIDTH_RANGE), help="pixels (overrides the preset)")
+    export.add_argument("--height", type=whole("height", *WIDTH_RANGE), help="pixels (overrides the preset)")
+    export.add_argument("--scale", type=number("scale", *SCALE_RANGE), help="PNG resolution multiplier (300 dpi)")
+    export.add_argument("--out", type=Path, help="the file to write")
+    export.add_argument("--out-dir", type=Path, help="or a folder: the file is named for figure, preset and format")
+    export.add_argument("--sidecar", action="store_true", help="also write a JSON sidecar beside the figure")
+    export.add_argument("--from-sidecar", type=Path, help="make the figure a corpus figure's JSON sidecar describes")
 
 
 def default_folder(pair_name: str, data: Path | None) -> Path:
@@ -105,7 +134,10 @@ def check_corpus_folder(folder: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``corpus run`` or ``corpus query``."""
+    """``corpus run``, ``corpus query`` or ``corpus export``."""
+    if args.action == "export":
+        with exit_cleanly_on_terminate():  # SIGTERM: exit handlers close the export browser
+            return _export(args)
     return _run_corpus(args) if args.action == "run" else _query(args)
 
 
@@ -226,3 +258,92 @@ def _query(args) -> int:
     if len(answer) > args.top:
         print(f"({len(answer)} rows; --top N shows more, --csv FILE writes all)")
     return 0
+
+
+def _export(args) -> int:
+    """``corpus export``: from the flags, or ``--from-sidecar``; every flag and the target checked before any
+    table is read."""
+    from app.core.options import ExportOptions  # lazy: with the export below
+    from app.export.corpus import CorpusFigureRequest, check_corpus, corpus_file_stem, make_corpus_file
+    from app.export.corpus_figures import CORPUS_FIGURES, CorpusExportError, check_figure, figure_options
+    from app.export.files import check_target
+
+    if args.from_sidecar is not None:
+        return _export_from_sidecar(args)
+    if args.folder is None or args.figure is None:
+        raise CorpusExportError("corpus export needs a corpus folder and --figure.",
+                                f"e.g. corpus export FOLDER --figure heads --out heads.pdf (figures: "
+                                f"{', '.join(CORPUS_FIGURES)})")  # fmt: skip
+    figure = check_figure(args.figure)
+    options = figure_options(figure, metric=args.metric, word=args.word)
+    fmt = _output_format(args)
+    export = ExportOptions.create(fmt, preset=args.preset, width=args.width, height=args.height, scale=args.scale)
+    if args.out is not None:
+        _checked_format(args.out, fmt)
+    manifest_folder = Path(args.folder).expanduser()
+    out = args.out or args.out_dir / f"{corpus_file_stem(figure, options, manifest_folder.name, export)}.{fmt}"
+    check_target(out)
+    check_corpus(manifest_folder)
+    request = CorpusFigureRequest(manifest_folder, figure, options, export, out)
+    _print_made(make_corpus_file(request, with_sidecar=args.sidecar), args.sidecar)
+    return 0
+
+
+def _output_format(args) -> str:
+    """The format asked: ``--format``, else ``--out``'s suffix; ``--out`` or ``--out-dir`` (with ``--format``)."""
+    from app.export.corpus_figures import CorpusExportError  # lazy: with the export
+    from app.export.requests import output_format
+
+    if (args.out is None) == (args.out_dir is None):
+        raise CorpusExportError("corpus export needs --out FILE or --out-dir DIR (one of them).",
+                                "e.g. --out heads.pdf, or --out-dir figures --format pdf")  # fmt: skip
+    if args.out_dir is not None:
+        if not args.fmt:
+            raise CorpusExportError("--out-dir needs --format.", "e.g. --out-dir figures --format pdf")
+        return args.fmt
+    return output_format(args.out, args.fmt, check=False)
+
+
+def _checked_format(out: Path, fmt: str) -> None:
+    from app.export.requests import output_format  # lazy: with the export
+
+    output_format(out, fmt)  # after the size checks: a bad size is named first
+
+
+def _export_from_sidecar(args) -> int:
+    """``corpus export --from-sidecar F.json [FOLDER] --out FILE``: the figure the sidecar describes, from the very
+    corpus it was drawn from (the sidecar's folder, or FOLDER)."""
+    from app.export.corpus import CorpusFigureRequest, check_corpus, make_corpus_file
+    from app.export.corpus_figures import CorpusExportError  # lazy: with the export
+    from app.export.corpus_sidecar import check_same_corpus, read_corpus_sidecar
+    from app.export.files import check_target
+    from app.export.requests import output_format, sidecar_export
+    from attention.settings import load_settings
+
+    given = [flag for flag in ("figure", "metric", "word", "preset", "width", "height", "scale", "out_dir")
+             if getattr(args, flag) is not None]  # fmt: skip
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise CorpusExportError(f"--from-sidecar takes the figure, its options and its size from the sidecar, not "
+                                f"{flag}.", f"Drop {flag}, or export afresh without --from-sidecar.")  # fmt: skip
+    if args.out is None:
+        raise CorpusExportError("--from-sidecar needs --out.", "Give the file to write.")
+    sidecar = read_corpus_sidecar(args.from_sidecar)
+    export = sidecar_export(sidecar.export, output_format(args.out, args.fmt, sidecar.export.fmt))
+    check_target(args.out)
+    folder = Path(args.folder).expanduser() if args.folder else sidecar.folder_path(load_settings().corpora_dir)
+    if not folder.is_dir():
+        raise CorpusExportError(f"Folder {folder}, which the sidecar names, does not exist here.",
+                                f"Pass the corpus folder: corpus export --from-sidecar {args.from_sidecar} FOLDER "
+                                f"--out {args.out}")  # fmt: skip
+    check_same_corpus(sidecar, folder, check_corpus(folder))
+    recorded = None if args.folder else sidecar.folder
+    request = CorpusFigureRequest(folder, sidecar.figure, sidecar.options, export, args.out, recorded)
+    _print_made(make_corpus_file(request, with_sidecar=args.sidecar), args.sidecar)
+    return 0
+
+
+def _print_made(path: Path, sidecar: bool) -> None:
+    print(path)
+    if sidecar:
+        print(path.with_suffix(".json"))

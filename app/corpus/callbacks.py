@@ -4,14 +4,27 @@ on), and :func:`register_callbacks` wires them, with their outputs and inputs, t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import pandas as pd
-from dash import MATCH, Dash, Input, Output, Patch, State, html, no_update, set_props
+from dash import ALL, MATCH, Dash, Input, Output, Patch, State, ctx, dcc, html, no_update, set_props
+from dash.exceptions import PreventUpdate
 
+from app.core.options import ExportOptions
 from app.corpus.catalog import CorpusEntry, corpus_catalog
 from app.corpus.grid import GridRequestError, check_view, corpus_entry, grid_rows, view_table
-from app.corpus.layout import CHANGE_METRICS, examples_grid, words_grid
+from app.corpus.layout import (
+    CHANGE_METRICS,
+    EXPORT_DOWNLOAD,
+    EXPORT_DOWNLOAD_SIDECAR,
+    EXPORT_STATUS,
+    examples_grid,
+    words_grid,
+)
+from app.dashboard.ids import EXPORT_PARTS, export_control
+from app.export.corpus import CorpusFigureRequest, corpus_export_bytes, corpus_file_stem
+from app.export.corpus_figures import check_figure, figure_options
 from app.figures.corpus import make_corpus_head_map, make_head_change_grid, make_layer_change, make_word_difference
 from app.figures.theme import empty_figure
 from attention.corpus.query import head_map, head_ranking, label_counts, layer_change, word_changes, word_query
@@ -207,6 +220,68 @@ def rows(request: object, context: object, grid_id: object) -> dict:
     except AttentionFlowsError as error:
         set_props("corpus-error", {"children": str(error), "className": "error-banner"})
         return {"rowData": [], "rowCount": 0}
+
+
+EXPORT_CHOICES = EXPORT_PARTS[1:]  # a card's export controls the export reads: all but the button
+
+
+def export_request(
+    entry: CorpusEntry, figure: object, chosen: dict, metric: object, word: object
+) -> CorpusFigureRequest:
+    """The export of ``figure`` (a card's name, from the browser: checked) of the corpus ``entry`` with the card's
+    export controls (``chosen``: format, size, width, height, scale) and the page's change measure and word. The
+    sidecar names the corpus by its folder's name under the server's corpora (never the server's path)."""
+    figure = check_figure(figure)
+    if figure == "word" and not (isinstance(word, str) and word.strip()):
+        raise AttentionFlowsError("The word query has no word to export yet.", "Type a word above its figure first.")
+    if figure in ("heads", "layers") and metric not in CHANGE_METRICS:
+        raise AttentionFlowsError(f"Unknown change measure {metric!r}.", "Pick one of the listed ones.")
+    options = figure_options(figure, metric=metric if figure in ("heads", "layers") else None,
+                             word=word if figure == "word" else None)  # fmt: skip
+    fmt = chosen["format"]
+    export = ExportOptions.create(fmt, preset=chosen["size"], width=chosen["width"], height=chosen["height"],
+                                  scale=chosen["scale"] if fmt == "png" else None)  # fmt: skip
+    return CorpusFigureRequest(entry.path, figure, options, export, recorded_folder=entry.name)
+
+
+@_callback(
+    Output(EXPORT_DOWNLOAD, "data"),
+    Output(EXPORT_DOWNLOAD_SIDECAR, "data"),
+    Input(export_control("button", ALL), "n_clicks"),
+    *(State(export_control(part, ALL), "value") for part in EXPORT_CHOICES),
+    State("corpus-select", "value"),
+    State("corpus-metric", "value"),
+    State("corpus-word", "value"),
+    State("corpus-context", "data"),
+    running=[
+        (Output(EXPORT_STATUS, "children"), "Exporting… (the first export also starts the exporter's browser)", ""),
+        (Output(export_control("button", ALL), "disabled"), True, False),
+    ],
+    prevent_initial_call=True,
+)
+def export_figure(clicks: list, *values: object) -> tuple:
+    """The clicked card's figure as a file in the publication theme (and its sidecar when the card's JSON is
+    ticked), drawn from what the page has read; an error says why in the banner and downloads nothing."""
+    if not isinstance(ctx.triggered_id, dict) or not any(clicks or []):
+        raise PreventUpdate
+    figure = ctx.triggered_id.get("view")
+    corpus, metric, word, context = values[len(EXPORT_CHOICES) :]
+    chosen = {part: _value_of(figure, ctx.args_grouping[1 + i]) for i, part in enumerate(EXPORT_CHOICES)}
+    try:
+        entry = entry_of(context, corpus)
+        request = export_request(entry, figure, chosen, metric, word)
+        data, side = corpus_export_bytes(request, functools.partial(corpus_catalog().memo, entry))
+    except AttentionFlowsError as error:
+        set_props("corpus-error", {"children": str(error), "className": "error-banner"})
+        return no_update, no_update
+    stem = corpus_file_stem(request.figure, request.options, entry.name, request.export)
+    sidecar = {"content": side.to_json(), "filename": f"{stem}.json"} if chosen["sidecar"] else no_update
+    return dcc.send_bytes(data, f"{stem}.{request.export.fmt}"), sidecar
+
+
+def _value_of(figure: object, grouping: list[dict]) -> object:
+    """The value of the card ``figure``'s control among a wildcard's (``ctx.args_grouping`` entries)."""
+    return next((item.get("value") for item in grouping if item["id"]["view"] == figure), None)
 
 
 # a click on 'open ↗' opens the example's single-example page in a new tab (a plain value, never HTML: texts are

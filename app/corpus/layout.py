@@ -15,6 +15,8 @@ from app.core.options import PAIR_METRICS
 from app.corpus.catalog import CorpusCatalog, CorpusEntry
 from app.corpus.grid import COLUMN_FILTERS, FILTER_TYPES, PAGE_ROWS
 from app.dashboard.help import help_icon
+from app.dashboard.layout.views import export_controls
+from app.export.corpus_figures import CORPUS_FIGURES
 from attention.corpus.query import SHARE
 from attention.defaults import MEASURE_LABELS
 from attention.errors import AttentionFlowsError
@@ -28,6 +30,17 @@ METRIC_CHOICES = {  # the change measure's radio buttons, in CHANGE_METRICS' ord
 }
 if tuple(METRIC_CHOICES) != CHANGE_METRICS:
     raise AssertionError("METRIC_CHOICES must label exactly CHANGE_METRICS, in their order")
+GRAPH_IDS = {  # each corpus figure's graph (app.export.corpus_figures.CORPUS_FIGURES), in the page's order
+    "heads": "corpus-heads",
+    "layers": "corpus-layers",
+    "word": "corpus-word-graph",
+    "head-map": "corpus-head-map",
+}
+if tuple(GRAPH_IDS) != tuple(CORPUS_FIGURES):
+    raise AssertionError("GRAPH_IDS must give a graph to exactly CORPUS_FIGURES, in their order")
+EXPORT_DOWNLOAD = "corpus-export-download"  # the figure file of the card whose Export button was clicked
+EXPORT_DOWNLOAD_SIDECAR = "corpus-export-download-sidecar"  # and its sidecar, when the card's JSON is ticked
+EXPORT_STATUS = "corpus-export-status"  # "Exporting…" while an export runs
 
 
 def _query_of_page() -> dict[str, str]:
@@ -68,6 +81,9 @@ def corpus_layout(catalog: CorpusCatalog) -> html.Div:
             _words_card(chosen),
             _examples_card(),
             dcc.Store(id="corpus-context", data={"models": models, "options": options}),
+            dcc.Download(id=EXPORT_DOWNLOAD),
+            dcc.Download(id=EXPORT_DOWNLOAD_SIDECAR),
+            html.Div(id=EXPORT_STATUS, className="export-status", role="status"),
             dcc.Location(id="corpus-url", refresh=False),
         ],
         className="page corpus-page",
@@ -113,16 +129,17 @@ def _controls(entries: list[CorpusEntry], chosen: CorpusEntry) -> html.Div:
     )
 
 
-def _card(title: str, graph_id: str, above: html.Div | None = None) -> html.Div:
-    """A card of one graph, titled, with ``above`` it when given."""
-    return html.Div(
-        [html.H2(title), *([above] if above else []), dcc.Graph(id=graph_id, config={"displaylogo": False})],
-        className="card",
-    )
+def _card(figure: str, above: html.Div | None = None) -> html.Div:
+    """The card of one corpus figure: its title and export controls (the single-example page's, keyed by the
+    figure's name), ``above`` the graph when given, and the graph."""
+    header = html.Div([html.H2(CORPUS_FIGURES[figure].title), export_controls(figure)], className="card-header")
+    graph = dcc.Graph(id=GRAPH_IDS[figure], config={"displaylogo": False})
+    return html.Div([header, *([above] if above else []), graph], className="card")
 
 
 def _views() -> html.Div:
-    """The four graphs: head and layer change, the word query (with its input) and the head similarity map."""
+    """The four graphs, each with its export controls: head and layer change, the word query (with its input) and
+    the head similarity map."""
     word_row = html.Div(
         [
             dcc.Input(id="corpus-word", type="text", placeholder="a word, e.g. great", debounce=True),
@@ -132,10 +149,10 @@ def _views() -> html.Div:
     )
     return html.Div(
         [
-            _card("Which heads changed", "corpus-heads"),
-            _card("Which layers changed", "corpus-layers"),
-            _card("Word query: attention from [CLS] to a word", "corpus-word-graph", word_row),
-            _card("Head similarity map", "corpus-head-map"),
+            _card("heads"),
+            _card("layers"),
+            _card("word", word_row),
+            _card("head-map"),
         ],
         className="corpus-views",
     )

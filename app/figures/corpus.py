@@ -10,6 +10,7 @@ from app.figures.theme import (
     MODEL_COLOURS,
     MODEL_LABELS,
     NEUTRAL_SCALE,
+    Canvas,
     Figure,
     empty_figure,
     figure,
@@ -25,7 +26,8 @@ METRIC_LABELS = {
     "contribution_share": "contribution share",
 }
 SIGNED_METRICS = ("contribution_share",)  # fine-tuned − pre-trained per head: a diverging scale around 0
-LAYER_LABELS = METRIC_LABELS | {"contribution_share": "share of mixing moved between heads (½ Σ|Δ share|)"}
+LAYER_LABELS = METRIC_LABELS | {"contribution_share": "share of mixing moved between heads<br>(½ Σ|Δ share|)"}
+PAGE_CARD_WIDTH = 650  # px: a corpus card's width in the page, which the head map's point sizes are chosen for
 
 
 def _grid(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -104,7 +106,9 @@ def make_layer_change(frame: pd.DataFrame, metric: str) -> Figure:
     ``contribution_share``, the share of the layer's mixing that moved between its heads."""
     if frame.empty:
         return empty_figure("No examples in this corpus yet.")
-    what = LAYER_LABELS[metric].capitalize() if metric in SIGNED_METRICS else f"Head-mean {METRIC_LABELS[metric]}"
+    signed = metric in SIGNED_METRICS
+    what = LAYER_LABELS[metric].replace("<br>", " ") if signed else f"Head-mean {METRIC_LABELS[metric]}"
+    what = what[0].upper() + what[1:]  # not str.capitalize: it would lower-case the Σ and Δ of the share's label
     trace = {
         "type": "scatter",
         "mode": "markers+lines",
@@ -125,6 +129,7 @@ def make_layer_change(frame: pd.DataFrame, metric: str) -> Figure:
         "marker": {"color": "#333", "size": 8},
         "line": {"color": "#999", "width": 1},
         "name": "mean with 95 % interval",
+        "cliponaxis": False,  # the first layer's point sits on the axis (its change is near 0): drawn whole
     }
     return figure(
         [trace],
@@ -151,20 +156,20 @@ def make_word_difference(frame: pd.DataFrame, word: str) -> Figure:
     return _layer_head_map(difference, both, colours, unit, hover, title)
 
 
-def make_corpus_head_map(frame: pd.DataFrame, stress: float, examples: int) -> Figure:
+def make_corpus_head_map(frame: pd.DataFrame, stress: float, examples: int, canvas: Canvas | None = None) -> Figure:
     """Every head of both models placed so that heads attending alike over the corpus sit together (classical MDS
-    of their mean Hellinger distance); a line joins each head's two positions, point size grows with its change."""
-    traces = []
+    of their mean Hellinger distance); a line joins each head's two positions, point size grows with its change.
+    ``canvas``: the width it is drawn for (points shrink on a canvas narrower than the page's card)."""
     pre = frame[frame["model"] == "pretrained"].reset_index(drop=True)
     ft = frame[frame["model"] == "finetuned"].reset_index(drop=True)
     xs, ys = [], []
     for a, b in zip(pre.itertuples(), ft.itertuples(), strict=True):
         xs += [a.x, b.x, None]
         ys += [a.y, b.y, None]
-    traces.append({"type": "scatter", "mode": "lines", "x": xs, "y": ys, "hoverinfo": "skip",
-                   "line": {"color": "#CCCCCC", "width": 1}, "name": "same head in both models"})  # fmt: skip
-    change = frame["mean_change"].fillna(0.0)
-    scale = 22.0 / max(float(change.max()), 1e-12)
+    traces = [{"type": "scatter", "mode": "lines", "x": xs, "y": ys, "hoverinfo": "skip",
+               "line": {"color": "#CCCCCC", "width": 1}, "name": "same head"}]  # fmt: skip
+    shrink = min(1.0, (canvas.width if canvas else PAGE_CARD_WIDTH) / PAGE_CARD_WIDTH)
+    scale = 22.0 * shrink / max(float(frame["mean_change"].fillna(0.0).max()), 1e-12)
     for model, part in (("pretrained", pre), ("finetuned", ft)):
         traces.append(
             {
@@ -175,10 +180,10 @@ def make_corpus_head_map(frame: pd.DataFrame, stress: float, examples: int) -> F
                 "customdata": part[["layer", "head", "mean_change"]].to_numpy().tolist(),
                 "marker": {
                     "color": MODEL_COLOURS[model],
-                    "size": (5 + scale * part["mean_change"].fillna(0)).tolist(),
+                    "size": (5 * max(shrink, 0.6) + scale * part["mean_change"].fillna(0)).tolist(),
                     "line": {"width": 0.5, "color": "white"},
                 },
-                "name": f"{MODEL_LABELS[model]} heads",
+                "name": MODEL_LABELS[model],
                 "hovertemplate": (
                     f"{MODEL_LABELS[model]} L%{{customdata[0]}} H%{{customdata[1]}}"
                     "<br>mean change %{customdata[2]:.4f}<extra></extra>"
@@ -193,7 +198,7 @@ def make_corpus_head_map(frame: pd.DataFrame, stress: float, examples: int) -> F
             height=360,
             xaxis={"visible": False},
             yaxis={"visible": False, "scaleanchor": "x"},
-            legend={"orientation": "h", "y": -0.05},
+            legend={"orientation": "h", "y": -0.05},  # one row in a single column: short names
             hovermode="closest",
         ),
     )
