@@ -107,8 +107,7 @@ def _decomposed(model: LoadedModel, text: str, text_pair: str | None, target: in
 def correlations(methods: dict[Key, np.ndarray], references: dict[str, np.ndarray], words: np.ndarray) -> pd.DataFrame:
     """One sentence's ``measure, method, layer, reference, spearman`` rows from :func:`sentence_scores`' output."""
     rows = [
-        (measure, name, index + 1 if _method(name).layered else 0, reference,
-         spearman(row[words], truth[words]))
+        (measure, name, index + 1 if _method(name).layered else 0, reference, spearman(row[words], truth[words]))
         for (measure, name), scores in methods.items()
         for index, row in enumerate(scores)
         for reference, truth in references.items()

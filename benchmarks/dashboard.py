@@ -48,6 +48,7 @@ VIEW_DRAWN_SELECTORS = (
     "#similarity-graph .scatterlayer .trace",
     "#sentence-graph .scatterlayer .trace",
     "#thumbnails-graph .hm",
+    "#headview-graph .scatterlayer .js-line",
 )
 START_TIMEOUT = 300  # seconds for `attention-flows serve` to answer, and to load the models
 

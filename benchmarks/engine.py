@@ -334,7 +334,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import torch  # lazy (torch): after the arguments are checked
 
-
     torch.set_num_threads(1)
     if args.which in EXTRA:
         EXTRA[args.which]()

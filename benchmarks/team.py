@@ -71,7 +71,6 @@ class Browser:
 
     def __init__(self, url: str) -> None:
 
-
         self._local = threading.local()
         self._url = url
         self._pool = ThreadPoolExecutor(self.CONNECTIONS)
@@ -297,7 +296,6 @@ def fault_kill_celery_worker(stack: Stack) -> dict:
     """Start a 40-text batch export in Chromium, kill -9 the Celery worker mid-job: seconds until the page says
     the job failed, and whether its Run button came back."""
     from playwright.sync_api import sync_playwright  # lazy: playwright
-
 
     texts = "\n".join(f"sentence number {n} is a fine film" for n in range(1, 41))
     with sync_playwright() as playwright:

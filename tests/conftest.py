@@ -140,4 +140,3 @@ BASE = {
     f"{ids.METHOD}.value": "rollout",
     f"{ids.TARGET}.value": "predicted",
 }
-

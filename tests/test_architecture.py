@@ -150,8 +150,16 @@ def imports() -> list[Import]:
             commented = _says_why([*block, lines[start - 2] if lines[start - 2].strip().startswith("#") else ""])
             for target in _targets(node, module, path.name == "__init__.py", known):
                 if target != module:
-                    found.append(Import(module, target, node.lineno, node.lineno in in_functions, commented,
-                                        _covers(declared, target)))
+                    found.append(
+                        Import(
+                            module,
+                            target,
+                            node.lineno,
+                            node.lineno in in_functions,
+                            commented,
+                            _covers(declared, target),
+                        )
+                    )
     return found
 
 

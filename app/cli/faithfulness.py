@@ -25,8 +25,7 @@ def add_parser(commands) -> None:
     faithful.add_argument(
         "--measures",
         default="all",
-        help="what the graph methods run over: 'all' (default) or comma-separated, from "
-        + ", ".join(MEASURES),
+        help="what the graph methods run over: 'all' (default) or comma-separated, from " + ", ".join(MEASURES),
     )
     faithful.add_argument("--no-decompx", action="store_true", help="leave DecompX out (it costs ~7 forward passes)")
 

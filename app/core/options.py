@@ -25,6 +25,7 @@ VIEWS: dict[str, str] = {
     "matrix": "Attention matrix",
     "thumbnails": "Every head",
     "influence": "Token scores per layer",
+    "headview": "Head view (bertviz)",
 }
 MODES: dict[str, str] = {"comparison": "Comparison", "pretrained": "Pre-trained", "finetuned": "Fine-tuned"}
 HIDE_KINDS: dict[str, str] = {"special": "special tokens", "punctuation": "punctuation"}
@@ -53,8 +54,10 @@ if set(GRAPH_METHODS) != set(method_names("graph")):
     raise AssertionError("GRAPH_METHODS must list attention.relevance_methods' graph family")
 # The relevance menu: the class-specific methods first (they answer "why this class"), then the graph methods.
 METHODS: dict[str, str] = {name: RELEVANCE_METHODS[name].label for name in (*CLASS_METHODS, *GRAPH_METHODS)}
-# The sentence view's default: the most faithful class-specific method on the default pair (docs/faithfulness.md).
-DEFAULT_METHOD = "decompx"
+# The token views' default: a method both models have, so the first page compares them (a class method explains only
+# the fine-tuned classifier); rollout over the default measure (ALTI) is the most faithful of those per layer
+# (docs/faithfulness.md). DecompX, the most faithful class-specific method, is one click away.
+DEFAULT_METHOD = "rollout"
 MEASURES: dict[str, str] = MEASURE_LABELS  # what the graph methods and views are drawn over (attention.defaults)
 PREDICTED = "predicted"
 TRACE_ALL = "all"  # "trace from every token (mean)" in the page and on the command line

@@ -151,6 +151,12 @@ HELP: dict[str, tuple[str, str]] = {
         "sidecar per figure that records how it was made.",
         "deploy#background-jobs",
     ),
+    "view:headview": (
+        "bertviz's head view of one layer (the selected head's, else the last of the chosen layers): each query "
+        "token on the left joined to the keys it attends to on the right, one colour per head, as opaque as the "
+        "weight. Hover a token to see only its lines in both models; click a head in the legend to hide it.",
+        "glossary",
+    ),
     "view:influence": (
         "Each token's score after every layer for the current method. Read down a column to see where relevance "
         "builds up.",

@@ -7,6 +7,8 @@ EXAMPLES = "examples-dropdown"
 ANALYSE = "analyse-button"
 PREDICTION = "prediction-panel"
 ERROR = "error-banner"
+STALE = "stale-note"  # says when the views show another text than the text box holds
+WORKSPACE = "workspace"  # the controls and the views
 ANALYSIS = "analysis-store"  # small key: text, text pair, pair name; never tensors
 SELECTED_HEAD = "selected-head-store"  # {"layer": int, "head": int | None}
 CORPUS_LINK = "corpus-link"  # the header's link to the corpus page (same pair and options)
@@ -34,6 +36,9 @@ SINKS = "sinks-checklist"
 RENORMALIZE = "renormalize-checklist"
 TOP_K = "top-k-dropdown"
 FAITHFULNESS = "faithfulness-panel"
+FAITHFULNESS_OFFER = "faithfulness-offer"  # a long input: the check runs when asked
+FAITHFULNESS_RUN = "faithfulness-run-button"
+FAITHFULNESS_OFFER_TEXT = "faithfulness-offer-text"
 FAITHFULNESS_INPUTS = "faithfulness-inputs-store"  # what the check was last asked for: rerun only on a change
 SELECTION_LABEL = "selected-head-label"
 
@@ -47,6 +52,7 @@ INFLUENCE = "influence-graph"
 SIMILARITY = "similarity-graph"
 SENTENCE = "sentence-graph"
 THUMBNAILS = "thumbnails-graph"
+HEADVIEW = "headview-graph"
 
 VIEWS = {
     "sankey": SANKEY,
@@ -57,6 +63,7 @@ VIEWS = {
     "similarity": SIMILARITY,
     "sentence": SENTENCE,
     "thumbnails": THUMBNAILS,
+    "headview": HEADVIEW,
 }
 
 

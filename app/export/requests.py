@@ -112,10 +112,12 @@ def _figure(service: AnalysisService, request: FigureRequest):
             {"layer": request.selected[0], "head": request.selected[1]}, service.num_layers, service.num_heads
         )
     )
-    # The selection picks the matrix view's head; elsewhere it is only the page's highlight, kept out of the file.
+    # The selection picks the matrix view's head and the head view's layer; elsewhere it is only the page's
+    # highlight, kept out of the file.
     width, _, font_px = request.export.pixels()
-    canvas = Canvas(width=width, font_px=font_px)
-    figure = render(request.view, service, analysis, options, selected if request.view == "matrix" else None, canvas)
+    canvas = Canvas(width=width, font_px=font_px, static=True)
+    drawn_selection = selected if request.view in ("matrix", "headview") else None
+    figure = render(request.view, service, analysis, options, drawn_selection, canvas)
     return figure, analysis, options, selected
 
 

@@ -1,141 +1,122 @@
 """View 1: the attention graph as a Sankey diagram: the traced token(s) on the right, the inputs on the left, each
-link as wide as the share of the traced mass it carries (see docs/method.md §1)."""
+link as wide as the share of the traced mass it carries (see docs/method.md §1).
+
+Laid out for its :class:`~app.figures.theme.Canvas` (the card in the page, or an export's width and text size):
+every node is labelled (a label longer than the room to the next column is shortened with "…"), nodes of a column
+are a label's height apart, and the legend, caption and notes (:mod:`app.figures.graph_legend`) are measured, so an
+export keeps the figure's own height (``meta.natural_size``). A view that shows (almost) none of the words says why
+and what would change it (:mod:`app.figures.graph_notes`).
+"""
 
 from __future__ import annotations
 
-from collections import namedtuple
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from app.figures.models import mode_colour, reach_colours, shown_models
-from app.figures.theme import (
-    MODEL_LABELS,
-    REACH_LABELS,
-    STATUS_COLOURS,
-    STATUS_LABELS,
-    Canvas,
-    Figure,
-    empty_figure,
-    figure,
-    layout,
-    rgba,
+from app.figures.graph_drawn import (
+    drawn_graph,
+    graph_kind,
+    graph_notes,
+    graph_title,
+    model_mean,
+    quantity,
+    records,
 )
+from app.figures.graph_legend import (
+    LINE,
+    SINK_COLOUR,
+    SOURCE_COLOUR,
+    bottom_block,
+    legend_entries,
+    legend_traces,
+    sankey_caption,
+    shorten,
+    text_px,
+    top_notes,
+)
+from app.figures.graph_notes import GraphNote, Shares
+from app.figures.models import reach_colours, shown_models
+from app.figures.sankey_links import LINK_ALPHA, Node, link_arrays, node_hover
+from app.figures.theme import MODEL_LABELS, Canvas, Figure, empty_figure, figure, layout
 
-SINK_COLOUR = "#C9B26B"  # khaki: unlike the grey of "both models" and either model's colour
-NODE_PAD = 15  # px between two nodes of a column: a label's height
-NODES_PX = 220  # px of the fullest column left for the nodes themselves
-MIN_PLOT_PX = 320
-DOMAIN_TOP = 0.92  # the Sankey's top edge (paper); the column titles sit above it
-MARGINS_PX = 100  # the layout's top and bottom margins
+__all__ = ["LINK_ALPHA", "SINK_COLOUR", "make_sankey", "sankey_frame", "sankey_layers_that_fit"]
 
-Node = tuple[int, int]  # (depth, drawn position)
+MIN_LABEL_EM = 3.5  # the least room a label gets right of its node (about four letters), in font sizes
+
+
+@dataclass(frozen=True)
+class SankeyFrame:
+    """Where the Sankey's columns go, in px of the plot (its left edge at 0): ``xs`` per depth ``first-1 .. last``,
+    ``room`` for a label between its node and the next column, node ``thickness`` and ``pad`` (a label's height),
+    ``narrow``: column titles as bare numbers."""
+
+    font: float
+    thickness: int
+    pad: int
+    margin: float
+    width: float
+    xs: dict[int, float]
+    room: float
+    narrow: bool
+
+
+def sankey_frame(canvas: Canvas, layers: tuple[int, int], last_label_px: float) -> SankeyFrame:
+    """The columns of ``layers`` on ``canvas``: evenly spaced, the last one further right by the width of its
+    labels (``last_label_px``; they sit left of their nodes, so the column before keeps its full room)."""
+    font = canvas.font_px
+    thickness = int(min(max(round(0.9 * font), 8), 14))
+    margin = thickness / 2 + 1  # the outer columns' nodes are centred on the plot's edges
+    width = canvas.width - 2 * margin
+    first, last = layers
+    span = max(last - first + 1, 1)
+    step = (width - last_label_px) / span
+    xs = {depth: (depth - first + 1) * step for depth in range(first - 1, last)} | {last: width}
+    narrow = text_px("after layer 12", font) > step - 8
+    return SankeyFrame(font, thickness, math.ceil(font * 1.25), margin, width, xs, step - thickness - 6, narrow)
+
+
+def sankey_layers_that_fit(canvas: Canvas) -> int:
+    """How many layers a Sankey on ``canvas`` can show with every node labelled (at least :data:`MIN_LABEL_EM`
+    of room per label, the traced token's label beside the last column)."""
+    frame = sankey_frame(canvas, (1, 1), 0.0)
+    return max(
+        1, int((frame.width - text_px("[CLS]", frame.font) - 6) // (MIN_LABEL_EM * frame.font + frame.thickness + 6))
+    )
 
 
 def _stacked_layout(
     columns: dict[int, list[int]],
     index: dict[Node, int],
-    sources: list[int],
-    targets: list[int],
-    values: list[float],
+    link: dict[str, list],
+    *,
+    pad: int,
+    nodes_px: float,
 ) -> tuple[list[float], float]:
-    """Vertical centres (0 = top, 1 = bottom of the domain) of every node, stacked per column in order, and the
+    """Vertical centres (0 = top, 1 = bottom of the plot) of every node, stacked per column in order, and the
     plot height in px.
 
     Plotly draws a node ``max(inflow, outflow) · k`` px tall with d3-sankey's ``k = min over columns of
     (H - (n - 1) · pad) / Σ values``. The pad is a label's height, so two neighbours' centres are always at least
-    a label apart; the plot is tall enough for the fullest column's pads plus :data:`NODES_PX` of nodes. Stacking
-    with that same ``k`` keeps every node inside the domain: no node, link or label covers another label, the
-    title or the column titles."""
+    a label apart; the plot is tall enough for the fullest column's pads plus ``nodes_px`` of nodes. Stacking
+    with that same ``k`` keeps every node inside the plot: no node, link or label covers another label."""
     inflow, outflow = np.zeros(len(index)), np.zeros(len(index))
-    np.add.at(inflow, targets, values)
-    np.add.at(outflow, sources, values)
+    np.add.at(inflow, link["target"], link["value"])
+    np.add.at(outflow, link["source"], link["value"])
     size = np.maximum(inflow, outflow)
     stacks = [[index[(depth, token)] for token in column] for depth, column in columns.items() if column]
-    plot = max(MIN_PLOT_PX, (max(len(stack) for stack in stacks) - 1) * NODE_PAD + NODES_PX)
-    scale = min((plot - (len(stack) - 1) * NODE_PAD) / max(size[stack].sum(), 1e-12) for stack in stacks)
+    plot = max(nodes_px * 1.5, (max(len(stack) for stack in stacks) - 1) * pad + nodes_px)
+    scale = min((plot - (len(stack) - 1) * pad) / max(size[stack].sum(), 1e-12) for stack in stacks)
     centres = np.zeros(len(index))
     for stack in stacks:
-        top = (plot - size[stack].sum() * scale - (len(stack) - 1) * NODE_PAD) / 2  # a short column is centred
+        top = (plot - size[stack].sum() * scale - (len(stack) - 1) * pad) / 2  # a short column is centred
         for node in stack:
             centres[node] = (top + size[node] * scale / 2) / plot
-            top += size[node] * scale + NODE_PAD
+            top += size[node] * scale + pad
     return np.clip(centres, 0.001, 0.999).tolist(), plot
-
-
-def _model_mean(frame: pd.DataFrame, column: str, models: Sequence[str]) -> np.ndarray:
-    """``[rows]``: the mean over ``models`` of the columns ``{column}_{model}``, NaN (not reached) counting 0."""
-    stacked = np.stack([frame[f"{column}_{m}"].to_numpy(float) for m in models], axis=1)  # [rows, model]
-    return np.nan_to_num(stacked, nan=0.0).mean(axis=1)
-
-
-def visible_edges(edges: pd.DataFrame, mode: str, hidden: Sequence[int]) -> pd.DataFrame:
-    """Edges of the shown model(s)' graphs, without hidden tokens, with the columns the graph views draw from
-    (``layer, query_idx, key_idx, kind, status`` and per shown model ``flow_*``, ``weight_*``, ``heads_*``); ``value``
-    = the flow drawn (comparison: the mean of both models' flows, an edge one trace does not reach counting 0)."""
-    models = shown_models(mode)
-    keep = (
-        np.ones(len(edges), dtype=bool) if mode == "comparison" else edges[f"in_graph_{mode}"].to_numpy(bool, copy=True)
-    )
-    if len(hidden):
-        keep &= ~np.isin(edges["query_idx"].to_numpy(), hidden) & ~np.isin(edges["key_idx"].to_numpy(), hidden)
-    value = _model_mean(edges, "flow", models)
-    rows = np.flatnonzero(keep & (value > 0))
-    columns = [
-        "layer",
-        "query_idx",
-        "key_idx",
-        "kind",
-        *(f"{c}_{m}" for c in ("flow", "weight", "heads") for m in models),
-    ]
-    shown = {c: edges[c].to_numpy()[rows] for c in columns}
-    return pd.DataFrame({**shown, "status": edges["status"].array.take(rows), "value": value[rows]})
-
-
-def drawn_graph(
-    edges: pd.DataFrame,
-    tokens: Sequence[str],
-    sources: Sequence[int],
-    layers: tuple[int, int],
-    mode: str,
-    hidden: Sequence[int],
-    tau: float | None,
-    source_names: str,
-) -> tuple[str, pd.DataFrame | str]:
-    """What the graph views (Sankey, network) draw: the traced tokens' name and the visible edges, or instead of
-    the edges a sentence saying why there is nothing to draw (the traced token is hidden, nothing passes τ)."""
-    name = source_names or ", ".join(tokens[s] for s in sources[:4])
-    if sources and all(s in set(hidden) for s in sources):
-        return name, f"The traced token ({name}) is hidden. Untick 'Hide special tokens' or pick words to trace from."
-    shown = visible_edges(edges, mode, hidden)
-    if shown.empty:
-        return name, f"Nothing from {name} passes τ = {tau:g} in layers {layers[0]}–{layers[1]}. Lower τ."
-    return name, shown
-
-
-def is_raw_attention(measure: str) -> bool:
-    """Whether the graph is drawn over raw attention (``measure`` its label), not a context-mixing measure."""
-    return measure.startswith("raw attention")
-
-
-def graph_kind(noun: str, measure: str) -> str:
-    """The title's name of a graph view: ``Attention <noun>``, or ``Contribution <noun> (<measure>)``."""
-    return f"Attention {noun}" if is_raw_attention(measure) else f"Contribution {noun} ({measure})"
-
-
-def _quantity(measure: str) -> str:
-    """What a link carries, in the legend and hovers: ``attention``, or ``<measure> contribution``."""
-    return "attention" if is_raw_attention(measure) else f"{measure} contribution"
-
-
-def _number(value: float) -> str:
-    return "–" if value is None or np.isnan(value) else f"{value:.3f}"
-
-
-def percent(value: float) -> str:
-    """A share as ``12.3 %``; ``–`` where the model has none (NaN)."""
-    return "–" if value is None or np.isnan(value) else f"{100 * value:.1f} %"
 
 
 def make_sankey(
@@ -155,6 +136,11 @@ def make_sankey(
     segments: Sequence[int] | None = None,
     measure: str = "raw attention (the paper's)",
     residual_in_maps: bool = False,
+    special: Sequence[int] = (),
+    sinks: bool = True,
+    trace_all: bool = False,
+    notes: Sequence[str] = (),
+    fix_shares: Mapping[tuple, Mapping[str, Shares]] | None = None,
 ) -> Figure:
     """Sankey of a :class:`~attention.compare.GraphComparison` (``edges``, ``nodes`` frames, token or word level).
 
@@ -162,46 +148,93 @@ def make_sankey(
     title and legend say so); ``residual_in_maps``: the measure holds the residual, so no residual share α.
 
     One column per depth ``first-1 .. last``; a link per drawn edge ``(l, query -> key)`` from the key at depth
-    ``l-1`` to the query at depth ``l``, as wide as the share of the traced mass it carries. Sinks (grey) hold the
-    mass absorbed from attention into special tokens and are never expanded. In ``comparison`` mode links are
-    coloured by which graphs draw them; ``selected`` = (layer, head) highlights the links that head passes. On a
-    narrow ``canvas`` (a single-column figure) only the input and the traced token are labelled: the columns are
-    closer than a word is long (every node names its token in the hover). ``segments`` (per drawn position, 1 for
-    a pair's second segment) is said in the hover ("segment B").
+    ``l-1`` to the query at depth ``l``, as wide as the share of the traced mass it carries (comparison: the mean
+    of both models' shares). Sinks (khaki nodes) hold the mass absorbed from attention into special tokens and are
+    never expanded. In ``comparison`` mode attention links are coloured by where the attention is ≥ τ; residual
+    and sink links are split into what both models send (grey) and the extra one model sends (its colour).
+    ``selected`` = (layer, head) highlights the links that head passes. ``segments`` (per drawn position, 1 for a
+    pair's second segment) is said in the hover ("segment B"). ``special`` (drawn positions of special tokens),
+    ``sinks`` and ``trace_all`` let the figure say why it shows none of the words and ``fix_shares`` which option
+    changes help (:func:`graph_notes`); ``notes`` are printed first (e.g. which layers of a longer range are shown).
     """
     canvas = canvas or Canvas()
-    narrow = canvas.width / max(layers[1] - layers[0] + 2, 1) < 80  # px between two columns
-    name, shown = drawn_graph(edges, tokens, sources, layers, mode, hidden, tau, source_names)
-    if isinstance(shown, str):
-        return empty_figure(shown)
+    name, shown = drawn_graph(edges, tokens, sources, layers, mode, hidden, tau, source_names, measure)
+    if isinstance(shown, GraphNote):
+        return empty_figure(shown.text)
     models = shown_models(mode)
-    facts, columns = _drawn_nodes(nodes, shown, models, hidden, layers)
-    index, node = _node_arrays(facts, columns, tokens, mode=mode, layers=layers, narrow=narrow, segments=segments)
-    link = _link_arrays(shown, index, tokens, mode=mode, selected=selected, measure=measure)
-    ys, plot_px = _stacked_layout(columns, index, link["source"], link["target"], link["value"])
-    height = int(np.ceil(plot_px / DOMAIN_TOP + MARGINS_PX))
+    facts, columns = _drawn_nodes(nodes, shown, models, hidden, layers, sources)
+    index, node = _node_arrays(facts, columns, tokens, mode=mode, layers=layers, segments=segments)
+    link = link_arrays(shown, index, tokens, mode=mode, selected=selected, measure=measure)
+    last_px = max(text_px(node["label"][index[(layers[1], t)]], canvas.font_px) for t in columns[layers[1]])
+    frame = sankey_frame(canvas, layers, min(last_px, 0.4 * canvas.width) + 6)
+    nodes_px = min(220.0, max(110.0, 0.25 * canvas.width))
+    ys, nodes_plot = _stacked_layout(columns, index, link, pad=frame.pad, nodes_px=nodes_px)
+    plot_px = nodes_plot + frame.pad  # half a label's height over the top node and under the bottom one
+    node["label"] = _fitted_labels(node["label"], node["depth"], frame, last=layers[1])
+    node["x"] = [min(max(frame.xs[d] / frame.width, 0.001), 0.999) for d in node.pop("depth")]
     title = _sankey_title(name, layers, mode=mode, tau=tau, alpha=alpha, measure=measure,
-                          residual_in_maps=residual_in_maps, narrow=narrow)  # fmt: skip
+                          residual_in_maps=residual_in_maps)  # fmt: skip
+    said = [*notes, *graph_notes(nodes, tokens=tokens, sources=sources, layers=layers, mode=mode, hidden=hidden,
+                                 special=special, tau=tau, sinks=sinks, measure=measure, trace_all=trace_all,
+                                 fix_shares=fix_shares)]  # fmt: skip
+    caption = ("Columns: the input, then the tokens after layer n. " if frame.narrow else "") + sankey_caption(
+        mode, quantity(measure)
+    )
+    trace = _sankey_trace(node, ys, link, frame, margin=frame.pad / 2 / plot_px)
+    return _sankey_figure(trace, title, said, caption, frame=frame, canvas=canvas,
+                          plot_px=plot_px, mode=mode, layers=layers)  # fmt: skip
+
+
+def _sankey_figure(
+    trace: dict,
+    title: str,
+    notes: list[str],
+    caption: str,
+    *,
+    frame: SankeyFrame,
+    canvas: Canvas,
+    plot_px: float,
+    mode: str,
+    layers: tuple[int, int],
+) -> Figure:
+    """The figure around the Sankey ``trace``: the title, the ``notes`` and the column titles over it, the legend
+    and the ``caption`` under it, all measured in px for ``canvas``; an export keeps this height."""
+    font = canvas.font_px
+    heading = font * LINE + 4  # the column titles' row
+    top_block = top_notes(notes, width=canvas.width - 2 * frame.margin, font_px=font, above_px=heading)
+    entries = legend_entries(mode, view="sankey")
+    bottom = bottom_block(entries, caption, width=canvas.width - 2 * frame.margin, plot_px=plot_px, font_px=font)
+    head, head_px = graph_title(title, canvas)
+    top = head_px + top_block.height + heading
+    height = math.ceil(top + plot_px + bottom.height)
     return figure(
-        [_sankey_trace(node, ys, link), *legend_traces(mode, measure)],
+        [trace, *legend_traces(entries, font)],
         layout(
-            title,
+            "",
             height=height,
-            meta={"min_height": height},  # exports keep a label's room per node
-            annotations=_column_titles(layers, narrow=narrow),
+            meta={"natural_size": True, "min_height": height},  # an export keeps this height and these margins
+            font={"size": font},
+            annotations=[*top_block.annotations, *_column_titles(layers, frame), *bottom.annotations],
             xaxis={"visible": False},
             yaxis={"visible": False},
-            legend={"orientation": "h", "y": -0.04, "x": 0.0},
-            margin={"l": 60, "r": 20, "t": 60, "b": 40},
-        ),
+            legend=bottom.legend,
+            margin={"l": frame.margin, "r": frame.margin, "t": top, "b": bottom.height, "autoexpand": False},
+        )
+        | {"title": head},
     )
 
 
 def _drawn_nodes(
-    nodes: pd.DataFrame, shown: pd.DataFrame, models: Sequence[str], hidden: Sequence[int], layers: tuple[int, int]
+    nodes: pd.DataFrame,
+    shown: pd.DataFrame,
+    models: Sequence[str],
+    hidden: Sequence[int],
+    layers: tuple[int, int],
+    sources: Sequence[int],
 ) -> tuple[dict[Node, tuple], dict[int, list[int]]]:
     """The nodes drawn: ``(depth, token) ->`` its row of ``nodes`` (a named tuple) for every node that holds mass
-    and is not hidden, and per depth ``first-1 .. last`` the sorted tokens of those that a ``shown`` edge links."""
+    and is not hidden (a hidden traced token stays at the last depth), and per depth ``first-1 .. last`` the
+    sorted tokens of those that a ``shown`` edge links."""
     first, last = layers
     node_columns = [
         "depth",
@@ -209,9 +242,10 @@ def _drawn_nodes(
         "sink",
         *(f"{c}_{m}" for c in ("mass", "absorbed", "reached") for m in models),
     ]
-    mass, absorbed = (_model_mean(nodes, c, models) for c in ("mass", "absorbed"))
-    keep = ((mass > 0) | (absorbed > 0)) & ~np.isin(nodes["token_idx"].to_numpy(), hidden)
-    drawn = _records(nodes, node_columns, np.flatnonzero(keep))
+    mass, absorbed = (model_mean(nodes, c, models) for c in ("mass", "absorbed"))
+    traced = (nodes["depth"].to_numpy() == last) & np.isin(nodes["token_idx"].to_numpy(), list(sources))
+    keep = ((mass > 0) | (absorbed > 0)) & (~np.isin(nodes["token_idx"].to_numpy(), list(hidden)) | traced)
+    drawn = records(nodes, node_columns, np.flatnonzero(keep))
     layer, query, key = (shown[c].to_numpy() for c in ("layer", "query_idx", "key_idx"))
     linked = set(zip((layer - 1).tolist(), key.tolist(), strict=True)) | set(
         zip(layer.tolist(), query.tolist(), strict=True)
@@ -230,86 +264,42 @@ def _node_arrays(
     *,
     mode: str,
     layers: tuple[int, int],
-    narrow: bool,
     segments: Sequence[int] | None,
 ) -> tuple[dict[Node, int], dict[str, list]]:
-    """Plotly's node index of every drawn ``(depth, token)``, and the per-node lists ``label, x, color,
+    """Plotly's node index of every drawn ``(depth, token)``, and the per-node lists ``label, depth, color,
     customdata`` (the hover) in that order: column by column, each column top to bottom."""
-    first, last = layers
+    last = layers[1]
     models = shown_models(mode)
-    span = last - first + 1
     index: dict[Node, int] = {}
-    node: dict[str, list] = {"label": [], "x": [], "color": [], "customdata": []}
+    node: dict[str, list] = {"label": [], "depth": [], "color": [], "customdata": []}
     for depth, column in columns.items():
         for token in column:
             row = facts[(depth, token)]
             index[(depth, token)] = len(node["label"])
-            node["label"].append(tokens[token] if not narrow or depth in (first - 1, last) else "")
-            node["x"].append(min(max((depth - first + 1) / span, 0.001), 0.999))
-            node["color"].append("#333333" if depth == last else (SINK_COLOUR if row.sink else node_colour(row, mode)))
-            node["customdata"].append(_node_hover(row, depth, token, tokens, models, segments))
+            node["label"].append(tokens[token])
+            node["depth"].append(depth)
+            colour = SOURCE_COLOUR if depth == last else (SINK_COLOUR if row.sink else node_colour(row, mode))
+            node["color"].append(colour)
+            node["customdata"].append(node_hover(row, depth, token, tokens, models, segments))
     return index, node
 
 
-def _node_hover(
-    row, depth: int, token: int, tokens: Sequence[str], models: Sequence[str], segments: Sequence[int] | None
-) -> str:
-    """A node's hover: its token, depth, whether it is a sink, and each shown model's share of the traced mass."""
-    where = "input" if depth == 0 else f"after layer {depth}"
-    shares = "; ".join(
-        f"{MODEL_LABELS[m]} {percent(getattr(row, f'mass_{m}'))}"
-        + (f" + absorbed {percent(getattr(row, f'absorbed_{m}'))}" if row.sink else "")
-        for m in models
-    )
-    role = "sink: attention into it is absorbed, not traced further<br>" if row.sink else ""
-    segment = " · segment B" if segments is not None and segments[token] == 1 else ""
-    return f"<b>{tokens[token]}</b> (#{token}{segment}), {where}<br>{role}share of the traced mass: {shares}"
+def _fitted_labels(labels: list[str], depths: list[int], frame: SankeyFrame, *, last: int) -> list[str]:
+    """Every label shortened to the room it has: right of its node up to the next column (``frame.room``), the
+    last column's left of its node (its own room, :func:`sankey_frame`)."""
+    last_room = frame.xs[last] - frame.xs.get(last - 1, 0.0) - frame.room - frame.thickness - 8
+    return [
+        shorten(label, last_room if depth == last else frame.room, frame.font)
+        for label, depth in zip(labels, depths, strict=True)
+    ]
 
 
-def _link_arrays(
-    shown: pd.DataFrame,
-    index: dict[Node, int],
-    tokens: Sequence[str],
-    *,
-    mode: str,
-    selected: tuple[int, int | None] | None,
-    measure: str,
-) -> dict[str, list]:
-    """The per-link lists ``source, target, value, color, customdata`` (the hover) of every ``shown`` edge whose
-    two ends are drawn nodes (``index``)."""
-    models = shown_models(mode)
-    edge_columns = ["layer", "query_idx", "key_idx", "kind", "status", "value",
-                    *(f"{c}_{m}" for c in ("flow", "weight", "heads") for m in models)]  # fmt: skip
-    link: dict[str, list] = {"source": [], "target": [], "value": [], "color": [], "customdata": []}
-    heads_text: dict = {}  # the same few head lists recur on many edges: joined once
-    for edge in _records(shown, edge_columns):
-        key, query = (edge.layer - 1, edge.key_idx), (edge.layer, edge.query_idx)
-        if key not in index or query not in index:
-            continue
-        link["source"].append(index[key])
-        link["target"].append(index[query])
-        link["value"].append(float(edge.value))
-        link["color"].append(_link_colour(edge, mode, models, selected))
-        link["customdata"].append(_link_hover(edge, tokens, models, mode, heads_text, measure))
-    return link
-
-
-def _link_colour(edge, mode: str, models: Sequence[str], selected: tuple[int, int | None] | None) -> str:
-    """A link's ``rgba`` colour: by status or model, khaki for a sink, lighter for a residual; with a selected
-    head, the attention links of its layer that it passes stand out and the others fade."""
-    colour = mode_colour(mode, edge.status)
-    opacity = 0.25 if edge.kind == "residual" else 0.55
-    if edge.kind == "sink":
-        colour, opacity = SINK_COLOUR, 0.35
-    if selected is not None and selected[1] is not None and edge.layer == selected[0] and edge.kind == "attention":
-        heads = set().union(*(_heads(getattr(edge, f"heads_{m}")) for m in models))
-        opacity = 0.9 if selected[1] in heads else 0.12
-    return rgba(colour, opacity)
-
-
-def _sankey_trace(node: dict[str, list], ys: list[float], link: dict[str, list]) -> dict:
-    """The Sankey trace from :func:`_node_arrays`' node lists, their vertical centres ``ys`` and
-    :func:`_link_arrays`' link lists."""
+def _sankey_trace(
+    node: dict[str, list], ys: list[float], link: dict[str, list], frame: SankeyFrame, *, margin: float
+) -> dict:
+    """The Sankey trace from :func:`_node_arrays`' node lists (``x`` and fitted labels set), their vertical
+    centres ``ys`` (in the trace's domain: the plot less ``margin`` above and below) and :func:`link_arrays`' link
+    lists."""
     return {
         "type": "sankey",
         "arrangement": "fixed",
@@ -318,8 +308,8 @@ def _sankey_trace(node: dict[str, list], ys: list[float], link: dict[str, list])
             "x": node["x"],
             "y": ys,
             "color": node["color"],
-            "pad": NODE_PAD,
-            "thickness": 12,
+            "pad": frame.pad,
+            "thickness": frame.thickness,
             "customdata": node["customdata"],
             "hovertemplate": "%{customdata}<extra></extra>",
             "line": {"width": 0},
@@ -328,27 +318,31 @@ def _sankey_trace(node: dict[str, list], ys: list[float], link: dict[str, list])
             **link,
             "hovertemplate": "%{customdata}<extra></extra>",
         },
-        "domain": {"x": [0.0, 1.0], "y": [0.0, DOMAIN_TOP]},
+        # no white halo: Chromium prints a text shadow as copies of the text, which a PDF reader reads as "fiiilm"
+        "textfont": {"size": frame.font, "shadow": "none"},
+        "domain": {"x": [0.0, 1.0], "y": [margin, 1.0 - margin]},
     }
 
 
-def _column_titles(layers: tuple[int, int], *, narrow: bool) -> list[dict]:
-    """An annotation above each column ``first-1 .. last``: ``input`` / ``after layer n`` (narrow: ``in`` / n)."""
+def _column_titles(layers: tuple[int, int], frame: SankeyFrame) -> list[dict]:
+    """An annotation above each column ``first-1 .. last``: ``input`` / ``after layer n`` (narrow: ``in`` / n);
+    the outer ones aligned with the plot's edges, never cut."""
     first, last = layers
-    span = last - first + 1
-    return [
-        {
-            "x": min(max((depth - first + 1) / span, 0.0), 1.0),
-            "y": 0.95,
-            "xref": "paper",
-            "yref": "paper",
-            "yanchor": "bottom",
-            "text": ("in" if narrow else "input") if depth == 0 else (str(depth) if narrow else f"after layer {depth}"),
-            "showarrow": False,
-            "font": {"size": 11, "color": "#555"},
-        }
-        for depth in range(first - 1, last + 1)
-    ]
+    titles = []
+    for depth in range(first - 1, last + 1):
+        text = (
+            ("in" if frame.narrow else "input")
+            if depth == 0
+            else (str(depth) if frame.narrow else f"after layer {depth}")
+        )
+        anchor = "left" if depth == first - 1 else ("right" if depth == last else "center")
+        titles.append({
+            "x": frame.xs[depth] / frame.width, "y": 1.0, "xref": "paper", "yref": "paper", "xanchor": anchor,
+            "xshift": -frame.thickness / 2 if anchor == "left" else (frame.thickness / 2 if anchor == "right" else 0),
+            "yanchor": "bottom", "yshift": 2, "text": text, "showarrow": False,
+            "font": {"size": frame.font, "color": "#555555"},
+        })  # fmt: skip
+    return titles
 
 
 def _sankey_title(
@@ -360,7 +354,6 @@ def _sankey_title(
     alpha: float | None,
     measure: str,
     residual_in_maps: bool,
-    narrow: bool,
 ) -> str:
     """What the Sankey shows: graph kind, traced tokens, layers, τ, the residual share and the model drawn."""
     over = "residual in the maps" if residual_in_maps else f"residual α = {alpha:g}"
@@ -368,90 +361,10 @@ def _sankey_title(
     title = f"{kind} from {name}: share of its mass on each edge, layers {layers[0]}–{layers[1]} (τ = {tau:g}, {over})"
     if mode != "comparison":
         title += f", {MODEL_LABELS[mode]}"
-    if narrow:
-        title += "; columns: after layer n"
     return title
-
-
-def legend_traces(mode: str, measure: str = "raw attention (the paper's)") -> list[dict]:
-    """The legend of the graph views (links have no legend of their own: one empty marker trace per colour):
-    squares for where the attention (or the ``measure``'s contribution) is (links), circles for which traces
-    reach a token (nodes)."""
-    what = _quantity(measure)
-    if mode == "comparison":
-        legend = {key: label.replace("attention", what) for key, label in STATUS_LABELS.items()}
-    else:
-        legend = {mode: f"{MODEL_LABELS[mode]} {what} ≥ τ"}
-    legend["sink"] = "absorbed by [CLS] / [SEP] (sink)"
-    entries = [
-        _legend_entry(label, SINK_COLOUR if key == "sink" else mode_colour(mode, key)) for key, label in legend.items()
-    ]
-    if mode == "comparison":
-        entries += [_legend_entry(label, STATUS_COLOURS[key], symbol="circle") for key, label in REACH_LABELS.items()]
-    return entries
-
-
-def _legend_entry(label: str, colour: str, *, symbol: str = "square") -> dict:
-    return {
-        "type": "scatter",
-        "x": [None],
-        "y": [None],
-        "mode": "markers",
-        "name": label,
-        "marker": {"size": 11, "symbol": symbol, "color": colour},
-    }
 
 
 def node_colour(row, mode: str) -> str:
     """A node's colour: the model's, or in comparison mode by which traces reach it (``row.reached_*``)."""
     reached = np.array([[getattr(row, f"reached_{m}") for m in shown_models(mode)]], dtype=bool)  # [1, model]
     return reach_colours(mode, reached)[0]
-
-
-def _joined(value, known: dict) -> str:
-    """``0, 3, 5`` for the heads of an edge column value, ``–`` for none (``known``: those already joined)."""
-    heads = _heads(value)
-    if heads not in known:
-        known[heads] = ", ".join(map(str, heads)) or "–"
-    return known[heads]
-
-
-def _heads(value) -> tuple[int, ...]:
-    """Heads of an edge column value: a tuple, or NaN where the model has no such edge."""
-    return value if isinstance(value, tuple) else ()
-
-
-def _records(frame: pd.DataFrame, columns: list[str], rows: np.ndarray | None = None) -> list:
-    """``columns`` of ``frame`` (at ``rows``, default all) as named tuples, read column by column as Python lists:
-    selecting several columns at once or iterating Arrow-backed strings row by row costs more than the figure."""
-    row = namedtuple("Row", columns)
-    values = [frame[c].to_numpy() if rows is None else frame[c].to_numpy()[rows] for c in columns]
-    return list(map(row._make, zip(*(v.tolist() for v in values), strict=True)))
-
-
-def _link_hover(
-    edge, tokens: Sequence[str], models: tuple[str, ...], mode: str, heads_text: dict, measure: str
-) -> str:
-    """A link's hover: what moves along it, each model's value and share of its trace; over a context-mixing
-    ``measure`` the value is the measure's share (one map per layer: no heads to list)."""
-    query, key = tokens[edge.query_idx], tokens[edge.key_idx]
-    raw = is_raw_attention(measure)
-
-    def carried(model: str) -> str:
-        flow = getattr(edge, f"flow_{model}")
-        share = "not reached by its trace" if flow != flow else f"carries {percent(flow)} of its trace"
-        return f"{MODEL_LABELS[model]}: {share}"
-
-    shares = "<br>".join(carried(m) for m in models)
-    if edge.kind == "residual":
-        return f"layer {edge.layer}: <b>{query}</b> keeps its residual share<br>{shares}"
-    weights = ", ".join(f"{MODEL_LABELS[m]} {_number(getattr(edge, f'weight_{m}'))}" for m in models)
-    heads = "; ".join(f"{MODEL_LABELS[m]} {_joined(getattr(edge, f'heads_{m}'), heads_text)}" for m in models)
-    status = ""
-    if mode == "comparison" and edge.kind == "attention":
-        status = STATUS_LABELS[edge.status].replace("attention", _quantity(measure))
-        status += "<br>"
-    what = ("attends to" if raw else "draws on") + (" the sink" if edge.kind == "sink" else "")
-    value = "head-mean attention" if raw else f"{measure} share"
-    listed = f"<br>heads ≥ τ: {heads}" if raw else ""
-    return f"layer {edge.layer}: <b>{query}</b> {what} <b>{key}</b><br>{status}{value}: {weights}<br>{shares}{listed}"

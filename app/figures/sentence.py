@@ -38,13 +38,13 @@ SIGNED_SCALE = [[0.0, "#1B7837"], [0.5, "#FFFFFF"], [1.0, "#4A2377"]]  # green <
 PAD = 3  # px of background on each side of a token's text
 SMALLEST = 7 * 96 / 72 + 0.05  # px: 7 pt, the smallest text a figure may have (labels, ticks, notes)
 GAP = 4  # px between two boxes on a line
-LABEL_WIDTH = 84  # px of left margin for the row labels
+LABEL_WIDTH = 84  # px of left margin for the row labels on a wide canvas
+SANS_EM = 0.56  # advance of a letter of the row labels' sans-serif font, in em (Arial / Helvetica: ~0.5-0.56)
 RIGHT = 12  # px of right margin
-COLOURBAR_ROOM = 58  # px below the text for the horizontal colour bars
+COLOURBAR_ROOM = 58  # px below the text for the horizontal colour bars, plus one line of their tick labels
 TITLE_ROOM = 46  # px above the text for the title
 ROW_LABELS = {"pretrained": "pre-trained", "finetuned": "fine-tuned", "difference": "difference"}
-SHORT_ROW_LABELS = {"pretrained": "pre", "finetuned": "fine", "difference": "diff"}  # single-column exports
-NARROW = 640  # px: below this canvas width, short row labels and stacked colour bars
+NARROW = 640  # px: below this canvas width, stacked colour bars and a left margin just wide enough for the labels
 
 
 def summary_layer(relevance: pd.DataFrame) -> int:
@@ -159,21 +159,23 @@ def _page(scores: _Scores, canvas: Canvas, *, mode: str, missing: dict[str, str]
     font = canvas.font_px
     line_height, row_height = font * 2.0, font * 1.55
     narrow = canvas.width < NARROW
-    label_width, row_labels = (int(4.5 * 0.6 * font) + 8, SHORT_ROW_LABELS) if narrow else (LABEL_WIDTH, ROW_LABELS)
+    longest = max(len(ROW_LABELS[row]) for row in scores.rows) if scores.rows else 0  # the labels, never cut
+    label_width = int(longest * SANS_EM * _label_size(font)) + 10 if narrow else LABEL_WIDTH
     text_width = canvas.width - label_width - RIGHT
     bars = 2 if "difference" in scores.rows else 1
-    room = COLOURBAR_ROOM * (bars if narrow else 1)
+    room = int((COLOURBAR_ROOM + font) * (bars if narrow else 1))
     starts = _segment_starts(scores.positions, segments)
     placed = wrap_tokens(scores.labels, width=text_width, font_px=font, breaks=starts)
     lines = placed[-1][2] + 1 if placed else 0
     notes, top = [], 0.0
+    size = _note_size(font)
     for model in (m for m in shown_models(mode) if m in missing):  # a model with no rows: say why, wrapped
-        said = textwrap.wrap(f"{MODEL_LABELS[model]}: {missing[model]}", width=int(text_width / (0.55 * (font - 2))))
+        said = textwrap.wrap(f"{MODEL_LABELS[model]}: {missing[model]}", width=int(text_width / (SANS_EM * size)))
         notes.append(_note("<br>".join(said), y=top, font_px=font))
-        top += (font - 2) * 1.3 * len(said) + font * 0.5
+        top += size * 1.45 * len(said) + font * 0.8  # plotly's line height is ~1.3 em: room to spare
     group = row_height * len(scores.rows) + line_height * 0.6
     height = top + group * max(lines, 1)
-    return _Page(font, row_height, group, top, notes, narrow, label_width, row_labels, text_width, bars, room,
+    return _Page(font, row_height, group, top, notes, narrow, label_width, ROW_LABELS, text_width, bars, room,
                  starts, placed, lines, height)  # fmt: skip
 
 
@@ -212,6 +214,7 @@ def make_sentence(
         traces.append(trace)
         if row in ("finetuned", "difference") or (row == scores.rows[0] and len(scores.present) == 1):
             x, length, bottom = _bar_place(0 if row != "difference" else 1, bars=page.bars, narrow=page.narrow)
+            bottom += page.font  # slack below the tick labels: a PDF viewer's font may be a little taller
             total = page.height + TITLE_ROOM + page.room
             row_scale, low, high = scores.scales[row]
             traces.append(_colour_bar(row_scale, low, high, x=x, length=length, y=bottom / total, font=page.font))
@@ -371,8 +374,18 @@ def _row_label(text: str, *, y: float, font: float) -> dict:
         "xanchor": "right",
         "yanchor": "middle",
         "showarrow": False,
-        "font": {"size": max(font - 3, SMALLEST), "color": "#555"},
+        "font": {"size": _label_size(font), "color": "#555"},
     }
+
+
+def _label_size(font: float) -> float:
+    """The row labels' text size for a text of ``font`` px: a little smaller, never under 7 pt."""
+    return max(font - 3, SMALLEST)
+
+
+def _note_size(font: float) -> float:
+    """The notes' text size (a model with no rows) for a text of ``font`` px: a little smaller, never under 7 pt."""
+    return max(font - 2, SMALLEST)
 
 
 def _segment_mark(x: float, y: float, font: float) -> dict:
@@ -400,5 +413,5 @@ def _note(text: str, *, y: float, font_px: float) -> dict:
         "yanchor": "top",
         "align": "left",
         "showarrow": False,
-        "font": {"size": max(font_px - 2, SMALLEST), "color": "#555"},
+        "font": {"size": _note_size(font_px), "color": "#555"},
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +128,52 @@ def symmetric_range(values) -> float:
     return max(float(np.abs(finite).max()) if finite.size else 0.0, 1e-9)
 
 
+CHAR_EM = 0.56  # average advance of a digit, letter or sign of FONT, in em (Arial / Helvetica digits: 0.556)
+
+
+def tick_step(bound: float, *, signed: bool = False) -> float:
+    """A round step (1, 2 or 5 × 10^k) for a colour bar from 0 (``signed``: from −bound) to ``bound``: 2 to 5
+    steps up to ``bound`` (1 to 2.5 on each side when signed), with as few decimals as that allows.
+
+    >>> tick_step(0.0035), tick_step(0.84), tick_step(0.3), tick_step(0.81, signed=True)
+    (0.001, 0.2, 0.1, 0.5)
+    """
+    bound = max(abs(float(bound)), 1e-12)
+    low, high = (1.0, 2.5) if signed else (2.0, 5.0)
+    power = 10.0 ** math.floor(math.log10(bound))
+    steps = [round(m * power * 10.0**k, 15) for k in (-2, -1, 0) for m in (1, 2, 5)]
+    fitting = [step for step in steps if low <= bound / step * (1 + 1e-9) and bound / step <= high * (1 + 1e-9)]
+    return min(fitting, key=lambda step: (_decimals(step), step))
+
+
+def colorbar_ticks(bound: float, *, signed: bool = False) -> dict:
+    """Colour-bar tick settings for a scale from 0 (``signed``: from −bound) to ``bound``: round steps
+    (:func:`tick_step`), one number format for every tick, never an SI suffix ("200μ" for 0.0002). Merge into a
+    trace's ``colorbar``."""
+    step = tick_step(bound, signed=signed)
+    return {"tickmode": "linear", "tick0": 0.0, "dtick": step, "tickformat": f".{_decimals(step)}f"}
+
+
+def tick_labels(bound: float, *, signed: bool = False) -> list[tuple[float, str]]:
+    """(value, label) of each tick :func:`colorbar_ticks` draws, minus signs as plotly draws them: for colour bars
+    labelled by hand and for measuring a colour bar's width."""
+    step = tick_step(bound, signed=signed)
+    top = math.floor(abs(float(bound)) / step + 1e-9)
+    decimals = _decimals(step)
+    values = [round(i * step, 12) for i in range(-top if signed else 0, top + 1)]
+    return [(v, f"{v:.{decimals}f}".replace("-", "−") if round(v, decimals) else f"{0:.{decimals}f}") for v in values]
+
+
+def colorbar_width(bound: float, *, signed: bool = False, font_px: float = 12.0, thickness: float = 10.0) -> float:
+    """Px a vertical colour bar of :func:`colorbar_ticks` takes: its bar, tick marks and longest label."""
+    longest = max(len(label) for _, label in tick_labels(bound, signed=signed))
+    return thickness + 8 + longest * CHAR_EM * font_px
+
+
+def _decimals(step: float) -> int:
+    return max(0, -math.floor(math.log10(step) + 1e-9))
+
+
 MONO_FONT = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 MONO_EM = 0.61  # advance of one character of MONO_FONT, in em (DejaVu Sans Mono: 0.602; Menlo: 0.602)
 
@@ -136,10 +183,12 @@ class Canvas:
     """The pixel width a view is laid out for and its text size: the card in the page, or the export's size.
 
     Views that place text themselves (the sentence view, the network view) need it; the others are autosized.
+    ``static``: the figure goes to a file (no hovering or clicking), so its text never asks the reader to interact.
     """
 
     width: int = 1150
     font_px: float = 13.0
+    static: bool = False
 
 
 def colours_at(scale: list, fractions) -> list[str]:

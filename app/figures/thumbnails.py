@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.figures.models import DIFFERENCE, single_panel
-from app.figures.theme import DIVERGING, MODEL_LABELS, MODEL_SCALES, Figure, figure, layout
+from app.figures.theme import DIVERGING, MODEL_LABELS, MODEL_SCALES, Figure, figure, layout, tick_labels
 
 GAP = 2  # cells between two maps
 LEVELS = 255
@@ -56,10 +56,11 @@ def make_thumbnails(
     mode: str = "comparison",
     selected: tuple[int, int | None] | None = None,
     width: int = 1150,
+    static: bool = False,
 ) -> Figure:
     """The thumbnail grid of ``pretrained`` / ``finetuned`` maps ``[layer, head, query, key]``: the chosen model
     on its sequential scale, or in comparison mode fine-tuned − pre-trained on a diverging one; as tall as square
-    cells need at ``width`` px."""
+    cells need at ``width`` px. A ``static`` figure (a file) never asks to click a map."""
     panel = single_panel(mode)
     maps = finetuned - pretrained if panel == DIFFERENCE else {"pretrained": pretrained, "finetuned": finetuned}[panel]
     layers, heads, m, _ = maps.shape
@@ -67,13 +68,12 @@ def make_thumbnails(
     if panel == DIFFERENCE:
         bound = max(float(np.abs(grid).max()), 1e-9)
         z = np.rint(grid / bound * 127).astype(np.int8)
-        scale, low, high, ticks = DIVERGING, -127, 127, np.linspace(-bound, bound, 5)
-        positions = ticks / bound * 127
+        scale, low, high, levels = DIVERGING, -127, 127, 127
     else:
         bound = max(float(grid.max()), 1e-9)
         z = np.rint(grid / bound * LEVELS).astype(np.uint8)
-        scale, low, high, ticks = MODEL_SCALES[panel], 0, LEVELS, np.linspace(0, bound, 5)
-        positions = ticks / bound * LEVELS
+        scale, low, high, levels = MODEL_SCALES[panel], 0, LEVELS, LEVELS
+    ticks = tick_labels(bound, signed=panel == DIFFERENCE)  # round weights, as the matrices' colour bars
     step = m + GAP
     heatmap = {
         "type": "heatmap",
@@ -84,19 +84,19 @@ def make_thumbnails(
         "hoverinfo": "none",
         "colorbar": {
             "thickness": 10,
-            "tickvals": positions.tolist(),
-            "ticktext": [f"{t:.2f}" for t in ticks],
-            "title": {"text": "weight" if panel != DIFFERENCE else "fine-tuned −<br>pre-trained", "side": "right"},
+            "tickvals": [value / bound * levels for value, _ in ticks],
+            "ticktext": [label for _, label in ticks],
+            "title": {"text": "weight" if panel != DIFFERENCE else "change", "side": "top"},
         },
     }
     shapes = thumbnail_outline(selected, layers=layers, tokens=m)
     what = MODEL_LABELS[panel]
-    cell = (width - 170) / grid.shape[1]  # px per cell across the plot (margins and colour bar: ~170 px)
-    side = int(max(260, min(1400, grid.shape[0] * cell + 120)))
+    cell = (width - 140) / grid.shape[1]  # px per cell across the plot (margins and colour bar: ~140 px)
+    side = int(max(220, min(1400, grid.shape[0] * cell + 120)))
     return figure(
         [heatmap],
         layout(
-            f"Every head's attention map ({what}); click one to select it",
+            f"Every head's attention map ({what})" + ("" if static else "; click one to select it"),
             height=side,
             meta={"min_height": side},
             shapes=shapes,

@@ -22,9 +22,19 @@ def hidden_mask(run: AttentionRun, hide: tuple[str, ...], level: str = "token") 
     return drop
 
 
+CONTINUATION_MARK = "##"  # before a piece that continues the previous token's word ("sub ##pl ##ot"), any tokenizer
+
+
 def shown_labels(run: AttentionRun, level: str) -> tuple[str, ...]:
-    """Token (or word) display strings at ``level``."""
-    return run.tokens if level == "token" else run.words()
+    """Token (or word) display strings at ``level``; at token level a piece that continues a word carries
+    :data:`CONTINUATION_MARK`, so sub-words never read as words of their own."""
+    if level != "token":
+        return run.words()
+    groups = np.asarray(run.groups)
+    continues = np.concatenate([[False], groups[1:] == groups[:-1]])
+    return tuple(
+        CONTINUATION_MARK + token if more else token for token, more in zip(run.tokens, continues, strict=True)
+    )
 
 
 def matrix_run(run: AttentionRun, level: str, hide: tuple[str, ...], renormalize: bool) -> AttentionRun:

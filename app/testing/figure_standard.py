@@ -9,7 +9,8 @@ For one SVG (``check_svg``) the rules are:
 - **compact legend**: a legend takes at most 15 % of the figure's height;
 - **static**: no interaction words ("hover", "click") in a file that cannot be hovered;
 - **labelled**: every node of a Sankey carries its label; a token axis shows every token's label, or says
-  "1 label in N" when they cannot fit.
+  "1 label in N" when they cannot fit;
+- **the same in PDF**: every text of the SVG is on the PDF's page (:func:`missing_from_pdf`).
 
 ``python -m app.testing.figure_standard [--views …] [--presets …] [--inputs …] [--out DIR]`` exports every view
 of the default pair for the standard inputs (a 30-token sentence, a 137-word review, a sentence pair) and prints
@@ -28,27 +29,11 @@ from app.core.options import DPI, PRESETS, VIEWS, ExportOptions, ViewOptions
 from app.export.requests import FigureRequest, export_bytes, export_figure
 from app.service.analysis import AnalysisService
 from app.testing.servers import CHROMIUM
+from app.testing.texts import INPUTS
 
 SMALLEST_PT = 7.0
 LEGEND_SHARE = 0.15  # of the figure's height
 INTERACTION_WORDS = ("hover", "click")
-THIRTY_TOKENS = (
-    "the film is a slow , careful portrait of a family in crisis , and its quiet ending stays with you long after ."
-)
-LONG_REVIEW = (  # 137 words
-    "i went into this movie expecting very little , and for the first half hour it seemed i was right : the plot is "
-    "thin , the dialogue is clumsy and the lead actor looks bored . but then something changes . the music swells , "
-    "the camera finds the faces of the children , and the story turns into a lovely , moving meditation on memory "
-    "and loss . by the end i was in tears , and i am not ashamed to say that this is one of the most beautiful films "
-    "of the year , flawed , uneven , sometimes silly , but honest and brave in a way that most greedy bastards in "
-    "hollywood never manage ."
-)
-INPUTS: dict[str, tuple[str, str | None]] = {
-    "sentence": (THIRTY_TOKENS, None),
-    "review": (LONG_REVIEW, None),
-    "pair": ("a man is playing a guitar on the stage .", "a person performs music for an audience ."),
-}
-
 # Every element of one drawn SVG, with its box in px and who owns it; the rules are applied in Python.
 MEASURE_JS = """() => {
   const svg = document.querySelector('svg');
@@ -182,6 +167,31 @@ def thinned_labels(measured: dict, figure) -> list[str]:
             for axis, count in category_axes(figure).items() if shown.get(axis, 0) < count and not said]  # fmt: skip
 
 
+def pdf_text(pdf: bytes) -> str:
+    """The text a PDF viewer shows on the first page (what lies outside the page is clipped by Chromium's print
+    and absent here)."""
+    import pypdfium2  # lazy: a dev dependency, only the figure standard reads PDFs
+
+    document = pypdfium2.PdfDocument(pdf)
+    try:
+        page = document[0]
+        return page.get_textpage().get_text_range()
+    finally:
+        document.close()
+
+
+def missing_from_pdf(svg_texts: Iterable[str], pdf: bytes) -> list[str]:
+    """The texts of a figure's SVG that its PDF does not show (cut at the page's edge), whitespace ignored."""
+    shown = "".join(pdf_text(pdf).split())
+    return [text for text in svg_texts if "".join(text.split()) not in shown]
+
+
+def svg_texts(tab, svg: bytes) -> list[str]:
+    """Every visible text of an SVG, as Chromium draws it."""
+    tab.set_content(f"<html><body style='margin:0'>{svg.decode()}</body></html>")
+    return [t["text"] for t in tab.evaluate(MEASURE_JS)["texts"]]
+
+
 def check_svg(tab, svg: bytes, figure=None) -> list[str]:
     """The broken rules of one exported SVG, drawn in the Playwright page ``tab`` (``figure``: the figure it was
     made from, to check that token axes show every label or say that they do not)."""
@@ -198,9 +208,24 @@ def exports(
         text, pair = INPUTS[name]
         analysis = service.analyse(text, pair)
         for view in views:
-            for preset in presets:
-                request = FigureRequest(analysis, view, ViewOptions(), None, ExportOptions.create(fmt, preset=preset))
-                yield name, view, preset, export_bytes(service, request)[0], export_figure(service, request)
+            for variant, options in variants(view):
+                for preset in presets:
+                    export = ExportOptions.create(fmt, preset=preset)
+                    request = FigureRequest(analysis, view, options, None, export)
+                    yield (
+                        name + variant,
+                        view,
+                        preset,
+                        export_bytes(service, request)[0],
+                        export_figure(service, request),
+                    )
+
+
+def variants(view: str) -> list[tuple[str, ViewOptions]]:
+    """The options each view is checked with: the defaults, and for the token-score views a class method too
+    (only the fine-tuned model has one: a note replaces the pre-trained rows)."""
+    default = [("", ViewOptions())]
+    return [*default, ("+decompx", ViewOptions(method="decompx"))] if view in ("sentence", "influence") else default
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ class ServerNotReady(AttentionFlowsError):
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's Chromium: the browser tests and benchmarks drive it (Playwright)
 
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as sock:

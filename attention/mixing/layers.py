@@ -97,8 +97,20 @@ def blocks(model: LoadedModel) -> list[Block]:
         for index in range(config.num_hidden_layers):  # layers share their group's weights
             for layer in network.encoder.albert_layer_groups[int(index / per_group)].albert_layers:
                 attention = layer.attention
-                out.append(Block(attention.query, attention.key, attention.value, attention.dense, attention.LayerNorm,
-                                 layer.ffn, layer.activation, layer.ffn_output, layer.full_layer_layer_norm, heads))
+                out.append(
+                    Block(
+                        attention.query,
+                        attention.key,
+                        attention.value,
+                        attention.dense,
+                        attention.LayerNorm,
+                        layer.ffn,
+                        layer.activation,
+                        layer.ffn_output,
+                        layer.full_layer_layer_norm,
+                        heads,
+                    )
+                )
         return out
     raise UnsupportedArchitectureError(
         f"Model '{model.name}' is a {kind} model; context-mixing measures decompose "

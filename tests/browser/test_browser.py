@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from app.dashboard import ids
+from app.testing.texts import LONG_REVIEW
 from benchmarks.dashboard import VIEW_DRAWN_SELECTORS
-from benchmarks.gallery import LONG_REVIEW, analyse_in_page
+from benchmarks.gallery import analyse_in_page
 from tests.servers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +100,9 @@ def test_dashboard_end_to_end(page):
     )
     label = page.locator("#prediction-panel .label").text_content()
     assert label == "negative"
-    # The sentence view opens on DecompX for the predicted class, and says the bare encoder has none.
-    assert "DecompX" in _wait_title(page, "sentence-graph", "class 'negative'")
-    assert any("no classification head" in t for t in _texts(page, "sentence-graph"))
+    # The sentence view opens on a method both models have, so it compares them: three rows per line of text.
+    assert "rollout over ALTI" in _wait_title(page, "sentence-graph", "attention rollout")
+    assert {"pre-trained", "fine-tuned", "difference"} <= set(_texts(page, "sentence-graph"))
     page.wait_for_function(  # a background job: this sentence's check arrives a moment after the view
         "() => { const p = document.getElementById('faithfulness-panel');"
         " return p.textContent.includes('Spearman') && !p.classList.contains('updating'); }",
@@ -379,38 +379,45 @@ def test_clicking_a_thumbnail_selects_that_head_everywhere(page):
         "() => document.getElementById('selected-head-label').textContent === 'layer 5, head 7'", timeout=30_000
     )
     assert "head=5%3A7" in page.url
+    page.go_back()  # to the page before the click: no head selected, not the one clicked
+    page.wait_for_function("() => !location.search.includes('head=')", timeout=30_000)
+    page.wait_for_function(
+        "() => document.getElementById('selected-head-label').textContent !== 'layer 5, head 7'", timeout=30_000
+    )
     assert page.console_errors == []
 
 
 def test_every_sankey_colour_says_what_its_legend_says(page):
-    """In the page: the legend names each colour, and every link's hover states the status its colour shows —
-    the default measure's contribution ≥ τ in both models (grey), only in one (that model's colour), absorbed by
-    a sink (khaki)."""
+    """In the page: the legend names each colour and encoding (both models, only one, residual, sink, the traced
+    token), the caption says what a link's width is, and every link's hover states what its colour shows — for an
+    attention link where the default measure's contribution is ≥ τ (both models, or only one); for a residual or
+    sink link's band the share both models send (grey) or the extra only one model sends (its colour)."""
     page.wait_for_selector("#sankey-graph .sankey", timeout=30_000)
     legend = set(page.locator("#sankey-graph .legendtext").all_text_contents())
-    assert {
-        "ALTI contribution ≥ τ in both models",
-        "≥ τ only in the pre-trained model",
-        "≥ τ only in the fine-tuned model",
-        "token reached by both traces",
-    } <= legend
+    assert {"both models", "only pre-trained", "only fine-tuned", "residual (pale)", "sink", "traced token"} <= legend
+    caption = page.evaluate(
+        """() => document.querySelector('#sankey-graph .js-plotly-plot').layout.annotations
+                   .map(a => a.text.replace(/<br>/g, ' ')).join(' ')"""
+    )
+    assert "Link width = mean of both models' shares" in caption
     links = page.evaluate(
         """() => { const gd = document.querySelector('#sankey-graph .js-plotly-plot');
                    const link = gd.data[0].link;
                    return link.color.map((c, i) => [c, link.customdata[i]]); }"""
     )
-    said = {
-        "128, 128, 128": "in both models",
-        "0, 114, 178": "only in the pre-trained",
-        "213, 94, 0": "only in the fine",
+    said = {  # colour → what the hover of a link (attention) or of a band (residual, sink) of that colour says
+        "127, 127, 127": ("in both models", "both models send"),
+        "0, 114, 178": ("only in the pre-trained model", "only the pre-trained model sends"),
+        "213, 94, 0": ("only in the fine-tuned model", "only the fine-tuned model sends"),
     }
-    checked = 0
+    checked, bands = 0, 0
     for colour, hover in links:
         rgb = colour.split("(")[1].rsplit(",", 1)[0]
-        if rgb in said and "draws on" in hover:
-            assert said[rgb] in hover, (colour, hover)
-            checked += 1
-    assert checked >= 5
+        assert rgb in said, (colour, hover)  # no colour without a legend entry
+        assert any(phrase in hover for phrase in said[rgb]), (colour, hover)
+        checked += 1
+        bands += "band:" in hover
+    assert checked >= 5 and bands >= 2
 
 
 def test_the_faithfulness_check_never_shows_the_previous_sentence_as_current(page):
@@ -480,4 +487,35 @@ def test_every_control_is_reachable_on_a_1280_by_800_screen(page):
     where = option.bounding_box()
     assert where["y"] >= 0 and where["y"] + where["height"] <= 800
     page.keyboard.press("Escape")
+    assert page.console_errors == []
+
+
+def test_the_views_of_a_refused_input_say_they_show_the_previous_text(page):
+    shown = page.input_value("#text-input")
+    page.fill("#text-input", "   ")
+    page.click("#analyse-button")
+    page.wait_for_function("() => document.getElementById('error-banner').textContent.trim() !== ''", timeout=30_000)
+    note = page.locator("#stale-note")
+    assert "previous text" in note.text_content() and shown[:40] in note.text_content()
+    assert "stale" in page.get_attribute("#workspace", "class")
+    page.fill("#text-input", shown)  # the text the views show: nothing to mark
+    page.wait_for_function("() => document.getElementById('stale-note').textContent === ''", timeout=10_000)
+    assert "stale" not in page.get_attribute("#workspace", "class")
+    assert page.console_errors == []
+
+
+def test_a_long_inputs_faithfulness_check_runs_only_when_asked(page):
+    page.wait_for_function(
+        "() => document.getElementById('faithfulness-panel').textContent.includes('Spearman')", timeout=60_000
+    )
+    page.fill("#text-input", LONG_REVIEW)
+    page.click("#analyse-button")
+    page.wait_for_selector("#faithfulness-offer:not([hidden])", timeout=60_000)
+    assert "runs only when asked" in page.locator("#faithfulness-offer").text_content()
+    assert "Spearman" not in page.locator("#faithfulness-panel").text_content()  # not the previous input's table
+    page.click("#faithfulness-run-button")
+    page.wait_for_function(
+        "() => document.getElementById('faithfulness-panel').textContent.includes('Spearman')", timeout=120_000
+    )
+    assert page.is_hidden("#faithfulness-offer")
     assert page.console_errors == []

@@ -13,7 +13,15 @@ import pytest
 from app.core.options import DPI, PRESETS, VIEWS, ExportOptions, ViewOptions
 from app.export.requests import FigureRequest, export_bytes
 from app.service.analysis import AnalysisService
-from app.testing.figure_standard import INPUTS, check_svg, exports, thinned_labels, violations
+from app.testing.figure_standard import (
+    INPUTS,
+    check_svg,
+    exports,
+    missing_from_pdf,
+    svg_texts,
+    thinned_labels,
+    violations,
+)
 from app.testing.servers import CHROMIUM
 from tests.servers import ARTIFACTS, CHROMIUM_ARGS
 
@@ -46,7 +54,7 @@ def test_every_preset_and_input_meets_the_figure_standard(view, service, tab):
 
 
 @pytest.mark.parametrize("view", list(VIEWS))
-def test_png_and_pdf_have_the_svgs_canvas(view, service):
+def test_png_and_pdf_have_the_svgs_canvas_and_text(view, service, tab):
     analysis = service.analyse(*INPUTS["sentence"])
     for preset in PRESETS:
         made = {}
@@ -66,6 +74,8 @@ def test_png_and_pdf_have_the_svgs_canvas(view, service):
             pytest.approx(width * 0.75, abs=2),
             pytest.approx(height * 0.75, abs=2),
         )
+        missing = missing_from_pdf(svg_texts(tab, made["svg"]), made["pdf"])
+        assert not missing, f"{view}/{preset}: the PDF page does not show {missing[:5]}"
 
 
 def _measured(**parts) -> dict:

@@ -337,8 +337,10 @@ def test_the_skipped_view_exists_when_nothing_was_skipped(csv_corpus, empty_corp
         (["skipped", "all"], "'skipped' takes no argument (got 'all'). Drop it"),
         (["word"], "'word' needs an argument."),
         (["examples", "bogus"], "Unknown kind of examples 'bogus'. Use one of: most_changed, wrong, disagree, head."),
-        (["heads", "--metric", "bogus"], "Unknown metric 'bogus'. Use one of: js_divergence, cosine, tv_distance, "
-                                         "contribution_share."),
+        (
+            ["heads", "--metric", "bogus"],
+            "Unknown metric 'bogus'. Use one of: js_divergence, cosine, tv_distance, contribution_share.",
+        ),
         (["bogus"], "argument question: invalid choice: 'bogus'"),
     ],
 )

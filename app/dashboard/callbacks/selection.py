@@ -13,7 +13,7 @@ from app.dashboard.callbacks.registry import declare
 from app.dashboard.controls import RELEVANCE_CONTROLS, VIEW_CONTROLS, state_of, states
 from app.figures.heatmaps import grid_shapes
 from app.figures.models import shown_panels
-from app.figures.scatter import selected_positions, selected_trace_index
+from app.figures.scatter import selected_ring, selected_trace_index
 from app.figures.thumbnails import head_at, thumbnail_outline
 from app.service.registry import pair_service
 
@@ -131,13 +131,13 @@ def frame_selected_thumbnail(selected, analysis_data, *controls):
 )
 @guarded
 def mark_selected_head(selected, analysis_data, mode):
-    """Move the 'selected head' markers in the similarity map without redrawing it."""
+    """Move the ring around the selected head in the similarity map without redrawing it (the ring sits where the
+    map draws the head, which may be nudged off its MDS position)."""
     service = pair_service(Analysis.from_store(analysis_data))
     options = view_options(mode=mode)
     embedding = service.embedding(require_analysis(analysis_data), options)
-    xs, ys = selected_positions(embedding, options.mode, selected_head(selected, service))
     patch = Patch()
-    trace = selected_trace_index(options.mode)
-    patch["data"][trace]["x"] = xs
-    patch["data"][trace]["y"] = ys
+    patch["data"][selected_trace_index(options.mode)] = selected_ring(
+        embedding, options.mode, selected_head(selected, service)
+    )
     return patch

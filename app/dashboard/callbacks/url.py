@@ -98,8 +98,10 @@ def _restore(search: str | None, unchanged: dict, service) -> dict:
             "text": analysis.text,
             "text_pair": analysis.text_pair or "",
         }
-    if state.selected is not None:
-        restored["selected"] = {"layer": state.selected[0], "head": state.selected[1]}
+    # a URL without a head clears the selection (the page's default: the last layer, the head mean), so Back to a
+    # page before a click shows no head selected
+    layer, head = state.selected if state.selected is not None else (service.num_layers, None)
+    restored["selected"] = {"layer": layer, "head": head}
     return restored
 
 

@@ -19,6 +19,7 @@ from app.service.registry import pair_service
 from app.views.render import matrix_caption, render
 from app.views.render import network as render_network
 from attention.defaults import RESIDUAL_MEASURES
+from attention.tokens import word_all
 
 VIEW_INPUTS = inputs(*VIEW_CONTROLS)
 RELEVANCE_INPUTS = inputs(*RELEVANCE_CONTROLS)
@@ -31,9 +32,11 @@ RELEVANCE_INPUTS = inputs(*RELEVANCE_CONTROLS)
 FOLD_ONLY: dict[str, frozenset[str]] = {
     "sankey": frozenset({"method", "target", "top_k"}),
     "network": frozenset({"method", "target", "top_k"}),
-    "matrix": frozenset({"method", "target", "top_k", "tau", "alpha", "sinks", "sources", "layers"}),
+    "matrix": frozenset({"method", "target", "top_k", "tau", "alpha", "sinks", "sources"}),  # it follows the layers
     "thumbnails": frozenset({"method", "target", "top_k", "tau", "alpha", "sinks", "sources", "layers", "heads",
                              "aggregation", "measure"}),
+    "headview": frozenset({"method", "target", "top_k", "tau", "alpha", "sinks", "sources", "aggregation",
+                           "measure"}),
 }  # fmt: skip
 
 
@@ -253,23 +256,44 @@ declare_clientside(
 FAITHFULNESS_CONTROLS = ("tau", "alpha", "aggregation", "sinks")  # with the input and target: all the check reads
 
 
+# Longer inputs than this are checked only when asked: the check takes one forward pass per word (and DecompX's),
+# so its time grows with the square of the length (~8 s at 120 words, ~32 s at 240 on one core).
+FAITHFULNESS_AUTO_WORDS = 100
+
+
 @declare(
     Output(ids.FAITHFULNESS_INPUTS, "data"),
     Output(ids.FAITHFULNESS, "className", allow_duplicate=True),
+    Output(ids.FAITHFULNESS, "children", allow_duplicate=True),
+    Output(ids.FAITHFULNESS_OFFER, "hidden"),
+    Output(ids.FAITHFULNESS_OFFER_TEXT, "children"),
     inputs={
         "_drawn": Input(ids.SENTENCE, "figure"),  # after the sentence view: never delays the decisive view
+        "_run": Input(ids.FAITHFULNESS_RUN, "n_clicks"),
         "analysis_data": State(ids.ANALYSIS, "data"),
         **states("target", *FAITHFULNESS_CONTROLS),
         "previous": State(ids.FAITHFULNESS_INPUTS, "data"),
     },
     prevent_initial_call=True,  # the sentence view is drawn on load, and that asks
 )
-def ask_faithfulness(_drawn, analysis_data, previous, **controls):
+@guarded
+def ask_faithfulness(_drawn, _run, analysis_data, previous, **controls):
     """What the faithfulness check is asked for once the sentence view is drawn: a new job only when the input, the
     target or a control the check reads changed (a change of layers, heads or level redraws the views, not the
-    check). Unchanged, the table shown is current: "updating" (set when an analysis starts) is cleared."""
+    check). Unchanged, the table shown is current: "updating" (set when an analysis starts) is cleared. An input of
+    more than :data:`FAITHFULNESS_AUTO_WORDS` words is checked only when "Run the check" is pressed; until then the
+    previous input's table is cleared and the offer says why."""
     asked = {"analysis_data": analysis_data, **controls}
-    return (no_update, "faithfulness") if asked == previous else (asked, no_update)
+    if asked == previous:
+        return no_update, "faithfulness", no_update, True, no_update
+    analysis = require_analysis(analysis_data)
+    run = pair_service(analysis).runs(analysis).finetuned
+    words = int((~word_all(run.special, run.groups)).sum())  # without [CLS] / [SEP]
+    if words > FAITHFULNESS_AUTO_WORDS and ctx.triggered_id != ids.FAITHFULNESS_RUN:
+        offer = (f"This input has {words} words: its faithfulness check needs one forward pass per word (about "
+                 f"{words * words / 1800:.0f} s here), so it runs only when asked.")  # fmt: skip
+        return no_update, "faithfulness", [], False, offer
+    return asked, no_update, no_update, True, no_update
 
 
 @declare(

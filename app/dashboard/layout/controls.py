@@ -64,7 +64,7 @@ def input_panel(
     error: str = "",
 ) -> html.Div:
     """Text boxes (holding ``analysis``), the Analyse button, examples (with their gold label when held out), the
-    prediction and the error banner (showing ``error``)."""
+    prediction, the error banner (showing ``error``) and the note saying when the views show another text."""
     return html.Div(
         [
             html.Div(
@@ -120,6 +120,7 @@ def input_panel(
                 className="prediction-box",
             ),
             html.Div(error, id=ids.ERROR, className="error-banner", role="alert"),
+            html.Div(id=ids.STALE, className="stale-note", role="status"),
         ],
         className="panel input-panel",
     )

@@ -19,7 +19,7 @@ from app.dashboard.layout.controls import (
     input_panel,
     word_query_row,
 )
-from app.dashboard.layout.views import faithfulness_panel, view_card
+from app.dashboard.layout.views import faithfulness_panel, headview_card, view_card
 
 
 def build_layout(
@@ -58,6 +58,7 @@ def build_layout(
                     control_panel(num_layers, num_heads, class_names, values, sources),
                     view_cards(options, words),
                 ],
+                id=ids.WORKSPACE,
                 className="workspace",
             ),
             *page_stores(analysis, selected),
@@ -103,6 +104,7 @@ def view_cards(options: ViewOptions, word_options: list[dict] | None) -> html.Di
             ),
             view_card("similarity"),
             view_card("matrix", wide=True, extra=_selection_row()),
+            headview_card(),
             view_card("thumbnails", wide=True),
             view_card("influence", wide=True),
             batch_card(),

@@ -83,8 +83,18 @@ def export_controls(view: str) -> html.Div:
 
 
 def faithfulness_panel() -> html.Div:
-    """Where this input's faithfulness check is shown (filled by a callback)."""
-    return html.Div(id=ids.FAITHFULNESS, className="faithfulness")
+    """Where this input's faithfulness check is shown (filled by a callback), and, for a long input, the offer to
+    run it (its cost grows with the square of the length: one forward pass per word)."""
+    offer = html.Div(
+        [
+            html.Span(id=ids.FAITHFULNESS_OFFER_TEXT, className="muted"),
+            html.Button("Run the check", id=ids.FAITHFULNESS_RUN, n_clicks=0, className="small-button"),
+        ],
+        id=ids.FAITHFULNESS_OFFER,
+        className="faithfulness-offer",
+        hidden=True,
+    )
+    return html.Div([html.Div(id=ids.FAITHFULNESS, className="faithfulness"), offer])
 
 
 def faithfulness_table(table, target: str | None) -> list:
@@ -122,11 +132,15 @@ def _rho(value: float) -> str:
     return "–" if value != value else f"{value:+.2f}"  # NaN: fewer than 3 words, or a constant score
 
 
-def view_card(view: str, *, extra=None, wide: bool = False, below=None) -> html.Div:
-    """A card titled with the view's name (:data:`app.core.options.VIEWS`) holding its graph, and ``below`` it."""
+def view_card(view: str, *, extra=None, wide: bool = False, below=None, graph_props: dict | None = None) -> html.Div:
+    """A card titled with the view's name (:data:`app.core.options.VIEWS`) holding its graph (with ``graph_props``,
+    if any), and ``below`` it."""
     title = VIEWS[view]
     graph = dcc.Graph(
-        id=ids.VIEWS[view], config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}}, className="view-graph"
+        id=ids.VIEWS[view],
+        config={"displaylogo": False, "toImageButtonOptions": {"scale": 2}},
+        className="view-graph",
+        **(graph_props or {}),
     )
     return html.Div(
         [
@@ -139,3 +153,9 @@ def view_card(view: str, *, extra=None, wide: bool = False, below=None) -> html.
         className="panel view-card" + (" wide" if wide else ""),
         id=ids.card(view),
     )
+
+
+def headview_card() -> html.Div:
+    """The head view's card: its graph forgets the hovered token when the pointer leaves it, so every line comes back
+    (``app/dashboard/callbacks/headview.py`` redraws the lines of the hovered token only)."""
+    return view_card("headview", wide=True, graph_props={"clear_on_unhover": True})
