@@ -140,3 +140,24 @@ BASE = {
     f"{ids.METHOD}.value": "rollout",
     f"{ids.TARGET}.value": "predicted",
 }
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.servers import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is missing: sudo apt-get install chromium chromium-driver")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="module")
+def tab(browser):
+    """One page to draw exported SVGs in (the figure standard measures them there)."""
+    yield browser.new_page(viewport={"width": 1400, "height": 1400})

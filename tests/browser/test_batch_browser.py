@@ -15,20 +15,10 @@ from pathlib import Path
 import pytest
 
 from app.dashboard import ids
-from tests.servers import CHROMIUM, CHROMIUM_ARGS, redis_server, serving
+from tests.servers import redis_server, serving
 
 pytestmark = pytest.mark.browser
 TEXTS = "\n".join(f"sentence number {n} is a fine film" for n in range(1, 41))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 def _open(browser, url: str):

@@ -15,7 +15,7 @@ from app.dashboard import ids
 from app.testing.texts import LONG_REVIEW
 from benchmarks.dashboard import VIEW_DRAWN_SELECTORS
 from benchmarks.gallery import analyse_in_page
-from tests.servers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serving
+from tests.servers import ARTIFACTS, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -28,18 +28,6 @@ def server(default_pair):
     with serving("--no-prepare", log=log) as url:
         yield url
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is missing: sudo apt-get install chromium chromium-driver")
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture

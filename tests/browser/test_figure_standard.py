@@ -22,23 +22,12 @@ from app.testing.figure_standard import (
     thinned_labels,
     violations,
 )
-from app.testing.servers import CHROMIUM
-from tests.servers import ARTIFACTS, CHROMIUM_ARGS
+from tests.servers import ARTIFACTS
 
 
 @pytest.fixture(scope="module")
 def service(default_pair):
     return AnalysisService(default_pair)
-
-
-@pytest.fixture(scope="module")
-def tab():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser.new_page(viewport={"width": 1400, "height": 1400})
-        browser.close()
 
 
 @pytest.mark.parametrize("view", list(VIEWS))

@@ -8,7 +8,6 @@ import base64
 import contextlib
 import itertools
 import math
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +18,7 @@ from app.figures.theme import Canvas
 from app.service.analysis import AnalysisService
 from app.testing.figure_standard import INPUTS
 from benchmarks.gallery import wait_until_settled
-from tests.servers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serving
+from tests.servers import ARTIFACTS, serving
 
 try:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -71,18 +70,6 @@ def server(default_pair):
     with serving("--no-prepare", log=log) as url:
         yield url
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is missing: sudo apt-get install chromium chromium-driver")
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 def _open(browser, server, *, width=1600, height=1100, scheme="light", scale=1):

@@ -21,9 +21,8 @@ from app.export.corpus_figures import CORPUS_FIGURES, CorpusExportError, figure_
 from app.export.corpus_sidecar import read_corpus_sidecar
 from app.export.sidecar import SidecarError
 from app.testing.figure_standard import check_svg
-from app.testing.servers import CHROMIUM
 from attention.corpus.source import CorpusError
-from tests.servers import ARTIFACTS, CHROMIUM_ARGS
+from tests.servers import ARTIFACTS
 
 WORD = "film"
 # every figure with each kind of option it is drawn with: the head grid and the layer view by an unsigned and the
@@ -60,16 +59,6 @@ def corpora(tiny_config, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def corpus(corpora) -> Path:
     return corpora / "tiny-reviews"
-
-
-@pytest.fixture(scope="module")
-def tab():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser.new_page(viewport={"width": 1400, "height": 1400})
-        browser.close()
 
 
 def _request(folder: Path, figure: str, options: dict, fmt: str = "svg", preset: str = "double", out=None):
