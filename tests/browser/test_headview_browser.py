@@ -15,7 +15,7 @@ from tests.browser import test_browser
 from tests.servers import ARTIFACTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-server, browser, page = test_browser.server, test_browser.browser, test_browser.page  # the page tests' fixtures
+server, page = test_browser.server, test_browser.page  # the page tests' fixtures (browser: tests/conftest.py)
 
 GRAPH = "#headview-graph"
 
