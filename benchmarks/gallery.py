@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gallery", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/gallery"), help="folder for the PNGs")
     parser.add_argument("--readme", type=Path, default=Path("docs/screenshot.png"), help="the README's screenshot")
+    parser.add_argument("--markdown", type=Path, default=Path("docs/gallery.md"),
+                        help="the page whose exports section is rewritten")  # fmt: skip
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright  # lazy: playwright, after the arguments are checked
 
@@ -115,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         process.terminate()
         process.wait(timeout=30)
     export_every_preset(args.out)
+    write_export_section(args.markdown, args.out)
     return 0
 
 
@@ -136,6 +139,38 @@ def export_every_preset(out: Path) -> None:
             target = out / f"export-{view}-{preset}.png"
             target.write_bytes(export_bytes(service, FigureRequest(analysis, view, ViewOptions(), None, export))[0])
             print(target)
+
+
+EXPORTS_BEGIN = "<!-- exports: written by `make gallery` (benchmarks/gallery.py); edits here are replaced -->"
+EXPORTS_END = "<!-- /exports -->"
+
+
+def export_section(out: Path, relative_to: Path) -> str:
+    """The Markdown of every view at every preset (the files :func:`export_every_preset` wrote to ``out``), view by
+    view, linked relative to ``relative_to`` (the page's folder)."""
+    from app.core.options import PRESETS
+
+    lines = [EXPORTS_BEGIN, ""]
+    for view, title in VIEWS.items():
+        lines += [f"### {title}", ""]
+        for preset, size in PRESETS.items():
+            path = (out / f"export-{view}-{preset}.png").relative_to(relative_to).as_posix()
+            lines += [f"**{size.label}**", "", f"![{title}, {size.label}]({path})", ""]
+    return "\n".join([*lines, EXPORTS_END])
+
+
+def write_export_section(markdown: Path, out: Path) -> None:
+    """Replace the exports section of ``markdown`` (between :data:`EXPORTS_BEGIN` and :data:`EXPORTS_END`, or
+    appended when it has none) by :func:`export_section`."""
+    text = markdown.read_text(encoding="utf-8")
+    section = export_section(out.resolve(), markdown.resolve().parent)
+    if EXPORTS_BEGIN in text and EXPORTS_END in text:
+        head, rest = text.split(EXPORTS_BEGIN, 1)
+        text = head + section + rest.split(EXPORTS_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    markdown.write_text(text, encoding="utf-8")
+    print(markdown)
 
 
 if __name__ == "__main__":

@@ -134,3 +134,21 @@ def control_values(options: ViewOptions, *, num_layers: int, num_heads: int) -> 
         "renormalize": ["renormalize"] if options.renormalize else [],
         "measure": options.measure,
     }
+
+
+def changed_controls(change: dict) -> dict[str, object]:
+    """An option change (:class:`ViewOptions` fields → new values, as a graph view's note suggests it:
+    ``{"trace_all": True}``) as the values of the controls that hold those fields (``{"sources": ["all"]}``)."""
+    values: dict[str, object] = {}
+    for field, value in change.items():
+        if field == "trace_all":
+            values["sources"] = [TRACE_ALL] if value else []
+        elif field == "sinks":
+            values["sinks"] = ["sinks"] if value else []
+        elif field == "hide":
+            values["hide"] = list(value) if value else []
+        elif field in ("tau", "measure"):
+            values[field] = value
+        else:
+            raise ValueError(f"No control holds the option {field!r}.")
+    return values

@@ -100,8 +100,9 @@ HELP: dict[str, tuple[str, str]] = {
     ),
     "view:sankey": (
         "The attention graph from [CLS], right to left: each link as wide as the share of the traced mass it "
-        "carries. Colours say where the attention is ≥ τ; dots say which model's trace reaches the token.",
-        "section-1",
+        "carries. Colours say where the attention is ≥ τ; when little reaches the words, the buttons under it "
+        "apply the option changes that help.",
+        "when-the-graph-shows-none-of-the-words",
     ),
     "view:network": (
         "The attention graph as a network: the Sankey's edges and colours, every token at every depth. Hover a "
@@ -118,8 +119,8 @@ HELP: dict[str, tuple[str, str]] = {
         "glossary",
     ),
     "view:similarity": (
-        "Heads placed so that heads with similar attention maps are close (classical MDS of Hellinger distances). "
-        "A line joins one head's two models.",
+        "Heads placed so that heads with similar attention maps are close (classical MDS of Hellinger distances); "
+        "a line joins one head's two models. Heads on one spot are pushed apart (the hover says how far).",
         "glossary",
     ),
     "view:matrix": (

@@ -84,6 +84,21 @@ def top_head(layer: int, head: int) -> dict:
     return {"type": TOP_HEAD, "index": f"{layer}:{head}"}
 
 
+GRAPH_FIX = "graph-fix"  # the type of a graph view's fix button's pattern-matching id
+
+
+def graph_fixes(view: str) -> str:
+    """Id of the row of buttons under a graph view (Sankey, network) that apply the option changes its note
+    suggests."""
+    return f"{view}-fixes"
+
+
+def graph_fix(view: object, change: object) -> dict:
+    """Pattern-matching id of one fix button: ``change`` is the option change as sorted JSON
+    (``'{"tau": 0.01}'``); ``view`` and ``change`` may be wildcards (``ALL``)."""
+    return {"type": GRAPH_FIX, "view": view, "change": change}
+
+
 def card(view: str) -> str:
     """Id of the card holding a view."""
     return f"card-{view}"

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from app.core.options import ExportOptions, OptionError
 from app.export.corpus_figures import CorpusExportError, figure_options
-from app.export.sidecar import MAX_SIDECAR_BYTES, SidecarError
+from app.export.sidecar import CORPUS_FIGURE, MAX_SIDECAR_BYTES, SidecarError
 from attention.version import __version__
 
 CORPUS_SIDECAR_VERSION = 1
-KIND = "corpus-figure"  # tells a corpus figure's sidecar from a single-example figure's
+KIND = CORPUS_FIGURE  # tells a corpus figure's sidecar from a single-example figure's
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,9 @@ def make_sidecar(config: PairConfig, *, text: str, text_pair: str | None, view: 
     return Sidecar(config.name, config_digest(config), text, text_pair, view, options, selected, export)
 
 
+CORPUS_FIGURE = "corpus-figure"  # the "kind" of a corpus figure's sidecar (app/export/corpus_sidecar.py)
+
+
 def read_sidecar(path: Path) -> Sidecar:
     """Parse and validate a sidecar file (version 1 to 3); nothing it names is imported or loaded here."""
     path = Path(path)
@@ -92,6 +95,11 @@ def read_sidecar(path: Path) -> Sidecar:
             f"Cannot read sidecar {path}: its JSON nests deeper than Python can parse.",
             "Pass a JSON file written by an export.",
         ) from None
+    if isinstance(data, dict) and data.get("kind") == CORPUS_FIGURE:
+        raise SidecarError(
+            f"{path} is the sidecar of a corpus figure, not of a single-example figure.",
+            f"Make it again with: attention-flows corpus export --from-sidecar {path} --out FILE",
+        )
     try:
         return _parse(data)
     except RecursionError:  # a value nested just below the parser's limit, seen again in an error message

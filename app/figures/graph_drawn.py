@@ -12,7 +12,16 @@ import numpy as np
 import pandas as pd
 
 from app.figures.graph_legend import LINE, wrap
-from app.figures.graph_notes import GraphNote, Shares, diagnose, empty_note, hidden_note, is_raw_attention, weigh_fixes
+from app.figures.graph_notes import (
+    GraphNote,
+    Shares,
+    diagnose,
+    empty_note,
+    fix_label,
+    hidden_note,
+    is_raw_attention,
+    weigh_fixes,
+)
 from app.figures.models import shown_models
 from app.figures.theme import Canvas
 
@@ -89,16 +98,31 @@ def graph_notes(
     measure: str,
     trace_all: bool,
     fix_shares: Mapping[tuple, Mapping[str, Shares]] | None = None,
-) -> list[str]:
-    """The notes a graph view prints over the drawing: what hiding leaves out, and why the view shows (almost) none
-    of the words with what would change it — only the changes that help, best first, when ``fix_shares`` says
-    what each would give (:func:`~app.figures.graph_notes.weigh_fixes`)."""
+) -> list[GraphNote]:
+    """The notes a graph view prints over the drawing (their ``text``): what hiding leaves out, and why the view
+    shows (almost) none of the words with what would change it — only the changes that help, best first, when
+    ``fix_shares`` says what each would give (:func:`~app.figures.graph_notes.weigh_fixes`)."""
     hiding = hidden_note(nodes, first_layer=layers[0], hidden=hidden, sources=sources, tokens=tokens, mode=mode)
     lopsided = diagnose(nodes, layers=layers, special=special, sources=sources, mode=mode, tau=tau or 0.0,
                         sinks=sinks, measure=measure, trace_all=trace_all)  # fmt: skip
     if lopsided is not None and fix_shares is not None:
         lopsided = weigh_fixes(lopsided, fix_shares)
-    return [note.text for note in (hiding, lopsided) if note is not None]
+    return [note for note in (hiding, lopsided) if note is not None]
+
+
+def offered_fixes(notes: Sequence[GraphNote]) -> list[dict]:
+    """The option changes a page offers as buttons under a graph view: those of ``notes`` that were tried and help,
+    best first, each ``{"change": {field: value}, "label": "Lower τ to 0.01 (36 % to the words)"}`` (kept in the
+    figure's ``layout.meta.fixes``)."""
+    offered = []
+    for note in notes:
+        if not note.tried:
+            continue
+        for change, gain in zip(note.fixes, note.gains, strict=True):
+            label = fix_label(change)
+            label = f"{label[0].upper()}{label[1:]} ({100 * gain:.0f}\u00a0% to the words)"
+            offered.append({"change": dict(change), "label": label})
+    return offered
 
 
 def graph_kind(noun: str, measure: str) -> str:

@@ -133,6 +133,10 @@ class Arrangement:
     notes: str
 
 
+PAGE_PX = 9 * 96  # px: a journal page's text height (9 in); stacked panels never make a figure taller
+MIN_ROW_PX = 3.0  # px: the shortest row a stacked panel gets, however many tokens
+
+
 def _arrange(
     count: int,
     sides: Sides,
@@ -150,7 +154,8 @@ def _arrange(
     colour bars in a right margin of ``bar_px``, one above the other (``bars_tall`` px in all, at least); or
     ``stacked`` on one shared column axis labelled under the last, each colour bar above its panel. Rows are
     ``row_px`` tall, or as tall as the columns are wide (``square``, at most 24 px), or taller to hold the colour
-    bars; labels closer than :func:`_spacing` are thinned, column labels turned vertical first."""
+    bars; stacked panels are shortened so the figure fits :data:`PAGE_PX`. Labels closer than :func:`_spacing` are
+    thinned, column labels turned vertical first."""
     text, tick, title_px = text_sizes(canvas)
     left = _width(sides.rows, tick) + 10 + (_line(text) + 4 if sides.y_title else 0)
     right = 4 + _width(["−0.000"], tick) / 2 if stacked else bar_px + 2
@@ -163,16 +168,19 @@ def _arrange(
     row = max(row_px, min(column_px, 24.0)) if square else row_px
     if not stacked:
         row = max(row, bars_tall / max(len(sides.rows), 1))
-    row_step = max(1, math.ceil(_spacing(tick) / row))
     turned = sides.turn and not flat
     below = (_width(list(sides.columns)[::column_step], tick) if turned else _line(tick)) + 8 + _line(text) + 6
     title_lines = len(_title_lines(title, canvas, title_px))
     # an export keeps one title line here: the exporter adds the room of the others above the plot
     note_lines = [line for note in notes for line in _wrap(note, canvas.width - 20, text)]
     header = (max(_line(text), BAR + 2 + _line(tick)) + 6) if stacked else _line(text) + 4
+    top = 8 + (1 if canvas.static else title_lines) * _line(title_px) + 8 + len(note_lines) * _line(text) + header
+    if stacked:  # panels one above the other fit a page: rows get shorter, their labels thinned (and said)
+        gaps = (count - 1) * (header + 10)
+        row = max(min(row, (PAGE_PX - top - below - gaps) / (count * max(len(sides.rows), 1))), MIN_ROW_PX)
+    row_step = max(1, math.ceil(_spacing(tick) / row))
     panel_h = row * len(sides.rows)
     plot_h = count * panel_h + (count - 1) * (header + 10) if stacked else panel_h
-    top = 8 + (1 if canvas.static else title_lines) * _line(title_px) + 8 + len(note_lines) * _line(text) + header
     if stacked:
         tops = [i * (panel_h + header + 10) for i in range(count)]
         y_domains = [[round(1 - (t + panel_h) / plot_h, 6), round(1 - t / plot_h, 6)] for t in tops]
@@ -547,7 +555,7 @@ def make_matrix(
     """Attention matrices (query rows, key columns) from :func:`attention.attention_matrices`: side by side, or
     stacked when the ``canvas`` is narrow (a single-column figure), on one shared key axis.
 
-    Axes are categories ``"<position>:<token>"`` (unique even when a word repeats) shown as the bare token, so
+    Axes are categories ``"<token> (#<position>)"`` (unique even when a word repeats) shown as the bare token, so
     hovering names both tokens without an n x n array of strings. ``other`` is the position of a long input's
     folded tokens (:mod:`app.core.fold`): its row and column do not set the top of the colour scales (its column
     sums many tokens and may exceed it). Every label is shown when it fits (key labels turned vertical first), else
@@ -564,7 +572,7 @@ def make_matrix(
     peak = float(matrices.loc[scaled & unfolded, "weight"].max()) if (scaled & unfolded).any() else 1.0
     changes = matrices.loc[~scaled & unfolded, "weight"].to_numpy()
     bound = symmetric_range(changes)
-    names = [f"{i}:{token}" for i, token in enumerate(tokens)]
+    names = [f"{token} (#{i})" for i, token in enumerate(tokens)]  # unique, as every token hover names a token
     share = "weight" if what == "Attention" else "share"
     traces = []
     for panel in panels:
@@ -632,6 +640,12 @@ def _score_grids(relevance: pd.DataFrame) -> tuple[list[int], list[int], dict[st
     return layers, positions, grids
 
 
+def _hover_rows(labels: list[str], columns: int) -> list[list[str]]:
+    """``[rows, columns]`` hover text: each row's label (a token and its position, which tells repeated words
+    apart) in every column."""
+    return np.asarray(labels, dtype=object)[:, None].repeat(columns, axis=1).tolist()
+
+
 def make_influence(
     relevance: pd.DataFrame,
     *,
@@ -675,7 +689,7 @@ def make_influence(
     if off.any():
         grey = ", ".join(dict.fromkeys(np.asarray(shown_tokens, dtype=object)[off]))
         notes.append(f"Grey: {grey}, off the colour scale" + ("." if canvas.static else " (value in the hover)."))
-    labels = np.asarray(shown_tokens, dtype=object)[:, None].repeat(len(layers), axis=1).tolist()
+    labels = _hover_rows([f"{token} (#{p})" for token, p in zip(shown_tokens, positions, strict=True)], len(layers))
     names, short = [_layer_name(layer) for layer in layers], ["emb." if x == 0 else str(x) for x in layers]
     traces, scales = [], {}
     for panel in panels:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from app.core.options import ARRANGEMENTS
-from app.figures.graph_drawn import drawn_graph, graph_kind, graph_notes, graph_title, percent, quantity
+from app.figures.graph_drawn import drawn_graph, graph_kind, graph_notes, graph_title, offered_fixes, percent, quantity
 from app.figures.graph_legend import (
     LINE,
     NEUTRAL,
@@ -203,9 +203,10 @@ def make_network(
     title = f"{graph_kind('network', measure)} from {name} ({where}; τ = {tau:g})."
     if not canvas.static:
         title += " Hover a token to see its paths."
-    said = [*notes, *graph_notes(nodes, tokens=tokens, sources=sources, layers=layers, mode=mode, hidden=hidden,
+    drawn_notes = graph_notes(nodes, tokens=tokens, sources=sources, layers=layers, mode=mode, hidden=hidden,
                                  special=special, tau=tau, sinks=sinks, measure=measure, trace_all=trace_all,
-                                 fix_shares=fix_shares)]  # fmt: skip
+                                 fix_shares=fix_shares)  # fmt: skip
+    said = [*notes, *(note.text for note in drawn_notes)]
     caption = network_caption(mode, quantity(measure), WIDTH_STEPS)
     if frame.every > 1:
         caption = f"Input ring: 1 label in {frame.every} (too many tokens for this width). " + caption
@@ -214,7 +215,7 @@ def make_network(
     labels = _labels(positions, frame, placed, first - 1, last)
     dividers = _segment_dividers(positions, segments, arrangement, first - 1, last)
     return _network_figure(traces, title, said, caption, frame=frame, canvas=canvas, mode=mode, labels=labels,
-                           shapes=dividers)  # fmt: skip
+                           shapes=dividers, fixes=offered_fixes(drawn_notes))  # fmt: skip
 
 
 def _dot_px(frame: RingFrame, count: int) -> float:
@@ -234,6 +235,7 @@ def _network_figure(
     mode: str,
     labels: list[dict],
     shapes: list[dict],
+    fixes: list[dict] | None = None,
 ) -> Figure:
     """The figure around the network's ``traces``: title and notes over it, legend and caption under it, the
     axes spanning the plot in data units (square for rings); an export keeps this height."""
@@ -259,7 +261,8 @@ def _network_figure(
         layout(
             "",
             height=height,
-            meta={"natural_size": True, "min_height": height},  # an export keeps this height and these margins
+            # an export keeps this height and these margins; the page offers the fixes as buttons
+            meta={"natural_size": True, "min_height": height, "fixes": list(fixes or [])},
             font={"size": font},
             xaxis=xaxis,
             yaxis=yaxis,

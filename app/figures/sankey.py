@@ -23,6 +23,7 @@ from app.figures.graph_drawn import (
     graph_notes,
     graph_title,
     model_mean,
+    offered_fixes,
     quantity,
     records,
 )
@@ -174,15 +175,16 @@ def make_sankey(
     node["x"] = [min(max(frame.xs[d] / frame.width, 0.001), 0.999) for d in node.pop("depth")]
     title = _sankey_title(name, layers, mode=mode, tau=tau, alpha=alpha, measure=measure,
                           residual_in_maps=residual_in_maps)  # fmt: skip
-    said = [*notes, *graph_notes(nodes, tokens=tokens, sources=sources, layers=layers, mode=mode, hidden=hidden,
+    drawn_notes = graph_notes(nodes, tokens=tokens, sources=sources, layers=layers, mode=mode, hidden=hidden,
                                  special=special, tau=tau, sinks=sinks, measure=measure, trace_all=trace_all,
-                                 fix_shares=fix_shares)]  # fmt: skip
+                                 fix_shares=fix_shares)  # fmt: skip
+    said = [*notes, *(note.text for note in drawn_notes)]
     caption = ("Columns: the input, then the tokens after layer n. " if frame.narrow else "") + sankey_caption(
         mode, quantity(measure)
     )
     trace = _sankey_trace(node, ys, link, frame, margin=frame.pad / 2 / plot_px)
     return _sankey_figure(trace, title, said, caption, frame=frame, canvas=canvas,
-                          plot_px=plot_px, mode=mode, layers=layers)  # fmt: skip
+                          plot_px=plot_px, mode=mode, layers=layers, fixes=offered_fixes(drawn_notes))  # fmt: skip
 
 
 def _sankey_figure(
@@ -196,6 +198,7 @@ def _sankey_figure(
     plot_px: float,
     mode: str,
     layers: tuple[int, int],
+    fixes: list[dict] | None = None,
 ) -> Figure:
     """The figure around the Sankey ``trace``: the title, the ``notes`` and the column titles over it, the legend
     and the ``caption`` under it, all measured in px for ``canvas``; an export keeps this height."""
@@ -212,7 +215,8 @@ def _sankey_figure(
         layout(
             "",
             height=height,
-            meta={"natural_size": True, "min_height": height},  # an export keeps this height and these margins
+            # an export keeps this height and these margins; the page offers the fixes as buttons
+            meta={"natural_size": True, "min_height": height, "fixes": list(fixes or [])},
             font={"size": font},
             annotations=[*top_block.annotations, *_column_titles(layers, frame), *bottom.annotations],
             xaxis={"visible": False},

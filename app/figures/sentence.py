@@ -269,8 +269,10 @@ def _text_row(scores: _Scores, page: _Page, r: int, row: str) -> tuple[list[dict
         "y": ys,
         "text": list(scores.labels),
         "customdata": values,
+        # the token and its position (#n), which tells a repeated word's occurrences apart
+        "hovertext": [f"{label} (#{p})" for label, p in zip(scores.labels, scores.positions.tolist(), strict=True)],
         "textfont": {"family": MONO_FONT, "size": page.font, "color": colours},
-        "hovertemplate": "<b>%{text}</b>: %{customdata:.4f}<extra>" + MODEL_LABELS[row] + "</extra>",
+        "hovertemplate": "<b>%{hovertext}</b>: %{customdata:.4f}<extra>" + MODEL_LABELS[row] + "</extra>",
         "showlegend": False,
     }
     return shapes, trace, labels

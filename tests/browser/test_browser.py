@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -507,3 +508,41 @@ def test_a_long_inputs_faithfulness_check_runs_only_when_asked(page):
     )
     assert page.is_hidden("#faithfulness-offer")
     assert page.console_errors == []
+
+
+# A fix button's label → the URL parameter it changes and the value it gets (None: any value).
+FIX_IN_URL = {"Lower τ": ("tau", None), "Trace from every token": ("sources", "all"), "Turn sinks off": ("sinks", "0")}
+
+
+def test_a_one_sided_graph_offers_its_fixes_and_a_click_applies_one(browser, server):
+    """The long review over raw attention: the Sankey keeps its traced mass in [CLS] / [SEP] and says so; under it
+    one button per fix that helps, labelled with the words' share it gives. Clicking the first sets its control,
+    the URL follows, and the redrawn Sankey shows at least that share of the words (or offers nothing more)."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1100})
+    tab = context.new_page()
+    tab.goto(f"{server}/?measure=raw_attention&text={urllib.parse.quote_plus(LONG_REVIEW)}")
+    tab.wait_for_selector("#sankey-fixes .graph-fix", timeout=60_000)
+    notes = " ".join(_texts(tab, "sankey-graph"))
+    labels = tab.locator("#sankey-fixes .graph-fix").all_text_contents()
+    assert "stays in [CLS] / [SEP]" in notes and labels, (notes, labels)
+    first = labels[0]
+    promised = int(re.search(r"\((\d+)\s% to the words\)", first).group(1))
+    search = tab.evaluate("() => location.search")
+    tab.locator("#sankey-fixes .graph-fix").first.click()
+    tab.wait_for_function("s => location.search !== s", arg=search, timeout=30_000)
+    changed = urllib.parse.parse_qs(tab.evaluate("() => location.search").lstrip("?"))
+    if first.startswith("Draw"):  # back to the default measure (ALTI): the URL drops it
+        assert "measure" not in changed, (first, changed)
+    else:
+        key, value = next(v for k, v in FIX_IN_URL.items() if first.startswith(k))
+        assert key in changed and value in (None, *changed[key]), (first, changed)
+    tab.wait_for_function(  # the redrawn figure no longer offers the fix just applied
+        "label => ![...document.querySelectorAll('#sankey-fixes .graph-fix')].some(b => b.textContent === label)",
+        arg=first,
+        timeout=60_000,
+    )
+    said = " ".join(_texts(tab, "sankey-graph"))
+    shares = [int(s) for s in re.findall(r"(\d+)\s% of the traced mass reaches the words", said)]
+    assert all(share >= promised - 1 for share in shares), (promised, shares)
+    tab.screenshot(path=str(ARTIFACTS / "sankey-fix-applied.png"), full_page=False)
+    context.close()

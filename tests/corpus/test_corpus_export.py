@@ -19,7 +19,7 @@ from app.core.options import DPI, FORMATS, PRESETS, ExportOptions
 from app.export.corpus import CorpusFigureRequest, corpus_export_bytes, corpus_figure, corpus_file_stem
 from app.export.corpus_figures import CORPUS_FIGURES, CorpusExportError, figure_options
 from app.export.corpus_sidecar import read_corpus_sidecar
-from app.export.sidecar import SidecarError
+from app.export.sidecar import SidecarError, read_sidecar
 from app.testing.figure_standard import check_svg
 from attention.corpus.source import CorpusError
 from tests.servers import ARTIFACTS
@@ -217,6 +217,10 @@ def test_sidecars_of_other_kinds_are_refused_with_what_to_do(tmp_path):
     single.write_text(json.dumps({"sidecar_version": 3, "view": "sankey", "text": "a film", "pair": {"name": "x"}}))
     with pytest.raises(SidecarError, match=r"single-example figure.*attention-flows export --from-sidecar"):
         read_corpus_sidecar(single)
+    corpus = tmp_path / "corpus.json"
+    corpus.write_text(json.dumps({"kind": "corpus-figure", "sidecar_version": 1, "figure": "heads"}))
+    with pytest.raises(SidecarError, match=r"corpus figure.*attention-flows corpus export --from-sidecar"):
+        read_sidecar(corpus)  # what `attention-flows export --from-sidecar` reads
     for content, said in [("{", "Cannot read sidecar"), ("[]", "not valid"),
                           (json.dumps({"kind": "corpus-figure", "sidecar_version": 1, "figure": "nope",
                                        "corpus": {"folder": "c", "pair": "p", "data": "d", "examples": 1,

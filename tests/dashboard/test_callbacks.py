@@ -1,5 +1,7 @@
 """Callbacks called as functions, and over HTTP as the browser calls them (tiny random pair)."""
 
+import json
+
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -34,8 +36,27 @@ def context(tiny_app):
 
 
 def test_sankey_callback_draws_the_comparison(context):
-    fig = plotly_figure(views.update_sankey(analysis_data=TEXT, selected=None, **CONTROLS, **RELEVANCE))
+    drawn, _ = views.update_sankey(analysis_data=TEXT, selected=None, **CONTROLS, **RELEVANCE)
+    fig = plotly_figure(drawn)
     assert isinstance(fig.data[0], go.Sankey) and "[CLS]" in fig.layout.title.text
+
+
+@pytest.mark.parametrize("view", ["sankey", "network"])
+def test_a_one_sided_graph_offers_each_fix_that_helps_as_a_button(context, view):
+    """Over raw attention with a high τ the tiny pair's graph keeps (almost) nothing of the words: the figure's
+    note names the fixes that help and the card shows one button per fix, labelled as the note says it."""
+    one_sided = {**CONTROLS, "tau": 0.45, "measure": "raw_attention"}
+    update = views.update_sankey if view == "sankey" else views.update_network
+    extra = {"selected": None} if view == "sankey" else {"arrangement": "rings"}
+    drawn, buttons = update(analysis_data=TEXT, **extra, **one_sided, **RELEVANCE)
+    offered = drawn["layout"]["meta"]["fixes"]
+    assert offered, "the note offers no fix"
+    notes = " ".join(a.get("text", "") for a in drawn["layout"]["annotations"]).replace("<br>", " ")
+    labels = [button.children for button in buttons[1:]]
+    assert labels == [fix["label"] for fix in offered]
+    for fix, button in zip(offered, buttons[1:], strict=True):
+        assert button.id == ids.graph_fix(view, json.dumps(fix["change"], sort_keys=True))
+        assert fix["label"].split(" (")[0].lower() in notes.lower()  # the button does what the note says
 
 
 def test_view_callbacks_follow_the_mode_and_level(context):

@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 
 from app.core.options import ViewOptions
+from app.figures import make_sentence
 from app.figures.heatmaps import OFF_SCALE, make_influence, make_matrix, make_word_query
 from app.figures.theme import Canvas, colorbar_ticks, tick_labels, tick_step
 from app.figures.thumbnails import make_thumbnails
 from app.views.render import matrix_caption, matrix_selection
-from attention import attention_matrices, attention_received
+from attention import attention_matrices, attention_received, compare_relevance
 from tests.conftest import TOKENS, make_run, plotly_figure, random_attention
 
 SENTENCE = (
@@ -65,13 +66,25 @@ def test_side_by_side_colour_bars_sit_right_of_the_last_panel_in_px_whatever_the
     assert all(high <= low2 for (_, high), (low2, _) in itertools.pairwise(lows_highs))
 
 
-@pytest.mark.parametrize("canvas", [PAGE, SINGLE], ids=["page-1150px", "single-column"])
-def test_matrix_shows_every_one_of_27_token_labels_where_they_fit(canvas):
+def test_matrix_shows_every_one_of_27_token_labels_where_they_fit():
     """Issue 27 item 9: the page showed "1 label in 2" for 27 tokens, the single-column file 6 of 27 unsaid."""
-    fig = make_matrix(_matrices(27), tokens=TOKENS27, canvas=canvas)
+    fig = make_matrix(_matrices(27), tokens=TOKENS27, canvas=PAGE)
     for key in [k for k in fig["layout"] if k.startswith(("xaxis", "yaxis"))]:
         assert list(fig["layout"][key]["ticktext"]) == list(TOKENS27), key
     assert fig["layout"]["xaxis"]["tickangle"] == -90  # turned vertical rather than thinned
+
+
+def test_a_single_column_matrix_fits_a_page_with_every_key_and_says_which_queries_it_labels():
+    """Three stacked 27-row panels at 7 pt were 10.3 in tall, more than a journal page holds: the figure now fits
+    9 in, keeps every key label (turned vertical) and labels every other query row, saying so on the axis."""
+    fig = make_matrix(_matrices(27), tokens=TOKENS27, canvas=SINGLE)
+    assert fig["layout"]["height"] <= 9 * 96
+    xaxes = [k for k in fig["layout"] if k.startswith("xaxis")]
+    assert all(list(fig["layout"][k].get("ticktext", [])) in ([], list(TOKENS27)) for k in xaxes)
+    assert list(fig["layout"]["xaxis"]["ticktext"]) == list(TOKENS27)
+    for key in [k for k in fig["layout"] if k.startswith("yaxis")]:
+        axis = fig["layout"][key]
+        assert list(axis["ticktext"]) == list(TOKENS27)[::2] and "1 label in 2" in axis["title"]["text"], key
 
 
 def test_a_matrix_too_wide_for_its_labels_thins_them_and_says_so():
@@ -209,3 +222,19 @@ def test_matrix_and_token_scores_files_meet_the_figure_standard(preset):
         found = {i: check_svg(tab, render_bytes(fig, export), fig) for i, fig in enumerate(figures)}
         browser.close()
     assert not any(found.values()), found
+
+
+def test_a_repeated_token_is_told_apart_by_its_position_in_every_token_hover():
+    """``a fine , film , a`` repeats "a" and ",": each occurrence's hover names its position (#n) in the token
+    scores, the sentence view and the matrix."""
+    tokens = ("[CLS]", "a", "fine", ",", "film", ",", "a", "[SEP]")
+    pre, ft = (make_run(random_attention(2, 2, len(tokens), seed=s)) for s in (1, 2))
+    frame = compare_relevance(pre, ft, "rollout")
+    influence = make_influence(frame, tokens=tokens, method="rollout", scale_without=(0, 7))
+    rows = [row[0] for row in influence["data"][0]["text"]]
+    assert rows[1] == "a (#1)" and rows[6] == "a (#6)" and rows[3] == ", (#3)" and len(set(rows)) == len(rows)
+    sentence = make_sentence(frame, tokens=tokens)
+    said = next(t for t in sentence["data"] if t.get("hovertext"))["hovertext"]
+    assert "a (#1)" in said and "a (#6)" in said and len(set(said)) == len(said)
+    matrix = make_matrix(attention_matrices(pre, ft, 2), tokens=tokens)
+    assert matrix["data"][0]["x"][1] == "a (#1)" and matrix["data"][0]["x"][6] == "a (#6)"  # hover: "a (#6) → a (#1)"

@@ -2,12 +2,13 @@
 opens in the state of the URL it is loaded from; the docs behind the "?" help links."""
 
 import urllib.parse
+from dataclasses import replace
 
 import pytest
 
 from app.core.analysis import Analysis
 from app.core.options import OptionError, ViewOptions
-from app.core.urlstate import PageState, control_values, from_query, to_query
+from app.core.urlstate import PageState, changed_controls, control_values, from_query, to_query
 from app.dashboard import ids
 
 
@@ -50,6 +51,26 @@ def test_a_state_survives_the_url_and_defaults_are_left_out():
 def test_a_bad_link_is_refused_with_what_is_wrong(query, message):
     with pytest.raises(OptionError, match=message):
         from_query(query, num_layers=6, num_heads=12)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"tau": 0.01}, {"sinks": False}, {"trace_all": True}, {"measure": "alti"}, {"hide": ()}, {"tau": 0.0}],
+)
+def test_a_graph_fix_sets_the_controls_that_hold_its_options(change):
+    """A fix button's option change, applied to the controls, reads back as exactly that change of the options."""
+    before = ViewOptions(
+        tau=0.05, sinks=True, measure="raw_attention", hide=("special",), sources=(0,), layers=(1, 6),
+        heads=tuple(range(12)),
+    )  # fmt: skip
+    controls = control_values(before, num_layers=6, num_heads=12) | changed_controls(change)
+    expected = replace(before, **change, **({"sources": ()} if "trace_all" in change else {}))
+    assert ViewOptions.from_controls(**controls) == expected
+
+
+def test_a_fix_of_an_option_no_control_holds_is_refused():
+    with pytest.raises(ValueError, match="No control holds the option 'layers'"):
+        changed_controls({"layers": (1, 2)})
 
 
 def test_control_values_are_what_the_controls_hold():

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from dash import Input, Output, Patch, State, ctx, html, no_update
+import json
+
+from dash import ALL, Input, Output, Patch, State, ctx, html, no_update
 from dash.exceptions import MissingCallbackContextException, PreventUpdate
 
 from app.core.analysis import Analysis
 from app.core.options import CANVAS_WIDTH_RANGE
+from app.core.urlstate import changed_controls
 from app.dashboard import ids
 from app.dashboard.callbacks.common import guarded, job_server, require_analysis, selected_head, view_options
 from app.dashboard.callbacks.registry import declare, declare_clientside
-from app.dashboard.controls import NAMES, RELEVANCE_CONTROLS, VIEW_CONTROLS, input_of, inputs, states
+from app.dashboard.controls import CONTROLS, NAMES, RELEVANCE_CONTROLS, VIEW_CONTROLS, input_of, inputs, states
 from app.dashboard.layout.controls import alpha_note
-from app.dashboard.layout.views import faithfulness_table
+from app.dashboard.layout.views import faithfulness_table, fix_buttons
 from app.figures.heatmaps import top_heads
 from app.figures.theme import Canvas
 from app.service.registry import pair_service
@@ -77,6 +80,7 @@ def canvas_of(data: dict | None) -> Canvas:
 
 @declare(
     Output(ids.SANKEY, "figure"),
+    Output(ids.graph_fixes("sankey"), "children"),
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
         "selected": Input(ids.SELECTED_HEAD, "data"),
@@ -86,13 +90,16 @@ def canvas_of(data: dict | None) -> Canvas:
 )
 @guarded
 def update_sankey(analysis_data, selected, **controls):
+    """The Sankey and the buttons for the fixes its note suggests."""
     if unchanged_view("sankey", analysis_data, controls):
-        return no_update
-    return _draw("sankey", analysis_data, selected, **controls)
+        return no_update, no_update
+    drawn = _draw("sankey", analysis_data, selected, **controls)
+    return drawn, fix_buttons("sankey", drawn)
 
 
 @declare(
     Output(ids.NETWORK, "figure"),
+    Output(ids.graph_fixes("network"), "children"),
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
         **inputs("arrangement"),
@@ -102,9 +109,30 @@ def update_sankey(analysis_data, selected, **controls):
 )
 @guarded
 def update_network(analysis_data, **controls):
+    """The network and the buttons for the fixes its note suggests."""
     if unchanged_view("network", analysis_data, controls):
-        return no_update
-    return _draw("network", analysis_data, None, **controls)
+        return no_update, no_update
+    drawn = _draw("network", analysis_data, None, **controls)
+    return drawn, fix_buttons("network", drawn)
+
+
+# The controls a graph fix may change (app/figures/graph_notes.py: ViewOptions fields → the controls that hold them).
+FIX_CONTROLS = ("tau", "sinks", "sources", "measure", "hide")
+
+
+@declare(
+    outputs={name: Output(CONTROLS[name], "value", allow_duplicate=True) for name in FIX_CONTROLS},
+    inputs={"clicks": Input(ids.graph_fix(ALL, ALL), "n_clicks")},
+    prevent_initial_call=True,
+)
+@guarded
+def apply_graph_fix(clicks):
+    """A fix button under a graph view sets the controls its option change names (the views and the URL follow
+    the controls)."""
+    if not ctx.triggered_id or not any(clicks or []) or not ctx.triggered[0].get("value"):
+        raise PreventUpdate  # buttons drawn (n_clicks 0), not pressed
+    values = changed_controls(json.loads(ctx.triggered_id["change"]))
+    return {name: values.get(name, no_update) for name in FIX_CONTROLS}
 
 
 @declare(

@@ -19,7 +19,7 @@ from app.dashboard.layout.controls import (
     input_panel,
     word_query_row,
 )
-from app.dashboard.layout.views import faithfulness_panel, headview_card, view_card
+from app.dashboard.layout.views import faithfulness_panel, graph_card, headview_card, view_card
 
 
 def build_layout(
@@ -95,8 +95,8 @@ def view_cards(options: ViewOptions, word_options: list[dict] | None) -> html.Di
     return html.Div(
         [
             view_card("sentence", wide=True, below=faithfulness_panel()),
-            view_card("sankey", wide=True),
-            view_card("network", wide=True, extra=arrangement_control(options.arrangement)),
+            graph_card("sankey"),
+            graph_card("network", extra=arrangement_control(options.arrangement)),
             view_card(
                 "heads",
                 extra=head_metric_control(options.metric),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from dash import dcc, html
 
 from app.core.options import (
@@ -153,6 +155,27 @@ def view_card(view: str, *, extra=None, wide: bool = False, below=None, graph_pr
         className="panel view-card" + (" wide" if wide else ""),
         id=ids.card(view),
     )
+
+
+def graph_card(view: str, *, extra=None) -> html.Div:
+    """A graph view's card (Sankey, network): under the graph, a row of buttons applying the option changes the
+    figure's note says would show more of the words (:func:`fix_buttons`)."""
+    fixes = html.Div(id=ids.graph_fixes(view), className="graph-fixes", **{"aria-live": "polite"})
+    return view_card(view, wide=True, extra=extra, below=fixes)
+
+
+def fix_buttons(view: str, figure: dict) -> list:
+    """The buttons for the fixes a graph figure offers (``layout.meta.fixes``, best first: see
+    :func:`app.figures.graph_drawn.offered_fixes`); none when it offers none."""
+    fixes = ((figure or {}).get("layout") or {}).get("meta", {}).get("fixes") or []
+    if not fixes:
+        return []
+    buttons = [
+        html.Button(fix["label"], id=ids.graph_fix(view, json.dumps(fix["change"], sort_keys=True)),
+                    className="graph-fix", n_clicks=0)
+        for fix in fixes
+    ]  # fmt: skip
+    return [html.Span("Show more of the words:", className="graph-fixes-lead"), *buttons]
 
 
 def headview_card() -> html.Div:
