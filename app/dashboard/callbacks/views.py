@@ -121,7 +121,7 @@ FIX_CONTROLS = ("tau", "sinks", "sources", "measure", "hide")
 
 
 @declare(
-    outputs={name: Output(CONTROLS[name], "value", allow_duplicate=True) for name in FIX_CONTROLS},
+    output={name: Output(CONTROLS[name], "value", allow_duplicate=True) for name in FIX_CONTROLS},
     inputs={"clicks": Input(ids.graph_fix(ALL, ALL), "n_clicks")},
     prevent_initial_call=True,
 )
