@@ -323,6 +323,39 @@ def fault_kill_celery_worker(stack: Stack) -> dict:
     return {"progress_at_kill": progress, "seconds": seconds, "message": message}
 
 
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(PSS, USS) of process ``pid`` in MB from ``/proc/PID/smaps_rollup``: its proportional share of every page it
+    maps, and the pages only it maps (what it adds above the process it was forked from)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split(":", 1)
+        fields[name] = int(value.split()[0])  # kB
+    return fields["Pss"] / 1024, (fields["Private_Clean"] + fields["Private_Dirty"]) / 1024
+
+
+def preforked(stack: Stack) -> None:
+    """The master holds the models, the workers share them: each process's PSS and USS after every worker has
+    analysed a sentence, then how long gunicorn's replacement of a killed worker takes to answer."""
+    run_users(stack.url, held_out_texts(WEB_WORKERS * 2)[-WEB_WORKERS * 2 :], changes=2, think=(0.1, 0.3))
+    master_pss, master_uss = memory_mb(stack.web.pid)
+    app_row("memory: gunicorn master (holds the models), PSS / USS", f"{master_pss:.0f} / {master_uss:.0f} MB",
+            "report")  # fmt: skip
+    for pid in stack.web_workers():
+        pss, uss = memory_mb(pid)
+        app_row(f"  worker {pid}: PSS / USS (its own pages)", f"{pss:.0f} / {uss:.0f} MB", "USS <= 200 MB",
+                uss <= 200)  # fmt: skip
+    victim = stack.web_workers()[0]
+    started = time.perf_counter()
+    os.kill(victim, signal.SIGKILL)
+    while victim in stack.web_workers() or len(stack.web_workers()) < WEB_WORKERS:
+        time.sleep(0.02)
+    wait_until_ready(f"{stack.url}/healthz", timeout=120, process=stack.web, in_a_row=4 * WEB_WORKERS,
+                     interval=0.02)  # every worker answers ok, the new one too  # fmt: skip
+    replaced = time.perf_counter() - started
+    app_row("kill -9 an idle web worker: its replacement answers after", f"{replaced:.1f} s", "<= 2 s",
+            replaced <= 2)  # fmt: skip
+
+
 def bench_team() -> None:
     """``attention-flows bench team``: start the stack, then one user and 20 users (:func:`under_load`), then the
     faults (:func:`faults`); stop everything it started."""
@@ -339,6 +372,7 @@ def bench_team() -> None:
         stack.start_web()
         stack.start_worker()
         app_row("start: every web worker ready", f"{stack.wait_ready():.1f} s", "report")
+        preforked(stack)
         texts = held_out_texts(USERS + 1)
         under_load(stack, texts)
         faults(stack, long_text=" ".join(texts)[:1800])

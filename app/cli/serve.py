@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from app.cli.arguments import add_config, add_team, whole
 from app.cli.prepare import ensure_prepared
 from app.team.auth import AuthConfig, UsersFile, check_binding
+from app.team.gunicorn_hooks import PRELOAD_ENV
 from attention.errors import AttentionFlowsError
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ def serve(args: argparse.Namespace) -> int:
         if importlib.util.find_spec("gunicorn") is None:
             raise AttentionFlowsError("--workers needs gunicorn.", "Install it with: pip install '.[server]'")
         os.environ["ATTENTION_FLOWS_CONFIG"] = str(args.config)
+        os.environ[PRELOAD_ENV] = "1"  # the master loads the models before it forks the workers
         os.execv(sys.executable, gunicorn_command(args.host, args.port, args.workers))
     # lazy (Dash, plotly, pandas): the app loads only when it is served, so building the parser stays instant
     from app.team.site import create_app
@@ -86,13 +88,16 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def gunicorn_command(host: str, port: int, workers: int) -> list[str]:
-    """The command ``serve --workers N`` runs. gunicorn 25.1+ opens a control socket at one fixed path per user
-    (``~/.gunicorn/gunicorn.ctl``), shared by every server that user starts; nothing here uses it, so it is off."""
+    """The command ``serve --workers N`` runs. The master loads the default pair before it forks the workers
+    (``--preload``, :mod:`app.team.wsgi`), so they share its memory copy-on-write and a worker that dies is replaced
+    by one that answers at once (:mod:`app.team.gunicorn_hooks`). gunicorn 25.1+ opens a control socket at one
+    fixed path per user (``~/.gunicorn/gunicorn.ctl``), shared by every server that user starts; nothing here uses
+    it, so it is off."""
     # lazy: gunicorn is an optional dependency (pip install '.[server]'), checked for before this runs
     from gunicorn.config import KNOWN_SETTINGS
 
     command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"{host}:{port}",
-               "--timeout", "120"]  # fmt: skip
+               "--timeout", "120", "--preload", "--config", "python:app.team.gunicorn_hooks"]  # fmt: skip
     if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):
         command.append("--no-control-socket")
     return [*command, "app.team.wsgi:server"]

@@ -60,8 +60,19 @@ class ServiceLoader:
 
     def start(self) -> ServiceLoader:
         self._started = time.perf_counter()
-        threading.Thread(target=self._run, name="attention-flows-loader", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="attention-flows-loader", daemon=True)
+        self._thread.start()
         return self
+
+    def settle(self, timeout: float = WAIT_SECONDS) -> AnalysisService:
+        """Wait until the load *and* its warm-up are over (the loader thread has ended): what a process must do
+        before it forks workers that share the models (``serve --workers N`` preloads them in gunicorn's master)."""
+        thread = getattr(self, "_thread", None)
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise ModelsNotReadyError(f"The models are still loading after {timeout:.0f} s.", "Start again.")
+        return self.get(0)
 
     def _run(self) -> None:
         try:

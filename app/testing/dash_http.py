@@ -118,16 +118,17 @@ def cascade(client, specs: list[dict], values: dict[str, object], changed: str):
     """Run every callback ``changed`` triggers, then those their outputs trigger, one after another (the page runs
     independent ones in parallel), as Dash's renderer does: a callback triggered by several outputs of one round
     runs once, and never again in a chain it started (its own outputs, e.g. the URL state callback writing the URL
-    it reads). ``values`` is updated in place with what they return. Yields ``(spec, seconds, response)`` per
-    request."""
+    it reads). ``values`` is updated in place with what they return. Yields ``(spec, seconds, response, cpu)``
+    per request: its wall time and the CPU seconds of this thread (the test client serves in it)."""
     level = next_round([(changed, frozenset())], specs)
     while level:
         answered = []
         for spec, prop, chain in level:
-            start = time.perf_counter()
-            response = client.post("/_dash-update-component", json=request_body(spec, values, prop))
-            elapsed = time.perf_counter() - start
-            yield spec, elapsed, response
+            body = request_body(spec, values, prop)
+            start, cpu = time.perf_counter(), time.thread_time()
+            response = client.post("/_dash-update-component", json=body)
+            elapsed, cpu = time.perf_counter() - start, time.thread_time() - cpu
+            yield spec, elapsed, response, cpu
             if response.status_code == 200:
                 answered.append((spec, response, chain))
         level = next_round(updated(answered, values), specs)

@@ -312,7 +312,7 @@ def test_the_http_driver_runs_callbacks_as_the_renderer_does(tiny_app):
     values = initial_values(service.num_layers, service.num_heads)
     values[f"{ids.ANALYSIS}.data"] = service.analyse("a fine , moving film").to_store()
     values[f"{ids.TAU}.value"] = 0.1
-    ran = [spec["output"] for spec, _, response in cascade(client, dependencies(client), values, f"{ids.TAU}.value")]
+    ran = [spec["output"] for spec, _, response, _ in cascade(client, dependencies(client), values, f"{ids.TAU}.value")]
     assert len(ran) == len(set(ran)) and any(ids.SANKEY in output for output in ran)
     assert sum(f"{ids.URL}.search" in output for output in ran) == 1
     assert values[f"{ids.URL}.search"].count("tau=0.1") == 1
