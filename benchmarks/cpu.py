@@ -38,11 +38,11 @@ def bare_passes(service: AnalysisService, text: str) -> float:
     started = time.thread_time()
     for loaded in (service.pair.pretrained, service.pair.finetuned):
         inputs = loaded.tokenizer(text, return_tensors="pt", truncation=True)
-        if loaded is service.pair.finetuned and loaded.is_classifier:
-            output = loaded.model(**inputs, output_attentions=True)
-            logits = output.logits[0]
+        if loaded is service.pair.finetuned and loaded.is_classifier:  # the weights are frozen: grad to the input
+            ids = inputs.pop("input_ids")
+            embedded = loaded.model.get_input_embeddings()(ids).detach().requires_grad_(True)
+            logits = loaded.model(**inputs, inputs_embeds=embedded, output_attentions=True).logits[0]
             logits[int(logits.argmax())].backward()
-            loaded.model.zero_grad(set_to_none=True)
         else:
             with torch.no_grad():
                 loaded.model(**inputs, output_attentions=True)

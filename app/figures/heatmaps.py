@@ -133,7 +133,7 @@ class Arrangement:
     notes: str
 
 
-PAGE_PX = 9 * 96  # px: a journal page's text height (9 in); stacked panels never make a figure taller
+PAGE_PX = 8.5 * 96  # px: a journal page's text height (9 in) less room for an export's title lines
 MIN_ROW_PX = 3.0  # px: the shortest row a stacked panel gets, however many tokens
 
 
@@ -407,22 +407,33 @@ def _bar_groups(panels: Sequence[str], scales: dict[str, Scale]) -> list[list[st
     return groups
 
 
+def _bar_title(group: Sequence[str]) -> str:
+    """What a side-by-side colour bar is the scale of: its panel, or "both models" when they share it."""
+    if len(group) > 1:
+        return "both models"
+    return "difference" if group[0] == DIFFERENCE else MODEL_LABELS[group[0]]
+
+
 def _bars_px(panels: Sequence[str], scales: dict[str, Scale], tick: float) -> float:
-    """Px of the right margin's colour bars: the widest of them, with its padding (6 px each side)."""
-    return max(12 + colorbar_width(scales[p][2], signed=scales[p][1] < 0, font_px=tick, thickness=BAR) for p in panels)
+    """Px of the right margin's colour bars: the widest of them with its title turned along it, and padding."""
+    widest = max(colorbar_width(scales[p][2], signed=scales[p][1] < 0, font_px=tick, thickness=BAR) for p in panels)
+    return 12 + widest + _line(tick) + 2
 
 
 def _bars_tall(panels: Sequence[str], scales: dict[str, Scale], tick: float) -> float:
-    """Px the right margin's colour bars need, one above the other: a line of text per tick label and one more."""
+    """Px the right margin's colour bars need, one above the other: each a line of text per tick label and one
+    more, or its title's length if that is longer."""
     groups = _bar_groups(panels, scales)
-    lines = sum(len(tick_labels(scales[g[0]][2], signed=scales[g[0]][1] < 0)) + 1 for g in groups)
-    return lines * _line(tick) + (len(groups) - 1) * BAR_GAP
+    each = [max((len(tick_labels(scales[g[0]][2], signed=scales[g[0]][1] < 0)) + 1) * _line(tick),
+                _width([_bar_title(g)], tick) + 6) for g in groups]  # fmt: skip
+    return sum(each) + (len(groups) - 1) * BAR_GAP
 
 
 def _colour_bars(panels: Sequence[str], scales: dict[str, Scale], a: Arrangement) -> dict[str, dict | None]:
     """Each panel's colour bar (None: it shares an earlier panel's). Side by side: one above the other right of the
-    panels, placed in px from the plot's right edge; stacked: across the top right of its panel, under nothing but
-    its own header. Either way no bar covers a panel or a label, whatever the page's width."""
+    panels, placed in px from the plot's right edge, each titled with what it is the scale of; stacked: across the
+    top right of its panel, under nothing but its own header. Either way no bar covers a panel or a label, whatever
+    the page's width."""
     groups = _bar_groups(panels, scales)
     gap = BAR_GAP / a.plot_h
     band = (1 - gap * (len(groups) - 1)) / len(groups)
@@ -440,7 +451,9 @@ def _colour_bars(panels: Sequence[str], scales: dict[str, Scale], a: Arrangement
         else:
             high_y = 1 - g * (band + gap)
             bars[group[0]] = {**common, "len": band, "lenmode": "fraction", "x": 1.0, "xanchor": "left", "xpad": 6,
-                              "y": high_y - band / 2, "yanchor": "middle", "ypad": 0}  # fmt: skip
+                              "y": high_y - band / 2, "yanchor": "middle", "ypad": 0,
+                              "title": {"text": _bar_title(group), "side": "right",
+                                        "font": {"size": a.tick}}}  # fmt: skip
     return bars
 
 
