@@ -12,6 +12,10 @@ from attention.data import held_out
 from attention.models import load_model, load_pair
 from attention.settings import load_settings
 
+# The views a 1600 x 1000 window draws as the page opens: on screen, or within half a screen below it (views are drawn
+# when seen: app/dashboard/callbacks/lazy.py, assets/seen.js).
+FIRST_SCREEN = ("sentence", "sankey", "network")
+
 
 def row(name: str, measured: str, target: str, verdict: bool | None = None, *, name_width: int = 58) -> None:
     """Print one figure: its name and measured value (together 80 columns), its target and, when there is a

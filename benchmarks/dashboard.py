@@ -36,21 +36,45 @@ from attention.data import held_out
 from attention.flow import warm_up
 from attention.memory import release_freed_memory
 from attention.settings import load_settings
-from benchmarks.common import app_row
+from benchmarks.common import FIRST_SCREEN, app_row
 from benchmarks.cpu import measure_cpu
 
 # What shows each view has drawn its data (an empty dcc.Graph already has axes): a Plotly trace layer per view.
-VIEW_DRAWN_SELECTORS = (
-    "#sankey-graph .sankey",
-    "#network-graph .scatterlayer .js-line",
-    "#head-grid-graph .hm",
-    "#matrix-graph .hm",
-    "#influence-graph .hm",
-    "#similarity-graph .scatterlayer .trace",
-    "#sentence-graph .scatterlayer .trace",
-    "#thumbnails-graph .hm",
-    "#headview-graph .scatterlayer .js-line",
-)
+VIEW_DRAWN = {
+    "sankey": "#sankey-graph .sankey",
+    "network": "#network-graph .scatterlayer .js-line",
+    "heads": "#head-grid-graph .hm",
+    "matrix": "#matrix-graph .hm",
+    "influence": "#influence-graph .hm",
+    "similarity": "#similarity-graph .scatterlayer .trace",
+    "sentence": "#sentence-graph .scatterlayer .trace",
+    "thumbnails": "#thumbnails-graph .hm",
+    "headview": "#headview-graph .scatterlayer .js-line",
+}
+VIEW_DRAWN_SELECTORS = tuple(VIEW_DRAWN.values())
+
+
+def show_view(page, view: str, timeout: float = 60_000) -> None:
+    """Scroll ``view``'s card into the window (views are drawn when seen) and wait until it is drawn. Scrolled to
+    again every 2 s: while the page is still being put together, the cards above it grow and push it away."""
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        page.locator(f"#card-{view}").scroll_into_view_if_needed()
+        try:
+            page.wait_for_selector(VIEW_DRAWN[view], state="attached", timeout=2_000)
+            return
+        except Exception:  # playwright's TimeoutError (playwright is imported lazily, by the caller)
+            if time.monotonic() > deadline:
+                raise
+
+
+def draw_every_view(page, timeout: float = 60_000) -> None:
+    """Scroll through the page so every view is seen, waiting for each to be drawn, then back to the top."""
+    for view in VIEW_DRAWN:
+        show_view(page, view, timeout)
+    page.evaluate("() => window.scrollTo(0, 0)")
+
+
 START_TIMEOUT = 300  # seconds for `attention-flows serve` to answer, and to load the models
 
 
@@ -130,12 +154,16 @@ def measure_start() -> None:
             app_row("serve: process start to models loaded", f"{time.perf_counter() - started:.1f} s", "report")
             app_row("first usable page", "no chromium", "<= 10 s")
             return
+        page.set_viewport_size({"width": 1600, "height": 1000})
         page.goto(f"http://127.0.0.1:{port}/")
-        for selector in VIEW_DRAWN_SELECTORS:
-            page.wait_for_selector(selector, state="attached", timeout=60_000)
+        for view in FIRST_SCREEN:
+            page.wait_for_selector(VIEW_DRAWN[view], state="attached", timeout=60_000)
         usable = time.perf_counter() - started
-        app_row("serve: process start to first usable page (all views drawn)", f"{usable:.1f} s", "<= 10 s",
+        app_row("serve: process start to first usable page (the views on screen)", f"{usable:.1f} s", "<= 10 s",
                 usable <= 10)  # fmt: skip
+        draw_every_view(page)
+        app_row("  then every view drawn, scrolling through the page", f"{time.perf_counter() - started:.1f} s",
+                "report")  # fmt: skip
 
 
 def measure_analysis(dash_app, repeats: int = 10) -> None:
@@ -209,8 +237,9 @@ CHANGES: list[tuple[str, object]] = [
 ]
 
 
-def measure_controls(dash_app, rounds: int = 3) -> None:
-    """Every control change: all callbacks it triggers (and those they trigger), timed and sized."""
+def measure_controls(dash_app, rounds: int = 3, seen: tuple[str, ...] | None = None) -> None:
+    """Every control change: all callbacks it triggers (and those they trigger), timed and sized; ``seen``: the
+    views on screen (None: every view, as if the window showed the whole page)."""
     service = pair_service(server=dash_app.server)
     client = dash_app.server.test_client()
     specs = dependencies(client)
@@ -222,7 +251,7 @@ def measure_controls(dash_app, rounds: int = 3) -> None:
         for changed, value in CHANGES:
             values[changed] = value
             total = after = cpu = 0.0
-            for spec, elapsed, response, spent in cascade(client, specs, values, changed):
+            for spec, elapsed, response, spent in cascade(client, specs, values, changed, seen):
                 if "faithfulness-panel" in spec["output"]:  # runs after the views are drawn
                     after += elapsed
                     continue
@@ -234,15 +263,13 @@ def measure_controls(dash_app, rounds: int = 3) -> None:
             afterwards.append(after)
             cpus.append(cpu)
     p95 = float(np.percentile(totals, 95))
-    app_row(
-        f"control change, every view it redraws ({len(totals)} changes): p50",
-        f"{statistics.median(totals) * 1000:.0f} ms",
-        "report",
-    )
+    shown = "every view on screen" if seen is None else f"views on screen: {', '.join(seen)}"
+    app_row(f"control change ({shown}; {len(totals)} changes): p50", f"{statistics.median(totals) * 1000:.0f} ms",
+            "report")  # fmt: skip
     app_row("  p95 server time per control change", f"{p95 * 1000:.0f} ms", "<= 150 ms", p95 <= 0.150)
     cpu95 = float(np.percentile(cpus, 95))
-    app_row("  p95 server CPU per control change (every view it redraws)", f"{cpu95 * 1000:.0f} ms", "<= 30 ms",
-            cpu95 <= 0.030)  # fmt: skip
+    app_row("  p95 server CPU per control change", f"{cpu95 * 1000:.0f} ms", "<= 30 ms" if seen else "report",
+            cpu95 <= 0.030 if seen else None)  # fmt: skip
     app_row("  p95 per callback request", f"{np.percentile(requests, 95) * 1000:.0f} ms", "report")
     app_row(
         "  then the faithfulness check, after the views: p95",
@@ -268,6 +295,7 @@ def bench_dashboard() -> None:
     measure_analysis(dash_app)
     service = pair_service(server=dash_app.server)
     measure_cpu(service, _distinct_long_texts(service, 20, tokens=64)[-8:])  # inputs not analysed above
+    measure_controls(dash_app, seen=FIRST_SCREEN)
     measure_controls(dash_app)
 
 

@@ -20,7 +20,7 @@ from app.core.options import VIEWS
 from app.dashboard import ids
 from app.testing.servers import CHROMIUM, free_port, wait_until_ready
 from app.testing.texts import INPUTS as TEXTS
-from benchmarks.dashboard import VIEW_DRAWN_SELECTORS
+from benchmarks.dashboard import draw_every_view
 
 # Lazy imports (attention, app.core, app.export, app.service, app.testing): export_every_preset loads torch and the
 # models; the page screenshots need only a browser.
@@ -33,8 +33,8 @@ INPUTS = {  # the gallery's names for the figure standard's texts
 
 
 def analyse_in_page(page, text: str | None, pair: str | None = None) -> None:
-    """Analyse ``text`` (and ``pair``) in an open page (None: keep the current input) and wait until every view
-    has drawn it (shared with the browser tests)."""
+    """Analyse ``text`` (and ``pair``) in an open page (None: keep the current input), scroll through the page and
+    wait until every view has drawn it (shared with the browser tests)."""
     if text is not None:
         before = page.evaluate("() => document.getElementById('sentence-graph').innerHTML.length")
         page.fill("#text-input", text)
@@ -44,8 +44,7 @@ def analyse_in_page(page, text: str | None, pair: str | None = None) -> None:
             "(n) => document.getElementById('sentence-graph').innerHTML.length !== n", arg=before, timeout=120_000
         )
     page.wait_for_load_state("networkidle")
-    for selector in VIEW_DRAWN_SELECTORS:
-        page.wait_for_selector(selector, state="attached", timeout=60_000)
+    draw_every_view(page)  # views are drawn when seen: scroll through them
     page.wait_for_function(  # this input's faithfulness check follows the views (10 s at 137 words)
         "() => !document.getElementById('faithfulness-panel').classList.contains('updating')", timeout=180_000
     )

@@ -99,6 +99,16 @@ def graph_fix(view: object, change: object) -> dict:
     return {"type": GRAPH_FIX, "view": view, "change": change}
 
 
+def seen(view: str) -> str:
+    """Id of the store saying whether a view's card is on screen (``assets/seen.js``)."""
+    return f"seen-{view}"
+
+
+def want(view: str) -> str:
+    """Id of the store holding the inputs a view was last asked to draw (``app/dashboard/callbacks/lazy.py``)."""
+    return f"want-{view}"
+
+
 def card(view: str) -> str:
     """Id of the card holding a view."""
     return f"card-{view}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 
 
 def dependencies(client) -> list[dict]:
@@ -19,11 +20,33 @@ def _dep_ids(deps: list[dict]) -> list[str]:
     return [f"{d['id']}.{d['property']}" for d in deps]
 
 
+WANT, SEEN = "want-", "seen-"  # a view's stores (app/dashboard/callbacks/lazy.py)
+
+
+def _gates(specs: list[dict], seen: Collection[str] | None = None) -> dict[str, set[str]]:
+    """For each view drawn when seen: its ``want`` store → the properties whose change its gate (run in the
+    browser) passes on; nothing for a view not in ``seen`` (None: every view is on screen)."""
+    return {
+        spec["output"]: {dep for dep in _dep_ids(spec["inputs"]) if not dep.startswith(SEEN)}
+        if seen is None or spec["output"].removeprefix(WANT).rsplit(".", 1)[0] in seen else set()
+        for spec in specs if spec.get("clientside_function") and spec["output"].startswith(WANT)
+    }  # fmt: skip
+
+
+def triggers(spec: dict, specs: list[dict], seen: Collection[str] | None = None) -> list[str]:
+    """What makes ``spec`` run: its inputs, and for a view drawn when seen (``seen``: the views on screen, None:
+    all), what its gate passes on."""
+    own = _dep_ids(spec["inputs"])
+    gates = _gates(specs, seen)
+    return [t for dep in own for t in ([dep] if dep not in gates else sorted(gates[dep]))]
+
+
 def callback_spec(client, output: str, trigger: str | None = None) -> dict:
-    """The callback whose output string contains ``output`` and, when given, that has ``trigger`` as an input."""
-    matches = [s for s in dependencies(client) if output in s["output"]]
+    """The callback whose output string contains ``output`` and, when given, that ``trigger`` makes run."""
+    specs = dependencies(client)
+    matches = [s for s in specs if output in s["output"] and not s.get("clientside_function")]
     if trigger is not None:
-        matches = [s for s in matches if trigger in _dep_ids(s["inputs"])]
+        matches = [s for s in matches if trigger in triggers(s, specs)]
     if len(matches) != 1:
         raise LookupError(f"{len(matches)} callbacks write {output} (trigger {trigger})")
     return matches[0]
@@ -40,7 +63,12 @@ def _parse_output(output: str) -> list[dict] | dict:
 
 
 def request_body(spec: dict, values: dict[str, object], changed: str) -> dict:
-    """The JSON the page posts to run ``spec`` after ``changed`` changed."""
+    """The JSON the page posts to run ``spec`` after ``changed`` changed (for a view drawn when seen, what its gate
+    writes to the ``want`` store it runs on: ``changed`` is said there)."""
+    wanted = next((d for d in _dep_ids(spec["inputs"]) if d.startswith(WANT)), None)
+    if wanted is not None and changed != wanted:
+        values = {**values, wanted: {"key": f"{changed}={values.get(changed)!r}", "changed": [changed]}}
+        changed = wanted
 
     def fill(deps):
         return [_item(d, values.get(f"{d['id']}.{d['property']}")) for d in deps]
@@ -66,19 +94,21 @@ def _item(dep: dict, value: object) -> dict | list:
 
 
 def call(client, output: str, values: dict[str, object], changed: str | None = None):
-    """POST the callback writing ``output`` (triggered by ``changed``, default its first input)."""
+    """POST the callback writing ``output`` (triggered by ``changed``, default the first thing that triggers it)."""
     spec = callback_spec(client, output, changed)
-    changed = changed or _dep_ids(spec["inputs"])[0]
+    changed = changed or triggers(spec, dependencies(client))[0]
     return client.post("/_dash-update-component", json=request_body(spec, values, changed))
 
 
-def triggered_by(specs: list[dict], changed: str, predecessors: frozenset = frozenset()) -> list[dict]:
-    """Callbacks that have ``changed`` as an input (pattern-matching callbacks, clientside ones, which the browser
-    runs itself, and ``predecessors``, the outputs of the callbacks whose chain changed it, are skipped)."""
+def triggered_by(
+    specs: list[dict], changed: str, predecessors: frozenset = frozenset(), seen: Collection[str] | None = None
+) -> list[dict]:
+    """Callbacks that ``changed`` makes run (:func:`triggers`; pattern-matching callbacks, clientside ones, which the
+    browser runs itself, and ``predecessors``, the outputs of the callbacks whose chain changed it, are skipped)."""
     return [
         s for s in specs
-        if changed in _dep_ids(s["inputs"]) and "{" not in s["output"] and not s.get("clientside_function")
-        and s["output"] not in predecessors
+        if "{" not in s["output"] and not s.get("clientside_function") and s["output"] not in predecessors
+        and changed in triggers(s, specs, seen)
     ]  # fmt: skip
 
 
@@ -114,13 +144,14 @@ class HttpClient:
         return HttpResponse(self.session.post(self.base_url + path, json=json, timeout=self.timeout, **kwargs))
 
 
-def cascade(client, specs: list[dict], values: dict[str, object], changed: str):
+def cascade(client, specs: list[dict], values: dict[str, object], changed: str, seen: Collection[str] | None = None):
     """Run every callback ``changed`` triggers, then those their outputs trigger, one after another (the page runs
     independent ones in parallel), as Dash's renderer does: a callback triggered by several outputs of one round
     runs once, and never again in a chain it started (its own outputs, e.g. the URL state callback writing the URL
     it reads). ``values`` is updated in place with what they return. Yields ``(spec, seconds, response, cpu)``
-    per request: its wall time and the CPU seconds of this thread (the test client serves in it)."""
-    level = next_round([(changed, frozenset())], specs)
+    per request: its wall time and the CPU seconds of this thread (the test client serves in it). ``seen``: the views
+    on screen (the others' gates ask for nothing); None: every view."""
+    level = next_round([(changed, frozenset())], specs, seen)
     while level:
         answered = []
         for spec, prop, chain in level:
@@ -131,7 +162,7 @@ def cascade(client, specs: list[dict], values: dict[str, object], changed: str):
             yield spec, elapsed, response, cpu
             if response.status_code == 200:
                 answered.append((spec, response, chain))
-        level = next_round(updated(answered, values), specs)
+        level = next_round(updated(answered, values), specs, seen)
 
 
 def updated(answered: list, values: dict[str, object]) -> list[tuple[str, frozenset]]:
@@ -146,11 +177,14 @@ def updated(answered: list, values: dict[str, object]) -> list[tuple[str, frozen
     return changed
 
 
-def next_round(changed: list[tuple[str, frozenset]], specs: list[dict]) -> list[tuple[dict, str, frozenset]]:
-    """The callbacks the ``(property, chain)`` changes trigger, each once: ``(spec, property, chain)``."""
+def next_round(
+    changed: list[tuple[str, frozenset]], specs: list[dict], seen: Collection[str] | None = None
+) -> list[tuple[dict, str, frozenset]]:
+    """The callbacks the ``(property, chain)`` changes trigger (``seen``: the views on screen, None: all), each
+    once: ``(spec, property, chain)``."""
     level, seen = [], set()
     for prop, chain in changed:
-        for spec in triggered_by(specs, prop, chain):
+        for spec in triggered_by(specs, prop, chain, seen):
             if spec["output"] not in seen:
                 seen.add(spec["output"])
                 level.append((spec, prop, chain))

@@ -14,8 +14,8 @@ import pytest
 
 from app.dashboard import ids
 from app.testing.texts import LONG_REVIEW
-from benchmarks.dashboard import VIEW_DRAWN_SELECTORS
-from benchmarks.gallery import analyse_in_page
+from benchmarks.dashboard import VIEW_DRAWN, draw_every_view, show_view
+from benchmarks.gallery import analyse_in_page, wait_until_settled
 from tests.servers import ARTIFACTS, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -31,9 +31,14 @@ def server(default_pair):
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
+# The page tests follow what every view shows: a window as tall as the page, so every view is seen (views are drawn
+# when seen; test_views_are_computed_when_seen checks that, in a 1600 x 1000 window).
+WHOLE_PAGE = {"width": 1600, "height": 6000}
+
+
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1600, "height": 1100}, accept_downloads=True)
+    context = browser.new_context(viewport=WHOLE_PAGE, accept_downloads=True)
     tab = context.new_page()
     tab.console_errors = []
     tab.on("console", lambda m: tab.console_errors.append(m.text) if m.type == "error" else None)
@@ -157,7 +162,7 @@ def test_dashboard_end_to_end(page):
 
 
 def test_full_page_screenshot_and_no_console_errors(page):
-    page.wait_for_selector("#similarity-graph .scatterlayer", timeout=30_000)
+    draw_every_view(page)
     time.sleep(1.0)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
@@ -223,9 +228,8 @@ def test_the_page_opens_while_the_models_load_then_fills_in(browser, default_pai
         tab.goto(url)
         tab.wait_for_selector("#analyse-button")
         assert _health(url) == 503, "the models should still be loading when the page is up"
-        tab.wait_for_selector(VIEW_DRAWN_SELECTORS[0], timeout=120_000)
-        for selector in VIEW_DRAWN_SELECTORS[1:]:
-            tab.wait_for_selector(selector, state="attached", timeout=30_000)
+        tab.wait_for_selector(VIEW_DRAWN["sankey"], timeout=120_000)
+        draw_every_view(tab)
         assert _health(url) == 200
         assert "%" in tab.locator("#prediction-panel").text_content()
         assert errors == []
@@ -334,7 +338,9 @@ def test_a_link_reproduces_the_view_and_back_and_reload_keep_it(browser, server)
     tab.goto(f"{server}/?{query}")
     assert ", fine-tuned" in _wait_title(tab, "sankey-graph", "τ = 0.1")
     assert tab.input_value("#text-input") == "the acting is wooden ."
-    assert tab.locator("#selected-head-label").text_content() == "layer 5, head 3"
+    show_view(tab, "matrix")  # the label is the matrix card's: drawn when seen
+    tab.wait_for_function("() => document.getElementById('selected-head-label').textContent === 'layer 5, head 3'")
+    tab.evaluate("() => window.scrollTo(0, 0)")
     tab.click("#mode-radio label:has-text('Comparison')")
     tab.wait_for_function("() => !location.search.includes('mode=')", timeout=30_000)
     tab.reload()
@@ -354,8 +360,7 @@ def test_a_link_reproduces_the_view_and_back_and_reload_keep_it(browser, server)
 
 
 def test_clicking_a_thumbnail_selects_that_head_everywhere(page):
-    page.wait_for_selector("#thumbnails-graph .hm", state="attached", timeout=30_000)
-    page.locator("#card-thumbnails").scroll_into_view_if_needed()
+    show_view(page, "thumbnails")
     where = """() => {  // the page position of the middle of head 7's map in layer 5, from plotly's own axes
         const gd = document.querySelector('#thumbnails-graph .js-plotly-plot');
         const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
@@ -545,4 +550,48 @@ def test_a_one_sided_graph_offers_its_fixes_and_a_click_applies_one(browser, ser
     shares = [int(s) for s in re.findall(r"(\d+)\s% of the traced mass reaches the words", said)]
     assert all(share >= promised - 1 for share in shares), (promised, shares)
     tab.screenshot(path=str(ARTIFACTS / "sankey-fix-applied.png"), full_page=False)
+    context.close()
+
+
+def _figure_requests(tab) -> list[str]:
+    """Collects the outputs of every callback request the page sends to the server."""
+    asked: list[str] = []
+
+    def record(request) -> None:
+        if request.url.endswith("/_dash-update-component") or "/_dash-update-component?" in request.url:
+            asked.append((request.post_data_json or {}).get("output", ""))
+
+    tab.on("request", record)
+    return asked
+
+
+def test_views_are_computed_when_seen(browser, server):
+    """At 1600 x 1000 the page opens on the sentence view and the Sankey: an analysis asks the server for those
+    (and the network, half a screen below) and for no view further down; scrolling to a view draws it, with the
+    options of that moment; a control change then redraws the views on screen only."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    tab = context.new_page()
+    asked = _figure_requests(tab)
+    tab.goto(server)
+    tab.wait_for_selector(VIEW_DRAWN["sankey"], timeout=60_000)
+    tab.wait_for_selector(VIEW_DRAWN["sentence"], timeout=60_000)
+    wait_until_settled(tab)
+    below = ("heads", "similarity", "matrix", "headview", "thumbnails", "influence")
+    figures = {view: f"{ids.VIEWS[view]}.figure" for view in ids.VIEWS}
+    assert any(figures["sankey"] in out for out in asked) and any(figures["sentence"] in out for out in asked)
+    assert not [out for out in asked if any(f"..{figures[v]}" in out or out == figures[v] for v in below)], asked
+    assert tab.locator(f"{VIEW_DRAWN['influence']}").count() == 0  # not drawn
+    tab.click("#mode-radio label:has-text('Fine-tuned')")  # a control change while the lower views are unseen
+    tab.wait_for_function("() => location.search.includes('mode=finetuned')", timeout=30_000)
+    wait_until_settled(tab)
+    assert not [out for out in asked if any(f"..{figures[v]}" in out or out == figures[v] for v in below)], asked
+    show_view(tab, "influence")  # scrolled to: drawn now, for the fine-tuned model chosen meanwhile
+    assert any(figures["influence"] in out for out in asked)
+    assert _wait_title(tab, "influence-graph", "Token scores per layer")
+    panels = tab.locator("#influence-graph .g-xtitle, #influence-graph .annotation-text").all_text_contents()
+    assert "fine-tuned" in " ".join(panels) and "pre-trained" not in " ".join(panels), panels
+    asked.clear()
+    tab.evaluate("() => window.scrollTo(0, 0)")
+    wait_until_settled(tab)
+    assert not [out for out in asked if figures["influence"] in out], asked  # scrolled away and back: still current
     context.close()

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from app.testing.texts import LONG_REVIEW
+from benchmarks.dashboard import show_view
 from benchmarks.gallery import analyse_in_page, wait_until_settled
 from tests.browser import test_browser
 from tests.servers import ARTIFACTS
@@ -33,8 +34,7 @@ FOCUS_JS = """() => [...document.querySelectorAll('#headview-graph g.headview-fo
 
 
 def _show_card(page) -> None:
-    page.wait_for_selector(f"{GRAPH} .scatterlayer .js-line", state="attached", timeout=60_000)
-    page.locator("#card-headview").scroll_into_view_if_needed()
+    show_view(page, "headview")
     wait_until_settled(page)  # every view drawn: the page is idle
 
 

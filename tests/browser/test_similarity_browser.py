@@ -17,6 +17,7 @@ from app.figures.scatter import PAGE_FRAME, contrast_ratio, dark_theme_colour, f
 from app.figures.theme import Canvas
 from app.service.analysis import AnalysisService
 from app.testing.figure_standard import INPUTS
+from benchmarks.dashboard import show_view
 from benchmarks.gallery import wait_until_settled
 from tests.servers import ARTIFACTS, serving
 
@@ -80,6 +81,7 @@ def _open(browser, server, *, width=1600, height=1100, scheme="light", scale=1):
     tab.console_errors = []
     tab.on("console", lambda m: tab.console_errors.append(m.text) if m.type == "error" else None)
     tab.goto(server)
+    show_view(tab, "similarity", timeout=90_000)
     tab.wait_for_selector("#similarity-graph .scatterlayer path.point", timeout=90_000)
     tab.locator("#card-similarity").scroll_into_view_if_needed()
     wait_until_settled(tab)  # every view drawn, no callback in flight

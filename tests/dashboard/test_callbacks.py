@@ -134,12 +134,13 @@ def test_token_choices_list_tokens_at_the_current_level(context):
 
 
 def test_the_first_views_do_not_wait_for_the_token_choice(tiny_app):
-    """On page load every view is requested at once: no view may depend on an output that is computed on
-    load (Dash would then wait for that callback before asking for the view)."""
+    """On page load every view on screen is requested at once: no view may depend on an output the server computes
+    on load (Dash would then wait for that callback before asking for the view). A view's gate runs in the browser
+    (app/dashboard/callbacks/lazy.py), so waiting for it costs no round trip."""
     from app.testing.dash_http import dependencies
 
     specs = dependencies(tiny_app.server.test_client())
-    on_load = [spec for spec in specs if not spec["prevent_initial_call"]]
+    on_load = [spec for spec in specs if not spec["prevent_initial_call"] and not spec.get("clientside_function")]
     computed_on_load = {out.split("@")[0] for spec in on_load for out in spec["output"].strip(".").split("...")}
     assert f"{ids.SANKEY}.figure" in computed_on_load
     for spec in on_load:
@@ -220,13 +221,14 @@ def test_figure_callback_over_http(tiny_app):
 
 
 def test_selection_patch_only_moves_the_outline(tiny_app):
+    """Once the head grid is drawn a selection moves its outline (a Patch); before, there is nothing to patch and
+    the grid draws the selection when it is seen."""
     client = tiny_app.server.test_client()
-    response = call(
-        client,
-        f"{ids.HEAD_GRID}.figure",
-        {f"{ids.SELECTED_HEAD}.data": {"layer": 1, "head": 0}},
-        f"{ids.SELECTED_HEAD}.data",
-    )
+    selected = {f"{ids.SELECTED_HEAD}.data": {"layer": 1, "head": 0}}
+    before = call(client, f"{ids.HEAD_GRID}.figure", selected, f"{ids.SELECTED_HEAD}.data")
+    assert before.status_code == 204  # not drawn yet: nothing sent
+    drawn = {**selected, f"{ids.want('heads')}.data": {"key": "drawn", "changed": []}}
+    response = call(client, f"{ids.HEAD_GRID}.figure", drawn, f"{ids.SELECTED_HEAD}.data")
     patch = response.get_json()["response"][ids.HEAD_GRID]["figure"]
     assert patch["__dash_patch_update"] == "__dash_patch_update"
     assert patch["operations"][0]["location"] == ["layout", "shapes"]

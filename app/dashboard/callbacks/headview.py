@@ -8,14 +8,16 @@ from dash import Input, Output, no_update
 from app.core.analysis import Analysis
 from app.dashboard import ids
 from app.dashboard.callbacks.common import guarded, require_analysis, selected_head, view_options
-from app.dashboard.callbacks.registry import declare, declare_clientside
+from app.dashboard.callbacks.lazy import declare_view
+from app.dashboard.callbacks.registry import declare_clientside
 from app.dashboard.callbacks.views import RELEVANCE_INPUTS, VIEW_INPUTS, canvas_of, unchanged_view
 from app.dashboard.controls import inputs
 from app.service.registry import pair_service
 from app.views.render import render
 
 
-@declare(
+@declare_view(
+    "headview",
     Output(ids.HEADVIEW, "figure"),
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),

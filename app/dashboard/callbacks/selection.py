@@ -9,6 +9,7 @@ from app.core.analysis import Analysis
 from app.core.options import parse_head
 from app.dashboard import ids
 from app.dashboard.callbacks.common import guarded, require_analysis, selected_head, view_options
+from app.dashboard.callbacks.lazy import drawn_state
 from app.dashboard.callbacks.registry import declare
 from app.dashboard.controls import RELEVANCE_CONTROLS, VIEW_CONTROLS, state_of, states
 from app.figures.heatmaps import grid_shapes
@@ -84,11 +85,15 @@ def _first_point(click: object) -> dict:
     state_of("word"),
     state_of("heads"),
     State(ids.ANALYSIS, "data"),
+    drawn_state("heads"),
     prevent_initial_call=True,
 )
 @guarded
-def outline_selected_head(selected, mode, word, heads, analysis_data=None):
-    """Move the outline in the head grid (each panel of the word query) without redrawing it."""
+def outline_selected_head(selected, mode, word, heads, analysis_data=None, drawn=True):
+    """Move the outline in the head grid (each panel of the word query) without redrawing it (once it is drawn;
+    until then the head grid draws the selection itself)."""
+    if not drawn:
+        raise PreventUpdate
     service = pair_service(Analysis.from_store(analysis_data))
     options = view_options(mode=mode, word=word, heads=heads)
     panels = len(shown_panels(options.mode)) if options.word is not None else 1  # the word query's panels
@@ -107,12 +112,15 @@ def outline_selected_head(selected, mode, word, heads, analysis_data=None):
     Output(ids.THUMBNAILS, "figure", allow_duplicate=True),
     Input(ids.SELECTED_HEAD, "data"),
     State(ids.ANALYSIS, "data"),
+    drawn_state("thumbnails"),
     *DRAWN_STATES.values(),
     prevent_initial_call=True,
 )
 @guarded
-def frame_selected_thumbnail(selected, analysis_data, *controls):
-    """Move the frame in the thumbnail grid without redrawing it."""
+def frame_selected_thumbnail(selected, analysis_data, drawn, *controls):
+    """Move the frame in the thumbnail grid without redrawing it (once it is drawn)."""
+    if not drawn:
+        raise PreventUpdate
     service = pair_service(Analysis.from_store(analysis_data))
     drawn = _drawn_tokens(service, analysis_data, controls)
     patch = Patch()
@@ -127,12 +135,15 @@ def frame_selected_thumbnail(selected, analysis_data, *controls):
     Input(ids.SELECTED_HEAD, "data"),
     State(ids.ANALYSIS, "data"),
     state_of("mode"),
+    drawn_state("similarity"),
     prevent_initial_call=True,
 )
 @guarded
-def mark_selected_head(selected, analysis_data, mode):
+def mark_selected_head(selected, analysis_data, mode, drawn=True):
     """Move the ring around the selected head in the similarity map without redrawing it (the ring sits where the
-    map draws the head, which may be nudged off its MDS position)."""
+    map draws the head, which may be nudged off its MDS position); nothing before the map is drawn."""
+    if not drawn:
+        raise PreventUpdate
     service = pair_service(Analysis.from_store(analysis_data))
     options = view_options(mode=mode)
     embedding = service.embedding(require_analysis(analysis_data), options)

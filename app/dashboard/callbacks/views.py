@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 from dash import ALL, Input, Output, Patch, State, ctx, html, no_update
-from dash.exceptions import MissingCallbackContextException, PreventUpdate
+from dash.exceptions import PreventUpdate
 
 from app.core.analysis import Analysis
 from app.core.options import CANVAS_WIDTH_RANGE
 from app.core.urlstate import changed_controls
 from app.dashboard import ids
 from app.dashboard.callbacks.common import guarded, job_server, require_analysis, selected_head, view_options
+from app.dashboard.callbacks.lazy import changed_props, declare_view
 from app.dashboard.callbacks.registry import declare, declare_clientside
 from app.dashboard.controls import CONTROLS, NAMES, RELEVANCE_CONTROLS, VIEW_CONTROLS, input_of, inputs, states
 from app.dashboard.layout.controls import alpha_note
@@ -46,9 +47,8 @@ FOLD_ONLY: dict[str, frozenset[str]] = {
 def unchanged_view(view: str, analysis_data, controls: dict) -> bool:
     """True when only controls ``view`` reads through the fold changed (:data:`FOLD_ONLY`) and this input never
     folds: the drawn figure is still exact, nothing to send."""
-    try:
-        triggered = {item["prop_id"].rsplit(".", 1)[0] for item in ctx.triggered or []}
-    except MissingCallbackContextException:  # called directly (tests, scripts): always draw
+    triggered = changed_props()
+    if triggered is None:  # called directly (tests, scripts): always draw
         return False
     names = {NAMES.get(component) for component in triggered}
     if not names or None in names or not names <= FOLD_ONLY[view]:
@@ -78,7 +78,8 @@ def canvas_of(data: dict | None) -> Canvas:
     return Canvas(width=int(width))
 
 
-@declare(
+@declare_view(
+    "sankey",
     Output(ids.SANKEY, "figure"),
     Output(ids.graph_fixes("sankey"), "children"),
     inputs={
@@ -97,7 +98,8 @@ def update_sankey(analysis_data, selected, **controls):
     return drawn, fix_buttons("sankey", drawn)
 
 
-@declare(
+@declare_view(
+    "network",
     Output(ids.NETWORK, "figure"),
     Output(ids.graph_fixes("network"), "children"),
     inputs={
@@ -162,7 +164,8 @@ def highlight_paths(hover, analysis_data, **controls):
     return patch
 
 
-@declare(
+@declare_view(
+    "heads",
     Output(ids.HEAD_GRID, "figure"),
     Output(ids.TOP_HEADS, "children"),
     inputs={
@@ -197,7 +200,8 @@ def update_head_grid(analysis_data, selected, **controls):
     return figure, [html.Span(f"Top heads ({what}):", className="muted"), *buttons]
 
 
-@declare(
+@declare_view(
+    "matrix",
     Output(ids.MATRIX, "figure"),
     Output(ids.SELECTION_LABEL, "children"),
     inputs={
@@ -218,7 +222,8 @@ def update_matrix(analysis_data, selected, **controls):
     return _draw("matrix", analysis_data, selected, **controls), matrix_caption(options, head, service.num_heads)
 
 
-@declare(
+@declare_view(
+    "thumbnails",
     Output(ids.THUMBNAILS, "figure"),
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
@@ -235,7 +240,8 @@ def update_thumbnails(analysis_data, selected, **controls):
     return _draw("thumbnails", analysis_data, selected, **controls)
 
 
-@declare(
+@declare_view(
+    "influence",
     Output(ids.INFLUENCE, "figure"),
     inputs={"analysis_data": Input(ids.ANALYSIS, "data"), **RELEVANCE_INPUTS, **VIEW_INPUTS},
 )
@@ -244,7 +250,8 @@ def update_influence(analysis_data, **controls):
     return _draw("influence", analysis_data, None, **controls)
 
 
-@declare(
+@declare_view(
+    "sentence",
     Output(ids.SENTENCE, "figure"),
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
@@ -258,7 +265,8 @@ def update_sentence(analysis_data, canvas, **controls):
     return _draw("sentence", analysis_data, None, canvas=canvas_of(canvas), **controls)
 
 
-@declare(
+@declare_view(
+    "similarity",
     Output(ids.SIMILARITY, "figure"),
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),

@@ -151,6 +151,8 @@ def view_card(view: str, *, extra=None, wide: bool = False, below=None, graph_pr
             ),
             dcc.Loading(graph, delay_show=300, type="dot"),
             below,
+            dcc.Store(id=ids.seen(view), data=False),  # on screen? (assets/seen.js)
+            dcc.Store(id=ids.want(view)),  # the inputs it was last asked to draw (callbacks/lazy.py)
         ],
         className="panel view-card" + (" wide" if wide else ""),
         id=ids.card(view),

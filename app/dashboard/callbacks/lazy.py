@@ -1,0 +1,91 @@
+"""Views are drawn when seen (issue 28): a view the window does not show is not computed until it scrolls into view.
+
+Per view, three parts:
+
+- ``assets/seen.js`` watches every view card with an ``IntersectionObserver`` and writes whether it is on screen
+  (or within a margin of it) to the view's ``seen`` store (:func:`app.dashboard.ids.seen`);
+- a **gate**, run in the browser, reads the view's inputs and its ``seen`` store: when the view is seen and its
+  inputs differ from those it was last asked to draw, it writes ``{"key": the inputs, "changed": what changed}`` to
+  the view's ``want`` store (:func:`app.dashboard.ids.want`); otherwise nothing, so no request leaves the browser;
+- the server callback runs on ``want`` alone and reads the inputs as states.
+
+A control change therefore redraws only the seen views that read it; a view scrolled to later is drawn with the
+controls of that moment (its inputs differ from the last ones it drew), and one that is still current is not drawn
+again. Exports and the URL do not go through this (they render on the server from the options).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from dash import Input, Output, State, ctx, no_update
+from dash.exceptions import MissingCallbackContextException
+
+from app.dashboard import ids
+from app.dashboard.callbacks.registry import declare, declare_clientside
+
+# The gate: ``count`` inputs of the view, then its ``seen`` store, then its states and its ``want`` store (last).
+GATE_JS = """function () {
+    const args = Array.prototype.slice.call(arguments);
+    const clientside = window.dash_clientside;
+    const seen = args[COUNT];
+    const want = args[args.length - 1];
+    if (!seen) { return clientside.no_update; }
+    const key = JSON.stringify(args.slice(0, COUNT));
+    if (want && want.key === key) { return clientside.no_update; }
+    const changed = (clientside.callback_context.triggered || []).map(function (t) { return t.prop_id; });
+    return {key: key, changed: changed};
+}"""
+
+MISSING = object()  # the server callback called directly (tests, scripts): draw, as before
+
+
+def declare_view(view: str, *outputs: Output, inputs: dict, **kwargs) -> Callable:
+    """Declare ``view``'s callback (``outputs`` from ``inputs``, a name → ``Input``/``State`` dict, as
+    :func:`~app.dashboard.callbacks.registry.declare` takes them) so that it runs only when the view is seen and
+    its inputs changed (module docstring). The function keeps its signature; called directly it always draws."""
+    triggers = {name: dep for name, dep in inputs.items() if isinstance(dep, Input)}
+    kept = {name: dep for name, dep in inputs.items() if not isinstance(dep, Input)}
+    declare_clientside(
+        GATE_JS.replace("COUNT", str(len(triggers))),
+        Output(ids.want(view), "data"),
+        *triggers.values(),
+        Input(ids.seen(view), "data"),
+        *kept.values(),
+        State(ids.want(view), "data"),
+    )
+    states = {name: State(dep.component_id, dep.component_property) for name, dep in inputs.items()}
+
+    def decorator(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def when_wanted(*args, want=MISSING, **values):
+            if want is not MISSING and not want:
+                return [no_update] * len(outputs) if len(outputs) > 1 else no_update  # not seen yet
+            return function(*args, **values)
+
+        # only the gate asks (never Dash's call of every callback when the page loads: nothing is seen yet)
+        declare(*outputs, inputs={"want": Input(ids.want(view), "data"), **states}, prevent_initial_call=True,
+                **kwargs)(when_wanted)  # fmt: skip
+        return when_wanted
+
+    return decorator
+
+
+def changed_props() -> set[str] | None:
+    """The component ids whose change made the running view callback draw (the gate's ``changed``), or those that
+    triggered any other callback; None outside a callback."""
+    try:
+        triggered = [item["prop_id"] for item in ctx.triggered or []]
+    except MissingCallbackContextException:  # called directly (tests, scripts)
+        return None
+    if len(triggered) == 1 and triggered[0].startswith(ids.want("")):
+        want = next(iter(ctx.inputs.values()), None) if ctx.inputs else None
+        triggered = list((want or {}).get("changed") or [])
+    return {prop.rsplit(".", 1)[0] for prop in triggered}
+
+
+def drawn_state(view: str) -> State:
+    """The ``want`` store of ``view`` as a state: falsy until the view has been asked to draw (a callback that
+    patches the view's figure has nothing to patch before)."""
+    return State(ids.want(view), "data")
