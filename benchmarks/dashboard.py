@@ -69,10 +69,18 @@ def show_view(page, view: str, timeout: float = 60_000) -> None:
 
 
 def draw_every_view(page, timeout: float = 60_000) -> None:
-    """Scroll through the page so every view is seen, waiting for each to be drawn, then back to the top."""
-    for view in VIEW_DRAWN:
-        show_view(page, view, timeout)
-    page.evaluate("() => window.scrollTo(0, 0)")
+    """Let every view be seen at once — the window as tall as the page, as a very tall screen would be — and wait
+    until each is drawn (in parallel, as the page draws what is on screen); then the window's own size again."""
+    size = page.viewport_size
+    page.wait_for_function("() => document.querySelectorAll('.view-card .js-plotly-plot').length >= 9",
+                           timeout=timeout)  # fmt: skip
+    tall = page.evaluate("() => document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(tall) + 200)})
+    try:
+        for selector in VIEW_DRAWN.values():
+            page.wait_for_selector(selector, state="attached", timeout=timeout)
+    finally:
+        page.set_viewport_size(size)
 
 
 START_TIMEOUT = 300  # seconds for `attention-flows serve` to answer, and to load the models

@@ -182,10 +182,10 @@ def next_round(
 ) -> list[tuple[dict, str, frozenset]]:
     """The callbacks the ``(property, chain)`` changes trigger (``seen``: the views on screen, None: all), each
     once: ``(spec, property, chain)``."""
-    level, seen = [], set()
+    level, queued = [], set()
     for prop, chain in changed:
         for spec in triggered_by(specs, prop, chain, seen):
-            if spec["output"] not in seen:
-                seen.add(spec["output"])
+            if spec["output"] not in queued:
+                queued.add(spec["output"])
                 level.append((spec, prop, chain))
     return level

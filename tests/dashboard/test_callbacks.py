@@ -142,8 +142,9 @@ def test_the_first_views_do_not_wait_for_the_token_choice(tiny_app):
     specs = dependencies(tiny_app.server.test_client())
     on_load = [spec for spec in specs if not spec["prevent_initial_call"] and not spec.get("clientside_function")]
     computed_on_load = {out.split("@")[0] for spec in on_load for out in spec["output"].strip(".").split("...")}
-    assert f"{ids.SANKEY}.figure" in computed_on_load
-    for spec in on_load:
+    gates = [spec for spec in specs if spec.get("clientside_function") and spec["output"].startswith("want-")]
+    assert {spec["output"] for spec in gates} == {f"{ids.want(view)}.data" for view in ids.VIEWS}
+    for spec in on_load + gates:  # a view is asked for by its gate, as soon as it is seen
         inputs = {f"{i['id']}.{i['property']}" for i in spec["inputs"]}
         assert not inputs & computed_on_load, spec["output"]
     # the faithfulness check is asked for after the sentence view is drawn (or by its button), never before it
