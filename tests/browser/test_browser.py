@@ -311,6 +311,7 @@ def test_the_word_query_lists_heads_and_selects_one_everywhere(page):
 def test_hovering_a_token_in_the_network_highlights_its_paths(page):
     page.wait_for_selector("#network-graph .scatterlayer .js-line", state="attached", timeout=30_000)
     page.locator("#card-network").scroll_into_view_if_needed()
+    wait_until_settled(page)  # the page's last redraw is over: it would wipe the highlight
     where = """([id, depth]) => {  // the page position of token 0 ([CLS]) at a depth, from plotly's own axes
         const gd = document.getElementById(id).querySelector('.js-plotly-plot');
         const nodes = gd.data.find(t => t.name === 'tokens');

@@ -21,7 +21,9 @@ def _post(url: str, body: dict) -> dict:
 
 
 @pytest.mark.slow
-def test_gunicorn_workers_serve_the_same_answers(tiny_config, tmp_path):
+def test_gunicorn_workers_serve_the_same_answers_from_a_preloaded_master(tiny_config, tmp_path):
+    """Two workers answer, agree, and share the models the master loaded before forking them; a worker killed
+    with -9 is replaced by one that answers at once."""
     with serving("--config", str(tiny_config), "--workers", "2", log=tmp_path / "gunicorn.log", timeout=90) as base:
         specs = json.loads(urllib.request.urlopen(f"{base}/_dash-dependencies").read())
         spec = next(s for s in specs if f"{ids.SANKEY}.figure" in s["output"] and "allow_duplicate" not in s["output"])
@@ -36,6 +38,7 @@ def test_gunicorn_workers_serve_the_same_answers(tiny_config, tmp_path):
         assert len(answers) == 1  # every worker computed (or cached) the same figure
         assert "sankey" in answers.pop()
         _two_workers_answer(base)
+        _a_killed_worker_is_replaced_at_once(base)
 
 
 def _arbiter(port: int) -> psutil.Process:
@@ -51,28 +54,26 @@ def _arbiter(port: int) -> psutil.Process:
     return arbiter
 
 
-@pytest.mark.slow
-def test_the_master_holds_the_models_and_a_killed_worker_is_replaced_by_one_that_answers_at_once(tiny_config, tmp_path):
+def _a_killed_worker_is_replaced_at_once(base: str) -> None:
     """``serve --workers 2`` preloads: the master has loaded torch and the pair before it forks (the workers share
     it copy-on-write), so gunicorn's replacement of a worker killed with -9 answers /healthz "ok" within 2 s — a
     worker that loaded its own models answered 503 for 20 s or more."""
-    with serving("--config", str(tiny_config), "--workers", "2", log=tmp_path / "gunicorn.log", timeout=90) as base:
-        arbiter = _arbiter(int(base.rsplit(":", 1)[1]))
-        assert "libtorch" in Path(f"/proc/{arbiter.pid}/maps").read_text()  # the master imported torch: preloaded
-        victim = arbiter.children()[0]
-        victim.kill()
-        started = time.monotonic()
-        while victim.pid in {w.pid for w in arbiter.children()} or len(arbiter.children()) < 2:
-            assert time.monotonic() - started < 10, "gunicorn did not replace the killed worker"
-            time.sleep(0.02)
-        answered = 0
-        while answered < 8:  # every worker, the new one too, answers ok (8 in a row reach both)
-            assert time.monotonic() - started < 2.0, f"only {answered} ok answers in a row after 2 s"
-            try:
-                ok = urllib.request.urlopen(f"{base}/healthz", timeout=2).read().startswith(b"ok")
-            except OSError:  # 503 while a worker loads its models
-                ok = False
-            answered = answered + 1 if ok else 0
+    arbiter = _arbiter(int(base.rsplit(":", 1)[1]))
+    assert "libtorch" in Path(f"/proc/{arbiter.pid}/maps").read_text()  # the master imported torch: preloaded
+    victim = arbiter.children()[0]
+    victim.kill()
+    started = time.monotonic()
+    while victim.pid in {w.pid for w in arbiter.children()} or len(arbiter.children()) < 2:
+        assert time.monotonic() - started < 10, "gunicorn did not replace the killed worker"
+        time.sleep(0.02)
+    answered = 0
+    while answered < 8:  # every worker, the new one too, answers ok (8 in a row reach both)
+        assert time.monotonic() - started < 2.0, f"only {answered} ok answers in a row after 2 s"
+        try:
+            ok = urllib.request.urlopen(f"{base}/healthz", timeout=2).read().startswith(b"ok")
+        except OSError:  # 503 while a worker loads its models
+            ok = False
+        answered = answered + 1 if ok else 0
 
 
 def _holder(workers: list[psutil.Process], client_port: int) -> psutil.Process | None:
