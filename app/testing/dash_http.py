@@ -33,11 +33,13 @@ def _gates(specs: list[dict], seen: Collection[str] | None = None) -> dict[str, 
     }  # fmt: skip
 
 
-def triggers(spec: dict, specs: list[dict], seen: Collection[str] | None = None) -> list[str]:
+def triggers(
+    spec: dict, specs: list[dict], seen: Collection[str] | None = None, gates: dict[str, set[str]] | None = None
+) -> list[str]:
     """What makes ``spec`` run: its inputs, and for a view drawn when seen (``seen``: the views on screen, None:
-    all), what its gate passes on."""
+    all), what its gate passes on (``gates``: :func:`_gates` of ``specs``, when the caller has it)."""
     own = _dep_ids(spec["inputs"])
-    gates = _gates(specs, seen)
+    gates = _gates(specs, seen) if gates is None else gates
     return [t for dep in own for t in ([dep] if dep not in gates else sorted(gates[dep]))]
 
 
@@ -105,10 +107,11 @@ def triggered_by(
 ) -> list[dict]:
     """Callbacks that ``changed`` makes run (:func:`triggers`; pattern-matching callbacks, clientside ones, which the
     browser runs itself, and ``predecessors``, the outputs of the callbacks whose chain changed it, are skipped)."""
+    gates = _gates(specs, seen)  # once for every spec
     return [
         s for s in specs
         if "{" not in s["output"] and not s.get("clientside_function") and s["output"] not in predecessors
-        and changed in triggers(s, specs, seen)
+        and changed in triggers(s, specs, seen, gates)
     ]  # fmt: skip
 
 
