@@ -97,7 +97,8 @@ def gunicorn_command(host: str, port: int, workers: int) -> list[str]:
     from gunicorn.config import KNOWN_SETTINGS
 
     command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"{host}:{port}",
-               "--timeout", "120", "--preload", "--config", "python:app.team.gunicorn_hooks"]  # fmt: skip
+               "--timeout", "120", "--graceful-timeout", "10",  # a stop never waits longer than 10 s for a worker
+               "--preload", "--config", "python:app.team.gunicorn_hooks"]  # fmt: skip
     if any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS):
         command.append("--no-control-socket")
     return [*command, "app.team.wsgi:server"]
