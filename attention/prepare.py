@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
 from attention.config import PairConfig, PrepareRecipe, load_config, resolve_model_dir
 from attention.data import load_labelled, split_labelled
@@ -79,10 +80,20 @@ def prepare_finetuned(
         raise PrepareError(f"Config '{pair_config.name}' has no [prepare] recipe or [task].", "Add both tables.")
     recipe = pair_config.prepare.model_copy(update=recipe_overrides or {})
     recipe = PrepareRecipe.model_validate(recipe.model_dump())
-    card = read_card(out_dir)
-    if card and card.get("recipe") == recipe.model_dump() and not force:
-        return PrepareResult(out_dir, True, card["held_out_accuracy"], 0.0, card["steps"])
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # One prepare per folder at a time: a second `prepare` (another shell, another test worker) waits, then finds
+    # the model the first one made instead of training it again.
+    with FileLock(out_dir.parent / f".{out_dir.name}.lock"):
+        card = read_card(out_dir)
+        if card and card.get("recipe") == recipe.model_dump() and not force:
+            return PrepareResult(out_dir, True, card["held_out_accuracy"], 0.0, card["steps"])
+        return _prepare(pair_config, recipe, out_dir, settings, progress)
 
+
+def _prepare(
+    pair_config: PairConfig, recipe: PrepareRecipe, out_dir: Path, settings: Settings, progress: bool
+) -> PrepareResult:
+    """Train, measure and save the twin (the caller holds the folder's lock)."""
     base_dir = resolve_model_dir(pair_config.pretrained, config_file=pair_config.source_path, settings=settings)
     configure_torch(settings)
     started = time.perf_counter()

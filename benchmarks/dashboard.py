@@ -25,7 +25,7 @@ import numpy as np
 from plotly.io.json import to_json_plotly  # what Dash sends
 
 from app.core.options import ViewOptions
-from app.export import export_figure, start_export_server
+from app.export import export_figure, stop_export_server, warm_export_browser
 from app.service.analysis import AnalysisService
 from app.service.registry import pair_service
 from app.team.site import create_app
@@ -312,12 +312,18 @@ def bench_export(figures: int = 20) -> None:
     dash_app = create_app("default")
     service = pair_service(server=dash_app.server)
     analysis = service.analyse(service.examples[0])
-    start = time.perf_counter()
-    start_export_server()
     with tempfile.TemporaryDirectory() as folder:
         figure = render("sankey", service, analysis, ViewOptions())
+        start = time.perf_counter()
+        export_figure(figure, Path(folder) / "cold.png")
+        app_row("first export in a process, Chromium not started", f"{time.perf_counter() - start:.2f} s", "report")
+        stop_export_server()
+        warm_export_browser(delay=0).join()  # what `serve` does in the background once its first page is drawn
+        start = time.perf_counter()
         export_figure(figure, Path(folder) / "first.png")
-        app_row("first export (starts Chromium)", f"{time.perf_counter() - start:.2f} s", "report")
+        seconds = time.perf_counter() - start
+        app_row("first export in a running server (browser warmed at start)", f"{seconds:.2f} s", "<= 1 s",
+                seconds <= 1)  # fmt: skip
         for fmt in ("png", "svg", "pdf"):
             times = []
             for view in ("sankey", "heads", "matrix", "influence", "similarity", "sentence"):
@@ -328,8 +334,8 @@ def bench_export(figures: int = 20) -> None:
             app_row(
                 f"each later {fmt.upper()} export, 6 views: max (median)",
                 f"{max(times):.2f} ({statistics.median(times):.2f}) s",
-                "<= 1 s",
-                max(times) <= 1,
+                "<= 0.2 s",
+                max(times) <= 0.2,
             )
         texts = Path(folder) / "texts.txt"
         texts.write_text("\n".join(long_sentences(service, figures, tokens=40)), encoding="utf-8")
@@ -360,8 +366,8 @@ def bench_export(figures: int = 20) -> None:
         app_row(
             f"batch: `attention-flows export --texts` ({written} PDFs, incl. model load)",
             f"{seconds:.1f} s",
-            "<= 30 s",
-            seconds <= 30 and written == figures,
+            "<= 10 s",
+            seconds <= 10 and written == figures,
         )
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from tqdm import tqdm
 
 from app.core.analysis import Analysis
 from app.core.options import ExportOptions, ViewOptions
-from app.export.files import ExportError, check_target
+from app.export.browser import TABS
+from app.export.files import ExportError, check_target, warm_export_browser
 from app.export.requests import (
     FigureRequest,
     check_shape,
@@ -64,6 +66,7 @@ def run_export(args: argparse.Namespace) -> int:
             args.out,
         )
         check_shape(pair, request.options, request.selected, selected_from="the sidecar's head")
+        warm_export_browser(delay=0)  # Chromium starts while the models load
         service = AnalysisService.from_config(pair)
         print(make_one(service, request, with_sidecar=args.sidecar))
         return 0
@@ -78,6 +81,7 @@ def run_export(args: argparse.Namespace) -> int:
         output_format(args.out, export.fmt)  # after the size checks: a bad size is named first
         check_target(args.out)
         check_shape(config, options, selected)
+        warm_export_browser(delay=0)  # Chromium starts while the models load
         service = AnalysisService.from_config(config)
         request = FigureRequest(Analysis(args.text, args.text_pair), args.view, options, selected, export, args.out)
         print(make_one(service, request, with_sidecar=args.sidecar))
@@ -91,18 +95,32 @@ def run_export(args: argparse.Namespace) -> int:
     check_target(args.out_dir / f"probe.{args.fmt}")
     analyses = read_texts(args.texts)
     check_shape(config, options, selected)
+    warm_export_browser(delay=0)  # Chromium starts while the models load
     service = AnalysisService.from_config(config)
-    failures = 0
-    for number, analysis in enumerate(tqdm(analyses, desc=f"exporting {args.view}", unit="figure"), start=1):
-        out = args.out_dir / f"{number:03d}-{file_stem(args.view, options, analysis.text, export)}.{args.fmt}"
-        request = FigureRequest(analysis, args.view, options, selected, export, out)
-        try:
-            make_one(service, request, with_sidecar=args.sidecar)
-        except AttentionFlowsError as error:
-            failures += 1
-            tqdm.write(f"line {number}: {error}", file=sys.stderr)
+    requests = [
+        FigureRequest(analysis, args.view, options, selected, export,
+                      args.out_dir / f"{number:03d}-{file_stem(args.view, options, analysis.text, export)}.{args.fmt}")
+        for number, analysis in enumerate(analyses, start=1)
+    ]  # fmt: skip
+    failures = _export_all(service, requests, desc=f"exporting {args.view}", sidecars=args.sidecar)
     print(f"wrote {len(analyses) - failures} of {len(analyses)} figures to {args.out_dir}")
     return 1 if failures else 0
+
+
+def _export_all(service: AnalysisService, requests: list[FigureRequest], *, desc: str, sidecars: bool) -> int:
+    """Export every request, two at a time (:data:`~app.export.browser.TABS`): while Chromium draws one figure,
+    this process analyses the next. Each failure is reported with its line number; returns how many failed."""
+    failures = 0
+    with ThreadPoolExecutor(TABS) as pool, tqdm(total=len(requests), desc=desc, unit="figure") as progress:
+        futures = [pool.submit(make_one, service, request, with_sidecar=sidecars) for request in requests]
+        for number, future in enumerate(futures, start=1):
+            try:
+                future.result()
+            except AttentionFlowsError as error:
+                failures += 1
+                tqdm.write(f"line {number}: {error}", file=sys.stderr)
+            progress.update()
+    return failures
 
 
 def _export_options(args: argparse.Namespace, fmt: str) -> ExportOptions:

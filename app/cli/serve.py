@@ -75,10 +75,12 @@ def serve(args: argparse.Namespace) -> int:
         os.environ[PRELOAD_ENV] = "1"  # the master loads the models before it forks the workers
         os.execv(sys.executable, gunicorn_command(args.host, args.port, args.workers))
     # lazy (Dash, plotly, pandas): the app loads only when it is served, so building the parser stays instant
+    from app.export import warm_export_browser
     from app.team.site import create_app
 
     _log_to_terminal()
     dash_app = create_app(server_config)
+    warm_export_browser()  # the first export in a running server does not wait for Chromium to start
     print(
         f"Attention Flows: http://{args.host}:{args.port}/ (the models are loading; the page fills in when ready)",
         flush=True,

@@ -9,6 +9,7 @@ from app.export.files import (
     render_bytes,
     start_export_server,
     stop_export_server,
+    warm_export_browser,
     write_atomically,
 )
 from app.export.sidecar import Sidecar, SidecarError, read_sidecar, resolve_pair
@@ -24,5 +25,6 @@ __all__ = [
     "resolve_pair",
     "start_export_server",
     "stop_export_server",
+    "warm_export_browser",
     "write_atomically",
 ]

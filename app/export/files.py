@@ -1,28 +1,33 @@
 """Figure files: render through kaleido (Chromium) in a publication theme, check what came back, write atomically.
 
-One kaleido browser is kept alive per process (:func:`start_export_server`), so every export after the first
-costs well under a second; it closes (and kaleido removes its temporary folders) when the process exits, and a
-forked child starts its own instead of waiting forever on its parent's. Files are written to a temporary file
-next to the target and renamed, so a failed export never leaves a half-written file. Sizes and formats are
-:class:`app.core.options.ExportOptions`.
+One Chromium is kept open per process (:mod:`app.export.browser`, :func:`start_export_server`), so every export
+after the first costs well under a second; it closes (and kaleido removes its temporary folders) when the process
+exits, and a forked child starts its own instead of waiting forever on its parent's. Files are written to a
+temporary file next to the target and renamed, so a failed export never leaves a half-written file. Sizes and
+formats are :class:`app.core.options.ExportOptions`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import sys
 import tempfile
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import plotly.graph_objects as go
 
 from app.core.options import MAX_RENDER_SIDE, ExportOptions
+from app.export.browser import PROCESS_BROWSER, WARM_UP_FIGURE
 from app.figures.theme import Figure
 from attention.errors import AttentionFlowsError
 
 _MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF", "svg": b"<svg"}
+EXPORT_WARM_UP_DELAY = 10.0  # seconds after a server starts (its models load and its first page is drawn first)
+_log = logging.getLogger(__name__)
 _SMALLEST = 64  # bytes: no real figure is smaller (kaleido returned 3 bytes for a PNG Chromium could not draw)
 
 
@@ -93,36 +98,41 @@ def _chromium_missing() -> ExportError:
 
 
 def start_export_server() -> None:
-    """Start (once per process) the kaleido browser that later exports reuse."""
-    import kaleido  # Chromium-backed: started only when a figure is exported
-
+    """Start (once per process) the Chromium that later exports reuse (:data:`~app.export.browser.PROCESS_BROWSER`)."""
     if (
         shutil.which("chromium") is None
         and shutil.which("google-chrome") is None
         and not os.environ.get("BROWSER_PATH")
     ):
         raise _chromium_missing()
-    kaleido.start_sync_server(silence_warnings=True)
+    try:
+        PROCESS_BROWSER.start()
+    except Exception as err:  # choreographer raises several types when the browser cannot start
+        raise _chromium_missing() from err
+
+
+def warm_export_browser(delay: float = EXPORT_WARM_UP_DELAY) -> threading.Thread:
+    """Start this process's export browser in the background after ``delay`` seconds (once the page's first
+    requests are served), so a running server's first export does not wait for Chromium to start. A browser that
+    cannot start is logged; the export that needs it then says why."""
+
+    def warm() -> None:
+        time.sleep(delay)
+        go.Figure(WARM_UP_FIGURE)  # plotly loads a trace type's validators on first use (~0.2 s)
+        try:
+            start_export_server()
+        except ExportError as err:
+            _log.warning("export browser not started: %s", err)
+
+    thread = threading.Thread(target=warm, name="export-browser-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def stop_export_server() -> None:
-    """Close this process's kaleido browser and remove its temporary folders, if it started one. Exit handlers do
-    this at a normal exit; a process that ends with ``os._exit`` (a multiprocessing child) must call it."""
-    kaleido = sys.modules.get("kaleido")
-    if kaleido is not None:
-        kaleido.stop_sync_server(silence_warnings=True)
-
-
-def _forget_parents_browser() -> None:
-    """In a forked child: the parent's kaleido server looks running, but its thread and browser stayed in the
-    parent, so an export would wait forever on a queue nobody reads. Mark it stopped (without touching the
-    parent's browser or folders); the child's first export starts a browser of its own."""
-    server = getattr(sys.modules.get("kaleido"), "_global_server", None)
-    if getattr(server, "_initialized", False):
-        server._initialized = False
-
-
-os.register_at_fork(after_in_child=_forget_parents_browser)
+    """Close this process's export browser and remove its temporary folders, if it started one. An exit handler
+    does this at a normal exit; a process that ends with ``os._exit`` (a multiprocessing child) must call it."""
+    PROCESS_BROWSER.stop()
 
 
 def check_drawn(data: bytes, fmt: str) -> bytes:
@@ -138,15 +148,13 @@ def check_drawn(data: bytes, fmt: str) -> bytes:
 
 def figure_bytes(fig: Figure | go.Figure, export: ExportOptions) -> bytes:
     """Render ``fig`` (already sized) to PNG / SVG / PDF bytes, checked by :func:`check_drawn`."""
-    import kaleido  # Chromium-backed: loaded only when a figure is exported
-
     layout = fig.layout if isinstance(fig, go.Figure) else go.Layout(fig.get("layout", {}))
     default_width, default_height, _ = export.pixels()
     width, height = layout.width or default_width, layout.height or default_height
     scale = export.scale if export.fmt == "png" else 1.0
     try:
         start_export_server()
-        data = kaleido.calc_fig_sync(fig, opts={"format": export.fmt, "width": width, "height": height, "scale": scale})
+        data = PROCESS_BROWSER.render(fig, {"format": export.fmt, "width": width, "height": height, "scale": scale})
     except ExportError:
         raise
     except Exception as err:  # choreographer raises several types when the browser cannot start

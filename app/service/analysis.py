@@ -55,14 +55,15 @@ from attention import (
     relevance_frame,
 )
 from attention.config import PairConfig
-from attention.defaults import RESIDUAL_MEASURES
+from attention.defaults import DEFAULT_MEASURE, RESIDUAL_MEASURES
 from attention.errors import InputTextError
 from attention.evaluation import correlations, sentence_scores, top_layer
 from attention.extraction import check_length
 from attention.gradients import extract_and_explain
 from attention.graph import word_graph
 from attention.methods import default_sources, merge_scores, relevance, token_positions
-from attention.mixing import contributions, contributions_for
+from attention.mixing import MIXING_MEASURES, contributions, contributions_for
+from attention.mixing.contributions import run_and_contributions
 from attention.mixing.decompx import decompx
 from attention.relevance_methods import Evidence, relevance_method
 from attention.tokens import word_all
@@ -119,32 +120,42 @@ class AnalysisService:
         """The classes the class methods can explain (the fine-tuned model's labels)."""
         return next((m.labels for m in (self.pair.finetuned, self.pair.pretrained) if m.is_classifier), ())
 
-    def analyse(self, text: str | None, text_pair: str | None = None, *, explain: bool = False) -> Analysis:
-        """Validate and run both models (raises :class:`InputTextError` with a readable message); ``explain``: see
-        :meth:`runs`."""
+    def analyse(
+        self, text: str | None, text_pair: str | None = None, *, explain: bool = False, measure: str = DEFAULT_MEASURE
+    ) -> Analysis:
+        """Validate and run both models (raises :class:`InputTextError` with a readable message); ``explain`` and
+        ``measure``: see :meth:`runs`."""
         if not isinstance(text, str | None) or not isinstance(text_pair, str | None):
             raise OptionError("The page sent an input that is not text.", "Type the text again and press Analyse.")
         text, text_pair = (text or "").strip(), (text_pair or "").strip() or None
         check_length(text, text_pair)
         analysis = Analysis(text=text, text_pair=text_pair, models=self.name)
-        self.runs(analysis, explain=explain)
+        self.runs(analysis, explain=explain, measure=measure)
         return analysis
 
-    def runs(self, analysis: Analysis, *, explain: bool = False) -> PairRuns:
+    def runs(self, analysis: Analysis, *, explain: bool = False, measure: str | None = None) -> PairRuns:
         """Both models' runs on the input (cached; recomputed on a miss). With ``explain``, a classifier's class
         relevance for its predicted class (the default view) comes from the same forward pass and is cached too:
-        one forward pass fewer than the run and :meth:`explained` apart; without, no backward pass is run."""
+        one forward pass fewer than the run and :meth:`explained` apart; without, no backward pass is run. Else,
+        with a context-mixing ``measure`` (the page's), its maps (:meth:`measure_runs`) come from the same pass."""
 
         def compute() -> PairRuns:
-            runs, explained = {}, {}
+            runs, explained, maps = {}, {}, {}
             with self._forward_lock:
                 for model, loaded in self.models().items():
                     if explain and loaded.is_classifier:
                         runs[model], explained[model] = extract_and_explain(loaded, analysis.text, analysis.text_pair)
+                    elif measure in MIXING_MEASURES:
+                        runs[model], measured = run_and_contributions(
+                            loaded, analysis.text, analysis.text_pair, measures=(measure,)
+                        )
+                        maps[model] = measured[measure].as_run()
                     else:
                         runs[model] = extract(loaded, analysis.text, analysis.text_pair)
             for model, value in explained.items():
                 self._keep_explained(analysis, model, value)
+            if len(maps) == 2:
+                self._keep_maps(analysis, measure, PairRuns(maps["pretrained"], maps["finetuned"]))
             return PairRuns(runs["pretrained"], runs["finetuned"])
 
         shared = functools.partial(self._shared, "runs", analysis, (), compute, encode_runs, decode_runs)
@@ -188,6 +199,14 @@ class AnalysisService:
                                      ("pretrained", "finetuned"), shares, strict=True)}})  # fmt: skip
 
         return self._memo("contribution_shares", analysis, (), compute)
+
+    def _keep_maps(self, analysis: Analysis, measure: str, maps: PairRuns) -> None:
+        """Cache both models' maps under ``measure`` computed along with their runs (here and in the shared cache),
+        so :meth:`measure_runs` does not run the models again."""
+        self._memo("maps", analysis, (measure,), lambda: maps)
+        if self.shared is not None:
+            self.shared.put(shared_key("maps", self.fingerprint, analysis.text, analysis.text_pair, measure),
+                            encode_runs(maps))  # fmt: skip
 
     def _keep_explained(self, analysis: Analysis, model: str, explained: ClassRelevance) -> None:
         """Cache a class relevance for the predicted class computed along with a run (here and, if any, in the

@@ -26,6 +26,8 @@ def size_of(value: object, _seen: set[int] | None = None) -> int:
     """Bytes held by ``value``: numpy buffers, DataFrame columns (object columns as pointers: their strings are
     the shared token strings), dataclasses, containers (long ones estimated from a sample); each object counted
     once."""
+    if isinstance(value, str | int | float | bool | None):  # most items of a graph's tuples: nothing to walk
+        return sys.getsizeof(value)
     seen = _seen if _seen is not None else set()
     if id(value) in seen:
         return 0

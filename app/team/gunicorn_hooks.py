@@ -21,9 +21,13 @@ def preloading() -> bool:
 
 
 def post_fork(server, worker) -> None:
-    """In each worker, right after the fork: torch's threads as configured, the app no longer preloading."""
+    """In each worker, right after the fork: torch's threads as configured, the app no longer preloading, and its
+    own export browser started in the background (the master's threads do not survive the fork)."""
     os.environ.pop(PRELOAD_ENV, None)
     if "torch" in sys.modules:
         from attention.settings import configure_torch, load_settings  # lazy: only once torch is loaded
 
         configure_torch(load_settings())
+    from app.export import warm_export_browser  # lazy: this file is read by gunicorn before the app is imported
+
+    warm_export_browser()

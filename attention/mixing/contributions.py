@@ -18,9 +18,9 @@ from typing import Literal
 import numpy as np
 
 from attention.defaults import MEASURE_LABELS, RESIDUAL_MEASURES
-from attention.extraction import AttentionRun, TokenFacts, clean_texts, encode, token_facts
+from attention.extraction import AttentionRun, TokenFacts, check_attentions, clean_texts, encode, run_of, token_facts
 from attention.mixing import norms
-from attention.mixing.layers import trace_layers
+from attention.mixing.layers import trace_forward
 from attention.mixing.value_zeroing import value_zeroing
 from attention.models import LoadedModel
 
@@ -102,15 +102,36 @@ def contributions_for(
 ) -> dict[str, Contributions]:
     """:class:`Contributions` for each of ``measures``, from one traced pass of ``model`` (cheaper than one call per
     measure)."""
+    return _measured(model, *clean_texts(text, text_pair), measures, probabilities)[1]
+
+
+def run_and_contributions(
+    model: LoadedModel, text: str, text_pair: str | None = None, *, measures: tuple[str, ...] = ("alti",)
+) -> tuple[AttentionRun, dict[str, Contributions]]:
+    """``model``'s run on one input (as :func:`~attention.extraction.extract` returns it: the same attention, the
+    classifier's probabilities) and its :class:`Contributions` under each of ``measures``, from one forward pass:
+    a new input's run and the graph's default measure cost one pass, not two."""
+    return _measured(model, *clean_texts(text, text_pair), measures, None)
+
+
+def _measured(
+    model: LoadedModel, text: str, text_pair: str | None, measures: tuple[str, ...], probabilities
+) -> tuple[AttentionRun, dict[str, Contributions]]:
+    """The run and each measure's :class:`Contributions` from one traced pass (``probabilities``: the caller's, else
+    the pass's own)."""
     import torch
 
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:
         raise ValueError(f"measure must be one of {', '.join(MEASURES)}; got {unknown[0]!r}")
-    text, text_pair = clean_texts(text, text_pair)
     encoding = encode(model, text, text_pair)
     facts = token_facts(model, encoding)
-    layers = trace_layers(model, encoding)
+    output, layers = trace_forward(model, encoding)
+    check_attentions(model, output)
+    if probabilities is None and model.is_classifier:
+        probabilities = tuple(torch.softmax(output.logits[0].float(), dim=-1).tolist())
+    weights = torch.stack(output.attentions)[:, 0].float().numpy()  # [layer, head, query, key]
+    run = run_of(model, text, text_pair, weights, facts, probabilities)
     out = {}
     with torch.inference_mode():
         for measure in measures:
@@ -120,7 +141,7 @@ def contributions_for(
                 maps=_frozen(torch.stack(maps)), head_maps=None if heads[0] is None else _frozen(torch.stack(heads)),
                 facts=facts, labels=model.labels, probabilities=probabilities,
             )  # fmt: skip
-    return out
+    return run, out
 
 
 def measure_layer(measure: str, layer):

@@ -2,8 +2,8 @@
 every layer and the classification head (:func:`decompx`).
 
 Every representation is written as a sum of ``n + 1`` parts: one per input position ``j`` (special tokens included)
-and one *bias part*. They start at the first layer's input ``x0``
-(:func:`~attention.mixing.layers.first_layer_input`): ``part_j(x0_i) = δ_ij x0_i``, bias part 0. ``x0`` is the sum
+and one *bias part*. They start at the first layer's input ``x0`` (as
+:func:`~attention.mixing.layers.trace_forward` reads it): ``part_j(x0_i) = δ_ij x0_i``, bias part 0. ``x0`` is the sum
 of word, position and segment embeddings after the embedding LayerNorm (and ALBERT's / ELECTRA's projection), so a
 token's position and segment embeddings count as that token's. Each layer then maps parts to parts linearly, at the
 attention ``α``, the LayerNorm ``σ`` and the activation slopes ``θ`` of the model's own pass (paper §3.1–3.3;

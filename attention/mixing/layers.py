@@ -8,10 +8,10 @@ Every supported encoder layer (BERT, RoBERTa, ELECTRA, ALBERT, DistilBERT) is po
     r2_i = z_i + W_2 act(W_1 z_i + b_1) + b_2
     y_i  = LN2(r2_i) = γ2 ⊙ (r2_i − mean r2_i) / σ2_i + β2
 
-with σ_i = sqrt(var(r_i) + ε) (biased variance, as ``torch.nn.LayerNorm``). :func:`trace_layers` runs the
-embeddings (stopped at the first layer's input), then each layer from its input with its own ``nn.Linear`` and
-``nn.LayerNorm`` modules, and returns :class:`LayerTensors` per layer; ``y`` equals the model's hidden states (a test).
-One input, no padding.
+with σ_i = sqrt(var(r_i) + ε) (biased variance, as ``torch.nn.LayerNorm``). :func:`trace_forward` runs the model's
+own forward pass once and reads each layer's tensors from it with hooks on its ``nn.Linear`` and ``nn.LayerNorm``
+modules (the attention is the one the model returns), so the same pass gives the run and every measure; ``y`` equals
+the model's hidden states (a test). One input, no padding.
 """
 
 from __future__ import annotations
@@ -119,63 +119,52 @@ def blocks(model: LoadedModel) -> list[Block]:
     )
 
 
-class _Stop(Exception):
-    """Raised by a hook to end a pass once the first layer's input is known."""
-
-
-def first_layer_input(model: LoadedModel, encoding, first: Block):
-    """The first layer's input ``[n, d]`` (embeddings, and ALBERT's projection to the hidden size): the model's
-    own pass, stopped at the first layer's query projection."""
-    captured = []
-
-    def grab(_module, args):
-        captured.append(args[0])
-        raise _Stop
-
-    handle = first.query.register_forward_pre_hook(grab)
-    try:
-        model.model(**encoding)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    return captured[0][0]
-
-
 def trace_layers(model: LoadedModel, encoding) -> list[LayerTensors]:
     """Every layer's :class:`LayerTensors` for one encoded input (a batch of one, no padding), under
     ``torch.inference_mode``."""
+    return trace_forward(model, encoding)[1]
+
+
+def trace_forward(model: LoadedModel, encoding) -> tuple[object, list[LayerTensors]]:
+    """The model's own forward pass on one encoded input (a batch of one, no padding; attentions out) and every
+    layer's :class:`LayerTensors` read from it by hooks, under ``torch.inference_mode``: the layer's input (its query
+    projection's input), the value vectors (its value projection's output), both LayerNorms' inputs and outputs,
+    and the attention the model returns. One pass gives the run (attentions, logits) and every mixing measure."""
     import torch
 
     layers = blocks(model)
-    out = []
-    with torch.inference_mode():
-        x = first_layer_input(model, encoding, layers[0])
-        for block in layers:
-            traced = layer_tensors(block, x)
-            out.append(traced)
-            x = traced.y
-    return out
+    seen: dict[str, list] = {"x": [], "value": [], "r1": [], "z": [], "r2": [], "y": []}
+    handles = []
+    taps = (("x", "query", True), ("value", "value", False), ("r1", "norm1", True), ("z", "norm1", False),
+            ("r2", "norm2", True), ("y", "norm2", False))  # (role, module, its input or its output)  # fmt: skip
+    for role, attribute, take_input in taps:
+        # ALBERT's layers share their modules: one hook per module, its calls arrive in layer order
+        for module in {id(getattr(b, attribute)): getattr(b, attribute) for b in layers}.values():
+            if take_input:
+                handles.append(module.register_forward_pre_hook(lambda _m, args, role=role: seen[role].append(args[0])))
+            else:
+                handles.append(module.register_forward_hook(lambda _m, _a, out, role=role: seen[role].append(out)))
+    try:
+        with torch.inference_mode():
+            output = model.model(**encoding, output_attentions=True)
+            traced = [_from_pass(block, layer, seen, output.attentions[layer][0]) for layer, block in enumerate(layers)]
+    finally:
+        for handle in handles:
+            handle.remove()
+    return output, traced
 
 
-def layer_tensors(block: Block, x) -> LayerTensors:
-    """One layer's tensors from its input ``x`` ``[n, d]`` (no mask: one unpadded input)."""
+def _from_pass(block: Block, layer: int, seen: dict[str, list], alpha) -> LayerTensors:
+    """Layer ``layer``'s :class:`LayerTensors` from the tensors the hooks saw (each ``[1, n, d]``) and its attention
+    ``alpha`` ``[h, n, n]``."""
     import torch
 
+    x, value, r1, z, r2, y = (seen[role][layer][0] for role in ("x", "value", "r1", "z", "r2", "y"))
     n, d = x.shape
     h = block.num_heads
-    size = d // h
-    query = block.query(x).view(n, h, size).transpose(0, 1)
-    key = block.key(x).view(n, h, size).transpose(0, 1)
-    value = block.value(x).view(n, h, size).transpose(0, 1)  # [h, n, size], b_V included
-    alpha = torch.softmax(query @ key.transpose(1, 2) * size**-0.5, dim=-1)  # [h, query, key]
-    w_out = block.output.weight.view(d, h, size)  # W_O^h: [d_out, h, size]
-    f = torch.einsum("hns,dhs->hnd", value, w_out)  # f^h(x_j) = (x_j W_V^h + b_V^h) W_O^h
-    context = (alpha @ value).transpose(0, 1).reshape(n, d)  # as the model computes it: Σ_j α v, then W_O
-    r1 = x + block.output(context)
-    z = block.norm1(r1)
-    r2 = z + block.ffn_out(block.activation(block.ffn_in(z)))
-    y = block.norm2(r2)
+    value = value.view(n, h, d // h).transpose(0, 1)  # [h, n, size], b_V included
+    w_out = block.output.weight.view(d, h, d // h).permute(1, 2, 0).contiguous()  # W_O^h: [h, size, d]
+    f = torch.bmm(value, w_out)  # f^h(x_j) = (x_j W_V^h + b_V^h) W_O^h: [h, n, d] (bmm: ~3x the einsum here)
     return LayerTensors(x=x, alpha=alpha, f=f, r1=r1, sigma1=_sigma(r1, block.norm1), z=z, r2=r2,
                         sigma2=_sigma(r2, block.norm2), y=y, block=block)  # fmt: skip
 

@@ -111,12 +111,12 @@ def alti(layer: LayerTensors):
     out = torch.empty((n, n), dtype=layer.x.dtype)
     for start in range(0, n, rows):
         block = slice(start, min(n, start + rows))
-        parts = torch.einsum("hij,hjd->ijd", layer.alpha[:, block], heads)  # [rows, n, d]
+        scaled = layer.alpha[:, block] / layer.sigma1[None, block, None]  # α^h_ij / σ1_i: [h, rows, n]
+        parts = torch.einsum("hij,hjd->ijd", scaled, heads)  # T_i(x_j) without the residual: [rows, n, d]
         index = torch.arange(block.start, block.stop)
-        parts[index - start, index] += residual[index]
-        parts /= layer.sigma1[block, None, None]
+        parts[index - start, index] += residual[index] / layer.sigma1[index, None]
         resultant = layer.z[block]  # the LayerNorm's output: Σ_j T_i(x_j) + g1_i(b_O) + β1
-        distance = (resultant[:, None, :] - parts).abs().sum(dim=-1)
+        distance = parts.sub_(resultant[:, None, :]).abs_().sum(dim=-1)  # in place: one [rows, n, d] tensor
         out[block] = (resultant.abs().sum(dim=-1, keepdim=True) - distance).clamp_min(0)
     per_head = layer.alpha * heads.norm(dim=-1)[:, None, :] / layer.sigma1[None, :, None]
     return normalise_rows(out), per_head

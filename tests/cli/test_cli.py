@@ -7,6 +7,7 @@ import urllib.request
 
 import pytest
 
+from app.cli.main import main
 from tests.servers import serving
 
 
@@ -92,26 +93,38 @@ def test_team_options_that_cannot_work_are_one_readable_line(args, message, tmp_
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
-def test_prepare_a_second_seed_and_run_faithfulness_on_it(small_recipe, tmp_path):
+def test_prepare_a_second_seed_and_run_faithfulness_on_it(small_recipe, tmp_path, monkeypatch, capsys):
+    """In this process (``main``, as the console script calls it): the subprocess start-up is tested above."""
     config, env = small_recipe
-    made = _cli("prepare", "--config", str(config), "--seed", "7", env=env)
-    assert made.returncode == 0, made.stderr
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    def cli(*args) -> tuple[int, str, str]:
+        try:
+            status = main(list(args))
+        except SystemExit as stop:  # argparse exits itself
+            status = stop.code
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    status, _, err = cli("prepare", "--config", str(config), "--seed", "7")
+    assert status == 0, err
     card = (tmp_path / "home" / "models" / "small-twin-seed7" / "training.json").read_text()
     assert '"seed": 7' in card
     assert not (tmp_path / "home" / "models" / "small-twin").exists()  # the seed-13 twin is left alone
-    named = _cli("prepare", "--config", str(config), "--name", "other", env=env)
-    assert named.returncode == 2 and "--name needs --seed" in named.stderr
+    status, _, err = cli("prepare", "--config", str(config), "--name", "other")
+    assert status == 2 and "--name needs --seed" in err
 
-    _cli("prepare", "--config", str(config), env=env)
+    cli("prepare", "--config", str(config))
     table = tmp_path / "faithfulness.csv"
-    done = _cli("faithfulness", "--config", str(config), "--n", "3", "--out", str(table), "--measures",
-                "raw_attention,alti", env=env)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "class_relevance" in done.stdout and "blank_out" in done.stdout and "decompx" in done.stdout
+    status, out, err = cli("faithfulness", "--config", str(config), "--n", "3", "--out", str(table), "--measures",
+                           "raw_attention,alti")  # fmt: skip
+    assert status == 0, err
+    assert "class_relevance" in out and "blank_out" in out and "decompx" in out
     lines = table.read_text().splitlines()
     assert lines[0] == "measure,method,layer,reference,spearman_mean,spearman_std,n"
     assert {line.split(",")[0] for line in lines[1:]} == {"raw_attention", "alti", "none"}
-    unknown = _cli("faithfulness", "--config", str(config), "--measures", "alti,saliency", env=env)
-    assert unknown.returncode == 2 and "Option 'measures' is 'saliency'" in unknown.stderr
-    bad = _cli("faithfulness", "--config", str(config), "--n", "0", env=env)
-    assert bad.returncode == 2 and "Option 'n' is 0; it must be from 1" in bad.stderr and "Traceback" not in bad.stderr
+    status, _, err = cli("faithfulness", "--config", str(config), "--measures", "alti,saliency")
+    assert status == 2 and "Option 'measures' is 'saliency'" in err
+    status, _, err = cli("faithfulness", "--config", str(config), "--n", "0")
+    assert status == 2 and "Option 'n' is 0; it must be from 1" in err and "Traceback" not in err

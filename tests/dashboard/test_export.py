@@ -13,7 +13,16 @@ from plotly.io.json import to_json_plotly
 
 from app.core.analysis import Analysis
 from app.core.options import ExportOptions, OptionError, ViewOptions
-from app.export import ExportError, SidecarError, export_figure, read_sidecar, resolve_pair, write_atomically
+from app.export import (
+    ExportError,
+    SidecarError,
+    export_figure,
+    read_sidecar,
+    render_bytes,
+    resolve_pair,
+    stop_export_server,
+    write_atomically,
+)
 from app.export.files import check_drawn, start_export_server
 from app.export.requests import FigureRequest, file_stem, make_one
 from app.service.registry import pair_service
@@ -176,6 +185,42 @@ def test_missing_chromium_gives_the_install_command(monkeypatch, tmp_path):
     monkeypatch.delenv("BROWSER_PATH", raising=False)
     with pytest.raises(ExportError, match="apt-get install chromium"):
         start_export_server()
+
+
+def test_exports_at_once_from_two_threads_each_get_their_own_figure(service):
+    """kaleido's sync server paired answers with callers by order: two threads could swap figures."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    analysis = service.analyse(TEXT)
+    figures = {view: render(view, service, analysis, ViewOptions()) for view in ("heads", "sentence", "matrix")}
+    export = ExportOptions("svg")
+
+    def texts(view: str) -> tuple[str, list[bytes]]:  # what an SVG says (its element ids differ at every draw)
+        return view, re.findall(rb"<text[^>]*>(.*?)</text>", render_bytes(figures[view], export))
+
+    expected = dict(map(texts, figures))
+    assert len({tuple(said) for said in expected.values()}) == 3  # three different figures
+    with ThreadPoolExecutor(3) as pool:
+        drawn = list(pool.map(texts, [*figures] * 3))
+    for view, said in drawn:
+        assert said == expected[view], view  # its own figure, whichever thread drew it and in whatever order
+
+
+def test_a_warm_browser_answers_its_first_export_at_once(service, tmp_path):
+    """What ``serve`` starts in the background: the first export then waits for no Chromium start."""
+    import time
+
+    from app.export.browser import PROCESS_BROWSER
+    from app.export.files import warm_export_browser
+
+    stop_export_server()
+    assert not PROCESS_BROWSER.running
+    warm_export_browser(delay=0).join(timeout=60)
+    assert PROCESS_BROWSER.running
+    figure = render("heads", service, service.analyse(TEXT), ViewOptions())
+    started = time.perf_counter()
+    export_figure(figure, tmp_path / "heads.svg")
+    assert time.perf_counter() - started < 2.0  # a cold start takes 2-4 s on this machine's two cores
 
 
 def _cli(*args):

@@ -107,6 +107,34 @@ def test_the_default_view_s_class_relevance_comes_from_the_analysis_pass(service
     np.testing.assert_array_equal(service.runs(analysis).finetuned.weights, extract(finetuned, analysis.text).weights)
 
 
+def test_a_new_analysis_runs_each_model_once_for_its_run_and_the_graph_s_measure(service):
+    """The default first screen (the graph over ALTI, rollout over ALTI) from one forward pass per model: its run
+    equals ``extract``'s and its maps equal ``contributions``'; a second measure runs a pass of its own."""
+    from attention import extract
+    from attention.mixing import contributions
+
+    passes = []
+    handles = [m.model.register_forward_pre_hook(lambda *_, name=m.name: passes.append(name))
+               for m in service.models().values()]  # fmt: skip
+    try:
+        analysis = service.analyse("a new sentence , sad and slow", measure="alti")
+        maps = service.measure_runs(analysis, "alti")
+        service.graphs(analysis, ViewOptions(measure="alti"))
+        assert len(passes) == 2, passes  # once per model: the run and ALTI from the same pass
+        service.measure_runs(analysis, "norm_residual")
+        assert len(passes) == 4
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name, loaded in service.models().items():
+        run, expected = getattr(service.runs(analysis), name), extract(loaded, analysis.text)
+        np.testing.assert_array_equal(run.weights, expected.weights)
+        assert run.label == expected.label
+        np.testing.assert_allclose(run.probabilities or (), expected.probabilities or (), rtol=1e-5)
+        alone = contributions(loaded, analysis.text, measure="alti")
+        np.testing.assert_array_equal(getattr(maps, name).weights[:, 0], alone.maps)
+
+
 def test_overlong_paste_is_refused_before_tokenizing(service):
     with pytest.raises(InputTextError, match="characters long"):
         service.analyse("word " * 2000)

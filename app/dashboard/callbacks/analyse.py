@@ -12,6 +12,7 @@ from app.dashboard.callbacks.registry import declare, declare_clientside
 from app.dashboard.controls import input_of, state_of
 from app.dashboard.layout.controls import token_options
 from app.service.registry import pair_service
+from attention.defaults import DEFAULT_MEASURE
 
 
 def prediction_panel(labels, probabilities, label, gold: str | None = None) -> list:
@@ -57,18 +58,22 @@ def prediction_panel(labels, probabilities, label, gold: str | None = None) -> l
     State(ids.ANALYSIS, "data"),
     state_of("method"),
     state_of("target"),
+    state_of("measure"),
     prevent_initial_call=True,
 )
 @guarded
-def analyse(_clicks, example, text, text_pair, current=None, method=None, target=None):
+def analyse(_clicks, example, text, text_pair, current=None, method=None, target=None, measure=None):
     """Run both models on the text (or the picked example); the views follow from the new analysis. When the
-    page shows class relevance or input × gradient for the predicted class, it comes from the same forward pass."""
+    page shows class relevance or input × gradient for the predicted class, it comes from the same forward pass;
+    else the graph's context-mixing measure does."""
     if ctx.triggered_id == ids.EXAMPLES:
         if not example:
             return no_update, no_update, no_update
         text = example
     explain = method in GRADIENT_METHODS and target == PREDICTED
-    analysis = pair_service(Analysis.from_store(current)).analyse(text, text_pair, explain=explain)  # the page's pair
+    analysis = pair_service(Analysis.from_store(current)).analyse(
+        text, text_pair, explain=explain, measure=measure or DEFAULT_MEASURE
+    )  # the page's pair
     return analysis.to_store(), text, ""
 
 
