@@ -245,39 +245,60 @@ CHANGES: list[tuple[str, object]] = [
 ]
 
 
-def measure_controls(dash_app, rounds: int = 3, seen: tuple[str, ...] | None = None) -> None:
+def measure_controls(dash_app, rounds: int = 3, seen: tuple[str, ...] | None = None, skip: int = 0) -> None:
     """Every control change: all callbacks it triggers (and those they trigger), timed and sized; ``seen``: the
-    views on screen (None: every view, as if the window showed the whole page)."""
+    views on screen (None: every view, as if the window showed the whole page); ``skip``: inputs an earlier call
+    used (each call measures new inputs, not another call's cache). A change that runs a model (a class relevance
+    for another class, DecompX: its backward or ~n forward passes) is reported apart from the redraws: the CPU
+    target is for a redraw, which a pass alone would exceed."""
     service = pair_service(server=dash_app.server)
     client = dash_app.server.test_client()
     specs = dependencies(client)
-    texts = long_sentences(service, rounds)
-    totals, requests, afterwards, cpus, largest = [], [], [], [], 0
-    for text in texts:
-        analysis = service.analyse(text)
-        values = initial_values(service.num_layers, service.num_heads) | {"analysis-store.data": analysis.to_store()}
-        for changed, value in CHANGES:
-            values[changed] = value
-            total = after = cpu = 0.0
-            for spec, elapsed, response, spent in cascade(client, specs, values, changed, seen):
-                if "faithfulness-panel" in spec["output"]:  # runs after the views are drawn
-                    after += elapsed
-                    continue
-                total += elapsed
-                cpu += spent
-                requests.append(elapsed)
-                largest = max(largest, len(response.data))
-            totals.append(total)
-            afterwards.append(after)
-            cpus.append(cpu)
+    texts = long_sentences(service, rounds + skip)[skip:]
+    passes: list[str] = []
+    hooks = [loaded.model.register_forward_pre_hook(lambda *_: passes.append("pass"))
+             for loaded in service.models().values()]  # fmt: skip
+    totals, requests, afterwards, redraws, computing, largest = [], [], [], [], [], 0
+    try:
+        for text in texts:
+            analysis = service.analyse(text)
+            values = initial_values(service.num_layers, service.num_heads)
+            values["analysis-store.data"] = analysis.to_store()
+            for changed, value in CHANGES:
+                values[changed] = value
+                total = after = cpu = 0.0
+                passes.clear()
+                for spec, elapsed, response, spent in cascade(client, specs, values, changed, seen):
+                    if "faithfulness-panel" in spec["output"]:  # runs after the views are drawn
+                        after += elapsed
+                        continue
+                    total += elapsed
+                    cpu += spent
+                    requests.append(elapsed)
+                    largest = max(largest, len(response.data))
+                totals.append(total)
+                afterwards.append(after)
+                (computing if passes else redraws).append(cpu)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    report_controls(totals, requests, afterwards, redraws, computing, largest, seen)
+
+
+def report_controls(totals, requests, afterwards, redraws, computing, largest, seen) -> None:
+    """The lines :func:`measure_controls` prints."""
     p95 = float(np.percentile(totals, 95))
     shown = "every view on screen" if seen is None else f"views on screen: {', '.join(seen)}"
     app_row(f"control change ({shown}; {len(totals)} changes): p50", f"{statistics.median(totals) * 1000:.0f} ms",
             "report")  # fmt: skip
     app_row("  p95 server time per control change", f"{p95 * 1000:.0f} ms", "<= 150 ms", p95 <= 0.150)
-    cpu95 = float(np.percentile(cpus, 95))
-    app_row("  p95 server CPU per control change", f"{cpu95 * 1000:.0f} ms", "<= 30 ms" if seen else "report",
-            cpu95 <= 0.030 if seen else None)  # fmt: skip
+    cpu95 = float(np.percentile(redraws, 95))
+    app_row(f"  p95 server CPU per redraw (no model pass; {len(redraws)} changes)", f"{cpu95 * 1000:.0f} ms",
+            "<= 30 ms" if seen else "report", cpu95 <= 0.030 if seen else None)  # fmt: skip
+    if computing:
+        app_row(f"  server CPU when it runs a model ({len(computing)} changes): p50 / p95",
+                f"{statistics.median(computing) * 1000:.0f} / {np.percentile(computing, 95) * 1000:.0f} ms",
+                "report")  # fmt: skip
     app_row("  p95 per callback request", f"{np.percentile(requests, 95) * 1000:.0f} ms", "report")
     app_row(
         "  then the faithfulness check, after the views: p95",
@@ -304,7 +325,7 @@ def bench_dashboard() -> None:
     service = pair_service(server=dash_app.server)
     measure_cpu(service, _distinct_long_texts(service, 20, tokens=64)[-8:])  # inputs not analysed above
     measure_controls(dash_app, seen=FIRST_SCREEN)
-    measure_controls(dash_app)
+    measure_controls(dash_app, skip=3)
 
 
 def bench_export(figures: int = 20) -> None:

@@ -125,7 +125,7 @@ class HttpResponse:
     def get_json(self):
         import orjson  # Dash's own fast JSON (the app extra): 20 simulated users parse megabytes of figures
 
-        return orjson.loads(self.data)
+        return orjson.loads(self.data) if self.data else None  # 204 (nothing to update) has no body
 
 
 class HttpClient:
