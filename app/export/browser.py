@@ -1,11 +1,11 @@
-"""The Chromium that draws exported figures: one per process, kept open, two tabs, reloaded now and then, never
-while a caller waits.
+"""The Chromium that draws exported figures: one per process, kept open, two tabs, each reloaded after it answered,
+never while a caller waits.
 
 kaleido's own sync server renders in one tab and reloads that tab (plotly.js parsed again, ~0.2 s of a core) before
 it hands the figure back, so every export waited for a reload; and its queue pairs answers with callers by order,
 so two threads exporting at once could each receive the other's figure. :class:`ExportBrowser` runs kaleido's
-async API on an event loop of its own thread: a caller waits for its own future only, and a tab is reloaded every
-:data:`RELOAD_EVERY` figures, in the background, while the other tab draws.
+async API on an event loop of its own thread: a caller waits for its own future only, and a used tab is reloaded in
+the background while the other tab draws the next figure.
 
 One browser per process, like kaleido's own server (:data:`PROCESS_BROWSER`); a forked child starts its own on
 first use (the parent's thread and browser stayed in the parent); it closes at exit.
@@ -23,7 +23,6 @@ from concurrent.futures import Future
 
 TABS = 2  # one draws while the other reloads
 RENDER_TIMEOUT = 90.0  # seconds: kaleido's own default
-RELOAD_EVERY = 25  # figures a tab draws between reloads
 WARM_UP_FIGURE = {  # the trace types the views draw, drawn once per tab as PDF (its first print costs most)
     "data": [{"type": "scatter", "x": [0, 1], "y": [0, 1]}, {"type": "heatmap", "z": [[0, 1]], "xaxis": "x2"},
              {"type": "sankey", "node": {"label": ["a", "b"]}, "link": {"source": [0], "target": [1], "value": [1]}}],
@@ -33,18 +32,13 @@ WARM_UP_FIGURE = {  # the trace types the views draw, drawn once per tab as PDF 
 
 
 def _kaleido_class():
-    """A kaleido ``Kaleido`` that puts a used tab back at once and reloads it (in the background) only every
-    :data:`RELOAD_EVERY` figures: kaleido's page draws each figure in a new element and purges it, so a reload
-    per figure only bounds what a long-lived page could accumulate."""
+    """A kaleido ``Kaleido`` that reloads a used tab in the background, after the figure went back to its caller.
+    The reload is not skipped: plotly.js in a page that drew before writes the next SVG's attributes in another
+    order, and an export must be the same bytes whenever it is made (``tests/corpus/test_corpus_export.py``)."""
     import kaleido
 
     class Kaleido(kaleido.Kaleido):
         async def _return_kaleido_tab(self, tab) -> None:
-            uses = self.__dict__.setdefault("_uses", {})
-            uses[id(tab)] = uses.get(id(tab), 0) + 1
-            if uses[id(tab)] % RELOAD_EVERY:
-                await self.tabs_ready.put(tab)
-                return
             reload = asyncio.get_running_loop().create_task(super()._return_kaleido_tab(tab))
             self._main_render_coroutines.add(reload)  # awaited (or cancelled) when the browser closes
             reload.add_done_callback(self._main_render_coroutines.discard)
