@@ -66,7 +66,8 @@ class RedisSettings(Protocol):
 class _Memo:
     """What both shared caches offer the service: ``get`` / ``put`` of bytes and :meth:`memo` on top."""
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str, *, again: bool = False) -> bytes | None:
+        """The bytes stored under ``key``, or None; ``again``: a second look for one lookup (not counted twice)."""
         raise NotImplementedError
 
     def put(self, key: str, value: bytes) -> bool:
@@ -87,17 +88,25 @@ class _Memo:
         themselves), so the forward and backward passes of an input run once, not once per worker. Damaged or
         foreign data is recomputed and overwritten."""
         deadline = time.monotonic() + WAIT_FOR_OTHER_SECONDS
+        claimed = False
         while True:
-            stored = self.get(key)
+            stored = self.get(key, again=claimed)
             if stored is not None:
                 try:
-                    return decode(stored)
+                    value = decode(stored)
                 except (ValueError, TypeError, KeyError):
                     log.warning("shared cache entry %s could not be read: recomputed", key)
                     break
-            if self.claim(key) or time.monotonic() > deadline:
+                if claimed:
+                    self.release(key)
+                return value
+            if claimed or time.monotonic() > deadline:
                 break
-            time.sleep(POLL_SECONDS)
+            # claimed: look once more before computing, since another worker may have stored the value and released
+            # its claim between this worker's look and its claim
+            claimed = self.claim(key)
+            if not claimed:
+                time.sleep(POLL_SECONDS)
         try:
             value = compute()
             self.put(key, encode(value))
@@ -120,12 +129,13 @@ class DiskCache(_Memo):
         self._cache = diskcache.Cache(str(folder), size_limit=budget, eviction_policy="least-recently-used")
         self.hits = self.misses = self.stores = self.skipped = 0
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str, *, again: bool = False) -> bytes | None:
         value = self._cache.get(key)
         if value is None:
-            self.misses += 1
+            self.misses += not again
         else:
             self.hits += 1
+            self.misses -= again  # the first look of this lookup counted a miss
         return value
 
     def put(self, key: str, value: bytes) -> bool:
@@ -206,7 +216,7 @@ class RedisCache(_Memo):
                 self._down_since = None
             log.info("shared cache %s reachable again", self.url)
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str, *, again: bool = False) -> bytes | None:
         if not self._should_try():
             return None
         try:
@@ -216,9 +226,10 @@ class RedisCache(_Memo):
             return None
         self._succeeded()
         if value is None:
-            self.misses += 1
+            self.misses += not again
         else:
             self.hits += 1
+            self.misses -= again  # the first look of this lookup counted a miss
             self.bytes_read += len(value)
         return value
 
