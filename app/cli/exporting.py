@@ -12,7 +12,7 @@ from tqdm import tqdm
 from app.core.analysis import Analysis
 from app.core.options import ExportOptions, ViewOptions
 from app.export.browser import TABS
-from app.export.files import ExportError, check_target, warm_export_browser
+from app.export.files import ExportError, check_target, start_export_server, warm_export_browser
 from app.export.requests import (
     FigureRequest,
     check_shape,
@@ -66,7 +66,7 @@ def run_export(args: argparse.Namespace) -> int:
             args.out,
         )
         check_shape(pair, request.options, request.selected, selected_from="the sidecar's head")
-        warm_export_browser(delay=0)  # Chromium starts while the models load
+        warm_export_browser(delay=0, log_failure=False)  # Chromium starts while the models load
         service = AnalysisService.from_config(pair)
         print(make_one(service, request, with_sidecar=args.sidecar))
         return 0
@@ -81,7 +81,7 @@ def run_export(args: argparse.Namespace) -> int:
         output_format(args.out, export.fmt)  # after the size checks: a bad size is named first
         check_target(args.out)
         check_shape(config, options, selected)
-        warm_export_browser(delay=0)  # Chromium starts while the models load
+        warm_export_browser(delay=0, log_failure=False)  # Chromium starts while the models load
         service = AnalysisService.from_config(config)
         request = FigureRequest(Analysis(args.text, args.text_pair), args.view, options, selected, export, args.out)
         print(make_one(service, request, with_sidecar=args.sidecar))
@@ -95,8 +95,9 @@ def run_export(args: argparse.Namespace) -> int:
     check_target(args.out_dir / f"probe.{args.fmt}")
     analyses = read_texts(args.texts)
     check_shape(config, options, selected)
-    warm_export_browser(delay=0)  # Chromium starts while the models load
+    warm_export_browser(delay=0, log_failure=False)  # Chromium starts while the models load
     service = AnalysisService.from_config(config)
+    start_export_server()  # a browser that cannot start is one error, not one per line
     requests = [
         FigureRequest(analysis, args.view, options, selected, export,
                       args.out_dir / f"{number:03d}-{file_stem(args.view, options, analysis.text, export)}.{args.fmt}")

@@ -108,13 +108,19 @@ def start_export_server() -> None:
     try:
         PROCESS_BROWSER.start()
     except Exception as err:  # choreographer raises several types when the browser cannot start
-        raise _chromium_missing() from err
+        if type(err).__name__ == "ChromeNotFoundError":  # e.g. BROWSER_PATH names no browser
+            raise _chromium_missing() from err
+        reason = err.args[0] if err.args else type(err).__name__  # choreographer's first line says what went wrong
+        raise ExportError(
+            f"The export browser (Chromium) did not start: {str(reason).rstrip('.')}.",
+            "Check that `chromium --headless --dump-dom about:blank` runs for this user, then export again.",
+        ) from err
 
 
-def warm_export_browser(delay: float = EXPORT_WARM_UP_DELAY) -> threading.Thread:
+def warm_export_browser(delay: float = EXPORT_WARM_UP_DELAY, *, log_failure: bool = True) -> threading.Thread:
     """Start this process's export browser in the background after ``delay`` seconds (once the page's first
     requests are served), so a running server's first export does not wait for Chromium to start. A browser that
-    cannot start is logged; the export that needs it then says why."""
+    cannot start is logged (``log_failure``: a server's log; a command's own export says it in one line)."""
 
     def warm() -> None:
         time.sleep(delay)
@@ -122,7 +128,8 @@ def warm_export_browser(delay: float = EXPORT_WARM_UP_DELAY) -> threading.Thread
         try:
             start_export_server()
         except ExportError as err:
-            _log.warning("export browser not started: %s", err)
+            if log_failure:
+                _log.warning("export browser not started: %s", err)
 
     thread = threading.Thread(target=warm, name="export-browser-warm-up", daemon=True)
     thread.start()

@@ -102,7 +102,7 @@ def contributions_for(
 ) -> dict[str, Contributions]:
     """:class:`Contributions` for each of ``measures``, from one traced pass of ``model`` (cheaper than one call per
     measure)."""
-    return _measured(model, *clean_texts(text, text_pair), measures, probabilities)[1]
+    return _measured(model, *clean_texts(text, text_pair), measures, probabilities, with_run=False)[1]
 
 
 def run_and_contributions(
@@ -111,14 +111,14 @@ def run_and_contributions(
     """``model``'s run on one input (as :func:`~attention.extraction.extract` returns it: the same attention, the
     classifier's probabilities) and its :class:`Contributions` under each of ``measures``, from one forward pass:
     a new input's run and the graph's default measure cost one pass, not two."""
-    return _measured(model, *clean_texts(text, text_pair), measures, None)
+    return _measured(model, *clean_texts(text, text_pair), measures, None, with_run=True)
 
 
 def _measured(
-    model: LoadedModel, text: str, text_pair: str | None, measures: tuple[str, ...], probabilities
-) -> tuple[AttentionRun, dict[str, Contributions]]:
-    """The run and each measure's :class:`Contributions` from one traced pass (``probabilities``: the caller's, else
-    the pass's own)."""
+    model: LoadedModel, text: str, text_pair: str | None, measures: tuple[str, ...], probabilities, *, with_run: bool
+) -> tuple[AttentionRun | None, dict[str, Contributions]]:
+    """The run (``with_run``, else None) and each measure's :class:`Contributions` from one traced pass
+    (``probabilities``: the caller's, else the pass's own)."""
     import torch
 
     unknown = [m for m in measures if m not in MEASURES]
@@ -130,8 +130,10 @@ def _measured(
     check_attentions(model, output)
     if probabilities is None and model.is_classifier:
         probabilities = tuple(torch.softmax(output.logits[0].float(), dim=-1).tolist())
-    weights = torch.stack(output.attentions)[:, 0].float().numpy()  # [layer, head, query, key]
-    run = run_of(model, text, text_pair, weights, facts, probabilities)
+    run = None
+    if with_run:
+        weights = torch.stack(output.attentions)[:, 0].float().numpy()  # [layer, head, query, key]
+        run = run_of(model, text, text_pair, weights, facts, probabilities)
     out = {}
     with torch.inference_mode():
         for measure in measures:

@@ -164,7 +164,7 @@ def _from_pass(block: Block, layer: int, seen: dict[str, list], alpha) -> LayerT
     h = block.num_heads
     value = value.view(n, h, d // h).transpose(0, 1)  # [h, n, size], b_V included
     w_out = block.output.weight.view(d, h, d // h).permute(1, 2, 0).contiguous()  # W_O^h: [h, size, d]
-    f = torch.bmm(value, w_out)  # f^h(x_j) = (x_j W_V^h + b_V^h) W_O^h: [h, n, d] (bmm: ~3x the einsum here)
+    f = torch.bmm(value, w_out)  # f^h(x_j) = (x_j W_V^h + b_V^h) W_O^h: [h, n, d]
     return LayerTensors(x=x, alpha=alpha, f=f, r1=r1, sigma1=_sigma(r1, block.norm1), z=z, r2=r2,
                         sigma2=_sigma(r2, block.norm2), y=y, block=block)  # fmt: skip
 
