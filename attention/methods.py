@@ -56,13 +56,14 @@ def token_positions(run: AttentionRun, positions: Sequence[int], level: Level) -
 
 
 def default_sources(run: AttentionRun) -> list[int]:
-    """The classification token, else position 0."""
+    """The classification token (a decoder's last token), else position 0."""
     return [run.cls_index if run.cls_index is not None else 0]
 
 
 def sink_tokens(run: AttentionRun) -> tuple[int, ...]:
-    """Token indices treated as sinks by the attention graph: the special tokens ([CLS], [SEP], <s>, </s>…)."""
-    return tuple(int(i) for i in np.flatnonzero(run.special))
+    """Token indices treated as sinks by the attention graph: the special tokens ([CLS], [SEP], <s>, </s>…) and a
+    decoder's first token (its attention sink)."""
+    return tuple(sorted({int(i) for i in np.flatnonzero(run.special)} | set(run.sink_indices)))
 
 
 def relevance(

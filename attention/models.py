@@ -1,4 +1,4 @@
-"""Load encoders offline, always with eager attention, and check that two models can be compared."""
+"""Load encoders and decoders offline, always with eager attention, and check that two models can be compared."""
 
 from __future__ import annotations
 
@@ -25,15 +25,34 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 @dataclass(frozen=True)
 class ModelShape:
-    """Layers and attention heads per layer: what a pair must share, and what the page layout needs."""
+    """Layers and attention heads per layer: what a pair must share, and what the page layout needs; ``causal``: a
+    decoder, as far as its config.json tells (the loaded model's :func:`is_causal` is what the engine reads)."""
 
     num_layers: int
     num_heads: int
+    causal: bool = False
 
 
 # config.json spellings of the layer and head counts (BERT-style first; DistilBERT uses n_layers / n_heads).
 _LAYER_KEYS = ("num_hidden_layers", "n_layers", "num_layers")
 _HEAD_KEYS = ("num_attention_heads", "n_heads", "num_heads")
+# model_type of the decoder-only families transformers ships (config.json names no attention kind)
+_DECODER_TYPES = frozenset(
+    {
+        "llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text", "gpt2",
+        "gpt_neo", "gpt_neox", "gptj", "phi", "phi3", "olmo", "olmo2", "falcon", "opt", "bloom", "starcoder2",
+        "stablelm", "cohere", "granite", "smollm3",
+    }
+)  # fmt: skip
+
+
+def _config_says_causal(hf_config: dict) -> bool:
+    architectures = hf_config.get("architectures") or []
+    return bool(
+        hf_config.get("is_decoder")
+        or hf_config.get("model_type") in _DECODER_TYPES
+        or any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures)
+    )
 
 
 def read_shape(folder: str | Path) -> ModelShape:
@@ -54,7 +73,7 @@ def read_shape(folder: str | Path) -> ModelShape:
 
         auto = AutoConfig.from_pretrained(str(folder), local_files_only=True)
         layers, heads = auto.num_hidden_layers, auto.num_attention_heads
-    return ModelShape(num_layers=int(layers), num_heads=int(heads))
+    return ModelShape(num_layers=int(layers), num_heads=int(heads), causal=_config_says_causal(hf_config))
 
 
 def _shape_differences(a: ModelShape, b: ModelShape) -> list[str]:
@@ -99,6 +118,7 @@ class LoadedModel:
     num_heads: int
     max_length: int
     first_position_hook: bool = False  # attention.shortcut: the last layer can run at position 0 only
+    causal: bool = False  # a decoder: each token attends to itself and earlier tokens only
 
     @property
     def architecture(self) -> str:
@@ -112,7 +132,7 @@ class LoadedModel:
 
     @property
     def shape(self) -> ModelShape:
-        return ModelShape(self.num_layers, self.num_heads)
+        return ModelShape(self.num_layers, self.num_heads, self.causal)
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,9 +202,10 @@ def load_model(
 ) -> LoadedModel:
     """Load a model and tokenizer from a local folder (or a hub id already in the local cache).
 
-    Classifiers (``*ForSequenceClassification`` in the config) load with their head, anything else as a bare
-    encoder. ``labels`` renames the classes (in the model's label order). Always ``attn_implementation="eager"``
-    (other kernels return no attention weights) and never ``trust_remote_code``.
+    Classifiers (``*ForSequenceClassification`` in the config) load with their head, anything else as the bare
+    network (an encoder, or a decoder without its language-model head); ``causal`` says which attention it has.
+    ``labels`` renames the classes (in the model's label order). Always ``attn_implementation="eager"`` (other
+    kernels return no attention weights) and never ``trust_remote_code``.
     """
     with collector_paused():
         return _load_model(path_or_id, name=name, labels=labels, settings=settings)
@@ -240,7 +261,14 @@ def _load_model(
         num_heads=int(hf_config.num_attention_heads),
         max_length=_max_length(tokenizer, hf_config),
         first_position_hook=hooked,
+        causal=is_causal(model),
     )
+
+
+def is_causal(network: object) -> bool:
+    """Whether ``network`` masks attention causally (a decoder): transformers marks each attention module of a
+    decoder with ``is_causal = True`` (an encoder's say False)."""
+    return any(getattr(module, "is_causal", False) is True for module in network.modules())
 
 
 def _max_length(tokenizer: object, hf_config: object) -> int:
@@ -257,6 +285,10 @@ def _max_length(tokenizer: object, hf_config: object) -> int:
 def check_comparable(a: LoadedModel, b: LoadedModel) -> None:
     """Refuse a pair whose attention maps cannot be compared, saying exactly what differs."""
     problems = _shape_differences(a.shape, b.shape)
+    if a.causal != b.causal:
+        problems.append(
+            "attention: " + " vs ".join("causal (a decoder)" if m.causal else "bidirectional" for m in (a, b))
+        )
     vocab_a, vocab_b = a.tokenizer.get_vocab(), b.tokenizer.get_vocab()
     if vocab_a != vocab_b:
         only_a, only_b = len(vocab_a.keys() - vocab_b.keys()), len(vocab_b.keys() - vocab_a.keys())

@@ -10,9 +10,6 @@ from __future__ import annotations
 # Lazy imports (torch, transformers, tqdm): loaded when fine-tuning, so `import attention` stays light.
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +23,7 @@ from filelock import FileLock
 from attention.config import PairConfig, PrepareRecipe, load_config, resolve_model_dir
 from attention.data import load_labelled, split_labelled
 from attention.errors import PrepareError
+from attention.files import follow_umask, staged_folder
 from attention.settings import Settings, configure_torch, load_settings
 from attention.version import __version__
 
@@ -41,6 +39,7 @@ class PrepareResult:
     held_out_accuracy: float
     seconds: float
     steps: int
+    base_zero_shot_accuracy: float | None = None  # the pre-trained decoder's own accuracy with the recipe's prompt
 
 
 def prepared_dir(config: PairConfig, settings: Settings) -> Path:
@@ -57,6 +56,14 @@ def read_card(folder: Path) -> dict | None:
     """The training record written next to a prepared model, or None."""
     card = folder / CARD_FILE
     return json.loads(card.read_text(encoding="utf-8")) if card.is_file() else None
+
+
+def same_recipe(card: dict, recipe: PrepareRecipe) -> bool:
+    """Whether a card's recipe is ``recipe`` (a card written before a field existed holds that field's default)."""
+    try:
+        return PrepareRecipe.model_validate(card.get("recipe") or {}) == recipe
+    except ValueError:
+        return False
 
 
 def prepare_finetuned(
@@ -85,8 +92,9 @@ def prepare_finetuned(
     # the model the first one made instead of training it again.
     with FileLock(out_dir.parent / f".{out_dir.name}.lock"):
         card = read_card(out_dir)
-        if card and card.get("recipe") == recipe.model_dump() and not force:
-            return PrepareResult(out_dir, True, card["held_out_accuracy"], 0.0, card["steps"])
+        if card and same_recipe(card, recipe) and not force:
+            zero_shot = card.get("base_zero_shot_accuracy")
+            return PrepareResult(out_dir, True, card["held_out_accuracy"], 0.0, card["steps"], zero_shot)
         return _prepare(pair_config, recipe, out_dir, settings, progress)
 
 
@@ -106,6 +114,9 @@ def _prepare(
         )
     model, tokenizer, steps = _train(base_dir, split.train, recipe, labels, progress)
     accuracy = _accuracy(model, tokenizer, split.held_out, recipe, progress)
+    zero_shot = None
+    if recipe.zero_shot_prompt is not None:
+        zero_shot = _zero_shot_accuracy(base_dir, split.held_out, recipe, progress)
     seconds = time.perf_counter() - started
     record = {
         "package_version": __version__,
@@ -116,38 +127,42 @@ def _prepare(
         "train_rows": len(split.train),
         "held_out_rows": len(split.held_out),
         "held_out_accuracy": accuracy,
+        "base_zero_shot_accuracy": zero_shot,
         "steps": steps,
         "seconds": round(seconds, 1),
         "torch_threads": settings.torch_threads,
         "recipe": recipe.model_dump(),
     }
     _save_atomically(model, tokenizer, record, out_dir)
-    return PrepareResult(out_dir, False, accuracy, seconds, steps)
+    return PrepareResult(out_dir, False, accuracy, seconds, steps, zero_shot)
 
 
 def _batches(
-    frame: pd.DataFrame, batch_size: int, rng: np.random.Generator | None
+    frame: pd.DataFrame, batch_size: int, rng: np.random.Generator | None, *, by_length: bool = False
 ) -> Iterator[tuple[list[str], np.ndarray]]:
-    """(texts, labels) batches, shuffled by ``rng`` or in order."""
-    order = rng.permutation(len(frame)) if rng is not None else np.arange(len(frame))
-    for start in range(0, len(order), batch_size):
-        rows = frame.iloc[order[start : start + batch_size]]
+    """(texts, labels) batches, shuffled by ``rng`` or in order. ``by_length``: each batch holds sentences of similar
+    length (sorted by characters, then the batches shuffled by ``rng``), so little of a batch is padding."""
+    if by_length:
+        order = np.argsort(frame["text"].str.len().to_numpy(), kind="stable")
+        chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        if rng is not None:
+            chunks = [chunks[i] for i in rng.permutation(len(chunks))]
+    else:
+        order = rng.permutation(len(frame)) if rng is not None else np.arange(len(frame))
+        chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    for chunk in chunks:
+        rows = frame.iloc[chunk]
         yield rows["text"].tolist(), rows["label"].to_numpy()
 
 
-def _train(
-    base_dir: Path, train: pd.DataFrame, recipe: PrepareRecipe, labels: tuple[str, ...], progress: bool
-) -> tuple[Any, Any, int]:
-    """Fine-tune encoder + new head with AdamW and linear warm-up/decay; returns (model, tokenizer, steps)."""
-    import torch
-    from tqdm.auto import tqdm
+def _classifier(base_dir: Path, labels: tuple[str, ...]) -> tuple[Any, Any]:
+    """The base model with a new classification head, and its tokenizer. A decoder's head reads the last token
+    that is not padding, so its config needs a pad token id (the tokenizer's, else its end-of-text token)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()  # the new head's "MISSING classifier.*" load report is expected here
-    torch.manual_seed(recipe.seed)
     tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForSequenceClassification.from_pretrained(
         base_dir,
         local_files_only=True,
@@ -155,22 +170,60 @@ def _train(
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
+        pad_token_id=tokenizer.pad_token_id,
     )
+    return model, tokenizer
+
+
+def _trainable(model: Any, top_layers: int | None) -> list:
+    """The parameters to train: all of them, or the top ``top_layers`` layers, the norm after them and the head."""
+    if top_layers is None:
+        return list(model.parameters())
+    network = model.base_model
+    layers = getattr(network, "layers", None) or getattr(network, "h", None) or network.encoder.layer
+    if top_layers > len(layers):
+        raise PrepareError(f"train_layers={top_layers}, but the model has {len(layers)} layers.", "Lower it.")
+    model.requires_grad_(False)
+    final_norm = [m for name, m in network.named_children() if name in ("norm", "ln_f")]
+    head = [m for name, m in model.named_children() if m is not network]
+    for module in [*layers[-top_layers:], *final_norm, *head]:
+        module.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _train(
+    base_dir: Path, train: pd.DataFrame, recipe: PrepareRecipe, labels: tuple[str, ...], progress: bool
+) -> tuple[Any, Any, int]:
+    """Fine-tune with AdamW and linear warm-up/decay (every layer and the new head, or the recipe's top layers);
+    returns (model, tokenizer, steps). Training passes use PyTorch's fused attention ("sdpa", the same function as
+    eager, no weights kept) and, with ``mixed_precision``, bfloat16 autocast; the model is saved in float32."""
+    import torch
+    from tqdm.auto import tqdm
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # the new head's "MISSING classifier.*" load report is expected here
+    torch.manual_seed(recipe.seed)
+    model, tokenizer = _classifier(base_dir, labels)
+    parameters = _trainable(model, recipe.train_layers)
+    model.set_attn_implementation("sdpa")
     model.train()
     steps = recipe.epochs * math.ceil(len(train) / recipe.batch_size)
     warmup = int(recipe.warmup_ratio * steps)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.AdamW(parameters, lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / max(warmup, 1), max(0.0, (steps - step) / max(steps - warmup, 1)))
     )
     rng = np.random.default_rng(recipe.seed)
     bar = tqdm(total=steps, desc="fine-tuning", unit="step", disable=not progress)
+    precision = torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.mixed_precision)
     for _ in range(recipe.epochs):
-        for texts, targets in _batches(train, recipe.batch_size, rng):
+        for texts, targets in _batches(train, recipe.batch_size, rng, by_length=recipe.length_buckets):
             batch = tokenizer(texts, truncation=True, max_length=recipe.max_length, padding=True, return_tensors="pt")
-            loss = model(**batch, labels=torch.tensor(targets, dtype=torch.long)).loss
+            with precision:
+                loss = model(**batch, labels=torch.tensor(targets, dtype=torch.long)).loss
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
@@ -178,20 +231,54 @@ def _train(
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
     model.eval()
+    model.set_attn_implementation("eager")
     return model, tokenizer, steps
 
 
 def _accuracy(model: Any, tokenizer: Any, held_out: pd.DataFrame, recipe: PrepareRecipe, progress: bool) -> float:
+    """The saved model's accuracy on the held-out rows (float32; batches of similar length, the result the same)."""
     import torch
     from tqdm.auto import tqdm
 
     correct = 0
-    batches = _batches(held_out, 64, None)
+    batches = _batches(held_out, 64, None, by_length=True)
+    model.set_attn_implementation("sdpa")  # the same function as eager, no weights kept
     with torch.inference_mode():
         for texts, targets in tqdm(batches, total=math.ceil(len(held_out) / 64), desc="held-out", disable=not progress):
             batch = tokenizer(texts, truncation=True, max_length=recipe.max_length, padding=True, return_tensors="pt")
             predicted = model(**batch).logits.argmax(-1).numpy()
             correct += int((predicted == targets).sum())
+    model.set_attn_implementation("eager")
+    return correct / len(held_out)
+
+
+def _zero_shot_accuracy(base_dir: Path, held_out: pd.DataFrame, recipe: PrepareRecipe, progress: bool) -> float:
+    """The pre-trained decoder's own accuracy on the held-out rows: each sentence in ``zero_shot_prompt``, the label
+    whose answer's first token has the largest next-token logit (float32)."""
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    model = AutoModelForCausalLM.from_pretrained(base_dir, local_files_only=True, attn_implementation="sdpa").eval()
+    answers = [tokenizer(answer, add_special_tokens=False)["input_ids"][0] for answer in recipe.zero_shot_answers]
+    if len(set(answers)) != len(answers):
+        raise PrepareError("Two zero-shot answers begin with the same token.", "Make their first tokens differ.")
+    correct = 0
+    batches = tqdm(
+        _batches(held_out, 64, None, by_length=True), total=math.ceil(len(held_out) / 64), desc="zero-shot",
+        disable=not progress,
+    )  # fmt: skip
+    with torch.inference_mode():
+        for texts, targets in batches:
+            prompts = [recipe.zero_shot_prompt.format(text=text) for text in texts]
+            batch = tokenizer(prompts, padding=True, return_tensors="pt")
+            last = batch["attention_mask"].sum(dim=1) - 1  # right padding: each prompt's last token
+            logits = model(**batch).logits[torch.arange(len(texts)), last][:, answers]
+            correct += int((logits.argmax(-1).numpy() == targets).sum())
     return correct / len(held_out)
 
 
@@ -213,35 +300,31 @@ def _card_text(record: dict) -> str:
             f"- Optimiser steps: {record['steps']} ({record['seconds']} s, {record['torch_threads']} torch thread(s))",
             f"- **Held-out accuracy: {record['held_out_accuracy']:.4f}** on {record['held_out_rows']} sentences "
             "never used in training",
+            *_zero_shot_lines(record),
             "",
         ]
     )
 
 
+def _zero_shot_lines(record: dict) -> list[str]:
+    if record.get("base_zero_shot_accuracy") is None:
+        return []
+    recipe = record["recipe"]
+    answers = " / ".join(repr(a) for a in recipe["zero_shot_answers"])
+    return [
+        f"- The base model's own zero-shot accuracy on the same sentences: {record['base_zero_shot_accuracy']:.4f} "
+        f"(prompt {recipe['zero_shot_prompt']!r}, answers {answers}: the larger next-token logit decides)",
+        f"- Layers trained: the top {recipe['train_layers']}, the final norm and the head"
+        if recipe.get("train_layers")
+        else "- Layers trained: all",
+    ]
+
+
 def _save_atomically(model: Any, tokenizer: Any, record: dict, out_dir: Path) -> None:
     """Write the model folder under a temporary name, then rename it into place (never a half-written model)."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / CARD_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
         (staging / "README.md").write_text(_card_text(record), encoding="utf-8")
-        _follow_umask(staging)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _follow_umask(folder: Path) -> None:
-    """Give ``folder`` and everything in it the modes a plain ``mkdir`` / ``open`` would: mkdtemp makes 0700 and
-    safetensors writes 0600, so a prepared model would otherwise be private while the rest of the data home is not."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for path in folder.rglob("*"):
-        if not path.is_symlink():
-            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+        follow_umask(staging)

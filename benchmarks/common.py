@@ -39,9 +39,10 @@ def timed(fn: Callable[[], object], repeats: int = 5) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def pair_and_held_out(count: int, *, min_tokens: int = 0, max_tokens: int = 10_000):
-    """The default pair, loaded, and up to ``count`` held-out sentences of ``min_tokens..max_tokens`` tokens."""
-    config = load_config("default")
+def pair_and_held_out(count: int, *, min_tokens: int = 0, max_tokens: int = 10_000, config: str = "default"):
+    """A pair (default: the default pair), loaded, and up to ``count`` of its held-out sentences of
+    ``min_tokens..max_tokens`` tokens."""
+    config = load_config(config)
     pair = load_pair(config)
     texts = held_out(config.prepare)["text"].tolist()
     tokenizer = pair.finetuned.tokenizer
@@ -50,10 +51,11 @@ def pair_and_held_out(count: int, *, min_tokens: int = 0, max_tokens: int = 10_0
 
 
 def seed_twin(pair, seed: int):
-    """The default pair's fine-tuned twin made with another ``seed`` (``attention-flows prepare --seed``), loaded;
-    None, after saying how to make it, when it does not exist."""
+    """The pair's fine-tuned twin made with another ``seed`` (``attention-flows prepare --seed``), loaded; None,
+    after saying how to make it, when it does not exist."""
     folder = load_settings().models_dir / f"{pair.config.finetuned.prepared}-seed{seed}"
     if not (folder / "config.json").is_file():
-        print(f"no second twin at {folder}: run `attention-flows prepare --seed {seed}` first")
+        named = pair.config.source_path.stem if pair.config.source_path else pair.config.name
+        print(f"no second twin at {folder}: run `attention-flows prepare --pair {named} --seed {seed}` first")
         return None
     return load_model(folder, name=f"seed {seed}")

@@ -155,15 +155,17 @@ def _row_js(first, second) -> float:
     return float((kl(p, m) / 2 + kl(q, m) / 2).mean())
 
 
-def bench_changes(sentences: int = 100, seed: int = 7, measure: str = "alti") -> None:
+def bench_changes(sentences: int = 100, seed: int = 7, measure: str = "alti", config: str = "default") -> None:
     """What fine-tuning changed by contributions vs by attention weights, each next to the seed gap (fine-tuned,
     seed 13 → seed ``seed``): per layer, the mean JS divergence between the two models' maps (rows), and per head
-    the change of its contribution share. Needs ``attention-flows prepare --seed 7``."""
-    pair, texts = pair_and_held_out(sentences)
+    the change of its contribution share (norm + residual + LN for an encoder, ``measure`` for a decoder, which has
+    no other). Needs ``attention-flows prepare --seed 7`` (with ``--pair`` for another pair)."""
+    pair, texts = pair_and_held_out(sentences, config=config)
     other = seed_twin(pair, seed)
     if other is None:
         return
-    measures = ("raw_attention", measure, "norm_residual")
+    share_measure = measure if pair.finetuned.causal else "norm_residual"
+    measures = tuple(dict.fromkeys(("raw_attention", measure, share_measure)))
     rows, shares, cls_rows = [], [], []
     for index, text in enumerate(texts):
         maps = [contributions_for(m, text, measures=measures) for m in (pair.pretrained, pair.finetuned, other)]
@@ -174,7 +176,7 @@ def bench_changes(sentences: int = 100, seed: int = 7, measure: str = "alti") ->
                 rows.append((index, name, layer + 1, change, noise))
             top = [relevance(m[name], "rollout")[-1] for m in maps]
             cls_rows.append((index, name, 0.5 * np.abs(top[0] - top[1]).sum(), 0.5 * np.abs(top[1] - top[2]).sum()))
-        share = [m["norm_residual"].head_shares() for m in maps]
+        share = [m[share_measure].head_shares() for m in maps]
         shares.append((share[1] - share[0], share[2] - share[1]))
     frame = pd.DataFrame(rows, columns=["sentence", "measure", "layer", "change", "seed_gap"])
     print(f"\nwhat fine-tuning changed, by weights and by {measure}; {len(texts)} held-out sentences, seed gap = "
@@ -186,14 +188,16 @@ def bench_changes(sentences: int = 100, seed: int = 7, measure: str = "alti") ->
         cells = []
         for name in measures[:2]:
             change, gap = mean.loc[(name, layer)]
-            cells.append(f"{change:.4f} | {gap:.4f} | {change / gap:.1f}×")
+            ratio = f"{change / gap:.1f}×" if gap > 0 else ("— (identical)" if change == 0 else "∞")
+            cells.append(f"{change:.4f} | {gap:.4f} | {ratio}")
         print(f"| {layer} | " + " | ".join(cells) + " |")
     tops = pd.DataFrame(cls_rows, columns=["sentence", "measure", "change", "seed_gap"])
     tops = tops.groupby("measure")[["change", "seed_gap"]].mean()
-    print("\n[CLS] rollout row after the top layer, total variation between the models (mean):")
+    traced = "the last token's" if pair.finetuned.causal else "[CLS]"
+    print(f"\n{traced} rollout row after the top layer, total variation between the models (mean):")
     for name in measures[:2]:
         change, gap = tops.loc[name]
-        print(f"  {name}: change {change:.3f}, seed gap {gap:.3f}, ratio {change / gap:.1f}×")
+        print(f"  {name}: change {change:.3f}, seed gap {gap:.3f}, ratio {change / gap if gap else float('inf'):.1f}×")
     change = np.mean([c for c, _ in shares], axis=0)  # [layer, head], fine-tuned − pre-trained
     gap = np.mean([np.abs(g) for _, g in shares], axis=0)
     order = np.argsort(-np.abs(change), axis=None)[:8]
@@ -202,5 +206,5 @@ def bench_changes(sentences: int = 100, seed: int = 7, measure: str = "alti") ->
     print("|---:|---:|---:|---:|---:|")
     for flat in order:
         layer, head = np.unravel_index(flat, change.shape)
-        ratio = abs(change[layer, head]) / gap[layer, head]
+        ratio = abs(change[layer, head]) / gap[layer, head] if gap[layer, head] else float("inf")
         print(f"| {layer + 1} | {head} | {change[layer, head]:+.4f} | {gap[layer, head]:.4f} | {ratio:.1f}× |")

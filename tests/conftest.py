@@ -56,6 +56,15 @@ def tiny_models(tmp_path_factory, minilm_dir) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_decoders(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random decoders (Llama with grouped-query attention, Gemma 3, GPT-2; 2 layers) and a Llama classifier,
+    each saved with a byte-level BPE tokenizer (:func:`tests.tiny.build_tiny_decoders`)."""
+    from tests.tiny import build_tiny_decoders
+
+    return build_tiny_decoders(tmp_path_factory.mktemp("decoders"))
+
+
+@pytest.fixture(scope="session")
 def tiny_config(tiny_models, tmp_path_factory) -> Path:
     """A pair config over two tiny random models (bare BERT vs BERT classifier: same vocab, layers, heads)."""
     examples = ["a fine , moving film", "a dull film without a plot"]

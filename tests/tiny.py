@@ -67,3 +67,75 @@ def build_tiny_models(root: Path, tokenizer) -> dict[str, Path]:
         tokenizer.save_pretrained(folder)
         folders[name] = folder
     return folders
+
+
+_DECODER_TEXTS = [
+    "a gorgeous, witty, seductive movie.",
+    "the plot is thin and the acting is wooden; a dull, tedious film.",
+    "it is not a bad film, but it is not a good one either.",
+    "an utterly charming and hilarious ride from start to finish!",
+]
+
+
+def tiny_decoder_tokenizer():
+    """A byte-level BPE tokenizer (as GPT-2, Llama 3 and SmolLM use) learnt from a few sentences: ~300 pieces, with
+    ``<|endoftext|>`` as its begin, end and padding token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    backend.train_from_iterator(_DECODER_TEXTS, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
+
+
+def _decoder_configs(vocab_size: int, pad: int) -> dict:
+    from transformers import Gemma3TextConfig, GPT2Config, LlamaConfig
+
+    ids = {"vocab_size": vocab_size, "pad_token_id": pad, "bos_token_id": pad, "eos_token_id": pad}
+    return {
+        # grouped-query attention: 4 query heads share 2 key/value heads, as SmolLM2's 9 share 3
+        "llama": LlamaConfig(
+            hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=64, **ids,
+        ),
+        "gemma3": Gemma3TextConfig(
+            hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+            head_dim=4, max_position_embeddings=64, sliding_window=4,
+            layer_types=["sliding_attention", "full_attention"], **ids,
+        ),
+        "gpt2": GPT2Config(n_embd=16, n_layer=2, n_head=2, n_positions=64, **ids),
+    }  # fmt: skip
+
+
+def build_tiny_decoders(root: Path) -> dict[str, Path]:
+    """Save tiny random decoders (Llama with grouped-query attention, Gemma 3 with a sliding-window layer, GPT-2)
+    as bare networks, and a Llama classifier (a head on the last token), each with :func:`tiny_decoder_tokenizer`.
+
+    Returns ``{name: folder}``; names: ``llama``, ``gemma3``, ``gpt2``, ``llama-classifier``.
+    """
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(0)
+    tokenizer = tiny_decoder_tokenizer()
+    configs = _decoder_configs(len(tokenizer), tokenizer.pad_token_id)
+    builds = {name: (AutoModel, config) for name, config in configs.items()}
+    labels = {"num_labels": 2, "id2label": {0: "LABEL_0", 1: "LABEL_1"}, "label2id": {"LABEL_0": 0, "LABEL_1": 1}}
+    classifier = type(configs["llama"])(**{**configs["llama"].to_dict(), **labels})
+    builds["llama-classifier"] = (AutoModelForSequenceClassification, classifier)
+    folders = {}
+    for name, (auto_class, config) in builds.items():
+        folder = root / name
+        auto_class.from_config(config, attn_implementation="eager").save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        folders[name] = folder
+    return folders

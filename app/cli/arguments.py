@@ -70,7 +70,9 @@ def hide(text: str) -> list[str]:
 
 def add_config(parser: argparse.ArgumentParser) -> None:
     """``--config``: the model pair the command works on."""
-    parser.add_argument("--config", default="default", help="pair config: a name under configs/ or a .toml path")
+    parser.add_argument(
+        "--config", "--pair", default="default", help="pair config: a name under configs/ or a .toml path"
+    )
 
 
 def add_team(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ from attention.errors import AttentionFlowsError
 ENGINE = ("flow", "rollout", "extract", "compare", "changes", "load", "graph", "relevance", "faithfulness", "seeds",
           "mixing")  # fmt: skip
 DASHBOARD = ("dashboard", "export", "memory")
-CHOICES = (*ENGINE, *DASHBOARD, "team", "corpus", "corpus-memory", "engine")
+CHOICES = (*ENGINE, *DASHBOARD, "team", "corpus", "corpus-memory", "decoder", "engine")
 
 
 def add_parser(commands) -> None:
@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
         from benchmarks.corpus import bench_corpus
 
         bench_corpus()
+    elif args.which == "decoder":
+        from benchmarks.decoder import bench_decoder
+
+        bench_decoder()
     elif args.which == "corpus-memory":
         from benchmarks.corpus import bench_corpus_memory
 

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from attention.data import held_out
     from attention.evaluation import faithfulness, top_layer
     from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU
+    from attention.mixing.contributions import DECODER_MEASURES
 
     # Everything the run needs is checked before the models load and the minutes of work start.
     if args.out is not None and args.out.suffix.lower() != ".csv":
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         )
     texts = held_out_rows["text"].tolist()[: args.n]
     pair = load_pair(config)
+    if pair.finetuned.causal and args.measures.strip() == "all":
+        measures = DECODER_MEASURES  # the measures a decoder's blocks define (the others refuse it)
     tau = DEFAULT_TAU if args.tau is None else args.tau
     alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
     with tqdm(total=len(texts), desc="faithfulness", unit="sentence") as bar:
@@ -78,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _measures(text: str) -> tuple[str, ...]:
-    """``--measures``: 'all', or comma-separated names of :data:`app.core.options.MEASURES`."""
+    """``--measures``: 'all' (for a decoder pair: those its blocks define), or comma-separated names of
+    :data:`app.core.options.MEASURES`."""
     if text.strip() == "all":
         return tuple(MEASURES)
     chosen = tuple(m.strip() for m in text.split(",") if m.strip())

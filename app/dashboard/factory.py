@@ -115,6 +115,7 @@ def page_for(
         finetuned_name=pair_config.finetuned.display_name,
         num_layers=shape.num_layers,
         num_heads=shape.num_heads,
+        causal=shape.causal,
         examples=examples,
         golds=golds,
         first_text=examples[0] if examples else "",

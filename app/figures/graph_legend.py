@@ -115,7 +115,7 @@ def legend_entries(mode: str, *, view: str) -> list[Entry]:
 
 def sankey_caption(mode: str, quantity: str) -> str:
     """What the Sankey's colours and widths mean (``quantity``: what a link carries, e.g. "attention")."""
-    sinks = "Sinks ([CLS], [SEP]) absorb what they receive; black: the traced token."
+    sinks = "Sinks ([CLS], [SEP]; a decoder's first token) absorb what they receive; black: the traced token."
     if mode != "comparison":
         return (f"Links: {quantity} ≥ τ; residual (pale): a token keeps its own share. {sinks} "
                 f"Link width = the {MODEL_LABELS[mode]} model's share of the traced mass.")  # fmt: skip

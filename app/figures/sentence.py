@@ -48,8 +48,10 @@ NARROW = 640  # px: below this canvas width, stacked colour bars and a left marg
 
 
 def summary_layer(relevance: pd.DataFrame) -> int:
-    """The layer the sentence view summarises: the deepest in the frame (0 for input × gradient)."""
-    return int(relevance["layer"].max())
+    """The layer the sentence view summarises: the deepest in the frame (0 for input × gradient, or for a frame
+    with no layer: neither model could be explained)."""
+    deepest = relevance["layer"].max() if len(relevance) else np.nan
+    return 0 if pd.isna(deepest) else int(deepest)
 
 
 def method_phrase(method: str, *, target: str | None, source: str, layer: int, measure: str | None = None) -> str:

@@ -471,9 +471,9 @@ class AnalysisService:
 
     def decomposed(self, analysis: Analysis, model: str, target: str):
         """DecompX of one model for ``target`` (:func:`attention.mixing.decompx.decompx`); None without a
-        classification head."""
+        classification head, or for a decoder (DecompX decomposes encoder blocks)."""
         loaded = self.models()[model]
-        if not loaded.is_classifier:
+        if not loaded.is_classifier or loaded.causal:
             return None
 
         def compute():

@@ -210,14 +210,19 @@ def matrix(
 
 
 def no_head_messages(service: AnalysisService, options: ViewOptions) -> dict[str, str]:
-    """For the class methods: a sentence per model that has no classification head (shown instead of its row)."""
+    """For the class methods: a sentence per model that has no classification head, or that DecompX cannot
+    decompose (a decoder), shown instead of its row."""
     if options.method not in CLASS_METHODS:
         return {}
-    return {
-        role: f"{model.name} has no classification head: it has no classes to explain."
-        for role, model in service.models().items()
-        if not model.is_classifier
-    }
+    messages = {}
+    for role, model in service.models().items():
+        if not model.is_classifier:
+            messages[role] = f"{model.name} has no classification head: it has no classes to explain."
+        elif model.causal and options.method == "decompx":
+            messages[role] = (
+                f"{model.name} is a decoder: DecompX decomposes encoder blocks only. Choose class relevance."
+            )
+    return messages
 
 
 def _relevance_view(make: Callable[..., Figure], *, laid_out: bool = False) -> Callable[..., Figure]:

@@ -8,7 +8,6 @@ or does not match its checksum is recomputed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -21,6 +20,7 @@ from attention.corpus.mixing import MIXING
 from attention.corpus.schema import SCHEMAS
 from attention.corpus.source import CorpusError
 from attention.corpus.tables import TABLES, ChunkTables
+from attention.files import file_sha256
 
 MANIFEST = "manifest.json"
 FORMAT = 2  # bump when a table's schema or meaning changes: older corpora are then refused, not misread
@@ -30,14 +30,6 @@ IDENTITY = ("format", "code_version", "pair", "source", "chunk_size", "mixing")
 
 def chunk_name(index: int) -> str:
     return f"chunk-{index:05d}.parquet"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _replace_atomically(path: Path, data: bytes) -> None:
@@ -63,7 +55,7 @@ def write_chunk(folder: Path, index: int, tables: ChunkTables) -> dict:
         table = pa.Table.from_pandas(frame, schema=SCHEMAS[name], preserve_index=False)
         pq.write_table(table, temporary, compression="zstd")
         os.replace(temporary, target)
-        record["sha256"][name] = _sha256(target)
+        record["sha256"][name] = file_sha256(target)
     return record
 
 
@@ -120,7 +112,7 @@ def verify_chunks(folder: Path, manifest: dict) -> list[int]:
                 continue
             try:
                 rows = pq.read_metadata(path).num_rows if path.is_file() else -1
-                ok = rows == record["rows"][name] and _sha256(path) == expected
+                ok = rows == record["rows"][name] and file_sha256(path) == expected
             except (OSError, pa.ArrowException):
                 ok = False
             if not ok:

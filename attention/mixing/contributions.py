@@ -20,6 +20,7 @@ import numpy as np
 from attention.defaults import MEASURE_LABELS, RESIDUAL_MEASURES
 from attention.extraction import AttentionRun, TokenFacts, check_attentions, clean_texts, encode, run_of, token_facts
 from attention.mixing import norms
+from attention.mixing.decoder import DecoderLayerTensors, UnsupportedDecoderError, trace_decoder
 from attention.mixing.layers import trace_forward
 from attention.mixing.value_zeroing import value_zeroing
 from attention.models import LoadedModel
@@ -27,6 +28,8 @@ from attention.models import LoadedModel
 Measure = Literal["raw_attention", "attention_norm", "norm_residual", "globenc", "alti", "value_zeroing"]
 MEASURES: tuple[str, ...] = tuple(MEASURE_LABELS)
 MIXING_MEASURES: tuple[str, ...] = MEASURES[1:]
+DECODER_MEASURES: tuple[str, ...] = ("raw_attention", "attention_norm", "alti")
+"""The measures defined for a decoder's pre-norm blocks (docs/method.md, "Decoders")."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,9 +127,11 @@ def _measured(
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:
         raise ValueError(f"measure must be one of {', '.join(MEASURES)}; got {unknown[0]!r}")
+    if model.causal:
+        check_decoder_measures(model, measures)
     encoding = encode(model, text, text_pair)
     facts = token_facts(model, encoding)
-    output, layers = trace_forward(model, encoding)
+    output, layers = (trace_decoder if model.causal else trace_forward)(model, encoding)
     check_attentions(model, output)
     if probabilities is None and model.is_classifier:
         probabilities = tuple(torch.softmax(output.logits[0].float(), dim=-1).tolist())
@@ -146,10 +151,24 @@ def _measured(
     return run, out
 
 
+def check_decoder_measures(model: LoadedModel, measures: tuple[str, ...]) -> None:
+    """:class:`UnsupportedDecoderError` naming a measure that a decoder's blocks do not define."""
+    other = [m for m in measures if m not in DECODER_MEASURES]
+    if other:
+        raise UnsupportedDecoderError(
+            f"Model '{model.name}' is a decoder; the measure {MEASURE_LABELS[other[0]]!r} is defined for "
+            "post-LayerNorm encoder blocks only.",
+            "For a decoder use " + ", ".join(MEASURE_LABELS[m] for m in DECODER_MEASURES) + ".",
+        )
+
+
 def measure_layer(measure: str, layer):
-    """``(map [n, n], head_maps [h, n, n] or None)`` of one :class:`~attention.mixing.layers.LayerTensors`."""
+    """``(map [n, n], head_maps [h, n, n] or None)`` of one :class:`~attention.mixing.layers.LayerTensors` (or a
+    decoder's :class:`~attention.mixing.decoder.DecoderLayerTensors`)."""
     if measure == "raw_attention":
         return layer.alpha.mean(dim=0), layer.alpha
+    if isinstance(layer, DecoderLayerTensors):
+        return {"attention_norm": norms.decoder_attention_norm, "alti": norms.decoder_alti}[measure](layer)
     if measure == "value_zeroing":
         return value_zeroing(layer), None
     return {"attention_norm": norms.attention_norm, "norm_residual": norms.norm_residual, "globenc": norms.globenc,

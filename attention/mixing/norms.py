@@ -102,21 +102,50 @@ def globenc(layer: LayerTensors):
 def alti(layer: LayerTensors):
     """``(map, head_maps)``: ALTI's ``c_ij`` row-normalised, and each head's ``‖g1_i(α^h f^h)‖`` (as
     :func:`norm_residual`'s: ALTI's parts before the L1 comparison)."""
-    import torch
-
     vectors = _centred(_with_residual(layer), layer.block.norm1.weight)  # [h + 1, n, d], before dividing by σ
-    heads, residual = vectors[:-1], vectors[-1]
-    n, d = layer.x.shape
-    rows = max(1, ROW_BLOCK_VALUES // max(1, n * d))
-    out = torch.empty((n, n), dtype=layer.x.dtype)
-    for start in range(0, n, rows):
-        block = slice(start, min(n, start + rows))
-        scaled = layer.alpha[:, block] / layer.sigma1[None, block, None]  # α^h_ij / σ1_i: [h, rows, n]
-        parts = torch.einsum("hij,hjd->ijd", scaled, heads)  # T_i(x_j) without the residual: [rows, n, d]
-        index = torch.arange(block.start, block.stop)
-        parts[index - start, index] += residual[index] / layer.sigma1[index, None]
-        resultant = layer.z[block]  # the LayerNorm's output: Σ_j T_i(x_j) + g1_i(b_O) + β1
-        distance = parts.sub_(resultant[:, None, :]).abs_().sum(dim=-1)  # in place: one [rows, n, d] tensor
-        out[block] = (resultant.abs().sum(dim=-1, keepdim=True) - distance).clamp_min(0)
+    heads = vectors[:-1]
+    residual = vectors[-1] / layer.sigma1[:, None]
+    # the resultant: the LayerNorm's output, Σ_j T_i(x_j) + g1_i(b_O) + β1
+    out = _alti_map(layer.alpha, layer.sigma1, heads, residual, layer.z)
     per_head = layer.alpha * heads.norm(dim=-1)[:, None, :] / layer.sigma1[None, :, None]
     return normalise_rows(out), per_head
+
+
+def decoder_alti(layer):
+    """``(map, head_maps)`` of a :class:`~attention.mixing.decoder.DecoderLayerTensors`: ALTI's proximity over the
+    residual stream after the attention block (Ferrando & Voita 2024), ``T_i(x_j) = Σ_h α^h_ij f^h(x_j) / ρ_i +
+    δ_ij x_i`` against ``h_i``, row-normalised; each head's ``‖α^h_ij f^h(x_j)‖ / ρ_i``."""
+    out = _alti_map(layer.alpha, layer.scale, layer.f, layer.x, layer.h)
+    per_head = layer.alpha * layer.f.norm(dim=-1)[:, None, :] / layer.scale[None, :, None]
+    return normalise_rows(out), per_head
+
+
+def decoder_attention_norm(layer):
+    """``(map, head_maps)`` of a decoder layer: ``‖Σ_h α f‖`` row-normalised (``ρ_i`` is one number per row, so the
+    post-norm changes no row's proportions), and each head's ``‖α^h f^h‖ / ρ_i``."""
+    import torch
+
+    gram = torch.einsum("hjd,gjd->jhg", layer.f, layer.f)
+    per_head = layer.alpha * layer.f.norm(dim=-1)[:, None, :] / layer.scale[None, :, None]
+    return normalise_rows(_norms(layer.alpha, gram, residual=False)), per_head
+
+
+def _alti_map(alpha, row_scale, heads, residual, resultant):
+    """``c_ij = max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁)`` ``[n, n]`` with ``T_i(x_j) = Σ_h α^h_ij u^h_j / s_i + δ_ij r_i``:
+    ``alpha`` ``[h, n, n]``, ``row_scale`` ``s`` ``[n]``, ``heads`` ``u`` ``[h, n, d]``, ``residual`` ``r`` ``[n, d]``,
+    ``resultant`` ``y`` ``[n, d]``; built a block of query rows at a time (bounded memory at 512 tokens)."""
+    import torch
+
+    n, d = residual.shape
+    rows = max(1, ROW_BLOCK_VALUES // max(1, n * d))
+    out = torch.empty((n, n), dtype=residual.dtype)
+    for start in range(0, n, rows):
+        block = slice(start, min(n, start + rows))
+        scaled = alpha[:, block] / row_scale[None, block, None]  # α^h_ij / s_i: [h, rows, n]
+        parts = torch.einsum("hij,hjd->ijd", scaled, heads)  # T_i(x_j) without the residual: [rows, n, d]
+        index = torch.arange(block.start, block.stop)
+        parts[index - start, index] += residual[index]
+        target = resultant[block]
+        distance = parts.sub_(target[:, None, :]).abs_().sum(dim=-1)  # in place: one [rows, n, d] tensor
+        out[block] = (target.abs().sum(dim=-1, keepdim=True) - distance).clamp_min(0)
+    return out

@@ -256,9 +256,14 @@ def temporary() -> Iterator[Path]:
 
 @pytest.mark.parametrize("workers", ["1", "2"], ids=["one process", "gunicorn"])
 def test_a_server_that_exported_leaves_no_temporary_folders_after_sigterm(tiny_config, tmp_path, temporary, workers):
-    env = {"TMPDIR": str(temporary), "ATTENTION_FLOWS_HOME": str(tmp_path / "home")}
+    """…and gunicorn opens no control socket at a fixed path (in HOME or XDG_RUNTIME_DIR)."""
+    home, runtime = tmp_path / "home", tmp_path / "run"
+    runtime.mkdir()
+    env = {"TMPDIR": str(temporary), "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime),
+           "ATTENTION_FLOWS_HOME": str(home / "data")}  # fmt: skip
     args = ("--config", str(tiny_config), "--workers", workers)
     with serving(*args, log=tmp_path / "serve.log", env=env, timeout=120) as url:
+        assert not (home / ".gunicorn").exists() and list(runtime.iterdir()) == []
         before = set(temporary.iterdir())
         client = HttpClient(url)
         response = client.post("/_dash-update-component", json=_export_request(client))
@@ -267,15 +272,6 @@ def test_a_server_that_exported_leaves_no_temporary_folders_after_sigterm(tiny_c
         assert made, "the export made no temporary folder: this test no longer sees kaleido's"
     # serving() has sent SIGTERM and waited for the server to exit
     assert set(temporary.iterdir()) & made == set(), (tmp_path / "serve.log").read_text()[-2000:]
-
-
-def test_gunicorn_opens_no_control_socket_at_a_fixed_path(tiny_config, tmp_path):
-    home, runtime = tmp_path / "home", tmp_path / "run"
-    runtime.mkdir()
-    env = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "ATTENTION_FLOWS_HOME": str(home / "data")}
-    args = ("--config", str(tiny_config), "--workers", "2")
-    with serving(*args, log=tmp_path / "gunicorn.log", env=env, wait_for_models=False):
-        assert not (home / ".gunicorn").exists() and list(runtime.iterdir()) == []
 
 
 def test_a_forked_child_exports_with_a_browser_of_its_own_and_leaves_no_folders(temporary):

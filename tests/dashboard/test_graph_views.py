@@ -200,7 +200,7 @@ def test_every_encoding_has_a_legend_entry_and_the_caption_says_what_width_means
     assert names == ["both models", "only pre-trained", "only fine-tuned", "residual (pale)", "sink", "traced token"]
     said = " ".join(_texts(fig))
     assert "Link width = mean of both models' shares" in said and "black: the traced token" in said
-    assert "Sinks ([CLS], [SEP]) absorb" in said and "residual (pale)" in said
+    assert "Sinks ([CLS], [SEP]; a decoder's first token) absorb" in said and "residual (pale)" in said
     node_colours = set(fig["data"][0]["node"]["color"])
     assert {"#333333", "#C9B26B"} <= node_colours  # the traced token and the sinks, both in the legend
     one = make_sankey(graphs.edges, graphs.nodes, mode="finetuned", **kwargs)

@@ -46,7 +46,7 @@ def test_wrong_type_is_named(tmp_path):
 
 def test_two_model_sources_are_refused(tmp_path):
     path = _write(tmp_path, VALID.replace('path = "models/a"', 'path = "models/a"\nhub_id = "bert-base-uncased"'))
-    with pytest.raises(ConfigError, match="exactly one of path, hub_id, package, prepared"):
+    with pytest.raises(ConfigError, match="exactly one of path, hub_id, package, gguf_file, prepared"):
         load_config(path)
 
 

@@ -62,9 +62,11 @@ def input_panel(
     golds: dict[str, str],
     *,
     error: str = "",
+    one_text: bool = False,
 ) -> html.Div:
     """Text boxes (holding ``analysis``), the Analyse button, examples (with their gold label when held out), the
-    prediction, the error banner (showing ``error``) and the note saying when the views show another text."""
+    prediction, the error banner (showing ``error``) and the note saying when the views show another text.
+    ``one_text``: a decoder pair, whose models read one text: the second-segment box is not shown."""
     return html.Div(
         [
             html.Div(
@@ -83,6 +85,7 @@ def input_panel(
                         className="text-pair-input",
                         debounce=True,
                         placeholder="Optional second segment (for sentence-pair models)",
+                        style={"display": "none"} if one_text else None,
                     ),
                     html.Div(
                         [
@@ -124,6 +127,17 @@ def input_panel(
         ],
         className="panel input-panel",
     )
+
+
+def layer_marks(num_layers: int) -> dict[int, str]:
+    """The layer slider's labels: every layer up to 12, else the first, the last and every k-th (at most ~12
+    labels: 30 labels on a 230 px slider run together)."""
+    step = max(1, -(-num_layers // 12))
+    shown = {1, num_layers, *range(step, num_layers + 1, step)}
+    before_last = max(shown - {num_layers}, default=0)
+    if num_layers - before_last < step:
+        shown.discard(before_last)  # a label closer to the last one than the others are would touch it
+    return {i: str(i) for i in sorted(shown)}
 
 
 def control_panel(
@@ -177,7 +191,7 @@ def _graph_fields(num_layers: int, num_heads: int, values: dict) -> list[html.Di
                 max=num_layers,
                 step=1,
                 value=values["layers"],
-                marks={i: str(i) for i in range(1, num_layers + 1)},
+                marks=layer_marks(num_layers),
                 allowCross=False,
             ),
             help_key="layers",
@@ -213,7 +227,9 @@ def _graph_fields(num_layers: int, num_heads: int, values: dict) -> list[html.Di
             dcc.Checklist(
                 id=ids.SINKS,
                 value=values["sinks"],
-                options=[{"label": "[CLS] / [SEP] absorb the attention they receive", "value": "sinks"}],
+                options=[
+                    {"label": "[CLS] / [SEP] (a decoder: its first token) absorb what they receive", "value": "sinks"}
+                ],
             ),
             help_key="sinks",
         ),

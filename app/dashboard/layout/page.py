@@ -37,11 +37,12 @@ def build_layout(
     error: str = "",
     token_choices: tuple[list[dict], list[dict]] | None = None,
     pair_names: tuple[str, ...] = (),
+    causal: bool = False,
 ) -> html.Div:
     """Header, input, controls and every view, in ``state`` (from the page's URL; default: ``first_text`` and
     the default options). ``first_text`` (or the state's text) is analysed on page load; ``error`` is shown in
     the banner (a link that could not be opened); ``token_choices`` are the 'Trace from' and 'Word query' options
-    when the state chooses tokens."""
+    when the state chooses tokens. A ``causal`` pair (decoders) reads one text: no second-segment box."""
     options = state.options if state else ViewOptions()
     analysis = state.analysis if state and state.analysis else (Analysis(first_text) if first_text else None)
     if analysis is not None:
@@ -52,7 +53,7 @@ def build_layout(
     return html.Div(
         [
             page_header(pair_name, pair_names, pretrained_name),
-            input_panel(examples, analysis, pretrained_name, finetuned_name, golds or {}, error=error),
+            input_panel(examples, analysis, pretrained_name, finetuned_name, golds or {}, error=error, one_text=causal),
             html.Div(
                 [
                     control_panel(num_layers, num_heads, class_names, values, sources),

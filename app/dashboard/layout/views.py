@@ -122,8 +122,8 @@ def faithfulness_table(table, target: str | None) -> list:
     return [
         html.Div(
             f"Faithfulness on this sentence (fine-tuned model, {cls}, words, deepest layer): Spearman ρ of each "
-            "method with blank-out (drop in the class probability when the word is masked) and with input × "
-            "gradient. docs/faithfulness.md has the same over 200 held-out sentences.",
+            "method with blank-out (drop in the class probability when the word is masked; a decoder's is deleted) "
+            "and with input × gradient. docs/faithfulness.md has the same over 200 held-out sentences.",
             className="hint",
         ),
         html.Table([html.Thead(header), html.Tbody(body)], className="faithfulness-table"),

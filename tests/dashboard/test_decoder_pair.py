@@ -1,0 +1,108 @@
+"""A decoder pair (tiny random Llama and its classifier twin) through the page: every view is drawn, the page
+reads one text, and the sentence view opens on a method a decoder has."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.core.options import ViewOptions
+from app.dashboard import ids
+from app.service.analysis import AnalysisService
+from app.testing.dash_http import call
+from app.views.render import RENDERERS, render
+
+TEXT = "a gorgeous, witty movie."
+
+
+@pytest.fixture(scope="module")
+def decoder_config(tiny_decoders, tmp_path_factory):
+    path = tmp_path_factory.mktemp("decoder-pair") / "tiny-decoders.toml"
+    path.write_text(
+        f"""name = "tiny-decoders"
+examples = ["{TEXT}"]
+[pretrained]
+path = "{tiny_decoders["llama"]}"
+[finetuned]
+path = "{tiny_decoders["llama-classifier"]}"
+[task]
+name = "tiny task"
+labels = ["bad", "good"]
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def service(decoder_config):
+    return AnalysisService.from_config(str(decoder_config))
+
+
+@pytest.mark.parametrize("view", sorted(RENDERERS))
+@pytest.mark.parametrize(
+    "options",
+    [
+        ViewOptions(method="class_relevance"),
+        ViewOptions(method="decompx"),
+        ViewOptions(method="graph", measure="raw_attention"),
+        ViewOptions(method="flow", measure="attention_norm", mode="finetuned"),
+    ],
+    ids=["class relevance over ALTI", "DecompX", "graph over attention", "flow over attention norm"],
+)
+def test_every_view_draws_a_decoder_pair(service, view, options):
+    analysis = service.analyse(TEXT, measure=options.measure)
+    figure = render(view, service, analysis, options)
+    said = json.dumps(figure["layout"])
+    if view in ("sentence", "influence") and options.method == "decompx":  # neither model has DecompX rows
+        assert "is a decoder: DecompX decomposes encoder blocks only. Choose class relevance." in said
+    else:
+        assert figure["data"], f"{view} drew nothing"
+
+
+def test_a_decoder_pair_s_faithfulness_check_leaves_decompx_out(service):
+    table = service.faithfulness(service.analyse(TEXT), ViewOptions())
+    assert len(table) and "decompx" not in set(table["method"]) and "class_relevance" in set(table["method"])
+
+
+def test_a_decoder_pair_s_page_reads_one_text(decoder_config):
+    from app.team.site import create_app
+
+    app = create_app(str(decoder_config))
+    client = app.server.test_client()
+    layout = client.get("/_dash-layout").get_json()
+    assert _find(layout, ids.TEXT_PAIR)["props"]["style"] == {"display": "none"}, "the second-segment box is shown"
+    clicked = f"{ids.ANALYSE}.n_clicks"
+    response = call(client, f"{ids.ANALYSIS}.data", {clicked: 1, f"{ids.TEXT}.value": TEXT}, clicked)
+    assert response.status_code == 200 and response.get_json()["response"][ids.ANALYSIS]["data"]["text"] == TEXT
+    values = {clicked: 2, f"{ids.TEXT}.value": TEXT, f"{ids.TEXT_PAIR}.value": "another text"}
+    refused = call(client, f"{ids.ANALYSIS}.data", values, clicked).get_json()
+    assert "is a decoder: it reads one text" in json.dumps(refused)
+
+
+def _find(node, component_id):
+    if isinstance(node, dict):
+        if node.get("props", {}).get("id") == component_id:
+            return node
+        children = [*node.values()]
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    for child in children:
+        found = _find(child, component_id)
+        if found is not None:
+            return found
+    return None
+
+
+MARKS = [(6, [1, 2, 3, 4, 5, 6]), (30, [1, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30]),
+         (32, [1, 3, 6, 9, 12, 15, 18, 21, 24, 27, 32])]  # fmt: skip
+
+
+@pytest.mark.parametrize(("layers", "expected"), MARKS)
+def test_the_layer_slider_labels_a_deep_model_sparsely_and_always_its_ends(layers, expected):
+    from app.dashboard.layout.controls import layer_marks
+
+    assert list(layer_marks(layers)) == expected
