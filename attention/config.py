@@ -91,6 +91,9 @@ class PrepareRecipe(_Strict):
     text_column: str = "text"
     label_column: str = "label"
     seed: int = 13
+    # The data split's seed (None: ``seed``). `prepare --seed N` changes the training seed only and keeps the pair's
+    # split, so a second twin is trained on the same rows and never on the first twin's held-out sentences.
+    split_seed: int | None = None
     held_out_size: int = Field(default=1000, ge=10)
     train_size: int = Field(default=2000, ge=10)
     epochs: int = Field(default=1, ge=1)
@@ -137,6 +140,13 @@ class PairConfig(_Strict):
             raise ValueError("finetuned.prepared needs a [prepare] table with the fine-tuning recipe")
         if self.finetuned.prepared and self.task is None:
             raise ValueError("finetuned.prepared needs a [task] table with the class labels")
+        answers = self.prepare.zero_shot_answers if self.prepare else None
+        if answers is not None and self.task is not None and len(answers) != len(self.task.labels):
+            raise ValueError(
+                f"zero_shot_answers lists {len(answers)} answers for {len(self.task.labels)} labels: give one per label"
+            )
+        if answers is not None and not all(answer.strip() for answer in answers):
+            raise ValueError("a zero-shot answer is empty")
         return self
 
 

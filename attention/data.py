@@ -45,14 +45,15 @@ def load_labelled(recipe: PrepareRecipe) -> pd.DataFrame:
 
 
 def split_labelled(frame: pd.DataFrame, recipe: PrepareRecipe) -> Split:
-    """Shuffle with ``recipe.seed``; the first ``held_out_size`` rows are held out, training takes the next
-    ``train_size``. The held-out rows never reach training, whatever ``train_size`` is."""
+    """Shuffle with ``recipe.split_seed`` (None: ``recipe.seed``); the first ``held_out_size`` rows are held out,
+    training takes the next ``train_size``. The held-out rows never reach training, whatever ``train_size`` is."""
     if recipe.held_out_size + 1 > len(frame):
         raise PrepareError(
             f"held_out_size={recipe.held_out_size} leaves no training rows (only {len(frame)} rows).",
             "Lower held_out_size in [prepare].",
         )
-    order = np.random.default_rng(recipe.seed).permutation(len(frame))
+    seed = recipe.seed if recipe.split_seed is None else recipe.split_seed
+    order = np.random.default_rng(seed).permutation(len(frame))
     held_out = frame.iloc[order[: recipe.held_out_size]].reset_index(drop=True)
     train = frame.iloc[order[recipe.held_out_size :][: recipe.train_size]].reset_index(drop=True)
     return Split(train=train, held_out=held_out)

@@ -14,5 +14,8 @@ MEASURE_LABELS: dict[str, str] = {
     "alti": "ALTI",
     "value_zeroing": "value zeroing",
 }
+DECODER_MEASURES: tuple[str, ...] = ("raw_attention", "attention_norm", "alti")
+"""The measures defined for a decoder's pre-norm blocks (docs/method.md, "Decoders"); the others and DecompX
+decompose post-LayerNorm encoder blocks only."""
 RESIDUAL_MEASURES = frozenset({"norm_residual", "globenc", "alti", "value_zeroing"})  # hold the residual already
 DEFAULT_MEASURE = "alti"

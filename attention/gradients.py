@@ -207,8 +207,8 @@ def blank_out(
     blanked out: ``[token]`` (or ``[word]``) float64, NaN for special tokens. Positive = the token supported the
     class. An encoder's token is replaced by the mask token (else the unknown token); a decoder has neither, and
     any token put in its place is one it reads as text, so a decoder's token is deleted (the input without it, the
-    rest shifted left: the leave-one-out input a causal model can read). All replacements run batched
-    (:func:`blank_out_batch` at a time)."""
+    rest shifted left: the leave-one-out input a causal model can read; NaN for a unit that is the whole input).
+    All replacements run batched (:func:`blank_out_batch` at a time)."""
     import torch
 
     require_classifier(model)
@@ -227,6 +227,8 @@ def blank_out(
         index = target_index(model, target, base)
         drops = np.full(int(units.max()) + 1, np.nan)
         step = blank_out_batch(model.num_heads, int(encoding["input_ids"].shape[1]))
+        if model.causal:  # deleting every token leaves no input: that unit has no blank-out
+            blanked_units = [u for u in blanked_units if not np.all(units == u)]
         for start in range(0, len(blanked_units), step):
             chunk = blanked_units[start : start + step]
             inputs = blank(encoding, [units == unit for unit in chunk], model)

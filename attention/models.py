@@ -240,6 +240,8 @@ def _load_model(
     # Gradients are only ever taken with respect to inputs and attention weights, never the model's weights: frozen,
     # a pass keeps less for its backward pass (a corpus batch's forward + backward ~4 % faster).
     model.requires_grad_(False)
+    if is_causal(model) and tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token  # a decoder pads batches (corpus runs) with its end-of-text token
     hooked = install_first_position_hook(model, tokenizer)
     num_labels = getattr(hf_config, "num_labels", 0) if is_classifier else 0
     model_labels = tuple(hf_config.id2label[i] for i in range(num_labels)) if is_classifier else ()

@@ -60,8 +60,10 @@ def read_card(folder: Path) -> dict | None:
 
 def same_recipe(card: dict, recipe: PrepareRecipe) -> bool:
     """Whether a card's recipe is ``recipe`` (a card written before a field existed holds that field's default)."""
+    if not isinstance(card.get("recipe"), dict):
+        return False
     try:
-        return PrepareRecipe.model_validate(card.get("recipe") or {}) == recipe
+        return PrepareRecipe.model_validate(card["recipe"]) == recipe
     except ValueError:
         return False
 
@@ -160,9 +162,7 @@ def _classifier(base_dir: Path, labels: tuple[str, ...]) -> tuple[Any, Any]:
     that is not padding, so its config needs a pad token id (the tokenizer's, else its end-of-text token)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = _padded(AutoTokenizer.from_pretrained(base_dir, local_files_only=True), base_dir)
     model = AutoModelForSequenceClassification.from_pretrained(
         base_dir,
         local_files_only=True,
@@ -175,16 +175,34 @@ def _classifier(base_dir: Path, labels: tuple[str, ...]) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def _padded(tokenizer: Any, base_dir: Path) -> Any:
+    """``tokenizer`` with a pad token (its own, else its end-of-text token): batches of several lengths need one."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise PrepareError(
+                f"The tokenizer of {base_dir} has neither a pad nor an end-of-text token to pad batches with.",
+                "Add a pad_token to its tokenizer_config.json.",
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def _trainable(model: Any, top_layers: int | None) -> list:
     """The parameters to train: all of them, or the top ``top_layers`` layers, the norm after them and the head."""
     if top_layers is None:
         return list(model.parameters())
     network = model.base_model
-    layers = getattr(network, "layers", None) or getattr(network, "h", None) or network.encoder.layer
+    encoder = getattr(network, "encoder", None)
+    layers = getattr(network, "layers", None) or getattr(network, "h", None) or getattr(encoder, "layer", None)
+    if layers is None:
+        raise PrepareError(
+            f"train_layers needs a model whose layers it can find; {type(network).__name__}'s it cannot.",
+            "Leave train_layers out (every layer is trained).",
+        )
     if top_layers > len(layers):
         raise PrepareError(f"train_layers={top_layers}, but the model has {len(layers)} layers.", "Lower it.")
     model.requires_grad_(False)
-    final_norm = [m for name, m in network.named_children() if name in ("norm", "ln_f")]
+    final_norm = [m for name, m in network.named_children() if name in ("norm", "ln_f", "pooler")]
     head = [m for name, m in model.named_children() if m is not network]
     for module in [*layers[-top_layers:], *final_norm, *head]:
         module.requires_grad_(True)
@@ -259,9 +277,7 @@ def _zero_shot_accuracy(base_dir: Path, held_out: pd.DataFrame, recipe: PrepareR
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = _padded(AutoTokenizer.from_pretrained(base_dir, local_files_only=True), base_dir)
     tokenizer.padding_side = "right"
     model = AutoModelForCausalLM.from_pretrained(base_dir, local_files_only=True, attn_implementation="sdpa").eval()
     answers = [tokenizer(answer, add_special_tokens=False)["input_ids"][0] for answer in recipe.zero_shot_answers]

@@ -135,7 +135,12 @@ def build_tiny_decoders(root: Path) -> dict[str, Path]:
     folders = {}
     for name, (auto_class, config) in builds.items():
         folder = root / name
-        auto_class.from_config(config, attn_implementation="eager").save_pretrained(folder)
+        model = auto_class.from_config(config, attn_implementation="eager")
+        with torch.no_grad():  # norms start at 1 (Gemma's at 0, i.e. x 1): random ones show a missed multiplier
+            for parameter_name, parameter in model.named_parameters():
+                if "norm" in parameter_name or "ln_" in parameter_name:
+                    parameter.normal_(0.0, 0.5)
+        model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         folders[name] = folder
     return folders

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from app.cli.arguments import add_config, number, whole
 from app.core.options import ALPHA_RANGE, FORMATS, MEASURES, TAU_RANGE, check_choice
+from attention.defaults import DECODER_MEASURES
 from attention.errors import AttentionFlowsError
 
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from attention.data import held_out
     from attention.evaluation import faithfulness, top_layer
     from attention.graph import DEFAULT_ALPHA, DEFAULT_TAU
-    from attention.mixing.contributions import DECODER_MEASURES
+    from attention.models import pair_shape
 
     # Everything the run needs is checked before the models load and the minutes of work start.
     if args.out is not None and args.out.suffix.lower() != ".csv":
@@ -62,9 +63,16 @@ def run(args: argparse.Namespace) -> int:
             f"Give --n {len(held_out_rows)} or fewer.",
         )
     texts = held_out_rows["text"].tolist()[: args.n]
+    if pair_shape(config).causal:  # read from config.json, before the models load
+        if args.measures.strip() == "all":
+            measures = DECODER_MEASURES  # the measures a decoder's blocks define (the others refuse it)
+        other = [m for m in measures if m not in DECODER_MEASURES]
+        if other:
+            raise AttentionFlowsError(
+                f"Pair '{config.name}' is a pair of decoders; the measure '{other[0]}' decomposes encoder blocks only.",
+                "Use --measures " + ",".join(DECODER_MEASURES) + " (or all).",
+            )
     pair = load_pair(config)
-    if pair.finetuned.causal and args.measures.strip() == "all":
-        measures = DECODER_MEASURES  # the measures a decoder's blocks define (the others refuse it)
     tau = DEFAULT_TAU if args.tau is None else args.tau
     alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
     with tqdm(total=len(texts), desc="faithfulness", unit="sentence") as bar:

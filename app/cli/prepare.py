@@ -40,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
         name = args.name or f"{config.finetuned.prepared}-seed{args.seed}"
         if not name or "/" in name or name.startswith("."):
             raise AttentionFlowsError(f"--name {name!r} is not a folder name.", "Use letters, digits and dashes.")
-        target, overrides = load_settings().models_dir / name, {"seed": args.seed}
+        recipe = config.prepare
+        split = None if recipe is None else (recipe.seed if recipe.split_seed is None else recipe.split_seed)
+        target, overrides = load_settings().models_dir / name, {"seed": args.seed, "split_seed": split}
     elif args.name:
         raise AttentionFlowsError("--name needs --seed.", "Pass the seed of the second twin, e.g. --seed 7.")
     result = prepare_finetuned(config, force=args.force, target=target, recipe_overrides=overrides)

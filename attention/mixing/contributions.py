@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from attention.defaults import MEASURE_LABELS, RESIDUAL_MEASURES
+from attention.defaults import DECODER_MEASURES, MEASURE_LABELS, RESIDUAL_MEASURES
 from attention.extraction import AttentionRun, TokenFacts, check_attentions, clean_texts, encode, run_of, token_facts
 from attention.mixing import norms
 from attention.mixing.decoder import DecoderLayerTensors, UnsupportedDecoderError, trace_decoder
@@ -28,8 +28,6 @@ from attention.models import LoadedModel
 Measure = Literal["raw_attention", "attention_norm", "norm_residual", "globenc", "alti", "value_zeroing"]
 MEASURES: tuple[str, ...] = tuple(MEASURE_LABELS)
 MIXING_MEASURES: tuple[str, ...] = MEASURES[1:]
-DECODER_MEASURES: tuple[str, ...] = ("raw_attention", "attention_norm", "alti")
-"""The measures defined for a decoder's pre-norm blocks (docs/method.md, "Decoders")."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -69,13 +69,17 @@ def decoder_blocks(model: LoadedModel) -> list[DecoderBlock]:
     config = network.config
     heads = int(config.num_attention_heads) if hasattr(config, "num_attention_heads") else int(config.n_head)
     kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
-    if hasattr(network, "h"):  # GPT-2: fused query/key/value (Conv1D weights are [in, out])
+    gpt2 = hasattr(network, "h") and all(
+        hasattr(layer, "ln_1") and hasattr(layer, "ln_2") and hasattr(getattr(layer, "attn", None), "c_attn")
+        for layer in network.h
+    )
+    if gpt2:  # fused query/key/value (Conv1D weights are [in, out])
         return [
             DecoderBlock(layer.ln_1, layer.attn.c_attn, 2, layer.attn.c_proj.weight.T, None, layer.ln_2, heads, heads)
             for layer in network.h
         ]
     layers = getattr(network, "layers", None)
-    if layers is None or not all(hasattr(layer, "self_attn") for layer in layers):
+    if not layers or not all(_llama_style(layer) for layer in layers):
         raise UnsupportedDecoderError(
             f"Model '{model.name}' is a decoder whose layers the context-mixing measures cannot read "
             f"({type(network).__name__}); they read {DECODER_FAMILIES} layers.",
@@ -97,6 +101,17 @@ def decoder_blocks(model: LoadedModel) -> list[DecoderBlock]:
             )
         )
     return out
+
+
+def _llama_style(layer) -> bool:
+    """A pre-norm layer with separate value and output projections and a norm between attention and MLP (Llama,
+    Mistral, Qwen2, Gemma): not a parallel-residual one (Phi, Cohere, GPT-J) whose MLP reads the same norm."""
+    attention = getattr(layer, "self_attn", None)
+    return (
+        all(hasattr(attention, name) for name in ("v_proj", "o_proj"))
+        and getattr(layer, "input_layernorm", None) is not None
+        and getattr(layer, "post_attention_layernorm", None) is not None
+    )
 
 
 def trace_decoder(model: LoadedModel, encoding) -> tuple[object, list[DecoderLayerTensors]]:

@@ -43,16 +43,20 @@ held_out_size = 32
     return config, {"ATTENTION_FLOWS_HOME": str(tmp_path / "home")}
 
 
-def test_info_reports_what_is_missing_and_prepare_makes_it(small_recipe):
+def test_info_reports_what_is_missing_and_prepare_makes_it(small_recipe, monkeypatch, capsys):
+    """The first command as the console script runs it (a subprocess), the rest in this process (``main``)."""
     config, env = small_recipe
     before = _cli("info", "--config", str(config), env=env)
     assert before.returncode == 0 and "NOT READY" in before.stdout and "attention-flows prepare" in before.stdout
-    made = _cli("prepare", "--config", str(config), env=env)
-    assert made.returncode == 0 and "held-out accuracy" in made.stdout
-    again = _cli("prepare", "--config", str(config), env=env)
-    assert "already prepared" in again.stdout
-    after = _cli("info", "--config", str(config), env=env)
-    assert "NOT READY" not in after.stdout and "held-out accuracy" in after.stdout
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["prepare", "--config", str(config)]) == 0
+    assert "held-out accuracy" in capsys.readouterr().out
+    main(["prepare", "--config", str(config)])
+    assert "already prepared" in capsys.readouterr().out
+    assert main(["info", "--config", str(config)]) == 0
+    after = capsys.readouterr().out
+    assert "NOT READY" not in after and "held-out accuracy" in after
 
 
 def test_serve_refuses_without_prepare_when_asked(small_recipe):
@@ -110,7 +114,7 @@ def test_prepare_a_second_seed_and_run_faithfulness_on_it(small_recipe, tmp_path
     status, _, err = cli("prepare", "--config", str(config), "--seed", "7")
     assert status == 0, err
     card = (tmp_path / "home" / "models" / "small-twin-seed7" / "training.json").read_text()
-    assert '"seed": 7' in card
+    assert '"seed": 7' in card and '"split_seed": 13' in card  # the pair's split, another training seed
     assert not (tmp_path / "home" / "models" / "small-twin").exists()  # the seed-13 twin is left alone
     status, _, err = cli("prepare", "--config", str(config), "--name", "other")
     assert status == 2 and "--name needs --seed" in err

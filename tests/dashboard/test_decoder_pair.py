@@ -73,6 +73,11 @@ def test_a_decoder_pair_s_page_reads_one_text(decoder_config):
     client = app.server.test_client()
     layout = client.get("/_dash-layout").get_json()
     assert _find(layout, ids.TEXT_PAIR)["props"]["style"] == {"display": "none"}, "the second-segment box is shown"
+    measures = {o["value"]: o for o in _find(layout, ids.MEASURE)["props"]["options"]}
+    assert [m for m, o in measures.items() if not o["disabled"]] == ["raw_attention", "attention_norm", "alti"]
+    assert measures["globenc"]["label"].endswith("(encoders only)")
+    methods = {o["value"]: o for o in _find(layout, ids.METHOD)["props"]["options"]}
+    assert methods["decompx"]["disabled"] and not methods["class_relevance"]["disabled"]
     clicked = f"{ids.ANALYSE}.n_clicks"
     response = call(client, f"{ids.ANALYSIS}.data", {clicked: 1, f"{ids.TEXT}.value": TEXT}, clicked)
     assert response.status_code == 200 and response.get_json()["response"][ids.ANALYSIS]["data"]["text"] == TEXT

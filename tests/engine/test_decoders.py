@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from attention import relevance
+from attention.config import load_config
 from attention.errors import IncompatibleModelsError, InputTextError
 from attention.extraction import extract
 from attention.gradients import blank_out, class_relevance
@@ -39,9 +40,10 @@ def test_an_encoder_is_not_causal(tiny_models):
     assert not extract(model, TEXT).causal
 
 
+@pytest.mark.parametrize("name", ["llama", "gemma3", "gpt2"])
 @pytest.mark.parametrize("method", ["raw_attention", "rollout", "flow", "graph"])
-def test_every_graph_method_reaches_only_earlier_tokens(decoders, method):
-    run = extract(decoders["llama"], TEXT)
+def test_every_graph_method_reaches_only_earlier_tokens(decoders, method, name):
+    run = extract(decoders[name], TEXT)
     for source in (3, run.num_tokens - 1):
         rows = relevance(run, method, sources=[source], tau=0.0)
         assert np.all(rows[:, source + 1 :] == 0), f"{method} from token {source} reached a later token"
@@ -49,10 +51,14 @@ def test_every_graph_method_reaches_only_earlier_tokens(decoders, method):
 
 
 def test_the_graph_absorbs_what_reaches_the_first_token(decoders):
+    from attention.compare import graph_for
+
     run = extract(decoders["llama"], TEXT)
-    with_sink = relevance(run, "graph", tau=0.0)
-    without = relevance(run, "graph", tau=0.0, sinks=False)
-    assert not np.allclose(with_sink, without)
+    nodes = graph_for(run, tau=0.0).nodes
+    first = nodes[nodes["token_idx"] == 0]
+    assert first["sink"].all() and first["absorbed"].sum() > 0
+    assert nodes.loc[nodes["token_idx"] > 0, "absorbed"].sum() == 0, "only the sink absorbs"
+    assert graph_for(run, tau=0.0, sinks=False).nodes["absorbed"].sum() == 0
 
 
 def test_the_first_token_of_a_decoder_is_its_attention_sink_in_the_graph(decoders):
@@ -251,6 +257,7 @@ def test_a_card_written_before_a_recipe_field_existed_still_matches(tmp_path):
     assert same_recipe({"recipe": old}, recipe)
     assert not same_recipe({"recipe": {**old, "seed": 14}}, recipe)
     assert not same_recipe({"recipe": {**old, "unknown": 1}}, recipe)
+    assert not same_recipe({}, recipe), "a card without a recipe is not this recipe"
 
 
 def test_a_decoder_s_config_json_says_it_is_causal_before_it_loads(tiny_decoders, tiny_models):
@@ -258,3 +265,55 @@ def test_a_decoder_s_config_json_says_it_is_causal_before_it_loads(tiny_decoders
 
     assert all(read_shape(tiny_decoders[name]).causal for name in DECODERS)
     assert not read_shape(tiny_models["bert"]).causal
+
+
+def test_a_decoder_s_word_blank_out_pads_each_shortened_input_and_a_lone_word_has_none(decoders):
+    import torch
+
+    from attention.extraction import encode, token_facts
+
+    model = decoders["llama-classifier"]
+    text = "the plot is thin, the acting wooden."
+    drops = blank_out(model, text, target=1, level="word")
+    encoding = encode(model, text, None)
+    groups = np.asarray(token_facts(model, encoding).groups)
+    ids = encoding["input_ids"]
+    with torch.inference_mode():
+        base = torch.softmax(model.model(input_ids=ids).logits[0], -1)[1]
+        for word in (0, 2, int(groups.max())):  # words of different lengths: rows of different lengths in a batch
+            kept = ids[:, torch.as_tensor(groups != word)]
+            alone = torch.softmax(model.model(input_ids=kept).logits[0], -1)[1]
+            assert drops[word] == pytest.approx(float(base - alone), abs=1e-5)
+    lone = blank_out(model, "a", target=1)
+    assert lone.shape == (1,) and np.isnan(lone).all()
+
+
+def test_a_decoder_whose_layers_the_measures_cannot_read_is_refused_by_name(tmp_path):
+    from transformers import AutoModel, PhiConfig
+
+    from attention.mixing import contributions
+    from attention.mixing.decoder import UnsupportedDecoderError
+    from tests.tiny import tiny_decoder_tokenizer
+
+    tokenizer = tiny_decoder_tokenizer()
+    config = PhiConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, max_position_embeddings=64)  # fmt: skip
+    AutoModel.from_config(config).save_pretrained(tmp_path / "phi")
+    tokenizer.save_pretrained(tmp_path / "phi")
+    model = load_model(tmp_path / "phi")
+    assert model.causal and extract(model, TEXT).causal
+    with pytest.raises(UnsupportedDecoderError, match=r"layers the context-mixing measures cannot read.*raw attention"):
+        contributions(model, TEXT, measure="alti")
+
+
+def test_zero_shot_answers_name_one_answer_per_label(tmp_path):
+    from attention.errors import ConfigError
+
+    path = tmp_path / "pair.toml"
+    path.write_text(
+        'name = "p"\n[pretrained]\npath = "."\n[finetuned]\nprepared = "t"\n[task]\nname = "t"\n'
+        'labels = ["a", "b"]\n[prepare]\nzero_shot_prompt = "{text}:"\nzero_shot_answers = [" a"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="lists 1 answers for 2 labels"):
+        load_config(path)

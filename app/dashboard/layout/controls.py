@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from dash import dcc, html
 
 from app.core.analysis import Analysis
@@ -22,7 +24,7 @@ from app.core.options import (
 from app.core.urlstate import control_values
 from app.dashboard import ids
 from app.dashboard.help import help_icon
-from attention.defaults import RESIDUAL_MEASURES
+from attention.defaults import DECODER_MEASURES, RESIDUAL_MEASURES
 
 
 def _field(label: str, control, hint: str = "", *, help_key: str | None = None) -> html.Div:
@@ -44,13 +46,19 @@ def _choice(component_id: str, choices: dict[str, str], value: str) -> dcc.Radio
     )
 
 
-def _menu(component_id: str, choices: dict[str, str], value: str) -> dcc.Dropdown:
-    """A dropdown of ``choices`` (value → label) that always holds one of them."""
+def _menu(
+    component_id: str, choices: dict[str, str], value: str, unavailable: Collection[str] = (), why: str = ""
+) -> dcc.Dropdown:
+    """A dropdown of ``choices`` (value → label) that always holds one of them; ``unavailable`` ones are shown
+    greyed out with ``why`` after their label."""
     return dcc.Dropdown(
         id=component_id,
         value=value,
         clearable=False,
-        options=[{"label": label, "value": key} for key, label in choices.items()],
+        options=[
+            {"label": f"{label} {why}" if key in unavailable else label, "value": key, "disabled": key in unavailable}
+            for key, label in choices.items()
+        ],
     )
 
 
@@ -146,13 +154,15 @@ def control_panel(
     class_names: tuple[str, ...] = (),
     values: dict | None = None,
     source_options: list[dict] | None = None,
+    causal: bool = False,
 ) -> html.Div:
     """Every control that shapes the views, set to ``values`` (:func:`app.core.urlstate.control_values`; default: the
-    default options)."""
+    default options). A ``causal`` pair (decoders) greys out the measures and DecompX, which decompose encoder
+    blocks only."""
     values = values or control_values(ViewOptions(), num_layers=num_layers, num_heads=num_heads)
     return html.Div(
         [
-            *_what_fields(class_names, values),
+            *_what_fields(class_names, values, causal),
             *_graph_fields(num_layers, num_heads, values),
             *_token_fields(values, source_options),
         ],
@@ -160,11 +170,21 @@ def control_panel(
     )
 
 
-def _what_fields(class_names: tuple[str, ...], values: dict) -> list[html.Div]:
+def _what_fields(class_names: tuple[str, ...], values: dict, causal: bool = False) -> list[html.Div]:
     """What is drawn: the measure, the relevance method, the class it explains, which models."""
+    encoders_only = "(encoders only)" if causal else ""
+    no_measures = [m for m in MEASURES if m not in DECODER_MEASURES] if causal else []
     return [
-        _field("Graph over", _menu(ids.MEASURE, MEASURES, values["measure"]), help_key="measure"),
-        _field("Relevance method", _menu(ids.METHOD, METHODS, values["method"]), help_key="method"),
+        _field(
+            "Graph over",
+            _menu(ids.MEASURE, MEASURES, values["measure"], no_measures, encoders_only),
+            help_key="measure",
+        ),
+        _field(
+            "Relevance method",
+            _menu(ids.METHOD, METHODS, values["method"], ["decompx"] if causal else [], encoders_only),
+            help_key="method",
+        ),
         _field(
             "Explain class",
             dcc.Dropdown(

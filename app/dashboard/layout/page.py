@@ -56,7 +56,7 @@ def build_layout(
             input_panel(examples, analysis, pretrained_name, finetuned_name, golds or {}, error=error, one_text=causal),
             html.Div(
                 [
-                    control_panel(num_layers, num_heads, class_names, values, sources),
+                    control_panel(num_layers, num_heads, class_names, values, sources, causal=causal),
                     view_cards(options, words),
                 ],
                 id=ids.WORKSPACE,
