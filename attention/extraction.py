@@ -14,7 +14,7 @@ from attention.errors import InputTextError, NoAttentionsError, NotAClassifierEr
 from attention.models import LoadedModel, ModelPair
 from attention.schema import ATTENTION_COLUMNS, validate_frame
 from attention.shortcut import first_position_only
-from attention.tokens import display_token, is_punctuation, join_pieces, word_groups
+from attention.tokens import aligns_words, display_token, is_punctuation, join_pieces, marker_word_ids, word_groups
 from attention.transforms import drop_tokens, merge_groups
 
 
@@ -338,10 +338,13 @@ def token_facts(model: LoadedModel, encoding) -> TokenFacts:
     except (ValueError, AttributeError):  # slow tokenizers have no alignment: one word per token
         word_ids = [None if s else i for i, s in enumerate(special)]
         sequence_ids = [None if s else 0 for s in special]
+    raw_tokens = tokenizer.convert_ids_to_tokens(ids)
+    if not aligns_words(raw_tokens, word_ids):
+        word_ids = marker_word_ids(raw_tokens, special)
     segments = _segments(sequence_ids)
     if model.causal:
         return TokenFacts(
-            tokens=tuple(display_token(t) for t in tokenizer.convert_ids_to_tokens(ids)),
+            tokens=tuple(display_token(t) for t in raw_tokens),
             special=tuple(special),
             segments=tuple(segments),
             groups=tuple(word_groups(word_ids, segments).tolist()),
@@ -352,7 +355,7 @@ def token_facts(model: LoadedModel, encoding) -> TokenFacts:
         )
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     return TokenFacts(
-        tokens=tuple(display_token(t) for t in tokenizer.convert_ids_to_tokens(ids)),
+        tokens=tuple(display_token(t) for t in raw_tokens),
         special=tuple(special),
         segments=tuple(segments),
         groups=tuple(word_groups(word_ids, segments).tolist()),

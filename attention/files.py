@@ -38,10 +38,20 @@ def follow_umask(folder: Path) -> None:
             path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
+def file_sha256(*paths: Path) -> str:
+    """SHA-256 of a file (of several: of their concatenation, in order), read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
+
+
+def concatenate(paths: list[Path], target: Path) -> Path:
+    """Write the files ``paths``, in order, into ``target`` (1 MiB at a time); returns ``target``."""
+    with target.open("wb") as out:
+        for path in paths:
+            with path.open("rb") as handle:
+                shutil.copyfileobj(handle, out, 1 << 20)
+    return target

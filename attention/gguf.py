@@ -4,22 +4,27 @@ transformers reads a GGUF file through its GGUF loader (``gguf_file=``, packages
 ``decoders`` extra) and dequantises every tensor to float32; that takes ~20 s for a 135M model. ``convert_gguf``
 does it once and saves the result (weights, config, tokenizer) under ``<home>/models/gguf/``; later loads read the
 safetensors folder in well under a second. A card (``conversion.json`` and ``README.md``) records the source file,
-its size and SHA-256. Nothing is ever downloaded.
+its size and SHA-256. A file shipped in pieces (``gguf_parts``) is put together in a temporary folder for the
+conversion and removed after it. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
 # Lazy imports (torch, transformers, gguf, accelerate): loaded when converting, so `import attention` stays light.
 import json
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
 
-from attention.config import ModelSpec, PairConfig, gguf_converted_dir, gguf_path
+from attention.config import ModelSpec, PairConfig, gguf_converted_dir, gguf_sources
 from attention.errors import ModelLoadError
-from attention.files import file_sha256, follow_umask, staged_folder
+from attention.files import concatenate, file_sha256, follow_umask, staged_folder
 from attention.settings import Settings, configure_torch, load_settings
 
 CONVERSION_CARD = "conversion.json"
@@ -27,13 +32,20 @@ CONVERSION_CARD = "conversion.json"
 
 @dataclass(frozen=True)
 class Conversion:
-    """What :func:`convert_gguf` did: the folder, whether it already existed, and the source file's facts."""
+    """What :func:`convert_gguf` did: the folder, whether it already existed, and the source's facts (``sources``:
+    the file, or its pieces in order)."""
 
     path: Path
     skipped: bool
-    source: Path
+    sources: tuple[Path, ...]
     sha256: str
     seconds: float
+
+    @property
+    def source_name(self) -> str:
+        """The source as a person names it: the file's name, or the pieces' first name and their count."""
+        first = self.sources[0].name
+        return first if len(self.sources) == 1 else f"{first} … ({len(self.sources)} pieces)"
 
 
 def read_conversion(folder: Path) -> dict | None:
@@ -49,25 +61,33 @@ def convert_gguf(
     settings: Settings | None = None,
     force: bool = False,
 ) -> Conversion:
-    """Convert ``spec``'s GGUF file to a safetensors folder (skipped when one made from a file of the same size and
-    SHA-256 exists). :class:`ModelLoadError` for a missing file, missing ``gguf``/``accelerate``, or an
-    architecture transformers cannot read from GGUF."""
+    """Convert ``spec``'s GGUF file to a safetensors folder (skipped when one made from a file of the same SHA-256
+    exists). :class:`ModelLoadError` for a missing file or piece, a SHA-256 other than ``gguf_sha256``, missing
+    ``gguf``/``accelerate``, or an architecture transformers cannot read from GGUF."""
     settings = settings or load_settings()
-    source = gguf_path(spec, config_file=config_file)
+    sources = gguf_sources(spec, config_file=config_file)
     out_dir = gguf_converted_dir(spec, settings)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(out_dir.parent / f".{out_dir.name}.lock"):
         card = read_conversion(out_dir)
-        sha256 = file_sha256(source)
+        sha256 = file_sha256(*sources)
         if card and not force and card.get("source_sha256") == sha256 and (out_dir / "config.json").is_file():
-            return Conversion(out_dir, True, source, sha256, 0.0)
+            return Conversion(out_dir, True, tuple(sources), sha256, 0.0)
+        if spec.gguf_sha256 and sha256 != spec.gguf_sha256:
+            raise ModelLoadError(
+                f"The GGUF file of '{spec.display_name}' has SHA-256 {sha256}, not the {spec.gguf_sha256} the config "
+                "expects: it is damaged or another file.",
+                "Reinstall the package(s) that ship it, or fix 'gguf_sha256' in the config.",
+            )
         started = time.perf_counter()
         configure_torch(settings)
-        model, tokenizer = _load_gguf(source, spec.display_name)
+        with _whole_file(sources, str(spec.gguf_file), out_dir.parent) as source:
+            model, tokenizer = _load_gguf(source, spec.display_name)
         record = {
-            "source_file": str(source),
+            "source_file": str(sources[0] if len(sources) == 1 else spec.gguf_file),
             "source_package": spec.gguf_package,
-            "source_bytes": source.stat().st_size,
+            "source_parts": [f"{part.package}/{part.file}" for part in spec.gguf_parts or ()] or None,
+            "source_bytes": sum(path.stat().st_size for path in sources),
             "source_sha256": sha256,
             "architecture": type(model).__name__,
             "seconds": round(time.perf_counter() - started, 1),
@@ -78,7 +98,21 @@ def convert_gguf(
             (staging / CONVERSION_CARD).write_text(json.dumps(record, indent=2), encoding="utf-8")
             (staging / "README.md").write_text(_card_text(spec, record), encoding="utf-8")
             follow_umask(staging)
-        return Conversion(out_dir, False, source, sha256, time.perf_counter() - started)
+        return Conversion(out_dir, False, tuple(sources), sha256, time.perf_counter() - started)
+
+
+@contextmanager
+def _whole_file(sources: list[Path], name: str, scratch: Path) -> Iterator[Path]:
+    """The GGUF file itself: the one source, or its pieces put together in a temporary folder under ``scratch``
+    (removed afterwards)."""
+    if len(sources) == 1:
+        yield sources[0]
+        return
+    folder = Path(tempfile.mkdtemp(prefix=".assembling-", dir=scratch))
+    try:
+        yield concatenate(sources, folder / Path(name).name)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _load_gguf(source: Path, name: str):
@@ -112,6 +146,8 @@ def _load_gguf(source: Path, name: str):
 
 def _card_text(spec: ModelSpec, record: dict) -> str:
     where = f"package `{spec.gguf_package}`, " if spec.gguf_package else ""
+    if record["source_parts"]:
+        where = f"{len(record['source_parts'])} pieces ({', '.join(record['source_parts'])}) making "
     return "\n".join(
         [
             f"# {spec.display_name} (converted from GGUF)",

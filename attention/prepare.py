@@ -293,7 +293,10 @@ def _zero_shot_accuracy(base_dir: Path, held_out: pd.DataFrame, recipe: PrepareR
             prompts = [recipe.zero_shot_prompt.format(text=text) for text in texts]
             batch = tokenizer(prompts, padding=True, return_tensors="pt")
             last = batch["attention_mask"].sum(dim=1) - 1  # right padding: each prompt's last token
-            logits = model(**batch).logits[torch.arange(len(texts)), last][:, answers]
+            # the output layer on each prompt's last state only: Gemma's 262k-word vocabulary at every position
+            # costs more than the decoder (a final logit soft-cap is monotonic: the argmax is unchanged)
+            hidden = model.base_model(**batch).last_hidden_state[torch.arange(len(texts)), last]
+            logits = model.get_output_embeddings()(hidden)[:, answers]
             correct += int((logits.argmax(-1).numpy() == targets).sum())
     return correct / len(held_out)
 

@@ -42,6 +42,38 @@ def word_groups(word_ids: list[int | None], segments: list[int]) -> np.ndarray:
     return groups
 
 
+def aligns_words(raw_tokens: list[str], word_ids: list[int | None]) -> bool:
+    """False when the tokenizer's word ids do not follow words: a piece that starts with a space marker (``▁``,
+    ``Ġ``) shares its word with the piece before it (Gemma's SentencePiece tokenizer has no pre-tokenizer and puts
+    the whole text in word 0)."""
+    return not any(
+        word is not None and word == before and raw.startswith(_SPACE_MARKERS)
+        for raw, word, before in zip(raw_tokens[1:], word_ids[1:], word_ids[:-1], strict=True)
+    )
+
+
+def marker_word_ids(raw_tokens: list[str], special: list[bool]) -> list[int | None]:
+    """Word id per piece from the pieces themselves, for a tokenizer whose word ids do not follow words
+    (:func:`aligns_words`): a word starts at a piece with a space marker, at a piece made only of punctuation and
+    after one (as BERT's and byte-level BPE's pre-tokenizers split them); special tokens get None.
+
+    >>> marker_word_ids(["<bos>", "if", "▁cartoon", "ish", ",", "▁", "c", "▁x"], [True] + [False] * 7)
+    [None, 0, 1, 1, 2, 3, 3, 4]
+    """
+    out: list[int | None] = []
+    word, after_punctuation, first = -1, False, True
+    for raw, is_special in zip(raw_tokens, special, strict=True):
+        if is_special:
+            out.append(None)
+            continue
+        punctuation = raw not in _SPACE_MARKERS and is_punctuation(display_token(raw))  # a bare "▁" begins a word
+        if first or raw.startswith(_SPACE_MARKERS) or punctuation or after_punctuation:
+            word += 1
+        out.append(word)
+        after_punctuation, first = punctuation, False
+    return out
+
+
 def word_all(flags, groups) -> np.ndarray:
     """``[word]`` bool: True where every token of the word (group) has the flag (e.g. a special token, a word
     made only of punctuation pieces).

@@ -19,6 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from attention.defaults import share_measure
 from attention.evaluation import faithfulness, top_layer
 from attention.extraction import extract
 from attention.methods import relevance
@@ -158,14 +159,15 @@ def _row_js(first, second) -> float:
 def bench_changes(sentences: int = 100, seed: int = 7, measure: str = "alti", config: str = "default") -> None:
     """What fine-tuning changed by contributions vs by attention weights, each next to the seed gap (fine-tuned,
     seed 13 → seed ``seed``): per layer, the mean JS divergence between the two models' maps (rows), and per head
-    the change of its contribution share (norm + residual + LN for an encoder, ``measure`` for a decoder, which has
-    no other). Needs ``attention-flows prepare --seed 7`` (with ``--pair`` for another pair)."""
+    the change of its contribution share (:func:`attention.defaults.share_measure`: norm + residual + LN for an
+    encoder, the attention norm's per-head parts for a decoder). Needs ``attention-flows prepare --seed 7`` (with
+    ``--pair`` for another pair)."""
     pair, texts = pair_and_held_out(sentences, config=config)
     other = seed_twin(pair, seed)
     if other is None:
         return
-    share_measure = measure if pair.finetuned.causal else "norm_residual"
-    measures = tuple(dict.fromkeys(("raw_attention", measure, share_measure)))
+    shared_by = share_measure(pair.finetuned.causal)
+    measures = tuple(dict.fromkeys(("raw_attention", measure, shared_by)))
     rows, shares, cls_rows = [], [], []
     for index, text in enumerate(texts):
         maps = [contributions_for(m, text, measures=measures) for m in (pair.pretrained, pair.finetuned, other)]
@@ -176,7 +178,7 @@ def bench_changes(sentences: int = 100, seed: int = 7, measure: str = "alti", co
                 rows.append((index, name, layer + 1, change, noise))
             top = [relevance(m[name], "rollout")[-1] for m in maps]
             cls_rows.append((index, name, 0.5 * np.abs(top[0] - top[1]).sum(), 0.5 * np.abs(top[1] - top[2]).sum()))
-        share = [m[share_measure].head_shares() for m in maps]
+        share = [m[shared_by].head_shares() for m in maps]
         shares.append((share[1] - share[0], share[2] - share[1]))
     frame = pd.DataFrame(rows, columns=["sentence", "measure", "layer", "change", "seed_gap"])
     print(f"\nwhat fine-tuning changed, by weights and by {measure}; {len(texts)} held-out sentences, seed gap = "

@@ -95,6 +95,27 @@ def tiny_decoder_tokenizer():
     )
 
 
+def tiny_sentencepiece_tokenizer():
+    """A SentencePiece-style BPE tokenizer as Gemma's: spaces become ``▁`` at the start of a piece and there is no
+    pre-tokenizer when it encodes, so its word ids put the whole text in one word (the engine finds the words from
+    the markers). Learnt word by word, so no piece spans two words."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never")
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<bos>", "<eos>"])
+    backend.train_from_iterator(_DECODER_TEXTS, trainer)
+    backend.pre_tokenizer = None
+    backend.normalizer = normalizers.Replace(" ", "\u2581")
+    backend.decoder = decoders.Replace("\u2581", " ")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>"
+    )
+    tokenizer.add_bos_token = True
+    return tokenizer
+
+
 def _decoder_configs(vocab_size: int, pad: int) -> dict:
     from transformers import Gemma3TextConfig, GPT2Config, LlamaConfig
 
@@ -116,7 +137,8 @@ def _decoder_configs(vocab_size: int, pad: int) -> dict:
 
 def build_tiny_decoders(root: Path) -> dict[str, Path]:
     """Save tiny random decoders (Llama with grouped-query attention, Gemma 3 with a sliding-window layer, GPT-2)
-    as bare networks, and a Llama classifier (a head on the last token), each with :func:`tiny_decoder_tokenizer`.
+    as bare networks, and a Llama classifier (a head on the last token), each with :func:`tiny_decoder_tokenizer`
+    (Gemma 3 with :func:`tiny_sentencepiece_tokenizer`, as the real one).
 
     Returns ``{name: folder}``; names: ``llama``, ``gemma3``, ``gpt2``, ``llama-classifier``.
     """
@@ -126,8 +148,9 @@ def build_tiny_decoders(root: Path) -> dict[str, Path]:
 
     hf_logging.disable_progress_bar()
     torch.manual_seed(0)
-    tokenizer = tiny_decoder_tokenizer()
+    tokenizer, pieces = tiny_decoder_tokenizer(), tiny_sentencepiece_tokenizer()
     configs = _decoder_configs(len(tokenizer), tokenizer.pad_token_id)
+    configs["gemma3"] = _decoder_configs(len(pieces), pieces.pad_token_id)["gemma3"]  # Gemma's kind of tokenizer
     builds = {name: (AutoModel, config) for name, config in configs.items()}
     labels = {"num_labels": 2, "id2label": {0: "LABEL_0", 1: "LABEL_1"}, "label2id": {"LABEL_0": 0, "LABEL_1": 1}}
     classifier = type(configs["llama"])(**{**configs["llama"].to_dict(), **labels})
@@ -141,6 +164,6 @@ def build_tiny_decoders(root: Path) -> dict[str, Path]:
                 if "norm" in parameter_name or "ln_" in parameter_name:
                     parameter.normal_(0.0, 0.5)
         model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        (pieces if name == "gemma3" else tokenizer).save_pretrained(folder)
         folders[name] = folder
     return folders

@@ -18,6 +18,9 @@ def add_parser(commands) -> None:
     """The ``bench`` command."""
     bench = commands.add_parser("bench", help="run a benchmark and print figures against their targets")
     bench.add_argument("which", choices=CHOICES)
+    bench.add_argument(
+        "--pair", default="smollm-sentiment", help="bench decoder only: the decoder pair (default: smollm-sentiment)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.which == "decoder":
         from benchmarks.decoder import bench_decoder
 
-        bench_decoder()
+        bench_decoder(pair=args.pair)
     elif args.which == "corpus-memory":
         from benchmarks.corpus import bench_corpus_memory
 

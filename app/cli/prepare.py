@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     conversions = convert_pair(config, force=args.force and args.seed is None)
     for done in conversions:
-        print(f"{'already converted' if done.skipped else 'converted'}: {done.source.name} -> {done.path}", flush=True)
+        print(f"{'already converted' if done.skipped else 'converted'}: {done.source_name} -> {done.path}", flush=True)
     if conversions and not config.finetuned.prepared and args.seed is None:
         return 0  # a pair of GGUF models: converting them is all there is to prepare
     target, overrides = None, None

@@ -103,8 +103,9 @@ def graph_notes(
     shows (almost) none of the words with what would change it — only the changes that help, best first, when
     ``fix_shares`` says what each would give (:func:`~app.figures.graph_notes.weigh_fixes`)."""
     hiding = hidden_note(nodes, first_layer=layers[0], hidden=hidden, sources=sources, tokens=tokens, mode=mode)
+    names = " / ".join(dict.fromkeys(tokens[p] for p in special if p < len(tokens))) or "the special tokens"
     lopsided = diagnose(nodes, layers=layers, special=special, sources=sources, mode=mode, tau=tau or 0.0,
-                        sinks=sinks, measure=measure, trace_all=trace_all)  # fmt: skip
+                        sinks=sinks, measure=measure, trace_all=trace_all, special_names=names)  # fmt: skip
     if lopsided is not None and fix_shares is not None:
         lopsided = weigh_fixes(lopsided, fix_shares)
     return [note for note in (hiding, lopsided) if note is not None]

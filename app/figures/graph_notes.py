@@ -158,13 +158,15 @@ def diagnose(
     sinks: bool,
     measure: str,
     trace_all: bool = False,
+    special_names: str = "[CLS] / [SEP]",
 ) -> GraphNote | None:
     """Why the graph shows (almost) none of the words for a shown model: its traced mass stays in the special
     tokens (``kind="sinks"``) or falls below τ (``kind="pruned"``); None when every shown model sends at least
     :data:`WORDS_MIN` of it to the words. ``measure`` is the label of what the graph is drawn over
     (:data:`~app.core.options.MEASURES`), ``special`` and ``sources`` drawn positions, ``sinks`` whether special
     tokens absorb attention. The fixes are the likely ones in a likely order; :func:`weigh_fixes` keeps those that
-    help once they have been tried.
+    help once they have been tried. ``special_names``: how the reason names the special tokens (a decoder's
+    ``<bos>``).
 
     >>> import pandas as pd
     >>> nodes = pd.DataFrame({"depth": [0, 0], "token_idx": [0, 1], "sink": [True, False],
@@ -183,7 +185,7 @@ def diagnose(
         subject = " and ".join(MODEL_LABELS[m] for m in poor).capitalize() + ": "
     words, specials, pruned = (_span([getattr(s, part) for s in poor.values()]) for part in Shares.__annotations__)
     reason = (f"{subject}{words} of the traced mass reaches the words (layers {layers[0]}–{layers[1]}); "
-              f"{specials} stays in [CLS] / [SEP], {pruned} falls below τ = {tau:g}.")  # fmt: skip
+              f"{specials} stays in {special_names}, {pruned} falls below τ = {tau:g}.")  # fmt: skip
     in_sinks = max(s.specials for s in poor.values()) >= max(s.pruned for s in poor.values())
     contribution = [{"measure": CONTRIBUTION_FIX}] if is_raw_attention(measure) else []
     from_words = [{"trace_all": True}] if set(sources) <= set(special) and sources and not trace_all else []

@@ -55,7 +55,7 @@ from attention import (
     relevance_frame,
 )
 from attention.config import PairConfig
-from attention.defaults import DEFAULT_MEASURE, RESIDUAL_MEASURES
+from attention.defaults import DEFAULT_MEASURE, RESIDUAL_MEASURES, share_measure
 from attention.errors import InputTextError
 from attention.evaluation import correlations, sentence_scores, top_layer
 from attention.extraction import check_length
@@ -183,15 +183,17 @@ class AnalysisService:
     def contribution_shares(self, analysis: Analysis) -> pd.DataFrame:
         """``layer, head, contribution_share_pretrained, contribution_share_finetuned``: each head's share of its
         layer's mixing, from the heads' parts after the first LayerNorm (``‖g1_i(α^h_ij f^h(x_j))‖`` summed over
-        query and key, over all heads'; Kobayashi et al. 2021), whatever measure the graph views use."""
+        query and key, over all heads'; Kobayashi et al. 2021) — for a decoder, of what the layer adds to the
+        residual stream (``‖α^h_ij f^h(x_j)‖ / ρ_i``) — whatever measure the graph views use."""
 
         def compute() -> pd.DataFrame:
             with self._forward_lock:
                 shares = [
-                    contributions_for(loaded, analysis.text, analysis.text_pair, measures=("norm_residual",))[
-                        "norm_residual"
+                    contributions_for(loaded, analysis.text, analysis.text_pair, measures=(measure,))[
+                        measure
                     ].head_shares()
                     for loaded in self.models().values()
+                    for measure in (share_measure(loaded.causal),)
                 ]
             layer, head = np.indices(shares[0].shape).reshape(2, -1)
             return pd.DataFrame({"layer": layer + 1, "head": head,
@@ -289,13 +291,15 @@ class AnalysisService:
         return tuple(default_sources(run))
 
     def source_names(self, analysis: Analysis, options: ViewOptions) -> str:
-        """How the views name what is traced: "[CLS]", "all tokens (mean)", or the chosen words."""
+        """How the views name what is traced: "[CLS]", a decoder's "the last token "."", "all tokens (mean)", or
+        the chosen words."""
         options = self.checked(analysis, options)
         if options.trace_all:
             return "all tokens (mean)"
         run = self.runs(analysis).pretrained
         if not options.sources:
-            return run.tokens[default_sources(run)[0]]
+            token = run.tokens[default_sources(run)[0]]
+            return f"the last token “{token}”" if run.facts.causal else token
         labels = shown_labels(run, options.level)
         names = [labels[s] for s in options.sources]
         return ", ".join(names[:4]) + (" …" if len(names) > 4 else "")

@@ -32,17 +32,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from attention.corpus.positions import own_positions
-from attention.defaults import DEFAULT_MEASURE
+from attention.defaults import DEFAULT_MEASURE, SHARE_MEASURE, share_measure
 from attention.methods import relevance
-from attention.mixing.contributions import Contributions, measure_layer
+from attention.mixing.contributions import Contributions, contributions_for, measure_layer
 from attention.mixing.layers import LayerTensors, UnsupportedArchitectureError, blocks
 from attention.mixing.norms import normalise_rows
 from attention.models import LoadedModel
 
-SHARE_MEASURE = "norm_residual"  # the measure whose per-head parts give each head's contribution share
 ROLLOUT_MEASURE = DEFAULT_MEASURE  # the measure of the stored [CLS] contribution rows
-MIXING = {"contribution_share": SHARE_MEASURE, "mixing_rollout": ROLLOUT_MEASURE}  # as the manifest records it
+MIXING = {"contribution_share": SHARE_MEASURE, "mixing_rollout": ROLLOUT_MEASURE}  # as an encoder's manifest records it
 _READS_SECOND_HALF = frozenset({"globenc"})  # measures that read r2, σ2 (the feed-forward half of a layer)
+
+
+def mixing_record(causal: bool) -> dict[str, str]:
+    """The measures of the mixing columns as the manifest records them: :data:`MIXING` for an encoder pair; for a
+    decoder pair the shares are of :data:`attention.defaults.DECODER_SHARE_MEASURE`."""
+    return {"contribution_share": share_measure(causal), "mixing_rollout": ROLLOUT_MEASURE}
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,8 @@ def batch_mixing(
     """
     import torch  # heavy: loaded on first use
 
+    if model.causal:
+        return decoder_mixing(model, batch, measure)
     count = attentions.shape[0]
     if kept.blocks is None or not len(kept.x) == len(kept.value) == len(kept.r1) == len(kept.z) == count:
         blank = np.full((len(batch), count, attentions.shape[2]), np.nan)
@@ -157,6 +164,23 @@ def batch_mixing(
                 for e, item in enumerate(batch)
             ]
     return BatchMixing(np.stack(shares, axis=1), rows)
+
+
+def decoder_mixing(model: LoadedModel, batch: list, measure: str = ROLLOUT_MEASURE) -> BatchMixing:
+    """A decoder's contribution shares (:data:`~attention.defaults.DECODER_SHARE_MEASURE`) and last-token rows of
+    ``measure``: one traced pass per example with the single-example engine (:func:`contributions_for`), since the
+    batched tensors above decompose post-LayerNorm encoder blocks only. NaN for an example whose tokens differ."""
+    share = share_measure(True)
+    shares, rows = [], []
+    for item in batch:
+        found = contributions_for(model, item.text, item.text_pair, measures=tuple(dict.fromkeys((share, measure))))
+        if found[share].facts.tokens != item.facts.tokens:  # never expected: the same tokenizer and text
+            shares.append(np.full((model.num_layers, model.num_heads), np.nan))
+            rows.append(np.full(item.length, np.nan))
+            continue
+        shares.append(found[share].head_shares())
+        rows.append(relevance(found[measure], "rollout")[-1])
+    return BatchMixing(np.stack(shares), rows)
 
 
 @dataclass(frozen=True)

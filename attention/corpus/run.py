@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from attention.corpus.executors import ChunkExecutor, ChunkJob, local_executor
+from attention.corpus.mixing import mixing_record
 from attention.corpus.source import CorpusError, CorpusSource
 from attention.corpus.store import (
     FORMAT,
@@ -65,6 +66,7 @@ def new_manifest(pair: ModelPair, source: CorpusSource, chunk_size: int) -> dict
         "pair": pair_identity(pair),
         "source": {"description": source.description, "fingerprint": source.fingerprint, "rows": len(source.frame)},
         "chunk_size": chunk_size,
+        "mixing": mixing_record(pair.pretrained.causal),
         "chunks": {},
     }
 

@@ -71,7 +71,8 @@ def read_manifest(folder: Path) -> dict | None:
 
 def write_manifest(folder: Path, manifest: dict) -> None:
     """Write ``manifest`` (atomically). A new one is stamped with the measures of its mixing columns
-    (``"mixing"``: :data:`attention.corpus.mixing.MIXING`), so a query can say which measure they are."""
+    (``"mixing"``: :func:`attention.corpus.mixing.mixing_record`; an encoder's :data:`~attention.corpus.mixing.MIXING`
+    when the caller gave none), so a query can say which measure they are."""
     manifest.setdefault("mixing", dict(MIXING))
     _replace_atomically(Path(folder) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
 

@@ -114,11 +114,14 @@ def test_celery_worker_runs_jobs_and_a_killed_worker_is_reported(browser, tiny_c
             worker.wait(timeout=10)
 
 
-def test_the_pair_picker_opens_the_other_pair_with_the_same_text(browser, tiny_config, tiny_models, tmp_path):
+def test_the_pair_picker_opens_a_decoder_pair_with_the_same_text(browser, tiny_config, tiny_decoders, tmp_path):
+    """The second pair is a tiny random decoder pair (Llama, grouped-query attention): picked in a real browser it
+    keeps the text, traces the Sankey from the last token, shows no second-segment box and greys out the measures
+    and the relevance method that decompose encoder blocks only."""
     second = tmp_path / "second.toml"
     second.write_text(
-        f'name = "second"\nexamples = ["the second pair speaks"]\n[pretrained]\npath = "{tiny_models["bert"]}"\n'
-        f'[finetuned]\npath = "{tiny_models["bert-classifier"]}"\n[task]\nname = "t"\nlabels = ["bad", "good"]\n',
+        f'name = "second"\nexamples = ["the second pair speaks"]\n[pretrained]\npath = "{tiny_decoders["llama"]}"\n'
+        f'[finetuned]\npath = "{tiny_decoders["llama-classifier"]}"\n[task]\nname = "t"\nlabels = ["bad", "good"]\n',
         encoding="utf-8",
     )
     server_toml = tmp_path / "server.toml"
@@ -126,7 +129,7 @@ def test_the_pair_picker_opens_the_other_pair_with_the_same_text(browser, tiny_c
     env = {"ATTENTION_FLOWS_HOME": str(tmp_path / "home")}
     with serving("--server-config", str(server_toml), log=tmp_path / "serve.log", env=env) as url:
         context, page = _open(browser, url)
-        assert page.locator(f"#{ids.MODELS}").is_visible()
+        assert page.locator(f"#{ids.MODELS}").is_visible() and page.locator(f"#{ids.TEXT_PAIR}").is_visible()
         page.fill(f"#{ids.TEXT}", "a text to keep")
         page.click(f"#{ids.MODELS}")
         page.get_by_role("option", name="second").click()
@@ -134,6 +137,16 @@ def test_the_pair_picker_opens_the_other_pair_with_the_same_text(browser, tiny_c
         page.wait_for_selector("#sankey-graph .sankey", timeout=60_000)
         assert page.input_value(f"#{ids.TEXT}") == "a text to keep"
         assert "second" in page.locator(f"#{ids.MODELS}").text_content()
+        assert not page.locator(f"#{ids.TEXT_PAIR}").is_visible()
+        sankey = " ".join(page.locator("#sankey-graph text").all_text_contents())
+        assert "from the last token “p”" in sankey, sankey  # the kept text's last piece ("kee", "p") is traced
+        page.click(f"#{ids.MEASURE}")
+        option = page.locator("[role=option]", has_text="GlobEnc").first
+        assert "(encoders only)" in option.text_content()
+        assert option.evaluate(
+            "el => el.getAttribute('aria-disabled') === 'true' || !!el.querySelector('input:disabled')"
+        ), option.evaluate("el => el.outerHTML")
+        page.keyboard.press("Escape")
         page.goto(url + "/?models=nothing")
         page.wait_for_function(
             f"() => (document.getElementById('{ids.ERROR}')?.textContent || '').includes('no model pair called')"

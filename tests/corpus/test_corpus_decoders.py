@@ -1,14 +1,16 @@
 """A corpus of a decoder pair: padded batches give what the single-example engine gives, traced from each text's
-last token."""
+last token, context-mixing columns included."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from attention import extract, load_config, load_pair
-from attention.corpus import corpus_source, read_table, run_corpus
+from attention import extract, load_config, load_pair, relevance
+from attention.corpus import corpus_source, read_manifest, read_table, run_corpus
+from attention.corpus.mixing import ROLLOUT_MEASURE
 from attention.corpus.tables import decode_cls_attention
+from attention.mixing import contributions_for
 
 TEXTS = [
     "a gorgeous, witty movie.",
@@ -32,8 +34,19 @@ def test_a_decoder_corpus_equals_the_single_example_engine(tiny_decoders, tmp_pa
     run_corpus(pair, corpus_source(data, config=load_config(config)), tmp_path / "out", chunk_size=4, progress=False)
     tokens = read_table(tmp_path / "out", "tokens")
     examples = read_table(tmp_path / "out", "examples")
+    heads = read_table(tmp_path / "out", "heads")
     assert len(examples) == len(TEXTS)
+    assert read_manifest(tmp_path / "out")["mixing"] == {
+        "contribution_share": "attention_norm", "mixing_rollout": ROLLOUT_MEASURE}  # fmt: skip
     for example_id, text in enumerate(TEXTS):
+        found = contributions_for(pair.finetuned, text, measures=("attention_norm", ROLLOUT_MEASURE))
+        rows = tokens[tokens["example_id"] == example_id].sort_values("position")
+        own = heads[heads["example_id"] == example_id].sort_values(["layer", "head"])
+        shares = own["contribution_share_finetuned"].to_numpy().reshape(found[ROLLOUT_MEASURE].num_layers, -1)
+        np.testing.assert_allclose(shares, found["attention_norm"].head_shares(), rtol=1e-4)
+        np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-5)
+        expected_row = relevance(found[ROLLOUT_MEASURE], "rollout")[-1]
+        np.testing.assert_allclose(rows["mixing_rollout_finetuned"].to_numpy(), expected_row, rtol=1e-4, atol=1e-7)
         run = extract(pair.finetuned, text)
         rows = tokens[tokens["example_id"] == example_id].sort_values("position")
         stored = decode_cls_attention(rows["cls_attention_finetuned"], run.num_layers, run.num_heads)

