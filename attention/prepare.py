@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 
-from attention.config import PairConfig, PrepareRecipe, load_config, resolve_model_dir
+from attention.config import PairConfig, PrepareRecipe, gguf_converted_dir, load_config, resolve_model_dir
 from attention.data import load_labelled, split_labelled
 from attention.errors import PrepareError
 from attention.files import follow_umask, staged_folder
+from attention.gguf import read_conversion
 from attention.settings import Settings, configure_torch, load_settings
 from attention.version import __version__
 
@@ -68,6 +69,22 @@ def same_recipe(card: dict, recipe: PrepareRecipe) -> bool:
         return False
 
 
+def base_source_sha256(pair_config: PairConfig, settings: Settings) -> str | None:
+    """The SHA-256 of the GGUF file the pair's pre-trained model was converted from (its conversion card), or None
+    for a base that is not a GGUF file or not converted yet."""
+    if not pair_config.pretrained.gguf_file:
+        return None
+    card = read_conversion(gguf_converted_dir(pair_config.pretrained, settings))
+    return card.get("source_sha256") if card else None
+
+
+def base_changed(card: dict, pair_config: PairConfig, settings: Settings) -> bool:
+    """Whether the twin on ``card`` was fine-tuned from another GGUF file than the one now converted (a card written
+    before the field existed says nothing: not changed)."""
+    recorded = card.get("base_source_sha256")
+    return recorded is not None and recorded != base_source_sha256(pair_config, settings)
+
+
 def prepare_finetuned(
     config: str | Path | PairConfig = "default",
     *,
@@ -94,7 +111,7 @@ def prepare_finetuned(
     # the model the first one made instead of training it again.
     with FileLock(out_dir.parent / f".{out_dir.name}.lock"):
         card = read_card(out_dir)
-        if card and same_recipe(card, recipe) and not force:
+        if card and same_recipe(card, recipe) and not base_changed(card, pair_config, settings) and not force:
             zero_shot = card.get("base_zero_shot_accuracy")
             return PrepareResult(out_dir, True, card["held_out_accuracy"], 0.0, card["steps"], zero_shot)
         return _prepare(pair_config, recipe, out_dir, settings, progress)
@@ -124,6 +141,7 @@ def _prepare(
         "package_version": __version__,
         "base_model": pair_config.pretrained.display_name,
         "base_path": str(base_dir),
+        "base_source_sha256": base_source_sha256(pair_config, settings),
         "task": pair_config.task.name,
         "labels": list(labels),
         "train_rows": len(split.train),
@@ -310,7 +328,10 @@ def _card_text(record: dict) -> str:
             "Made by `attention-flows prepare` (Attention Flows "
             f"{record['package_version']}). Reproducible: same recipe, same seed, same split.",
             "",
-            f"- Base model: {record['base_model']}",
+            f"- Base model: {record['base_model']}"
+            + (
+                f" (converted from a GGUF file of SHA-256 `{sha}`)" if (sha := record.get("base_source_sha256")) else ""
+            ),
             f"- Data: `{recipe['data_package']}` / `{recipe['data_file']}`, rows with source == `{recipe['source']}`",
             f"- Labels: {', '.join(record['labels'])}",
             f"- Seed: {recipe['seed']}; training rows: {record['train_rows']}; epochs: {recipe['epochs']}; "

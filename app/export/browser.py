@@ -80,11 +80,15 @@ class ExportBrowser:
                 self._reset()
             if self._kaleido is not None:
                 return
+            # registered before the browser starts: a process told to exit while its browser is still starting
+            # (the warm-up at serve time) waits for this lock, then closes it, before Python removes the browser's
+            # temporary profile (else "Directory not empty" at exit, and a Chromium left running)
+            atexit.unregister(self.stop)
+            atexit.register(self.stop)
             opened: Future = Future()
             self._thread = threading.Thread(target=self._serve, args=(opened,), name="export-browser", daemon=True)
             self._thread.start()
             opened.result()
-            atexit.register(self.stop)
 
     def _serve(self, opened: Future) -> None:
         asyncio.run(self._main(opened))

@@ -114,14 +114,29 @@ def test_celery_worker_runs_jobs_and_a_killed_worker_is_reported(browser, tiny_c
             worker.wait(timeout=10)
 
 
+def _decoder_pair_folders(tiny_decoders) -> tuple[Path, Path, str]:
+    """The real SmolLM2 pair's folders when this machine has prepared it (`attention-flows prepare --pair
+    smollm-sentiment`), else the tiny random Llama pair; and the kept text's last piece as the page names it."""
+    from attention.config import gguf_converted_dir, load_config
+    from attention.prepare import prepared_dir
+    from attention.settings import load_settings
+
+    config, settings = load_config("smollm-sentiment"), load_settings()
+    base, twin = gguf_converted_dir(config.pretrained, settings), prepared_dir(config, settings)
+    if (base / "config.json").is_file() and (twin / "config.json").is_file():
+        return base, twin, "keep"
+    return tiny_decoders["llama"], tiny_decoders["llama-classifier"], "p"  # the tiny tokenizer's "kee", "p"
+
+
 def test_the_pair_picker_opens_a_decoder_pair_with_the_same_text(browser, tiny_config, tiny_decoders, tmp_path):
-    """The second pair is a tiny random decoder pair (Llama, grouped-query attention): picked in a real browser it
-    keeps the text, traces the Sankey from the last token, shows no second-segment box and greys out the measures
-    and the relevance method that decompose encoder blocks only."""
+    """The second pair is a decoder pair (the real SmolLM2 pair when prepared here, else tiny random Llamas with
+    grouped-query attention): picked in a real browser it keeps the text, traces the Sankey from the last token,
+    shows no second-segment box and greys out the measures that decompose encoder blocks only."""
+    base, twin, last_piece = _decoder_pair_folders(tiny_decoders)
     second = tmp_path / "second.toml"
     second.write_text(
-        f'name = "second"\nexamples = ["the second pair speaks"]\n[pretrained]\npath = "{tiny_decoders["llama"]}"\n'
-        f'[finetuned]\npath = "{tiny_decoders["llama-classifier"]}"\n[task]\nname = "t"\nlabels = ["bad", "good"]\n',
+        f'name = "second"\nexamples = ["the second pair speaks"]\n[pretrained]\npath = "{base}"\n'
+        f'[finetuned]\npath = "{twin}"\n[task]\nname = "t"\nlabels = ["bad", "good"]\n',
         encoding="utf-8",
     )
     server_toml = tmp_path / "server.toml"
@@ -139,7 +154,7 @@ def test_the_pair_picker_opens_a_decoder_pair_with_the_same_text(browser, tiny_c
         assert "second" in page.locator(f"#{ids.MODELS}").text_content()
         assert not page.locator(f"#{ids.TEXT_PAIR}").is_visible()
         sankey = " ".join(page.locator("#sankey-graph text").all_text_contents())
-        assert "from the last token “p”" in sankey, sankey  # the kept text's last piece ("kee", "p") is traced
+        assert f"from the last token “{last_piece}”" in sankey, sankey  # the kept text's last piece is traced
         page.click(f"#{ids.MEASURE}")
         option = page.locator("[role=option]", has_text="GlobEnc").first
         assert "(encoders only)" in option.text_content()

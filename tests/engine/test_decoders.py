@@ -356,3 +356,24 @@ def test_a_sentencepiece_tokenizer_s_words_come_from_its_markers(decoders):
             words[group] = words.get(group, "") + token
     assert list(words.values()) == ["the", "plot", "is", "thin", ",", "dull"]
     assert run.special[0] and run.tokens[0] == "<bos>"
+
+
+def test_a_twin_made_from_another_gguf_file_is_made_again(tmp_path):
+    """The twin's card records the SHA-256 of the GGUF file its base was converted from; when the base is converted
+    from another file, `prepare` fine-tunes again instead of keeping the old twin (a card without the field keeps)."""
+    from attention.config import gguf_converted_dir
+    from attention.gguf import CONVERSION_CARD
+    from attention.prepare import base_changed, base_source_sha256
+    from attention.settings import load_settings
+
+    config = load_config("smollm-sentiment")
+    settings = load_settings().model_copy(update={"home": tmp_path})
+    assert base_source_sha256(config, settings) is None  # not converted here
+    converted = gguf_converted_dir(config.pretrained, settings)
+    converted.mkdir(parents=True)
+    (converted / CONVERSION_CARD).write_text('{"source_sha256": "b"}', encoding="utf-8")
+    assert base_source_sha256(config, settings) == "b"
+    assert base_changed({"base_source_sha256": "a"}, config, settings)
+    assert not base_changed({"base_source_sha256": "b"}, config, settings)
+    assert not base_changed({}, config, settings)
+    assert base_source_sha256(load_config("default"), settings) is None
