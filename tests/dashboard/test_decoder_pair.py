@@ -111,3 +111,17 @@ def test_the_layer_slider_labels_a_deep_model_sparsely_and_always_its_ends(layer
     from app.dashboard.layout.controls import layer_marks
 
     assert list(layer_marks(layers)) == expected
+
+
+def test_a_decoder_pair_exports_from_the_command_line(decoder_config, tmp_path, capsys):
+    """`attention-flows export` on a decoder pair (run in process): an SVG of the Sankey traced from the last token,
+    and a refused second segment names the fix."""
+    from app.cli.main import main
+
+    out = tmp_path / "sankey.svg"
+    assert main(["export", "--config", str(decoder_config), "--text", TEXT, "--view", "sankey", "--out", str(out)]) == 0
+    assert "from the last token" in out.read_text(encoding="utf-8")
+    refused = main(
+        ["export", "--config", str(decoder_config), "--text", TEXT, "--text-pair", "more", "--out", str(out)]
+    )
+    assert refused == 2 and "one text" in capsys.readouterr().err
