@@ -46,6 +46,8 @@ class JobsSection(_Strict):
 
     broker: str = ""  # redis://…: Celery workers (``attention-flows worker``) run the jobs
     folder: str = ""  # the diskcache folder (default: <data home>/jobs)
+    # a Celery job whose worker beat no heartbeat (every 2 s) for this long is reported lost
+    lost_after_seconds: float = Field(default=15.0, ge=5.0, le=3600.0)
 
     @field_validator("broker")
     @classmethod

@@ -8,9 +8,9 @@ waits for it.
 
 A job whose process dies (killed, out of memory, a worker machine lost) is reported as failed instead of shown as
 running forever: a diskcache job's process is checked directly; a Celery worker beats a heartbeat into Redis every
-:data:`HEARTBEAT_SECONDS` while it runs a job, and a job whose heartbeat is older than :data:`LOST_AFTER_SECONDS`
-is reported lost (the job is not retried on its own: it is acknowledged when a worker takes it, so a killed job
-never runs twice; the user starts it again).
+:data:`HEARTBEAT_SECONDS` while it runs a job, and a job whose heartbeat is older than ``[jobs] lost_after_seconds``
+(:data:`LOST_AFTER_SECONDS` by default) is reported lost (the job is not retried on its own: it is acknowledged when a
+worker takes it, so a killed job never runs twice; the user starts it again).
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ from attention.settings import Settings, load_settings
 
 log = logging.getLogger("attention_flows.app")
 HEARTBEAT_SECONDS = 2.0
-LOST_AFTER_SECONDS = 15.0
+LOST_AFTER_SECONDS = 15.0  # the default of ``[jobs] lost_after_seconds``
 
 
 def make_manager(server_config: ServerConfig, settings: Settings | None = None):
     """The background-callback manager ``server_config`` asks for: Celery with a broker, else diskcache in
     ``jobs.folder`` (default ``<data home>/jobs``)."""
     if server_config.jobs.broker:
-        return LostJobsCeleryManager(make_celery(server_config.jobs.broker))
+        jobs = server_config.jobs
+        return LostJobsCeleryManager(make_celery(jobs.broker), lost_after=jobs.lost_after_seconds)
     import diskcache  # only for the one-machine manager: loaded when it is made
 
     settings = settings or load_settings()
@@ -121,7 +122,12 @@ class LostJobsDiskcacheManager(DiskcacheManager):
 
 
 class LostJobsCeleryManager(CeleryManager):
-    """Dash's Celery manager, but a started job whose worker stopped beating its heartbeat is reported failed."""
+    """Dash's Celery manager, but a started job whose worker beat no heartbeat for ``lost_after`` seconds is reported
+    failed."""
+
+    def __init__(self, celery_app, *, lost_after: float = LOST_AFTER_SECONDS, **options) -> None:
+        super().__init__(celery_app, **options)
+        self.lost_after = lost_after
 
     def terminate_job(self, job):
         if job is not None:
@@ -147,7 +153,7 @@ class LostJobsCeleryManager(CeleryManager):
         if self.handle.backend.get(f"attention-flows:stopped:{job}") is not None:
             return False  # cancelled by the user
         beat = self.handle.backend.get(heartbeat_key(job))
-        return beat is None or time.time() - float(beat) > LOST_AFTER_SECONDS
+        return beat is None or time.time() - float(beat) > self.lost_after
 
 
 def install_heartbeat(celery_app) -> None:

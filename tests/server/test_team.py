@@ -62,7 +62,7 @@ def test_the_shipped_server_config_lists_the_default_and_the_seed_7_pair():
     config = load_server_config(configs_dir() / "server.toml")
     assert list(config.pairs) == ["minilm-sentiment", "minilm-sentiment-seed7"]
     assert config.default == "minilm-sentiment" and config.max_loaded_pairs == 2
-    assert config.cache.redis == "" and config.jobs.broker == ""
+    assert config.cache.redis == "" and config.jobs.broker == "" and config.jobs.lost_after_seconds == 15
 
 
 @pytest.mark.parametrize(
@@ -75,6 +75,7 @@ def test_the_shipped_server_config_lists_the_default_and_the_seed_7_pair():
         ('pairs = ["default"]\n[cache]\nredis = "http://x"\n', "redis://"),
         ('pairs = ["default", "default"]\n', "two pairs are called"),
         ('pairs = ["default"\n', "not valid TOML"),
+        ('pairs = ["default"]\n[jobs]\nlost_after_seconds = 1\n', "lost_after_seconds"),
     ],
 )
 def test_a_bad_server_config_is_one_line_naming_the_problem(tmp_path, text, expected):
