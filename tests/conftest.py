@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +173,12 @@ def browser():
 def tab(browser):
     """One page to draw exported SVGs in (the figure standard measures them there)."""
     yield browser.new_page(viewport={"width": 1400, "height": 1400})
+
+
+@pytest.fixture
+def temporary() -> Iterator[Path]:
+    """A short, empty TMPDIR for a child process: Chromium fails to start when the path of the socket it makes in
+    TMPDIR passes 107 characters, which pytest's tmp_path soon does."""
+    folder = Path(tempfile.mkdtemp(prefix="af-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -224,7 +221,7 @@ def test_a_prepared_model_folder_has_the_modes_of_the_umask(tiny_models, tmp_pat
 CONTROLS = {**BASE, f"{ids.ANALYSIS}.data": {"text": TEXT, "text_pair": None}}  # the fuzz suite's page state
 
 
-def _export_request(client, view: str = "heads", fmt: str = "svg") -> dict:
+def export_request(client, view: str = "heads", fmt: str = "svg") -> dict:
     """The body the page posts when a view's Export button is clicked (its controls are pattern-matching ids)."""
     spec = next(s for s in dependencies(client) if f"{ids.DOWNLOAD}.data" in s["output"])
     per_view = {"export-button": 1, "export-format": fmt, "export-size": "double", "export-sidecar": []}
@@ -245,33 +242,26 @@ def _export_request(client, view: str = "heads", fmt: str = "svg") -> dict:
     }
 
 
-@pytest.fixture
-def temporary() -> Iterator[Path]:
-    """A short, empty TMPDIR for a child process: Chromium fails to start when the path of the socket it makes in
-    TMPDIR passes 107 characters, which pytest's tmp_path soon does."""
-    folder = Path(tempfile.mkdtemp(prefix="af-", dir="/tmp"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.mark.parametrize("workers", ["1", "2"], ids=["one process", "gunicorn"])
-def test_a_server_that_exported_leaves_no_temporary_folders_after_sigterm(tiny_config, tmp_path, temporary, workers):
-    """…and gunicorn opens no control socket at a fixed path (in HOME or XDG_RUNTIME_DIR)."""
-    home, runtime = tmp_path / "home", tmp_path / "run"
-    runtime.mkdir()
-    env = {"TMPDIR": str(temporary), "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime),
-           "ATTENTION_FLOWS_HOME": str(home / "data")}  # fmt: skip
-    args = ("--config", str(tiny_config), "--workers", workers)
-    with serving(*args, log=tmp_path / "serve.log", env=env, timeout=120) as url:
-        assert not (home / ".gunicorn").exists() and list(runtime.iterdir()) == []
-        before = set(temporary.iterdir())
-        client = HttpClient(url)
-        response = client.post("/_dash-update-component", json=_export_request(client))
-        assert response.status_code == 200 and "content" in response.get_json()["response"][ids.DOWNLOAD]["data"]
-        made = set(temporary.iterdir()) - before
-        assert made, "the export made no temporary folder: this test no longer sees kaleido's"
+def test_a_server_that_exported_leaves_no_temporary_folders_after_sigterm(tiny_config, tmp_path, temporary):
+    """One process; gunicorn is checked the same way in
+    tests/server/test_server.py::test_gunicorn_workers_serve_the_same_answers_from_a_preloaded_master."""
+    home = tmp_path / "home"
+    env = {"TMPDIR": str(temporary), "HOME": str(home), "ATTENTION_FLOWS_HOME": str(home / "data")}
+    with serving("--config", str(tiny_config), log=tmp_path / "serve.log", env=env, timeout=120) as url:
+        made = exported_into(url, temporary)
     # serving() has sent SIGTERM and waited for the server to exit
     assert set(temporary.iterdir()) & made == set(), (tmp_path / "serve.log").read_text()[-2000:]
+
+
+def exported_into(url: str, temporary: Path) -> set[Path]:
+    """Export a figure from the server at ``url`` (its TMPDIR ``temporary``); the temporary folders it made."""
+    before = set(temporary.iterdir())
+    client = HttpClient(url)
+    response = client.post("/_dash-update-component", json=export_request(client))
+    assert response.status_code == 200 and "content" in response.get_json()["response"][ids.DOWNLOAD]["data"]
+    made = set(temporary.iterdir()) - before
+    assert made, "the export made no temporary folder: this test no longer sees kaleido's"
+    return made
 
 
 def test_a_forked_child_exports_with_a_browser_of_its_own_and_leaves_no_folders(temporary):

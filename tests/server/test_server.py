@@ -11,6 +11,7 @@ import pytest
 
 from app.dashboard import ids
 from app.testing.dash_http import request_body
+from tests.cli.test_fuzz_cli import exported_into
 from tests.servers import serving
 
 
@@ -21,10 +22,17 @@ def _post(url: str, body: dict) -> dict:
 
 
 @pytest.mark.slow
-def test_gunicorn_workers_serve_the_same_answers_from_a_preloaded_master(tiny_config, tmp_path):
+def test_gunicorn_workers_serve_the_same_answers_from_a_preloaded_master(tiny_config, tmp_path, temporary):
     """Two workers answer, agree, and share the models the master loaded before forking them; a worker killed
-    with -9 is replaced by one that answers at once."""
-    with serving("--config", str(tiny_config), "--workers", "2", log=tmp_path / "gunicorn.log", timeout=90) as base:
+    with -9 is replaced by one that answers at once. gunicorn opens no control socket at a fixed path (in HOME or
+    XDG_RUNTIME_DIR), and a server that exported leaves no temporary folders after SIGTERM."""
+    home, runtime = tmp_path / "home", tmp_path / "run"
+    runtime.mkdir()
+    env = {"TMPDIR": str(temporary), "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime),
+           "ATTENTION_FLOWS_HOME": str(home / "data")}  # fmt: skip
+    log = tmp_path / "gunicorn.log"
+    with serving("--config", str(tiny_config), "--workers", "2", log=log, env=env, timeout=90) as base:
+        assert not (home / ".gunicorn").exists() and list(runtime.iterdir()) == []
         specs = json.loads(urllib.request.urlopen(f"{base}/_dash-dependencies").read())
         spec = next(s for s in specs if f"{ids.SANKEY}.figure" in s["output"] and "allow_duplicate" not in s["output"])
         values = {
@@ -39,6 +47,9 @@ def test_gunicorn_workers_serve_the_same_answers_from_a_preloaded_master(tiny_co
         assert "sankey" in answers.pop()
         _two_workers_answer(base)
         _a_killed_worker_is_replaced_at_once(base)
+        made = exported_into(base, temporary)
+    # serving() has sent SIGTERM and waited for gunicorn to exit
+    assert set(temporary.iterdir()) & made == set(), log.read_text()[-2000:]
 
 
 def _arbiter(port: int) -> psutil.Process:
