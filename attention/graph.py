@@ -210,24 +210,16 @@ def attention_graph(
     is_sink = np.zeros(n, dtype=bool)
     is_sink[sink_set] = True
 
-    span = last - first + 1
-    mass = np.zeros((span + 1, n))
-    mass[span, source_set] = 1.0 / source_set.size
-    absorbed = np.zeros((span, n))
-    pruned = np.zeros(span)
     edge_parts = []
-    for layer in range(last, first - 1, -1):
-        row = layer - first
-        live = mass[row + 1]
-        mass[row] = live @ maps[layer - 1]
-        carried = (1.0 - alpha) * live[:, None] * attention[layer - 1]  # [query, key] mass on attention edges
-        absorbed[row, is_sink] = carried[:, is_sink].sum(axis=0)
-        pruned[row] = carried[:, ~is_sink][~keep[layer - 1][:, ~is_sink]].sum()
+
+    def keep_edges(layer: int, live: np.ndarray, carried: np.ndarray) -> None:
         edge_parts.append(
             _layer_edges(
                 layer, live, carried, keep[layer - 1], is_sink, own[layer - 1], weights[layer - 1], chosen_heads, tau
             )
         )
+
+    mass, absorbed, pruned = _propagate(maps, attention, keep, alpha, (first, last), source_set, is_sink, keep_edges)
 
     return AttentionGraph(
         nodes=_node_frame(mass, absorbed, labels, is_sink, first),
@@ -243,6 +235,66 @@ def attention_graph(
         absorbed=absorbed,
         pruned=pruned,
     )
+
+
+def _propagate(maps, attention, keep, alpha: float, layers: tuple[int, int], sources, is_sink, each_layer=None):
+    """``(mass, absorbed, pruned)`` of :class:`AttentionGraph` from :func:`pruned_maps`' arrays: one unit of mass on
+    ``sources`` at depth ``last``, pushed down layer by layer; ``each_layer(layer, live, carried)`` sees each
+    layer's live mass ``[token]`` and the mass on its attention edges ``[query, key]``."""
+    first, last = layers
+    span, n = last - first + 1, maps.shape[-1]
+    mass = np.zeros((span + 1, n))
+    mass[span, sources] = 1.0 / len(sources)
+    absorbed = np.zeros((span, n))
+    pruned = np.zeros(span)
+    for layer in range(last, first - 1, -1):
+        row = layer - first
+        live = mass[row + 1]
+        mass[row] = live @ maps[layer - 1]
+        carried = (1.0 - alpha) * live[:, None] * attention[layer - 1]  # [query, key] mass on attention edges
+        absorbed[row, is_sink] = carried[:, is_sink].sum(axis=0)
+        pruned[row] = carried[:, ~is_sink][~keep[layer - 1][:, ~is_sink]].sum()
+        if each_layer is not None:
+            each_layer(layer, live, carried)
+    return mass, absorbed, pruned
+
+
+def mass_split(
+    weights: np.ndarray,
+    *,
+    special: Sequence[int],
+    tau: float = DEFAULT_TAU,
+    alpha: float = DEFAULT_ALPHA,
+    heads: Sequence[int] | None = None,
+    layers: tuple[int, int] | None = None,
+    sources: Sequence[int] | None = None,
+    sinks: Sequence[int] | None = None,
+    aggregation: Aggregation = "mean",
+    residual_in_weights: bool = False,
+) -> tuple[float, float, float]:
+    """Where :func:`attention_graph`'s traced mass ends, without building its frames: ``(words, specials, lost)``
+    — the share at the input (depth ``first-1``) on tokens that are neither ``special`` nor sinks; the share there
+    on special tokens or sinks plus all that sinks absorbed; the rest (pruned below τ). The arguments are
+    :func:`attention_graph`'s."""
+    weights = np.asarray(weights)
+    maps, attention, keep, _ = pruned_maps(
+        weights, tau=tau, alpha=alpha, heads=heads, sinks=sinks or (), aggregation=aggregation,
+        residual_in_weights=residual_in_weights,
+    )  # fmt: skip
+    n = weights.shape[-1]
+    is_sink = np.zeros(n, dtype=bool)
+    is_sink[_token_set(sinks, n, "sinks", ())] = True
+    source_set = _token_set(sources, n, "sources", (0,))
+    if source_set.size == 0:
+        raise ValueError("trace from at least one token")
+    alpha = 0.0 if residual_in_weights else alpha
+    mass, absorbed, _ = _propagate(maps, attention, keep, alpha, layer_range(layers, weights.shape[0]), source_set,
+                                   is_sink)  # fmt: skip
+    is_special = is_sink.copy()
+    is_special[list(special)] = True
+    words = float(mass[0][~is_special].sum())
+    specials = float(mass[0][is_special].sum() + absorbed.sum())
+    return words, specials, max(0.0, 1.0 - words - specials)
 
 
 def _node_frame(

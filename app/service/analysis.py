@@ -60,8 +60,8 @@ from attention.errors import InputTextError
 from attention.evaluation import correlations, sentence_scores, top_layer
 from attention.extraction import check_length
 from attention.gradients import extract_and_explain
-from attention.graph import word_graph
-from attention.methods import default_sources, merge_scores, relevance, token_positions
+from attention.graph import mass_split, word_graph
+from attention.methods import default_sources, merge_scores, relevance, sink_tokens, token_positions
 from attention.mixing import MIXING_MEASURES, contributions, contributions_for
 from attention.mixing.contributions import run_and_contributions
 from attention.mixing.decompx import decompx
@@ -339,6 +339,29 @@ class AnalysisService:
             (measure, *settings.values()),
             lambda: (graph_for(runs.pretrained, **settings), graph_for(runs.finetuned, **settings)),
         )
+
+    def mass_splits(self, analysis: Analysis, options: ViewOptions) -> dict[str, tuple[float, float, float]]:
+        """Per model, where its graph's traced mass ends (:func:`attention.graph.mass_split`: words, special tokens
+        and sinks, lost below τ) — what :meth:`graphs`' nodes say, at a fraction of its cost (no frames, any level
+        or fold: both only merge positions)."""
+        options = self.checked(analysis, options)
+        settings = self._graph_settings(options)
+        measure, sinks = settings.pop("measure"), settings.pop("sinks")
+        runs = self.measure_runs(analysis, measure)
+        sources = self.trace_sources(analysis, options)
+
+        def compute() -> dict[str, tuple[float, float, float]]:
+            return {
+                model: mass_split(
+                    run.weights, special=np.flatnonzero(run.special), sinks=sink_tokens(run) if sinks else (),
+                    sources=sources, layers=options.layers, residual_in_weights=measure in RESIDUAL_MEASURES,
+                    **settings,
+                )
+                for model, run in (("pretrained", runs.pretrained), ("finetuned", runs.finetuned))
+            }  # fmt: skip
+
+        key = (measure, sinks, options.layers, sources, *settings.values())
+        return self._memo("mass_splits", analysis, key, compute)
 
     def graphs(self, analysis: Analysis, options: ViewOptions) -> GraphComparison:
         """The union of both graphs, at ``options.level`` (a word's pieces merged: masses and flows add up), a long

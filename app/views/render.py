@@ -14,9 +14,10 @@ from app.core.analysis import Analysis
 from app.core.fold import first_of_groups, fold_scores
 from app.core.options import CLASS_METHODS, MEASURES, ViewOptions
 from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
-from app.figures.graph_notes import diagnose, fix_key, mass_shares
+from app.figures.graph_notes import Shares, diagnose, fix_key
 from app.figures.headview import make_headview
 from app.figures.heatmaps import make_word_query
+from app.figures.models import shown_models
 from app.figures.network import make_network
 from app.figures.sankey import sankey_layers_that_fit
 from app.figures.theme import Canvas, Figure
@@ -28,11 +29,11 @@ from attention.tokens import word_all
 Selected = tuple[int, int | None]
 
 
-def _graph_inputs(service: AnalysisService, analysis: Analysis, options: ViewOptions, *, weigh: bool = True) -> dict:
+def _graph_inputs(service: AnalysisService, analysis: Analysis, options: ViewOptions) -> dict:
     """What the graph views (Sankey, network) draw: the graphs and the drawn positions (level, a long input
     folded) of the traced, hidden and special tokens, and the options that say why a view is one-sided. When the
     view shows (almost) none of the words, ``fix_shares`` says where each suggested option change would send the
-    traced mass (:func:`~app.figures.graph_notes.weigh_fixes`; ``weigh`` False: not tried)."""
+    traced mass (:func:`~app.figures.graph_notes.weigh_fixes`)."""
     graphs = service.graphs(analysis, options)
     sources = np.asarray(service.trace_sources(analysis, options))
     hidden = np.flatnonzero(service.hidden(analysis, options))
@@ -63,7 +64,7 @@ def _graph_inputs(service: AnalysisService, analysis: Analysis, options: ViewOpt
         "source_names": service.source_names(analysis, options),
         "measure": MEASURES[options.measure],
         "residual_in_maps": options.measure in RESIDUAL_MEASURES,
-        "fix_shares": _fix_shares(service, analysis, options, graphs.nodes, special, sources) if weigh else None,
+        "fix_shares": _fix_shares(service, analysis, options, graphs.nodes, special, sources),
     }
 
 
@@ -80,10 +81,9 @@ def _fix_shares(
     if note is None:
         return None
     shares = {}
-    for fix in note.fixes:
-        changed = _graph_inputs(service, analysis, replace(options, **fix), weigh=False)
-        shares[fix_key(fix)] = mass_shares(changed["nodes"], first_layer=layers[0], special=changed["special"],
-                                           mode=options.mode)  # fmt: skip
+    for fix in note.fixes:  # where each fix sends the traced mass, without drawing its graph
+        split = service.mass_splits(analysis, replace(options, **fix))
+        shares[fix_key(fix)] = {model: Shares(*split[model]) for model in shown_models(options.mode)}
     return shares
 
 

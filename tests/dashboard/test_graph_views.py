@@ -331,7 +331,7 @@ def test_the_long_review_and_late_layers_say_why_they_show_no_words_and_what_hel
         assert note is not None and said in note.reason
         best = weigh_fixes(note, drawn["fix_shares"])
         assert best.fixes and best.gains[0] >= WORDS_MIN
-        fixed = _graph_inputs(service, analysis, replace(options, **best.fixes[0]), weigh=False)
+        fixed = _graph_inputs(service, analysis, replace(options, **best.fixes[0]))
         after = mass_shares(fixed["nodes"], first_layer=drawn["layers"][0], special=fixed["special"], mode="comparison")
         assert min(after[m].words for m in note.models) == pytest.approx(best.gains[0])
         for view in ("sankey", "network"):

@@ -253,3 +253,39 @@ def test_the_word_query_is_the_attention_a_word_receives_per_head(service):
     assert list(ranked["value"].abs()) == sorted(received["difference"].abs(), reverse=True)[:3]
     with pytest.raises(Exception, match="word"):
         service.received(TEXT, ViewOptions(word=99))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ViewOptions(),
+        ViewOptions(measure="raw_attention", tau=0.2),
+        ViewOptions(measure="raw_attention", sinks=False, level="word", mode="finetuned"),
+        ViewOptions(trace_all=True, layers=(2, 2)),
+        ViewOptions(measure="attention_norm", tau=0.0, aggregation="max", heads=(1,)),
+        ViewOptions(top_k=3, level="word"),  # folded: the input is long
+    ],
+)
+def test_mass_splits_say_where_the_drawn_graph_s_mass_ends(service, options):
+    """The cheap split the graph notes weigh their fixes with equals what the drawn graph's nodes say (any level,
+    fold, sinks, measure), at a fraction of the cost."""
+    from dataclasses import replace
+
+    from app.figures.graph_notes import mass_shares
+    from app.figures.models import shown_models
+
+    words = "a fine , moving film that never lets up ; a dull , tedious plot without a single idea , and yet"
+    analysis = Analysis(f"{words} {words}")  # over 40 words: folds at top_k
+    nodes = service.graphs(analysis, options).nodes
+    special = np.flatnonzero(service.hidden(analysis, replace(options, hide=("special",))))
+    fold = service.fold(analysis, options)
+    if options.top_k == 3:
+        assert fold is not None, "this input must fold at top_k=3"
+        special = fold.groups[special]
+    first = (options.layers or (1, service.num_layers))[0]
+    drawn = mass_shares(nodes, first_layer=first, special=special.tolist(), mode=options.mode)
+    split = service.mass_splits(analysis, options)
+    for model in shown_models(options.mode):
+        shares = drawn[model]
+        np.testing.assert_allclose(split[model], (shares.words, shares.specials, shares.pruned), atol=1e-9)
+        assert abs(sum(split[model]) - 1.0) < 1e-6  # float32 rows sum to 1 within ~1e-7
