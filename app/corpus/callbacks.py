@@ -27,6 +27,7 @@ from app.export.corpus import CorpusFigureRequest, corpus_export_bytes, corpus_f
 from app.export.corpus_figures import check_figure, figure_options
 from app.figures.corpus import make_corpus_head_map, make_head_change_grid, make_layer_change, make_word_difference
 from app.figures.theme import empty_figure
+from attention.corpus.mixing import traced_token
 from attention.corpus.query import head_map, head_ranking, label_counts, layer_change, word_changes, word_query
 from attention.errors import AttentionFlowsError
 
@@ -181,7 +182,7 @@ def words(corpus: object, measure: object, context: object):
         frame = corpus_catalog().memo(entry, "words", lambda: word_changes(entry.path, measure), measure)
     except AttentionFlowsError as error:
         return html.Div(str(error), className="muted")
-    return words_grid(frame.head(WORDS_SHOWN), measure)
+    return words_grid(frame.head(WORDS_SHOWN), measure, traced_token(entry.manifest))
 
 
 @_callback(
@@ -192,15 +193,16 @@ def words(corpus: object, measure: object, context: object):
     State("corpus-context", "data"),
 )
 def query_word(_clicks: object, word: str | None, corpus: object, context: object) -> dict:
-    """Which heads attend to ``word`` from [CLS], and how that changed (or what to type)."""
+    """Which heads attend to ``word`` from [CLS] (a decoder's last token), and how that changed (or what to type)."""
     if not (word or "").strip():
-        return empty_figure("Type a word and press Enter: which heads attend to it from [CLS], and how that changed.")
+        return empty_figure("Type a word and press Enter: which heads attend to it from the traced token ([CLS], or "
+                            "a decoder's last token), and how that changed.")  # fmt: skip
     try:
         entry = entry_of(context, corpus)
         frame = corpus_catalog().memo(entry, "word", lambda: word_query(entry.path, word), word.strip().lower())
     except AttentionFlowsError as error:
         return empty_figure(str(error))
-    return make_word_difference(frame, word.strip())
+    return make_word_difference(frame, word.strip(), traced_token(entry.manifest))
 
 
 @_callback(

@@ -17,6 +17,7 @@ from app.corpus.grid import COLUMN_FILTERS, FILTER_TYPES, PAGE_ROWS
 from app.dashboard.help import help_icon
 from app.dashboard.layout.views import export_controls
 from app.export.corpus_figures import CORPUS_FIGURES
+from attention.corpus.mixing import traced_token
 from attention.corpus.query import SHARE
 from attention.defaults import MEASURE_LABELS
 from attention.errors import AttentionFlowsError
@@ -160,15 +161,16 @@ def _views() -> html.Div:
 
 def _words_card(chosen: CorpusEntry) -> html.Div:
     """The words that gained most, by a measure the radio buttons choose (the table: ``corpus-words``)."""
+    traced = traced_token(chosen.manifest)
     return html.Div(
         [
             html.H2("Words that gained most after fine-tuning"),
             choice_row(
                 "corpus-word-measure",
                 {
-                    "rollout": "[CLS] rollout",
-                    "mixing_rollout": f"[CLS] contribution rollout ({_rollout_measure(chosen)})",
-                    "cls_attention": "attention from [CLS]",
+                    "rollout": traced_phrase(traced, "rollout"),
+                    "mixing_rollout": traced_phrase(traced, f"contribution rollout ({_rollout_measure(chosen)})"),
+                    "cls_attention": f"attention from {traced}",
                     "relevance": "class relevance (fine-tuned only)",
                 },
                 "seen at least 5 times; a word's pieces summed, mean over its occurrences",
@@ -198,6 +200,11 @@ def _examples_card() -> html.Div:
         ],
         className="card wide",
     )
+
+
+def traced_phrase(traced: str, what: str) -> str:
+    """``what`` of the traced token: "[CLS] rollout", or "rollout from the last token"."""
+    return f"{traced} {what}" if traced == "[CLS]" else f"{what} from {traced}"
 
 
 def _rollout_measure(entry: CorpusEntry) -> str:
@@ -263,14 +270,15 @@ def examples_grid(corpus: str, view: str, *, pairs: bool = False, labelled: bool
     )
 
 
-def words_grid(frame: pd.DataFrame, measure: str) -> dag.AgGrid:
-    """The words whose ``measure`` grew most (a small table, sorted in the browser); the [CLS] contribution
-    rollout's headers name its measure (the frame's ``measure`` column)."""
+def words_grid(frame: pd.DataFrame, measure: str, traced: str = "[CLS]") -> dag.AgGrid:
+    """The words whose ``measure`` grew most (a small table, sorted in the browser); the contribution rollout's
+    headers name its measure (the frame's ``measure`` column); ``traced``: :func:`traced_token`."""
     number = {"valueFormatter": {"function": "d3.format('.4f')(params.value)"}, "width": 140}
-    what = {"rollout": "[CLS] rollout", "cls_attention": "attention from [CLS]", "relevance": "class relevance"}
+    what = {"rollout": traced_phrase(traced, "rollout"), "cls_attention": f"attention from {traced}",
+            "relevance": "class relevance"}  # fmt: skip
     if measure == "mixing_rollout":
         named = str(frame["measure"].iloc[0]) if "measure" in frame and len(frame) else None
-        what[measure] = f"[CLS] {MEASURE_LABELS.get(named, 'contribution')} rollout"
+        what[measure] = traced_phrase(traced, f"{MEASURE_LABELS.get(named, 'contribution')} rollout")
     columns = [
         {"field": "word", "flex": 1},
         {"field": "count", "width": 90},

@@ -21,6 +21,7 @@ from app.export.corpus_sidecar import CorpusIdentity, CorpusSidecar
 from app.export.files import ExportError, check_target, render_bytes, write_atomically
 from app.figures.corpus import make_corpus_head_map, make_head_change_grid, make_layer_change, make_word_difference
 from app.figures.theme import Canvas, Figure
+from attention.corpus.mixing import traced_token
 from attention.corpus.query import corpus_manifest, head_map, head_ranking, layer_change, word_query
 from attention.corpus.source import CorpusError
 from attention.corpus.store import MANIFEST
@@ -79,7 +80,8 @@ def corpus_figure(
     if figure == "layers":
         return make_layer_change(read("layers", lambda: layer_change(folder, metric), metric), metric)
     if figure == "word":
-        return make_word_difference(read("word", lambda: word_query(folder, word), word.lower()), word)
+        frame = read("word", lambda: word_query(folder, word), word.lower())
+        return make_word_difference(frame, word, traced_token(manifest))
     mapped, stress, count = read("map", lambda: head_map(folder))
     return make_corpus_head_map(mapped, stress, count, canvas)
 

@@ -142,17 +142,17 @@ def make_layer_change(frame: pd.DataFrame, metric: str) -> Figure:
     )
 
 
-def make_word_difference(frame: pd.DataFrame, word: str) -> Figure:
-    """Layers × heads: how much more (vermillion) or less (blue) attention [CLS] pays to ``word`` after fine-tuning,
-    mean over its occurrences; the hover gives each model's value."""
+def make_word_difference(frame: pd.DataFrame, word: str, traced: str = "[CLS]") -> Figure:
+    """Layers × heads: how much more (vermillion) or less (blue) attention [CLS] (``traced``: a decoder's "the last
+    token") pays to ``word`` after fine-tuning, mean over its occurrences; the hover gives each model's value."""
     difference = _grid(frame, "difference")
     both = np.stack([_grid(frame, "pretrained"), _grid(frame, "finetuned")], axis=-1)
     bound = symmetric_range(difference)
     occurrences = int(frame["occurrences"].iloc[0])
     colours = {"colorscale": DIVERGING, "zmid": 0.0, "zmin": -bound, "zmax": bound}
     hover = "pre-trained %{customdata[0]:.4f} · fine-tuned %{customdata[1]:.4f}<br>difference %{z:+.4f}"
-    title = f"[CLS] → '{word}': fine-tuned − pre-trained, mean of {occurrences:,} occurrences"
-    unit = f"{MODEL_LABELS['difference']}<br>attention from [CLS]"
+    title = f"{traced} → '{word}': fine-tuned − pre-trained, mean of {occurrences:,} occurrences"
+    unit = f"{MODEL_LABELS['difference']}<br>attention from {traced}"
     return _layer_head_map(difference, both, colours, unit, hover, title)
 
 

@@ -50,6 +50,17 @@ def mixing_record(causal: bool) -> dict[str, str]:
     return {"contribution_share": share_measure(causal), "mixing_rollout": ROLLOUT_MEASURE}
 
 
+def traced_token_name(causal: bool) -> str:
+    """How the corpus names the token its rows are traced from: an encoder's "[CLS]", a decoder's "the last token"
+    (recorded as the manifest's ``traced_token``; a manifest without it is an encoder's)."""
+    return "the last token" if causal else "[CLS]"
+
+
+def traced_token(manifest: dict) -> str:
+    """The token a corpus's rows are traced from, as its manifest records it (:func:`traced_token_name`)."""
+    return str(manifest.get("traced_token", traced_token_name(False)))
+
+
 @dataclass(frozen=True)
 class BatchMixing:
     """One model's mixing figures for a batch: ``shares`` ``[batch, layer, head]`` float64 (each layer's heads sum

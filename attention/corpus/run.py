@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from attention.corpus.executors import ChunkExecutor, ChunkJob, local_executor
-from attention.corpus.mixing import mixing_record
+from attention.corpus.mixing import mixing_record, traced_token_name
 from attention.corpus.source import CorpusError, CorpusSource
 from attention.corpus.store import (
     FORMAT,
@@ -67,6 +67,7 @@ def new_manifest(pair: ModelPair, source: CorpusSource, chunk_size: int) -> dict
         "source": {"description": source.description, "fingerprint": source.fingerprint, "rows": len(source.frame)},
         "chunk_size": chunk_size,
         "mixing": mixing_record(pair.pretrained.causal),
+        "traced_token": traced_token_name(pair.pretrained.causal),
         "chunks": {},
     }
 

@@ -3,6 +3,8 @@ last token, context-mixing columns included."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -36,8 +38,9 @@ def test_a_decoder_corpus_equals_the_single_example_engine(tiny_decoders, tmp_pa
     examples = read_table(tmp_path / "out", "examples")
     heads = read_table(tmp_path / "out", "heads")
     assert len(examples) == len(TEXTS)
-    assert read_manifest(tmp_path / "out")["mixing"] == {
-        "contribution_share": "attention_norm", "mixing_rollout": ROLLOUT_MEASURE}  # fmt: skip
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest["mixing"] == {"contribution_share": "attention_norm", "mixing_rollout": ROLLOUT_MEASURE}
+    _the_page_names_the_last_token(tmp_path / "out", manifest)
     for example_id, text in enumerate(TEXTS):
         found = contributions_for(pair.finetuned, text, measures=("attention_norm", ROLLOUT_MEASURE))
         rows = tokens[tokens["example_id"] == example_id].sort_values("position")
@@ -54,3 +57,19 @@ def test_a_decoder_corpus_equals_the_single_example_engine(tiny_decoders, tmp_pa
         np.testing.assert_allclose(stored, expected, atol=2e-3)
         label = examples.loc[examples["example_id"] == example_id, "predicted_finetuned"].iloc[0]
         assert label == run.label
+
+
+def _the_page_names_the_last_token(folder, manifest) -> None:
+    """The corpus page and its exports say what a decoder's rows are traced from (an encoder's say [CLS])."""
+    from app.corpus.layout import traced_phrase, words_grid
+    from app.figures.corpus import make_word_difference
+    from attention.corpus.mixing import traced_token
+    from attention.corpus.query import word_changes, word_query
+
+    traced = traced_token(manifest)
+    assert traced == "the last token" and traced_token({}) == "[CLS]"
+    assert traced_phrase(traced, "rollout") == "rollout from the last token"
+    grid = words_grid(word_changes(folder, "rollout", min_count=1), "rollout", traced)
+    assert "pre-trained rollout from the last token" in [c.get("headerName") for c in grid.columnDefs]
+    figure = make_word_difference(word_query(folder, "dull"), "dull", traced)
+    assert "the last token → 'dull'" in json.dumps(figure["layout"], ensure_ascii=False)
