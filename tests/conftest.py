@@ -182,3 +182,16 @@ def temporary() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="af-", dir="/tmp"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def default_server(default_pair):
+    """``attention-flows serve`` on the default pair in a subprocess, as a user starts it: one for every browser
+    module (its log must show no traceback when the session ends)."""
+    from tests.servers import ARTIFACTS, serving
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / "server.log"
+    with serving("--no-prepare", log=log) as url:
+        yield url
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]

@@ -22,13 +22,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")
-def server(default_pair):
-    """``attention-flows serve`` in a subprocess, exactly as a user starts it."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / "server.log"
-    with serving("--no-prepare", log=log) as url:
-        yield url
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+def server(default_server):
+    """``attention-flows serve`` on the default pair, exactly as a user starts it (one for every browser module)."""
+    return default_server
 
 
 # The page tests follow what every view shows: a window as tall as the page, so every view is seen (views are drawn

@@ -19,7 +19,7 @@ from app.service.analysis import AnalysisService
 from app.testing.figure_standard import INPUTS
 from benchmarks.dashboard import show_view
 from benchmarks.gallery import wait_until_settled
-from tests.servers import ARTIFACTS, serving
+from tests.servers import ARTIFACTS
 
 try:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -65,12 +65,8 @@ PIXELS_JS = """async ([png, points]) => {
 
 
 @pytest.fixture(scope="module")
-def server(default_pair):
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / "server-similarity.log"
-    with serving("--no-prepare", log=log) as url:
-        yield url
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+def server(default_server):
+    return default_server
 
 
 def _open(browser, server, *, width=1600, height=1100, scheme="light", scale=1):

@@ -1,6 +1,8 @@
 """Static export through kaleido and Debian chromium: valid files of the requested size, sidecars that
 reproduce the figure, clear errors, no half-written files."""
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -223,8 +225,18 @@ def test_a_warm_browser_answers_its_first_export_at_once(service, tmp_path):
     assert PROCESS_BROWSER._thread is warmed  # drawn by the warmed browser, not one started for it
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=300)
+def _cli(*args) -> subprocess.CompletedProcess:
+    """``attention-flows ARGS`` run in this process (its exit status, printed output and errors, as a subprocess
+    would give them): no interpreter, torch import or browser start per call."""
+    from app.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse refuses bad arguments with exit status 2
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def test_cli_single_export_and_unknown_view(tiny_config, tmp_path):
