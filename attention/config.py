@@ -68,7 +68,7 @@ class ModelSpec(_Strict):
     gguf_file: str | None = None
     gguf_package: str | None = None
     gguf_parts: tuple[GGUFPart, ...] | None = Field(default=None, min_length=1)
-    gguf_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    gguf_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     prepared: str | None = None
 
     @model_validator(mode="after")

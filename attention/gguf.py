@@ -71,14 +71,14 @@ def convert_gguf(
     with FileLock(out_dir.parent / f".{out_dir.name}.lock"):
         card = read_conversion(out_dir)
         sha256 = file_sha256(*sources)
-        if card and not force and card.get("source_sha256") == sha256 and (out_dir / "config.json").is_file():
-            return Conversion(out_dir, True, tuple(sources), sha256, 0.0)
-        if spec.gguf_sha256 and sha256 != spec.gguf_sha256:
+        if spec.gguf_sha256 and sha256 != spec.gguf_sha256.lower():
             raise ModelLoadError(
                 f"The GGUF file of '{spec.display_name}' has SHA-256 {sha256}, not the {spec.gguf_sha256} the config "
                 "expects: it is damaged or another file.",
                 "Reinstall the package(s) that ship it, or fix 'gguf_sha256' in the config.",
             )
+        if card and not force and card.get("source_sha256") == sha256 and (out_dir / "config.json").is_file():
+            return Conversion(out_dir, True, tuple(sources), sha256, 0.0)
         started = time.perf_counter()
         configure_torch(settings)
         with _whole_file(sources, str(spec.gguf_file), out_dir.parent) as source:

@@ -273,9 +273,10 @@ def mass_split(
     residual_in_weights: bool = False,
 ) -> tuple[float, float, float]:
     """Where :func:`attention_graph`'s traced mass ends, without building its frames: ``(words, specials, lost)``
-    — the share at the input (depth ``first-1``) on tokens that are neither ``special`` nor sinks; the share there
-    on special tokens or sinks plus all that sinks absorbed; the rest (pruned below τ). The arguments are
-    :func:`attention_graph`'s."""
+    — the share at the input (depth ``first-1``) on tokens not in ``special``; the share there on ``special`` plus
+    all that sinks absorbed; the rest (pruned below τ). ``special``: the positions counted with the special tokens
+    (the caller says whether sinks are: a word-level view counts a sink inside a longer word as that word's). The
+    other arguments are :func:`attention_graph`'s."""
     weights = np.asarray(weights)
     maps, attention, keep, _ = pruned_maps(
         weights, tau=tau, alpha=alpha, heads=heads, sinks=sinks or (), aggregation=aggregation,
@@ -290,7 +291,7 @@ def mass_split(
     alpha = 0.0 if residual_in_weights else alpha
     mass, absorbed, _ = _propagate(maps, attention, keep, alpha, layer_range(layers, weights.shape[0]), source_set,
                                    is_sink)  # fmt: skip
-    is_special = is_sink.copy()
+    is_special = np.zeros(n, dtype=bool)
     is_special[list(special)] = True
     words = float(mass[0][~is_special].sum())
     specials = float(mass[0][is_special].sum() + absorbed.sum())

@@ -45,32 +45,47 @@ def word_groups(word_ids: list[int | None], segments: list[int]) -> np.ndarray:
 def aligns_words(raw_tokens: list[str], word_ids: list[int | None]) -> bool:
     """False when the tokenizer's word ids do not follow words: a piece that starts with a space marker (``▁``,
     ``Ġ``) shares its word with the piece before it (Gemma's SentencePiece tokenizer has no pre-tokenizer and puts
-    the whole text in word 0)."""
+    the whole text in word 0). Pieces of whitespace alone (a run of spaces) say nothing.
+
+    >>> aligns_words(["if", "▁this", "▁film"], [0, 0, 0]), aligns_words(["a", "ĠĠĠ", "ĠĠ", "Ġb"], [0, 1, 1, 2])
+    (False, True)
+    """
     return not any(
-        word is not None and word == before and raw.startswith(_SPACE_MARKERS)
+        word is not None and word == before and raw.startswith(_SPACE_MARKERS) and not _blank(raw)
         for raw, word, before in zip(raw_tokens[1:], word_ids[1:], word_ids[:-1], strict=True)
     )
 
 
+_BLANKS = frozenset(_SPACE_MARKERS) | {"\u010a", "\u0109"}  # the markers, byte-level newline and tab
+
+
+def _blank(raw: str) -> bool:
+    """A piece made only of whitespace or its markers (a run of spaces, a newline, a tab)."""
+    return all(ch in _BLANKS or ch.isspace() for ch in raw)
+
+
 def marker_word_ids(raw_tokens: list[str], special: list[bool]) -> list[int | None]:
     """Word id per piece from the pieces themselves, for a tokenizer whose word ids do not follow words
-    (:func:`aligns_words`): a word starts at a piece with a space marker, at a piece made only of punctuation and
-    after one (as BERT's and byte-level BPE's pre-tokenizers split them); special tokens get None.
+    (:func:`aligns_words`): a word starts at a piece with a space marker, at a piece made only of punctuation or of
+    whitespace (a newline, a run of spaces) and after one (as BERT's and byte-level BPE's pre-tokenizers split
+    them); special tokens get None.
 
-    >>> marker_word_ids(["<bos>", "if", "▁cartoon", "ish", ",", "▁", "c", "▁x"], [True] + [False] * 7)
-    [None, 0, 1, 1, 2, 3, 3, 4]
+    >>> marker_word_ids(["<bos>", "if", "▁cartoon", "ish", ",", "▁", "c", "▁x", "\\n", "y"], [True] + [False] * 9)
+    [None, 0, 1, 1, 2, 3, 3, 4, 5, 6]
     """
     out: list[int | None] = []
-    word, after_punctuation, first = -1, False, True
+    word, apart, first = -1, False, True
     for raw, is_special in zip(raw_tokens, special, strict=True):
         if is_special:
             out.append(None)
             continue
-        punctuation = raw not in _SPACE_MARKERS and is_punctuation(display_token(raw))  # a bare "▁" begins a word
-        if first or raw.startswith(_SPACE_MARKERS) or punctuation or after_punctuation:
+        bare = raw in _SPACE_MARKERS  # a lone "▁" begins the word after it
+        blank = _blank(raw) and not bare  # a newline, a tab, a run of spaces: a word of its own
+        alone = blank or (not bare and is_punctuation(display_token(raw)))
+        if first or raw.startswith(_SPACE_MARKERS) or alone or apart:
             word += 1
         out.append(word)
-        after_punctuation, first = punctuation, False
+        apart, first = alone, False
     return out
 
 

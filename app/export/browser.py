@@ -89,6 +89,10 @@ class ExportBrowser:
             self._thread = threading.Thread(target=self._serve, args=(opened,), name="export-browser", daemon=True)
             self._thread.start()
             opened.result()
+            # and again now: atexit runs last-registered first, and the browser's temporary profile registered
+            # weakref's exit hook while it started (when nothing in the process had before)
+            atexit.unregister(self.stop)
+            atexit.register(self.stop)
 
     def _serve(self, opened: Future) -> None:
         asyncio.run(self._main(opened))

@@ -21,7 +21,7 @@ class CorpusFigure:
 CORPUS_FIGURES: dict[str, CorpusFigure] = {
     "heads": CorpusFigure("Which heads changed", ("metric",)),
     "layers": CorpusFigure("Which layers changed", ("metric",)),
-    "word": CorpusFigure("Word query: attention from [CLS] to a word", ("word",)),
+    "word": CorpusFigure("Word query: attention from the traced token to a word", ("word",)),
     "head-map": CorpusFigure("Head similarity map", ()),
 }
 DEFAULT_METRIC = "js_divergence"

@@ -103,12 +103,20 @@ def graph_notes(
     shows (almost) none of the words with what would change it — only the changes that help, best first, when
     ``fix_shares`` says what each would give (:func:`~app.figures.graph_notes.weigh_fixes`)."""
     hiding = hidden_note(nodes, first_layer=layers[0], hidden=hidden, sources=sources, tokens=tokens, mode=mode)
-    names = " / ".join(dict.fromkeys(tokens[p] for p in special if p < len(tokens))) or "the special tokens"
     lopsided = diagnose(nodes, layers=layers, special=special, sources=sources, mode=mode, tau=tau or 0.0,
-                        sinks=sinks, measure=measure, trace_all=trace_all, special_names=names)  # fmt: skip
+                        sinks=sinks, measure=measure, trace_all=trace_all,
+                        special_names=special_names(nodes, tokens, special))  # fmt: skip
     if lopsided is not None and fix_shares is not None:
         lopsided = weigh_fixes(lopsided, fix_shares)
     return [note for note in (hiding, lopsided) if note is not None]
+
+
+def special_names(nodes: pd.DataFrame, tokens: Sequence[str], special: Sequence[int]) -> str:
+    """How a graph note names where the specials' share sits: the drawn special tokens ("[CLS] / [SEP]", "<bos>")
+    and any other sink, quoted (a decoder's first word: "“a”")."""
+    sinks = [int(p) for p in nodes.loc[nodes["sink"].astype(bool), "token_idx"].unique() if p not in set(special)]
+    named = [tokens[p] for p in special if p < len(tokens)] + [f"“{tokens[p]}”" for p in sinks if p < len(tokens)]
+    return " / ".join(dict.fromkeys(named)) or "the special tokens"
 
 
 def offered_fixes(notes: Sequence[GraphNote]) -> list[dict]:

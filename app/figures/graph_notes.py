@@ -136,7 +136,7 @@ def mass_shares(
         mass = np.nan_to_num(nodes[f"mass_{model}"].to_numpy(float))
         absorbed = np.nan_to_num(nodes[f"absorbed_{model}"].to_numpy(float))
         words = float(mass[at_input & ~is_special].sum())
-        specials = float(mass[at_input & is_special].sum() + absorbed[is_special].sum())
+        specials = float(mass[at_input & is_special].sum() + absorbed.sum())  # mass is absorbed only by sinks
         shares[model] = Shares(words, specials, max(0.0, 1.0 - words - specials))
     return shares
 

@@ -350,17 +350,26 @@ class AnalysisService:
         runs = self.measure_runs(analysis, measure)
         sources = self.trace_sources(analysis, options)
 
+        def counted(run) -> np.ndarray:
+            """The tokens whose drawn position counts with the specials: a special token or a sink (at word level,
+            a word made only of them, as the word graph marks it)."""
+            special, sink = np.asarray(run.special), np.zeros(len(run.special), dtype=bool)
+            sink[list(sink_tokens(run) if sinks else ())] = True
+            if options.level == "word":
+                groups = np.asarray(run.groups)
+                return np.flatnonzero((word_all(special, groups) | word_all(sink, groups))[groups])
+            return np.flatnonzero(special | sink)
+
         def compute() -> dict[str, tuple[float, float, float]]:
             return {
                 model: mass_split(
-                    run.weights, special=np.flatnonzero(run.special), sinks=sink_tokens(run) if sinks else (),
-                    sources=sources, layers=options.layers, residual_in_weights=measure in RESIDUAL_MEASURES,
-                    **settings,
+                    run.weights, special=counted(run), sinks=sink_tokens(run) if sinks else (), sources=sources,
+                    layers=options.layers, residual_in_weights=measure in RESIDUAL_MEASURES, **settings,
                 )
                 for model, run in (("pretrained", runs.pretrained), ("finetuned", runs.finetuned))
             }  # fmt: skip
 
-        key = (measure, sinks, options.layers, sources, *settings.values())
+        key = (measure, sinks, options.level, options.layers, sources, *settings.values())
         return self._memo("mass_splits", analysis, key, compute)
 
     def graphs(self, analysis: Analysis, options: ViewOptions) -> GraphComparison:
@@ -398,7 +407,7 @@ class AnalysisService:
     def fold(self, analysis: Analysis, options: ViewOptions) -> Fold | None:
         """How a long input is folded at ``options.level`` (:mod:`app.core.fold`), or None when it is drawn whole: the
         ``top_k`` positions by the current relevance (fine-tuned model, else pre-trained; deepest layer) kept, with
-        every special, hidden and traced position."""
+        every special, sink (a decoder's first token), hidden and traced position."""
         options = self.checked(analysis, options)
 
         def compute() -> Fold | None:
@@ -413,7 +422,12 @@ class AnalysisService:
             scores = np.full(len(labels), np.nan)
             scores[deepest["token_idx"].to_numpy()] = values
             run = self.runs(analysis).pretrained
-            always = word_all(run.special, run.groups) if options.level == "word" else np.asarray(run.special).copy()
+            kept = np.asarray(run.special).copy()
+            kept[list(run.sink_indices)] = True  # special tokens and sinks are never folded
+            always = kept
+            if options.level == "word":  # the words holding them (a special token is a word of its own)
+                always = np.zeros(len(labels), dtype=bool)
+                always[np.asarray(run.groups)[kept]] = True
             if not options.trace_all:
                 sources = self.trace_sources(analysis, options)
                 always[[run.groups[s] for s in sources] if options.level == "word" else list(sources)] = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from app.core.options import ViewOptions
@@ -125,3 +126,47 @@ def test_a_decoder_pair_exports_from_the_command_line(decoder_config, tmp_path, 
         ["export", "--config", str(decoder_config), "--text", TEXT, "--text-pair", "more", "--out", str(out)]
     )
     assert refused == 2 and "one text" in capsys.readouterr().err
+
+
+# 57 pieces of the tiny tokenizer (it may read 64): over 40 tokens, so the token level folds at top_k
+LONG = "unbelievably dull, tedious and overlong: the plot is thin and the acting is wooden. a dull film."
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ViewOptions(measure="raw_attention", level="word"),
+        ViewOptions(measure="raw_attention", trace_all=True, level="word"),
+        ViewOptions(top_k=3, trace_all=True),
+        ViewOptions(top_k=3, measure="raw_attention", tau=0.2),
+        ViewOptions(sinks=False, level="word", mode="finetuned"),
+    ],
+)
+def test_a_decoder_s_mass_split_is_what_its_drawn_graph_says(service, options):
+    """A decoder without a start token: its sink is the first piece of a longer first word ("unbelievably"), which
+    a word-level view draws as a word; folds keep it; the cheap split the graph notes use still equals the drawn
+    nodes, and the note names the sink word."""
+    from dataclasses import replace
+
+    from app.figures.graph_drawn import special_names
+    from app.figures.graph_notes import mass_shares
+    from app.figures.models import shown_models
+
+    analysis = service.analyse(LONG)
+    run = service.runs(analysis).pretrained
+    assert run.sink_indices == (0,) and not run.special[0] and run.groups[0] == run.groups[1]  # a multi-piece sink
+    nodes = service.graphs(analysis, options).nodes
+    special = np.flatnonzero(service.hidden(analysis, replace(options, hide=("special",))))
+    fold = service.fold(analysis, options)
+    if options.top_k == 3:
+        assert fold is not None and fold.groups[0] != fold.other  # the sink is never folded away
+        special = fold.groups[special]
+    drawn = mass_shares(nodes, first_layer=1, special=special.tolist(), mode=options.mode)
+    split = service.mass_splits(analysis, options)
+    for model in shown_models(options.mode):
+        shares = drawn[model]
+        np.testing.assert_allclose(split[model], (shares.words, shares.specials, shares.pruned), atol=1e-9)
+    if options.level == "token" and options.sinks:  # a note on this graph names the sink word, quoted
+        tokens = fold.labels if fold is not None else service.labels(analysis, "token")
+        sink = int(fold.groups[0]) if fold is not None else 0
+        assert special_names(nodes, tokens, special.tolist()) == f"“{tokens[sink]}”"

