@@ -259,6 +259,7 @@ def measure_controls(dash_app, rounds: int = 3, seen: tuple[str, ...] | None = N
     hooks = [loaded.model.register_forward_pre_hook(lambda *_: passes.append("pass"))
              for loaded in service.models().values()]  # fmt: skip
     totals, requests, afterwards, redraws, computing, largest = [], [], [], [], [], 0
+    redrawn: list[str] = []  # each redraw's change, as "control → value" (parallel to ``redraws``)
     try:
         for text in texts:
             analysis = service.analyse(text)
@@ -279,14 +280,16 @@ def measure_controls(dash_app, rounds: int = 3, seen: tuple[str, ...] | None = N
                 totals.append(total)
                 afterwards.append(after)
                 (computing if passes else redraws).append(cpu)
+                if not passes:
+                    redrawn.append(f"{changed.split('.')[0]} → {value}")
     finally:
         for hook in hooks:
             hook.remove()
-    report_controls(totals, requests, afterwards, redraws, computing, largest, seen)
+    report_controls(totals, requests, afterwards, redraws, computing, largest, seen, redrawn)
 
 
-def report_controls(totals, requests, afterwards, redraws, computing, largest, seen) -> None:
-    """The lines :func:`measure_controls` prints."""
+def report_controls(totals, requests, afterwards, redraws, computing, largest, seen, redrawn=()) -> None:
+    """The lines :func:`measure_controls` prints; ``redrawn``: each redraw's change, for the slowest ones."""
     p95 = float(np.percentile(totals, 95))
     shown = "every view on screen" if seen is None else f"views on screen: {', '.join(seen)}"
     app_row(f"control change ({shown}; {len(totals)} changes): p50", f"{statistics.median(totals) * 1000:.0f} ms",
@@ -295,6 +298,11 @@ def report_controls(totals, requests, afterwards, redraws, computing, largest, s
     cpu95 = float(np.percentile(redraws, 95))
     app_row(f"  p95 server CPU per redraw (no model pass; {len(redraws)} changes)", f"{cpu95 * 1000:.0f} ms",
             "<= 30 ms" if seen else "report", cpu95 <= 0.030 if seen else None)  # fmt: skip
+    slowest: dict[str, float] = {}
+    for change, cpu in zip(redrawn, redraws, strict=False):
+        slowest[change] = max(cpu, slowest.get(change, 0.0))
+    for change, cpu in sorted(slowest.items(), key=lambda item: -item[1])[:4]:  # what the p95 is made of
+        app_row(f"    slowest redraw: {change}"[:72], f"{cpu * 1000:.0f} ms", "report")
     if computing:
         app_row(f"  server CPU when it runs a model ({len(computing)} changes): p50 / p95",
                 f"{statistics.median(computing) * 1000:.0f} / {np.percentile(computing, 95) * 1000:.0f} ms",
