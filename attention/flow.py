@@ -129,11 +129,14 @@ def _blocking_flow(caps, depth, u, v, top, flow, bottom, dist, cursor, path_m, p
             top_i = first_saturated
             m, a = path_m[top_i], path_a[top_i]
             continue
-        limit = n if m == depth else arcs
+        limit = n if m + 1 >= depth else arcs  # no arc back up into the source
         want = dist[m, a] - 1
         advanced = False
         while cursor[m, a] < limit:
             j = cursor[m, a]
+            if m == 1 and 0 < j < n:  # depth 1 has one downward arc, to the sink
+                cursor[m, a] = n
+                continue
             if j < n:
                 nm, na = (0, 0) if m == 1 else (m - 1, j)
             else:
@@ -161,90 +164,147 @@ def _blocking_flow(caps, depth, u, v, top, flow, bottom, dist, cursor, path_m, p
         cursor[m, a] += 1
 
 
+@numba.njit(cache=True, inline="always")
+def _leave_arc(m, a, j, flow, current, touched, count):
+    """Move past arc ``j`` of (m, a): its flow (``current[m, a]``) goes into the dense ``flow`` array, and the entry
+    into ``touched`` so it can be zeroed after the pair. Returns the new number of touched entries (``-1`` once the
+    list has overflowed: then the whole array is zeroed after the pair)."""
+    if current[m, a] > 0.0:
+        flow[m - 1, a, j] = current[m, a]
+        current[m, a] = 0.0
+        if 0 <= count < touched.shape[0]:
+            touched[count] = ((m - 1) * flow.shape[1] + a) * flow.shape[2] + j
+            count += 1
+        else:
+            count = -1
+    return count
+
+
+@numba.njit(cache=True, inline="always")
+def _next_alive(alive, m, j):
+    """The first live token at depth m from token j on (``n`` when none): ``alive[m]`` is a disjoint-set forest in
+    which a dead token points past itself (path halving keeps skips over dead runs near constant time)."""
+    while alive[m, j] != j:
+        alive[m, j] = alive[m, alive[m, j]]
+        j = alive[m, j]
+    return j
+
+
+@numba.njit(cache=True, inline="always")
+def _augment(caps, depth, u, v, top, bottom, path_a, current):
+    """Push the bottleneck along the path ``path_a[0..depth-1]`` (token at depth ``depth - i``) of current arcs to
+    the sink. Returns (amount, index of the first path node whose arc is now full)."""
+    bottleneck = caps[depth - 1, u, path_a[1]] - top[path_a[1]]
+    for k in range(1, depth - 1):
+        residual = caps[depth - k - 1, path_a[k], path_a[k + 1]] - current[depth - k, path_a[k]]
+        bottleneck = min(bottleneck, residual)
+    last = path_a[depth - 1]
+    bottleneck = min(bottleneck, caps[0, last, v] - bottom[last])
+    saturated = depth
+    top[path_a[1]] += bottleneck
+    if caps[depth - 1, u, path_a[1]] - top[path_a[1]] <= EPS:
+        saturated = 0
+    for k in range(1, depth - 1):
+        mm = depth - k
+        current[mm, path_a[k]] += bottleneck
+        if saturated == depth and caps[mm - 1, path_a[k], path_a[k + 1]] - current[mm, path_a[k]] <= EPS:
+            saturated = k
+    bottom[last] += bottleneck
+    return bottleneck, (depth - 1 if saturated == depth else saturated)
+
+
 @numba.njit(cache=True)
-def _first_phase(caps, depth, u, v, top, flow, bottom, alive, cursor, path_a, stamp, pair_id):
+def _first_phase(caps, depth, u, v, bound, top, flow, bottom, alive, cursor, path_a, current, touched):
     """Blocking flow on the downward edges only (the first Dinic phase, when every node at depth m is exactly
-    m arcs from the sink). ``path_a[i]`` is the token at depth ``depth - i``. Flow rows are zeroed lazily, the
-    first time a pair visits a node (``stamp``), so no pass over the whole flow array is needed."""
+    m arcs from the sink). ``path_a[i]`` is the token at depth ``depth - i``.
+
+    A depth-first search with current arcs pushes flow only along each node's current arc, so arcs beyond it carry
+    none and arcs before it are never read again in the phase: the flow on an interior node's current arc is kept in
+    ``current[m, a]`` and written to the dense ``flow`` array (which is all zeros on entry) only when the search moves
+    past it. Nothing proportional to the network's size is zeroed per pair. Dead ends are skipped through ``alive``
+    (:func:`_next_alive`), so a row is not rescanned over tokens already known to be dead. Stops once ``bound`` (the
+    smaller of the source's and the sink's total capacity) is pushed. Returns (value, touched entries)."""
     n = caps.shape[1]
     pushed = 0.0
+    count = 0
     i = 0
     path_a[0] = u
     while True:
         m = depth - i
-        if m == 0:  # at the sink: path_a[1..depth-1] are the tokens at depths depth-1 .. 1
-            bottleneck = caps[depth - 1, u, path_a[1]] - top[path_a[1]]
-            for k in range(1, depth - 1):
-                mm = depth - k
-                bottleneck = min(
-                    bottleneck, caps[mm - 1, path_a[k], path_a[k + 1]] - flow[mm - 1, path_a[k], path_a[k + 1]]
-                )
-            last = path_a[depth - 1]
-            bottleneck = min(bottleneck, caps[0, last, v] - bottom[last])
-            saturated = depth
-            top[path_a[1]] += bottleneck
-            if caps[depth - 1, u, path_a[1]] - top[path_a[1]] <= EPS:
-                saturated = 0
-            for k in range(1, depth - 1):
-                mm = depth - k
-                flow[mm - 1, path_a[k], path_a[k + 1]] += bottleneck
-                if (
-                    saturated == depth
-                    and caps[mm - 1, path_a[k], path_a[k + 1]] - flow[mm - 1, path_a[k], path_a[k + 1]] <= EPS
-                ):
-                    saturated = k
-            bottom[last] += bottleneck
-            if saturated == depth:
-                saturated = depth - 1
+        if m == 0:  # at the sink: push along the path, go back to the first arc it filled
+            bottleneck, i = _augment(caps, depth, u, v, top, bottom, path_a, current)
             pushed += bottleneck
-            i = saturated
+            if pushed >= bound:  # every sink (or source) arc is full: nothing more can be pushed
+                break
             continue
         a = path_a[i]
         advanced = False
         if m == depth:
-            while cursor[m, 0] < n:
-                j = cursor[m, 0]
-                if alive[m - 1, j] and caps[m - 1, u, j] - top[j] > EPS:
+            j = _next_alive(alive, m - 1, cursor[m, 0])
+            while j < n:
+                if caps[m - 1, u, j] - top[j] > EPS:
                     advanced = True
                     break
-                cursor[m, 0] += 1
+                j = _next_alive(alive, m - 1, j + 1)
+            cursor[m, 0] = j
         elif m == 1:
             if cursor[1, a] == 0 and caps[0, a, v] - bottom[a] > EPS:
                 j = 0
                 advanced = True
         else:
-            if stamp[m, a] != pair_id:
-                stamp[m, a] = pair_id
-                flow[m - 1, a, :] = 0.0
             row_caps = caps[m - 1, a]
-            row_flow = flow[m - 1, a]
-            alive_below = alive[m - 1]
             j = cursor[m, a]
-            while j < n:
-                if alive_below[j] and row_caps[j] - row_flow[j] > EPS:
-                    advanced = True
-                    break
-                j += 1
+            if j < n and alive[m - 1, j] == j and row_caps[j] - current[m, a] > EPS:
+                advanced = True
+            elif j < n:
+                count = _leave_arc(m, a, j, flow, current, touched, count)
+                j = _next_alive(alive, m - 1, j + 1)
+                while j < n:
+                    if row_caps[j] > EPS:
+                        advanced = True
+                        break
+                    j = _next_alive(alive, m - 1, j + 1)
             cursor[m, a] = j
         if advanced:
             i += 1
             path_a[i] = j
             continue
         if i == 0:
-            return pushed
-        alive[m, a] = False
+            break
+        alive[m, a] = a + 1  # dead: searches skip it
         i -= 1
         if i == 0:
             cursor[depth, 0] += 1
         else:
-            cursor[depth - i, path_a[i]] += 1
+            parent = path_a[i]
+            count = _leave_arc(depth - i, parent, cursor[depth - i, parent], flow, current, touched, count)
+            cursor[depth - i, parent] += 1
+    return pushed, count
 
 
 @numba.njit(cache=True)
 def _max_flow(
-    caps, depth, u, v, top, flow, bottom, dist, cursor, queue_m, queue_a, path_m, path_a, path_j, alive, stamp, pair_id
+    caps,
+    depth,
+    u,
+    v,
+    top,
+    flow,
+    bottom,
+    dist,
+    cursor,
+    queue_m,
+    queue_a,
+    path_m,
+    path_a,
+    path_j,
+    alive,
+    current,
+    touched,
 ):
-    """Max-flow value from (depth, u) to (0, v) on the pruned layered network (Dinic); ``depth >= 3``."""
+    """Max-flow value from (depth, u) to (0, v) on the pruned layered network (Dinic); ``depth >= 3``.
+
+    ``flow`` is all zeros on entry and on return."""
     n = caps.shape[1]
     top[:] = 0.0
     bottom[:] = 0.0
@@ -254,26 +314,34 @@ def _max_flow(
         source_bound += caps[depth - 1, u, k]
         sink_bound += caps[0, k, v]
     bound = min(source_bound, sink_bound) - 1e-12
-    alive[: depth + 1] = True
+    for m in range(depth + 1):
+        for j in range(n + 1):
+            alive[m, j] = j
     cursor[: depth + 1] = 0
-    value = _first_phase(caps, depth, u, v, top, flow, bottom, alive, cursor, path_a, stamp, pair_id)
-    if value >= bound:
-        return value
-    for m in range(2, depth):  # later phases read whole rows: zero the rows the first phase never visited
-        for a in range(n):
-            if stamp[m, a] != pair_id:
-                stamp[m, a] = pair_id
-                flow[m - 1, a, :] = 0.0
-    while value < bound:
-        if not _sink_distances(caps, depth, u, v, top, flow, bottom, dist, queue_m, queue_a):
-            break
-        value += _blocking_flow(caps, depth, u, v, top, flow, bottom, dist, cursor, path_m, path_a, path_j, False)
+    current[: depth + 1] = 0.0
+    value, count = _first_phase(caps, depth, u, v, bound, top, flow, bottom, alive, cursor, path_a, current, touched)
+    if value < bound:
+        for m in range(2, depth):  # later phases read whole rows: the current arcs' flows go into the dense array
+            for a in range(n):
+                if cursor[m, a] < n:
+                    flow[m - 1, a, cursor[m, a]] = current[m, a]
+        while value < bound:
+            if not _sink_distances(caps, depth, u, v, top, flow, bottom, dist, queue_m, queue_a):
+                break
+            value += _blocking_flow(caps, depth, u, v, top, flow, bottom, dist, cursor, path_m, path_a, path_j, False)
+        count = -1  # later phases may put flow anywhere
+    if count < 0:
+        flow[:depth] = 0.0
+    else:
+        for t in range(count):
+            flow.reshape(-1)[touched[t]] = 0.0
     return value
 
 
 @numba.njit(cache=True)
-def _deep_rows(caps, depth, sources, out):
-    """``out[i, v]`` = max-flow value from (depth, sources[i]) to (0, v) for every v; ``depth >= 3``."""
+def _deep_rows(caps, depth, sources, out, touched_size):
+    """``out[i, v]`` = max-flow value from (depth, sources[i]) to (0, v) for every v; ``depth >= 3``.
+    ``touched_size`` bounds the list of flow entries zeroed after each pair (past it the array is zeroed whole)."""
     n = caps.shape[1]
     nodes = depth * n + 2
     top = np.zeros(n)
@@ -286,31 +354,15 @@ def _deep_rows(caps, depth, sources, out):
     path_m = np.empty(nodes, dtype=np.int64)
     path_a = np.empty(nodes, dtype=np.int64)
     path_j = np.empty(nodes, dtype=np.int64)
-    alive = np.empty((depth + 1, n), dtype=np.bool_)
-    stamp = np.full((depth + 1, n), -1, dtype=np.int64)
-    pair_id = 0
+    alive = np.empty((depth + 1, n + 1), dtype=np.int64)
+    current = np.empty((depth + 1, n))
+    touched = np.empty(touched_size, dtype=np.int64)
     for i in range(sources.shape[0]):
         for v in range(n):
             out[i, v] = _max_flow(
-                caps,
-                depth,
-                sources[i],
-                v,
-                top,
-                flow,
-                bottom,
-                dist,
-                cursor,
-                queue_m,
-                queue_a,
-                path_m,
-                path_a,
-                path_j,
-                alive,
-                stamp,
-                pair_id,
-            )
-            pair_id += 1
+                caps, depth, sources[i], v, top, flow, bottom, dist, cursor, queue_m, queue_a, path_m, path_a, path_j,
+                alive, current, touched,
+            )  # fmt: skip
 
 
 def max_flow_values(maps: np.ndarray, depth: int, sources: Sequence[int]) -> np.ndarray:
@@ -332,7 +384,7 @@ def max_flow_values(maps: np.ndarray, depth: int, sources: Sequence[int]) -> np.
         # Disjoint paths u -> k -> v: each carries min of its two capacities.
         return np.minimum(maps[1][idx][:, :, None], maps[0][None, :, :]).sum(axis=1)
     out = np.empty((idx.size, maps.shape[-1]))
-    _deep_rows(maps[:depth], depth, idx, out)
+    _deep_rows(maps[:depth], depth, idx, out, 8 * (depth * maps.shape[-1] + 2))
     return out
 
 

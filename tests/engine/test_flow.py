@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from attention.flow import attention_flow, max_flow_values
+from attention.flow import _deep_rows, attention_flow, max_flow_values
 from attention.reference import networkx_attention_flow, networkx_flow_graph, networkx_flow_value
 from attention.rollouts import residual_maps
 from tests.conftest import random_attention
@@ -51,6 +51,24 @@ def test_flow_equals_networkx_on_sparse_maps_without_residual():
         values = max_flow_values(maps, 5, [trial % 6])[0]
         for v in range(6):
             assert values[v] == pytest.approx(networkx_flow_value(graph, 5, trial % 6, v), abs=1e-9)
+
+
+@pytest.mark.parametrize("touched_size", [0, 3, 10_000])
+@pytest.mark.parametrize("residual", [True, False])
+def test_the_kernel_s_reused_flow_buffer_is_clean_for_every_pair(touched_size, residual):
+    """One flow buffer serves every (source, sink) pair; the entries a pair wrote are zeroed from a list, or the whole
+    buffer when the list overflows (size 0 or 3) or later phases ran (sparse maps without residual): every pair of
+    every source must still equal networkx."""
+    rng = np.random.default_rng(12)
+    weights = rng.dirichlet(np.full(7, 0.2), size=(5, 1, 7))
+    weights[weights < 0.04] = 0.0
+    weights /= weights.sum(axis=-1, keepdims=True)
+    maps = np.ascontiguousarray(residual_maps(weights, residual=residual), dtype=np.float64)
+    graph = networkx_flow_graph(maps)
+    out = np.empty((7, 7))
+    _deep_rows(maps, 5, np.arange(7, dtype=np.int64), out, touched_size)  # private: the buffer size is the test
+    reference = np.array([[networkx_flow_value(graph, 5, u, v) for v in range(7)] for u in range(7)])
+    np.testing.assert_allclose(out, reference, atol=1e-9)
 
 
 def test_flow_rows_not_requested_are_nan_and_requested_rows_sum_to_one():
