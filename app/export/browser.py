@@ -1,11 +1,11 @@
-"""The Chromium that draws exported figures: one per process, kept open, two tabs, each reloaded after it answered,
-never while a caller waits.
+"""The Chromium that draws exported figures: one per process, kept open, two tabs, reloaded where the bytes need
+it (before and after an SVG), never while a caller waits for a PNG or a PDF.
 
 kaleido's own sync server renders in one tab and reloads that tab (plotly.js parsed again, ~0.2 s of a core) before
 it hands the figure back, so every export waited for a reload; and its queue pairs answers with callers by order,
 so two threads exporting at once could each receive the other's figure. :class:`ExportBrowser` runs kaleido's
-async API on an event loop of its own thread: a caller waits for its own future only, and a used tab is reloaded in
-the background while the other tab draws the next figure.
+async API on an event loop of its own thread: a caller waits for its own future only, and a tab is reloaded in the
+background while the other tab draws the next figure (see :func:`_kaleido_class` for when).
 
 One browser per process, like kaleido's own server (:data:`PROCESS_BROWSER`); a forked child starts its own on
 first use (the parent's thread and browser stayed in the parent); it closes at exit.
@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import contextvars
 import os
 import threading
 from concurrent.futures import Future
 
 TABS = 2  # one draws while the other reloads
 RENDER_TIMEOUT = 90.0  # seconds: kaleido's own default
+RELOAD_EVERY = 25  # PNG / PDF figures a tab draws between reloads
 WARM_UP_FIGURE = {  # the trace types the views draw, drawn once per tab as PDF (its first print costs most)
     "data": [{"type": "scatter", "x": [0, 1], "y": [0, 1]}, {"type": "heatmap", "z": [[0, 1]], "xaxis": "x2"},
              {"type": "sankey", "node": {"label": ["a", "b"]}, "link": {"source": [0], "target": [1], "value": [1]}}],
@@ -32,16 +34,49 @@ WARM_UP_FIGURE = {  # the trace types the views draw, drawn once per tab as PDF 
 
 
 def _kaleido_class():
-    """A kaleido ``Kaleido`` that reloads a used tab in the background, after the figure went back to its caller.
-    The reload is not skipped: plotly.js in a page that drew before writes the next SVG's attributes in another
-    order, and an export must be the same bytes whenever it is made (``tests/corpus/test_corpus_export.py``)."""
+    """A kaleido ``Kaleido`` whose tabs are reloaded only where the bytes need it, never while a caller waits.
+
+    A page that drew before writes the next SVG's attributes in another order, and an SVG must be the same bytes
+    whenever it is made (``tests/corpus/test_corpus_export.py``): an SVG is drawn by a fresh page (a used tab is
+    reloaded first) and its tab is reloaded in the background afterwards. PNG and PDF bytes do not depend on what
+    the page drew before (PNG identical, PDF identical but for its creation date:
+    ``tests/dashboard/test_export.py::test_png_and_pdf_bytes_do_not_depend_on_what_the_tab_drew_before``), so their
+    tab goes back at once, reloaded in the background only every :data:`RELOAD_EVERY` figures (kaleido's page purges
+    each figure; the reload bounds whatever a long-lived page could keep)."""
     import kaleido
 
+    drawing = contextvars.ContextVar("drawing", default=None)  # the format the current render task draws
+
     class Kaleido(kaleido.Kaleido):
+        async def _render_task(self, fig_arg, **kwargs):
+            drawing.set((fig_arg.get("opts") or {}).get("format"))  # this task's own context
+            return await super()._render_task(fig_arg, **kwargs)
+
+        async def _get_kaleido_tab(self):
+            tab = await super()._get_kaleido_tab()
+            if drawing.get() == "svg" and self.__dict__.setdefault("_uses", {}).pop(id(tab), 0):
+                await tab.reload()
+            return tab
+
         async def _return_kaleido_tab(self, tab) -> None:
+            uses = self.__dict__.setdefault("_uses", {})
+            if drawing.get() != "svg":
+                uses[id(tab)] = uses.get(id(tab), 0) + 1
+                if uses[id(tab)] < RELOAD_EVERY:
+                    await self.tabs_ready.put(tab)
+                    return
+            uses.pop(id(tab), None)
             reload = asyncio.get_running_loop().create_task(super()._return_kaleido_tab(tab))
             self._main_render_coroutines.add(reload)  # awaited (or cancelled) when the browser closes
             reload.add_done_callback(self._main_render_coroutines.discard)
+
+        async def refresh(self) -> None:
+            """Reload every tab that has drawn (after the warm-up: the first SVG then waits for no reload)."""
+            tabs = [await self.tabs_ready.get() for _ in range(self.tabs_ready.qsize())]
+            for tab in tabs:
+                if self.__dict__.setdefault("_uses", {}).pop(id(tab), 0):
+                    await tab.reload()
+                await self.tabs_ready.put(tab)
 
     return Kaleido
 
@@ -107,6 +142,7 @@ class ExportBrowser:
         self._loop, self._closed = asyncio.get_running_loop(), asyncio.Event()
         with contextlib.suppress(Exception):  # each tab's first figure costs ~1 s (plotly.js compiled): pay it now
             await asyncio.gather(*(kaleido.calc_fig(WARM_UP_FIGURE, opts={"format": "pdf"}) for _ in range(self._tabs)))
+            await kaleido.refresh()
         self._kaleido = kaleido
         opened.set_result(None)
         await self._closed.wait()

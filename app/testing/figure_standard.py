@@ -20,6 +20,7 @@ each violation; ``tests/browser/test_figure_standard.py`` asserts there are none
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -165,6 +166,20 @@ def thinned_labels(measured: dict, figure) -> list[str]:
     shown = measured["ticks"]
     return [f"{axis[:-4]} axis shows {shown.get(axis, 0)} of {count} token labels and does not say so"
             for axis, count in category_axes(figure).items() if shown.get(axis, 0) < count and not said]  # fmt: skip
+
+
+def normalised_svg(svg: bytes) -> str:
+    """An SVG with plotly's random ids (each drawing names its clip paths, gradients and traces afresh) replaced by
+    their order of appearance: two drawings of one figure compare equal."""
+    text = re.sub(r"(trace|legend|cb)[0-9a-f]{6}", r"\1", svg.decode())
+    for number, name in enumerate(dict.fromkeys(re.findall(r'id="([^"]+)"', text))):
+        text = text.replace(name, f"id{number}")
+    return text
+
+
+def undated_pdf(pdf: bytes) -> bytes:
+    """A PDF without its creation and modification dates (Chromium stamps each print)."""
+    return re.sub(rb"/(CreationDate|ModDate) \(D:[^)]*\)", b"", pdf)
 
 
 def pdf_text(pdf: bytes) -> str:

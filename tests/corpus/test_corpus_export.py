@@ -20,7 +20,7 @@ from app.export.corpus import CorpusFigureRequest, corpus_export_bytes, corpus_f
 from app.export.corpus_figures import CORPUS_FIGURES, CorpusExportError, figure_options
 from app.export.corpus_sidecar import read_corpus_sidecar
 from app.export.sidecar import SidecarError, read_sidecar
-from app.testing.figure_standard import check_svg
+from app.testing.figure_standard import check_svg, normalised_svg
 from attention.corpus.source import CorpusError
 from tests.servers import ARTIFACTS
 
@@ -134,15 +134,6 @@ def test_file_names_say_figure_measure_preset_and_format():
     )
 
 
-def _normalised(svg: bytes) -> str:
-    """An SVG with plotly's random ids (each drawing names its clip paths, gradients and traces afresh) replaced by
-    their order of appearance."""
-    text = re.sub(r"(trace|legend|cb)[0-9a-f]{6}", r"\1", svg.decode())
-    for number, name in enumerate(dict.fromkeys(re.findall(r'id="([^"]+)"', text))):
-        text = text.replace(name, f"id{number}")
-    return text
-
-
 def test_the_command_line_exports_and_its_sidecar_makes_the_same_figure_again(corpus, tmp_path, capsys):
     out = tmp_path / "moved.svg"
     args = ["corpus", "export", str(corpus), "--figure", "layers", "--metric", "contribution_share", "--preset",
@@ -155,7 +146,7 @@ def test_the_command_line_exports_and_its_sidecar_makes_the_same_figure_again(co
     assert side["corpus"]["folder"] == str(corpus.resolve()) and side["corpus"]["examples"] == 30
     again = tmp_path / "again.svg"
     assert main(["corpus", "export", "--from-sidecar", str(out.with_suffix(".json")), "--out", str(again)]) == 0
-    assert _normalised(again.read_bytes()) == _normalised(out.read_bytes())
+    assert normalised_svg(again.read_bytes()) == normalised_svg(out.read_bytes())
     pdf = tmp_path / "again.pdf"  # another format of the same figure: the format from --out
     assert main(["corpus", "export", "--from-sidecar", str(out.with_suffix(".json")), "--out", str(pdf)]) == 0
     assert pdf.read_bytes().startswith(b"%PDF")
@@ -182,7 +173,7 @@ def test_a_page_sidecar_names_the_corpus_under_the_corpora_folder(corpora, corpu
     assert (
         main(["corpus", "export", "--from-sidecar", str(tmp_path / "map.json"), "--out", str(tmp_path / "m.svg")]) == 0
     )
-    assert _normalised((tmp_path / "m.svg").read_bytes()) == _normalised(data)
+    assert normalised_svg((tmp_path / "m.svg").read_bytes()) == normalised_svg(data)
     monkeypatch.setenv("ATTENTION_FLOWS_CORPORA", str(tmp_path / "elsewhere"))
     assert (
         main(["corpus", "export", "--from-sidecar", str(tmp_path / "map.json"), "--out", str(tmp_path / "n.svg")]) == 2
@@ -372,7 +363,7 @@ def test_the_page_exports_the_clicked_cards_figure_with_its_sidecar(client, corp
     monkeypatch.setenv("ATTENTION_FLOWS_CORPORA", str(corpus.parent))
     again = tmp_path / "again.svg"
     assert main(["corpus", "export", "--from-sidecar", str(tmp_path / "page.json"), "--out", str(again)]) == 0
-    assert _normalised(again.read_bytes()) == _normalised(data)
+    assert normalised_svg(again.read_bytes()) == normalised_svg(data)
     word, _ = _export_from_page(client, "word", "pdf", "double", sidecar=False, **{"corpus-word": " Film "})
     assert word[0].startswith("corpus-word-film-tiny-reviews-double-pdf-") and word[1].startswith(b"%PDF")
 

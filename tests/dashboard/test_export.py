@@ -29,6 +29,7 @@ from app.export import (
 from app.export.files import check_drawn, start_export_server
 from app.export.requests import FigureRequest, file_stem, make_one
 from app.service.registry import pair_service
+from app.testing.figure_standard import normalised_svg, undated_pdf
 from app.views.render import render
 
 TEXT = "a fine , moving film"
@@ -223,6 +224,32 @@ def test_a_warm_browser_answers_its_first_export_at_once(service, tmp_path):
     figure = render("heads", service, service.analyse(TEXT), ViewOptions())
     assert export_figure(figure, tmp_path / "heads.svg").read_bytes().lstrip().startswith(b"<svg")
     assert PROCESS_BROWSER._thread is warmed  # drawn by the warmed browser, not one started for it
+
+
+def test_png_and_pdf_bytes_do_not_depend_on_what_the_tab_drew_before(service):
+    """PNG and PDF tabs are put back without a reload (0.2 s of a core each); an SVG is drawn by a reloaded page.
+    Each format's bytes must be what a fresh browser makes (a PDF's print date aside, an SVG's random ids aside)."""
+    from app.export.browser import PROCESS_BROWSER
+
+    analysis = service.analyse(TEXT)
+    legend = {  # a page that drew a legend writes the next legend's attributes in another order
+        "data": [{"type": "scatter", "x": [0, 1], "y": [0, 1], "name": "a"},
+                 {"type": "scatter", "x": [0, 1], "y": [1, 0], "name": "b"}],
+        "layout": {"showlegend": True, "title": {"text": "two lines"}},
+    }  # fmt: skip
+    views = [render(view, service, analysis, ViewOptions()) for view in ("sankey", "heads", "matrix", "sentence")]
+    figures = [legend, *views]
+    formats = {fmt: ExportOptions(fmt) for fmt in ("svg", "png", "pdf")}  # the SVG first: by a fresh page
+    stop_export_server()  # fresh tabs
+    fresh = {fmt: render_bytes(figures[0], export) for fmt, export in formats.items()}
+    uses = PROCESS_BROWSER._kaleido.__dict__.get("_uses", {})
+    for figure in figures * 2:  # both tabs draw figures in PNG and PDF
+        render_bytes(figure, formats["png"])
+        render_bytes(figure, formats["pdf"])
+    assert len(uses) == 2 and min(uses.values()) >= 3  # both tabs drew, and were not reloaded since
+    assert render_bytes(figures[0], formats["png"]) == fresh["png"]
+    assert undated_pdf(render_bytes(figures[0], formats["pdf"])) == undated_pdf(fresh["pdf"])
+    assert normalised_svg(render_bytes(figures[0], formats["svg"])) == normalised_svg(fresh["svg"])
 
 
 def _cli(*args) -> subprocess.CompletedProcess:
