@@ -354,18 +354,21 @@ def bench_export(figures: int = 20) -> None:
         app_row("first export in a running server (browser warmed at start)", f"{seconds:.2f} s", "<= 1 s",
                 seconds <= 1)  # fmt: skip
         for fmt in ("png", "svg", "pdf"):
-            times = []
+            times, python = [], []
             for view in ("sankey", "heads", "matrix", "influence", "similarity", "sentence"):
                 figure = render(view, service, analysis, ViewOptions())
-                began = time.perf_counter()
+                began, cpu = time.perf_counter(), time.process_time()
                 export_figure(figure, Path(folder) / f"{view}.{fmt}")  # PNG at 300 dpi, the default
                 times.append(time.perf_counter() - began)
+                python.append(time.process_time() - cpu)
             app_row(
                 f"each later {fmt.upper()} export, 6 views: max (median)",
                 f"{max(times):.2f} ({statistics.median(times):.2f}) s",
                 "<= 0.2 s",
                 max(times) <= 0.2,
             )
+            slowest = times.index(max(times))  # what is left of the slowest is Chromium drawing and encoding
+            app_row("  of the slowest, this process's CPU (the rest: Chromium)", f"{python[slowest]:.2f} s", "report")
         texts = Path(folder) / "texts.txt"
         texts.write_text("\n".join(long_sentences(service, figures, tokens=40)), encoding="utf-8")
         out = Path(folder) / "batch"
