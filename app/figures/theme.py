@@ -199,8 +199,11 @@ def colours_at(scale: list, fractions) -> list[str]:
 
 
 def readable_text_colour(background: str) -> str:
-    """Black or white, whichever reads better on ``background`` (``rgb(r, g, b)``), by relative luminance."""
-    from plotly.colors import unlabel_rgb  # lazy: figures are plain dicts; only colours need plotly
+    """Black or white, whichever reads better on ``background`` (``rgb(r, g, b)``, what :func:`colours_at` gives),
+    by relative luminance.
 
-    r, g, b = (channel / 255 for channel in unlabel_rgb(background))
+    >>> readable_text_colour("rgb(250, 250, 200)"), readable_text_colour("rgb(20.5, 30, 90)")
+    ('#000000', '#FFFFFF')
+    """
+    r, g, b = (float(channel) / 255 for channel in background[background.index("(") + 1 : -1].split(",")[:3])
     return "#000000" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5 else "#FFFFFF"

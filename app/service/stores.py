@@ -19,6 +19,7 @@ cache, the state says so in ``/healthz`` and ``/metrics``, and the connection is
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -142,7 +143,12 @@ class DiskCache(_Memo):
         if len(value) > self.entry_bytes:
             self.skipped += 1
             return False
-        self._cache.set(key, value)
+        if len(value) >= self._cache.disk.min_file_size:
+            # as a file object: diskcache writes a bytes value by iterating a BytesIO, i.e. line by line (~8,000
+            # writes for 2 MB of floats, 7 ms of CPU); a file object is copied in 4 MB chunks. Read back as bytes.
+            self._cache.set(key, io.BytesIO(value), read=True)
+        else:
+            self._cache.set(key, value)
         self.stores += 1
         return True
 

@@ -361,6 +361,46 @@ def test_workers_missing_the_same_entry_at_once_compute_it_once(tmp_path):
             assert values == [b"value"] * 4 and len(calls) == 1, kind
 
 
+def test_the_disk_cache_writes_a_large_value_whole_and_reads_it_back_as_bytes(tmp_path, monkeypatch):
+    """diskcache writes a ``bytes`` value by iterating a BytesIO, i.e. line by line: 2 MB of float32 weights took
+    ~8,000 writes and 7 ms of CPU per stored run. :meth:`DiskCache.put` hands it a file object (4 MB chunks)."""
+    import builtins
+
+    import diskcache.core
+
+    from app.service.stores import DiskCache
+
+    writes = []
+
+    class Counted:  # the file diskcache opens, its writes counted
+        def __init__(self, handle) -> None:
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.handle.close()
+
+        def __getattr__(self, name: str):
+            return getattr(self.handle, name)
+
+        def write(self, data) -> int:
+            writes.append(len(data))
+            return self.handle.write(data)
+
+    def counted_open(*args, **kwargs) -> Counted:
+        return Counted(builtins.open(*args, **kwargs))
+
+    monkeypatch.setattr(diskcache.core, "open", counted_open, raising=False)
+    value = np.random.default_rng(0).random(500_000, dtype=np.float32).tobytes()  # 2 MB, ~8,000 b"\n" in it
+    writer, reader = DiskCache(tmp_path, budget=2**26), DiskCache(tmp_path, budget=2**26)
+    assert writer.put("weights", value) and writer.put("small", b"a\nb")
+    assert sum(writes) == len(value) and len(writes) <= 2
+    assert reader.get("weights") == value and type(reader.get("weights")) is bytes
+    assert reader.get("small") == b"a\nb"
+
+
 def test_metrics_report_pairs_and_job_outcomes(team_app):
     from app.dashboard.callbacks.batch import show_faithfulness_batch
     from app.service.registry import pair_service
