@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from dataclasses import dataclass
@@ -56,10 +57,12 @@ def figure(data: list[dict], layout: dict) -> Figure:
 
 
 def _without_none(value: Any) -> Any:
+    """``value`` with every dict's None entries dropped, at any depth (a list's scalars are kept as they are)."""
     if isinstance(value, dict):
-        return {key: _without_none(item) for key, item in value.items() if item is not None}
+        return {key: _without_none(item) if isinstance(item, dict | list) else item
+                for key, item in value.items() if item is not None}  # fmt: skip
     if isinstance(value, list):
-        return [_without_none(item) for item in value]
+        return [_without_none(item) if isinstance(item, dict | list) else item for item in value]
     return value
 
 
@@ -191,11 +194,42 @@ class Canvas:
     static: bool = False
 
 
-def colours_at(scale: list, fractions) -> list[str]:
-    """``rgb(r, g, b)`` colours at ``fractions`` (clipped to [0, 1]) of a Plotly colour scale."""
-    from plotly.colors import sample_colorscale  # lazy: figures are plain dicts; only colours need plotly
+def colours_at(scale: list | str, fractions) -> list[str]:
+    """``rgb(r, g, b)`` colours at ``fractions`` (clipped to [0, 1]) of a Plotly colour scale: what plotly's
+    ``sample_colorscale`` gives, with the scale parsed once instead of every colour's ends parsed again per sample
+    (``tests/figures/test_theme.py`` checks both agree).
 
-    return sample_colorscale(scale, [min(max(float(f), 0.0), 1.0) for f in fractions]) if len(fractions) else []
+    >>> colours_at([[0, "rgb(0, 0, 0)"], [1, "rgb(255, 255, 255)"]], [0.0, 0.5, 2.0])
+    ['rgb(0, 0, 0)', 'rgb(128, 128, 128)', 'rgb(255, 255, 255)']
+    """
+    if not len(fractions):
+        return []
+    stops, colours = _parsed_scale(scale if isinstance(scale, str) else tuple(tuple(stop) for stop in scale))
+    out = []
+    for fraction in fractions:
+        point = min(max(float(fraction), 0.0), 1.0)
+        high = bisect.bisect_left(stops, point)  # plotly's arithmetic, step for step (its colours, to the unit)
+        low = high - 1
+        between = (point - stops[low]) / (stops[high] - stops[low])
+        mixed = (a + between * float(b - a) for a, b in zip(colours[low], colours[high], strict=True))
+        red, green, blue = (round(channel * 255.0) for channel in mixed)  # half to even, as plotly rounds
+        out.append(f"rgb({red}, {green}, {blue})")
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_scale(scale: tuple | str) -> tuple[list[float], list[tuple[float, float, float]]]:
+    """A colour scale's stops and colours (channels in [0, 1]), as plotly's ``sample_colorscale`` reads them."""
+    from plotly import colors as plotly_colours  # lazy: figures are plain dicts; only colours need plotly
+
+    colorscale = [list(stop) for stop in scale] if isinstance(scale, tuple) else scale
+    try:
+        plotly_colours.validate_colorscale(colorscale)
+    except Exception:  # plotly's PlotlyError: a named scale or bare colours
+        colorscale = (plotly_colours.get_colorscale(colorscale) if isinstance(colorscale, str)
+                      else plotly_colours.make_colorscale(colorscale))  # fmt: skip
+    stops = list(plotly_colours.colorscale_to_scale(colorscale))
+    return stops, plotly_colours.validate_colors(plotly_colours.colorscale_to_colors(colorscale), colortype="tuple")
 
 
 def readable_text_colour(background: str) -> str:

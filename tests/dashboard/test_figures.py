@@ -374,3 +374,20 @@ def test_the_network_places_tokens_on_rings_and_finds_every_path_through_a_token
         make_network(graphs.edges, graphs.nodes, tokens=TOKENS, sources=(0,), layers=(1, 3), tau=0.12, hidden=(0,))
     )
     assert "is hidden" in hidden.layout.annotations[0].text
+
+
+@pytest.mark.parametrize("scale", ["Viridis", "RdBu", "DIVERGING", "RELEVANCE_SCALE", "SIGNED_SCALE"])
+def test_colours_at_are_plotly_s_own_sampled_colours(scale):
+    """:func:`colours_at` parses a scale once; every colour must still be what plotly's ``sample_colorscale``
+    gives (its interpolation and its half-to-even rounding to 0-255), ends and clipped values included."""
+    from plotly.colors import sample_colorscale
+
+    from app.figures import sentence, theme
+    from app.figures.theme import colours_at, readable_text_colour
+
+    scale = getattr(theme, scale, None) or getattr(sentence, scale, None) or scale
+    fractions = [*np.random.default_rng(3).random(3000), 0.0, 1.0, 0.5, 1 / 3, -0.2, 1.7]
+    clipped = [min(max(f, 0.0), 1.0) for f in fractions]
+    ours = colours_at(scale, fractions)
+    assert ours == sample_colorscale(scale, clipped)
+    assert {readable_text_colour(colour) for colour in ours} <= {"#000000", "#FFFFFF"}
