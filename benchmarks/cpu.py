@@ -99,7 +99,7 @@ def measure_cpu(service: AnalysisService, texts: list[str]) -> None:
     total, visible = statistics.median(totals), statistics.median(seen)
     app_row("  new analysis, every view drawn", f"{total * 1000:.0f} ms = {total / floor:.1f}x floor", "report")
     app_row(f"  new analysis, the views seen first ({', '.join(FIRST_SCREEN)})",
-            f"{visible * 1000:.0f} ms = {visible / floor:.1f}x floor", "<= 1.5x floor",
+            f"{visible * 1000:.0f} ms = {visible / floor:.2f}x floor", "<= 1.5x floor",
             visible <= 1.5 * floor)  # fmt: skip
     spread = float(np.percentile(np.asarray(totals) / np.asarray(floors), 95))
     app_row("  every view / floor, p95 over the inputs", f"{spread:.1f}x", "report")

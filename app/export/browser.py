@@ -54,9 +54,19 @@ def _kaleido_class():
 
         async def _get_kaleido_tab(self):
             tab = await super()._get_kaleido_tab()
-            if drawing.get() == "svg" and self.__dict__.setdefault("_uses", {}).pop(id(tab), 0):
-                await tab.reload()
+            if drawing.get() == "svg" and self.__dict__.setdefault("_uses", {}).get(id(tab), 0):
+                await self._reload_or_put_back(tab)
             return tab
+
+        async def _reload_or_put_back(self, tab) -> None:
+            """Reload a used tab (within the render timeout); one that fails goes back to the queue still marked
+            used (reloaded before its next SVG) and the error goes to the caller: a tab is never lost."""
+            try:
+                await asyncio.wait_for(tab.reload(), RENDER_TIMEOUT)
+            except BaseException:
+                await self.tabs_ready.put(tab)
+                raise
+            self._uses.pop(id(tab), None)
 
         async def _return_kaleido_tab(self, tab) -> None:
             uses = self.__dict__.setdefault("_uses", {})
@@ -72,10 +82,11 @@ def _kaleido_class():
 
         async def refresh(self) -> None:
             """Reload every tab that has drawn (after the warm-up: the first SVG then waits for no reload)."""
-            tabs = [await self.tabs_ready.get() for _ in range(self.tabs_ready.qsize())]
-            for tab in tabs:
-                if self.__dict__.setdefault("_uses", {}).pop(id(tab), 0):
-                    await tab.reload()
+            uses = self.__dict__.setdefault("_uses", {})
+            for _ in range(self.tabs_ready.qsize()):
+                tab = await self.tabs_ready.get()
+                if uses.get(id(tab), 0):
+                    await self._reload_or_put_back(tab)  # a failure: the tab stays queued and marked used
                 await self.tabs_ready.put(tab)
 
     return Kaleido

@@ -197,14 +197,15 @@ class Canvas:
 def colours_at(scale: list | str, fractions) -> list[str]:
     """``rgb(r, g, b)`` colours at ``fractions`` (clipped to [0, 1]) of a Plotly colour scale: what plotly's
     ``sample_colorscale`` gives, with the scale parsed once instead of every colour's ends parsed again per sample
-    (``tests/figures/test_theme.py`` checks both agree).
+    (``tests/dashboard/test_figures.py::test_colours_at_are_plotly_s_own_sampled_colours`` checks both agree).
 
     >>> colours_at([[0, "rgb(0, 0, 0)"], [1, "rgb(255, 255, 255)"]], [0.0, 0.5, 2.0])
     ['rgb(0, 0, 0)', 'rgb(128, 128, 128)', 'rgb(255, 255, 255)']
     """
     if not len(fractions):
         return []
-    stops, colours = _parsed_scale(scale if isinstance(scale, str) else tuple(tuple(stop) for stop in scale))
+    key = scale if isinstance(scale, str) else tuple(tuple(s) if isinstance(s, list | tuple) else s for s in scale)
+    stops, colours = _parsed_scale(key)
     out = []
     for fraction in fractions:
         point = min(max(float(fraction), 0.0), 1.0)
@@ -222,13 +223,14 @@ def _parsed_scale(scale: tuple | str) -> tuple[list[float], list[tuple[float, fl
     """A colour scale's stops and colours (channels in [0, 1]), as plotly's ``sample_colorscale`` reads them."""
     from plotly import colors as plotly_colours  # lazy: figures are plain dicts; only colours need plotly
 
-    colorscale = [list(stop) for stop in scale] if isinstance(scale, tuple) else scale
+    colorscale = [list(s) if isinstance(s, tuple) else s for s in scale] if isinstance(scale, tuple) else scale
     try:
         plotly_colours.validate_colorscale(colorscale)
     except Exception:  # plotly's PlotlyError: a named scale or bare colours
         colorscale = (plotly_colours.get_colorscale(colorscale) if isinstance(colorscale, str)
                       else plotly_colours.make_colorscale(colorscale))  # fmt: skip
     stops = list(plotly_colours.colorscale_to_scale(colorscale))
+    plotly_colours.validate_scale_values(stops)
     return stops, plotly_colours.validate_colors(plotly_colours.colorscale_to_colors(colorscale), colortype="tuple")
 
 

@@ -9,6 +9,7 @@ import re
 import struct
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -250,6 +251,53 @@ def test_png_and_pdf_bytes_do_not_depend_on_what_the_tab_drew_before(service):
     assert render_bytes(figures[0], formats["png"]) == fresh["png"]
     assert undated_pdf(render_bytes(figures[0], formats["pdf"])) == undated_pdf(fresh["pdf"])
     assert normalised_svg(render_bytes(figures[0], formats["svg"])) == normalised_svg(fresh["svg"])
+
+
+def test_a_tab_whose_reload_fails_is_not_lost(service):
+    """A used tab is reloaded before an SVG; when that reload fails the caller gets the error and the tab stays in
+    the queue (two lost tabs would leave every later export waiting forever)."""
+    from app.export.browser import PROCESS_BROWSER
+
+    figure = render("heads", service, service.analyse(TEXT), ViewOptions())
+    stop_export_server()
+    fresh_svg = render_bytes(figure, ExportOptions("svg"))
+    kaleido = PROCESS_BROWSER._kaleido
+    for _ in range(20):  # PNGs until both tabs have drawn since their last reload (the SVG's runs in the background)
+        render_bytes(figure, ExportOptions("png"))
+        if len(kaleido.__dict__.get("_uses", {})) == 2 and kaleido.tabs_ready.qsize() == 2:
+            break
+        time.sleep(0.1)
+    tabs = list(kaleido.tabs_ready._queue)  # asyncio.Queue's own deque: the tabs waiting for a figure
+    assert len(tabs) == 2 and all(kaleido._uses.get(id(tab)) for tab in tabs)
+    failures = []
+
+    def failing_once(tab):
+        working = tab.reload
+
+        async def reload():
+            if tab not in failures:
+                failures.append(tab)
+                raise RuntimeError("the page did not load")
+            return await working()
+
+        return reload
+
+    for tab in tabs:
+        tab.reload = failing_once(tab)
+    with pytest.raises(ExportError, match="the page did not load"):
+        render_bytes(figure, ExportOptions("svg"))
+    assert kaleido.tabs_ready.qsize() == 2  # the tab whose reload failed is back in the queue
+    svgs = []
+    for _ in range(4):  # the other tab's reload fails once too; then both tabs reload and draw
+        with contextlib.suppress(ExportError):
+            svgs.append(render_bytes(figure, ExportOptions("svg")))
+    assert len(failures) == 2 and len(svgs) >= 2
+    assert all(normalised_svg(svg) == normalised_svg(fresh_svg) for svg in svgs)
+    for _ in range(100):  # each SVG's tab is reloaded in the background, then queued again
+        if kaleido.tabs_ready.qsize() == 2:
+            break
+        time.sleep(0.1)
+    assert kaleido.tabs_ready.qsize() == 2
 
 
 def _cli(*args) -> subprocess.CompletedProcess:

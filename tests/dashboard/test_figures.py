@@ -376,7 +376,9 @@ def test_the_network_places_tokens_on_rings_and_finds_every_path_through_a_token
     assert "is hidden" in hidden.layout.annotations[0].text
 
 
-@pytest.mark.parametrize("scale", ["Viridis", "RdBu", "DIVERGING", "RELEVANCE_SCALE", "SIGNED_SCALE"])
+@pytest.mark.parametrize(
+    "scale", ["Viridis", "RdBu", "DIVERGING", "RELEVANCE_SCALE", "SIGNED_SCALE", ["rgb(0,0,0)", "#FFFFFF"]]
+)
 def test_colours_at_are_plotly_s_own_sampled_colours(scale):
     """:func:`colours_at` parses a scale once; every colour must still be what plotly's ``sample_colorscale``
     gives (its interpolation and its half-to-even rounding to 0-255), ends and clipped values included."""
@@ -385,9 +387,13 @@ def test_colours_at_are_plotly_s_own_sampled_colours(scale):
     from app.figures import sentence, theme
     from app.figures.theme import colours_at, readable_text_colour
 
-    scale = getattr(theme, scale, None) or getattr(sentence, scale, None) or scale
-    fractions = [*np.random.default_rng(3).random(3000), 0.0, 1.0, 0.5, 1 / 3, -0.2, 1.7]
+    if isinstance(scale, str):
+        scale = getattr(theme, scale, None) or getattr(sentence, scale, None) or scale
+    ties = [k / 510 for k in range(511)]  # 255 of these land on x.5 of 255 for black to white: half to even
+    fractions = [*np.random.default_rng(3).random(3000), *ties, 1 / 3, -0.2, 1.7]
     clipped = [min(max(f, 0.0), 1.0) for f in fractions]
     ours = colours_at(scale, fractions)
     assert ours == sample_colorscale(scale, clipped)
     assert {readable_text_colour(colour) for colour in ours} <= {"#000000", "#FFFFFF"}
+    grey = colours_at([[0, "rgb(0, 0, 0)"], [1, "rgb(255, 255, 255)"]], ties)
+    assert grey == sample_colorscale([[0, "rgb(0, 0, 0)"], [1, "rgb(255, 255, 255)"]], ties)
