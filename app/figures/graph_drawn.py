@@ -84,6 +84,25 @@ def drawn_graph(
     return name, shown
 
 
+class GraphViewParts(namedtuple("GraphViewParts", "name shown notes")):
+    """What the Sankey and the network both draw from one graph and one set of options: the traced tokens' ``name``,
+    the ``shown`` edges (:func:`visible_edges`, or the :class:`GraphNote` saying why there are none) and the
+    ``notes`` printed over the drawing (:func:`graph_notes`)."""
+
+
+def graph_view_parts(edges: pd.DataFrame, nodes: pd.DataFrame, **drawn) -> GraphViewParts:
+    """:class:`GraphViewParts` from the graph views' arguments (``tokens, sources, layers, mode, hidden, tau,
+    source_names, measure, special, sinks, trace_all, fix_shares``): computed once when both views are drawn."""
+    name, shown = drawn_graph(edges, drawn["tokens"], drawn["sources"], drawn["layers"], drawn["mode"],
+                              drawn["hidden"], drawn["tau"], drawn["source_names"], drawn["measure"])  # fmt: skip
+    if isinstance(shown, GraphNote):
+        return GraphViewParts(name, shown, [])
+    notes = graph_notes(nodes, **{key: drawn[key] for key in ("tokens", "sources", "layers", "mode", "hidden",
+                                                              "special", "tau", "sinks", "measure", "trace_all",
+                                                              "fix_shares")})  # fmt: skip
+    return GraphViewParts(name, shown, notes)
+
+
 def graph_notes(
     nodes: pd.DataFrame,
     *,

@@ -18,7 +18,15 @@ import numpy as np
 import pandas as pd
 
 from app.core.options import ARRANGEMENTS
-from app.figures.graph_drawn import drawn_graph, graph_kind, graph_notes, graph_title, offered_fixes, percent, quantity
+from app.figures.graph_drawn import (
+    GraphViewParts,
+    graph_kind,
+    graph_title,
+    graph_view_parts,
+    offered_fixes,
+    percent,
+    quantity,
+)
 from app.figures.graph_legend import (
     LINE,
     NEUTRAL,
@@ -172,6 +180,7 @@ def make_network(
     trace_all: bool = False,
     notes: Sequence[str] = (),
     fix_shares: Mapping[tuple, Mapping[str, Shares]] | None = None,
+    parts: GraphViewParts | None = None,
 ) -> Figure:
     """The network of a :class:`~attention.compare.GraphComparison` (``edges``, ``nodes``) over ``measure``
     (named in the title and legend; ``residual_in_maps`` is accepted for symmetry with the Sankey): a dot per token and
@@ -186,7 +195,12 @@ def make_network(
     if arrangement not in ARRANGEMENTS:
         raise ValueError(f"arrangement must be one of {', '.join(ARRANGEMENTS)}, got {arrangement!r}")
     first, last = layers
-    name, shown = drawn_graph(edges, tokens, sources, layers, mode, hidden, tau, source_names, measure)
+    parts = parts or graph_view_parts(
+        edges, nodes, tokens=tokens, sources=sources, layers=layers, mode=mode, hidden=hidden, tau=tau,
+        source_names=source_names, measure=measure, special=special, sinks=sinks, trace_all=trace_all,
+        fix_shares=fix_shares,
+    )  # fmt: skip
+    name, shown = parts.name, parts.shown
     if isinstance(shown, GraphNote):
         return empty_figure(shown.text)
     positions = [p for p in range(len(tokens)) if p not in set(hidden) or p in set(sources)]
@@ -203,9 +217,7 @@ def make_network(
     title = f"{graph_kind('network', measure)} from {name} ({where}; τ = {tau:g})."
     if not canvas.static:
         title += " Hover a token to see its paths."
-    drawn_notes = graph_notes(nodes, tokens=tokens, sources=sources, layers=layers, mode=mode, hidden=hidden,
-                                 special=special, tau=tau, sinks=sinks, measure=measure, trace_all=trace_all,
-                                 fix_shares=fix_shares)  # fmt: skip
+    drawn_notes = parts.notes
     said = [*notes, *(note.text for note in drawn_notes)]
     caption = network_caption(mode, quantity(measure), WIDTH_STEPS)
     if frame.every > 1:

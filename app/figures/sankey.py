@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from app.figures.graph_drawn import (
-    drawn_graph,
+    GraphViewParts,
     graph_kind,
-    graph_notes,
     graph_title,
+    graph_view_parts,
     model_mean,
     offered_fixes,
     quantity,
@@ -142,6 +142,7 @@ def make_sankey(
     trace_all: bool = False,
     notes: Sequence[str] = (),
     fix_shares: Mapping[tuple, Mapping[str, Shares]] | None = None,
+    parts: GraphViewParts | None = None,
 ) -> Figure:
     """Sankey of a :class:`~attention.compare.GraphComparison` (``edges``, ``nodes`` frames, token or word level).
 
@@ -159,7 +160,12 @@ def make_sankey(
     changes help (:func:`graph_notes`); ``notes`` are printed first (e.g. which layers of a longer range are shown).
     """
     canvas = canvas or Canvas()
-    name, shown = drawn_graph(edges, tokens, sources, layers, mode, hidden, tau, source_names, measure)
+    parts = parts or graph_view_parts(
+        edges, nodes, tokens=tokens, sources=sources, layers=layers, mode=mode, hidden=hidden, tau=tau,
+        source_names=source_names, measure=measure, special=special, sinks=sinks, trace_all=trace_all,
+        fix_shares=fix_shares,
+    )  # fmt: skip
+    name, shown = parts.name, parts.shown
     if isinstance(shown, GraphNote):
         return empty_figure(shown.text)
     models = shown_models(mode)
@@ -175,9 +181,7 @@ def make_sankey(
     node["x"] = [min(max(frame.xs[d] / frame.width, 0.001), 0.999) for d in node.pop("depth")]
     title = _sankey_title(name, layers, mode=mode, tau=tau, alpha=alpha, measure=measure,
                           residual_in_maps=residual_in_maps)  # fmt: skip
-    drawn_notes = graph_notes(nodes, tokens=tokens, sources=sources, layers=layers, mode=mode, hidden=hidden,
-                                 special=special, tau=tau, sinks=sinks, measure=measure, trace_all=trace_all,
-                                 fix_shares=fix_shares)  # fmt: skip
+    drawn_notes = parts.notes
     said = [*notes, *(note.text for note in drawn_notes)]
     caption = ("Columns: the input, then the tokens after layer n. " if frame.narrow else "") + sankey_caption(
         mode, quantity(measure)

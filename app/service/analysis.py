@@ -304,6 +304,12 @@ class AnalysisService:
         names = [labels[s] for s in options.sources]
         return ", ".join(names[:4]) + (" …" if len(names) > 4 else "")
 
+    def view_memo(self, name: str, analysis: Analysis, parts: tuple, compute: Callable[[], T]) -> T:
+        """``compute()`` kept in this worker's cache under ``name``, the analysis and ``parts`` (hashable): what two
+        views drawn from the same values share (the Sankey's and the network's drawn edges and notes). Callers must
+        not change what it returns."""
+        return self._memo(f"view:{name}", analysis, parts, compute)
+
     def _memo(self, name: str, analysis: Analysis, parts: tuple, compute: Callable[[], T]) -> T:
         return self.cache.get_or_compute((name, self._key(analysis), *parts), compute)
 

@@ -14,6 +14,7 @@ from app.core.analysis import Analysis
 from app.core.fold import first_of_groups, fold_scores
 from app.core.options import CLASS_METHODS, MEASURES, ViewOptions
 from app.figures import make_head_grid, make_influence, make_matrix, make_sankey, make_sentence, make_similarity
+from app.figures.graph_drawn import graph_view_parts
 from app.figures.graph_notes import Shares, diagnose, fix_key
 from app.figures.headview import make_headview
 from app.figures.heatmaps import make_word_query
@@ -33,7 +34,14 @@ def _graph_inputs(service: AnalysisService, analysis: Analysis, options: ViewOpt
     """What the graph views (Sankey, network) draw: the graphs and the drawn positions (level, a long input
     folded) of the traced, hidden and special tokens, and the options that say why a view is one-sided. When the
     view shows (almost) none of the words, ``fix_shares`` says where each suggested option change would send the
-    traced mass (:func:`~app.figures.graph_notes.weigh_fixes`)."""
+    traced mass (:func:`~app.figures.graph_notes.weigh_fixes`); ``parts``: the drawn edges and notes both views
+    share (:func:`~app.figures.graph_drawn.graph_view_parts`), computed once per options. A new dict each call."""
+    inputs = service.view_memo("graph_inputs", analysis, (options,), lambda: _drawn_inputs(service, analysis, options))
+    return dict(inputs)
+
+
+def _drawn_inputs(service: AnalysisService, analysis: Analysis, options: ViewOptions) -> dict:
+    """:func:`_graph_inputs`, computed."""
     graphs = service.graphs(analysis, options)
     sources = np.asarray(service.trace_sources(analysis, options))
     hidden = np.flatnonzero(service.hidden(analysis, options))
@@ -48,7 +56,7 @@ def _graph_inputs(service: AnalysisService, analysis: Analysis, options: ViewOpt
         special = fold.groups[special]  # special tokens are never folded: each keeps a position of its own
         segments = first_of_groups(segments, fold.groups, len(tokens))
         segments[fold.other] = 0  # "other" mixes segments: never marked
-    return {
+    drawn = {
         "segments": tuple(segments.tolist()),
         "edges": graphs.edges,
         "nodes": graphs.nodes,
@@ -66,6 +74,9 @@ def _graph_inputs(service: AnalysisService, analysis: Analysis, options: ViewOpt
         "residual_in_maps": options.measure in RESIDUAL_MEASURES,
         "fix_shares": _fix_shares(service, analysis, options, graphs.nodes, special, sources),
     }
+    shared = ("tokens", "sources", "layers", "mode", "hidden", "tau", "source_names", "measure", "special", "sinks",
+              "trace_all", "fix_shares")  # fmt: skip
+    return drawn | {"parts": graph_view_parts(graphs.edges, graphs.nodes, **{key: drawn[key] for key in shared})}
 
 
 def _fix_shares(

@@ -346,3 +346,28 @@ def test_a_view_left_empty_by_hiding_says_so_and_offers_to_show_the_hidden_token
     said = fig["layout"]["annotations"][0]["text"]
     assert not fig["data"] and said.startswith("The traced token ([CLS]) is hidden, and every edge from [CLS]")
     assert "Show the hidden tokens" in said
+
+
+def test_the_sankey_and_the_network_share_their_drawn_edges_and_draw_what_they_would_alone(tiny_app):
+    """The drawn edges and notes are computed once for both graph views (``view_memo``); each view must still be
+    the figure it draws from the graphs alone, again and again (a caller never changes the shared inputs)."""
+    from plotly.io.json import to_json_plotly
+
+    from app.service.registry import pair_service
+    from app.views.render import _drawn_inputs, render
+
+    service = pair_service(server=tiny_app.server)
+    analysis = service.analyse("a fine , moving film , if a little long .")
+    options = service.checked(analysis, ViewOptions(tau=0.02, sinks=False))
+    alone = {key: value for key, value in _drawn_inputs(service, analysis, options).items() if key != "parts"}
+    edges, nodes = alone.pop("edges"), alone.pop("nodes")
+    expected = {
+        "sankey": make_sankey(edges, nodes, selected=None, alpha=options.graph_alpha, canvas=Canvas(), **alone),
+        "network": make_network(edges, nodes, arrangement=options.arrangement, canvas=Canvas(), **alone),
+    }
+    hits = service.cache.hits
+    for _ in range(2):
+        for view in ("sankey", "network"):
+            drawn = render(view, service, analysis, options, None, Canvas())
+            assert to_json_plotly(drawn) == to_json_plotly(expected[view]), view
+    assert service.cache.hits > hits  # the second view read what the first computed
