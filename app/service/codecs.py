@@ -89,16 +89,18 @@ def encode_frames(frames: dict[str, pd.DataFrame]) -> bytes:
         if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or frame.index.step != 1:
             raise ValueError(f"frame {name} has no plain RangeIndex")
         columns = []
-        for number, column in enumerate(frame.columns):
-            series, key = frame[column], f"{name}/{number}"
+        for number, (column, series) in enumerate(frame.items()):
+            key = f"{name}/{number}"
             if isinstance(series.dtype, pd.CategoricalDtype):
                 categories = series.dtype.categories
                 columns.append([column, "category", categories.tolist(), str(categories.dtype), series.dtype.ordered])
                 arrays[key] = series.cat.codes.to_numpy()
-            elif series.dtype == object and all(isinstance(v, tuple) or _is_nan(v) for v in series):
-                columns.append([column, "tuples", [list(v) if isinstance(v, tuple) else None for v in series]])
             elif series.dtype == object:
-                columns.append([column, "object", series.tolist()])
+                values = series.tolist()  # one pass to Python objects, read twice below
+                if all(isinstance(v, tuple) or _is_nan(v) for v in values):
+                    columns.append([column, "tuples", [list(v) if isinstance(v, tuple) else None for v in values]])
+                else:
+                    columns.append([column, "object", values])
             elif pd.api.types.is_string_dtype(series.dtype):
                 columns.append([column, "string", series.tolist(), str(series.dtype)])
             else:

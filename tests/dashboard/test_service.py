@@ -177,6 +177,10 @@ def test_size_of_counts_tensors_frames_and_shared_objects_once():
     assert size_of((array, array)) < 2 * 400  # counted once
     frame = pd.DataFrame({"x": np.zeros(1000)})
     assert size_of(frame) >= 8000
+    mixed = pd.DataFrame({"layer": np.arange(50), "flow": np.ones(50), "more": np.ones(50), "token": ["tok"] * 50,
+                          "status": pd.Categorical(["shared", "pretrained_only"] * 25), "heads": [(1, 2)] * 50,
+                          "seen": np.ones(50, dtype=bool)})  # fmt: skip
+    assert size_of(mixed) == int(mixed.memory_usage(deep=False).sum())  # the manager's arrays, each column once
 
 
 def test_the_service_cache_counts_what_an_analysis_holds(service):
