@@ -39,6 +39,7 @@ import psutil
 from redis import Redis
 
 from app.dashboard import ids
+from app.service.stores import RETRY_SECONDS
 from app.testing.dash_http import HttpClient, dependencies, next_round, request_body, updated
 from app.testing.localredis import LocalRedis
 from app.testing.servers import CHROMIUM, free_port, wait_until_ready
@@ -286,9 +287,16 @@ def fault_restart_redis(stack: Stack) -> dict:
     stack.cache.stop()
     time.sleep(3)
     stack.cache.start()
+    restarted = time.perf_counter()
     background.join(timeout=300)
     outcomes = result.get("outcomes", [])
-    stored = Redis.from_url(stack.cache.url()).dbsize()  # the restarted (empty) server is written again
+    # the users may be done before a worker looks at Redis again (every RETRY_SECONDS while it is down): one more
+    # new analysis once that has passed, and the restarted (empty) server must be written again
+    time.sleep(max(0.0, RETRY_SECONDS + 1 - (time.perf_counter() - restarted)))
+    after = Outcome()
+    values = initial_values() | {"text-input.value": held_out_texts(FAULT_USERS + 61)[-1], "analyse-button.n_clicks": 1}
+    Browser(stack.url).act(values, "analyse-button.n_clicks", after, "analyse")
+    stored = Redis.from_url(stack.cache.url()).dbsize()
     return {
         "errors": [e for o in outcomes for e in o.errors],
         "actions": sum(len(o.actions) for o in outcomes),
