@@ -48,13 +48,17 @@ def _kaleido_class():
     drawing = contextvars.ContextVar("drawing", default=None)  # the format the current render task draws
 
     class Kaleido(kaleido.Kaleido):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self._uses: dict[int, int] = {}  # PNG / PDF figures each tab drew since its last reload, by id(tab)
+
         async def _render_task(self, fig_arg, **kwargs):
             drawing.set((fig_arg.get("opts") or {}).get("format"))  # this task's own context
             return await super()._render_task(fig_arg, **kwargs)
 
         async def _get_kaleido_tab(self):
             tab = await super()._get_kaleido_tab()
-            if drawing.get() == "svg" and self.__dict__.setdefault("_uses", {}).get(id(tab), 0):
+            if drawing.get() == "svg" and self._uses.get(id(tab), 0):
                 await self._reload_or_put_back(tab)
             return tab
 
@@ -69,7 +73,7 @@ def _kaleido_class():
             self._uses.pop(id(tab), None)
 
         async def _return_kaleido_tab(self, tab) -> None:
-            uses = self.__dict__.setdefault("_uses", {})
+            uses = self._uses
             if drawing.get() != "svg":
                 uses[id(tab)] = uses.get(id(tab), 0) + 1
                 if uses[id(tab)] < RELOAD_EVERY:
@@ -82,10 +86,9 @@ def _kaleido_class():
 
         async def refresh(self) -> None:
             """Reload every tab that has drawn (after the warm-up: the first SVG then waits for no reload)."""
-            uses = self.__dict__.setdefault("_uses", {})
             for _ in range(self.tabs_ready.qsize()):
                 tab = await self.tabs_ready.get()
-                if uses.get(id(tab), 0):
+                if self._uses.get(id(tab), 0):
                     await self._reload_or_put_back(tab)  # a failure: the tab stays queued and marked used
                 await self.tabs_ready.put(tab)
 

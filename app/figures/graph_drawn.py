@@ -91,8 +91,9 @@ class GraphViewParts(namedtuple("GraphViewParts", "name shown notes")):
 
 
 def graph_view_parts(edges: pd.DataFrame, nodes: pd.DataFrame, **drawn) -> GraphViewParts:
-    """:class:`GraphViewParts` from the graph views' arguments (``tokens, sources, layers, mode, hidden, tau,
-    source_names, measure, special, sinks, trace_all, fix_shares``): computed once when both views are drawn."""
+    """:class:`GraphViewParts` from the graph views' arguments (it reads ``tokens, sources, layers, mode, hidden,
+    tau, source_names, measure, special, sinks, trace_all, fix_shares``; any other is ignored): computed once when
+    both views are drawn."""
     name, shown = drawn_graph(edges, drawn["tokens"], drawn["sources"], drawn["layers"], drawn["mode"],
                               drawn["hidden"], drawn["tau"], drawn["source_names"], drawn["measure"])  # fmt: skip
     if isinstance(shown, GraphNote):

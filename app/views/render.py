@@ -74,9 +74,7 @@ def _drawn_inputs(service: AnalysisService, analysis: Analysis, options: ViewOpt
         "residual_in_maps": options.measure in RESIDUAL_MEASURES,
         "fix_shares": _fix_shares(service, analysis, options, graphs.nodes, special, sources),
     }
-    shared = ("tokens", "sources", "layers", "mode", "hidden", "tau", "source_names", "measure", "special", "sinks",
-              "trace_all", "fix_shares")  # fmt: skip
-    return drawn | {"parts": graph_view_parts(graphs.edges, graphs.nodes, **{key: drawn[key] for key in shared})}
+    return drawn | {"parts": graph_view_parts(**drawn)}
 
 
 def _fix_shares(

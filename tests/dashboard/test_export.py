@@ -243,7 +243,7 @@ def test_png_and_pdf_bytes_do_not_depend_on_what_the_tab_drew_before(service):
     formats = {fmt: ExportOptions(fmt) for fmt in ("svg", "png", "pdf")}  # the SVG first: by a fresh page
     stop_export_server()  # fresh tabs
     fresh = {fmt: render_bytes(figures[0], export) for fmt, export in formats.items()}
-    uses = PROCESS_BROWSER._kaleido.__dict__.get("_uses", {})
+    uses = PROCESS_BROWSER._kaleido._uses
     for figure in figures * 2:  # both tabs draw figures in PNG and PDF
         render_bytes(figure, formats["png"])
         render_bytes(figure, formats["pdf"])
@@ -264,7 +264,7 @@ def test_a_tab_whose_reload_fails_is_not_lost(service):
     kaleido = PROCESS_BROWSER._kaleido
     for _ in range(20):  # PNGs until both tabs have drawn since their last reload (the SVG's runs in the background)
         render_bytes(figure, ExportOptions("png"))
-        if len(kaleido.__dict__.get("_uses", {})) == 2 and kaleido.tabs_ready.qsize() == 2:
+        if len(kaleido._uses) == 2 and kaleido.tabs_ready.qsize() == 2:
             break
         time.sleep(0.1)
     tabs = list(kaleido.tabs_ready._queue)  # asyncio.Queue's own deque: the tabs waiting for a figure
