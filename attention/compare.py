@@ -6,7 +6,7 @@ Column suffixes ``_pretrained`` / ``_finetuned`` hold each model's value; compar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -104,11 +104,12 @@ def _layer_overlap(graph_pre: AttentionGraph, graph_ft: AttentionGraph) -> pd.Da
     """Per layer of the range: the attention edges (residual and sink edges left out) each graph draws, those both
     draw, and their Jaccard index (1 where neither draws any)."""
     first, last = graph_pre.layers
-    width = len(graph_pre.nodes) + len(graph_ft.nodes)  # above any token index
+    width = graph_pre.mass.size + graph_ft.mass.size  # above any token index
 
     def codes(graph: AttentionGraph) -> np.ndarray:
-        attention = graph.edges["kind"].to_numpy(object) == "attention"
-        layer, query, key = (graph.edges[c].to_numpy(np.int64)[attention] for c in ("layer", "query_idx", "key_idx"))
+        edges = graph.edge_columns
+        attention = np.asarray(edges["kind"], dtype=object) == "attention"
+        layer, query, key = (np.asarray(edges[c], dtype=np.int64)[attention] for c in ("layer", "query_idx", "key_idx"))
         return np.unique((layer * width + query) * width + key)
 
     code_pre, code_ft = codes(graph_pre), codes(graph_ft)
@@ -176,25 +177,28 @@ def _strengths(
     return mean, strongest, passes
 
 
-def _edge_union(pre: pd.DataFrame, ft: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Every edge of either graph (key ``layer, query_idx, key_idx, kind``), layer descending then query, key and
-    kind ascending, with each model's ``weight``, ``weight_max``, ``heads`` and ``flow`` (NaN where its graph has no
-    such edge), as columns: an outer join on integer codes of the keys (a pandas merge of frames costs ~10× more)."""
-    kinds = sorted(set(pre["kind"].tolist()) | set(ft["kind"].tolist()))
-    top = int(np.concatenate([pre["layer"].to_numpy(), ft["layer"].to_numpy(), [0]]).max())
-    width = 1 + int(max(frame[c].to_numpy().max(initial=0) for frame in (pre, ft) for c in ("query_idx", "key_idx")))
+def _edge_union(pre: Mapping[str, Sequence], ft: Mapping[str, Sequence]) -> dict[str, np.ndarray]:
+    """Every edge of either graph's edge columns (key ``layer, query_idx, key_idx, kind``), layer descending then
+    query, key and kind ascending, with each model's ``weight``, ``weight_max``, ``heads`` and ``flow`` (NaN where
+    its graph has no such edge), as columns: an outer join on integer codes of the keys (a pandas merge of frames
+    costs ~10× more)."""
+    kinds = sorted(
+        set(np.asarray(pre["kind"], dtype=object).tolist()) | set(np.asarray(ft["kind"], dtype=object).tolist())
+    )
+    top = int(np.concatenate([np.asarray(pre["layer"]), np.asarray(ft["layer"]), [0]]).max())
+    width = 1 + int(max(np.asarray(edges[c]).max(initial=0) for edges in (pre, ft) for c in ("query_idx", "key_idx")))
 
-    def codes(frame: pd.DataFrame) -> np.ndarray:  # sorts as layer descending, query, key, kind ascending
-        kind = np.searchsorted(kinds, frame["kind"].to_numpy(object).astype(str))
-        layer, query, key = (frame[c].to_numpy(np.int64) for c in ("layer", "query_idx", "key_idx"))
+    def codes(edges: Mapping[str, Sequence]) -> np.ndarray:  # sorts as layer descending, query, key, kind ascending
+        kind = np.searchsorted(kinds, np.asarray(edges["kind"], dtype=object).astype(str))
+        layer, query, key = (np.asarray(edges[c], dtype=np.int64) for c in ("layer", "query_idx", "key_idx"))
         return (((top - layer) * width + query) * width + key) * len(kinds) + kind
 
     code_pre, code_ft = codes(pre), codes(ft)
     union = np.union1d(code_pre, code_ft)
     rows = []
-    for frame, code in ((pre, code_pre), (ft, code_ft)):
+    for code in (code_pre, code_ft):
         row = np.full(union.size, -1)
-        row[np.searchsorted(union, code)] = np.arange(len(frame))
+        row[np.searchsorted(union, code)] = np.arange(code.size)
         rows.append(row)
     rest, kind = np.divmod(union, len(kinds))
     rest, key = np.divmod(rest, width)
@@ -203,16 +207,21 @@ def _edge_union(pre: pd.DataFrame, ft: pd.DataFrame) -> dict[str, np.ndarray]:
                                   "kind": np.asarray(kinds, dtype=object)[kind]}  # fmt: skip
     for name in ("query_token", "key_token"):
         columns[name] = _taken(ft, rows[1], name, None)
-        columns[name][rows[0] >= 0] = pre[name].to_numpy(object)[rows[0][rows[0] >= 0]]
+        columns[name][rows[0] >= 0] = np.asarray(pre[name], dtype=object)[rows[0][rows[0] >= 0]]
     for frame, row, model in ((pre, rows[0], "pretrained"), (ft, rows[1], "finetuned")):
         for name in ("weight", "weight_max", "heads", "flow"):
             columns[f"{name}_{model}"] = _taken(frame, row, name, np.nan)
     return columns
 
 
-def _taken(frame: pd.DataFrame, rows: np.ndarray, column: str, missing) -> np.ndarray:
-    """``frame[column]`` at ``rows``, ``missing`` where a row is -1 (floats stay floats, the rest objects)."""
-    values = frame[column].to_numpy()
+def _taken(edges: Mapping[str, Sequence], rows: np.ndarray, column: str, missing) -> np.ndarray:
+    """``edges[column]`` at ``rows``, ``missing`` where a row is -1 (floats stay floats, the rest objects: a list of
+    tuples stays one object per row)."""
+    values = edges[column]
+    if isinstance(values, list):
+        values, listed = np.empty(len(values), dtype=object), values
+        values[:] = listed
+    values = np.asarray(values)
     dtype = np.float64 if values.dtype.kind == "f" else object
     out = np.full(rows.size, missing, dtype=dtype)
     out[rows >= 0] = values[rows[rows >= 0]]
@@ -230,9 +239,9 @@ def compare_graphs(
     is coloured by where the attention is at or above τ, and both models' weights are filled in even where only one
     graph reaches the edge; ``groups`` when the graphs were merged into words (:func:`attention.graph.word_graph`).
     Without ``weights``, the status says which graphs draw the edge."""
-    if graph_pre.layers != graph_ft.layers or len(graph_pre.nodes) != len(graph_ft.nodes):
+    if graph_pre.layers != graph_ft.layers or graph_pre.mass.shape != graph_ft.mass.shape:
         raise ValueError("compare graphs built over the same layer range and tokens")
-    edges = _edge_union(graph_pre.edges, graph_ft.edges)
+    edges = _edge_union(graph_pre.edge_columns, graph_ft.edge_columns)
     in_pre = edges["in_graph_pretrained"] = ~np.isnan(edges["flow_pretrained"])
     in_ft = edges["in_graph_finetuned"] = ~np.isnan(edges["flow_finetuned"])
     status = np.where(in_pre & in_ft, "shared", np.where(in_pre, "pretrained_only", "finetuned_only"))
@@ -253,10 +262,10 @@ def compare_graphs(
     edges["status"] = pd.Categorical(np.where(attention, status, "shared"), categories=EDGE_STATUSES)
     edges = pd.DataFrame(edges)
 
-    nodes = {c: graph_pre.nodes[c].to_numpy() for c in ("depth", "token_idx", "token", "sink")}
+    nodes = {c: graph_pre.node_columns[c] for c in ("depth", "token_idx", "token", "sink")}
     for graph, model in zip((graph_pre, graph_ft), MODELS, strict=True):
         for column in ("mass", "absorbed", "reached"):
-            nodes[f"{column}_{model}"] = graph.nodes[column].to_numpy()
+            nodes[f"{column}_{model}"] = graph.node_columns[column]
     nodes["mass_change"] = nodes["mass_finetuned"] - nodes["mass_pretrained"]
     nodes = pd.DataFrame(nodes)
 

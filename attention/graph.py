@@ -15,9 +15,10 @@ reaches the inputs is the rollout row of the source (``α = 0.5`` is the paper's
 
 from __future__ import annotations
 
+import functools
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -38,12 +39,13 @@ class AttentionGraph:
 
     ``mass``: ``[depth, token]`` live share of the sources at depths ``first-1 .. last`` (row 0 = depth
     ``first-1``); ``absorbed``: ``[layer, token]`` share absorbed by each sink through layer ``first .. last``;
-    ``pruned``: ``[layer]`` share lost below τ in that layer. ``nodes`` / ``edges``: the same as tidy frames
-    (``schema.GRAPH_NODE_COLUMNS`` / ``GRAPH_EDGE_COLUMNS``); ``edges.flow`` is the share carried by the edge.
+    ``pruned``: ``[layer]`` share lost below τ in that layer; ``labels`` / ``is_sink``: ``[token]`` display strings
+    and sinks. ``nodes`` / ``edges``: the same as tidy frames (``schema.GRAPH_NODE_COLUMNS`` /
+    ``GRAPH_EDGE_COLUMNS``), built when first read; ``edges.flow`` is the share carried by the edge.
+    ``edge_columns``: the edges' columns as arrays (``heads`` a list of tuples), what the frame is built from —
+    merging words and comparing two graphs read these and never build the frames.
     """
 
-    nodes: pd.DataFrame
-    edges: pd.DataFrame
     sources: tuple[int, ...]
     sinks: tuple[int, ...]
     layers: tuple[int, int]
@@ -54,6 +56,26 @@ class AttentionGraph:
     mass: np.ndarray
     absorbed: np.ndarray
     pruned: np.ndarray
+    labels: np.ndarray = field(repr=False)
+    is_sink: np.ndarray = field(repr=False)
+    edge_columns: Mapping[str, Sequence] = field(repr=False)
+
+    @functools.cached_property
+    def node_columns(self) -> dict[str, np.ndarray]:
+        """The nodes' columns as arrays (:func:`_node_columns`)."""
+        return _node_columns(self.mass, self.absorbed, self.labels, self.is_sink, self.layers[0])
+
+    @functools.cached_property
+    def nodes(self) -> pd.DataFrame:
+        return validate_frame(pd.DataFrame(self.node_columns), GRAPH_NODE_COLUMNS)
+
+    @functools.cached_property
+    def edges(self) -> pd.DataFrame:
+        return validate_frame(pd.DataFrame(dict(self.edge_columns)), GRAPH_EDGE_COLUMNS)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.mass.shape[1])
 
     @property
     def threshold(self) -> str:
@@ -222,8 +244,9 @@ def attention_graph(
     mass, absorbed, pruned = _propagate(maps, attention, keep, alpha, (first, last), source_set, is_sink, keep_edges)
 
     return AttentionGraph(
-        nodes=_node_frame(mass, absorbed, labels, is_sink, first),
-        edges=validate_frame(_edge_frame(edge_parts, labels), GRAPH_EDGE_COLUMNS),
+        labels=labels,
+        is_sink=is_sink,
+        edge_columns=_edge_columns(edge_parts, labels),
         sources=tuple(int(s) for s in source_set),
         sinks=tuple(int(s) for s in sink_set),
         layers=(first, last),
@@ -298,25 +321,22 @@ def mass_split(
     return words, specials, max(0.0, 1.0 - words - specials)
 
 
-def _node_frame(
+def _node_columns(
     mass: np.ndarray, absorbed: np.ndarray, labels: np.ndarray, is_sink: np.ndarray, first: int
-) -> pd.DataFrame:
-    """Nodes from ``mass`` ``[depth, token]`` (depths ``first-1 .. last``) and ``absorbed`` ``[layer, token]``:
-    what layer ``l`` absorbs sits at depth ``l-1``."""
+) -> dict[str, np.ndarray]:
+    """Node columns from ``mass`` ``[depth, token]`` (depths ``first-1 .. last``) and ``absorbed``
+    ``[layer, token]``: what layer ``l`` absorbs sits at depth ``l-1``."""
     depth, token = np.indices(mass.shape).reshape(2, -1)
     absorbed_at_depth = np.vstack([absorbed, np.zeros((1, mass.shape[1]))])
-    nodes = pd.DataFrame(
-        {
-            "depth": depth + first - 1,
-            "token_idx": token,
-            "token": labels[token],
-            "mass": mass.reshape(-1),
-            "absorbed": absorbed_at_depth.reshape(-1),
-            "reached": (mass > 0).reshape(-1),
-            "sink": np.tile(is_sink, mass.shape[0]),
-        }
-    )
-    return validate_frame(nodes, GRAPH_NODE_COLUMNS)
+    return {
+        "depth": depth + first - 1,
+        "token_idx": token,
+        "token": labels[token],
+        "mass": mass.reshape(-1),
+        "absorbed": absorbed_at_depth.reshape(-1),
+        "reached": (mass > 0).reshape(-1),
+        "sink": np.tile(is_sink, mass.shape[0]),
+    }
 
 
 def _layer_edges(
@@ -353,9 +373,8 @@ def _layer_edges(
     }
 
 
-def _edge_frame(parts: list[dict], labels: np.ndarray) -> pd.DataFrame:
-    """One frame from the per-layer edge arrays, sorted (layer descending, then query, key and kind), built once
-    (a frame per layer, a concat and a sort of the frame cost more)."""
+def _edge_columns(parts: list[dict], labels: np.ndarray) -> dict[str, Sequence]:
+    """The per-layer edge arrays as one set of columns, sorted (layer descending, then query, key and kind)."""
     columns = {key: np.concatenate([p[key] for p in parts]) for key in parts[0] if key != "heads"}
     heads = [h for p in parts for h in p["heads"]]
     order = np.lexsort((columns["kind"].astype(str), columns["key_idx"], columns["query_idx"], -columns["layer"]))
@@ -366,7 +385,7 @@ def _edge_frame(parts: list[dict], labels: np.ndarray) -> pd.DataFrame:
     frame["multiplicity"] = frame["multiplicity"].astype(np.int64)
     for name in ("weight", "weight_max", "flow"):
         frame[name] = frame[name].astype(np.float64)
-    return pd.DataFrame(frame)
+    return frame
 
 
 def graph_relevance(
@@ -398,11 +417,12 @@ def graph_relevance(
     return out
 
 
-def _merge_edges(edges: pd.DataFrame) -> pd.DataFrame:
-    """Edges with equal ``layer, query_idx, key_idx, kind`` merged (in order of first appearance): ``weight``,
-    ``weight_max`` and ``multiplicity`` the largest (NaN ignored), ``heads`` the sorted union, ``flow`` the sum."""
-    kinds, kind = np.unique(edges["kind"].to_numpy(object).astype(str), return_inverse=True)
-    layer, query, key = (edges[c].to_numpy(np.int64) for c in ("layer", "query_idx", "key_idx"))
+def _merge_edges(edges: Mapping[str, Sequence]) -> dict[str, Sequence]:
+    """Edge columns with equal ``layer, query_idx, key_idx, kind`` merged (in order of first appearance):
+    ``weight``, ``weight_max`` and ``multiplicity`` the largest (NaN ignored), ``heads`` the sorted union, ``flow``
+    the sum."""
+    kinds, kind = np.unique(np.asarray(edges["kind"], dtype=object).astype(str), return_inverse=True)
+    layer, query, key = (np.asarray(edges[c], dtype=np.int64) for c in ("layer", "query_idx", "key_idx"))
     width = int(max(query.max(initial=0), key.max(initial=0))) + 1
     code = ((layer * width + query) * width + key) * len(kinds) + kind
     _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
@@ -412,29 +432,27 @@ def _merge_edges(edges: pd.DataFrame) -> pd.DataFrame:
     leader = np.sort(first)  # each merged edge's first row
 
     def largest(column: str) -> np.ndarray:
-        values = edges[column].to_numpy()
+        values = np.asarray(edges[column])
         out = np.full(count, np.nan) if values.dtype.kind == "f" else np.full(count, np.iinfo(np.int64).min)
         (np.fmax if values.dtype.kind == "f" else np.maximum).at(out, group, values)
         return out
 
     flow = np.zeros(count)
-    np.add.at(flow, group, edges["flow"].to_numpy(np.float64))
+    np.add.at(flow, group, np.asarray(edges["flow"], dtype=np.float64))
     heads: list[set] = [set() for _ in range(count)]
-    for g, members in zip(group.tolist(), edges["heads"].tolist(), strict=True):
+    for g, members in zip(group.tolist(), list(edges["heads"]), strict=True):
         heads[g].update(members)
-    return pd.DataFrame(
-        {
-            "layer": layer[leader],
-            "query_idx": query[leader],
-            "key_idx": key[leader],
-            "kind": kinds.astype(object)[kind[leader]],
-            "weight": largest("weight"),
-            "weight_max": largest("weight_max"),
-            "heads": [tuple(sorted(h)) for h in heads],
-            "multiplicity": largest("multiplicity"),
-            "flow": flow,
-        }
-    )
+    return {
+        "layer": layer[leader],
+        "query_idx": query[leader],
+        "key_idx": key[leader],
+        "kind": kinds.astype(object)[kind[leader]],
+        "weight": largest("weight"),
+        "weight_max": largest("weight_max"),
+        "heads": [tuple(sorted(h)) for h in heads],
+        "multiplicity": largest("multiplicity"),
+        "flow": flow,
+    }
 
 
 def word_graph(graph: AttentionGraph, groups: Sequence[int], words: Sequence[str]) -> AttentionGraph:
@@ -447,18 +465,18 @@ def word_graph(graph: AttentionGraph, groups: Sequence[int], words: Sequence[str
     membership[np.arange(groups.size), groups] = 1.0
     labels = np.asarray(list(words), dtype=object)
     mass, absorbed = graph.mass @ membership, graph.absorbed @ membership
-    is_sink = np.zeros(groups.size, dtype=bool)
-    is_sink[list(graph.sinks)] = True
-    word_sink = word_all(is_sink, groups)
-    edges = graph.edges.assign(
-        query_idx=groups[graph.edges["query_idx"].to_numpy()], key_idx=groups[graph.edges["key_idx"].to_numpy()]
-    )
-    merged = _merge_edges(edges)
-    merged["query_token"] = labels[merged["query_idx"].to_numpy()]
-    merged["key_token"] = labels[merged["key_idx"].to_numpy()]
+    word_sink = word_all(graph.is_sink, groups)
+    columns = graph.edge_columns
+    merged = _merge_edges(
+        dict(columns) | {"query_idx": groups[np.asarray(columns["query_idx"], dtype=np.int64)],
+                         "key_idx": groups[np.asarray(columns["key_idx"], dtype=np.int64)]}
+    )  # fmt: skip
+    merged["query_token"] = labels[merged["query_idx"]]
+    merged["key_token"] = labels[merged["key_idx"]]
     return AttentionGraph(
-        nodes=_node_frame(mass, absorbed, labels, word_sink, graph.layers[0]),
-        edges=validate_frame(merged, GRAPH_EDGE_COLUMNS),
+        labels=labels,
+        is_sink=word_sink,
+        edge_columns=merged,
         sources=tuple(sorted({int(groups[s]) for s in graph.sources})),
         sinks=tuple(int(g) for g in np.flatnonzero(word_sink)),
         layers=graph.layers,

@@ -226,6 +226,9 @@ BAD_PAYLOADS = [
     ("output", "control", "value", "words"), BAD_PAYLOADS, ids=[f"{c}={v!r}" for _, c, v, _ in BAD_PAYLOADS]
 )
 def test_bad_payloads_are_a_sentence_in_the_page(tiny_app, output, control, value, words):
+    from app.service.registry import pair_service
+
+    pair_service(server=tiny_app.server)  # loaded: a bad option is refused before the models are asked for
     client = tiny_app.server.test_client()
     response = call(client, f"{output}.figure", {**BASE, control: value}, control)
     assert response.status_code == 200, response.data[:300]

@@ -1,5 +1,6 @@
 """Callbacks called as functions, and over HTTP as the browser calls them (tiny random pair)."""
 
+import itertools
 import json
 
 import numpy as np
@@ -285,6 +286,58 @@ def test_a_view_left_as_is_after_a_fold_only_change_would_be_drawn_the_same(tiny
     for name in views.FOLD_ONLY[view]:
         changed = replace(ViewOptions(), **{name: FOLD_ONLY_CHANGES[name]})
         assert drawn(changed) == before, f"{view} changes with {name}: it must not be in FOLD_ONLY"
+
+
+UNREAD_VIEWS = ("sentence", "influence", "sankey", "network")
+
+
+@pytest.mark.parametrize("view", UNREAD_VIEWS)
+def test_a_control_a_view_does_not_read_at_its_method_changes_nothing_in_it(tiny_app, view):
+    """What makes skipping those redraws safe (:func:`views.unread`): at every relevance method and two measures
+    (ALTI holds the residual; raw attention has heads), for a short pair
+    and a long input that folds, each control the view does not read leaves its figure as it was."""
+    from dataclasses import replace
+
+    from app.core.options import GRAPH_METHODS, ViewOptions
+    from app.figures.theme import Canvas
+    from app.service.registry import pair_service
+    from app.views.render import render
+
+    service = pair_service(server=tiny_app.server)
+    inputs = (service.analyse("a fine , moving film", "with a second part"), service.analyse(" ".join(["film"] * 50)))
+    assert not service.never_folds(inputs[1], ViewOptions())
+    checked = 0
+    for method, measure in itertools.product((*views.CLASS_METHODS, *GRAPH_METHODS), ("alti", "raw_attention")):
+        options = ViewOptions(method=method, target="good", measure=measure)
+        for analysis in inputs:
+
+            def drawn(options: ViewOptions, analysis=analysis) -> str:
+                figure = render(view, service, analysis, options, (2, None), Canvas())
+                return json.dumps(figure, sort_keys=True, default=str)
+
+            before = drawn(options)
+            for name in views.unread(view, options):
+                changed = replace(options, **{name: UNREAD_CHANGES[name]})
+                assert drawn(changed) == before, f"{view} at {method}, {measure} changes with {name}: it reads it"
+                checked += 1
+    assert checked >= (20 if view in ("sankey", "network") else 60)
+
+
+UNREAD_CHANGES = FOLD_ONLY_CHANGES | {"target": "bad", "top_k": 20}
+
+
+def test_a_change_the_sentence_does_not_read_sends_nothing_and_one_it_reads_redraws_it(tiny_app):
+    from app.service.registry import pair_service
+
+    service = pair_service(server=tiny_app.server)
+    client = tiny_app.server.test_client()
+    analysis = service.analyse("a fine , moving film").to_store()
+    for method, redrawn in (("rollout", False), ("graph", True), ("class_relevance", False)):
+        values = {f"{ids.ANALYSIS}.data": analysis, f"{ids.METHOD}.value": method, f"{ids.TAU}.value": 0.2,
+                  f"{ids.TARGET}.value": "predicted"}  # fmt: skip
+        response = call(client, f"{ids.SENTENCE}.figure", values, f"{ids.TAU}.value")
+        sent = (response.get_json() or {}).get("response", {}) if response.status_code == 200 else {}
+        assert (ids.SENTENCE in sent) is redrawn, (method, response.data[:300])
 
 
 def test_a_fold_only_change_sends_nothing_for_a_short_input_and_redraws_a_long_one(tiny_app):

@@ -8,7 +8,7 @@ from dash import ALL, Input, Output, Patch, State, ctx, html, no_update
 from dash.exceptions import PreventUpdate
 
 from app.core.analysis import Analysis
-from app.core.options import CANVAS_WIDTH_RANGE
+from app.core.options import CANVAS_WIDTH_RANGE, CLASS_METHODS, ViewOptions
 from app.core.urlstate import changed_controls
 from app.dashboard import ids
 from app.dashboard.callbacks.common import guarded, job_server, require_analysis, selected_head, view_options
@@ -23,6 +23,7 @@ from app.service.registry import pair_service
 from app.views.render import matrix_caption, render
 from app.views.render import network as render_network
 from attention.defaults import RESIDUAL_MEASURES
+from attention.relevance_methods import relevance_method
 from attention.tokens import word_all
 
 VIEW_INPUTS = inputs(*VIEW_CONTROLS)
@@ -44,17 +45,48 @@ FOLD_ONLY: dict[str, frozenset[str]] = {
 }  # fmt: skip
 
 
+GRAPH_SETTINGS = frozenset({"tau", "alpha", "sinks", "aggregation"})  # read by a method with graph settings only
+
+
+def unread(view: str, options: ViewOptions) -> frozenset[str]:
+    """Controls ``view`` does not read at ``options``, for any input: over a measure (one map per layer) no view
+    of the graph or the token scores reads the heads, nor α when the maps hold the residual; an attention method's
+    token scores ignore the target class, and a method without graph settings τ, α, sinks and the head aggregation;
+    a class method's scores ignore those, the heads and the measure (and, in the sentence view, which never folds,
+    the traced tokens). The graph views read the scores only to fold a long input. What decides the set (method,
+    measure) is always read, so a change of these alone leaves the figure as it was (tested per view, method and
+    measure in tests/dashboard/test_callbacks.py)."""
+    if view not in ("sentence", "influence", "sankey", "network"):
+        return frozenset()
+    maps = ({"heads"} if options.measure != "raw_attention" else set()) | (
+        {"alpha"} if options.measure in RESIDUAL_MEASURES else set()
+    )
+    if options.method in CLASS_METHODS:
+        scores = GRAPH_SETTINGS | {"heads", "measure"} | ({"sources", "top_k"} if view == "sentence" else set())
+    else:
+        scores = {"target"} | maps | (set() if relevance_method(options.method).graph_settings else GRAPH_SETTINGS)
+        scores |= {"top_k"} if view == "sentence" else set()
+    return frozenset(scores if view in ("sentence", "influence") else (scores & {"target"}) | maps)
+
+
 def unchanged_view(view: str, analysis_data, controls: dict) -> bool:
-    """True when only controls ``view`` reads through the fold changed (:data:`FOLD_ONLY`) and this input never
-    folds: the drawn figure is still exact, nothing to send."""
+    """True when only controls ``view`` does not read at these options changed (:func:`unread`), or only those it
+    reads through the fold (:data:`FOLD_ONLY`) and this input never folds: the drawn figure is still exact, nothing
+    to send."""
     triggered = changed_props()
     if triggered is None:  # called directly (tests, scripts): always draw
         return False
     names = {NAMES.get(component) for component in triggered}
-    if not names or None in names or not names <= FOLD_ONLY[view]:
+    if not names or None in names:
         return False
-    analysis = Analysis.from_store(analysis_data)
-    return analysis is not None and pair_service(analysis).never_folds(analysis, view_options(**controls))
+    options, analysis = view_options(**controls), Analysis.from_store(analysis_data)
+    if analysis is None:
+        return False
+    service = pair_service(analysis)
+    if names <= unread(view, options):
+        service.checked(analysis, options)  # an option out of range is still said, never silently kept
+        return True
+    return names <= FOLD_ONLY.get(view, frozenset()) and service.never_folds(analysis, options)
 
 
 def _draw(view: str, analysis_data, selected, canvas: Canvas | None = None, **controls):
@@ -247,6 +279,8 @@ def update_thumbnails(analysis_data, selected, **controls):
 )
 @guarded
 def update_influence(analysis_data, **controls):
+    if unchanged_view("influence", analysis_data, controls):
+        return no_update
     return _draw("influence", analysis_data, None, **controls)
 
 
@@ -262,6 +296,8 @@ def update_influence(analysis_data, **controls):
 )
 @guarded
 def update_sentence(analysis_data, canvas, **controls):
+    if unchanged_view("sentence", analysis_data, controls):
+        return no_update
     return _draw("sentence", analysis_data, None, canvas=canvas_of(canvas), **controls)
 
 
