@@ -228,6 +228,12 @@ def _taken(edges: Mapping[str, Sequence], rows: np.ndarray, column: str, missing
     return out
 
 
+def _status_codes(pre: np.ndarray, ft: np.ndarray) -> np.ndarray:
+    """Per edge, the code of its :data:`EDGE_STATUSES` entry from two bool arrays: both (``shared``), the
+    pre-trained only, else the fine-tuned only."""
+    return np.where(pre & ft, 0, np.where(pre, 1, 2)).astype(np.int8)
+
+
 def compare_graphs(
     graph_pre: AttentionGraph,
     graph_ft: AttentionGraph,
@@ -244,7 +250,7 @@ def compare_graphs(
     edges = _edge_union(graph_pre.edge_columns, graph_ft.edge_columns)
     in_pre = edges["in_graph_pretrained"] = ~np.isnan(edges["flow_pretrained"])
     in_ft = edges["in_graph_finetuned"] = ~np.isnan(edges["flow_finetuned"])
-    status = np.where(in_pre & in_ft, "shared", np.where(in_pre, "pretrained_only", "finetuned_only"))
+    status = _status_codes(in_pre, in_ft)  # codes of EDGE_STATUSES
     attention = edges["kind"] == "attention"
     if weights is not None:
         passes = []
@@ -254,12 +260,9 @@ def compare_graphs(
             edges[f"weight_{model}"][fill] = mean[fill]
             edges[f"weight_max_{model}"][fill] = strongest[fill]
             passes.append(passing)
-        status = np.where(
-            attention,
-            np.where(passes[0] & passes[1], "shared", np.where(passes[0], "pretrained_only", "finetuned_only")),
-            status,
-        )
-    edges["status"] = pd.Categorical(np.where(attention, status, "shared"), categories=EDGE_STATUSES)
+        status = np.where(attention, _status_codes(*passes), status)
+    status[~attention] = 0  # residual and sink edges: "shared"
+    edges["status"] = pd.Categorical.from_codes(status, categories=EDGE_STATUSES)
     edges = pd.DataFrame(edges)
 
     nodes = {c: graph_pre.node_columns[c] for c in ("depth", "token_idx", "token", "sink")}
@@ -313,18 +316,19 @@ def relevance_frame(pretrained: np.ndarray, finetuned: np.ndarray, tokens: Seque
     difference`` (fine-tuned minus pre-trained); rows where both are NaN (layers outside the range) left out. A
     model without scores (no classification head) is passed as all-NaN and its columns stay NaN."""
     layer, token = np.indices(pretrained.shape).reshape(2, -1)
-    frame = pd.DataFrame(
+    pre, ft = pretrained.reshape(-1), finetuned.reshape(-1)
+    keep = ~(np.isnan(pre) & np.isnan(ft))  # chosen before the frame is built: filtering a frame costs more
+    layer, token, pre, ft = layer[keep], token[keep], pre[keep], ft[keep]
+    return pd.DataFrame(
         {
             "layer": layer + 1,
             "token_idx": token,
             "token": np.asarray(tokens, dtype=object)[token],
-            "pretrained": pretrained.reshape(-1),
-            "finetuned": finetuned.reshape(-1),
-            "difference": (finetuned - pretrained).reshape(-1),
+            "pretrained": pre,
+            "finetuned": ft,
+            "difference": ft - pre,
         }
     )
-    keep = ~(np.isnan(frame["pretrained"].to_numpy()) & np.isnan(frame["finetuned"].to_numpy()))
-    return frame[keep].reset_index(drop=True)
 
 
 def compare_relevance(run_pre: AttentionRun, run_ft: AttentionRun, method: AttentionMethod, **options) -> pd.DataFrame:

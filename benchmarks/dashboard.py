@@ -29,7 +29,7 @@ from app.export import export_figure, stop_export_server, warm_export_browser
 from app.service.analysis import AnalysisService
 from app.service.registry import pair_service
 from app.team.site import create_app
-from app.testing.dash_http import cascade, dependencies
+from app.testing.dash_http import ServerCpu, cascade, dependencies
 from app.testing.servers import CHROMIUM, free_port, wait_until_ready
 from app.views.render import RENDERERS, render
 from attention.data import held_out
@@ -252,6 +252,7 @@ def measure_controls(dash_app, rounds: int = 3, seen: tuple[str, ...] | None = N
     for another class, DecompX: its backward or ~n forward passes) is reported apart from the redraws: the CPU
     target is for a redraw, which a pass alone would exceed."""
     service = pair_service(server=dash_app.server)
+    ServerCpu.install(dash_app.server)  # the app's own CPU per request, not the test client's
     client = dash_app.server.test_client()
     specs = dependencies(client)
     texts = long_sentences(service, rounds + skip)[skip:]

@@ -120,11 +120,12 @@ def _scores(
     present = [m for m in shown_models(mode) if m not in missing]
     rows_shown = present + (["difference"] if len(present) == 2 else [])
     layer = summary_layer(relevance)
-    rows = relevance[relevance["layer"] == layer].sort_values("token_idx")
-    positions = rows["token_idx"].to_numpy()
+    at = np.flatnonzero(relevance["layer"].to_numpy() == layer)  # numpy: a frame's boolean selection costs more
+    at = at[np.argsort(relevance["token_idx"].to_numpy()[at], kind="stable")]
+    positions = relevance["token_idx"].to_numpy()[at]
     labels = [str(label) for label in np.asarray(tokens, dtype=object)[positions]]
     counted = ~np.isin(positions, list(scale_without))
-    values = {m: rows[m].to_numpy(dtype=float) for m in present}
+    values = {m: relevance[m].to_numpy(dtype=float)[at] for m in present}
     if len(present) == 2:
         values["difference"] = values["finetuned"] - values["pretrained"]
     model_values = np.concatenate([values[m][counted] for m in present]) if present else np.zeros(0)

@@ -56,13 +56,17 @@ def figure(data: list[dict], layout: dict) -> Figure:
     return {"data": data, "layout": _without_none(layout)}
 
 
+_NESTED = (dict, list)
+
+
 def _without_none(value: Any) -> Any:
-    """``value`` with every dict's None entries dropped, at any depth (a list's scalars are kept as they are)."""
-    if isinstance(value, dict):
-        return {key: _without_none(item) if isinstance(item, dict | list) else item
+    """``value`` with every dict's None entries dropped, at any depth (a list's scalars are kept as they are).
+    Exact types are checked (a figure's parts are plain dicts and lists): ``isinstance`` with a union costs ~3×."""
+    if type(value) is dict:
+        return {key: _without_none(item) if type(item) in _NESTED else item
                 for key, item in value.items() if item is not None}  # fmt: skip
-    if isinstance(value, list):
-        return [_without_none(item) if isinstance(item, dict | list) else item for item in value]
+    if type(value) is list:
+        return [_without_none(item) if type(item) in _NESTED else item for item in value]
     return value
 
 

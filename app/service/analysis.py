@@ -72,6 +72,12 @@ from attention.version import __version__
 T = TypeVar("T")
 
 
+# Graphs of an input up to this many tokens are kept in this worker's memo only: at 64 tokens both models' graphs
+# cost ~5 ms to compute and ~4 ms to encode and store plus ~4 ms for another worker to fetch and decode; at 400
+# tokens ~29 ms against the same few ms (docs/deploy.md, "Graphs through the shared cache").
+SHARE_GRAPHS_ABOVE = 128
+
+
 class AnalysisService:
     """Runs both models once per input and serves every view's data from a per-process cache."""
 
@@ -400,6 +406,8 @@ class AnalysisService:
         settings = self._graph_settings(options)
         key = (options.level, options.layers, self.trace_sources(analysis, options), *settings.values())
         key = (*key, fold.key if fold else None)
+        if run.num_tokens <= SHARE_GRAPHS_ABOVE:  # cheaper to compute again than to store, fetch and decode
+            return self._memo("graphs", analysis, key, compute)
         # the Sankey and the network ask for the same graphs at once, usually on two workers: computed once
         shared = functools.partial(self._shared, "graphs", analysis, key, compute, encode_graphs, decode_graphs)
         return self._memo("graphs", analysis, key, shared)
@@ -421,12 +429,13 @@ class AnalysisService:
             if options.top_k == 0 or (~hidden).sum() <= FOLD_ABOVE:
                 return None
             frame = self.relevance(analysis, options)
-            deepest = frame[frame["layer"] == frame["layer"].max()]
-            values = deepest["finetuned"].to_numpy(dtype=float)
+            layer = frame["layer"].to_numpy()
+            deepest = layer == layer.max() if layer.size else np.zeros(0, dtype=bool)
+            values = frame["finetuned"].to_numpy(dtype=float)[deepest]
             if np.isnan(values).all():
-                values = deepest["pretrained"].to_numpy(dtype=float)
+                values = frame["pretrained"].to_numpy(dtype=float)[deepest]
             scores = np.full(len(labels), np.nan)
-            scores[deepest["token_idx"].to_numpy()] = values
+            scores[frame["token_idx"].to_numpy()[deepest]] = values
             run = self.runs(analysis).pretrained
             kept = np.asarray(run.special).copy()
             kept[list(run.sink_indices)] = True  # special tokens and sinks are never folded
@@ -439,8 +448,10 @@ class AnalysisService:
                 always[[run.groups[s] for s in sources] if options.level == "word" else list(sources)] = True
             return choose_fold(labels, scores, always=always, hidden=hidden, top_k=options.top_k)
 
-        # one render asks up to five times (graphs, tokens, matrices, segments): computed once per options
-        return self._memo("fold", analysis, (options,), compute)
+        # one render asks up to five times (graphs, tokens, matrices, segments): computed once for what it reads
+        key = (self._relevance_key(analysis, options)[0], options.level, options.hide, options.top_k,
+               options.trace_all, options.sources)  # fmt: skip
+        return self._memo("fold", analysis, key, compute)
 
     def heads(self, analysis: Analysis, options: ViewOptions) -> pd.DataFrame:
         """Per-head comparison on the full token-level maps (level and hiding do not apply to head metrics); with the
@@ -489,25 +500,11 @@ class AnalysisService:
         ``options.method`` (class methods: NaN for a model without a head; ``input_x_gradient`` has one row per
         token at layer 0). Hidden tokens are left out; nothing is renormalised."""
         options = self.checked(analysis, options)
-        runs = self.runs(analysis)
-        if options.method in CLASS_METHODS:
-            key = (options.method, options.target, options.level, options.layers)
+        key, settings = self._relevance_key(analysis, options)
+        if settings is None:
             frame = self._memo("class_relevance", analysis, key, lambda: self._class_frame(analysis, options))
         else:
-            settings = self._graph_settings(options)
-            maps = self.measure_runs(analysis, settings.pop("measure"))
-            settings |= {"layers": options.layers, "level": options.level}
-            sources = self.trace_sources(analysis, options)
-            settings["sources"] = (
-                sources if options.level == "token" else sorted({runs.pretrained.groups[s] for s in sources})
-            )
-            if not relevance_method(options.method).graph_settings:
-                for unused in ("tau", "alpha", "sinks", "aggregation"):
-                    del settings[unused]
-            if options.measure in RESIDUAL_MEASURES:
-                settings["residual"] = False  # the maps hold the residual connection already
-            key = (options.method, options.measure,
-                   *(tuple(v) if isinstance(v, list) else v for v in settings.values()))  # fmt: skip
+            maps = self.measure_runs(analysis, options.measure)
             frame = self._memo(
                 "relevance", analysis, key, lambda: compare_relevance(*_both(maps), options.method, **settings)
             )
@@ -515,6 +512,27 @@ class AnalysisService:
         if hidden.size == len(self.labels(analysis, options.level)):
             raise InputTextError("Every token of this input is hidden.", "Untick a 'Hide' choice.")
         return frame[~frame["token_idx"].isin(hidden)].reset_index(drop=True) if hidden.size else frame
+
+    def _relevance_key(self, analysis: Analysis, options: ViewOptions) -> tuple[tuple, dict | None]:
+        """What :meth:`relevance`'s token scores depend on at ``options`` (checked), as a cache key, and an
+        attention method's keyword arguments for :func:`~attention.compare.compare_relevance` (None for a class
+        method): a method without graph settings reads no τ, α, sinks or head aggregation."""
+        if options.method in CLASS_METHODS:
+            return (options.method, options.target, options.level, options.layers), None
+        settings = self._graph_settings(options)
+        del settings["measure"]
+        settings |= {"layers": options.layers, "level": options.level}
+        sources = self.trace_sources(analysis, options)
+        groups = self.runs(analysis).pretrained.groups
+        settings["sources"] = sources if options.level == "token" else sorted({groups[s] for s in sources})
+        if not relevance_method(options.method).graph_settings:
+            for unused in ("tau", "alpha", "sinks", "aggregation"):
+                del settings[unused]
+        if options.measure in RESIDUAL_MEASURES:
+            settings["residual"] = False  # the maps hold the residual connection already
+        key = (options.method, options.measure,
+               *(tuple(v) if isinstance(v, list) else v for v in settings.values()))  # fmt: skip
+        return key, settings
 
     def decomposed(self, analysis: Analysis, model: str, target: str):
         """DecompX of one model for ``target`` (:func:`attention.mixing.decompx.decompx`); None without a

@@ -147,13 +147,38 @@ class HttpClient:
         return HttpResponse(self.session.post(self.base_url + path, json=json, timeout=self.timeout, **kwargs))
 
 
+class ServerCpu:
+    """Wraps a Flask app's ``wsgi_app``: ``last`` is the CPU seconds its serving thread spent inside the app on the
+    last request — routing, the callback, serialising the answer, the request's teardown — without the test
+    client's own work of building the request and reading the answer (the browser's, in a real page)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.last = 0.0
+
+    def __call__(self, environ, start_response):
+        start = time.thread_time()
+        try:
+            return self.app(environ, start_response)  # Flask has built the whole body and torn the request down
+        finally:
+            self.last = time.thread_time() - start
+
+    @classmethod
+    def install(cls, server) -> ServerCpu:
+        """Wrap ``server`` (a Flask app) once; the wrapper."""
+        if not isinstance(server.wsgi_app, cls):
+            server.wsgi_app = cls(server.wsgi_app)
+        return server.wsgi_app
+
+
 def cascade(client, specs: list[dict], values: dict[str, object], changed: str, seen: Collection[str] | None = None):
     """Run every callback ``changed`` triggers, then those their outputs trigger, one after another (the page runs
     independent ones in parallel), as Dash's renderer does: a callback triggered by several outputs of one round
     runs once, and never again in a chain it started (its own outputs, e.g. the URL state callback writing the URL
     it reads). ``values`` is updated in place with what they return. Yields ``(spec, seconds, response, cpu)``
-    per request: its wall time and the CPU seconds of this thread (the test client serves in it). ``seen``: the views
-    on screen (the others' gates ask for nothing); None: every view."""
+    per request: its wall time and the CPU seconds of this thread (the test client serves in it): inside the app when
+    its server is wrapped in :class:`ServerCpu`, else for the whole test-client call. ``seen``: the views on screen
+    (the others' gates ask for nothing); None: every view."""
     level = next_round([(changed, frozenset())], specs, seen)
     while level:
         answered = []
@@ -162,7 +187,8 @@ def cascade(client, specs: list[dict], values: dict[str, object], changed: str, 
             start, cpu = time.perf_counter(), time.thread_time()
             response = client.post("/_dash-update-component", json=body)
             elapsed, cpu = time.perf_counter() - start, time.thread_time() - cpu
-            yield spec, elapsed, response, cpu
+            meter = getattr(getattr(client, "application", None), "wsgi_app", None)
+            yield spec, elapsed, response, meter.last if isinstance(meter, ServerCpu) else cpu
             if response.status_code == 200:
                 answered.append((spec, response, chain))
         level = next_round(updated(answered, values), specs, seen)

@@ -100,3 +100,27 @@ def test_first_of_groups_gives_each_group_its_first_positions_value():
     assert first_of_groups(segments, [0, 1, 1, 2, 3, 3], 4).tolist() == [0, 0, 1, 1]
     assert first_of_groups(segments, [0, 0, 1, 1, 2, 2], 3).tolist() == [0, 0, 1]  # group 1 starts at position 2
     assert first_of_groups(segments, [0, 1, 1, 2, 9, 9], 3).tolist() == [0, 0, 1]  # groups past count ignored
+
+
+def test_the_fold_a_service_keeps_is_the_one_its_options_make(service):
+    """The fold is kept for what it reads (the token scores' key, level, hiding, top-k, tracing), not every option:
+    after each change, in any order, the kept fold equals one computed afresh (another service, empty memo)."""
+    import itertools
+    from dataclasses import replace
+
+    from app.service.analysis import AnalysisService
+
+    changes = [{"tau": 0.2}, {"method": "graph"}, {"method": "graph", "tau": 0.01}, {"sinks": False},
+               {"method": "graph", "sinks": False}, {"top_k": 5}, {"level": "word"}, {"hide": ("punctuation",)},
+               {"sources": (3,)}, {"measure": "raw_attention", "heads": (0,)}, {"method": "class_relevance"},
+               {"method": "class_relevance", "target": "bad"}, {"method": "rollout", "target": "bad"}]  # fmt: skip
+    base = ViewOptions(method="rollout", top_k=10)
+    compared = 0
+    for first, second in itertools.permutations(changes, 2):
+        for options in (replace(base, **first), replace(base, **first | second)):
+            kept = service.fold(LONG, options)
+            fresh = AnalysisService(service.pair).fold(LONG, options)
+            assert (kept is None) == (fresh is None)
+            assert kept.labels == fresh.labels and np.array_equal(kept.groups, fresh.groups), options
+            compared += 1
+    assert compared == 2 * len(changes) * (len(changes) - 1)

@@ -289,6 +289,19 @@ def test_a_malformed_callback_body_gets_400(guarded_app, case):
     assert response.get_data(as_text=True).startswith("Bad callback request:")
 
 
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [(b'{"output": ', "application/json"), (b"output=x", "application/x-www-form-urlencoded"), (b"", "text/plain")],
+    ids=["broken JSON", "a form", "nothing"],
+)
+def test_a_callback_body_that_is_not_json_gets_400(guarded_app, data, content_type):
+    """The check parses the body as Dash does (one parse, cached for Dash): broken JSON or another content type is
+    a 400 with one sentence, never Dash's 500."""
+    response = _signed_in(guarded_app).post("/_dash-update-component", data=data, content_type=content_type)
+    assert response.status_code == 400, response.status_code
+    assert response.get_data(as_text=True).strip() == "Bad callback request: the body is not a JSON object."
+
+
 def test_a_callback_body_with_the_wrong_number_of_inputs_gets_400(guarded_app):
     client = _signed_in(guarded_app)
     body = _analyse_body(client)

@@ -567,3 +567,32 @@ def test_an_analysis_shares_its_class_relevance_with_the_other_workers(tiny_app,
     explained = other.explained(analysis, "finetuned", "predicted")
     np.testing.assert_array_equal(explained.scores, first.explained(analysis, "finetuned", "predicted").scores)
     assert other.runs(analysis).finetuned.label == first.runs(analysis).finetuned.label
+
+
+def test_only_a_long_input_s_graphs_go_through_the_shared_cache(tiny_app, tmp_path, monkeypatch):
+    """Graphs of a short input cost less to compute again than to store and fetch: they stay in the worker's memo;
+    a long input's are stored once and another worker reads them instead of computing them."""
+    from app.core.options import ViewOptions
+    from app.service import analysis as services
+    from app.service.analysis import AnalysisService
+    from app.service.registry import pair_service
+    from app.service.stores import DiskCache
+
+    monkeypatch.setattr(services, "SHARE_GRAPHS_ABOVE", 12)  # the tiny pair takes short inputs only
+    pair = pair_service(server=tiny_app.server).pair
+    shared = DiskCache(tmp_path / "shared", budget=2**26)
+    first = AnalysisService(pair, shared=shared)
+
+    def stored_graphs() -> int:
+        return sum(":graphs:" in key for key in shared._cache.iterkeys())
+
+    short, long = first.analyse("a warm and clever film"), first.analyse(" ".join(["film"] * 20))
+    assert first.runs(short).pretrained.num_tokens <= 12 < first.runs(long).pretrained.num_tokens
+    first.graphs(short, ViewOptions())
+    assert stored_graphs() == 0
+    drawn = first.graphs(long, ViewOptions())
+    assert stored_graphs() == 1
+    other = AnalysisService(pair, shared=DiskCache(tmp_path / "shared", budget=2**26))
+    other.runs(long)  # its runs from the shared cache too
+    monkeypatch.setattr(services, "compare_graphs", lambda *a, **k: pytest.fail("computed the graphs again"))
+    pd.testing.assert_frame_equal(other.graphs(long, ViewOptions()).edges, drawn.edges)
