@@ -17,6 +17,10 @@ def _malloc_trim():
         return None
 
 
+# Work that took this much CPU may have freed a lot (an analysis, an export, a long input's views): release after it.
+HEAVY_CPU_SECONDS = 0.05
+
+
 def release_freed_memory() -> None:
     """Hand memory freed by Python, numpy and torch back to the operating system. Without it glibc keeps large
     freed blocks in the heap (its mmap threshold grows after the first big free): a web worker's RSS stays ~400 MB

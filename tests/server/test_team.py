@@ -596,3 +596,22 @@ def test_only_a_long_input_s_graphs_go_through_the_shared_cache(tiny_app, tmp_pa
     other.runs(long)  # its runs from the shared cache too
     monkeypatch.setattr(services, "compare_graphs", lambda *a, **k: pytest.fail("computed the graphs again"))
     pd.testing.assert_frame_equal(other.graphs(long, ViewOptions()).edges, drawn.edges)
+
+
+def test_freed_memory_is_handed_back_after_a_heavy_request_only(tiny_app, monkeypatch):
+    """Trimming the heap after every request cost ~2–3 ms of CPU per control change (the trim, then the next
+    request's page faults): it runs after a request that took at least HEAVY_CPU_SECONDS of CPU."""
+    import app.team.routes as routes
+    from app.dashboard import ids
+    from app.service.registry import pair_service
+    from app.testing.dash_http import call
+
+    released = []
+    monkeypatch.setattr(routes, "release_freed_memory", lambda: released.append(1))
+    client = tiny_app.server.test_client()
+    values = {f"{ids.ANALYSIS}.data": pair_service(server=tiny_app.server).analyse("a fine film").to_store()}
+    for threshold, heavy in ((1e9, False), (0.0, True)):  # no request that heavy; every request
+        monkeypatch.setattr(routes, "HEAVY_CPU_SECONDS", threshold)
+        released.clear()
+        assert call(client, f"{ids.SANKEY}.figure", values).status_code == 200  # with the GETs of its callback map
+        assert bool(released) is heavy, threshold
