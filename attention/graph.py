@@ -260,10 +260,14 @@ def attention_graph(
     )
 
 
-def _propagate(maps, attention, keep, alpha: float, layers: tuple[int, int], sources, is_sink, each_layer=None):
+def _propagate(
+    maps, attention, keep, alpha: float, layers: tuple[int, int], sources, is_sink, each_layer=None,
+    *, with_pruned: bool = True,
+):  # fmt: skip
     """``(mass, absorbed, pruned)`` of :class:`AttentionGraph` from :func:`pruned_maps`' arrays: one unit of mass on
     ``sources`` at depth ``last``, pushed down layer by layer; ``each_layer(layer, live, carried)`` sees each
-    layer's live mass ``[token]`` and the mass on its attention edges ``[query, key]``."""
+    layer's live mass ``[token]`` and the mass on its attention edges ``[query, key]``. Without ``each_layer`` and
+    ``with_pruned``, ``pruned`` stays zero and no ``[query, key]`` array is made."""
     first, last = layers
     span, n = last - first + 1, maps.shape[-1]
     mass = np.zeros((span + 1, n))
@@ -274,6 +278,9 @@ def _propagate(maps, attention, keep, alpha: float, layers: tuple[int, int], sou
         row = layer - first
         live = mass[row + 1]
         mass[row] = live @ maps[layer - 1]
+        if each_layer is None and not with_pruned:  # only masses and absorbed shares: no [query, key] array
+            absorbed[row, is_sink] = (1.0 - alpha) * (live @ attention[layer - 1][:, is_sink])
+            continue
         carried = (1.0 - alpha) * live[:, None] * attention[layer - 1]  # [query, key] mass on attention edges
         absorbed[row, is_sink] = carried[:, is_sink].sum(axis=0)
         pruned[row] = carried[:, ~is_sink][~keep[layer - 1][:, ~is_sink]].sum()
@@ -313,7 +320,7 @@ def mass_split(
         raise ValueError("trace from at least one token")
     alpha = 0.0 if residual_in_weights else alpha
     mass, absorbed, _ = _propagate(maps, attention, keep, alpha, layer_range(layers, weights.shape[0]), source_set,
-                                   is_sink)  # fmt: skip
+                                   is_sink, with_pruned=False)  # fmt: skip
     is_special = np.zeros(n, dtype=bool)
     is_special[list(special)] = True
     words = float(mass[0][~is_special].sum())
