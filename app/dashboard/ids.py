@@ -39,6 +39,7 @@ FAITHFULNESS = "faithfulness-panel"
 FAITHFULNESS_OFFER = "faithfulness-offer"  # a long input: the check runs when asked
 FAITHFULNESS_RUN = "faithfulness-run-button"
 FAITHFULNESS_OFFER_TEXT = "faithfulness-offer-text"
+SENTENCE_DRAWN = "sentence-drawn-store"  # a new value each time the sentence view answers (drawn, or still current)
 FAITHFULNESS_INPUTS = "faithfulness-inputs-store"  # what the check was last asked for: rerun only on a change
 SELECTION_LABEL = "selected-head-label"
 

@@ -73,10 +73,11 @@ def test_view_callbacks_follow_the_mode_and_level(context):
     assert len(matrix.data) == 1 and label == "layer 2, head 1"
     assert "[CLS]" not in matrix.layout.xaxis.ticktext and "moving" in matrix.layout.xaxis.ticktext
     influence = plotly_figure(views.update_influence(analysis_data=TEXT, method="flow", target="predicted", **words))
-    sentence = views.update_sentence(
+    sentence, answered = views.update_sentence(
         analysis_data=TEXT, canvas={"width": 700}, method="flow", target="predicted", **words
     )
     sentence = plotly_figure(sentence)
+    assert isinstance(answered, int)
     assert "attention flow" in influence.layout.title.text
     assert [t.mode for t in sentence.data] == ["text", "markers"] and sentence.layout.width == 700  # one model
     grid, _ = views.update_head_grid(
@@ -92,7 +93,7 @@ def test_view_callbacks_follow_the_mode_and_level(context):
 
 def test_class_relevance_callbacks_name_the_class_and_the_model_without_head(context):
     influence = views.update_influence(analysis_data=TEXT, method="class_relevance", target="good", **CONTROLS)
-    sentence = views.update_sentence(
+    sentence, _ = views.update_sentence(
         analysis_data=TEXT, canvas=None, method="class_relevance", target="good", **CONTROLS
     )
     assert "class 'good'" in plotly_figure(sentence).layout.title.text
@@ -151,7 +152,7 @@ def test_the_first_views_do_not_wait_for_the_token_choice(tiny_app):
     # the faithfulness check is asked for after the sentence view is drawn (or by its button), never before it
     (ask,) = [spec for spec in specs if spec["output"].startswith(f"..{ids.FAITHFULNESS_INPUTS}.data")]
     triggers = [f"{i['id']}.{i['property']}" for i in ask["inputs"]]
-    assert triggers == [f"{ids.SENTENCE}.figure", f"{ids.FAITHFULNESS_RUN}.n_clicks"]
+    assert triggers == [f"{ids.SENTENCE_DRAWN}.data", f"{ids.FAITHFULNESS_RUN}.n_clicks"]
 
 
 def test_prediction_panel_names_the_label(context):
@@ -338,6 +339,31 @@ def test_a_change_the_sentence_does_not_read_sends_nothing_and_one_it_reads_redr
         response = call(client, f"{ids.SENTENCE}.figure", values, f"{ids.TAU}.value")
         sent = (response.get_json() or {}).get("response", {}) if response.status_code == 200 else {}
         assert (ids.SENTENCE in sent) is redrawn, (method, response.data[:300])
+        assert ids.SENTENCE_DRAWN in sent  # answered either way: the faithfulness check is asked after it
+
+
+def test_the_faithfulness_check_follows_a_change_the_sentence_view_leaves_as_it_is(tiny_app):
+    """τ is not read by the rollout's sentence view, which is then not redrawn, but the faithfulness check reads it:
+    the change still reaches the check (through the sentence view's answer), with the new τ."""
+    from app.service.registry import pair_service
+    from app.testing.dash_http import cascade, dependencies
+    from benchmarks.common import FIRST_SCREEN
+    from benchmarks.dashboard import initial_values
+
+    service = pair_service(server=tiny_app.server)
+    client = tiny_app.server.test_client()
+    values = initial_values(service.num_layers, service.num_heads) | {f"{ids.METHOD}.value": "rollout"}
+    values[f"{ids.ANALYSIS}.data"] = service.analyse("a fine , moving film").to_store()
+    list(cascade(client, dependencies(client), values, f"{ids.ANALYSIS}.data", FIRST_SCREEN))
+    drawn = values[f"{ids.SENTENCE}.figure"]
+    assert values[f"{ids.FAITHFULNESS_INPUTS}.data"]["tau"] == 0.05
+    values[f"{ids.TAU}.value"] = 0.2
+    ran = [
+        spec["output"] for spec, *_ in cascade(client, dependencies(client), values, f"{ids.TAU}.value", FIRST_SCREEN)
+    ]
+    assert any(ids.FAITHFULNESS_INPUTS in output for output in ran)
+    assert values[f"{ids.FAITHFULNESS_INPUTS}.data"]["tau"] == 0.2
+    assert values[f"{ids.SENTENCE}.figure"] is drawn  # the sentence view itself was left as it was
 
 
 def test_a_fold_only_change_sends_nothing_for_a_short_input_and_redraws_a_long_one(tiny_app):

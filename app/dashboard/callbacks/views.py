@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from dash import ALL, Input, Output, Patch, State, ctx, html, no_update
 from dash.exceptions import PreventUpdate
@@ -287,6 +288,7 @@ def update_influence(analysis_data, **controls):
 @declare_view(
     "sentence",
     Output(ids.SENTENCE, "figure"),
+    Output(ids.SENTENCE_DRAWN, "data"),
     inputs={
         "analysis_data": Input(ids.ANALYSIS, "data"),
         "canvas": Input(ids.CANVAS, "data"),
@@ -296,9 +298,13 @@ def update_influence(analysis_data, **controls):
 )
 @guarded
 def update_sentence(analysis_data, canvas, **controls):
+    """The sentence view, and a new value in the sentence-drawn store each time it answers — drawn, or left as it is
+    because it does not read the control that changed: the faithfulness check, which reads some of those (τ, α,
+    sinks, aggregation), is asked after it (:func:`ask_faithfulness`) without the figure in its request."""
+    answered = time.time_ns()
     if unchanged_view("sentence", analysis_data, controls):
-        return no_update
-    return _draw("sentence", analysis_data, None, canvas=canvas_of(canvas), **controls)
+        return no_update, answered
+    return _draw("sentence", analysis_data, None, canvas=canvas_of(canvas), **controls), answered
 
 
 @declare_view(
@@ -340,7 +346,7 @@ FAITHFULNESS_AUTO_WORDS = 100
     Output(ids.FAITHFULNESS_OFFER, "hidden"),
     Output(ids.FAITHFULNESS_OFFER_TEXT, "children"),
     inputs={
-        "_drawn": Input(ids.SENTENCE, "figure"),  # after the sentence view: never delays the decisive view
+        "_drawn": Input(ids.SENTENCE_DRAWN, "data"),  # after the sentence view: never delays the decisive view
         "_run": Input(ids.FAITHFULNESS_RUN, "n_clicks"),
         "analysis_data": State(ids.ANALYSIS, "data"),
         **states("target", *FAITHFULNESS_CONTROLS),

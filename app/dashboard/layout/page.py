@@ -137,6 +137,7 @@ def page_stores(analysis: Analysis | None, selected: tuple[int, int | None]) -> 
         dcc.Store(id=ids.ANALYSIS, data=analysis.to_store() if analysis else None),
         dcc.Store(id=ids.SELECTED_HEAD, data={"layer": selected[0], "head": selected[1]}),
         dcc.Store(id=ids.CANVAS),
+        dcc.Store(id=ids.SENTENCE_DRAWN),
         dcc.Store(id=ids.FAITHFULNESS_INPUTS),
         dcc.Location(id=ids.URL, refresh=False),
         html.Div(id=ids.EXPORT_STATUS, className="export-status", role="status"),
