@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 
 from app.figures.graph_drawn import percent, quantity, records
@@ -123,7 +122,7 @@ def _heads(value) -> tuple[int, ...]:
 
 
 def _number(value: float) -> str:
-    return "–" if value is None or np.isnan(value) else f"{value:.3f}"
+    return "–" if value is None or value != value else f"{value:.3f}"  # NaN != NaN
 
 
 def node_hover(

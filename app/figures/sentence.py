@@ -228,14 +228,13 @@ def make_sentence(
         annotations.append(_segment_mark(x0, page.top + line * page.group - 1, page.font))
     title = "Sentence: " + method_phrase(method, target=target, source=source, layer=scores.layer, measure=measure)
     margin = {"l": page.label_width, "r": RIGHT, "t": TITLE_ROOM, "b": page.room}
-    return figure(
+    drawn = figure(
         traces,
         layout(
             title,
             width=canvas.width,
             height=int(page.height + margin["t"] + margin["b"]),
             margin=margin,
-            shapes=shapes,
             annotations=annotations,
             xaxis={"visible": False, "range": [0, page.text_width], "fixedrange": True},
             yaxis={"visible": False, "range": [page.height, 0], "fixedrange": True},
@@ -243,6 +242,8 @@ def make_sentence(
             meta={"natural_size": True},
         ),
     )
+    drawn["layout"]["shapes"] = shapes  # one box per token and row, never a None in them (:func:`_box`): not walked
+    return drawn
 
 
 def _text_row(scores: _Scores, page: _Page, r: int, row: str) -> tuple[list[dict], dict, list[dict]]:
