@@ -110,6 +110,12 @@ def want(view: str) -> str:
     return f"want-{view}"
 
 
+def answered(view: str) -> str:
+    """Id of the store holding the inputs a view last answered for, drawn or left as it was
+    (``app/dashboard/callbacks/lazy.py``)."""
+    return f"answered-{view}"
+
+
 def card(view: str) -> str:
     """Id of the card holding a view."""
     return f"card-{view}"

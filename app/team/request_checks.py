@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from dash import Dash
 from dash.exceptions import DependencyException
 from flask import Flask, Response, request
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 CALLBACK_ROUTE = "_dash-update-component"
 
@@ -33,7 +32,7 @@ def install_request_checks(server: Flask, dash_apps: Iterable[Dash]) -> None:
         dash_app = routes.get(request.path)
         if dash_app is None or request.method != "POST":
             return None
-        problem = callback_body_problem(_json_body(), dash_app.callback_map)
+        problem = callback_body_problem(request.get_json(silent=True), dash_app.callback_map)
         return None if problem is None else _plain(f"Bad callback request: {problem}.", 400)
 
     def no_such_script(_error: DependencyException) -> Response:
@@ -41,15 +40,6 @@ def install_request_checks(server: Flask, dash_apps: Iterable[Dash]) -> None:
 
     server.before_request(check_callback_body)
     server.register_error_handler(DependencyException, no_such_script)
-
-
-def _json_body() -> object:
-    """The request's JSON body, None when it is not JSON. Parsed as Dash parses it (``get_json()``), so Dash reads
-    it from the request's cache instead of parsing it a second time (``silent=True`` is cached apart)."""
-    try:
-        return request.get_json()
-    except (BadRequest, UnsupportedMediaType):  # not JSON, or not sent as JSON
-        return None
 
 
 def callback_body_problem(body: object, callback_map: dict) -> str | None:

@@ -38,8 +38,8 @@ def install_routes(server: Flask, registry: PairRegistry) -> None:
         :func:`attention.memory.release_freed_memory`): a worker's RSS then follows its byte-bounded cache instead of
         its largest past request. A light request (a redraw) frees little, and trimming after it cost ~0.5 ms of
         CPU plus the page faults of the next request taking the memory back: ~2–3 ms per control change."""
-        start = g.get("cpu_at_start")
-        if start is None or time.thread_time() - start >= HEAVY_CPU_SECONDS:
+        start = g.get("cpu_at_start")  # None: refused by an earlier check (sign-in, the body), a light request
+        if start is not None and time.thread_time() - start >= HEAVY_CPU_SECONDS:
             release_freed_memory()
 
     @server.route("/docs/<name>")

@@ -592,3 +592,33 @@ def test_views_are_computed_when_seen(browser, server):
     wait_until_settled(tab)
     assert not [out for out in asked if figures["influence"] in out], asked  # scrolled away and back: still current
     context.close()
+
+
+def test_a_view_never_keeps_the_figure_of_a_request_the_page_dropped(page):
+    """A change the sentence view reads (relevance method → flow) whose request is still unanswered when a change
+    it does not read follows (sinks): Dash keeps only the newer request's answer, so that answer must draw flow —
+    the gate counts what changed since the view last *answered*, not since it last asked."""
+    held = []
+
+    def hold_the_first_sentence_request(route) -> None:
+        if not held and "sentence-graph.figure" in (route.request.post_data or ""):
+            held.append(route)  # answered only at the end, after the newer request
+            return
+        route.continue_()
+
+    _wait_title(page, "sentence-graph", "attention rollout")
+    page.route("**/_dash-update-component*", hold_the_first_sentence_request)
+    page.click("#relevance-method-dropdown")
+    page.locator("[role=option]", has_text="attention flow").first.click()
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the sentence view was not asked to draw flow"
+    page.click(f"#{ids.SINKS} input")  # sinks: not read by flow's token scores
+    assert "attention flow" in _wait_title(page, "sentence-graph", "attention flow")
+    held[0].continue_()
+    page.unroute("**/_dash-update-component*")
+    page.wait_for_timeout(500)
+    assert "attention flow" in _title(page, "sentence-graph")
+    assert page.console_errors == []

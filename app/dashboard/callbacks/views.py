@@ -54,9 +54,9 @@ def unread(view: str, options: ViewOptions) -> frozenset[str]:
     of the graph or the token scores reads the heads, nor α when the maps hold the residual; an attention method's
     token scores ignore the target class, and a method without graph settings τ, α, sinks and the head aggregation;
     a class method's scores ignore those, the heads and the measure (and, in the sentence view, which never folds,
-    the traced tokens). The graph views read the scores only to fold a long input. What decides the set (method,
-    measure) is always read, so a change of these alone leaves the figure as it was (tested per view, method and
-    measure in tests/dashboard/test_callbacks.py)."""
+    the traced tokens). The graph views read the scores only to fold a long input. The set depends only on what the
+    view reads at these options (the method; for an attention method the measure), so a change of these alone
+    leaves the figure as it was (tested per view, method and measure in tests/dashboard/test_callbacks.py)."""
     if view not in ("sentence", "influence", "sankey", "network"):
         return frozenset()
     maps = ({"heads"} if options.measure != "raw_attention" else set()) | (
@@ -301,7 +301,7 @@ def update_sentence(analysis_data, canvas, **controls):
     """The sentence view, and a new value in the sentence-drawn store each time it answers — drawn, or left as it is
     because it does not read the control that changed: the faithfulness check, which reads some of those (τ, α,
     sinks, aggregation), is asked after it (:func:`ask_faithfulness`) without the figure in its request."""
-    answered = time.time_ns()
+    answered = time.time_ns() // 1000  # µs: below 2**53, exact in the browser's numbers
     if unchanged_view("sentence", analysis_data, controls):
         return no_update, answered
     return _draw("sentence", analysis_data, None, canvas=canvas_of(canvas), **controls), answered

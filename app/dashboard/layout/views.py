@@ -153,6 +153,7 @@ def view_card(view: str, *, extra=None, wide: bool = False, below=None, graph_pr
             below,
             dcc.Store(id=ids.seen(view), data=False),  # on screen? (assets/seen.js)
             dcc.Store(id=ids.want(view)),  # the inputs it was last asked to draw (callbacks/lazy.py)
+            dcc.Store(id=ids.answered(view)),  # the inputs it last answered for (callbacks/lazy.py)
         ],
         className="panel view-card" + (" wide" if wide else ""),
         id=ids.card(view),
