@@ -73,8 +73,8 @@ T = TypeVar("T")
 
 
 # Graphs of an input up to this many tokens are kept in this worker's memo only: at 64 tokens both models' graphs
-# cost ~5 ms to compute and ~4 ms to encode and store plus ~4 ms for another worker to fetch and decode; at 400
-# tokens ~29 ms against the same few ms (docs/deploy.md, "Graphs through the shared cache").
+# cost ~5 ms to compute, ~2 ms to encode and store and ~3 ms for another worker to fetch and decode; at 400 tokens
+# ~29 ms against the same few ms (docs/deploy.md, "Shared analysis cache").
 SHARE_GRAPHS_ABOVE = 128
 
 

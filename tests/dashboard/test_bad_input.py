@@ -314,3 +314,20 @@ def test_option_objects_refuse_bad_values(build, words):
     with pytest.raises(OptionError) as raised:
         build()
     assert words in str(raised.value)
+
+
+@pytest.mark.parametrize("want", ["x", [1, 2], {"key": 5, "changed": "tau"}, {"changed": [3, None]}])
+def test_a_malformed_want_store_draws_the_view_and_keeps_no_answer(tiny_app, want):
+    """The gate's ``want`` value comes from the page: anything but its own shape draws the view (never a traceback)
+    and keeps no answered key, so the next change is counted from scratch."""
+    from app.service.registry import pair_service
+    from app.testing.dash_http import callback_spec, request_body
+
+    client = tiny_app.server.test_client()
+    values = {f"{ids.ANALYSIS}.data": pair_service(server=tiny_app.server).analyse("a fine film").to_store(),
+              f"{ids.want('sentence')}.data": want}  # fmt: skip
+    body = request_body(callback_spec(client, f"{ids.SENTENCE}.figure"), values, f"{ids.want('sentence')}.data")
+    response = client.post("/_dash-update-component", json=body)
+    assert response.status_code == 200, response.data[:300]
+    sent = response.get_json()["response"]
+    assert ids.SENTENCE in sent and sent[ids.answered("sentence")]["data"] is None

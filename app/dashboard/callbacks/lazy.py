@@ -44,13 +44,12 @@ GATE_JS = """function () {
     const key = JSON.stringify(current);
     if (want && want.key === key) { return clientside.no_update; }
     let changed = null;
-    if (typeof answered === "string") {
-        const before = JSON.parse(answered);
-        if (Array.isArray(before) && before.length === COUNT) {
-            changed = PROPS.filter(function (prop, i) {
-                return JSON.stringify(before[i]) !== JSON.stringify(current[i]);
-            });
-        }
+    let before = null;
+    try { before = typeof answered === "string" ? JSON.parse(answered) : null; } catch (error) { before = null; }
+    if (Array.isArray(before) && before.length === COUNT) {
+        changed = PROPS.filter(function (prop, i) {
+            return JSON.stringify(before[i]) !== JSON.stringify(current[i]);
+        });
     }
     return {key: key, changed: changed};
 }"""
@@ -86,7 +85,8 @@ def declare_view(view: str, *outputs: Output, inputs: dict, **kwargs) -> Callabl
             drawn = function(*args, **values)
             if _failed(drawn, len(outputs) + 1):  # nothing answered: the next change redraws
                 return drawn
-            return [*(drawn if len(outputs) > 1 else [drawn]), want.get("key")]
+            key = _wanted(want).get("key")
+            return [*(drawn if len(outputs) > 1 else [drawn]), key if isinstance(key, str) else None]
 
         # only the gate asks (never Dash's call of every callback when the page loads: nothing is seen yet)
         declare(*outputs, Output(ids.answered(view), "data"), inputs={"want": Input(ids.want(view), "data"),
@@ -94,6 +94,12 @@ def declare_view(view: str, *outputs: Output, inputs: dict, **kwargs) -> Callabl
         return when_wanted
 
     return decorator
+
+
+def _wanted(want) -> dict:
+    """The gate's ``want`` value as the gate writes it (a dict); anything else a page could send counts as none:
+    the view draws, and no ``answered`` key is kept."""
+    return want if isinstance(want, dict) else {}
 
 
 def _failed(drawn, count: int) -> bool:
@@ -111,7 +117,8 @@ def changed_props() -> set[str] | None:
         return None
     if len(triggered) == 1 and triggered[0].startswith(ids.want("")):
         want = next(iter(ctx.inputs.values()), None) if ctx.inputs else None
-        triggered = list((want or {}).get("changed") or [])
+        changed = _wanted(want).get("changed")
+        triggered = [item for item in changed if isinstance(item, str)] if isinstance(changed, list) else []
     return {prop.rsplit(".", 1)[0] for prop in triggered}
 
 
